@@ -1,0 +1,7 @@
+module github.com/opendms/dms/sdk/go
+
+go 1.26.8
+
+require github.com/opendms/dms/gen v0.0.0
+
+replace github.com/opendms/dms/gen => ../../gen
