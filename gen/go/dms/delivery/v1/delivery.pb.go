@@ -123,6 +123,92 @@ func (x *GetGroupStatsResponse) GetStats() []*v1.ConsumerGroupStats {
 	return nil
 }
 
+// StateRecord is one entry of a consumer group's delivery-state log in
+// storage (`d/{queue_id}/{group_id}`). The delivery role appends one before
+// it answers a receive or an ack, and replays the log when it loads the
+// group, so that acks and in-flight deadlines survive a crash.
+type StateRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue partition the offsets belong to.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Offsets delivered by this receive; invisible until visible_at_ms.
+	DeliveredOffsets []int64 `protobuf:"varint,2,rep,packed,name=delivered_offsets,json=deliveredOffsets,proto3" json:"delivered_offsets,omitempty"`
+	// When the delivered offsets become visible again unless acknowledged,
+	// in Unix milliseconds.
+	VisibleAtMs int64 `protobuf:"varint,3,opt,name=visible_at_ms,json=visibleAtMs,proto3" json:"visible_at_ms,omitempty"`
+	// Offsets acknowledged successfully.
+	AckedOffsets []int64 `protobuf:"varint,4,rep,packed,name=acked_offsets,json=ackedOffsets,proto3" json:"acked_offsets,omitempty"`
+	// Offsets acknowledged as failed, available again at once.
+	FailedOffsets []int64 `protobuf:"varint,5,rep,packed,name=failed_offsets,json=failedOffsets,proto3" json:"failed_offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateRecord) Reset() {
+	*x = StateRecord{}
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateRecord) ProtoMessage() {}
+
+func (x *StateRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateRecord.ProtoReflect.Descriptor instead.
+func (*StateRecord) Descriptor() ([]byte, []int) {
+	return file_dms_delivery_v1_delivery_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StateRecord) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *StateRecord) GetDeliveredOffsets() []int64 {
+	if x != nil {
+		return x.DeliveredOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetVisibleAtMs() int64 {
+	if x != nil {
+		return x.VisibleAtMs
+	}
+	return 0
+}
+
+func (x *StateRecord) GetAckedOffsets() []int64 {
+	if x != nil {
+		return x.AckedOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetFailedOffsets() []int64 {
+	if x != nil {
+		return x.FailedOffsets
+	}
+	return nil
+}
+
 var File_dms_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
@@ -132,7 +218,13 @@ const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1b\n" +
 	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"I\n" +
 	"\x15GetGroupStatsResponse\x120\n" +
-	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats2q\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\"\xc8\x01\n" +
+	"\vStateRecord\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
+	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
+	"\rvisible_at_ms\x18\x03 \x01(\x03R\vvisibleAtMs\x12#\n" +
+	"\racked_offsets\x18\x04 \x03(\x03R\fackedOffsets\x12%\n" +
+	"\x0efailed_offsets\x18\x05 \x03(\x03R\rfailedOffsets2q\n" +
 	"\x0fDeliveryService\x12^\n" +
 	"\rGetGroupStats\x12%.dms.delivery.v1.GetGroupStatsRequest\x1a&.dms.delivery.v1.GetGroupStatsResponseB:Z8github.com/opendms/dms/gen/go/dms/delivery/v1;deliveryv1b\x06proto3"
 
@@ -148,14 +240,15 @@ func file_dms_delivery_v1_delivery_proto_rawDescGZIP() []byte {
 	return file_dms_delivery_v1_delivery_proto_rawDescData
 }
 
-var file_dms_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_dms_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_dms_delivery_v1_delivery_proto_goTypes = []any{
 	(*GetGroupStatsRequest)(nil),  // 0: dms.delivery.v1.GetGroupStatsRequest
 	(*GetGroupStatsResponse)(nil), // 1: dms.delivery.v1.GetGroupStatsResponse
-	(*v1.ConsumerGroupStats)(nil), // 2: dms.v1.ConsumerGroupStats
+	(*StateRecord)(nil),           // 2: dms.delivery.v1.StateRecord
+	(*v1.ConsumerGroupStats)(nil), // 3: dms.v1.ConsumerGroupStats
 }
 var file_dms_delivery_v1_delivery_proto_depIdxs = []int32{
-	2, // 0: dms.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
+	3, // 0: dms.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
 	0, // 1: dms.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.delivery.v1.GetGroupStatsRequest
 	1, // 2: dms.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.delivery.v1.GetGroupStatsResponse
 	2, // [2:3] is the sub-list for method output_type
@@ -176,7 +269,7 @@ func file_dms_delivery_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_delivery_v1_delivery_proto_rawDesc), len(file_dms_delivery_v1_delivery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,338 @@
+package catalog
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	"github.com/opendms/dms/services/errs"
+)
+
+// EventKind says what changed in the catalog.
+type EventKind int
+
+// The kinds of catalog change.
+const (
+	QueuePut EventKind = iota
+	QueueDeleted
+	GroupPut
+	GroupDeleted
+)
+
+// Event is one change of the catalog seen by the cache.
+type Event struct {
+	Kind    EventKind
+	QueueID string
+	GroupID string // group events only
+}
+
+// Cache is a local copy of the catalog kept current by an etcd watch. Lookups
+// of something the cache does not hold yet (a queue created a moment ago
+// through another process) fall back to one read from etcd, so a client that
+// creates a queue and sends to it at once is never told it does not exist.
+type Cache struct {
+	cli    *clientv3.Client
+	logger *slog.Logger
+
+	mu          sync.RWMutex
+	queues      map[string]*metadatav1.QueueRecord
+	queueByName map[string]string                             // project/name → queue id
+	groups      map[string]map[string]*metadatav1.GroupRecord // queue id → group id → record
+	groupByName map[string]string                             // queue id/name → group id
+	listeners   []func(Event)
+}
+
+// NewCache returns an empty cache; Start fills it.
+func NewCache(cli *clientv3.Client, logger *slog.Logger) *Cache {
+	return &Cache{
+		cli:         cli,
+		logger:      logger,
+		queues:      map[string]*metadatav1.QueueRecord{},
+		queueByName: map[string]string{},
+		groups:      map[string]map[string]*metadatav1.GroupRecord{},
+		groupByName: map[string]string{},
+	}
+}
+
+// Subscribe registers fn to be called after every change the watch applies.
+// fn runs on the watch goroutine and must not block.
+func (c *Cache) Subscribe(fn func(Event)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listeners = append(c.listeners, fn)
+}
+
+// Start loads the whole catalog, then keeps it current until ctx ends.
+func (c *Cache) Start(ctx context.Context) error {
+	rev, err := c.reload(ctx)
+	if err != nil {
+		return err
+	}
+	go c.watchLoop(ctx, rev)
+	return nil
+}
+
+func (c *Cache) watchLoop(ctx context.Context, rev int64) {
+	for ctx.Err() == nil {
+		wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				c.logger.Warn("catalog watch interrupted; reloading", "err", err)
+				break
+			}
+			for _, ev := range resp.Events {
+				c.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
+			}
+			rev = resp.Header.Revision
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if r, err := c.reload(ctx); err == nil {
+			rev = r
+		}
+	}
+}
+
+// reload replaces the cache with a fresh read and reports what disappeared.
+func (c *Cache) reload(ctx context.Context) (int64, error) {
+	resp, err := c.cli.Get(ctx, Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, errs.Wrapf(errs.ErrUnavailable, "catalog: reading etcd: %v", err)
+	}
+	fresh := NewCache(c.cli, c.logger)
+	for _, kv := range resp.Kvs {
+		fresh.apply(string(kv.Key), kv.Value, false)
+	}
+	c.mu.Lock()
+	var gone []Event
+	for id, groups := range c.groups {
+		for gid := range groups {
+			if fresh.groups[id][gid] == nil {
+				gone = append(gone, Event{Kind: GroupDeleted, QueueID: id, GroupID: gid})
+			}
+		}
+	}
+	for id := range c.queues {
+		if fresh.queues[id] == nil {
+			gone = append(gone, Event{Kind: QueueDeleted, QueueID: id})
+		}
+	}
+	c.queues, c.queueByName, c.groups, c.groupByName = fresh.queues, fresh.queueByName, fresh.groups, fresh.groupByName
+	listeners := c.listeners
+	c.mu.Unlock()
+	for _, ev := range gone {
+		for _, fn := range listeners {
+			fn(ev)
+		}
+	}
+	return resp.Header.Revision, nil
+}
+
+// apply folds one key change into the cache and tells the listeners.
+func (c *Cache) apply(key string, value []byte, deleted bool) {
+	var ev Event
+	c.mu.Lock()
+	switch {
+	case strings.HasPrefix(key, queuePrefix):
+		id := strings.TrimPrefix(key, queuePrefix)
+		if old := c.queues[id]; old != nil {
+			delete(c.queueByName, old.GetProject()+"/"+old.GetDisplayName())
+		}
+		ev = Event{Kind: QueueDeleted, QueueID: id}
+		delete(c.queues, id)
+		if !deleted {
+			rec := &metadatav1.QueueRecord{}
+			if err := proto.Unmarshal(value, rec); err != nil {
+				c.mu.Unlock()
+				c.logger.Error("catalog: undecodable queue record", "key", key, "err", err)
+				return
+			}
+			c.queues[id] = rec
+			c.queueByName[rec.GetProject()+"/"+rec.GetDisplayName()] = id
+			ev.Kind = QueuePut
+		}
+	case strings.HasPrefix(key, groupPrefix):
+		queueID, groupID, ok := strings.Cut(strings.TrimPrefix(key, groupPrefix), "/")
+		if !ok {
+			c.mu.Unlock()
+			return
+		}
+		if old := c.groups[queueID][groupID]; old != nil {
+			delete(c.groupByName, queueID+"/"+old.GetDisplayName())
+			delete(c.groups[queueID], groupID)
+		}
+		ev = Event{Kind: GroupDeleted, QueueID: queueID, GroupID: groupID}
+		if !deleted {
+			rec := &metadatav1.GroupRecord{}
+			if err := proto.Unmarshal(value, rec); err != nil {
+				c.mu.Unlock()
+				c.logger.Error("catalog: undecodable group record", "key", key, "err", err)
+				return
+			}
+			if c.groups[queueID] == nil {
+				c.groups[queueID] = map[string]*metadatav1.GroupRecord{}
+			}
+			c.groups[queueID][groupID] = rec
+			c.groupByName[queueID+"/"+rec.GetDisplayName()] = groupID
+			ev.Kind = GroupPut
+		} else if len(c.groups[queueID]) == 0 {
+			delete(c.groups, queueID)
+		}
+	default:
+		c.mu.Unlock()
+		return // name reservations and counters are the metadata role's business
+	}
+	listeners := c.listeners
+	c.mu.Unlock()
+	for _, fn := range listeners {
+		fn(ev)
+	}
+}
+
+// ResolveQueue finds a queue of a project by id or display name.
+func (c *Cache) ResolveQueue(ctx context.Context, project, ref string) (*metadatav1.QueueRecord, error) {
+	var q *metadatav1.QueueRecord
+	if IsQueueID(ref) {
+		q, _ = c.QueueByID(ctx, ref)
+	}
+	if q == nil {
+		c.mu.RLock()
+		id := c.queueByName[project+"/"+ref]
+		c.mu.RUnlock()
+		if id == "" {
+			id = c.fetchString(ctx, QueueNameKey(project, ref))
+		}
+		if id != "" {
+			q, _ = c.QueueByID(ctx, id)
+		}
+	}
+	if q == nil || q.GetProject() != project {
+		return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found in project %q", ref, project)
+	}
+	return q, nil
+}
+
+// QueueByID finds a queue by id in any project.
+func (c *Cache) QueueByID(ctx context.Context, id string) (*metadatav1.QueueRecord, error) {
+	c.mu.RLock()
+	q := c.queues[id]
+	c.mu.RUnlock()
+	if q == nil {
+		q = &metadatav1.QueueRecord{}
+		if !c.fetchRecord(ctx, QueueKey(id), q) {
+			return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", id)
+		}
+	}
+	return q, nil
+}
+
+// ResolveGroup finds a consumer group of a queue by id or display name.
+func (c *Cache) ResolveGroup(ctx context.Context, q *metadatav1.QueueRecord, ref string) (*metadatav1.GroupRecord, error) {
+	c.mu.RLock()
+	g := c.groups[q.GetId()][ref]
+	if g == nil {
+		g = c.groups[q.GetId()][c.groupByName[q.GetId()+"/"+ref]]
+	}
+	c.mu.RUnlock()
+	if g == nil {
+		id := ref
+		if !IsGroupID(ref) {
+			id = c.fetchString(ctx, GroupNameKey(q.GetId(), ref))
+		}
+		if id != "" {
+			rec := &metadatav1.GroupRecord{}
+			if c.fetchRecord(ctx, GroupKey(q.GetId(), id), rec) {
+				g = rec
+			}
+		}
+	}
+	if g == nil {
+		return nil, errs.Wrapf(errs.ErrGroupNotFound, "consumer group %q not found on queue %q", ref, q.GetDisplayName())
+	}
+	return g, nil
+}
+
+// Queues returns the queues of a project, oldest first.
+func (c *Cache) Queues(project string) []*metadatav1.QueueRecord {
+	c.mu.RLock()
+	var out []*metadatav1.QueueRecord
+	for _, q := range c.queues {
+		if project == "" || q.GetProject() == project {
+			out = append(out, q)
+		}
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *metadatav1.QueueRecord) int {
+		return cmp.Or(cmp.Compare(a.GetCreateTimeMs(), b.GetCreateTimeMs()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	return out
+}
+
+// Groups returns the consumer groups of a queue, oldest first.
+func (c *Cache) Groups(queueID string) []*metadatav1.GroupRecord {
+	c.mu.RLock()
+	out := make([]*metadatav1.GroupRecord, 0, len(c.groups[queueID]))
+	for _, g := range c.groups[queueID] {
+		out = append(out, g)
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *metadatav1.GroupRecord) int {
+		return cmp.Or(cmp.Compare(a.GetCreateTimeMs(), b.GetCreateTimeMs()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	return out
+}
+
+func (c *Cache) fetchString(ctx context.Context, key string) string {
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+func (c *Cache) fetchRecord(ctx context.Context, key string, into proto.Message) bool {
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return false
+	}
+	return proto.Unmarshal(resp.Kvs[0].Value, into) == nil
+}
+
+// ResolveQueueName finds the queue a resource name
+// `projects/{project}/queues/{queue}` refers to.
+func (c *Cache) ResolveQueueName(ctx context.Context, name string) (*metadatav1.QueueRecord, error) {
+	qn, err := ParseQueueName(name)
+	if err != nil {
+		return nil, err
+	}
+	return c.ResolveQueue(ctx, qn.Project, qn.Queue)
+}
+
+// ResolveGroupName finds the queue and consumer group a resource name
+// `projects/{project}/queues/{queue}/groups/{group}` refers to.
+func (c *Cache) ResolveGroupName(ctx context.Context, name string) (*metadatav1.QueueRecord, *metadatav1.GroupRecord, error) {
+	gn, err := ParseGroupName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := c.ResolveQueue(ctx, gn.Project, gn.Queue)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := c.ResolveGroup(ctx, q, gn.Group)
+	return q, g, err
+}

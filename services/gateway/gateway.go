@@ -1,0 +1,78 @@
+// Package gateway is the REST role: the public API over HTTP through
+// grpc-gateway at /v1/, the DMS v1.0 compatible API at /v1.0/, and the
+// OpenAPI document of the public API. Both REST surfaces are translations
+// over the public gRPC API; they keep no state.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/gen/openapi"
+	dmsv1compat "github.com/opendms/dms/services/gateway/dmsv1"
+)
+
+// Conns are the connections to the roles behind the public API.
+type Conns struct {
+	Metadata, Ingest, Delivery grpc.ClientConnInterface
+}
+
+// Config of the gateway role.
+type Config struct {
+	MaxQueuesPerProject int
+}
+
+// Register adds the REST routes to mux.
+func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, logger *slog.Logger) error {
+	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}))
+	if err := dmsv1.RegisterQueueServiceHandlerClient(ctx, gw, dmsv1.NewQueueServiceClient(conns.Metadata)); err != nil {
+		return err
+	}
+	if err := dmsv1.RegisterProducerServiceHandlerClient(ctx, gw, dmsv1.NewProducerServiceClient(conns.Ingest)); err != nil {
+		return err
+	}
+	if err := dmsv1.RegisterConsumerServiceHandlerClient(ctx, gw, dmsv1.NewConsumerServiceClient(conns.Delivery)); err != nil {
+		return err
+	}
+	mux.Handle("/v1/", gw)
+	mux.Handle("/v1.0/", dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.Document)
+	})
+	return nil
+}
+
+// roleRouter sends each public service's calls to the role that serves it,
+// so that the compat layer can take one connection.
+type roleRouter struct{ conns Conns }
+
+func (r roleRouter) pick(method string) grpc.ClientConnInterface {
+	switch {
+	case strings.HasPrefix(method, "/"+dmsv1.ProducerService_ServiceDesc.ServiceName+"/"):
+		return r.conns.Ingest
+	case strings.HasPrefix(method, "/"+dmsv1.ConsumerService_ServiceDesc.ServiceName+"/"):
+		return r.conns.Delivery
+	}
+	return r.conns.Metadata
+}
+
+// Invoke implements grpc.ClientConnInterface.
+func (r roleRouter) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return r.pick(method).Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (r roleRouter) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return r.pick(method).NewStream(ctx, desc, method, opts...)
+}

@@ -1,0 +1,137 @@
+// Package ingest is the ingest role, the producers' front door: it
+// validates batches, assigns message ids, picks the partition and appends the
+// batch to storage, answering once it is durable.
+package ingest
+
+import (
+	"context"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
+)
+
+// Batch limits of the native API.
+const (
+	MaxBatchMessages = 1000
+	MaxBatchBytes    = 8 << 20
+	MaxTags          = 3
+)
+
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Engine publishes batches into queues.
+type Engine struct {
+	storage storagev1.StorageServiceClient
+	now     func() time.Time
+
+	// nextPartition spreads the batches of each NORMAL queue round robin;
+	// a whole batch goes to one partition so that it costs one append.
+	nextPartition sync.Map // queue id → *atomic.Uint32
+}
+
+// NewEngine returns an engine appending through a storage client.
+func NewEngine(storage storagev1.StorageServiceClient, now func() time.Time) *Engine {
+	return &Engine{storage: storage, now: now}
+}
+
+// Publish validates msgs as a whole and stores them in q.
+func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message) ([]*dmsv1.SendResult, error) {
+	if err := Validate(msgs); err != nil {
+		return nil, err
+	}
+	partition := e.pickPartition(q)
+	ts := e.now().UnixMilli()
+	records := make([]*storagev1.Record, len(msgs))
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, errs.Wrapf(errs.ErrInternal, "ingest: message id: %v", err)
+		}
+		ids[i] = id.String()
+		records[i] = &storagev1.Record{TimestampMs: ts, MessageId: ids[i], Message: m}
+	}
+	resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), partition), Records: records})
+	if err != nil {
+		return nil, err
+	}
+	results := make([]*dmsv1.SendResult, len(msgs))
+	for i := range msgs {
+		results[i] = &dmsv1.SendResult{MessageId: ids[i], Partition: partition, Offset: resp.GetFirstOffset() + int64(i)}
+	}
+	return results, nil
+}
+
+func (e *Engine) pickPartition(q *metadatav1.QueueRecord) int32 {
+	if q.GetPartitionCount() <= 1 {
+		return 0
+	}
+	c, _ := e.nextPartition.LoadOrStore(q.GetId(), new(atomic.Uint32))
+	return int32(c.(*atomic.Uint32).Add(1) % uint32(q.GetPartitionCount()))
+}
+
+// Validate checks a batch against the limits; the first offending message
+// is named in the error, and nothing of the batch is stored.
+func Validate(msgs []*dmsv1.Message) error {
+	if len(msgs) == 0 {
+		return errs.Wrapf(errs.ErrBatchEmpty, "the batch has no message")
+	}
+	if len(msgs) > MaxBatchMessages {
+		return errs.Wrapf(errs.ErrBatchTooLarge, "a batch has at most %d messages, got %d", MaxBatchMessages, len(msgs))
+	}
+	total := 0
+	for i, m := range msgs {
+		size, err := validateMessage(m)
+		if err != nil {
+			return errs.Wrapf(errs.Of(err), "message %d: %v", i, err)
+		}
+		total += size
+	}
+	if total > MaxBatchBytes {
+		return errs.Wrapf(errs.ErrBatchTooLarge, "a batch has at most %d bytes of messages, got %d", MaxBatchBytes, total)
+	}
+	return nil
+}
+
+// MessageSize is the size counted against the message limit: the body plus
+// attribute names and values.
+func MessageSize(m *dmsv1.Message) int {
+	size := len(m.GetBody())
+	for name, v := range m.GetAttributes() {
+		size += len(name) + 8 + len(v.GetStringValue())
+	}
+	return size
+}
+
+func validateMessage(m *dmsv1.Message) (int, error) {
+	if len(m.GetTags()) > MaxTags {
+		return 0, errs.Wrapf(errs.ErrTagInvalid, "a message has at most %d tags, got %d", MaxTags, len(m.GetTags()))
+	}
+	for _, t := range m.GetTags() {
+		if !tagPattern.MatchString(t) {
+			return 0, errs.Wrapf(errs.ErrTagInvalid, "tag %q must be 1 to 64 characters of [A-Za-z0-9_-]", t)
+		}
+	}
+	for name, v := range m.GetAttributes() {
+		if len(name) < 1 || len(name) > 64 {
+			return 0, errs.Wrapf(errs.ErrAttributeInvalid, "attribute name %q must be 1 to 64 characters", name)
+		}
+		if v.GetKind() == nil {
+			return 0, errs.Wrapf(errs.ErrAttributeInvalid, "attribute %q has no value", name)
+		}
+	}
+	size := MessageSize(m)
+	if size > catalog.MaxMessageBytes {
+		return 0, errs.Wrapf(errs.ErrMessageTooLarge, "the message size is %d, larger than the size limit %d", size, catalog.MaxMessageBytes)
+	}
+	return size, nil
+}

@@ -1,0 +1,49 @@
+package ingest
+
+import (
+	"context"
+
+	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+)
+
+// Handler serves the public ProducerService and the internal IngestService.
+type Handler struct {
+	dmsv1.UnimplementedProducerServiceServer
+	ingestv1.UnimplementedIngestServiceServer
+
+	engine *Engine
+	cache  *catalog.Cache
+}
+
+// NewHandler returns the gRPC handler of the ingest role.
+func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
+	return &Handler{engine: engine, cache: cache}
+}
+
+// SendMessages implements dms.v1.ProducerService.
+func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesRequest) (*dmsv1.SendMessagesResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.Publish(ctx, q, req.GetMessages())
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.SendMessagesResponse{Results: results}, nil
+}
+
+// Publish implements dms.ingest.v1.IngestService.
+func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*ingestv1.PublishResponse, error) {
+	q, err := h.cache.QueueByID(ctx, req.GetQueueId())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.Publish(ctx, q, req.GetMessages())
+	if err != nil {
+		return nil, err
+	}
+	return &ingestv1.PublishResponse{Results: results}, nil
+}

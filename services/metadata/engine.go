@@ -1,0 +1,238 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
+)
+
+// Engine creates and deletes catalog entries. Every change is one etcd
+// transaction guarded by a counter key, so that quotas and name uniqueness
+// hold with any number of metadata processes.
+type Engine struct {
+	cfg    Config
+	cli    *clientv3.Client
+	cache  *catalog.Cache
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// NewEngine returns an engine over an etcd client and the catalog cache.
+func NewEngine(cfg Config, cli *clientv3.Client, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) *Engine {
+	return &Engine{cfg: cfg, cli: cli, cache: cache, now: now, logger: logger}
+}
+
+// QueueSpec is what a client asks for when creating a queue.
+type QueueSpec struct {
+	DisplayName       string
+	Description       string
+	Mode              dmsv1.QueueMode
+	PartitionCount    int32
+	Retention         time.Duration // 0: default
+	DeadLetterEnabled bool
+	MaxConsumeCount   int32
+}
+
+func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) {
+	if err := catalog.ValidateQueueDisplayName(spec.DisplayName); err != nil {
+		return nil, err
+	}
+	if len([]rune(spec.Description)) > 160 {
+		return nil, errs.Wrapf(errs.ErrDescriptionTooLong, "description must be at most 160 characters, got %d", len([]rune(spec.Description)))
+	}
+	if strings.ContainsAny(spec.Description, "<>") {
+		return nil, errs.Wrapf(errs.ErrDescriptionInvalid, "description must not contain '<' or '>'")
+	}
+	mode := spec.Mode
+	if mode == dmsv1.QueueMode_QUEUE_MODE_UNSPECIFIED {
+		mode = dmsv1.QueueMode_QUEUE_MODE_NORMAL
+	}
+	if _, known := dmsv1.QueueMode_name[int32(mode)]; !known {
+		return nil, errs.Wrapf(errs.ErrQueueModeInvalid, "unknown queue mode %d", mode)
+	}
+	partitions := spec.PartitionCount
+	switch {
+	case mode == dmsv1.QueueMode_QUEUE_MODE_FIFO && partitions > 1:
+		return nil, errs.Wrapf(errs.ErrPartitionCountInvalid, "a FIFO queue has exactly one partition, not %d", partitions)
+	case mode == dmsv1.QueueMode_QUEUE_MODE_FIFO:
+		partitions = 1
+	case partitions == 0:
+		partitions = int32(e.cfg.DefaultPartitions)
+	case partitions < 0 || int(partitions) > e.cfg.MaxPartitions:
+		return nil, errs.Wrapf(errs.ErrPartitionCountInvalid, "partition count must be 1 to %d, got %d", e.cfg.MaxPartitions, partitions)
+	}
+	retention := spec.Retention
+	if retention == 0 {
+		retention = e.cfg.DefaultRetention
+	}
+	if retention < time.Hour || retention > e.cfg.DefaultRetention {
+		return nil, errs.Wrapf(errs.ErrRetentionInvalid, "retention must be between 1h and %s, got %s", e.cfg.DefaultRetention, retention)
+	}
+	if spec.DeadLetterEnabled && (spec.MaxConsumeCount < 1 || spec.MaxConsumeCount > 100) {
+		return nil, errs.Wrapf(errs.ErrMaxConsumeCountInvalid, "max_consume_count must be 1 to 100 when dead letters are enabled, got %d", spec.MaxConsumeCount)
+	}
+	return &metadatav1.QueueRecord{
+		DisplayName:       spec.DisplayName,
+		Description:       spec.Description,
+		Mode:              mode,
+		PartitionCount:    partitions,
+		RetentionMs:       retention.Milliseconds(),
+		DeadLetterEnabled: spec.DeadLetterEnabled,
+		MaxConsumeCount:   spec.MaxConsumeCount,
+	}, nil
+}
+
+// CreateQueue validates spec and adds the queue to the catalog.
+func (e *Engine) CreateQueue(ctx context.Context, project string, spec QueueSpec) (*metadatav1.QueueRecord, error) {
+	rec, err := e.validateQueue(spec)
+	if err != nil {
+		return nil, err
+	}
+	rec.Id = catalog.NewQueueID()
+	rec.Project = project
+	rec.CreateTimeMs = e.now().UnixMilli()
+	value, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: encoding queue: %w", err)
+	}
+	nameKey := catalog.QueueNameKey(project, rec.GetDisplayName())
+	err = e.counterTxn(ctx, catalog.QueueCountKey(project), +1, e.cfg.MaxQueuesPerProject,
+		errs.Wrapf(errs.ErrQueueQuotaExceeded, "project %q already has the maximum of %d queues", project, e.cfg.MaxQueuesPerProject),
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0)},
+		errs.Wrapf(errs.ErrQueueAlreadyExists, "a queue named %q already exists in project %q", rec.GetDisplayName(), project),
+		clientv3.OpPut(nameKey, rec.GetId()),
+		clientv3.OpPut(catalog.QueueKey(rec.GetId()), string(value)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	e.logger.Info("queue created", "project", project, "queue", rec.GetDisplayName(), "id", rec.GetId(), "mode", rec.GetMode().String(), "partitions", rec.GetPartitionCount())
+	return rec, nil
+}
+
+// DeleteQueue removes a queue and its groups from the catalog; the storage
+// and delivery roles delete their data when their watch sees it go.
+func (e *Engine) DeleteQueue(ctx context.Context, q *metadatav1.QueueRecord) error {
+	err := e.counterTxn(ctx, catalog.QueueCountKey(q.GetProject()), -1, 0, nil,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(catalog.QueueKey(q.GetId())), ">", 0)},
+		errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", q.GetId()),
+		clientv3.OpDelete(catalog.QueueKey(q.GetId())),
+		clientv3.OpDelete(catalog.QueueNameKey(q.GetProject(), q.GetDisplayName())),
+		clientv3.OpDelete(catalog.GroupsOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
+		clientv3.OpDelete(catalog.GroupNamesOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
+		clientv3.OpDelete(catalog.GroupCountKey(q.GetId())),
+	)
+	if err == nil {
+		e.logger.Info("queue deleted", "project", q.GetProject(), "queue", q.GetDisplayName(), "id", q.GetId())
+	}
+	return err
+}
+
+// CreateGroup adds a consumer group to a queue.
+func (e *Engine) CreateGroup(ctx context.Context, q *metadatav1.QueueRecord, displayName string) (*metadatav1.GroupRecord, error) {
+	if err := catalog.ValidateGroupDisplayName(displayName); err != nil {
+		return nil, err
+	}
+	rec := &metadatav1.GroupRecord{
+		Id:           catalog.NewGroupID(),
+		QueueId:      q.GetId(),
+		DisplayName:  displayName,
+		CreateTimeMs: e.now().UnixMilli(),
+	}
+	value, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: encoding group: %w", err)
+	}
+	nameKey := catalog.GroupNameKey(q.GetId(), displayName)
+	err = e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), +1, e.cfg.MaxGroupsPerQueue,
+		errs.Wrapf(errs.ErrGroupQuotaExceeded, "queue %q already has the maximum of %d consumer groups", q.GetDisplayName(), e.cfg.MaxGroupsPerQueue),
+		[]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(catalog.QueueKey(q.GetId())), ">", 0),
+		},
+		errs.Wrapf(errs.ErrGroupAlreadyExists, "a consumer group named %q already exists on queue %q (or the queue was deleted)", displayName, q.GetDisplayName()),
+		clientv3.OpPut(nameKey, rec.GetId()),
+		clientv3.OpPut(catalog.GroupKey(q.GetId(), rec.GetId()), string(value)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	e.logger.Info("consumer group created", "queue", q.GetId(), "group", displayName, "id", rec.GetId())
+	return rec, nil
+}
+
+// DeleteGroup removes a consumer group from the catalog.
+func (e *Engine) DeleteGroup(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord) error {
+	err := e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), -1, 0, nil,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(catalog.GroupKey(q.GetId(), g.GetId())), ">", 0)},
+		errs.Wrapf(errs.ErrGroupNotFound, "consumer group %q not found", g.GetId()),
+		clientv3.OpDelete(catalog.GroupKey(q.GetId(), g.GetId())),
+		clientv3.OpDelete(catalog.GroupNameKey(q.GetId(), g.GetDisplayName())),
+	)
+	if err == nil {
+		e.logger.Info("consumer group deleted", "queue", q.GetId(), "group", g.GetDisplayName(), "id", g.GetId())
+	}
+	return err
+}
+
+// errCounterMoved asks counterTxn to read the counter again.
+var errCounterMoved = errors.New("metadata: counter moved")
+
+// counterTxn applies ops together with a change of delta to a counter key,
+// provided the counter did not move since it was read, stays within limit
+// (when delta > 0) and every cmp holds. A failed cmp returns condErr.
+func (e *Engine) counterTxn(ctx context.Context, counterKey string, delta, limit int, limitErr error,
+	cmps []clientv3.Cmp, condErr error, ops ...clientv3.Op) error {
+	for {
+		err := e.tryCounterTxn(ctx, counterKey, delta, limit, limitErr, cmps, condErr, ops)
+		if !errors.Is(err, errCounterMoved) {
+			return err
+		}
+	}
+}
+
+func (e *Engine) tryCounterTxn(ctx context.Context, counterKey string, delta, limit int, limitErr error,
+	cmps []clientv3.Cmp, condErr error, ops []clientv3.Op) error {
+	resp, err := e.cli.Get(ctx, counterKey)
+	if err != nil {
+		return errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
+	}
+	count, modRev := 0, int64(0)
+	if len(resp.Kvs) > 0 {
+		count, _ = strconv.Atoi(string(resp.Kvs[0].Value))
+		modRev = resp.Kvs[0].ModRevision
+	}
+	if delta > 0 && count+delta > limit {
+		return limitErr
+	}
+	next := max(count+delta, 0)
+	guard := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(counterKey), "=", modRev)}, cmps...)
+	txn, err := e.cli.Txn(ctx).If(guard...).Then(append(ops, clientv3.OpPut(counterKey, strconv.Itoa(next)))...).Commit()
+	if err != nil {
+		return errs.Wrapf(errs.ErrUnavailable, "metadata: writing etcd: %v", err)
+	}
+	if txn.Succeeded {
+		return nil
+	}
+	// Tell a moved counter from a failed condition by asking again.
+	check, err := e.cli.Txn(ctx).If(cmps...).Commit()
+	if err != nil {
+		return errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
+	}
+	if !check.Succeeded {
+		return condErr
+	}
+	return errCounterMoved
+}

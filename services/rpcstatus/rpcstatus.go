@@ -1,0 +1,96 @@
+// Package rpcstatus is the one place where domain errors become gRPC
+// statuses: a code from the error's kind plus a google.rpc.ErrorInfo detail
+// carrying the stable reason, which the REST surfaces and SDKs show.
+package rpcstatus
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/opendms/dms/services/errs"
+)
+
+// Domain is the ErrorInfo domain of every DMS error.
+const Domain = "dms.opendms.io"
+
+var kindCodes = map[errs.Kind]codes.Code{
+	errs.KindInternal:           codes.Internal,
+	errs.KindInvalidArgument:    codes.InvalidArgument,
+	errs.KindNotFound:           codes.NotFound,
+	errs.KindAlreadyExists:      codes.AlreadyExists,
+	errs.KindResourceExhausted:  codes.ResourceExhausted,
+	errs.KindFailedPrecondition: codes.FailedPrecondition,
+	errs.KindUnavailable:        codes.Unavailable,
+	errs.KindUnimplemented:      codes.Unimplemented,
+}
+
+// New builds the status of a domain error. Errors that already are gRPC
+// statuses (from a call to another role) pass through unchanged, so that a
+// reason raised by storage reaches the client of ingest intact.
+func New(err error) *status.Status {
+	if err == nil {
+		return nil
+	}
+	if s, ok := status.FromError(err); ok {
+		return s
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, err.Error())
+	}
+	e := errs.Of(err)
+	msg := err.Error()
+	if e == errs.ErrInternal && !errors.Is(err, errs.ErrInternal) {
+		msg = "internal error: " + msg
+	}
+	s := status.New(kindCodes[e.Kind], msg)
+	if withInfo, derr := s.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: Domain}); derr == nil {
+		return withInfo
+	}
+	return s
+}
+
+// Error converts a domain error into a gRPC status error.
+func Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	return New(err).Err()
+}
+
+// Reason returns the stable reason of a gRPC status error, or "" when the
+// status carries none.
+func Reason(err error) string {
+	s, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == Domain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// UnaryServerInterceptor converts domain errors returned by handlers.
+func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		return resp, Error(err)
+	}
+}
+
+// StreamServerInterceptor converts domain errors returned by stream handlers.
+func StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return Error(handler(srv, ss))
+	}
+}

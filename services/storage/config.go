@@ -1,0 +1,25 @@
+// Package storage is the storage role: it keeps every log (queue partitions
+// and the internal logs of other roles) in partitionlog files under its data
+// directory and serves the internal StorageService.
+package storage
+
+import (
+	"flag"
+	"time"
+)
+
+// Config of the storage role.
+type Config struct {
+	// Dir is set by the server from its data directory.
+	Dir               string        `yaml:"-"`
+	SegmentBytes      int64         `yaml:"segment_bytes"`
+	AsyncFlush        time.Duration `yaml:"async_flush_interval"`
+	RetentionInterval time.Duration `yaml:"retention_check_interval"`
+}
+
+// RegisterFlags registers the flags of the storage role with their defaults.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.Int64Var(&c.SegmentBytes, "storage.segment-bytes", 64<<20, "Size at which a log rolls to a new segment file.")
+	f.DurationVar(&c.AsyncFlush, "storage.async-flush-interval", 200*time.Millisecond, "How often logs of KAFKA_HT queues are flushed to disk.")
+	f.DurationVar(&c.RetentionInterval, "storage.retention-check-interval", time.Minute, "How often expired segments are looked for.")
+}

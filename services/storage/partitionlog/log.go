@@ -1,0 +1,514 @@
+package partitionlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+const lockFileName = "LOCK"
+
+// Log is a durable, append-only, checksummed log of records stored as a
+// sequence of segment files in one directory. All methods are safe for
+// concurrent use.
+type Log struct {
+	opts   Options
+	dir    string
+	logger *slog.Logger
+	lock   *os.File
+
+	mu     sync.Mutex
+	segs   []*segment    // ordered by base offset; the last one is active
+	closed bool          // guarded by mu
+	notify chan struct{} // closed and replaced whenever NextOffset grows (guarded by mu)
+
+	start atomic.Int64 // first retained offset
+	hw    atomic.Int64 // high watermark: one past the last visible offset
+
+	// Append queue, drained by the writer goroutine.
+	qmu     sync.Mutex
+	queue   []*appendReq
+	spare   []*appendReq
+	qclosed bool
+	qsignal chan struct{} // capacity 1
+
+	writerDone  chan struct{}
+	flusherStop chan struct{}
+	flusherDone chan struct{}
+
+	// Owned by the writer goroutine.
+	active *segment
+	wbuf   []byte
+	ibuf   []byte
+	tbuf   []byte
+
+	dirty       atomic.Bool // async mode: written but not yet fsynced
+	retentionMu sync.Mutex
+
+	syncs atomic.Int64 // fsyncs of segment data, for tests and metrics
+	hooks *testHooks   // fault injection for tests; nil in production
+}
+
+// testHooks lets tests inject faults and observe the writer.
+type testHooks struct {
+	writeAt    func(f *os.File, p []byte, off int64) (int, error)
+	beforeSync func(f *os.File) error
+	onEnqueue  func()
+}
+
+// Open opens the log in opts.Dir, creating it if needed. If the log already
+// exists, Open recovers it after a crash: the last segment is verified batch
+// by batch and truncated after its last complete, valid batch, and its
+// indexes are rebuilt. Older segments are not scanned. The directory is locked
+// against concurrent use by another Log (in this or another process).
+func Open(opts Options) (*Log, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("partitionlog: creating log directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(opts.Dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("partitionlog: opening lock file: %w", err)
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("partitionlog: locking %s (is the log open elsewhere?): %w", opts.Dir, err)
+	}
+	l := &Log{
+		opts:       opts,
+		dir:        opts.Dir,
+		logger:     opts.Logger.With("component", "partitionlog", "dir", opts.Dir),
+		lock:       lock,
+		notify:     make(chan struct{}),
+		qsignal:    make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+	}
+	if err := l.load(); err != nil {
+		for _, s := range l.segs {
+			s.unref()
+		}
+		lock.Close()
+		return nil, err
+	}
+	go l.runWriter()
+	if opts.Durability == DurabilityAsync {
+		l.flusherStop = make(chan struct{})
+		l.flusherDone = make(chan struct{})
+		go l.runFlusher()
+	}
+	return l, nil
+}
+
+// load opens the existing segments (or creates the first one) and recovers
+// the last segment.
+func (l *Log) load() error {
+	ents, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("partitionlog: listing log directory: %w", err)
+	}
+	var bases []int64
+	type other struct {
+		base int64
+		name string
+	}
+	var others []other
+	for _, e := range ents {
+		base, ext, ok := parseSegmentFileName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if ext == logExt {
+			bases = append(bases, base)
+		} else {
+			others = append(others, other{base, e.Name()})
+		}
+	}
+	slices.Sort(bases)
+	dirChanged := false
+	for _, o := range others {
+		if _, found := slices.BinarySearch(bases, o.base); !found {
+			// An index whose log was deleted (retention interrupted by a crash).
+			if err := os.Remove(filepath.Join(l.dir, o.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("partitionlog: removing orphaned index: %w", err)
+			}
+			dirChanged = true
+		}
+	}
+	if len(bases) == 0 {
+		s, err := createSegment(l.dir, 0)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+		dirChanged = true
+	} else {
+		interval := int64(l.opts.IndexIntervalBytes)
+		for i, base := range bases[:len(bases)-1] {
+			s, rebuilt, corrupt, err := openSealedSegment(l.dir, base, bases[i+1], interval)
+			if err != nil {
+				return err
+			}
+			l.segs = append(l.segs, s)
+			if rebuilt {
+				l.logger.Warn("partitionlog: rebuilt inconsistent indexes of sealed segment", "segment", s.logPath)
+			}
+			if corrupt != nil {
+				l.logger.Error("partitionlog: sealed segment is corrupt; reads past the damage will fail", "segment", s.logPath, "err", corrupt)
+			}
+		}
+		s, cut, corrupt, err := recoverActiveSegment(l.dir, bases[len(bases)-1], interval)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+		if cut > 0 {
+			l.logger.Warn("partitionlog: truncated torn or corrupt tail of last segment",
+				"segment", s.logPath, "bytes", cut, "validBytes", s.size, "nextOffset", s.next, "reason", corrupt)
+		}
+	}
+	if dirChanged {
+		if err := syncDir(l.dir); err != nil {
+			return err
+		}
+	}
+	l.active = l.segs[len(l.segs)-1]
+	l.start.Store(l.segs[0].base)
+	l.hw.Store(l.active.next)
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("partitionlog: syncing directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("partitionlog: syncing directory: %w", err)
+	}
+	return nil
+}
+
+// StartOffset returns the first retained offset.
+func (l *Log) StartOffset() int64 { return l.start.Load() }
+
+// NextOffset returns one past the last visible offset (the high watermark).
+func (l *Log) NextOffset() int64 { return l.hw.Load() }
+
+// Size returns the number of bytes the log's segment and index files occupy.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sizeLocked()
+}
+
+func (l *Log) sizeLocked() int64 {
+	var n int64
+	for _, s := range l.segs {
+		n += s.diskSize()
+	}
+	return n
+}
+
+// diskSize is the segment's size on disk as of the last publication.
+func (s *segment) diskSize() int64 {
+	return s.size + s.idxN*idxEntrySize + s.tidxN*tidxEntrySize
+}
+
+// WaitFor blocks until NextOffset() > offset, ctx is done (returning
+// ctx.Err()) or the log is closed (returning ErrClosed).
+func (l *Log) WaitFor(ctx context.Context, offset int64) error {
+	for {
+		if l.hw.Load() > offset {
+			return nil
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		if l.hw.Load() > offset {
+			l.mu.Unlock()
+			return nil
+		}
+		ch := l.notify
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// segView is a consistent snapshot of a segment's visible state.
+type segView struct {
+	size, next, idxN, tidxN, maxTs int64
+}
+
+// acquire returns the segment holding offset from, with a reference taken,
+// or nil if from >= NextOffset().
+func (l *Log) acquire(from int64) (*segment, segView, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, segView{}, ErrClosed
+	}
+	if start := l.start.Load(); from < start {
+		return nil, segView{}, fmt.Errorf("%w: offset %d is below the start offset %d", ErrOffsetOutOfRange, from, start)
+	}
+	if from >= l.hw.Load() {
+		return nil, segView{}, nil
+	}
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > from }) - 1
+	s := l.segs[i]
+	s.ref()
+	return s, s.view(), nil
+}
+
+func (s *segment) view() segView {
+	return segView{size: s.size, next: s.next, idxN: s.idxN, tidxN: s.tidxN, maxTs: s.maxTs}
+}
+
+var scanBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func getScanBuf() *[]byte { return scanBufPool.Get().(*[]byte) }
+
+func putScanBuf(bp *[]byte) {
+	if cap(*bp) <= 1<<20 {
+		scanBufPool.Put(bp)
+	}
+}
+
+// Read returns the visible entries from offset from (inclusive), up to about
+// maxBytes of payload but always at least one entry if one exists at or after
+// from. Reading at or after NextOffset() returns no entries and no error;
+// reading below StartOffset() returns an error wrapping ErrOffsetOutOfRange. A
+// damaged batch yields an error wrapping ErrCorrupt naming the segment file
+// and position (entries before the damage are returned first, by an earlier
+// call). The returned data does not alias any internal buffer.
+func (l *Log) Read(from int64, maxBytes int) ([]Entry, error) {
+	bp := getScanBuf()
+	defer putScanBuf(bp)
+	var out []Entry
+	used := 0
+	for {
+		s, v, err := l.acquire(from)
+		if err != nil || s == nil {
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, err
+		}
+		var done bool
+		out, used, done, err = l.readSegment(s, v, from, maxBytes, out, used, bp)
+		s.unref()
+		if err != nil {
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, err
+		}
+		if done {
+			return out, nil
+		}
+		from = v.next
+	}
+}
+
+// readSegment appends entries of s from offset from. done reports that the
+// byte budget is exhausted.
+func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out []Entry, used int, bp *[]byte) (_ []Entry, _ int, done bool, _ error) {
+	pos, atRel, err := lookupOffset(s.idx, v.idxN, from-s.base)
+	if err != nil {
+		return out, used, false, err
+	}
+	if pos >= v.size {
+		pos, atRel = 0, 0 // defensive: never trust an entry past the visible end
+	}
+	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, *bp)
+	defer func() { *bp = sc.buf[:0] }()
+	for {
+		b, err := sc.next()
+		if err == io.EOF {
+			return out, used, false, nil
+		}
+		if err != nil {
+			return out, used, false, err
+		}
+		if b.lastOffset() < from {
+			continue
+		}
+		first, total := len(out), 0
+		b.forEachRecord(func(off, ts int64, data []byte) bool {
+			if off < from {
+				return true
+			}
+			if len(out) > 0 && (maxBytes <= 0 || used+max(len(data), 1) > maxBytes) {
+				done = true
+				return false
+			}
+			out = append(out, Entry{Offset: off, Timestamp: ts, Data: data})
+			used += max(len(data), 1)
+			total += len(data)
+			return true
+		})
+		// Copy the payloads out of the scan buffer into one allocation.
+		arena := make([]byte, total)
+		for i := first; i < len(out); i++ {
+			n := copy(arena, out[i].Data)
+			out[i].Data = arena[:n:n]
+			arena = arena[n:]
+		}
+		if done || (maxBytes > 0 && used >= maxBytes) || maxBytes <= 0 {
+			return out, used, true, nil
+		}
+	}
+}
+
+// OffsetForTime returns the first offset whose record timestamp is >= ts, or
+// NextOffset() if there is none.
+func (l *Log) OffsetForTime(ts int64) (int64, error) {
+	bp := getScanBuf()
+	defer putScanBuf(bp)
+	after := int64(-1 << 63)
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return 0, ErrClosed
+		}
+		var s *segment
+		for _, c := range l.segs {
+			if c.base >= after && c.next > c.base && c.maxTs >= ts {
+				s = c
+				break
+			}
+		}
+		if s == nil {
+			hw := l.hw.Load()
+			l.mu.Unlock()
+			return hw, nil
+		}
+		s.ref()
+		v := s.view()
+		l.mu.Unlock()
+		off, found, err := s.searchTime(v, ts, bp)
+		s.unref()
+		if err != nil || found {
+			return off, err
+		}
+		after = v.next
+	}
+}
+
+// searchTime finds the first visible record of s with timestamp >= ts.
+func (s *segment) searchTime(v segView, ts int64, bp *[]byte) (int64, bool, error) {
+	rel, err := lookupTime(s.tidx, v.tidxN, ts)
+	if err != nil {
+		return 0, false, err
+	}
+	pos, atRel, err := lookupOffset(s.idx, v.idxN, rel)
+	if err != nil {
+		return 0, false, err
+	}
+	if pos >= v.size {
+		pos, atRel = 0, 0
+	}
+	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, *bp)
+	defer func() { *bp = sc.buf[:0] }()
+	from := s.base + rel
+	for {
+		b, err := sc.next()
+		if err == io.EOF {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		if b.lastOffset() < from || b.maxTs < ts {
+			continue
+		}
+		found := int64(-1)
+		b.forEachRecord(func(off, rts int64, _ []byte) bool {
+			if off >= from && rts >= ts {
+				found = off
+				return false
+			}
+			return true
+		})
+		if found >= 0 {
+			return found, true, nil
+		}
+	}
+}
+
+// Close stops accepting appends, completes the queued ones, fsyncs the active
+// segment and its indexes, stops the flusher and closes the files. Reads and
+// appends after Close fail with ErrClosed.
+func (l *Log) Close() error {
+	l.qmu.Lock()
+	if l.qclosed {
+		l.qmu.Unlock()
+		return ErrClosed
+	}
+	l.qclosed = true
+	l.qmu.Unlock()
+	l.signalWriter()
+	<-l.writerDone
+	if l.flusherStop != nil {
+		close(l.flusherStop)
+		<-l.flusherDone
+	}
+
+	var errs []error
+	a := l.active
+	if err := l.repairTail(a); err != nil {
+		errs = append(errs, err)
+	}
+	if err := l.syncData(a.log); err != nil {
+		errs = append(errs, fmt.Errorf("partitionlog: close: %w", err))
+	}
+	if err := errors.Join(a.idx.Sync(), a.tidx.Sync()); err != nil {
+		errs = append(errs, fmt.Errorf("partitionlog: close: %w", err))
+	}
+
+	l.mu.Lock()
+	l.closed = true
+	segs := l.segs
+	l.segs = nil
+	close(l.notify) // wake WaitFor callers; they observe closed
+	l.mu.Unlock()
+	for _, s := range segs {
+		s.unref()
+	}
+	if err := l.lock.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("partitionlog: close: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Remove closes the log (if still open) and deletes its directory.
+func (l *Log) Remove() error {
+	if err := l.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		l.logger.Warn("partitionlog: error closing log being removed", "err", err)
+	}
+	if err := os.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("partitionlog: removing log directory: %w", err)
+	}
+	return nil
+}

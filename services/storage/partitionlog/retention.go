@@ -1,0 +1,61 @@
+package partitionlog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// EnforceRetention deletes whole segments from the start of the log: each
+// oldest segment is deleted while every one of its records is older than
+// Now()-maxAge (maxAge <= 0: no age limit) or while the log's Size() exceeds
+// maxBytes (maxBytes <= 0: no size limit). The active (last) segment is never
+// deleted. Readers still reading a deleted segment finish normally; later
+// reads below the new StartOffset fail with ErrOffsetOutOfRange.
+func (l *Log) EnforceRetention(maxAge time.Duration, maxBytes int64) (deleted int, err error) {
+	l.retentionMu.Lock()
+	defer l.retentionMu.Unlock()
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	cutoff := l.opts.Now().Add(-maxAge).UnixMilli()
+	total := l.sizeLocked()
+	n := 0
+	for ; n < len(l.segs)-1; n++ {
+		s := l.segs[n]
+		if !(maxAge > 0 && s.maxTs < cutoff) && !(maxBytes > 0 && total > maxBytes) {
+			break
+		}
+		total -= s.diskSize()
+	}
+	if n == 0 {
+		l.mu.Unlock()
+		return 0, nil
+	}
+	victims := append([]*segment(nil), l.segs[:n]...)
+	l.segs = append([]*segment(nil), l.segs[n:]...)
+	l.start.Store(l.segs[0].base)
+	l.mu.Unlock()
+
+	var errs []error
+	for _, s := range victims {
+		l.logger.Info("partitionlog: retention deleting segment", "segment", s.logPath, "nextOffset", s.next)
+		for _, p := range s.paths() {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		s.unref()
+	}
+	if err := syncDir(l.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("partitionlog: retention: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,335 @@
+package partitionlog
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+const (
+	logExt       = ".log"
+	indexExt     = ".index"
+	timeIndexExt = ".timeindex"
+	nameDigits   = 20
+)
+
+func segmentFileName(base int64, ext string) string {
+	return fmt.Sprintf("%020d%s", base, ext)
+}
+
+// parseSegmentFileName parses "<20 digits><ext>" for one of the known
+// extensions.
+func parseSegmentFileName(name string) (base int64, ext string, ok bool) {
+	ext = filepath.Ext(name)
+	switch ext {
+	case logExt, indexExt, timeIndexExt:
+	default:
+		return 0, "", false
+	}
+	stem := strings.TrimSuffix(name, ext)
+	if len(stem) != nameDigits {
+		return 0, "", false
+	}
+	for _, c := range stem {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+	}
+	base, err := strconv.ParseInt(stem, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return base, ext, true
+}
+
+// segment is one log file with its two sparse index files.
+//
+// Lifetime: the Log's segment list holds one reference; readers take another
+// while they use the files. Files are closed when the last reference is
+// dropped, so retention can unlink a segment while it is being read.
+type segment struct {
+	base    int64
+	logPath string
+	log     *os.File
+	idx     *os.File
+	tidx    *os.File
+	refs    atomic.Int32
+
+	// Published (visible) state, guarded by Log.mu.
+	size  int64 // visible bytes of the log file
+	next  int64 // one past the last visible offset
+	idxN  int64 // visible offset index entries
+	tidxN int64 // visible time index entries
+	maxTs int64 // max timestamp of the visible records; math.MinInt64 if none
+
+	// Write state of the active segment, owned by the writer goroutine (and by
+	// Open/Close when the writer is not running).
+	w writeState
+}
+
+type writeState struct {
+	size     int64 // bytes written and kept
+	next     int64 // next offset to assign
+	idxSize  int64 // bytes of the offset index
+	tidxSize int64 // bytes of the time index
+	sinceIdx int64 // batch bytes since the last index entry
+	maxTs    int64
+	// dirtyTail: a failed write may have left bytes past size (or a failed
+	// fsync left an unknown state). They must be truncated away (and the
+	// truncation fsynced) before anything else is written.
+	dirtyTail bool
+}
+
+func (s *segment) ref() { s.refs.Add(1) }
+
+func (s *segment) unref() {
+	if s.refs.Add(-1) == 0 {
+		s.closeFiles()
+	}
+}
+
+func (s *segment) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{s.log, s.idx, s.tidx} {
+		if f != nil {
+			if err := f.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *segment) paths() []string {
+	dir := filepath.Dir(s.logPath)
+	return []string{
+		s.logPath, // the log first: orphaned indexes are cleaned up by Open
+		filepath.Join(dir, segmentFileName(s.base, indexExt)),
+		filepath.Join(dir, segmentFileName(s.base, timeIndexExt)),
+	}
+}
+
+// publishWriteState makes everything written visible. Caller holds Log.mu.
+func (s *segment) publishWriteState() {
+	s.size = s.w.size
+	s.next = s.w.next
+	s.idxN = s.w.idxSize / idxEntrySize
+	s.tidxN = s.w.tidxSize / tidxEntrySize
+	s.maxTs = s.w.maxTs
+}
+
+func openSegmentFiles(dir string, base int64, logFlag int) (*segment, error) {
+	s := &segment{base: base, logPath: filepath.Join(dir, segmentFileName(base, logExt)), maxTs: math.MinInt64}
+	s.refs.Store(1)
+	var err error
+	if s.log, err = os.OpenFile(s.logPath, logFlag, 0o644); err != nil {
+		return nil, fmt.Errorf("partitionlog: opening segment: %w", err)
+	}
+	idxFlag := os.O_RDWR | os.O_CREATE | (logFlag & os.O_TRUNC)
+	if s.idx, err = os.OpenFile(filepath.Join(dir, segmentFileName(base, indexExt)), idxFlag, 0o644); err == nil {
+		s.tidx, err = os.OpenFile(filepath.Join(dir, segmentFileName(base, timeIndexExt)), idxFlag, 0o644)
+	}
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("partitionlog: opening index: %w", err)
+	}
+	return s, nil
+}
+
+// createSegment creates a new, empty active segment.
+func createSegment(dir string, base int64) (*segment, error) {
+	s, err := openSegmentFiles(dir, base, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		for _, p := range (&segment{base: base, logPath: filepath.Join(dir, segmentFileName(base, logExt))}).paths() {
+			os.Remove(p)
+		}
+		return nil, err
+	}
+	s.next, s.w.next = base, base
+	s.w.maxTs = math.MinInt64
+	return s, nil
+}
+
+// scanResult describes the valid prefix of a segment found by indexSegment.
+type scanResult struct {
+	end      int64 // end of the last good batch
+	next     int64 // next offset after the last good batch
+	idxN     int64
+	tidxN    int64
+	sinceIdx int64
+	maxTs    int64
+	corrupt  error // why the scan stopped before the end of the file, if it did
+}
+
+// indexSegment scans the log from the start to end, verifying every batch, and
+// rewrites both index files from it. It stops at the first torn or corrupt
+// batch (reported in corrupt, not as an error). If sealNext >= 0 a sealing
+// time index entry for a segment ending at offset sealNext is appended and the
+// indexes are fsynced.
+func indexSegment(s *segment, end int64, interval int64, sealNext int64) (scanResult, error) {
+	res := scanResult{next: s.base, maxTs: math.MinInt64}
+	for _, f := range []*os.File{s.idx, s.tidx} {
+		if err := f.Truncate(0); err != nil {
+			return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+		}
+	}
+	iw := bufio.NewWriterSize(io.NewOffsetWriter(s.idx, 0), 32<<10)
+	tw := bufio.NewWriterSize(io.NewOffsetWriter(s.tidx, 0), 32<<10)
+	var ebuf [tidxEntrySize]byte
+	sc := newScanner(s.log, s.logPath, 0, end, s.base, nil)
+	sc.readAhead = 1 << 20
+	for {
+		b, err := sc.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, ErrCorrupt) {
+			res.corrupt = err
+			break
+		}
+		if err != nil {
+			return res, err
+		}
+		if res.sinceIdx >= interval {
+			rel := uint32(b.base - s.base)
+			iw.Write(putIdxEntry(ebuf[:0], rel, uint32(b.pos)))
+			tw.Write(putTidxEntry(ebuf[:0], res.maxTs, rel))
+			res.idxN++
+			res.tidxN++
+			res.sinceIdx = 0
+		}
+		res.sinceIdx += b.size()
+		res.maxTs = max(res.maxTs, b.maxTs)
+		res.end = sc.pos
+		res.next = b.next()
+	}
+	if sealNext >= 0 {
+		tw.Write(putTidxEntry(ebuf[:0], res.maxTs, uint32(sealNext-s.base)))
+		res.tidxN++
+	}
+	if err := errors.Join(iw.Flush(), tw.Flush()); err != nil {
+		return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+	}
+	if sealNext >= 0 {
+		if err := errors.Join(s.idx.Sync(), s.tidx.Sync()); err != nil {
+			return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// recoverActiveSegment opens the last segment of the log, verifies it batch by
+// batch, truncates it after the last complete, valid batch and rebuilds its
+// indexes. It reports how many bytes were cut off.
+func recoverActiveSegment(dir string, base int64, interval int64) (*segment, int64, error, error) {
+	s, err := openSegmentFiles(dir, base, os.O_RDWR)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fail := func(err error) (*segment, int64, error, error) {
+		s.closeFiles()
+		return nil, 0, nil, err
+	}
+	fi, err := s.log.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("partitionlog: recovering segment: %w", err))
+	}
+	res, err := indexSegment(s, fi.Size(), interval, -1)
+	if err != nil {
+		return fail(err)
+	}
+	cut := fi.Size() - res.end
+	if cut > 0 {
+		if err := s.log.Truncate(res.end); err != nil {
+			return fail(fmt.Errorf("partitionlog: truncating torn tail of %s: %w", s.logPath, err))
+		}
+		if err := s.log.Sync(); err != nil {
+			return fail(fmt.Errorf("partitionlog: truncating torn tail of %s: %w", s.logPath, err))
+		}
+	}
+	s.w = writeState{
+		size:     res.end,
+		next:     res.next,
+		idxSize:  res.idxN * idxEntrySize,
+		tidxSize: res.tidxN * tidxEntrySize,
+		sinceIdx: res.sinceIdx,
+		maxTs:    res.maxTs,
+	}
+	s.publishWriteState()
+	return s, cut, res.corrupt, nil
+}
+
+// openSealedSegment opens a segment that is followed by another one starting
+// at nextBase. Its data was fsynced when it was rolled, so it is not scanned;
+// only its indexes are checked cheaply and rebuilt if they look inconsistent.
+func openSealedSegment(dir string, base, nextBase int64, interval int64) (s *segment, rebuilt bool, corrupt error, err error) {
+	s, err = openSegmentFiles(dir, base, os.O_RDONLY)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	fi, err := s.log.Stat()
+	if err != nil {
+		s.closeFiles()
+		return nil, false, nil, fmt.Errorf("partitionlog: opening segment: %w", err)
+	}
+	size := fi.Size()
+	idxN, tidxN, maxTs, ok := checkSealedIndexes(s, size, nextBase)
+	if !ok {
+		res, err := indexSegment(s, size, interval, nextBase)
+		if err != nil {
+			s.closeFiles()
+			return nil, false, nil, err
+		}
+		idxN, tidxN, maxTs, corrupt, rebuilt = res.idxN, res.tidxN, res.maxTs, res.corrupt, true
+	}
+	s.size, s.next, s.idxN, s.tidxN, s.maxTs = size, nextBase, idxN, tidxN, maxTs
+	return s, rebuilt, corrupt, nil
+}
+
+// checkSealedIndexes does O(1) consistency checks of a sealed segment's
+// indexes: whole entries, a final sealing time index entry, matching entry
+// counts and a last offset index entry that points at the batch it names.
+func checkSealedIndexes(s *segment, size, nextBase int64) (idxN, tidxN, maxTs int64, ok bool) {
+	ifi, err1 := s.idx.Stat()
+	tfi, err2 := s.tidx.Stat()
+	if err1 != nil || err2 != nil || ifi.Size()%idxEntrySize != 0 || tfi.Size()%tidxEntrySize != 0 {
+		return 0, 0, 0, false
+	}
+	idxN, tidxN = ifi.Size()/idxEntrySize, tfi.Size()/tidxEntrySize
+	count := nextBase - s.base
+	if tidxN == 0 || tidxN-1 != idxN || count < 0 || count > math.MaxUint32 {
+		return 0, 0, 0, false
+	}
+	e, err := readEntries(s.tidx, tidxEntrySize, tidxN-1, tidxN, nil)
+	if err != nil || int64(binary.BigEndian.Uint32(e[8:])) != count {
+		return 0, 0, 0, false
+	}
+	maxTs = int64(binary.BigEndian.Uint64(e))
+	if idxN > 0 {
+		e, err := readEntries(s.idx, idxEntrySize, idxN-1, idxN, nil)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		rel, pos := int64(binary.BigEndian.Uint32(e)), int64(binary.BigEndian.Uint32(e[4:]))
+		if rel >= count || pos+batchHeaderSize > size {
+			return 0, 0, 0, false
+		}
+		var hdr [batchLogOverhead]byte
+		if _, err := s.log.ReadAt(hdr[:], pos); err != nil {
+			return 0, 0, 0, false
+		}
+		length := int64(int32(binary.BigEndian.Uint32(hdr[offLength:])))
+		if int64(binary.BigEndian.Uint64(hdr[:])) != s.base+rel || length < batchHeaderSize-batchLogOverhead || pos+batchLogOverhead+length > size {
+			return 0, 0, 0, false
+		}
+	}
+	return idxN, tidxN, maxTs, true
+}

@@ -1,0 +1,96 @@
+// Package testserver starts a whole dmsd in-process for tests: every role,
+// an embedded etcd on free ports and a temporary data directory, real gRPC
+// and HTTP listeners.
+package testserver
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/opendms/dms/services/server"
+)
+
+// Server is a running in-process dmsd.
+type Server struct {
+	*server.Server
+	// Conn is a gRPC connection to the server's listener.
+	Conn    *grpc.ClientConn
+	DataDir string
+	cfg     server.Config
+}
+
+// Option adjusts the configuration before start.
+type Option func(*server.Config)
+
+// WithFlags applies dmsd command-line flags.
+func WithFlags(args ...string) Option {
+	return func(c *server.Config) {
+		f := flag.NewFlagSet("testserver", flag.PanicOnError)
+		c.RegisterFlags(f)
+		_ = f.Parse(args)
+	}
+}
+
+// Start runs all roles on free ports in a temporary directory; t.Cleanup
+// stops it.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var cfg server.Config
+	f := flag.NewFlagSet("testserver", flag.PanicOnError)
+	cfg.RegisterFlags(f)
+	cfg.DataDir = t.TempDir()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := &Server{DataDir: cfg.DataDir, cfg: cfg}
+	s.start(t)
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv, err := server.New(s.cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server, s.Conn = srv, conn
+}
+
+func (s *Server) stop() {
+	_ = s.Conn.Close()
+	s.Server.Stop()
+}
+
+// Restart stops the server and starts it again on the same data directory,
+// as after an orderly shutdown. Addresses change.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.stop()
+	s.start(t)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
