@@ -203,12 +203,18 @@ func (e *Engine) collect(ctx context.Context, gs *groupState, opts ReceiveOption
 		if fifo && len(p.inflight) > 0 {
 			continue // FIFO: nothing after a message that is still in flight
 		}
-		var taken []*storagev1.StoredRecord
+		rec := &deliveryv1.StateRecord{Partition: int32(pi), VisibleAtMs: deadline.UnixMilli()}
+		taken := 0
+		// take marks the offset in flight at once, so that the scan below
+		// skips a message the redelivery heap already handed out.
 		take := func(r *storagev1.StoredRecord) {
-			taken = append(taken, r)
+			count := p.deliver(r.GetOffset(), deadline)
+			rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
+			out = append(out, e.received(gs, int32(pi), r, count))
 			bytes += len(r.GetRecord().GetMessage().GetBody())
+			taken++
 		}
-		full := func() bool { return len(out)+len(taken) >= opts.MaxMessages || bytes >= maxReceiveBytes }
+		full := func() bool { return len(out) >= opts.MaxMessages || bytes >= maxReceiveBytes }
 		for p.ready.Len() > 0 && !full() {
 			offset := heap.Pop(&p.ready).(int64)
 			if _, inflight := p.inflight[offset]; inflight || p.settled(offset) {
@@ -244,16 +250,9 @@ func (e *Engine) collect(ctx context.Context, gs *groupState, opts ReceiveOption
 			}
 			take(r)
 		}
-		if len(taken) == 0 {
-			continue
+		if taken > 0 {
+			records = append(records, rec)
 		}
-		rec := &deliveryv1.StateRecord{Partition: int32(pi), VisibleAtMs: deadline.UnixMilli()}
-		for _, r := range taken {
-			count := p.deliver(r.GetOffset(), deadline)
-			rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
-			out = append(out, e.received(gs, int32(pi), r, count))
-		}
-		records = append(records, rec)
 	}
 	gs.rotation = (gs.rotation + 1) % n
 	if len(records) > 0 {

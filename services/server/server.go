@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -85,7 +84,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	return &Server{cfg: cfg, logger: logger, now: time.Now, roles: roles}, nil
 }
 
-func (s *Server) runs(role string) bool { return slices.Contains(s.roles, role) }
+// SetClock replaces the clock the roles use for deadlines and timestamps;
+// tests call it before Start.
+func (s *Server) SetClock(now func() time.Time) { s.now = now }
 
 // Start brings the process up and returns once every role serves. On error
 // whatever was started is stopped again.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,33 +24,49 @@ type Server struct {
 	Conn    *grpc.ClientConn
 	DataDir string
 	cfg     server.Config
+	args    []string
+	now     func() time.Time
 }
 
-// Option adjusts the configuration before start.
-type Option func(*server.Config)
+// Option adjusts the server before start.
+type Option func(*Server)
 
-// WithFlags applies dmsd command-line flags.
+// WithFlags adds dmsd command-line flags; the test server's own choices
+// (temporary data directory, free ports) apply only where none is given.
 func WithFlags(args ...string) Option {
-	return func(c *server.Config) {
-		f := flag.NewFlagSet("testserver", flag.PanicOnError)
-		c.RegisterFlags(f)
-		_ = f.Parse(args)
-	}
+	return func(s *Server) { s.args = append(s.args, args...) }
+}
+
+// WithClock makes the roles read time from clock.
+func WithClock(clock *Clock) Option {
+	return func(s *Server) { s.now = clock.Now }
 }
 
 // Start runs all roles on free ports in a temporary directory; t.Cleanup
 // stops it.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	var cfg server.Config
-	f := flag.NewFlagSet("testserver", flag.PanicOnError)
-	cfg.RegisterFlags(f)
-	cfg.DataDir = t.TempDir()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	s := &Server{now: time.Now}
 	for _, o := range opts {
-		o(&cfg)
+		o(s)
 	}
-	s := &Server{DataDir: cfg.DataDir, cfg: cfg}
+	f := flag.NewFlagSet("testserver", flag.ContinueOnError)
+	s.cfg.RegisterFlags(f)
+	if err := f.Parse(s.args); err != nil {
+		t.Fatal(err)
+	}
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	if !given["data-dir"] {
+		s.cfg.DataDir = t.TempDir()
+	}
+	if !given["grpc-addr"] {
+		s.cfg.GRPCAddr = "127.0.0.1:0"
+	}
+	if !given["http-addr"] {
+		s.cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	s.DataDir = s.cfg.DataDir
 	s.start(t)
 	t.Cleanup(s.stop)
 	return s
@@ -65,6 +82,7 @@ func (s *Server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.SetClock(s.now)
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,10 @@ type createGroupsResponse struct {
 }
 
 // createGroups creates a batch of groups all or nothing, as DMS does,
-// although the queue service creates one group per call: limits and
-// duplicate names are checked against the existing groups first, and the
-// groups already created are deleted again if a later one still fails.
+// although the queue service creates one group per call: duplicate names and
+// the limit are checked against the listed groups first, and since the
+// listing may lag behind the catalog, the groups already created are deleted
+// again if a later one still fails.
 func (h *handler) createGroups(w http.ResponseWriter, r *http.Request, t target) error {
 	var req createGroupsRequest
 	if err := readJSON(w, r, managementBody, &req); err != nil {
@@ -41,11 +42,6 @@ func (h *handler) createGroups(w http.ResponseWriter, r *http.Request, t target)
 	if err != nil {
 		return err
 	}
-	if total := len(existing.GetGroups()) + len(req.Groups); total > maxGroupsPerQueue {
-		return errorFor(dmsv1.ErrorReason_ERROR_REASON_GROUP_QUOTA_EXCEEDED,
-			"a queue has at most "+strconv.Itoa(maxGroupsPerQueue)+" consumer groups; it has "+
-				strconv.Itoa(len(existing.GetGroups()))+" and the request adds "+strconv.Itoa(len(req.Groups)))
-	}
 	taken := make(map[string]bool, maxGroupsPerQueue)
 	for _, g := range existing.GetGroups() {
 		taken[g.GetDisplayName()] = true
@@ -56,6 +52,11 @@ func (h *handler) createGroups(w http.ResponseWriter, r *http.Request, t target)
 				"consumer group "+strconv.Quote(g.Name)+" already exists on the queue or is listed twice")
 		}
 		taken[g.Name] = true
+	}
+	if total := len(existing.GetGroups()) + len(req.Groups); total > maxGroupsPerQueue {
+		return errorFor(dmsv1.ErrorReason_ERROR_REASON_GROUP_QUOTA_EXCEEDED,
+			"a queue has at most "+strconv.Itoa(maxGroupsPerQueue)+" consumer groups; it has "+
+				strconv.Itoa(len(existing.GetGroups()))+" and the request adds "+strconv.Itoa(len(req.Groups)))
 	}
 
 	out := createGroupsResponse{Groups: make([]groupRef, 0, len(req.Groups))}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opendms/dms/services/testserver"
 	"github.com/stretchr/testify/assert"
@@ -60,12 +61,14 @@ func testQueues(t *testing.T, c *client) {
 	c.createQueue(map[string]any{
 		"name": "payments", "queue_mode": "FIFO", "redrive_policy": "enable", "max_consume_count": 5,
 	})
+	c.awaitListed("/queues", "queues", 3)
 
 	queueKeys := []string{"created", "description", "eff_date", "group_count", "id", "max_msg_size_byte",
 		"name", "produced_messages", "queue_mode", "reservation"}
 	withDeadLetterKeys := append(slices.Clone(queueKeys), "max_consume_count", "redrive_policy")
 
 	t.Run("list", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodGet, "/queues", nil)
 		require.Equal(t, http.StatusOK, status, string(body))
 		var list struct {
@@ -94,6 +97,7 @@ func testQueues(t *testing.T, c *client) {
 	})
 
 	t.Run("list with dead-letter settings", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodGet, "/queues?include_deadletter=true", nil)
 		require.Equal(t, http.StatusOK, status, string(body))
 		var list struct {
@@ -115,6 +119,7 @@ func testQueues(t *testing.T, c *client) {
 	})
 
 	t.Run("get", func(t *testing.T) {
+		c := c.with(t)
 		q := c.getJSONObject("/queues/" + normalID)
 		assert.ElementsMatch(t, queueKeys, keys(q))
 		assert.Equal(t, normalID, q["id"])
@@ -127,15 +132,18 @@ func testQueues(t *testing.T, c *client) {
 	})
 
 	t.Run("get errors", func(t *testing.T) {
+		c := c.with(t)
 		c.requireError(http.MethodGet, "/queues/"+unknownQueueID, nil, http.StatusNotFound, 10240401)
 		c.requireError(http.MethodGet, "/queues/orders", nil, http.StatusBadRequest, 10240015)
 		c.requireError(http.MethodGet, "/queues/"+normalID+"?include_deadletter=perhaps", nil, http.StatusBadRequest, 10540014)
 	})
 
 	t.Run("delete", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodDelete, "/queues/"+normalID, nil)
 		require.Equal(t, http.StatusNoContent, status, string(body))
 		require.Empty(t, body)
+		c.awaitListed("/queues", "queues", 2)
 		c.requireError(http.MethodGet, "/queues/"+normalID, nil, http.StatusNotFound, 10240401)
 		c.requireError(http.MethodDelete, "/queues/"+normalID, nil, http.StatusNotFound, 10240401)
 		c.requireError(http.MethodDelete, "/queues/not-a-uuid", nil, http.StatusBadRequest, 10240015)
@@ -144,6 +152,7 @@ func testQueues(t *testing.T, c *client) {
 
 func testQueueValidation(t *testing.T, c *client) {
 	c.createQueue(map[string]any{"name": "taken"})
+	c.awaitListed("/queues", "queues", 1)
 	tests := []struct {
 		name     string
 		body     any
@@ -166,11 +175,13 @@ func testQueueValidation(t *testing.T, c *client) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.with(t)
 			c.requireError(http.MethodPost, "/queues", tt.body, http.StatusBadRequest, tt.wantCode)
 		})
 	}
 
 	t.Run("invalid project id", func(t *testing.T) {
+		c := c.with(t)
 		bad := *c
 		bad.project = c.root + strings.Repeat("p", 65)
 		bad.requireError(http.MethodPost, "/queues", map[string]any{"name": "q"}, http.StatusBadRequest, 10240005)
@@ -179,6 +190,7 @@ func testQueueValidation(t *testing.T, c *client) {
 	})
 
 	t.Run("nothing was created by the invalid requests", func(t *testing.T) {
+		c := c.with(t)
 		list := c.getJSONObject("/queues")
 		assert.EqualValues(t, 1, list["total"])
 	})
@@ -195,8 +207,10 @@ func testGroups(t *testing.T, c *client) {
 	}
 	assert.Equal(t, "billing", created[0]["name"])
 	assert.Equal(t, "audit", created[1]["name"])
+	c.awaitListed(groups, "groups", 2)
 
 	t.Run("create errors", func(t *testing.T) {
+		c := c.with(t)
 		tests := []struct {
 			name       string
 			body       any
@@ -212,7 +226,11 @@ func testGroups(t *testing.T, c *client) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
+				c := c.with(t)
 				c.requireError(http.MethodPost, groups, tt.body, tt.wantStatus, tt.wantCode)
+				// A batch that failed part way was undone, which the
+				// listing shows a moment later.
+				c.awaitListed(groups, "groups", 2)
 			})
 		}
 		c.requireError(http.MethodPost, "/queues/"+unknownQueueID+"/groups", groupsBody("a"), http.StatusNotFound, 10240401)
@@ -220,16 +238,18 @@ func testGroups(t *testing.T, c *client) {
 	})
 
 	t.Run("a batch over the limit or with a name twice creates nothing", func(t *testing.T) {
+		c := c.with(t)
 		other := c.createQueue(map[string]any{"name": "other"})["id"].(string)
 		c.requireError(http.MethodPost, "/queues/"+other+"/groups", groupsBody("a", "b", "c", "d"),
 			http.StatusBadRequest, 10240019)
 		c.requireError(http.MethodPost, "/queues/"+other+"/groups", groupsBody("a", "twin", "twin"),
 			http.StatusBadRequest, 10240018)
-		assert.Empty(t, c.listGroups(other, "")["groups"])
+		c.awaitListed("/queues/"+other+"/groups", "groups", 0)
 		assert.Len(t, c.createGroups(other, "a", "b", "c"), 3, "exactly 3 is allowed")
 	})
 
 	t.Run("list", func(t *testing.T) {
+		c := c.with(t)
 		list := c.listGroups(queueID, "")
 		assert.ElementsMatch(t, []string{"groups", "queue_id", "queue_name"}, keys(list))
 		assert.Equal(t, queueID, list["queue_id"])
@@ -252,11 +272,12 @@ func testGroups(t *testing.T, c *client) {
 	})
 
 	t.Run("delete", func(t *testing.T) {
+		c := c.with(t)
 		auditID := created[1]["id"].(string)
 		status, body := c.do(http.MethodDelete, groups+"/"+auditID, nil)
 		require.Equal(t, http.StatusNoContent, status, string(body))
 		require.Empty(t, body)
-		assert.Len(t, c.listGroups(queueID, "")["groups"], 1)
+		c.awaitListed(groups, "groups", 1)
 		c.requireError(http.MethodDelete, groups+"/"+auditID, nil, http.StatusNotFound, 10240405)
 		c.requireError(http.MethodDelete, groups+"/billing", nil, http.StatusBadRequest, 10240016)
 		c.requireError(http.MethodDelete, "/queues/"+unknownQueueID+"/groups/"+auditID, nil, http.StatusNotFound, 10240401)
@@ -269,6 +290,7 @@ func testSend(t *testing.T, c *client) {
 	one := []any{map[string]any{"body": "hi"}}
 
 	t.Run("results", func(t *testing.T) {
+		c := c.with(t)
 		tests := []struct {
 			name   string
 			body   map[string]any
@@ -281,6 +303,7 @@ func testSend(t *testing.T, c *client) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
+				c := c.with(t)
 				status, body := c.do(http.MethodPost, messages, tt.body)
 				require.Equal(t, http.StatusCreated, status, string(body))
 				var resp struct {
@@ -304,6 +327,7 @@ func testSend(t *testing.T, c *client) {
 	})
 
 	t.Run("a batch of several", func(t *testing.T) {
+		c := c.with(t)
 		batch := make([]any, 10)
 		for i := range batch {
 			batch[i] = map[string]any{"body": map[string]any{"n": i}}
@@ -328,6 +352,7 @@ func testSend(t *testing.T, c *client) {
 	assert.EqualValues(t, 14, sentSoFar)
 
 	t.Run("errors", func(t *testing.T) {
+		c := c.with(t)
 		eleven := make([]any, 11)
 		for i := range eleven {
 			eleven[i] = map[string]any{"body": i}
@@ -362,6 +387,7 @@ func testSend(t *testing.T, c *client) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
+				c := c.with(t)
 				e := c.requireError(http.MethodPost, messages, tt.body, tt.wantStatus, tt.wantCode)
 				if tt.wantReason != "" {
 					assert.Equal(t, tt.wantReason, e.Reason)
@@ -375,6 +401,7 @@ func testSend(t *testing.T, c *client) {
 	})
 
 	t.Run("delay_time 0 is no delay", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodPost, messages, batchOf(map[string]any{"body": 1, "delay_time": 0}))
 		require.Equal(t, http.StatusCreated, status, string(body))
 	})
@@ -428,12 +455,14 @@ func testConsume(t *testing.T, c *client) {
 	consume := "/queues/" + queueID + "/groups/" + groupID + "/messages"
 
 	t.Run("nothing to consume is a bare empty array", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodGet, consume+"?time_wait=1", nil)
 		require.Equal(t, http.StatusOK, status, string(body))
 		assert.Equal(t, "[]", strings.TrimSpace(string(body)))
 	})
 
 	t.Run("messages come as a bare array", func(t *testing.T) {
+		c := c.with(t)
 		status, body := c.do(http.MethodPost, "/queues/"+queueID+"/messages",
 			batchOf(map[string]any{"body": "job", "attributes": map[string]any{"k": "v"}}))
 		require.Equal(t, http.StatusCreated, status, string(body))
@@ -455,6 +484,7 @@ func testConsume(t *testing.T, c *client) {
 	})
 
 	t.Run("parameter errors", func(t *testing.T) {
+		c := c.with(t)
 		tests := []struct {
 			query      string
 			wantCode   int
@@ -472,6 +502,7 @@ func testConsume(t *testing.T, c *client) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.query, func(t *testing.T) {
+				c := c.with(t)
 				e := c.requireError(http.MethodGet, consume+"?"+tt.query, nil, http.StatusBadRequest, tt.wantCode)
 				if tt.wantReason != "" {
 					assert.Equal(t, tt.wantReason, e.Reason)
@@ -481,6 +512,7 @@ func testConsume(t *testing.T, c *client) {
 	})
 
 	t.Run("unknown group or queue", func(t *testing.T) {
+		c := c.with(t)
 		c.requireError(http.MethodGet, "/queues/"+queueID+"/groups/"+unknownGroupID+"/messages", nil, http.StatusNotFound, 10240405)
 		c.requireError(http.MethodGet, "/queues/"+queueID+"/groups/workers/messages", nil, http.StatusBadRequest, 10240016)
 		c.requireError(http.MethodGet, "/queues/"+unknownQueueID+"/groups/"+groupID+"/messages", nil, http.StatusNotFound, 10240401)
@@ -491,13 +523,13 @@ func testAck(t *testing.T, c *client) {
 	queueID := c.createQueue(map[string]any{"name": "tasks"})["id"].(string)
 	groupID := c.createGroups(queueID, "doers")[0]["id"].(string)
 	ackPath := "/queues/" + queueID + "/groups/" + groupID + "/ack"
-	ack := func(entries ...map[string]any) (success, fail int) {
-		t.Helper()
+	ack := func(c *client, entries ...map[string]any) (success, fail int) {
+		c.t.Helper()
 		status, body := c.do(http.MethodPost, ackPath, map[string]any{"message": entries})
-		require.Equal(t, http.StatusOK, status, string(body))
+		require.Equal(c.t, http.StatusOK, status, string(body))
 		var resp map[string]int
-		require.NoError(t, json.Unmarshal(body, &resp))
-		require.ElementsMatch(t, []string{"success", "fail"}, keys(resp))
+		require.NoError(c.t, json.Unmarshal(body, &resp))
+		require.ElementsMatch(c.t, []string{"success", "fail"}, keys(resp))
 		return resp["success"], resp["fail"]
 	}
 	entry := func(handler, status string) map[string]any {
@@ -514,32 +546,35 @@ func testAck(t *testing.T, c *client) {
 	first, second, third := got[0].Handler, got[1].Handler, got[2].Handler
 
 	t.Run("acks stop at the first that fails", func(t *testing.T) {
-		success, fail := ack(entry(first, "success"), entry("bogus-handler", "success"), entry(second, "success"))
+		c := c.with(t)
+		success, fail := ack(c, entry(first, "success"), entry("bogus-handler", "success"), entry(second, "success"))
 		assert.Equal(t, 1, success)
 		assert.Equal(t, 2, fail)
 		// The third entry was not applied, so it can still be acked; the
 		// first was, so acking it again fails.
-		success, fail = ack(entry(second, ""))
+		success, fail = ack(c, entry(second, ""))
 		assert.Equal(t, 1, success, "status defaults to success")
 		assert.Equal(t, 0, fail)
-		success, fail = ack(entry(first, "success"))
+		success, fail = ack(c, entry(first, "success"))
 		assert.Equal(t, 0, success)
 		assert.Equal(t, 1, fail)
 	})
 
 	t.Run("a fail ack counts as failed and ends evaluation", func(t *testing.T) {
-		success, fail := ack(entry(third, "fail"))
+		c := c.with(t)
+		success, fail := ack(c, entry(third, "fail"))
 		assert.Equal(t, 0, success)
 		assert.Equal(t, 1, fail)
 		redelivered := c.consumeAtLeast(queueID, groupID, 1)
 		assert.JSONEq(t, string(got[2].Message.Body), string(redelivered[0].Message.Body),
 			"a failed message is consumable again at once")
-		success, fail = ack(entry(redelivered[0].Handler, "success"))
+		success, fail = ack(c, entry(redelivered[0].Handler, "success"))
 		assert.Equal(t, 1, success)
 		assert.Equal(t, 0, fail)
 	})
 
 	t.Run("consumed counts", func(t *testing.T) {
+		c := c.with(t)
 		g := c.listGroups(queueID, "")["groups"].([]any)[0].(map[string]any)
 		assert.EqualValues(t, 3, g["produced_messages"])
 		assert.EqualValues(t, 3, g["consumed_messages"])
@@ -547,12 +582,13 @@ func testAck(t *testing.T, c *client) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
+		c := c.with(t)
 		c.requireError(http.MethodPost, ackPath, map[string]any{"message": []any{entry(first, "maybe")}},
 			http.StatusBadRequest, 10540003)
 		c.requireError(http.MethodPost, ackPath, `{"message":`, http.StatusBadRequest, 10540012)
 		c.requireError(http.MethodPost, "/queues/"+queueID+"/groups/"+unknownGroupID+"/ack",
 			map[string]any{"message": []any{entry(first, "")}}, http.StatusNotFound, 10240405)
-		success, fail := ack()
+		success, fail := ack(c)
 		assert.Equal(t, 0, success+fail)
 	})
 }
@@ -574,6 +610,7 @@ func testQuotas(t *testing.T, c *client) {
 
 	c.createQueue(map[string]any{"name": "q1"})
 	c.createQueue(map[string]any{"name": "q2"})
+	c.awaitListed("/queues", "queues", 2)
 	assert.EqualValues(t, 2, quota()["used"])
 }
 
@@ -592,11 +629,13 @@ func testRouting(t *testing.T, c *client) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			c := c.with(t)
 			c.requireError(tt.method, tt.path, nil, http.StatusNotFound, 10240406)
 		})
 	}
 
 	t.Run("GET and DELETE with Content-Type and no body", func(t *testing.T) {
+		c := c.with(t)
 		for _, req := range []struct {
 			method, path string
 			want         int
@@ -627,6 +666,14 @@ type client struct {
 	http    *http.Client
 	root    string // http://host:port/v1.0/
 	project string // root + project id
+}
+
+// with returns the client for use in a subtest, so that its failures are
+// reported there.
+func (c *client) with(t *testing.T) *client {
+	copied := *c
+	copied.t = t
+	return &copied
 }
 
 // do sends body (a string is sent as is, anything else as JSON) to a path
@@ -716,6 +763,29 @@ func (c *client) createGroups(queueID string, names ...string) []map[string]any 
 	require.NoError(c.t, json.Unmarshal(body, &resp))
 	require.Len(c.t, resp.Groups, len(names))
 	return resp.Groups
+}
+
+// awaitListed waits until the list at path has n entries under key. The
+// server answers lists from a catalog cache that follows etcd, so a list
+// right after a create or delete may lag behind it, much as DMS documents
+// a short "being created" window.
+func (c *client) awaitListed(path, key string, n int) {
+	c.t.Helper()
+	var last string
+	ok := assert.Eventually(c.t, func() bool {
+		resp, err := c.http.Get(c.project + path)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		last = string(body)
+		var v map[string]json.RawMessage
+		var list []any
+		return json.Unmarshal(body, &v) == nil && json.Unmarshal(v[key], &list) == nil && len(list) == n
+	}, 5*time.Second, 10*time.Millisecond)
+	require.True(c.t, ok, "waiting for %d %s at %s; last answer: %s", n, key, path, last)
 }
 
 func (c *client) listGroups(queueID, query string) map[string]any {

@@ -345,7 +345,7 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 	for {
 		b, err := sc.next()
 		if err == io.EOF {
-			return out, used, false, nil
+			return out, used, false, missingTail(s, sc, v)
 		}
 		if err != nil {
 			return out, used, false, err
@@ -378,6 +378,16 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 			return out, used, true, nil
 		}
 	}
+}
+
+// missingTail reports a segment whose data ends before the offset at which
+// the next segment starts (only possible if a sealed segment lost data).
+func missingTail(s *segment, sc *scanner, v segView) error {
+	if sc.expect < v.next {
+		return fmt.Errorf("%w: segment %s: data ends at position %d with offset %d, but the segment holds offsets up to %d",
+			ErrCorrupt, s.logPath, sc.pos, sc.expect, v.next-1)
+	}
+	return nil
 }
 
 // OffsetForTime returns the first offset whose record timestamp is >= ts, or
@@ -435,7 +445,7 @@ func (s *segment) searchTime(v segView, ts int64, bp *[]byte) (int64, bool, erro
 	for {
 		b, err := sc.next()
 		if err == io.EOF {
-			return 0, false, nil
+			return 0, false, missingTail(s, sc, v)
 		}
 		if err != nil {
 			return 0, false, err

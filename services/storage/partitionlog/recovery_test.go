@@ -299,3 +299,23 @@ func TestOrphanIndexesAndEmptyLastSegment(t *testing.T) {
 	m.appendBatch(t, l, []int{10}, []int64{1})
 	checkLog(t, l, m, 0)
 }
+
+func TestTruncatedOlderSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts, m := buildLog(t, dir, 8)
+	segs := segmentLogs(t, dir)
+	bounds := batchBounds(t, segs[0], 0)
+	lastBatch := bounds[len(bounds)-1]
+	require.NoError(t, os.Truncate(segs[0], lastBatch.pos))
+	l, err := Open(opts)
+	require.NoError(t, err)
+	defer l.Close()
+	lost := bounds[len(bounds)-2].next
+	es, err := l.Read(0, 1<<20) // what is left is returned first
+	require.NoError(t, err)
+	requireEntries(t, m.entries[:lost], es)
+	// Data lost from a sealed segment is reported, never skipped silently.
+	_, err = l.Read(lost, 1<<20)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), filepath.Base(segs[0]))
+}

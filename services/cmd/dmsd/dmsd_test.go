@@ -1,0 +1,184 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// dmsd is a dmsd binary run as a child process, driven over HTTP only.
+type dmsd struct {
+	bin, dataDir, httpAddr string
+	cmd                    *exec.Cmd
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (d *dmsd) start(t *testing.T) {
+	d.httpAddr = freeAddr(t)
+	d.cmd = exec.Command(d.bin, "-data-dir", d.dataDir, "-http-addr", d.httpAddr, "-grpc-addr", freeAddr(t), "-log.level", "warn")
+	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, d.cmd.Start())
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + d.httpAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "dmsd did not become healthy")
+}
+
+func (d *dmsd) kill(t *testing.T) {
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGKILL))
+	_ = d.cmd.Wait()
+}
+
+func (d *dmsd) do(t *testing.T, method, path string, body any, want int, out any) {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rd = bytes.NewReader(data)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, "http://"+d.httpAddr+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var raw bytes.Buffer
+	_, _ = raw.ReadFrom(resp.Body)
+	require.Equalf(t, want, resp.StatusCode, "%s %s: %s", method, path, raw.String())
+	if out != nil {
+		require.NoError(t, json.Unmarshal(raw.Bytes(), out))
+	}
+}
+
+type consumed struct {
+	Message struct {
+		Body json.RawMessage `json:"body"`
+	} `json:"message"`
+	Handler string `json:"handler"`
+}
+
+// TestKillNineLosesNothingAcknowledged builds dmsd, produces while it is
+// killed with SIGKILL, restarts it and checks that every message whose send
+// was answered is there, that acked messages stay acked and that delivered
+// but unacked ones come back after their visibility timeout.
+func TestKillNineLosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds dmsd and waits for a 15 s visibility timeout")
+	}
+	bin := filepath.Join(t.TempDir(), "dmsd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	d := &dmsd{bin: bin, dataDir: t.TempDir()}
+	d.start(t)
+	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
+
+	const project = "0123456789abcdef0123456789abcdef"
+	var queue struct{ ID string }
+	d.do(t, "POST", "/v1.0/"+project+"/queues", map[string]any{"name": "crash", "queue_mode": "FIFO"}, 201, &queue)
+	var groups struct{ Groups []struct{ ID string } }
+	d.do(t, "POST", "/v1.0/"+project+"/queues/"+queue.ID+"/groups", map[string]any{"groups": []any{map[string]string{"name": "g"}}}, 201, &groups)
+	base := "/v1.0/" + project + "/queues/" + queue.ID
+	consumePath := base + "/groups/" + groups.Groups[0].ID + "/messages?max_msgs=10&ack_wait=15&time_wait=1"
+
+	// 10 messages first; 5 are acked and 5 left in flight.
+	for i := range 10 {
+		d.do(t, "POST", base+"/messages", map[string]any{"messages": []any{map[string]any{"body": fmt.Sprint(i)}}}, 201, nil)
+	}
+	var got []consumed
+	d.do(t, "GET", consumePath, nil, 200, &got)
+	require.Len(t, got, 10)
+	var acks []map[string]string
+	for _, c := range got[:5] {
+		acks = append(acks, map[string]string{"handler": c.Handler, "status": "success"})
+	}
+	var ackResp struct{ Success, Fail int }
+	d.do(t, "POST", base+"/groups/"+groups.Groups[0].ID+"/ack", map[string]any{"message": acks}, 200, &ackResp)
+	require.Equal(t, 5, ackResp.Success)
+
+	// Producers keep sending while the process is killed.
+	var (
+		mu           sync.Mutex
+		acknowledged []string
+		wg           sync.WaitGroup
+	)
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				body := fmt.Sprintf("p%d-%d", p, i)
+				data, _ := json.Marshal(map[string]any{"messages": []any{map[string]any{"body": body}}})
+				resp, err := http.Post("http://"+d.httpAddr+base+"/messages", "application/json", bytes.NewReader(data))
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					return
+				}
+				mu.Lock()
+				acknowledged = append(acknowledged, body)
+				mu.Unlock()
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acknowledged) >= 200 }, 30*time.Second, time.Millisecond)
+	d.kill(t)
+	wg.Wait()
+	d.start(t)
+
+	// Everything comes back: the 5 unacked after their 15 s visibility, every
+	// acknowledged send, and none of the 5 acked.
+	want := map[string]bool{}
+	for i := 5; i < 10; i++ {
+		want[fmt.Sprintf("%q", fmt.Sprint(i))] = true
+	}
+	for _, b := range acknowledged {
+		want[fmt.Sprintf("%q", b)] = true
+	}
+	seen := map[string]bool{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(seen) < len(want) && time.Now().Before(deadline) {
+		var batch []consumed
+		d.do(t, "GET", consumePath, nil, 200, &batch)
+		var acks []map[string]string
+		for _, c := range batch {
+			body := string(c.Message.Body)
+			for i := range 5 {
+				require.NotEqual(t, fmt.Sprintf("%q", fmt.Sprint(i)), body, "an acked message was delivered again")
+			}
+			seen[body] = true
+			acks = append(acks, map[string]string{"handler": c.Handler})
+		}
+		if len(acks) > 0 {
+			d.do(t, "POST", base+"/groups/"+groups.Groups[0].ID+"/ack", map[string]any{"message": acks}, 200, nil)
+		}
+	}
+	for b := range want {
+		require.Truef(t, seen[b], "message %s was acknowledged to its producer but is lost", b)
+	}
+	t.Logf("%d sends acknowledged before SIGKILL; all %d expected messages delivered after restart", len(acknowledged), len(want))
+}
