@@ -48,6 +48,9 @@ type Cache struct {
 	groups      map[string]map[string]*metadatav1.GroupRecord // queue id → group id → record
 	groupByName map[string]string                             // queue id/name → group id
 	listeners   []func(Event)
+
+	revision int64         // etcd revision the cache reflects
+	advanced chan struct{} // closed and replaced when revision grows
 }
 
 // NewCache returns an empty cache; Start fills it.
@@ -59,6 +62,35 @@ func NewCache(cli *clientv3.Client, logger *slog.Logger) *Cache {
 		queueByName: map[string]string{},
 		groups:      map[string]map[string]*metadatav1.GroupRecord{},
 		groupByName: map[string]string{},
+		advanced:    make(chan struct{}),
+	}
+}
+
+// WaitForRevision blocks until the cache reflects etcd revision rev, so that
+// whoever changed the catalog reads its own write from the cache.
+func (c *Cache) WaitForRevision(ctx context.Context, rev int64) error {
+	for {
+		c.mu.RLock()
+		current, advanced := c.revision, c.advanced
+		c.mu.RUnlock()
+		if current >= rev {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Cache) setRevision(rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rev > c.revision {
+		c.revision = rev
+		close(c.advanced)
+		c.advanced = make(chan struct{})
 	}
 }
 
@@ -82,7 +114,7 @@ func (c *Cache) Start(ctx context.Context) error {
 
 func (c *Cache) watchLoop(ctx context.Context, rev int64) {
 	for ctx.Err() == nil {
-		wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 		for resp := range wch {
 			if err := resp.Err(); err != nil {
 				c.logger.Warn("catalog watch interrupted; reloading", "err", err)
@@ -92,6 +124,7 @@ func (c *Cache) watchLoop(ctx context.Context, rev int64) {
 				c.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
 			}
 			rev = resp.Header.Revision
+			c.setRevision(rev)
 		}
 		if ctx.Err() != nil {
 			return
@@ -139,6 +172,7 @@ func (c *Cache) reload(ctx context.Context) (int64, error) {
 			fn(ev)
 		}
 	}
+	c.setRevision(resp.Header.Revision)
 	return resp.Header.Revision, nil
 }
 

@@ -224,7 +224,9 @@ func (e *Engine) tryCounterTxn(ctx context.Context, counterKey string, delta, li
 		return errs.Wrapf(errs.ErrUnavailable, "metadata: writing etcd: %v", err)
 	}
 	if txn.Succeeded {
-		return nil
+		// Read-your-writes: lists and lookups served from this process's
+		// cache must show the change before the client hears of it.
+		return e.cache.WaitForRevision(ctx, txn.Header.Revision)
 	}
 	// Tell a moved counter from a failed condition by asking again.
 	check, err := e.cli.Txn(ctx).If(cmps...).Commit()

@@ -65,7 +65,10 @@ func crashChild(dir string) {
 	os.Exit(0)
 }
 
-type crashAck struct{ w, seq int; off int64 }
+type crashAck struct {
+	w, seq int
+	off    int64
+}
 
 func TestCrashRecovery(t *testing.T) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {

@@ -295,8 +295,8 @@ func putScanBuf(bp *[]byte) {
 }
 
 // Read returns the visible entries from offset from (inclusive), up to about
-// maxBytes of payload but always at least one entry if one exists at or after
-// from. Reading at or after NextOffset() returns no entries and no error;
+// maxBytes of payload (each entry counting at least one byte) but always at
+// least one entry if one exists at or after from. Reading at or after NextOffset() returns no entries and no error;
 // reading below StartOffset() returns an error wrapping ErrOffsetOutOfRange. A
 // damaged batch yields an error wrapping ErrCorrupt naming the segment file
 // and position (entries before the damage are returned first, by an earlier

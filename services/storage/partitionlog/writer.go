@@ -32,10 +32,10 @@ const maxPooledBatch = 1 << 20
 // Append appends recs as one batch with consecutive offsets and returns the
 // offset of the first. It is all or nothing. With DurabilitySync it returns
 // once the batch is fsynced (sharing the write and fsync with concurrent
-// appends); with DurabilityAsync once it is written to the OS. If ctx is done
-// before the batch is written, Append returns ctx.Err() and the batch is not
-// appended; if ctx is done while the batch is being written, Append returns
-// ctx.Err() and the batch may or may not be appended. An empty recs appends
+// appends); with DurabilityAsync once it is written to the OS. On error the
+// returned offset is -1. If ctx is done before Append returns, it returns
+// ctx.Err(); the batch is then appended only if the writer had already taken
+// it (a batch still queued when ctx is done is dropped). An empty recs appends
 // nothing and returns NextOffset().
 func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err error) {
 	if len(recs) == 0 {

@@ -1,0 +1,46 @@
+# The project's commands. `make test` is what CI runs (.ci/run): it installs
+# the pinned tools, checks the protos and generated code, builds and vets
+# every Go module and runs every test suite.
+
+SHELL := /bin/bash
+BIN := $(CURDIR)/.cache/bin
+export PATH := $(BIN):$(PATH)
+GO_MODULES := gen services sdk/go loadtest
+
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test bench
+
+run: ## Run dmsd with every role, embedded etcd and ./data.
+	go run ./services/cmd/dmsd
+
+test: tools check-generated lint-proto breaking build vet go-test
+
+tools:
+	@./scripts/tools.sh >/dev/null
+
+generate: tools ## Regenerate Go code and the OpenAPI document from proto/.
+	buf generate
+	buf generate --template buf.gen.openapi.yaml
+
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+		echo "generated code is stale: run 'make generate' and commit the result"; \
+		git status --porcelain -- gen; exit 1; fi
+
+lint-proto: tools
+	buf lint
+
+breaking: tools
+	./scripts/buf-breaking.sh
+
+build:
+	@for m in $(GO_MODULES); do echo "go build $$m"; (cd $$m && go build ./...) || exit 1; done
+
+vet:
+	@for m in $(GO_MODULES); do echo "go vet $$m"; (cd $$m && go vet ./...) || exit 1; done
+	@test -z "$$(gofmt -l $(GO_MODULES))" || { gofmt -l $(GO_MODULES); echo "gofmt needed"; exit 1; }
+
+go-test:
+	@for m in $(GO_MODULES); do (cd $$m && go test -count=1 -timeout 20m ./...) || exit 1; done
+
+bench: ## Short benchmarks of the send paths and the partition log.
+	cd services && go test -run '^$$' -bench . -benchtime 3s ./server/ ./storage/partitionlog/
