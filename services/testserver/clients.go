@@ -14,10 +14,14 @@ import (
 func (s *Server) Queues() dmsv1.QueueServiceClient { return dmsv1.NewQueueServiceClient(s.Conn) }
 
 // Producer returns a ProducerService client.
-func (s *Server) Producer() dmsv1.ProducerServiceClient { return dmsv1.NewProducerServiceClient(s.Conn) }
+func (s *Server) Producer() dmsv1.ProducerServiceClient {
+	return dmsv1.NewProducerServiceClient(s.Conn)
+}
 
 // Consumer returns a ConsumerService client.
-func (s *Server) Consumer() dmsv1.ConsumerServiceClient { return dmsv1.NewConsumerServiceClient(s.Conn) }
+func (s *Server) Consumer() dmsv1.ConsumerServiceClient {
+	return dmsv1.NewConsumerServiceClient(s.Conn)
+}
 
 // CreateQueue creates a queue in project or fails the test.
 func (s *Server) CreateQueue(t testing.TB, project string, q *dmsv1.Queue) *dmsv1.Queue {
