@@ -55,12 +55,43 @@ func PartitionLog(queueID string, partition int32) string {
 // DeliveryStateLog names the storage log of a consumer group's delivery state.
 func DeliveryStateLog(queueID, groupID string) string { return "d/" + queueID + "/" + groupID }
 
-// ParseLog splits a log name into its kind ("q" or "d"), queue id and the
-// rest (partition number or group id).
+// DeadLetterLog names the log of a consumer group's dead letters.
+func DeadLetterLog(queueID, groupID string) string { return "x/" + queueID + "/" + groupID }
+
+// DeadLetterStateLog names the delivery state log of a group's dead letters.
+func DeadLetterStateLog(queueID, groupID string) string { return "y/" + queueID + "/" + groupID }
+
+// BroadcastStateLog names the delivery state log of one broadcast consumer.
+func BroadcastStateLog(queueID, groupID, consumerID string) string {
+	return "b/" + queueID + "/" + groupID + broadcastSeparator + consumerID
+}
+
+// broadcastSeparator joins group and consumer ids; neither contains it.
+const broadcastSeparator = "~"
+
+// InternalLogKinds are the kinds of log that belong to a consumer group.
+var InternalLogKinds = []string{"d", "x", "y", "b"}
+
+// ParseLog splits a log name into its kind (q, d, x, y or b), queue id and
+// the rest (a partition number, or a group id, or for b a group id and a
+// consumer id joined by "~").
 func ParseLog(name string) (kind, queueID, rest string, ok bool) {
 	parts := strings.Split(name, "/")
-	if len(parts) != 3 || (parts[0] != "q" && parts[0] != "d") || !IsQueueID(parts[1]) || parts[2] == "" {
+	if len(parts) != 3 || !IsQueueID(parts[1]) || parts[2] == "" {
 		return "", "", "", false
 	}
-	return parts[0], parts[1], parts[2], true
+	switch parts[0] {
+	case "q", "d", "x", "y", "b":
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
+// LogGroup returns the group id an internal log belongs to.
+func LogGroup(kind, rest string) string {
+	if kind == "b" {
+		group, _, _ := strings.Cut(rest, broadcastSeparator)
+		return group
+	}
+	return rest
 }

@@ -126,3 +126,13 @@ func ValidateGroupDisplayName(n string) error {
 
 // MaxMessageBytes is the largest message (body plus attributes) a queue takes.
 const MaxMessageBytes = 512 * 1024
+
+var consumerIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// ValidateConsumerID checks the id a broadcast consumer names itself by.
+func ValidateConsumerID(id string) error {
+	if !consumerIDPattern.MatchString(id) {
+		return errs.Wrapf(errs.ErrConsumerIDRequired, "consumer id %q must be 1 to 128 characters of [A-Za-z0-9_.-]", id)
+	}
+	return nil
+}

@@ -233,3 +233,47 @@ func TestReceiveParametersAreValidated(t *testing.T) {
 		})
 	}
 }
+
+func TestLongPollWakesOnFirstMessageOfANewQueue(t *testing.T) {
+	s, _ := start(t)
+	q := s.CreateQueue(t, project, &dmsv1.Queue{DisplayName: "fresh", PartitionCount: 2})
+	g := s.CreateGroup(t, q, "g")
+	got := make(chan []*dmsv1.ReceivedMessage)
+	go func() {
+		resp, err := s.Consumer().ReceiveMessages(context.Background(), &dmsv1.ReceiveMessagesRequest{Group: g.GetName(), WaitTime: durationpb.New(60 * time.Second)})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp.GetMessages()
+	}()
+	s.Send(t, q, "first")
+	select {
+	case msgs := <-got:
+		require.Equal(t, []string{"first"}, testserver.Bodies(msgs))
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long poll did not wake for the first message of a partition never written to")
+	}
+}
+
+func TestFIFOSuccessAckWakesAWaitingReceive(t *testing.T) {
+	s, _ := start(t)
+	q := s.CreateQueue(t, project, fifo)
+	g := s.CreateGroup(t, q, "g")
+	s.Send(t, q, "m0", "m1")
+	m0 := s.Receive(t, g, 1, 30*time.Second)
+	got := make(chan []*dmsv1.ReceivedMessage)
+	go func() {
+		resp, err := s.Consumer().ReceiveMessages(context.Background(), &dmsv1.ReceiveMessagesRequest{Group: g.GetName(), WaitTime: durationpb.New(60 * time.Second)})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp.GetMessages()
+	}()
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, m0...)
+	select {
+	case msgs := <-got:
+		require.Equal(t, []string{"m1"}, testserver.Bodies(msgs))
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting FIFO receive was not woken by the ack of the message ahead")
+	}
+}

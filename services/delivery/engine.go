@@ -1,8 +1,8 @@
 // Package delivery is the delivery role, the consumers' front door: per
 // consumer group and partition it keeps the position, the acked set, the
 // in-flight deliveries with their visibility deadlines and delivery counts,
-// and it makes every change durable in the group's state log in storage
-// before answering.
+// retries and dead letters, and it makes every change durable in a state log
+// in storage before answering.
 package delivery
 
 import (
@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,9 +31,12 @@ const (
 	MaxReceiveMessages = 1000
 	maxReceiveBytes    = 4 << 20
 	readBytes          = 256 << 10
+	// RetryDelay is how long a REDELIVER ack hides a message (the DMS rule:
+	// redelivered messages come back after at least 30 s).
+	RetryDelay = 30 * time.Second
 )
 
-// Engine keeps the delivery state of the consumer groups it serves.
+// Engine keeps the delivery state of the consumptions it serves.
 type Engine struct {
 	storage storagev1.StorageServiceClient
 	cache   *catalog.Cache
@@ -40,89 +44,84 @@ type Engine struct {
 	now     func() time.Time
 	logger  *slog.Logger
 
-	mu     sync.Mutex
-	groups map[string]*groupState // queue id + "/" + group id
-}
-
-// groupState is the delivery state of one consumer group.
-type groupState struct {
-	queue *metadatav1.QueueRecord
-	group *metadatav1.GroupRecord
-	log   string
-
-	mu       sync.Mutex
-	loaded   bool
-	parts    []*partitionState
-	rotation int           // first partition to serve on the next receive
-	changed  chan struct{} // closed when a failed message becomes available
+	mu           sync.Mutex
+	consumptions map[string]*consumption // by state log name
 }
 
 // NewEngine returns a delivery engine. receiptKey signs receipt handles and
 // must be the same in every delivery process of the cluster.
 func NewEngine(storage storagev1.StorageServiceClient, cache *catalog.Cache, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
-	e := &Engine{storage: storage, cache: cache, signer: signer{key: receiptKey}, now: now, logger: logger, groups: map[string]*groupState{}}
+	e := &Engine{storage: storage, cache: cache, signer: signer{key: receiptKey}, now: now, logger: logger, consumptions: map[string]*consumption{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e
 }
 
 func (e *Engine) onCatalogEvent(ev catalog.Event) {
+	if ev.Kind != catalog.QueueDeleted && ev.Kind != catalog.GroupDeleted {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch ev.Kind {
-	case catalog.QueueDeleted:
-		for key, g := range e.groups {
-			if g.queue.GetId() == ev.QueueID {
-				delete(e.groups, key)
-			}
+	for key, c := range e.consumptions {
+		if c.queue.GetId() == ev.QueueID && (ev.Kind == catalog.QueueDeleted || c.group.GetId() == ev.GroupID) {
+			delete(e.consumptions, key)
 		}
-	case catalog.GroupDeleted:
-		delete(e.groups, ev.QueueID+"/"+ev.GroupID)
 	}
 }
 
-// state returns the loaded state of a group, replaying its log on first use.
-func (e *Engine) state(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord) (*groupState, error) {
-	key := q.GetId() + "/" + g.GetId()
+// startPosition says where a consumption without state begins.
+type startPosition int
+
+const (
+	startEarliest startPosition = iota
+	startLatest
+)
+
+// consumption returns the loaded consumption, replaying its state log on
+// first use.
+func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string, start startPosition) (*consumption, error) {
+	c := newConsumption(kind, q, g, consumerID)
 	e.mu.Lock()
-	gs := e.groups[key]
-	if gs == nil {
-		gs = &groupState{queue: q, group: g, log: catalog.DeliveryStateLog(q.GetId(), g.GetId()), changed: make(chan struct{})}
-		e.groups[key] = gs
+	if existing := e.consumptions[c.stateLog]; existing != nil {
+		c = existing
+	} else {
+		e.consumptions[c.stateLog] = c
 	}
 	e.mu.Unlock()
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	if !gs.loaded {
-		if err := e.load(ctx, gs); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.loaded {
+		if err := e.load(ctx, c, start); err != nil {
 			return nil, err
 		}
-		gs.loaded = true
+		c.loaded = true
 	}
-	return gs, nil
+	return c, nil
 }
 
-// load replays the group's state log; a group without one starts at the
-// earliest retained message of each partition.
-func (e *Engine) load(ctx context.Context, gs *groupState) error {
-	gs.parts = make([]*partitionState, gs.queue.GetPartitionCount())
-	logs := make([]string, len(gs.parts))
-	for i := range gs.parts {
-		logs[i] = catalog.PartitionLog(gs.queue.GetId(), int32(i))
-		gs.parts[i] = newPartitionState(logs[i])
+// load replays the consumption's state log; one without state starts at the
+// earliest retained message, or after the latest when asked to.
+func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) error {
+	c.parts = make([]*partitionState, len(c.logs))
+	for i, log := range c.logs {
+		c.parts[i] = newPartitionState(log)
 	}
 	replayed := 0
 	for offset := int64(0); ; {
-		resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: gs.log, Offset: offset, MaxBytes: 4 << 20})
+		resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: c.stateLog, Offset: offset, MaxBytes: 4 << 20})
 		if err != nil {
 			return err
 		}
 		for _, r := range resp.GetRecords() {
 			rec := &deliveryv1.StateRecord{}
 			if err := proto.Unmarshal(r.GetRecord().GetPayload(), rec); err != nil {
-				return fmt.Errorf("delivery: state log %s offset %d: %w", gs.log, r.GetOffset(), err)
+				return fmt.Errorf("delivery: state log %s offset %d: %w", c.stateLog, r.GetOffset(), err)
 			}
-			if p := int(rec.GetPartition()); p >= 0 && p < len(gs.parts) {
-				gs.parts[p].replay(rec)
+			if rec.GetTagFilter() != nil {
+				c.filter = rec.GetTagFilter()
+			}
+			if p := int(rec.GetPartition()); p >= 0 && p < len(c.parts) {
+				c.parts[p].replay(rec)
 			}
 			offset = r.GetOffset() + 1
 			replayed++
@@ -131,18 +130,25 @@ func (e *Engine) load(ctx context.Context, gs *groupState) error {
 			break
 		}
 	}
-	info, err := e.storage.GetLogInfo(ctx, &storagev1.GetLogInfoRequest{Logs: logs})
+	info, err := e.storage.GetLogInfo(ctx, &storagev1.GetLogInfoRequest{Logs: c.logs})
 	if err != nil {
 		return err
 	}
-	for i, p := range gs.parts {
+	for i, p := range c.parts {
 		p.finishReplay()
-		if i < len(info.GetLogs()) {
-			p.skipTo(info.GetLogs()[i].GetStartOffset())
+		p.skipTo(info.GetLogs()[i].GetStartOffset())
+	}
+	if replayed == 0 && start == startLatest {
+		var batch stateBatch
+		for i, p := range c.parts {
+			next := info.GetLogs()[i].GetNextOffset()
+			p.reset(next)
+			batch.rec(int32(i)).SeekOffset = proto.Int64(next)
 		}
+		return e.flush(ctx, c, &batch)
 	}
 	if replayed > 0 {
-		e.logger.Info("delivery state loaded", "queue", gs.queue.GetId(), "group", gs.group.GetId(), "records", replayed)
+		e.logger.Info("delivery state loaded", "log", c.stateLog, "records", replayed)
 	}
 	return nil
 }
@@ -152,23 +158,25 @@ type ReceiveOptions struct {
 	MaxMessages int
 	WaitTime    time.Duration
 	Visibility  time.Duration
+	Filter      *dmsv1.TagFilter
+	AutoAck     bool
 }
 
-// Receive delivers up to opts.MaxMessages messages of the group, waiting up
-// to opts.WaitTime for the first.
-func (e *Engine) Receive(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, opts ReceiveOptions) ([]*dmsv1.ReceivedMessage, error) {
-	gs, err := e.state(ctx, q, g)
+// receive delivers up to opts.MaxMessages messages, waiting up to
+// opts.WaitTime for the first.
+func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOptions) ([]*dmsv1.ReceivedMessage, error) {
+	filter, err := normalizeFilter(opts.Filter)
 	if err != nil {
 		return nil, err
 	}
 	waitUntil := time.Now().Add(opts.WaitTime)
 	for {
-		gs.mu.Lock()
-		msgs, err := e.collect(ctx, gs, opts)
-		changed := gs.changed
-		nextDeadline, hasDeadline := gs.earliestDeadline()
-		readFrom := gs.readPositions()
-		gs.mu.Unlock()
+		c.mu.Lock()
+		msgs, err := e.collect(ctx, c, opts, filter)
+		changed := c.changed
+		timer, hasTimer := c.earliestTimer()
+		readFrom := c.readPositions()
+		c.mu.Unlock()
 		if err != nil || len(msgs) > 0 {
 			return msgs, err
 		}
@@ -176,8 +184,8 @@ func (e *Engine) Receive(ctx context.Context, q *metadatav1.QueueRecord, g *meta
 		if wait <= 0 {
 			return nil, nil
 		}
-		if hasDeadline {
-			wait = min(wait, max(nextDeadline.Sub(e.now()), time.Millisecond))
+		if hasTimer {
+			wait = min(wait, max(timer.Sub(e.now()), time.Millisecond))
 		}
 		if err := e.waitForMessages(ctx, readFrom, changed, wait); err != nil {
 			return nil, err
@@ -185,39 +193,52 @@ func (e *Engine) Receive(ctx context.Context, q *metadatav1.QueueRecord, g *meta
 	}
 }
 
-// collect takes what is available now and records the deliveries durably.
-func (e *Engine) collect(ctx context.Context, gs *groupState, opts ReceiveOptions) ([]*dmsv1.ReceivedMessage, error) {
+// collect takes what is available now and records it durably.
+func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOptions, filter *dmsv1.TagFilter) ([]*dmsv1.ReceivedMessage, error) {
+	var batch stateBatch
+	switch {
+	case filter != nil && c.filter == nil:
+		c.filter = filter
+		batch.rec(0).TagFilter = filter
+	case filter != nil && !sameFilter(filter, c.filter):
+		return nil, errs.Wrapf(errs.ErrTagFilterConflict, "the consumer group keeps the tag filter %v; a receive may repeat it or give none, not %v", c.filter, filter)
+	}
 	now := e.now()
+	if err := e.expire(ctx, c, now, &batch); err != nil {
+		return nil, err
+	}
 	deadline := now.Add(opts.Visibility)
-	fifo := gs.queue.GetMode() == dmsv1.QueueMode_QUEUE_MODE_FIFO
 	var (
-		out     []*dmsv1.ReceivedMessage
-		bytes   int
-		records []*deliveryv1.StateRecord
+		out   []*dmsv1.ReceivedMessage
+		bytes int
 	)
-	n := len(gs.parts)
-	for i := 0; i < n && len(out) < opts.MaxMessages && bytes < maxReceiveBytes; i++ {
-		pi := (gs.rotation + i) % n
-		p := gs.parts[pi]
-		p.expire(now)
-		if fifo && len(p.inflight) > 0 {
-			continue // FIFO: nothing after a message that is still in flight
+	full := func() bool { return len(out) >= opts.MaxMessages || bytes >= maxReceiveBytes }
+	n := len(c.parts)
+	for i := 0; i < n && !full(); i++ {
+		pi := int32((c.rotation + i) % n)
+		p := c.parts[pi]
+		if c.fifo() && p.blocked() {
+			continue // FIFO: nothing after a message that is in flight or waiting for a retry
 		}
-		rec := &deliveryv1.StateRecord{Partition: int32(pi), VisibleAtMs: deadline.UnixMilli()}
-		taken := 0
 		// take marks the offset in flight at once, so that the scan below
 		// skips a message the redelivery heap already handed out.
 		take := func(r *storagev1.StoredRecord) {
-			count := p.deliver(r.GetOffset(), deadline)
-			rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
-			out = append(out, e.received(gs, int32(pi), r, count))
+			rec := batch.rec(pi)
+			count := int32(1)
+			if opts.AutoAck {
+				p.settle(r.GetOffset())
+				rec.AckedOffsets = append(rec.AckedOffsets, r.GetOffset())
+			} else {
+				count = p.deliver(r.GetOffset(), deadline)
+				rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
+				rec.VisibleAtMs = deadline.UnixMilli()
+			}
+			out = append(out, e.received(c, pi, r, count, opts.AutoAck))
 			bytes += len(r.GetRecord().GetMessage().GetBody())
-			taken++
 		}
-		full := func() bool { return len(out) >= opts.MaxMessages || bytes >= maxReceiveBytes }
 		for p.ready.Len() > 0 && !full() {
 			offset := heap.Pop(&p.ready).(int64)
-			if _, inflight := p.inflight[offset]; inflight || p.settled(offset) {
+			if p.busy(offset) || p.settled(offset) {
 				continue
 			}
 			r, err := e.readOne(ctx, p.log, offset)
@@ -226,6 +247,8 @@ func (e *Engine) collect(ctx context.Context, gs *groupState, opts ReceiveOption
 			}
 			if r != nil {
 				take(r)
+			} else {
+				p.settle(offset) // deleted by retention meanwhile
 			}
 		}
 		for !full() {
@@ -245,37 +268,130 @@ func (e *Engine) collect(ctx context.Context, gs *groupState, opts ReceiveOption
 			}
 			r := p.buffered[0]
 			p.buffered = p.buffered[1:]
-			if _, inflight := p.inflight[r.GetOffset()]; inflight || p.settled(r.GetOffset()) {
+			if p.busy(r.GetOffset()) || p.settled(r.GetOffset()) {
+				continue
+			}
+			if !matches(c.filter, r.GetRecord().GetMessage().GetTags()) {
+				// Not for this group: skipped for good without delivery.
+				p.settle(r.GetOffset())
+				batch.rec(pi).AckedOffsets = append(batch.rec(pi).AckedOffsets, r.GetOffset())
 				continue
 			}
 			take(r)
 		}
-		if taken > 0 {
-			records = append(records, rec)
-		}
 	}
-	gs.rotation = (gs.rotation + 1) % n
-	if len(records) > 0 {
-		if err := e.persist(ctx, gs, records); err != nil {
-			return nil, err
-		}
+	c.rotation = (c.rotation + 1) % n
+	if err := e.flush(ctx, c, &batch); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-func (e *Engine) received(gs *groupState, partition int32, r *storagev1.StoredRecord, count int32) *dmsv1.ReceivedMessage {
-	return &dmsv1.ReceivedMessage{
-		MessageId: r.GetRecord().GetMessageId(),
-		ReceiptHandle: e.signer.encode(receipt{
-			queueID: gs.queue.GetId(), groupID: gs.group.GetId(),
-			partition: partition, offset: r.GetOffset(), count: count,
-		}),
+// expire turns in-flight deliveries whose visibility passed into failed
+// attempts, and releases retries that are due.
+func (e *Engine) expire(ctx context.Context, c *consumption, now time.Time, batch *stateBatch) error {
+	for pi, p := range c.parts {
+		for _, offset := range p.due(now) {
+			if err := e.fail(ctx, c, int32(pi), offset, failureTimeout, now, batch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fail handles one failed attempt: the message moves to the dead-letter
+// queue when it failed max_consume_count times, otherwise it is available
+// again at once (fail, timeout) or after the retry delay (redeliver).
+func (e *Engine) fail(ctx context.Context, c *consumption, pi int32, offset int64, reason string, now time.Time, batch *stateBatch) error {
+	p := c.parts[pi]
+	rec := batch.rec(pi)
+	if c.deadLettersEnabled() && p.attempts[offset] >= c.queue.GetMaxConsumeCount() {
+		r, err := e.readOne(ctx, p.log, offset)
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			batch.deadLetters = append(batch.deadLetters, &storagev1.Record{
+				TimestampMs: now.UnixMilli(),
+				MessageId:   r.GetRecord().GetMessageId(),
+				Message:     r.GetRecord().GetMessage(),
+				DeadLetter: &dmsv1.DeadLetterInfo{
+					FailureCount:      p.attempts[offset],
+					LastFailureReason: reason,
+					DeadLetterTime:    timestamppb.New(now),
+					SourcePartition:   pi,
+					SourceOffset:      offset,
+				},
+			})
+		}
+		p.settle(offset)
+		rec.DeadLetteredOffsets = append(rec.DeadLetteredOffsets, offset)
+		return nil
+	}
+	if reason == failureRedeliver {
+		at := now.Add(RetryDelay)
+		p.retry(offset, at)
+		rec.RetryOffsets = append(rec.RetryOffsets, offset)
+		rec.RetryAtMs = at.UnixMilli()
+		return nil
+	}
+	p.release(offset)
+	rec.FailedOffsets = append(rec.FailedOffsets, offset)
+	batch.woke = true
+	return nil
+}
+
+// flush makes a batch durable: dead letters first, then the state records
+// that say they moved, so that a crash in between duplicates a dead letter
+// rather than losing one.
+func (e *Engine) flush(ctx context.Context, c *consumption, batch *stateBatch) error {
+	if batch.empty() {
+		return nil
+	}
+	if len(batch.deadLetters) > 0 {
+		log := catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId())
+		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: batch.deadLetters}); err != nil {
+			return err
+		}
+	}
+	ts := e.now().UnixMilli()
+	out := make([]*storagev1.Record, 0, len(batch.order))
+	for _, pi := range batch.order {
+		payload, err := proto.Marshal(batch.records[pi])
+		if err != nil {
+			return fmt.Errorf("delivery: encoding state: %w", err)
+		}
+		out = append(out, &storagev1.Record{TimestampMs: ts, Payload: payload})
+	}
+	if len(out) > 0 {
+		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: c.stateLog, Records: out}); err != nil {
+			return err
+		}
+	}
+	if batch.woke {
+		c.signalChanged()
+	}
+	return nil
+}
+
+func (e *Engine) received(c *consumption, partition int32, r *storagev1.StoredRecord, count int32, autoAck bool) *dmsv1.ReceivedMessage {
+	m := &dmsv1.ReceivedMessage{
+		MessageId:     r.GetRecord().GetMessageId(),
 		Message:       r.GetRecord().GetMessage(),
 		Partition:     partition,
 		Offset:        r.GetOffset(),
 		PublishTime:   timestamppb.New(time.UnixMilli(r.GetRecord().GetTimestampMs())),
 		DeliveryCount: count,
+		DeadLetter:    r.GetRecord().GetDeadLetter(),
 	}
+	if !autoAck {
+		m.ReceiptHandle = e.signer.encode(receipt{
+			kind: c.kind, queueID: c.queue.GetId(), groupID: c.group.GetId(), consumerID: c.consumerID,
+			partition: partition, offset: r.GetOffset(), count: count,
+		})
+	}
+	return m
 }
 
 // readOne reads the record at offset, or nil when retention deleted it.
@@ -290,40 +406,23 @@ func (e *Engine) readOne(ctx context.Context, log string, offset int64) (*storag
 	return nil, nil
 }
 
-// persist appends state records to the group's log; the caller answers only
-// after it returns.
-func (e *Engine) persist(ctx context.Context, gs *groupState, records []*deliveryv1.StateRecord) error {
-	ts := e.now().UnixMilli()
-	out := make([]*storagev1.Record, len(records))
-	for i, r := range records {
-		payload, err := proto.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("delivery: encoding state: %w", err)
-		}
-		out[i] = &storagev1.Record{TimestampMs: ts, Payload: payload}
-	}
-	_, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: gs.log, Records: out})
-	return err
-}
-
-func (gs *groupState) earliestDeadline() (time.Time, bool) {
+func (c *consumption) earliestTimer() (time.Time, bool) {
 	var earliest time.Time
 	found := false
-	for _, p := range gs.parts {
-		if d, ok := p.earliestDeadline(); ok && (!found || d.Before(earliest)) {
+	for _, p := range c.parts {
+		if d, ok := p.earliestTimer(); ok && (!found || d.Before(earliest)) {
 			earliest, found = d, true
 		}
 	}
 	return earliest, found
 }
 
-// readPositions returns, per partition log, the offset a new message would
-// have; FIFO partitions blocked by an in-flight message are left out.
-func (gs *groupState) readPositions() map[string]int64 {
+// readPositions returns, per log, the offset a new message would have; FIFO
+// partitions that are blocked are left out.
+func (c *consumption) readPositions() map[string]int64 {
 	out := map[string]int64{}
-	fifo := gs.queue.GetMode() == dmsv1.QueueMode_QUEUE_MODE_FIFO
-	for _, p := range gs.parts {
-		if fifo && len(p.inflight) > 0 {
+	for _, p := range c.parts {
+		if c.fifo() && p.blocked() {
 			continue
 		}
 		out[p.log] = p.next
@@ -331,8 +430,8 @@ func (gs *groupState) readPositions() map[string]int64 {
 	return out
 }
 
-// waitForMessages blocks until a partition has a message past its read
-// position, a failed message becomes available, or wait passes.
+// waitForMessages blocks until a log has a record past its read position,
+// something became available early, or wait passes.
 func (e *Engine) waitForMessages(ctx context.Context, readFrom map[string]int64, changed chan struct{}, wait time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -359,124 +458,128 @@ type AckRequest struct {
 	Status dmsv1.AckStatus
 }
 
-// Ack settles deliveries and makes the result durable before returning.
-func (e *Engine) Ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, acks []AckRequest, stopAtFirstFailure bool) ([]*dmsv1.AckResult, error) {
-	gs, err := e.state(ctx, q, g)
-	if err != nil {
-		return nil, err
+// ackItem is an ack whose handle was decoded (or, for range acks, built from
+// what a subscription delivered).
+type ackItem struct {
+	receipt receipt
+	status  dmsv1.AckStatus
+	err     error // decoding failed
+}
+
+// ack settles items against the consumptions they belong to, in order, and
+// makes the results durable before returning.
+func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, want consumptionKind, items []ackItem, stopAtFirstFailure bool) ([]*dmsv1.AckResult, error) {
+	// Find and lock every consumption involved, in a fixed order.
+	byLog := map[string]*consumption{}
+	for i, it := range items {
+		if it.err != nil {
+			continue
+		}
+		r := it.receipt
+		if r.queueID != q.GetId() || r.groupID != g.GetId() {
+			items[i].err = errs.Wrapf(errs.ErrReceiptHandleMismatch, "the receipt handle was issued for another queue or consumer group")
+			continue
+		}
+		if (want == kindDeadLetters) != (r.kind == kindDeadLetters) {
+			items[i].err = errs.Wrapf(errs.ErrReceiptHandleKind, "a dead-letter receipt handle settles only dead letters, and a message handle only messages")
+			continue
+		}
+		c := newConsumption(r.kind, q, g, r.consumerID)
+		if byLog[c.stateLog] == nil {
+			loaded, err := e.consumption(ctx, r.kind, q, g, r.consumerID, startEarliest)
+			if err != nil {
+				return nil, err
+			}
+			byLog[c.stateLog] = loaded
+		}
 	}
-	results := make([]*dmsv1.AckResult, len(acks))
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
+	logs := make([]string, 0, len(byLog))
+	for log := range byLog {
+		logs = append(logs, log)
+	}
+	slices.Sort(logs)
+	for _, log := range logs {
+		byLog[log].mu.Lock()
+		defer byLog[log].mu.Unlock()
+	}
 	now := e.now()
-	byPartition := map[int32]*deliveryv1.StateRecord{}
-	failedAny := false
+	batches := map[string]*stateBatch{}
+	results := make([]*dmsv1.AckResult, len(items))
 	stopped := false
-	for i, a := range acks {
+	for i, it := range items {
 		if stopped {
 			results[i] = notApplied(errs.Wrapf(errs.ErrRequestInvalid, "not applied: an earlier ack in the request failed"))
 			continue
 		}
-		err := e.settle(gs, a, now, byPartition)
-		results[i] = &dmsv1.AckResult{Applied: err == nil}
+		err := it.err
+		if err == nil {
+			c := byLog[newConsumption(it.receipt.kind, q, g, it.receipt.consumerID).stateLog]
+			if batches[c.stateLog] == nil {
+				batches[c.stateLog] = &stateBatch{}
+			}
+			err = e.settle(ctx, c, it, now, batches[c.stateLog])
+		}
 		if err != nil {
 			results[i] = notApplied(err)
-		} else if a.Status == dmsv1.AckStatus_ACK_STATUS_FAIL {
-			failedAny = true
+		} else {
+			results[i] = &dmsv1.AckResult{Applied: true}
 		}
-		if stopAtFirstFailure && (err != nil || a.Status == dmsv1.AckStatus_ACK_STATUS_FAIL) {
+		if stopAtFirstFailure && (err != nil || !isSuccess(it.status)) {
 			stopped = true
 		}
 	}
-	if len(byPartition) > 0 {
-		records := make([]*deliveryv1.StateRecord, 0, len(byPartition))
-		for _, r := range byPartition {
-			records = append(records, r)
+	for _, log := range logs {
+		if b := batches[log]; b != nil {
+			if err := e.flush(ctx, byLog[log], b); err != nil {
+				return nil, err
+			}
 		}
-		if err := e.persist(ctx, gs, records); err != nil {
-			return nil, err
-		}
-	}
-	if failedAny {
-		close(gs.changed)
-		gs.changed = make(chan struct{})
 	}
 	return results, nil
+}
+
+func isSuccess(s dmsv1.AckStatus) bool {
+	return s == dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED || s == dmsv1.AckStatus_ACK_STATUS_SUCCESS
 }
 
 func notApplied(err error) *dmsv1.AckResult {
 	return &dmsv1.AckResult{Applied: false, ErrorReason: errs.Of(err).Reason, ErrorMessage: err.Error()}
 }
 
-// settle applies one ack to the in-memory state and adds it to the state
-// record of its partition.
-func (e *Engine) settle(gs *groupState, a AckRequest, now time.Time, byPartition map[int32]*deliveryv1.StateRecord) error {
-	if a.Status != dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED && a.Status != dmsv1.AckStatus_ACK_STATUS_SUCCESS && a.Status != dmsv1.AckStatus_ACK_STATUS_FAIL {
-		return errs.Wrapf(errs.ErrAckStatusInvalid, "ack status %d is not success or fail", a.Status)
+// settle applies one ack to a consumption and adds it to the batch.
+func (e *Engine) settle(ctx context.Context, c *consumption, it ackItem, now time.Time, batch *stateBatch) error {
+	switch it.status {
+	case dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED, dmsv1.AckStatus_ACK_STATUS_SUCCESS, dmsv1.AckStatus_ACK_STATUS_FAIL:
+	case dmsv1.AckStatus_ACK_STATUS_REDELIVER:
+		if c.kind == kindDeadLetters {
+			return errs.Wrapf(errs.ErrAckStatusInvalid, "dead letters are settled with success or fail, not redeliver")
+		}
+	default:
+		return errs.Wrapf(errs.ErrAckStatusInvalid, "ack status %d is not success, fail or redeliver", it.status)
 	}
-	r, err := e.signer.decode(a.Handle)
-	if err != nil {
-		return err
-	}
-	if r.queueID != gs.queue.GetId() || r.groupID != gs.group.GetId() {
-		return errs.Wrapf(errs.ErrReceiptHandleMismatch, "the receipt handle was issued for another queue or consumer group")
-	}
-	if int(r.partition) >= len(gs.parts) {
+	r := it.receipt
+	if int(r.partition) >= len(c.parts) {
 		return errs.Wrapf(errs.ErrReceiptHandleInvalid, "the receipt handle names a partition the queue does not have")
 	}
-	p := gs.parts[r.partition]
-	p.expire(now)
+	p := c.parts[r.partition]
+	for _, offset := range p.due(now) {
+		if err := e.fail(ctx, c, r.partition, offset, failureTimeout, now, batch); err != nil {
+			return err
+		}
+	}
 	if _, inflight := p.inflight[r.offset]; !inflight || p.attempts[r.offset] != r.count {
 		return errs.Wrapf(errs.ErrReceiptHandleExpired, "the delivery is no longer current: it was already settled, its visibility timeout passed, or the message was delivered again")
 	}
-	rec := byPartition[r.partition]
-	if rec == nil {
-		rec = &deliveryv1.StateRecord{Partition: r.partition}
-		byPartition[r.partition] = rec
+	switch it.status {
+	case dmsv1.AckStatus_ACK_STATUS_FAIL:
+		return e.fail(ctx, c, r.partition, r.offset, failureByConsumer, now, batch)
+	case dmsv1.AckStatus_ACK_STATUS_REDELIVER:
+		return e.fail(ctx, c, r.partition, r.offset, failureRedeliver, now, batch)
 	}
-	if a.Status == dmsv1.AckStatus_ACK_STATUS_FAIL {
-		p.fail(r.offset)
-		rec.FailedOffsets = append(rec.FailedOffsets, r.offset)
-	} else {
-		p.ack(r.offset)
-		rec.AckedOffsets = append(rec.AckedOffsets, r.offset)
-	}
+	p.settle(r.offset)
+	rec := batch.rec(r.partition)
+	rec.AckedOffsets = append(rec.AckedOffsets, r.offset)
+	// A FIFO partition may be unblocked now: wake its waiting receivers.
+	batch.woke = batch.woke || c.fifo()
 	return nil
-}
-
-// Stats returns the consumption counts of a group.
-func (e *Engine) Stats(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord) (*dmsv1.ConsumerGroupStats, error) {
-	gs, err := e.state(ctx, q, g)
-	if err != nil {
-		return nil, err
-	}
-	logs := make([]string, q.GetPartitionCount())
-	for i := range logs {
-		logs[i] = catalog.PartitionLog(q.GetId(), int32(i))
-	}
-	info, err := e.storage.GetLogInfo(ctx, &storagev1.GetLogInfoRequest{Logs: logs})
-	if err != nil {
-		return nil, err
-	}
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
-	stats := &dmsv1.ConsumerGroupStats{}
-	for i, li := range info.GetLogs() {
-		if i >= len(gs.parts) {
-			break
-		}
-		p := gs.parts[i]
-		start, next := li.GetStartOffset(), li.GetNextOffset()
-		consumed := max(0, min(p.ackFloor, next)-start)
-		for o := range p.acked {
-			if o >= start && o < next {
-				consumed++
-			}
-		}
-		stats.ProducedMessages += next - start
-		stats.ConsumedMessages += consumed
-		stats.InFlightMessages += int64(len(p.inflight))
-	}
-	stats.AvailableMessages = stats.ProducedMessages - stats.ConsumedMessages
-	return stats, nil
 }

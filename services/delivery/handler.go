@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
@@ -37,23 +39,24 @@ func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
 
 // ReceiveMessages implements dms.v1.ConsumerService.
 func (h *Handler) ReceiveMessages(ctx context.Context, req *dmsv1.ReceiveMessagesRequest) (*dmsv1.ReceiveMessagesResponse, error) {
-	opts, err := receiveOptions(req)
+	opts, err := receiveOptions(req.GetMaxMessages(), req.GetWaitTime(), req.GetVisibilityTimeout())
 	if err != nil {
 		return nil, err
 	}
+	opts.Filter = req.GetTagFilter()
 	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := h.engine.Receive(ctx, q, g, opts)
+	msgs, err := h.engine.Receive(ctx, q, g, opts, req.GetConsumerId(), req.GetBroadcast())
 	if err != nil {
 		return nil, err
 	}
 	return &dmsv1.ReceiveMessagesResponse{Messages: msgs}, nil
 }
 
-func receiveOptions(req *dmsv1.ReceiveMessagesRequest) (ReceiveOptions, error) {
-	opts := ReceiveOptions{MaxMessages: int(req.GetMaxMessages()), WaitTime: req.GetWaitTime().AsDuration(), Visibility: req.GetVisibilityTimeout().AsDuration()}
+func receiveOptions(maxMessages int32, wait, visibility *durationpb.Duration) (ReceiveOptions, error) {
+	opts := ReceiveOptions{MaxMessages: int(maxMessages), WaitTime: wait.AsDuration(), Visibility: visibility.AsDuration()}
 	if opts.MaxMessages == 0 {
 		opts.MaxMessages = DefaultMaxMessages
 	}
@@ -63,7 +66,7 @@ func receiveOptions(req *dmsv1.ReceiveMessagesRequest) (ReceiveOptions, error) {
 	if opts.WaitTime < 0 || opts.WaitTime > MaxWaitTime {
 		return opts, errs.Wrapf(errs.ErrWaitTimeInvalid, "wait_time must be 0 to %s, got %s", MaxWaitTime, opts.WaitTime)
 	}
-	if req.GetVisibilityTimeout() == nil {
+	if visibility == nil {
 		opts.Visibility = DefaultVisibility
 	}
 	if opts.Visibility < MinVisibility || opts.Visibility > MaxVisibility {
@@ -72,24 +75,104 @@ func receiveOptions(req *dmsv1.ReceiveMessagesRequest) (ReceiveOptions, error) {
 	return opts, nil
 }
 
+func ackRequests(acks []*dmsv1.Ack) ([]AckRequest, error) {
+	if n := len(acks); n == 0 || n > MaxAcksPerRequest {
+		return nil, errs.Wrapf(errs.ErrBatchTooLarge, "an ack request settles 1 to %d deliveries, got %d", MaxAcksPerRequest, n)
+	}
+	return ackRequestsOf(acks), nil
+}
+
 // AckMessages implements dms.v1.ConsumerService.
 func (h *Handler) AckMessages(ctx context.Context, req *dmsv1.AckMessagesRequest) (*dmsv1.AckMessagesResponse, error) {
-	if n := len(req.GetAcks()); n == 0 || n > MaxAcksPerRequest {
-		return nil, errs.Wrapf(errs.ErrBatchTooLarge, "an ack request settles 1 to %d deliveries, got %d", MaxAcksPerRequest, n)
+	acks, err := ackRequests(req.GetAcks())
+	if err != nil {
+		return nil, err
 	}
 	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
-	}
-	acks := make([]AckRequest, len(req.GetAcks()))
-	for i, a := range req.GetAcks() {
-		acks[i] = AckRequest{Handle: a.GetReceiptHandle(), Status: a.GetStatus()}
 	}
 	results, err := h.engine.Ack(ctx, q, g, acks, req.GetStopAtFirstFailure())
 	if err != nil {
 		return nil, err
 	}
 	return &dmsv1.AckMessagesResponse{Results: results}, nil
+}
+
+// ReceiveDeadLetters implements dms.v1.ConsumerService.
+func (h *Handler) ReceiveDeadLetters(ctx context.Context, req *dmsv1.ReceiveDeadLettersRequest) (*dmsv1.ReceiveDeadLettersResponse, error) {
+	opts, err := receiveOptions(req.GetMaxMessages(), req.GetWaitTime(), req.GetVisibilityTimeout())
+	if err != nil {
+		return nil, err
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := h.engine.ReceiveDeadLetters(ctx, q, g, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.ReceiveDeadLettersResponse{Messages: msgs}, nil
+}
+
+// AckDeadLetters implements dms.v1.ConsumerService.
+func (h *Handler) AckDeadLetters(ctx context.Context, req *dmsv1.AckDeadLettersRequest) (*dmsv1.AckDeadLettersResponse, error) {
+	acks, err := ackRequests(req.GetAcks())
+	if err != nil {
+		return nil, err
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.AckDeadLetters(ctx, q, g, acks, req.GetStopAtFirstFailure())
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.AckDeadLettersResponse{Results: results}, nil
+}
+
+// RedriveDeadLetters implements dms.v1.ConsumerService.
+func (h *Handler) RedriveDeadLetters(ctx context.Context, req *dmsv1.RedriveDeadLettersRequest) (*dmsv1.RedriveDeadLettersResponse, error) {
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.Redrive(ctx, q, g, RedriveOptions{
+		MessageIDs: req.GetMessageIds(), Filter: req.GetTagFilter(),
+		MaxPerSecond: int(req.GetMaxPerSecond()), Limit: int(req.GetLimit()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.RedriveDeadLettersResponse{Results: results}, nil
+}
+
+// SeekConsumerGroup implements dms.v1.ConsumerService.
+func (h *Handler) SeekConsumerGroup(ctx context.Context, req *dmsv1.SeekConsumerGroupRequest) (*dmsv1.SeekConsumerGroupResponse, error) {
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	var target SeekTarget
+	switch t := req.GetTarget().(type) {
+	case *dmsv1.SeekConsumerGroupRequest_Time:
+		at := t.Time.AsTime()
+		target.Time = &at
+	case *dmsv1.SeekConsumerGroupRequest_Offsets:
+		target.Offsets = map[int32]int64{}
+		for _, po := range t.Offsets.GetOffsets() {
+			target.Offsets[po.GetPartition()] = po.GetOffset()
+		}
+	case *dmsv1.SeekConsumerGroupRequest_Position:
+		target.Position = t.Position
+	}
+	positions, err := h.engine.Seek(ctx, q, g, target)
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.SeekConsumerGroupResponse{Positions: positions}, nil
 }
 
 // GetGroupStats implements dms.delivery.v1.DeliveryService.
@@ -104,11 +187,15 @@ func (h *Handler) GetGroupStats(ctx context.Context, req *deliveryv1.GetGroupSta
 		if err != nil {
 			return nil, err
 		}
-		s, err := h.engine.Stats(ctx, q, g)
+		s, filter, err := h.engine.Stats(ctx, q, g)
 		if err != nil {
 			return nil, err
 		}
+		if filter == nil {
+			filter = &dmsv1.TagFilter{}
+		}
 		out.Stats = append(out.Stats, s)
+		out.TagFilters = append(out.TagFilters, filter)
 	}
 	return out, nil
 }

@@ -12,19 +12,31 @@ import (
 	"github.com/opendms/dms/services/errs"
 )
 
-// receipt identifies one delivery of one message to one consumer group. Its
+// consumptionKind tells what a consumption reads: the queue for a group, the
+// group's dead letters, or the queue for one broadcast consumer.
+type consumptionKind byte
+
+const (
+	kindMessages    consumptionKind = 1
+	kindDeadLetters consumptionKind = 2
+	kindBroadcast   consumptionKind = 3
+)
+
+// receipt identifies one delivery of one message to one consumption. Its
 // delivery count doubles as a nonce: a handle of an earlier delivery of the
 // same message no longer matches once the message was delivered again.
 type receipt struct {
-	queueID   string
-	groupID   string
-	partition int32
-	offset    int64
-	count     int32
+	kind       consumptionKind
+	queueID    string
+	groupID    string
+	consumerID string // broadcast only
+	partition  int32
+	offset     int64
+	count      int32
 }
 
 const (
-	receiptVersion = 1
+	receiptVersion = 2
 	macBytes       = 16
 )
 
@@ -42,10 +54,12 @@ func (s signer) mac(payload []byte) []byte {
 func (s signer) encode(r receipt) string {
 	q, _ := uuid.Parse(r.queueID)
 	g, _ := uuid.Parse(r.groupID[len(catalog.GroupIDPrefix):])
-	buf := make([]byte, 0, 1+32+3*binary.MaxVarintLen64+macBytes)
-	buf = append(buf, receiptVersion)
+	buf := make([]byte, 0, 2+32+len(r.consumerID)+4*binary.MaxVarintLen64+macBytes)
+	buf = append(buf, receiptVersion, byte(r.kind))
 	buf = append(buf, q[:]...)
 	buf = append(buf, g[:]...)
+	buf = binary.AppendUvarint(buf, uint64(len(r.consumerID)))
+	buf = append(buf, r.consumerID...)
 	buf = binary.AppendUvarint(buf, uint64(r.partition))
 	buf = binary.AppendUvarint(buf, uint64(r.offset))
 	buf = binary.AppendUvarint(buf, uint64(r.count))
@@ -56,29 +70,37 @@ func (s signer) encode(r receipt) string {
 func (s signer) decode(handle string) (receipt, error) {
 	invalid := errs.Wrapf(errs.ErrReceiptHandleInvalid, "the receipt handle is malformed or was not issued by this service")
 	raw, err := base64.RawURLEncoding.DecodeString(handle)
-	if err != nil || len(raw) < 1+32+3+macBytes || raw[0] != receiptVersion {
+	if err != nil || len(raw) < 2+32+4+macBytes || raw[0] != receiptVersion {
 		return receipt{}, invalid
 	}
 	payload, sum := raw[:len(raw)-macBytes], raw[len(raw)-macBytes:]
 	if !hmac.Equal(sum, s.mac(payload)) {
 		return receipt{}, invalid
 	}
-	q, _ := uuid.FromBytes(payload[1:17])
-	g, _ := uuid.FromBytes(payload[17:33])
-	rest := payload[33:]
-	var vals [3]uint64
-	for i := range vals {
+	r := receipt{kind: consumptionKind(payload[1])}
+	q, _ := uuid.FromBytes(payload[2:18])
+	g, _ := uuid.FromBytes(payload[18:34])
+	r.queueID, r.groupID = q.String(), catalog.GroupIDPrefix+g.String()
+	rest := payload[34:]
+	next := func() (uint64, bool) {
 		v, n := binary.Uvarint(rest)
 		if n <= 0 {
+			return 0, false
+		}
+		rest = rest[n:]
+		return v, true
+	}
+	idLen, ok := next()
+	if !ok || idLen > uint64(len(rest)) {
+		return receipt{}, invalid
+	}
+	r.consumerID, rest = string(rest[:idLen]), rest[idLen:]
+	var vals [3]uint64
+	for i := range vals {
+		if vals[i], ok = next(); !ok {
 			return receipt{}, invalid
 		}
-		vals[i], rest = v, rest[n:]
 	}
-	return receipt{
-		queueID:   q.String(),
-		groupID:   catalog.GroupIDPrefix + g.String(),
-		partition: int32(vals[0]),
-		offset:    int64(vals[1]),
-		count:     int32(vals[2]),
-	}, nil
+	r.partition, r.offset, r.count = int32(vals[0]), int64(vals[1]), int32(vals[2])
+	return r, nil
 }

@@ -8,52 +8,84 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
 )
 
-// partitionState is one consumer group's view of one queue partition.
-// Offsets below ackFloor are settled; between ackFloor and next every offset
-// is acked, in flight, waiting for redelivery, or buffered for delivery.
+// Why a delivery attempt failed, as recorded on dead letters.
+const (
+	failureByConsumer = "FAILED_BY_CONSUMER"
+	failureTimeout    = "VISIBILITY_TIMEOUT"
+	failureRedeliver  = "REDELIVER_REQUESTED"
+)
+
+// partitionState is one consumption's view of one log. Offsets below
+// ackFloor are settled unless redriven; from ackFloor to next every offset is
+// acked, in flight, waiting for a retry, waiting for redelivery, or buffered
+// for delivery. Memory holds only what is unsettled above the floor.
 type partitionState struct {
 	log string
 
-	ackFloor int64              // every offset below is acked (or deleted by retention)
-	acked    map[int64]struct{} // acked offsets at or above ackFloor
-	inflight map[int64]time.Time
-	attempts map[int64]int32 // deliveries so far of offsets not acked yet
-	expiry   deadlineHeap    // in-flight deadlines, lazily pruned
-	ready    offsetHeap      // offsets to deliver again, lowest first
+	ackFloor int64               // every offset below is settled, unless redriven
+	acked    map[int64]struct{}  // settled offsets at or above ackFloor
+	redriven map[int64]struct{}  // offsets below ackFloor given back by a redrive
+	inflight map[int64]time.Time // delivered, invisible until the deadline
+	retrying map[int64]time.Time // REDELIVER: invisible until the retry time
+	attempts map[int64]int32     // deliveries so far of offsets not settled
+	timers   deadlineHeap        // deadlines of inflight and retrying, pruned lazily
+	ready    offsetHeap          // offsets to deliver again, lowest first
 
 	buffered []*storagev1.StoredRecord // read from storage, not delivered yet
 	next     int64                     // next offset to read from storage
 }
 
 func newPartitionState(log string) *partitionState {
-	return &partitionState{
-		log:      log,
-		acked:    map[int64]struct{}{},
-		inflight: map[int64]time.Time{},
-		attempts: map[int64]int32{},
-	}
+	p := &partitionState{log: log}
+	p.reset(0)
+	return p
+}
+
+// reset forgets everything: every offset from `from` on is undelivered.
+func (p *partitionState) reset(from int64) {
+	p.ackFloor, p.next = from, from
+	p.acked = map[int64]struct{}{}
+	p.redriven = map[int64]struct{}{}
+	p.inflight = map[int64]time.Time{}
+	p.retrying = map[int64]time.Time{}
+	p.attempts = map[int64]int32{}
+	p.timers, p.ready, p.buffered = nil, nil, nil
 }
 
 // settled reports whether offset needs no delivery.
 func (p *partitionState) settled(offset int64) bool {
 	if offset < p.ackFloor {
-		return true
+		_, back := p.redriven[offset]
+		return !back
 	}
 	_, ok := p.acked[offset]
 	return ok
 }
 
+// busy reports whether offset is delivered or waiting for a retry.
+func (p *partitionState) busy(offset int64) bool {
+	_, inflight := p.inflight[offset]
+	_, retrying := p.retrying[offset]
+	return inflight || retrying
+}
+
+// blocked reports whether a FIFO partition must hold back later messages.
+func (p *partitionState) blocked() bool { return len(p.inflight) > 0 || len(p.retrying) > 0 }
+
 func (p *partitionState) deliver(offset int64, deadline time.Time) int32 {
 	p.attempts[offset]++
 	p.inflight[offset] = deadline
-	heap.Push(&p.expiry, deadlineEntry{deadline: deadline, offset: offset})
+	heap.Push(&p.timers, deadlineEntry{deadline: deadline, offset: offset})
 	return p.attempts[offset]
 }
 
-func (p *partitionState) ack(offset int64) {
+// settle marks offset done for good (acked, skipped or dead-lettered).
+func (p *partitionState) settle(offset int64) {
 	delete(p.inflight, offset)
+	delete(p.retrying, offset)
 	delete(p.attempts, offset)
 	if offset < p.ackFloor {
+		delete(p.redriven, offset)
 		return
 	}
 	p.acked[offset] = struct{}{}
@@ -66,34 +98,56 @@ func (p *partitionState) ack(offset int64) {
 	}
 }
 
-// fail makes an in-flight offset available again.
-func (p *partitionState) fail(offset int64) {
+// release makes an offset available for delivery again at once.
+func (p *partitionState) release(offset int64) {
 	delete(p.inflight, offset)
+	delete(p.retrying, offset)
 	heap.Push(&p.ready, offset)
 }
 
-// expire fails every in-flight offset whose deadline passed and returns
-// whether any did.
-func (p *partitionState) expire(now time.Time) bool {
-	expired := false
-	for p.expiry.Len() > 0 && !p.expiry[0].deadline.After(now) {
-		e := heap.Pop(&p.expiry).(deadlineEntry)
+// retry hides an offset until at, then releases it.
+func (p *partitionState) retry(offset int64, at time.Time) {
+	delete(p.inflight, offset)
+	p.retrying[offset] = at
+	heap.Push(&p.timers, deadlineEntry{deadline: at, offset: offset})
+}
+
+// redrive gives back an offset that was dead-lettered, with a fresh count.
+func (p *partitionState) redrive(offset int64) {
+	if offset < p.ackFloor {
+		p.redriven[offset] = struct{}{}
+	} else {
+		delete(p.acked, offset)
+	}
+	delete(p.attempts, offset)
+	heap.Push(&p.ready, offset)
+}
+
+// due pops every timer that passed: retries become available, in-flight
+// deliveries whose visibility passed are returned as failed attempts.
+func (p *partitionState) due(now time.Time) (expired []int64) {
+	for p.timers.Len() > 0 && !p.timers[0].deadline.After(now) {
+		e := heap.Pop(&p.timers).(deadlineEntry)
 		if d, ok := p.inflight[e.offset]; ok && d.Equal(e.deadline) {
-			p.fail(e.offset)
-			expired = true
+			expired = append(expired, e.offset)
+		} else if d, ok := p.retrying[e.offset]; ok && d.Equal(e.deadline) {
+			p.release(e.offset)
 		}
 	}
 	return expired
 }
 
-// earliestDeadline returns the next in-flight deadline, if any.
-func (p *partitionState) earliestDeadline() (time.Time, bool) {
-	for p.expiry.Len() > 0 {
-		e := p.expiry[0]
+// earliestTimer returns the next live deadline, if any.
+func (p *partitionState) earliestTimer() (time.Time, bool) {
+	for p.timers.Len() > 0 {
+		e := p.timers[0]
 		if d, ok := p.inflight[e.offset]; ok && d.Equal(e.deadline) {
 			return e.deadline, true
 		}
-		heap.Pop(&p.expiry)
+		if d, ok := p.retrying[e.offset]; ok && d.Equal(e.deadline) {
+			return e.deadline, true
+		}
+		heap.Pop(&p.timers)
 	}
 	return time.Time{}, false
 }
@@ -101,28 +155,39 @@ func (p *partitionState) earliestDeadline() (time.Time, bool) {
 // skipTo moves the floor past offsets that retention deleted.
 func (p *partitionState) skipTo(start int64) {
 	if start <= p.ackFloor {
+		for o := range p.redriven {
+			if o < start {
+				delete(p.redriven, o)
+			}
+		}
 		return
 	}
-	for o := range p.acked {
-		if o < start {
-			delete(p.acked, o)
+	for _, set := range []map[int64]struct{}{p.acked, p.redriven} {
+		for o := range set {
+			if o < start {
+				delete(set, o)
+			}
 		}
 	}
 	for o := range p.attempts {
 		if o < start {
 			delete(p.attempts, o)
 			delete(p.inflight, o)
+			delete(p.retrying, o)
 		}
 	}
 	p.ackFloor = start
 	if p.next < start {
 		p.next, p.buffered = start, nil
 	}
-	p.ack(start - 1) // advances the floor over acked offsets that follow
+	p.settle(start - 1) // advances the floor over acked offsets that follow
 }
 
 // replay folds one state record into the partition.
 func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
+	if rec.SeekOffset != nil {
+		p.reset(rec.GetSeekOffset())
+	}
 	deadline := time.UnixMilli(rec.GetVisibleAtMs())
 	for _, o := range rec.GetDeliveredOffsets() {
 		if !p.settled(o) {
@@ -130,20 +195,34 @@ func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
 		}
 	}
 	for _, o := range rec.GetAckedOffsets() {
-		p.ack(o)
+		p.settle(o)
+	}
+	for _, o := range rec.GetDeadLetteredOffsets() {
+		p.settle(o)
 	}
 	for _, o := range rec.GetFailedOffsets() {
 		delete(p.inflight, o)
 	}
+	retryAt := time.UnixMilli(rec.GetRetryAtMs())
+	for _, o := range rec.GetRetryOffsets() {
+		if !p.settled(o) {
+			p.retry(o, retryAt)
+		}
+	}
+	for _, o := range rec.GetRedrivenOffsets() {
+		p.redrive(o)
+	}
 }
 
 // finishReplay positions the reader after a replay: reading restarts at the
-// floor and skips what is acked or in flight, so offsets that were failed or
-// never delivered come in order.
+// floor and skips what is settled or busy, so offsets that failed or were
+// never delivered come in order; redriven offsets below the floor wait in
+// the redelivery heap.
 func (p *partitionState) finishReplay() {
-	p.next = p.ackFloor
-	p.buffered = nil
-	p.ready = nil
+	p.next, p.buffered, p.ready = p.ackFloor, nil, nil
+	for o := range p.redriven {
+		heap.Push(&p.ready, o)
+	}
 }
 
 type deadlineEntry struct {

@@ -85,6 +85,12 @@ var (
 	ErrUnavailable              = newError(KindUnavailable, "UNAVAILABLE", "service unavailable")
 	ErrNotImplemented           = newError(KindUnimplemented, "NOT_IMPLEMENTED", "not implemented")
 	ErrRequestInvalid           = newError(KindInvalidArgument, "REQUEST_INVALID", "malformed request")
+	ErrTagFilterConflict        = newError(KindFailedPrecondition, "TAG_FILTER_CONFLICT", "tag filter differs from the group's")
+	ErrReceiptHandleKind        = newError(KindInvalidArgument, "RECEIPT_HANDLE_KIND_MISMATCH", "dead-letter handle used for a message or the reverse")
+	ErrDeadLettersDisabled      = newError(KindFailedPrecondition, "DEAD_LETTERS_DISABLED", "dead letters are not enabled on the queue")
+	ErrMessageExpired           = newError(KindNotFound, "MESSAGE_EXPIRED", "message no longer retained")
+	ErrSeekTargetInvalid        = newError(KindInvalidArgument, "SEEK_TARGET_INVALID", "invalid seek target")
+	ErrConsumerIDRequired       = newError(KindInvalidArgument, "CONSUMER_ID_REQUIRED", "consumer id required")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

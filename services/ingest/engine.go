@@ -116,10 +116,8 @@ func validateMessage(m *dmsv1.Message) (int, error) {
 	if len(m.GetTags()) > MaxTags {
 		return 0, errs.Wrapf(errs.ErrTagInvalid, "a message has at most %d tags, got %d", MaxTags, len(m.GetTags()))
 	}
-	for _, t := range m.GetTags() {
-		if !tagPattern.MatchString(t) {
-			return 0, errs.Wrapf(errs.ErrTagInvalid, "tag %q must be 1 to 64 characters of [A-Za-z0-9_-]", t)
-		}
+	if err := ValidateTags(m.GetTags()); err != nil {
+		return 0, err
 	}
 	for name, v := range m.GetAttributes() {
 		if len(name) < 1 || len(name) > 64 {
@@ -134,4 +132,14 @@ func validateMessage(m *dmsv1.Message) (int, error) {
 		return 0, errs.Wrapf(errs.ErrMessageTooLarge, "the message size is %d, larger than the size limit %d", size, catalog.MaxMessageBytes)
 	}
 	return size, nil
+}
+
+// ValidateTags checks the form of tags (of a message or of a filter).
+func ValidateTags(tags []string) error {
+	for _, t := range tags {
+		if !tagPattern.MatchString(t) {
+			return errs.Wrapf(errs.ErrTagInvalid, "tag %q must be 1 to 64 characters of [A-Za-z0-9_-]", t)
+		}
+	}
+	return nil
 }

@@ -213,11 +213,13 @@ func (h *Handler) groupsWithStats(ctx context.Context, q *metadatav1.QueueRecord
 	}
 	out := make([]*dmsv1.ConsumerGroup, len(groups))
 	for i, g := range groups {
-		var s *dmsv1.ConsumerGroupStats
+		out[i] = groupMessage(q, g, nil)
 		if i < len(stats.GetStats()) {
-			s = stats.GetStats()[i]
+			out[i].Stats = stats.GetStats()[i]
 		}
-		out[i] = groupMessage(q, g, s)
+		if i < len(stats.GetTagFilters()) && len(stats.GetTagFilters()[i].GetTags()) > 0 {
+			out[i].TagFilter = stats.GetTagFilters()[i]
+		}
 	}
 	return out, nil
 }

@@ -28,18 +28,32 @@ type Engine struct {
 	cache  *catalog.Cache
 	now    func() time.Time
 	logger *slog.Logger
+	keys   *partitionlog.Keyring // nil: encryption at rest is off
 
 	mu   sync.Mutex
 	logs map[string]*partitionlog.Log
 }
 
 // NewEngine returns an engine keeping its logs under cfg.Dir. It deletes the
-// data of queues and groups as the catalog drops them.
+// data of queues and groups as the catalog drops them. It fails if the
+// encryption keys are malformed, or missing or different from the keys the
+// stored data was encrypted with (see keys.go).
 func NewEngine(cfg Config, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) (*Engine, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	e := &Engine{cfg: cfg, cache: cache, now: now, logger: logger, logs: map[string]*partitionlog.Log{}}
+	keys, err := loadKeyring(cfg, os.LookupEnv, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKeyFingerprints(cfg.Dir, keys); err != nil {
+		return nil, err
+	}
+	if keys != nil {
+		active, _ := keys.Active()
+		logger.Info("storage: encryption at rest is on", "activeKeyID", active, "keyIDs", keys.IDs())
+	}
+	e := &Engine{cfg: cfg, cache: cache, now: now, logger: logger, keys: keys, logs: map[string]*partitionlog.Log{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
 }
@@ -102,7 +116,7 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 		if q.GetMode() == dmsv1.QueueMode_QUEUE_MODE_KAFKA_HT {
 			durability = partitionlog.DurabilityAsync
 		}
-	} else if _, err := e.cache.ResolveGroup(ctx, q, rest); err != nil {
+	} else if _, err := e.cache.ResolveGroup(ctx, q, catalog.LogGroup(kind, rest)); err != nil {
 		// A late state write must not resurrect the log of a deleted group.
 		return nil, err
 	}
@@ -124,9 +138,10 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 		FlushInterval: e.cfg.AsyncFlush,
 		Now:           e.now,
 		Logger:        e.logger.With("log", name),
+		Keys:          e.keys,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("storage: opening %s: %w", name, err)
+		return nil, fmt.Errorf("storage: opening %s: %w", describeLog(name), err)
 	}
 	e.logs[name] = l
 	return l, nil
@@ -156,13 +171,28 @@ func (e *Engine) Append(ctx context.Context, name string, records []*storagev1.R
 func appendError(name string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
-		return errs.Wrapf(errs.ErrStorageFull, "storage: no space left on the device of log %s; nothing was stored", name)
+		return errs.Wrapf(errs.ErrStorageFull, "storage: no space left on the device of %s; nothing was stored", describeLog(name))
 	case errors.Is(err, partitionlog.ErrBatchTooLarge):
 		return errs.Wrapf(errs.ErrBatchTooLarge, "storage: %v", err)
 	case errors.Is(err, partitionlog.ErrClosed):
 		return errs.Wrapf(errs.ErrUnavailable, "storage: log %s is closed (queue deleted or server stopping)", name)
 	}
-	return fmt.Errorf("storage: appending to %s: %w", name, err)
+	return fmt.Errorf("storage: appending to %s: %w", describeLog(name), err)
+}
+
+// describeLog names a log for errors by its queue and partition (or for an
+// internal log its queue and name), so that an operator reading about
+// damaged data knows which queue it belongs to.
+func describeLog(name string) string {
+	kind, queueID, rest, ok := catalog.ParseLog(name)
+	switch {
+	case !ok:
+		return "log " + name
+	case kind == "q":
+		return fmt.Sprintf("queue %s partition %s", queueID, rest)
+	default:
+		return fmt.Sprintf("queue %s log %s", queueID, name)
+	}
 }
 
 // ReadResult is what Read returns.
@@ -175,7 +205,9 @@ type ReadResult struct {
 // Read returns records from offset on (from the start of the log when offset
 // was already deleted by retention), waiting up to maxWait for one.
 func (e *Engine) Read(ctx context.Context, name string, offset int64, maxBytes int, maxWait time.Duration) (ReadResult, error) {
-	l, err := e.open(ctx, name, false)
+	// A reader that waits needs the log to exist to be woken by its first
+	// append; one that does not wait must not create logs for nothing.
+	l, err := e.open(ctx, name, maxWait > 0)
 	if err != nil || l == nil {
 		return ReadResult{}, err
 	}
@@ -194,7 +226,9 @@ func (e *Engine) Read(ctx context.Context, name string, offset int64, maxBytes i
 		entries, err = l.Read(l.StartOffset(), maxBytes)
 	}
 	if err != nil {
-		return ReadResult{}, fmt.Errorf("storage: reading %s at %d: %w", name, offset, err)
+		// A corrupt batch names its segment file, position and the offsets
+		// it makes unreadable.
+		return ReadResult{}, fmt.Errorf("storage: %s: reading from offset %d: %w", describeLog(name), offset, err)
 	}
 	out := ReadResult{StartOffset: l.StartOffset(), NextOffset: l.NextOffset(), Records: make([]*storagev1.StoredRecord, len(entries))}
 	for i, en := range entries {
@@ -249,7 +283,7 @@ func (e *Engine) deleteQueueData(queueID string) {
 			e.logger.Error("deleting log of deleted queue", "log", name, "err", err)
 		}
 	}
-	for _, kind := range []string{"q", "d"} {
+	for _, kind := range logKinds {
 		if err := os.RemoveAll(filepath.Join(e.cfg.Dir, kind, queueID)); err != nil {
 			e.logger.Error("deleting data of deleted queue", "queue", queueID, "err", err)
 		}
@@ -263,17 +297,51 @@ func (e *Engine) onCatalogEvent(ev catalog.Event) {
 		// Off the watch goroutine: closing logs waits for in-flight appends.
 		go e.deleteQueueData(ev.QueueID)
 	case catalog.GroupDeleted:
-		go func() {
-			if err := e.DeleteLog(catalog.DeliveryStateLog(ev.QueueID, ev.GroupID)); err != nil {
-				e.logger.Error("deleting delivery state of deleted group", "group", ev.GroupID, "err", err)
-			}
-		}()
+		go e.deleteGroupData(ev.QueueID, ev.GroupID)
 	}
+}
+
+// logKinds are the first segments of every log name (see catalog.ParseLog).
+var logKinds = append([]string{"q"}, catalog.InternalLogKinds...)
+
+// deleteGroupData removes every internal log of a consumer group: delivery
+// state, dead letters and their state, and its broadcast consumers' state.
+func (e *Engine) deleteGroupData(queueID, groupID string) {
+	names := []string{
+		catalog.DeliveryStateLog(queueID, groupID),
+		catalog.DeadLetterLog(queueID, groupID),
+		catalog.DeadLetterStateLog(queueID, groupID),
+	}
+	entries, _ := os.ReadDir(filepath.Join(e.cfg.Dir, "b", queueID))
+	for _, ent := range entries {
+		name := "b/" + queueID + "/" + ent.Name()
+		if _, _, rest, ok := catalog.ParseLog(name); ok && catalog.LogGroup("b", rest) == groupID {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
+		if err := e.DeleteLog(name); err != nil {
+			e.logger.Error("deleting data of deleted group", "log", name, "err", err)
+		}
+	}
+}
+
+// FindOffset returns the first offset of a log stored at or after ts.
+func (e *Engine) FindOffset(ctx context.Context, name string, ts int64) (int64, error) {
+	l, err := e.open(ctx, name, false)
+	if err != nil || l == nil {
+		return 0, err
+	}
+	offset, err := l.OffsetForTime(ts)
+	if err != nil {
+		return 0, fmt.Errorf("storage: finding time %d in %s: %w", ts, name, err)
+	}
+	return offset, nil
 }
 
 // removeOrphans deletes the directories of queues the catalog no longer has.
 func (e *Engine) removeOrphans() {
-	for _, kind := range []string{"q", "d"} {
+	for _, kind := range logKinds {
 		entries, _ := os.ReadDir(filepath.Join(e.cfg.Dir, kind))
 		for _, ent := range entries {
 			if _, err := e.cache.QueueByID(context.Background(), ent.Name()); err != nil && errors.Is(err, errs.ErrQueueNotFound) {
@@ -291,8 +359,15 @@ func (e *Engine) EnforceRetention() {
 }
 
 func (e *Engine) enforceQueueRetention(q *metadatav1.QueueRecord) {
+	var names []string
 	for p := range q.GetPartitionCount() {
-		name := catalog.PartitionLog(q.GetId(), p)
+		names = append(names, catalog.PartitionLog(q.GetId(), p))
+	}
+	// Dead letters are kept as long as the queue keeps messages (72 h).
+	for _, g := range e.cache.Groups(q.GetId()) {
+		names = append(names, catalog.DeadLetterLog(q.GetId(), g.GetId()))
+	}
+	for _, name := range names {
 		l, err := e.open(context.Background(), name, false)
 		if err != nil || l == nil {
 			continue

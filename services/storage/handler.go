@@ -62,3 +62,12 @@ func (h *Handler) DeleteLogs(_ context.Context, req *storagev1.DeleteLogsRequest
 	}
 	return &storagev1.DeleteLogsResponse{}, nil
 }
+
+// FindOffset implements dms.storage.v1.StorageService.
+func (h *Handler) FindOffset(ctx context.Context, req *storagev1.FindOffsetRequest) (*storagev1.FindOffsetResponse, error) {
+	offset, err := h.engine.FindOffset(ctx, req.GetLog(), req.GetTimestampMs())
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.FindOffsetResponse{Offset: offset}, nil
+}

@@ -82,6 +82,14 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_UNAVAILABLE:     {http.StatusServiceUnavailable, codeInternal},
 	dmsv1.ErrorReason_ERROR_REASON_NOT_IMPLEMENTED: {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID: {http.StatusBadRequest, codeRequestBodyNotJSON},
+	// A group keeps one tag rule; DMS documents the refusal but no code.
+	dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_CONFLICT: {http.StatusBadRequest, codeURLParamsInvalid},
+	// DMS: "normal handler on the dead-letter endpoint or the reverse".
+	dmsv1.ErrorReason_ERROR_REASON_RECEIPT_HANDLE_KIND_MISMATCH: {http.StatusBadRequest, 10542205},
+	dmsv1.ErrorReason_ERROR_REASON_DEAD_LETTERS_DISABLED:        {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_MESSAGE_EXPIRED:              {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_SEEK_TARGET_INVALID:          {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_CONSUMER_ID_REQUIRED:         {http.StatusBadRequest, codeURLParamsInvalid},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -104,8 +104,7 @@ type groupView struct {
 	ProducedMessages  int64  `json:"produced_messages"`
 	ConsumedMessages  int64  `json:"consumed_messages"`
 	AvailableMessages int64  `json:"available_messages"`
-	// Only with include_deadletter=true. The server keeps no dead letters
-	// yet, so there are never any.
+	// Only with include_deadletter=true.
 	ProducedDeadletters  *int64 `json:"produced_deadletters,omitempty"`
 	AvailableDeadletters *int64 `json:"available_deadletters,omitempty"`
 }
@@ -145,8 +144,8 @@ func (h *handler) listGroups(w http.ResponseWriter, r *http.Request, t target) e
 			AvailableMessages: stats.GetAvailableMessages(),
 		}
 		if includeDeadLetter {
-			var none int64
-			v.ProducedDeadletters, v.AvailableDeadletters = &none, &none
+			produced, available := stats.GetProducedDeadLetters(), stats.GetAvailableDeadLetters()
+			v.ProducedDeadletters, v.AvailableDeadletters = &produced, &available
 		}
 		out.Groups = append(out.Groups, v)
 	}

@@ -56,11 +56,11 @@ func NewHandler(conn grpc.ClientConnInterface, cfg Config, logger *slog.Logger) 
 	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/messages", h.serve(h.sendMessages))
 	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/messages", h.serve(h.consumeMessages))
 	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/ack", h.serve(h.ackMessages))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters", h.serve(h.consumeDeadLetters))
+	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters/ack", h.serve(h.ackDeadLetters))
 	mux.HandleFunc("GET /v1.0/{project_id}/quotas/dms", h.serve(h.quotas))
-	// Dead-letter consumption (…/deadletters and …/deadletters/ack) is not
-	// routed until the server keeps dead letters; until then it is an
-	// unknown URL like any other. So is a known URL with another method: DMS
-	// documents no 405.
+	// A known URL with another method is an unknown URL too: DMS documents
+	// no 405.
 	mux.HandleFunc("/", h.serve(urlNotFound))
 	return mux
 }

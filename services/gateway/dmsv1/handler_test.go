@@ -36,6 +36,8 @@ func TestDMSV1API(t *testing.T) {
 	t.Run("ack", func(t *testing.T) { testAck(t, newClient(t, "proj-ack")) })
 	t.Run("quotas", func(t *testing.T) { testQuotas(t, newClient(t, "proj-quotas")) })
 	t.Run("routing", func(t *testing.T) { testRouting(t, newClient(t, "proj-routing")) })
+	t.Run("tags", func(t *testing.T) { testTags(t, newClient(t, "proj-tags")) })
+	t.Run("dead letters", func(t *testing.T) { testDeadLetters(t, newClient(t, "proj-dead-letters")) })
 }
 
 var (
@@ -497,8 +499,8 @@ func testConsume(t *testing.T, c *client) {
 			{"time_wait=61", 10240021, ""},
 			{"ack_wait=14", 10542206, ""},
 			{"ack_wait=301", 10542206, ""},
-			{"tag=t1", 10540014, "NOT_IMPLEMENTED"},
-			{"tag=t1&tag=t2&tag_type=and", 10540014, "NOT_IMPLEMENTED"},
+			{"tag=t1&tag_type=xor", 10540014, "TAG_FILTER_CONFLICT"},
+			{"tag=a%20b", 10240004, "TAG_INVALID"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.query, func(t *testing.T) {
@@ -624,8 +626,7 @@ func testRouting(t *testing.T, c *client) {
 		{http.MethodGet, "/queues/" + queueID + "/nothing-here"},
 		{http.MethodPut, "/queues/" + queueID},
 		{http.MethodPost, "/queues/" + queueID},
-		{http.MethodGet, "/queues/" + queueID + "/groups/" + groupID + "/deadletters"},
-		{http.MethodPost, "/queues/" + queueID + "/groups/" + groupID + "/deadletters/ack"},
+		{http.MethodDelete, "/queues/" + queueID + "/groups/" + groupID + "/deadletters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -844,4 +845,69 @@ func canonicalJSON(t *testing.T, raw []byte) string {
 	canonical, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(canonical)
+}
+
+func testTags(t *testing.T, c *client) {
+	queueID := c.createQueue(map[string]any{"name": "tagged", "queue_mode": "FIFO"})["id"].(string)
+	groups := c.createGroups(queueID, "either", "both")
+	status, body := c.do(http.MethodPost, "/queues/"+queueID+"/messages", batchOf(
+		map[string]any{"body": "red", "tags": []string{"red"}},
+		map[string]any{"body": "red-big", "tags": []string{"red", "big"}},
+		map[string]any{"body": "plain"},
+	))
+	require.Equal(t, http.StatusCreated, status, string(body))
+	bodies := func(path string) []string {
+		status, body := c.do(http.MethodGet, path, nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+		var got []consumed
+		require.NoError(t, json.Unmarshal(body, &got))
+		var out []string
+		for _, m := range got {
+			var s string
+			require.NoError(t, json.Unmarshal(m.Message.Body, &s))
+			out = append(out, s)
+		}
+		return out
+	}
+	base := "/queues/" + queueID + "/groups/"
+	assert.Equal(t, []string{"red", "red-big"}, bodies(base+groups[0]["id"].(string)+"/messages?time_wait=1&tag=red&tag=big"))
+	assert.Equal(t, []string{"red-big"}, bodies(base+groups[1]["id"].(string)+"/messages?time_wait=1&tag=red&tag=big&tag_type=and"))
+	e := c.requireError(http.MethodGet, base+groups[1]["id"].(string)+"/messages?time_wait=1&tag=red", nil, http.StatusBadRequest, 10540014)
+	assert.Equal(t, "TAG_FILTER_CONFLICT", e.Reason, "a group keeps one tag rule")
+}
+
+func testDeadLetters(t *testing.T, c *client) {
+	queueID := c.createQueue(map[string]any{"name": "poison", "redrive_policy": "enable", "max_consume_count": 1})["id"].(string)
+	groupID := c.createGroups(queueID, "g")[0]["id"].(string)
+	plainID := c.createQueue(map[string]any{"name": "plain"})["id"].(string)
+	plainGroup := c.createGroups(plainID, "g")[0]["id"].(string)
+	base := "/queues/" + queueID + "/groups/" + groupID
+	status, body := c.do(http.MethodPost, "/queues/"+queueID+"/messages", batchOf(map[string]any{"body": "bad"}))
+	require.Equal(t, http.StatusCreated, status, string(body))
+
+	msgs := c.consumeAtLeast(queueID, groupID, 1)
+	status, body = c.do(http.MethodPost, base+"/ack", map[string]any{"message": []map[string]string{{"handler": msgs[0].Handler, "status": "fail"}}})
+	require.Equal(t, http.StatusOK, status, string(body))
+	assert.JSONEq(t, `{"success":0,"fail":1}`, string(body))
+
+	status, body = c.do(http.MethodGet, base+"/deadletters?time_wait=5", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var dead []consumed
+	require.NoError(t, json.Unmarshal(body, &dead))
+	require.Len(t, dead, 1)
+	assert.JSONEq(t, `"bad"`, string(dead[0].Message.Body))
+
+	groups := c.listGroups(queueID, "?include_deadletter=true")["groups"].([]any)
+	first := groups[0].(map[string]any)
+	assert.EqualValues(t, 1, first["produced_deadletters"])
+	assert.EqualValues(t, 1, first["available_deadletters"])
+
+	status, body = c.do(http.MethodPost, base+"/ack", map[string]any{"message": []map[string]string{{"handler": dead[0].Handler}}})
+	require.Equal(t, http.StatusOK, status, string(body))
+	assert.JSONEq(t, `{"success":0,"fail":1}`, string(body), "a dead-letter handler does not ack a message")
+	status, body = c.do(http.MethodPost, base+"/deadletters/ack", map[string]any{"message": []map[string]string{{"handler": dead[0].Handler, "status": "success"}}})
+	require.Equal(t, http.StatusOK, status, string(body))
+	assert.JSONEq(t, `{"success":1,"fail":0}`, string(body))
+
+	c.requireError(http.MethodGet, "/queues/"+plainID+"/groups/"+plainGroup+"/deadletters", nil, http.StatusBadRequest, 10540010)
 }

@@ -228,35 +228,88 @@ type consumedContent struct {
 }
 
 func (h *handler) consumeMessages(w http.ResponseWriter, r *http.Request, t target) error {
-	query := r.URL.Query()
-	if query.Has("tag") || query.Has("tag_type") {
-		return badRequest(codeURLParamsInvalid, dmsv1.ErrorReason_ERROR_REASON_NOT_IMPLEMENTED,
-			"filtering by tag (the tag and tag_type parameters) is not available in this version of DMS; "+
-				"consume without them")
-	}
-	maxMsgs, err := intQuery(query, "max_msgs", 10, 1, 10, dmsv1.ErrorReason_ERROR_REASON_MAX_MESSAGES_INVALID)
+	params, err := consumeParams(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	timeWait, err := intQuery(query, "time_wait", 3, 1, 60, dmsv1.ErrorReason_ERROR_REASON_WAIT_TIME_INVALID)
-	if err != nil {
-		return err
-	}
-	ackWait, err := intQuery(query, "ack_wait", 30, 15, 300, dmsv1.ErrorReason_ERROR_REASON_VISIBILITY_TIMEOUT_INVALID)
+	filter, err := tagFilter(r.URL.Query())
 	if err != nil {
 		return err
 	}
 	resp, err := h.consumer.ReceiveMessages(r.Context(), &dmsv1.ReceiveMessagesRequest{
 		Group:             t.group(),
-		MaxMessages:       int32(maxMsgs),
-		WaitTime:          durationpb.New(time.Duration(timeWait) * time.Second),
-		VisibilityTimeout: durationpb.New(time.Duration(ackWait) * time.Second),
+		MaxMessages:       params.MaxMessages,
+		WaitTime:          params.WaitTime,
+		VisibilityTimeout: params.VisibilityTimeout,
+		TagFilter:         filter,
 	})
 	if err != nil {
 		return err
 	}
-	out := make([]consumedMessage, 0, len(resp.GetMessages()))
-	for _, received := range resp.GetMessages() {
+	writeJSON(w, http.StatusOK, consumed(resp.GetMessages()))
+	return nil
+}
+
+// consumeDeadLetters is 3.11: the same query and answer as consuming
+// messages, without tags.
+func (h *handler) consumeDeadLetters(w http.ResponseWriter, r *http.Request, t target) error {
+	params, err := consumeParams(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	params.Group = t.group()
+	resp, err := h.consumer.ReceiveDeadLetters(r.Context(), params)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, consumed(resp.GetMessages()))
+	return nil
+}
+
+// consumeParams reads max_msgs, time_wait and ack_wait with the DMS ranges
+// and defaults.
+func consumeParams(query url.Values) (*dmsv1.ReceiveDeadLettersRequest, error) {
+	maxMsgs, err := intQuery(query, "max_msgs", 10, 1, 10, dmsv1.ErrorReason_ERROR_REASON_MAX_MESSAGES_INVALID)
+	if err != nil {
+		return nil, err
+	}
+	timeWait, err := intQuery(query, "time_wait", 3, 1, 60, dmsv1.ErrorReason_ERROR_REASON_WAIT_TIME_INVALID)
+	if err != nil {
+		return nil, err
+	}
+	ackWait, err := intQuery(query, "ack_wait", 30, 15, 300, dmsv1.ErrorReason_ERROR_REASON_VISIBILITY_TIMEOUT_INVALID)
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.ReceiveDeadLettersRequest{
+		MaxMessages:       int32(maxMsgs),
+		WaitTime:          durationpb.New(time.Duration(timeWait) * time.Second),
+		VisibilityTimeout: durationpb.New(time.Duration(ackWait) * time.Second),
+	}, nil
+}
+
+// tagFilter reads the repeated tag parameter and tag_type (and|or, default
+// or).
+func tagFilter(query url.Values) (*dmsv1.TagFilter, error) {
+	tags := query["tag"]
+	match := dmsv1.TagMatch_TAG_MATCH_ANY
+	switch strings.ToLower(query.Get("tag_type")) {
+	case "", "or":
+	case "and":
+		match = dmsv1.TagMatch_TAG_MATCH_ALL
+	default:
+		return nil, badRequest(codeURLParamsInvalid, dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_CONFLICT,
+			"tag_type "+strconv.Quote(query.Get("tag_type"))+" is neither and nor or")
+	}
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	return &dmsv1.TagFilter{Tags: tags, Match: match}, nil
+}
+
+func consumed(msgs []*dmsv1.ReceivedMessage) []consumedMessage {
+	out := make([]consumedMessage, 0, len(msgs))
+	for _, received := range msgs {
 		m := received.GetMessage()
 		tags := m.GetTags()
 		if tags == nil {
@@ -271,8 +324,7 @@ func (h *handler) consumeMessages(w http.ResponseWriter, r *http.Request, t targ
 			Handler: received.GetReceiptHandle(),
 		})
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // intQuery reads an optional integer query parameter within [lo, hi].
@@ -345,6 +397,21 @@ type ackResponse struct {
 // stops at the first ack that is a fail or cannot be applied, and that one
 // and all after it are counted as failed.
 func (h *handler) ackMessages(w http.ResponseWriter, r *http.Request, t target) error {
+	return h.ack(w, r, func(acks []*dmsv1.Ack) ([]*dmsv1.AckResult, error) {
+		resp, err := h.consumer.AckMessages(r.Context(), &dmsv1.AckMessagesRequest{Group: t.group(), Acks: acks, StopAtFirstFailure: true})
+		return resp.GetResults(), err
+	})
+}
+
+// ackDeadLetters is 3.12: the same body, answer and in-order rule.
+func (h *handler) ackDeadLetters(w http.ResponseWriter, r *http.Request, t target) error {
+	return h.ack(w, r, func(acks []*dmsv1.Ack) ([]*dmsv1.AckResult, error) {
+		resp, err := h.consumer.AckDeadLetters(r.Context(), &dmsv1.AckDeadLettersRequest{Group: t.group(), Acks: acks, StopAtFirstFailure: true})
+		return resp.GetResults(), err
+	})
+}
+
+func (h *handler) ack(w http.ResponseWriter, r *http.Request, send func([]*dmsv1.Ack) ([]*dmsv1.AckResult, error)) error {
 	var req ackRequest
 	if err := readJSON(w, r, messagesBody, &req); err != nil {
 		return err
@@ -362,15 +429,10 @@ func (h *handler) ackMessages(w http.ResponseWriter, r *http.Request, t target) 
 		writeJSON(w, http.StatusOK, ackResponse{})
 		return nil
 	}
-	resp, err := h.consumer.AckMessages(r.Context(), &dmsv1.AckMessagesRequest{
-		Group:              t.group(),
-		Acks:               acks,
-		StopAtFirstFailure: true,
-	})
+	results, err := send(acks)
 	if err != nil {
 		return err
 	}
-	results := resp.GetResults()
 	succeeded := 0
 	for succeeded < len(acks) && succeeded < len(results) &&
 		results[succeeded].GetApplied() && acks[succeeded].GetStatus() == dmsv1.AckStatus_ACK_STATUS_SUCCESS {

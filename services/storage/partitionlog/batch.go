@@ -25,9 +25,9 @@ const (
 
 	batchMagic byte = 1
 
-	// flagEncrypted is reserved: the records' data is encrypted (not yet
-	// implemented; the log stores data opaquely either way).
+	// flagEncrypted: the records are sealed with AES-256-GCM (encryption.go).
 	flagEncrypted uint16 = 1 << 0
+	knownFlags           = flagEncrypted
 
 	// maxBatchLength bounds the length field accepted when reading, so that a
 	// corrupt length never causes a huge allocation.
@@ -51,9 +51,17 @@ func encodedBatchSize(recs []Record) int {
 // leaving the base offset zero: the writer patches it in when it assigns
 // offsets, which does not invalidate the CRC. It returns the max timestamp.
 func encodeBatch(dst []byte, recs []Record) (maxTs int64) {
+	maxTs = putBatch(dst, recs, batchHeaderSize, 0, 0)
+	putCRC(dst)
+	return maxTs
+}
+
+// putBatch writes the header fields (all but the CRC) and the records, which
+// start at recStart and are followed by trailer unwritten bytes.
+func putBatch(dst []byte, recs []Record, recStart int, flags uint16, trailer int) (maxTs int64) {
 	first := recs[0].Timestamp
 	maxTs = first
-	p := batchHeaderSize
+	p := recStart
 	for i := range recs {
 		r := &recs[i]
 		if r.Timestamp > maxTs {
@@ -63,16 +71,22 @@ func encodeBatch(dst []byte, recs []Record) (maxTs int64) {
 		p += binary.PutVarint(dst[p:], r.Timestamp-first)
 		p += copy(dst[p:], r.Data)
 	}
+	if p+trailer != len(dst) {
+		panic("partitionlog: batch buffer size mismatch")
+	}
 	be := binary.BigEndian
 	be.PutUint64(dst[offBaseOffset:], 0)
 	be.PutUint32(dst[offLength:], uint32(len(dst)-batchLogOverhead))
 	dst[offMagic] = batchMagic
-	be.PutUint16(dst[offFlags:], 0)
+	be.PutUint16(dst[offFlags:], flags)
 	be.PutUint32(dst[offCount:], uint32(len(recs)))
 	be.PutUint64(dst[offFirstTs:], uint64(first))
 	be.PutUint64(dst[offMaxTs:], uint64(maxTs))
-	be.PutUint32(dst[offCRC:], crc32.Checksum(dst[offMagic:], castagnoli))
 	return maxTs
+}
+
+func putCRC(dst []byte) {
+	binary.BigEndian.PutUint32(dst[offCRC:], crc32.Checksum(dst[offMagic:], castagnoli))
 }
 
 func uvarintLen(x uint64) int {
@@ -92,8 +106,8 @@ func varintLen(x int64) int {
 	return uvarintLen(ux)
 }
 
-// batch is a decoded, verified view of one record batch. raw aliases the
-// scanner's buffer and is only valid until the scanner's next call.
+// batch is a decoded, verified view of one record batch. raw and recs alias
+// the scanner's buffer and are only valid until the scanner's next call.
 type batch struct {
 	pos     int64 // file position of the batch
 	base    int64
@@ -101,7 +115,8 @@ type batch struct {
 	flags   uint16
 	firstTs int64
 	maxTs   int64
-	raw     []byte // the whole batch, header included
+	raw     []byte // the whole batch, header included (records decrypted in place)
+	recs    []byte // the records; nil for an encrypted batch the scanner did not open
 }
 
 func (b *batch) size() int64       { return int64(len(b.raw)) }
@@ -111,24 +126,24 @@ func (b *batch) lastOffset() int64 { return b.base + int64(b.count) - 1 }
 // forEachRecord calls fn for every record of a verified batch; fn returning
 // false stops the iteration. data aliases b.raw.
 func (b *batch) forEachRecord(fn func(off, ts int64, data []byte) bool) {
-	p := batchHeaderSize
+	p := 0
 	for i := int32(0); i < b.count; i++ {
-		l, n := binary.Uvarint(b.raw[p:])
+		l, n := binary.Uvarint(b.recs[p:])
 		p += n
-		d, n := binary.Varint(b.raw[p:])
+		d, n := binary.Varint(b.recs[p:])
 		p += n
-		if !fn(b.base+int64(i), b.firstTs+d, b.raw[p:p+int(l)]) {
+		if !fn(b.base+int64(i), b.firstTs+d, b.recs[p:p+int(l)]) {
 			return
 		}
 		p += int(l)
 	}
 }
 
-// validateRecords checks the record section of a batch whose CRC matched:
-// exactly count well-formed records filling the batch, the first with delta
-// zero and the maximum timestamp equal to the header's.
+// validateRecords checks the records of a batch whose CRC matched (and tag,
+// if encrypted): exactly count well-formed records filling the batch, the
+// first with delta zero and the maximum timestamp equal to the header's.
 func validateRecords(raw []byte, count int32, firstTs, maxTs int64) string {
-	p := batchHeaderSize
+	p := 0
 	seenMax := int64(math.MinInt64)
 	for i := int32(0); i < count; i++ {
 		l, n := binary.Uvarint(raw[p:])
@@ -171,18 +186,32 @@ type scanner struct {
 	expect    int64  // base offset the next batch must have
 	readAhead int
 
+	// Encrypted batches: readers set decrypt and get every batch opened;
+	// recovery, which needs only headers, sets verified and gets only the
+	// first batch per key id opened, so that a wrong key fails Open.
+	keys     *Keyring
+	decrypt  bool
+	verified map[uint32]bool
+	// segNext is one past the segment's last offset when known (readers), so
+	// that errors can say which offsets are unreadable; -1 otherwise.
+	segNext int64
+
 	buf    []byte
 	bufPos int64 // file position of buf[0]
 	cur    batch
 }
 
 func newScanner(r io.ReaderAt, name string, pos, end, expect int64, buf []byte) *scanner {
-	return &scanner{r: r, name: name, pos: pos, end: end, expect: expect, readAhead: 64 << 10, buf: buf[:0], bufPos: pos}
+	return &scanner{r: r, name: name, pos: pos, end: end, expect: expect, readAhead: 64 << 10, segNext: -1, buf: buf[:0], bufPos: pos}
 }
 
 func (s *scanner) corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: segment %s: batch at position %d (expected offset %d): %s",
-		ErrCorrupt, s.name, s.pos, s.expect, fmt.Sprintf(format, args...))
+	where := fmt.Sprintf("expected offset %d", s.expect)
+	if s.segNext > s.expect {
+		where = fmt.Sprintf("offsets %d to %d unreadable", s.expect, s.segNext-1)
+	}
+	return fmt.Errorf("%w: segment %s: batch at position %d (%s): %s",
+		ErrCorrupt, s.name, s.pos, where, fmt.Sprintf(format, args...))
 }
 
 // window returns the n bytes at s.pos, reading ahead if needed. The caller
@@ -260,10 +289,52 @@ func (s *scanner) next() (*batch, error) {
 	if b.base != s.expect {
 		return nil, s.corrupt("base offset %d out of sequence", b.base)
 	}
-	if msg := validateRecords(raw, b.count, b.firstTs, b.maxTs); msg != "" {
-		return nil, s.corrupt("%s", msg)
+	if b.flags&^knownFlags != 0 {
+		return nil, s.corrupt("unsupported flags %#x", b.flags)
+	}
+	b.recs = raw[batchHeaderSize:]
+	if b.flags&flagEncrypted != 0 {
+		if err := s.open(b); err != nil {
+			return nil, err
+		}
+	}
+	if b.recs != nil {
+		if msg := validateRecords(b.recs, b.count, b.firstTs, b.maxTs); msg != "" {
+			return nil, s.corrupt("%s", msg)
+		}
 	}
 	s.pos += total
 	s.expect = b.next()
 	return b, nil
+}
+
+// open checks that the key of an encrypted batch is known and, if the
+// scanner's mode asks for it, authenticates and decrypts the records in place.
+// A missing or wrong key is reported as a keyError, never as a torn batch, so
+// that recovery fails instead of truncating data it cannot read.
+func (s *scanner) open(b *batch) error {
+	b.recs = nil
+	if len(b.raw) < encHeaderSize+tagSize {
+		return s.corrupt("encrypted batch too short (%d bytes)", len(b.raw))
+	}
+	id := binary.BigEndian.Uint32(b.raw[offKeyID:])
+	if s.keys == nil {
+		return keyError{s.corrupt("encrypted with key id %d, but the log was opened without encryption keys", id)}
+	}
+	aead, ok := s.keys.Lookup(id)
+	if !ok {
+		return keyError{s.corrupt("encrypted with key id %d, which is not in the keyring", id)}
+	}
+	if !s.decrypt && (s.verified == nil || s.verified[id]) {
+		return nil
+	}
+	recs, err := openBatch(b.raw, aead)
+	if err != nil {
+		return keyError{s.corrupt("key id %d does not authenticate the batch (wrong key for that id, or tampered data)", id)}
+	}
+	if s.verified != nil {
+		s.verified[id] = true
+	}
+	b.recs = recs
+	return nil
 }

@@ -6,8 +6,11 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -130,18 +133,22 @@ func TestConcurrentAppendsSync(t *testing.T) {
 	require.Less(t, syncs, appends, "concurrent appends must share fsyncs")
 }
 
-// TestGroupCommit makes the group commit deterministic: the writer's first
-// fsync is held until all 64 appends are queued, so everything queued meanwhile
-// must be committed together with at most one more fsync.
+// TestGroupCommit makes the group commit deterministic: the first fsync is
+// held until the writer has written all 64 appends, so everything written
+// meanwhile must be committed together with at most one more fsync.
 func TestGroupCommit(t *testing.T) {
 	const appenders = 64
 	l := openTest(t, Options{})
-	var enqueued sync.WaitGroup
-	enqueued.Add(appenders)
+	var handed atomic.Int32
+	allWritten := make(chan struct{})
 	var once sync.Once
 	l.hooks = &testHooks{
-		onEnqueue:  enqueued.Done,
-		beforeSync: func(*os.File) error { once.Do(enqueued.Wait); return nil },
+		onHandOff: func(n int) {
+			if handed.Add(int32(n)) == appenders {
+				close(allWritten)
+			}
+		},
+		beforeSync: func(*os.File) error { once.Do(func() { <-allWritten }); return nil },
 	}
 	before := l.syncs.Load()
 	offs := make([]int64, appenders)
@@ -159,7 +166,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	wg.Wait()
 	syncs := l.syncs.Load() - before
-	require.LessOrEqual(t, syncs, int64(2), "64 queued appends must share fsyncs")
+	require.LessOrEqual(t, syncs, int64(2), "64 written appends must share fsyncs")
 	slices.Sort(offs)
 	for i, off := range offs {
 		require.Equal(t, int64(i), off)
@@ -168,4 +175,101 @@ func TestGroupCommit(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, es, appenders)
 	t.Logf("%d appends committed with %d fsyncs", appenders, syncs)
+}
+
+// TestPipelinedCommit: while an fsync runs, the writer goes on writing the
+// next appends, but nothing becomes visible or is acknowledged before the
+// fsync that covers it has returned.
+func TestPipelinedCommit(t *testing.T) {
+	l := openTest(t, Options{})
+	release := make(chan struct{})
+	inSync := make(chan struct{})
+	var handed atomic.Int32
+	var first sync.Once
+	l.hooks = &testHooks{
+		onHandOff: func(n int) { handed.Add(int32(n)) },
+		beforeSync: func(*os.File) error {
+			first.Do(func() { close(inSync); <-release })
+			return nil
+		},
+	}
+	ctx := context.Background()
+	acked := make(chan int64, 10)
+	go func() {
+		off, err := l.Append(ctx, []Record{{Data: []byte("first")}})
+		assert.NoError(t, err)
+		acked <- off
+	}()
+	<-inSync // the first append's fsync is in progress
+	for i := range 5 {
+		go func() {
+			off, err := l.Append(ctx, []Record{{Data: fmt.Appendf(nil, "next %d", i)}})
+			assert.NoError(t, err)
+			acked <- off
+		}()
+	}
+	require.Eventually(t, func() bool { return handed.Load() == 6 }, 10*time.Second, time.Millisecond,
+		"the writer must write the next appends while an fsync runs")
+	fi, err := l.active.log.Stat()
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(6*batchHeaderSize), "all six batches are in the file")
+	require.Equal(t, int64(0), l.NextOffset(), "nothing is visible before its fsync")
+	es, err := l.Read(0, 1<<20)
+	require.NoError(t, err)
+	require.Empty(t, es)
+	select {
+	case off := <-acked:
+		t.Fatalf("append at %d acknowledged before its fsync", off)
+	default:
+	}
+	close(release)
+	var offs []int64
+	for range 6 {
+		offs = append(offs, <-acked)
+	}
+	slices.Sort(offs)
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5}, offs)
+	require.Equal(t, int64(6), l.NextOffset())
+	require.LessOrEqual(t, l.syncs.Load(), int64(2))
+}
+
+// TestLinger: the syncer waits for the appends it expects before an fsync, so
+// that closed-loop appenders share one fsync instead of alternating between
+// two half groups; a lone sequential appender never makes it wait.
+func TestLinger(t *testing.T) {
+	t.Run("lone appender", func(t *testing.T) {
+		l := openTest(t, Options{})
+		var lingered atomic.Int32
+		l.hooks = &testHooks{onLinger: func(int, int) { lingered.Add(1) }}
+		for range 20 {
+			_, err := l.Append(context.Background(), []Record{{Data: []byte("x")}})
+			require.NoError(t, err)
+		}
+		require.Zero(t, lingered.Load())
+	})
+	t.Run("closed loop appenders", func(t *testing.T) {
+		const appenders, rounds = 8, 30
+		l := openTest(t, Options{})
+		l.hooks = &testHooks{beforeSync: func(*os.File) error {
+			time.Sleep(time.Millisecond) // a disk whose fsync dwarfs the appenders' turnaround
+			return nil
+		}}
+		before := l.syncs.Load()
+		var wg sync.WaitGroup
+		for range appenders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range rounds {
+					_, err := l.Append(context.Background(), []Record{{Data: []byte("x")}})
+					assert.NoError(t, err)
+				}
+			}()
+		}
+		wg.Wait()
+		syncs := l.syncs.Load() - before
+		t.Logf("%d appends, %d fsyncs", appenders*rounds, syncs)
+		// Without the linger it would be about 2*rounds.
+		require.Less(t, syncs, int64(rounds*3/2))
+	})
 }

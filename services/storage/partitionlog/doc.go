@@ -8,16 +8,25 @@
 //
 // # Writing
 //
-// Append encodes its records into one batch and queues it. A single writer
-// goroutine takes everything queued, assigns offsets, and writes it with one
-// write(2) per segment touched; in DurabilitySync mode it then issues one
-// fdatasync for the whole group (group commit) before completing every
-// waiter. A record becomes visible to Read, NextOffset and WaitFor only once
-// it is fsynced (sync mode) or written (async mode, where a background
-// flusher fsyncs every FlushInterval). A failed write or fsync (for example
-// ENOSPC) fails every append of the group with a wrapped error and truncates
-// the files back to the last good position, so stored data is never damaged
-// and the log keeps working once the cause goes away.
+// Append encodes its records into one batch (and seals it, if encryption is
+// on) on the caller's goroutine and queues it. A single writer goroutine
+// takes everything queued, assigns offsets, and writes it with one write(2)
+// per segment touched. In DurabilitySync mode it hands what it wrote to a
+// syncer goroutine, which issues one fdatasync for everything written since
+// its previous one (group commit) and then publishes and completes those
+// appends in offset order, while the writer already writes the next group
+// (pipelined group commit). Because an fsync's cost is mostly fixed, the
+// syncer briefly lingers before an fsync for the appends it expects back
+// (those in flight when it last completed a group), never longer than half
+// its last fsync took, so closed-loop appenders share one fsync instead of
+// alternating between two half-size groups. A record becomes visible to Read,
+// NextOffset and WaitFor only once it is fsynced (sync mode) or written
+// (async mode, where a background flusher fsyncs every FlushInterval). A
+// failed write or fsync (for example ENOSPC) fails every append of the group
+// (and, for an fsync, every group written after it) with a wrapped error and
+// truncates the files back to the last good position before any of those
+// appends returns, so stored data is never damaged and the log keeps working
+// once the cause goes away.
 //
 // A segment is rolled when the next batch would take it past SegmentBytes:
 // the old segment's log and indexes are fsynced, the new files are created
@@ -45,7 +54,7 @@
 //	8       4     length        int32, bytes following this field
 //	12      4     crc           uint32, CRC-32C (Castagnoli) of bytes 16..end
 //	16      1     magic         format version, currently 1
-//	17      2     flags         uint16; bit 0 reserved for "encrypted"
+//	17      2     flags         uint16; bit 0: encrypted; other bits must be 0
 //	19      4     recordCount   int32, >= 1
 //	23      8     firstTimestamp int64, unix ms of the first record
 //	31      8     maxTimestamp  int64, largest record timestamp
@@ -56,6 +65,27 @@
 //	uvarint  data length
 //	varint   timestamp - firstTimestamp (zig-zag)
 //	bytes    data
+//
+// An encrypted batch (Options.Keys set) has the same header, in the clear, so
+// that recovery, indexes, retention and time lookups need no key and the CRC
+// (computed over the ciphertext) still finds torn writes without keys:
+//
+//	39      4     keyID         uint32, the Keyring id of the sealing key
+//	43      12    nonce         4 random bytes per Log, then a counter from a random start
+//	55      ...   records sealed with AES-256-GCM, followed by the 16-byte tag
+//
+// The additional authenticated data is bytes 16..55, so a header field
+// changed on disk fails the tag even with its CRC fixed up. baseOffset and
+// length are not authenticated: sealing happens on the appender's goroutine,
+// before the writer assigns offsets, which keeps AES off the single writer.
+// Reordering whole batches of equal record count by someone able to rewrite
+// the files is therefore not detected; changing any byte of a batch is. A
+// batch whose key id is not in the keyring, or whose tag fails, is reported
+// as an error wrapping ErrCorrupt and ErrEncryptionKey that names the key
+// id; nothing of it is returned. Open refuses a log that it cannot decrypt
+// (no keys, a missing key id, or a wrong key, found on the first batch of
+// every segment and of every key id in the last one) instead of treating the
+// batches as a torn tail.
 //
 // Record i of a batch has offset baseOffset+i. The CRC does not cover
 // baseOffset and length, so the writer can assign offsets without re-hashing;
@@ -89,14 +119,14 @@
 // # Recovery
 //
 // Open scans only the last segment, batch by batch, verifying lengths, CRCs,
-// record structure and offset continuity, truncates it at the first torn or
-// corrupt batch and rebuilds its indexes; recovery time is bounded by the size
+// record structure (of plaintext batches) and offset continuity, truncates it
+// at the first torn or corrupt batch and rebuilds its indexes; recovery time is bounded by the size
 // of the active segment, not of the log. Older segments were fsynced when
 // rolled and are not scanned: their indexes get O(1) consistency checks (whole
 // entries, a seal entry matching the next segment's base offset, a last offset
 // entry that points at the right batch) and are rebuilt from the log only if
 // missing or inconsistent. Index files without a log file are deleted. Damage
 // found later while reading an older segment is reported as an error wrapping
-// ErrCorrupt that names the file and position; no unverified data is ever
-// returned.
+// ErrCorrupt that names the file, the position and the offsets it makes
+// unreadable; no unverified data is ever returned.
 package partitionlog

@@ -44,6 +44,28 @@ type Log struct {
 	flusherStop chan struct{}
 	flusherDone chan struct{}
 
+	// Pipelined group commit (sync mode): the writer hands written chunks to
+	// the syncer goroutine, which fsyncs them while the writer writes the
+	// next ones. See runSyncer.
+	smu          sync.Mutex
+	scond        *sync.Cond // on smu; broadcast whenever a field below changes
+	written      []*chunk   // written, waiting for an fsync
+	writtenReqs  int        // appends in written
+	syncing      bool       // the syncer is fsyncing or completing a taken set
+	syncErr      error      // an fsync failed; the writer must roll back
+	failedChunks []*chunk   // chunks failed by syncErr, completed by the writer
+	draining     bool       // the writer waits for the syncer to go idle
+	lingerDone   bool       // the syncer's linger timer fired
+	sstop        bool
+	syncerDone   chan struct{}
+
+	// Encryption at rest (nil keys: off). Nonces are noncePrefix followed by
+	// a counter that starts at a random value, so no two batches encrypted
+	// with one key get the same nonce, across logs and restarts.
+	keys        *Keyring
+	noncePrefix [4]byte
+	nonceCtr    atomic.Uint64
+
 	// Owned by the writer goroutine.
 	active *segment
 	wbuf   []byte
@@ -59,9 +81,12 @@ type Log struct {
 
 // testHooks lets tests inject faults and observe the writer.
 type testHooks struct {
-	writeAt    func(f *os.File, p []byte, off int64) (int, error)
-	beforeSync func(f *os.File) error
-	onEnqueue  func()
+	writeAt      func(f *os.File, p []byte, off int64) (int, error)
+	beforeSync   func(f *os.File) error
+	beforeCreate func() error // creating the next segment at a roll
+	onEnqueue    func()
+	onHandOff    func(reqs int) // the writer handed a written chunk to the syncer
+	onLinger     func(expected, got int)
 }
 
 // Open opens the log in opts.Dir, creating it if needed. If the log already
@@ -93,6 +118,13 @@ func Open(opts Options) (*Log, error) {
 		notify:     make(chan struct{}),
 		qsignal:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
+		keys:       opts.Keys,
+	}
+	if l.keys != nil {
+		if err := l.seedNonces(); err != nil {
+			lock.Close()
+			return nil, err
+		}
 	}
 	if err := l.load(); err != nil {
 		for _, s := range l.segs {
@@ -100,6 +132,11 @@ func Open(opts Options) (*Log, error) {
 		}
 		lock.Close()
 		return nil, err
+	}
+	if opts.Durability == DurabilitySync {
+		l.scond = sync.NewCond(&l.smu)
+		l.syncerDone = make(chan struct{})
+		go l.runSyncer()
 	}
 	go l.runWriter()
 	if opts.Durability == DurabilityAsync {
@@ -154,8 +191,9 @@ func (l *Log) load() error {
 		dirChanged = true
 	} else {
 		interval := int64(l.opts.IndexIntervalBytes)
+		kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
 		for i, base := range bases[:len(bases)-1] {
-			s, rebuilt, corrupt, err := openSealedSegment(l.dir, base, bases[i+1], interval)
+			s, rebuilt, corrupt, err := openSealedSegment(l.dir, base, bases[i+1], interval, kc)
 			if err != nil {
 				return err
 			}
@@ -167,7 +205,7 @@ func (l *Log) load() error {
 				l.logger.Error("partitionlog: sealed segment is corrupt; reads past the damage will fail", "segment", s.logPath, "err", corrupt)
 			}
 		}
-		s, cut, corrupt, err := recoverActiveSegment(l.dir, bases[len(bases)-1], interval)
+		s, cut, corrupt, err := recoverActiveSegment(l.dir, bases[len(bases)-1], interval, kc)
 		if err != nil {
 			return err
 		}
@@ -340,7 +378,7 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 	if pos >= v.size {
 		pos, atRel = 0, 0 // defensive: never trust an entry past the visible end
 	}
-	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, *bp)
+	sc := l.readScanner(s, v, pos, atRel, *bp)
 	defer func() { *bp = sc.buf[:0] }()
 	for {
 		b, err := sc.next()
@@ -380,12 +418,20 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 	}
 }
 
+// readScanner returns a scanner that reads the visible batches of s from
+// file position pos (the batch with offset s.base+atRel), decrypting them.
+func (l *Log) readScanner(s *segment, v segView, pos, atRel int64, buf []byte) *scanner {
+	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, buf)
+	sc.keys, sc.decrypt, sc.segNext = l.keys, true, v.next
+	return sc
+}
+
 // missingTail reports a segment whose data ends before the offset at which
 // the next segment starts (only possible if a sealed segment lost data).
 func missingTail(s *segment, sc *scanner, v segView) error {
 	if sc.expect < v.next {
-		return fmt.Errorf("%w: segment %s: data ends at position %d with offset %d, but the segment holds offsets up to %d",
-			ErrCorrupt, s.logPath, sc.pos, sc.expect, v.next-1)
+		return fmt.Errorf("%w: segment %s: data ends at position %d with offset %d, but the segment holds offsets up to %d (offsets %d to %d unreadable)",
+			ErrCorrupt, s.logPath, sc.pos, sc.expect, v.next-1, sc.expect, v.next-1)
 	}
 	return nil
 }
@@ -417,7 +463,7 @@ func (l *Log) OffsetForTime(ts int64) (int64, error) {
 		s.ref()
 		v := s.view()
 		l.mu.Unlock()
-		off, found, err := s.searchTime(v, ts, bp)
+		off, found, err := l.searchTime(s, v, ts, bp)
 		s.unref()
 		if err != nil || found {
 			return off, err
@@ -427,7 +473,7 @@ func (l *Log) OffsetForTime(ts int64) (int64, error) {
 }
 
 // searchTime finds the first visible record of s with timestamp >= ts.
-func (s *segment) searchTime(v segView, ts int64, bp *[]byte) (int64, bool, error) {
+func (l *Log) searchTime(s *segment, v segView, ts int64, bp *[]byte) (int64, bool, error) {
 	rel, err := lookupTime(s.tidx, v.tidxN, ts)
 	if err != nil {
 		return 0, false, err
@@ -439,7 +485,7 @@ func (s *segment) searchTime(v segView, ts int64, bp *[]byte) (int64, bool, erro
 	if pos >= v.size {
 		pos, atRel = 0, 0
 	}
-	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, *bp)
+	sc := l.readScanner(s, v, pos, atRel, *bp)
 	defer func() { *bp = sc.buf[:0] }()
 	from := s.base + rel
 	for {

@@ -58,6 +58,11 @@ type Options struct {
 	FlushInterval      time.Duration    // async mode; default 200ms
 	Now                func() time.Time // injected clock for retention; default time.Now
 	Logger             *slog.Logger     // default slog.Default()
+	// Keys turns on encryption at rest: new batches are sealed with the
+	// active key, and batches sealed with any key of the ring can be read.
+	// Nil (the default) writes plaintext; a log holding encrypted batches
+	// then fails to Open with an error wrapping ErrEncryptionKey.
+	Keys *Keyring
 }
 
 func (o Options) withDefaults() (Options, error) {

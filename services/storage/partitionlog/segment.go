@@ -117,13 +117,14 @@ func (s *segment) paths() []string {
 	}
 }
 
-// publishWriteState makes everything written visible. Caller holds Log.mu.
-func (s *segment) publishWriteState() {
-	s.size = s.w.size
-	s.next = s.w.next
-	s.idxN = s.w.idxSize / idxEntrySize
-	s.tidxN = s.w.tidxSize / tidxEntrySize
-	s.maxTs = s.w.maxTs
+// publish makes the segment's write state ws visible to readers. Caller holds
+// Log.mu.
+func (s *segment) publish(ws writeState) {
+	s.size = ws.size
+	s.next = ws.next
+	s.idxN = ws.idxSize / idxEntrySize
+	s.tidxN = ws.tidxSize / tidxEntrySize
+	s.maxTs = ws.maxTs
 }
 
 func openSegmentFiles(dir string, base int64, logFlag int) (*segment, error) {
@@ -169,12 +170,21 @@ type scanResult struct {
 	corrupt  error // why the scan stopped before the end of the file, if it did
 }
 
+// keyCheck is what Open needs to check encrypted batches: the keyring (nil:
+// encryption off) and the key ids already proven to authenticate a batch, so
+// that each key is tried once per Open rather than once per batch.
+type keyCheck struct {
+	keys     *Keyring
+	verified map[uint32]bool
+}
+
 // indexSegment scans the log from the start to end, verifying every batch, and
 // rewrites both index files from it. It stops at the first torn or corrupt
-// batch (reported in corrupt, not as an error). If sealNext >= 0 a sealing
-// time index entry for a segment ending at offset sealNext is appended and the
-// indexes are fsynced.
-func indexSegment(s *segment, end int64, interval int64, sealNext int64) (scanResult, error) {
+// batch (reported in corrupt, not as an error); a batch whose key is missing
+// or wrong is an error, since the data is intact and must not be cut off. If
+// sealNext >= 0 a sealing time index entry for a segment ending at offset
+// sealNext is appended and the indexes are fsynced.
+func indexSegment(s *segment, end int64, interval int64, sealNext int64, kc keyCheck) (scanResult, error) {
 	res := scanResult{next: s.base, maxTs: math.MinInt64}
 	for _, f := range []*os.File{s.idx, s.tidx} {
 		if err := f.Truncate(0); err != nil {
@@ -186,12 +196,13 @@ func indexSegment(s *segment, end int64, interval int64, sealNext int64) (scanRe
 	var ebuf [tidxEntrySize]byte
 	sc := newScanner(s.log, s.logPath, 0, end, s.base, nil)
 	sc.readAhead = 1 << 20
+	sc.keys, sc.verified = kc.keys, kc.verified
 	for {
 		b, err := sc.next()
 		if err == io.EOF {
 			break
 		}
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrEncryptionKey) {
 			res.corrupt = err
 			break
 		}
@@ -229,7 +240,7 @@ func indexSegment(s *segment, end int64, interval int64, sealNext int64) (scanRe
 // recoverActiveSegment opens the last segment of the log, verifies it batch by
 // batch, truncates it after the last complete, valid batch and rebuilds its
 // indexes. It reports how many bytes were cut off.
-func recoverActiveSegment(dir string, base int64, interval int64) (*segment, int64, error, error) {
+func recoverActiveSegment(dir string, base int64, interval int64, kc keyCheck) (*segment, int64, error, error) {
 	s, err := openSegmentFiles(dir, base, os.O_RDWR)
 	if err != nil {
 		return nil, 0, nil, err
@@ -242,7 +253,7 @@ func recoverActiveSegment(dir string, base int64, interval int64) (*segment, int
 	if err != nil {
 		return fail(fmt.Errorf("partitionlog: recovering segment: %w", err))
 	}
-	res, err := indexSegment(s, fi.Size(), interval, -1)
+	res, err := indexSegment(s, fi.Size(), interval, -1, kc)
 	if err != nil {
 		return fail(err)
 	}
@@ -263,14 +274,15 @@ func recoverActiveSegment(dir string, base int64, interval int64) (*segment, int
 		sinceIdx: res.sinceIdx,
 		maxTs:    res.maxTs,
 	}
-	s.publishWriteState()
+	s.publish(s.w)
 	return s, cut, res.corrupt, nil
 }
 
 // openSealedSegment opens a segment that is followed by another one starting
 // at nextBase. Its data was fsynced when it was rolled, so it is not scanned;
-// only its indexes are checked cheaply and rebuilt if they look inconsistent.
-func openSealedSegment(dir string, base, nextBase int64, interval int64) (s *segment, rebuilt bool, corrupt error, err error) {
+// only its indexes are checked cheaply and rebuilt if they look inconsistent,
+// and its first batch is checked against the keyring.
+func openSealedSegment(dir string, base, nextBase int64, interval int64, kc keyCheck) (s *segment, rebuilt bool, corrupt error, err error) {
 	s, err = openSegmentFiles(dir, base, os.O_RDONLY)
 	if err != nil {
 		return nil, false, nil, err
@@ -281,9 +293,13 @@ func openSealedSegment(dir string, base, nextBase int64, interval int64) (s *seg
 		return nil, false, nil, fmt.Errorf("partitionlog: opening segment: %w", err)
 	}
 	size := fi.Size()
+	if err := checkFirstBatchKey(s, size, kc); err != nil {
+		s.closeFiles()
+		return nil, false, nil, err
+	}
 	idxN, tidxN, maxTs, ok := checkSealedIndexes(s, size, nextBase)
 	if !ok {
-		res, err := indexSegment(s, size, interval, nextBase)
+		res, err := indexSegment(s, size, interval, nextBase, kc)
 		if err != nil {
 			s.closeFiles()
 			return nil, false, nil, err
@@ -292,6 +308,21 @@ func openSealedSegment(dir string, base, nextBase int64, interval int64) (s *seg
 	}
 	s.size, s.next, s.idxN, s.tidxN, s.maxTs = size, nextBase, idxN, tidxN, maxTs
 	return s, rebuilt, corrupt, nil
+}
+
+// checkFirstBatchKey fails if the first batch of a sealed segment is encrypted
+// with a key that is missing from the keyring or does not authenticate it: the
+// cheap check that catches a wrong or missing key at Open for data sealed in
+// older segments. Any other damage of that batch is left for readers to
+// report.
+func checkFirstBatchKey(s *segment, size int64, kc keyCheck) error {
+	sc := newScanner(s.log, s.logPath, 0, size, s.base, nil)
+	sc.readAhead = encHeaderSize
+	sc.keys, sc.verified = kc.keys, kc.verified
+	if _, err := sc.next(); errors.Is(err, ErrEncryptionKey) {
+		return err
+	}
+	return nil
 }
 
 // checkSealedIndexes does O(1) consistency checks of a sealed segment's

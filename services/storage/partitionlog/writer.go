@@ -22,9 +22,18 @@ type appendReq struct {
 	done chan struct{} // capacity 1; receives once when the request completes
 }
 
+// chunk is a run of appends written to one segment with one write, waiting
+// in sync mode for the fsync that makes it durable.
+type chunk struct {
+	seg        *segment
+	reqs       []*appendReq
+	start, end writeState // the segment's write state before and after the chunk
+}
+
 var (
 	reqPool   = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
 	batchPool = sync.Pool{New: func() any { return new([]byte) }}
+	chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 )
 
 const maxPooledBatch = 1 << 20
@@ -37,6 +46,10 @@ const maxPooledBatch = 1 << 20
 // ctx.Err(); the batch is then appended only if the writer had already taken
 // it (a batch still queued when ctx is done is dropped). An empty recs appends
 // nothing and returns NextOffset().
+//
+// With Options.Keys set, the batch is encrypted here, on the caller's
+// goroutine, so that concurrent appenders encrypt in parallel and the single
+// writer only copies bytes.
 func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err error) {
 	if len(recs) == 0 {
 		l.qmu.Lock()
@@ -51,6 +64,9 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 		return -1, err
 	}
 	size := encodedBatchSize(recs)
+	if l.keys != nil {
+		size += encryptionOverhead
+	}
 	if size > l.opts.MaxBatchBytes {
 		return -1, fmt.Errorf("%w: %d records encode to %d bytes, limit is %d", ErrBatchTooLarge, len(recs), size, l.opts.MaxBatchBytes)
 	}
@@ -60,7 +76,12 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 	}
 	*bp = (*bp)[:size]
 	r := reqPool.Get().(*appendReq)
-	r.ctx, r.buf, r.count, r.maxTs = ctx, bp, int64(len(recs)), encodeBatch(*bp, recs)
+	r.ctx, r.buf, r.count = ctx, bp, int64(len(recs))
+	if l.keys != nil {
+		r.maxTs = encodeEncryptedBatch(*bp, recs, l.keys.active, l.nextNonce())
+	} else {
+		r.maxTs = encodeBatch(*bp, recs)
+	}
 
 	l.qmu.Lock()
 	if l.qclosed {
@@ -81,7 +102,7 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 		l.release(r)
 		return off, err
 	case <-ctx.Done():
-		// The writer still owns r; it is not recycled.
+		// The writer (or the syncer) still owns r; it is not recycled.
 		return -1, ctx.Err()
 	}
 }
@@ -107,11 +128,14 @@ func complete(r *appendReq, off int64, err error) {
 }
 
 // runWriter is the single writer goroutine: it repeatedly takes everything
-// queued and commits it with one write (and, in sync mode, one fsync) per
-// segment touched.
+// queued and writes it with one write per segment touched. In sync mode it
+// hands what it wrote to the syncer and goes on writing while the syncer
+// fsyncs (pipelined group commit); in async mode it completes the appends
+// itself.
 func (l *Log) runWriter() {
 	defer close(l.writerDone)
 	for range l.qsignal {
+		l.settleSyncer(false) // the syncer signals us when an fsync failed
 		for {
 			l.qmu.Lock()
 			reqs, closed := l.queue, l.qclosed
@@ -120,6 +144,7 @@ func (l *Log) runWriter() {
 			l.qmu.Unlock()
 			if len(reqs) == 0 {
 				if closed {
+					l.stopSyncer()
 					return
 				}
 				break
@@ -134,6 +159,7 @@ func (l *Log) runWriter() {
 }
 
 func (l *Log) commit(reqs []*appendReq) {
+	l.settleSyncer(false)
 	live := reqs[:0]
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
@@ -146,6 +172,12 @@ func (l *Log) commit(reqs []*appendReq) {
 		seg := l.active
 		err := l.repairTail(seg)
 		if err == nil && seg.w.size > 0 && seg.w.size+int64(len(*live[0].buf)) > l.opts.SegmentBytes {
+			// Rolling seals the segment, so everything in flight must be
+			// durable and published first; a failed fsync found here rolls
+			// the segment back, which may make the batch fit again.
+			if l.settleSyncer(true) {
+				continue
+			}
 			if err = l.roll(); err == nil {
 				continue
 			}
@@ -169,9 +201,10 @@ func (l *Log) commit(reqs []*appendReq) {
 	}
 }
 
-// writeChunk appends the batches of reqs to seg with one write, adds their
-// index entries, fsyncs in sync mode, publishes them and completes reqs. On
-// failure everything is rolled back and nothing is completed.
+// writeChunk appends the batches of reqs to seg with one write and adds their
+// index entries. In sync mode it then hands them to the syncer; in async mode
+// it publishes and completes them. On failure everything is rolled back and
+// nothing is completed.
 func (l *Log) writeChunk(seg *segment, reqs []*appendReq) error {
 	w := &seg.w
 	pos, next, since, maxTs := w.size, w.next, w.sinceIdx, w.maxTs
@@ -212,12 +245,10 @@ func (l *Log) writeChunk(seg *segment, reqs []*appendReq) error {
 			err = l.writeAt(seg.tidx, tb, w.tidxSize)
 		}
 	}
-	if err == nil && l.opts.Durability == DurabilitySync {
-		err = l.syncData(seg.log)
-	}
 	if err != nil {
 		// Cut off whatever part of the chunk reached the files; the next write
-		// happens only once that has succeeded (see repairTail).
+		// happens only once that has succeeded (see repairTail). Chunks before
+		// this one, possibly still being fsynced, end at w.size and are kept.
 		w.dirtyTail = true
 		if rerr := l.repairTail(seg); rerr != nil {
 			l.logger.Error("partitionlog: cannot roll back failed append; retrying before the next one", "err", rerr)
@@ -225,22 +256,222 @@ func (l *Log) writeChunk(seg *segment, reqs []*appendReq) error {
 		return fmt.Errorf("partitionlog: append to %s: %w", seg.logPath, err)
 	}
 
+	start := *w
 	w.size, w.next, w.sinceIdx, w.maxTs = pos, next, since, maxTs
 	w.idxSize += int64(len(ib))
 	w.tidxSize += int64(len(tb))
-	l.mu.Lock()
-	seg.publishWriteState()
-	l.hw.Store(next)
-	close(l.notify)
-	l.notify = make(chan struct{})
-	l.mu.Unlock()
-	if l.opts.Durability == DurabilityAsync {
-		l.dirty.Store(true)
+	if l.opts.Durability == DurabilitySync {
+		c := chunkPool.Get().(*chunk)
+		c.seg, c.start, c.end = seg, start, *w
+		c.reqs = append(c.reqs[:0], reqs...) // reqs is the writer's, reused at once
+		l.handOff(c)
+		return nil
 	}
+	l.publish(seg, *w)
+	l.dirty.Store(true)
 	for _, r := range reqs {
 		complete(r, r.off, nil)
 	}
 	return nil
+}
+
+// publish makes a segment's state ws (and the offsets below ws.next) visible
+// to readers.
+func (l *Log) publish(seg *segment, ws writeState) {
+	l.mu.Lock()
+	seg.publish(ws)
+	l.hw.Store(ws.next)
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// handOff queues a written chunk for the syncer.
+func (l *Log) handOff(c *chunk) {
+	h, n := l.hooks, len(c.reqs) // c belongs to the syncer once queued
+	l.smu.Lock()
+	l.written = append(l.written, c)
+	l.writtenReqs += n
+	l.smu.Unlock()
+	l.scond.Broadcast()
+	if h != nil && h.onHandOff != nil {
+		h.onHandOff(n)
+	}
+}
+
+// runSyncer is the syncer goroutine of sync mode. It takes every chunk
+// written since its last fsync, fsyncs once, publishes the new high
+// watermark and completes the appends in offset order. While it waits for the
+// disk, the writer writes the next chunks, so that the disk is never idle
+// between two group commits and the next group is ready when the fsync ends.
+//
+// Pipelining alone splits N closed-loop appenders into two alternating groups
+// of about N/2 (those completed by one fsync come back while the next one
+// runs), and an fsync's cost is mostly fixed, so the syncer also lingers: it
+// expects as many appends as were in flight when it last completed a group
+// (those it completed plus those written meanwhile), and waits for them to be
+// written, but never longer than half its last fsync took. A lone appender
+// is never delayed (it is expected alone), and an appender that went away
+// costs at most one linger.
+//
+// After a failed fsync nothing written before it can be trusted to be on
+// disk (Linux may drop the dirty pages), so the failed chunks and every chunk
+// written after them are parked in failedChunks and the writer is signalled:
+// it waits until the syncer is idle, truncates the files back to the start of
+// the first failed chunk and fails those appends (settleSyncer).
+func (l *Log) runSyncer() {
+	defer close(l.syncerDone)
+	var (
+		taken     []*chunk
+		expect    int           // appends expected in the next group
+		lastFsync time.Duration // how long the last fsync took
+	)
+	l.smu.Lock()
+	for {
+		for len(l.written) == 0 && !l.sstop {
+			l.scond.Wait()
+		}
+		if len(l.written) == 0 {
+			l.smu.Unlock()
+			return
+		}
+		l.linger(expect, lastFsync/2)
+		taken, l.written = l.written, taken[:0]
+		reqs := l.writtenReqs
+		l.writtenReqs = 0
+		failed := l.syncErr != nil
+		l.syncing = true
+		l.smu.Unlock()
+
+		var err error
+		if !failed {
+			start := time.Now()
+			err = l.syncChunks(taken)
+			lastFsync = time.Since(start)
+		}
+		if failed || err != nil {
+			l.smu.Lock()
+			if l.syncErr == nil {
+				l.syncErr = err
+			}
+			l.failedChunks = append(l.failedChunks, taken...)
+			l.signalWriter()
+			expect = 0
+		} else {
+			// Sampled before completing anyone: an appender completed now
+			// may be back and written before the syncer looks again.
+			l.smu.Lock()
+			expect = reqs + l.writtenReqs
+			l.smu.Unlock()
+			last := taken[len(taken)-1]
+			l.publish(last.seg, last.end)
+			for _, c := range taken {
+				for _, r := range c.reqs {
+					complete(r, r.off, nil)
+				}
+				clear(c.reqs)
+				c.reqs, c.seg = c.reqs[:0], nil
+				chunkPool.Put(c)
+			}
+			l.smu.Lock()
+		}
+		clear(taken)
+		l.syncing = false
+		l.scond.Broadcast()
+	}
+}
+
+// linger waits, with smu held, until at least expect appends are written or
+// limit has passed, unless someone waits for the syncer (the writer before a
+// roll, Close) or an fsync failed.
+func (l *Log) linger(expect int, limit time.Duration) {
+	if l.writtenReqs >= expect || limit <= 0 {
+		return
+	}
+	l.lingerDone = false
+	t := time.AfterFunc(limit, func() {
+		l.smu.Lock()
+		l.lingerDone = true
+		l.smu.Unlock()
+		l.scond.Broadcast()
+	})
+	for l.writtenReqs < expect && !l.lingerDone && !l.draining && !l.sstop && l.syncErr == nil {
+		l.scond.Wait()
+	}
+	t.Stop()
+	if h := l.hooks; h != nil && h.onLinger != nil {
+		h.onLinger(expect, l.writtenReqs)
+	}
+}
+
+// syncChunks fsyncs the segments the chunks were written to. They are all the
+// active segment (the writer drains the syncer before rolling), so this is
+// one fsync.
+func (l *Log) syncChunks(cs []*chunk) error {
+	var last *segment
+	for _, c := range cs {
+		if c.seg == last {
+			continue
+		}
+		last = c.seg
+		if err := l.syncData(c.seg.log); err != nil {
+			return fmt.Errorf("partitionlog: append to %s: %w", c.seg.logPath, err)
+		}
+	}
+	return nil
+}
+
+// settleSyncer is called by the writer. If an fsync failed, it waits for the
+// syncer to go idle, rolls the active segment back to before the first failed
+// chunk and fails the appends of every failed chunk, and reports true. With
+// wait set it first waits until every chunk handed to the syncer is durable
+// and published (or failed).
+func (l *Log) settleSyncer(wait bool) (rolledBack bool) {
+	if l.opts.Durability != DurabilitySync {
+		return false
+	}
+	l.smu.Lock()
+	if !wait && l.syncErr == nil {
+		l.smu.Unlock()
+		return false
+	}
+	l.draining = true
+	l.scond.Broadcast() // cut a linger short
+	for len(l.written) > 0 || l.syncing {
+		l.scond.Wait()
+	}
+	l.draining = false
+	err, failed := l.syncErr, l.failedChunks
+	l.syncErr, l.failedChunks = nil, nil
+	l.smu.Unlock()
+	if err == nil {
+		return false
+	}
+	seg := failed[0].seg
+	seg.w = failed[0].start
+	seg.w.dirtyTail = true
+	if rerr := l.repairTail(seg); rerr != nil {
+		l.logger.Error("partitionlog: cannot roll back after a failed fsync; retrying before the next append", "err", rerr)
+	}
+	for _, c := range failed {
+		for _, r := range c.reqs {
+			complete(r, -1, err)
+		}
+	}
+	return true
+}
+
+// stopSyncer settles and stops the syncer once the writer has nothing left.
+func (l *Log) stopSyncer() {
+	if l.opts.Durability != DurabilitySync {
+		return
+	}
+	l.settleSyncer(true)
+	l.smu.Lock()
+	l.sstop = true
+	l.smu.Unlock()
+	l.scond.Broadcast()
+	<-l.syncerDone
 }
 
 // repairTail truncates the active segment's files back to the last good state
@@ -262,7 +493,8 @@ func (l *Log) repairTail(seg *segment) error {
 }
 
 // roll seals the active segment (final time index entry, fsync of the log and
-// its indexes) and starts a new one at the next offset.
+// its indexes) and starts a new one at the next offset. In sync mode the
+// caller has settled the syncer, so everything written is published.
 func (l *Log) roll() error {
 	old := l.active
 	w := &old.w
@@ -276,7 +508,7 @@ func (l *Log) roll() error {
 	}
 	var ns *segment
 	if err == nil {
-		ns, err = createSegment(l.dir, w.next)
+		ns, err = l.createSegment(w.next)
 	}
 	if err == nil {
 		if err = syncDir(l.dir); err != nil {
@@ -294,11 +526,22 @@ func (l *Log) roll() error {
 	}
 	w.tidxSize += tidxEntrySize
 	l.mu.Lock()
-	old.publishWriteState() // everything in it is fsynced now
+	old.publish(*w) // everything in it is fsynced now
 	l.segs = append(l.segs, ns)
 	l.mu.Unlock()
 	l.active = ns
 	return nil
+}
+
+// createSegment creates the next active segment (through the fault-injection
+// hook in tests).
+func (l *Log) createSegment(base int64) (*segment, error) {
+	if h := l.hooks; h != nil && h.beforeCreate != nil {
+		if err := h.beforeCreate(); err != nil {
+			return nil, fmt.Errorf("partitionlog: creating segment: %w", err)
+		}
+	}
+	return createSegment(l.dir, base)
 }
 
 // writeAt writes all of p at off (through the fault-injection hook in tests).

@@ -106,6 +106,19 @@ const (
 	// The request as a whole is malformed (for example, a body that is not
 	// valid JSON).
 	ErrorReason_ERROR_REASON_REQUEST_INVALID ErrorReason = 36
+	// The tag filter differs from the one the consumer group keeps, or is
+	// malformed.
+	ErrorReason_ERROR_REASON_TAG_FILTER_CONFLICT ErrorReason = 37
+	// A dead-letter receipt handle was used for a message or the reverse.
+	ErrorReason_ERROR_REASON_RECEIPT_HANDLE_KIND_MISMATCH ErrorReason = 38
+	// The queue does not keep dead letters (dead letters are not enabled).
+	ErrorReason_ERROR_REASON_DEAD_LETTERS_DISABLED ErrorReason = 39
+	// The message is no longer retained.
+	ErrorReason_ERROR_REASON_MESSAGE_EXPIRED ErrorReason = 40
+	// The seek target is malformed or names a partition the queue lacks.
+	ErrorReason_ERROR_REASON_SEEK_TARGET_INVALID ErrorReason = 41
+	// Broadcast consumption needs a consumer id.
+	ErrorReason_ERROR_REASON_CONSUMER_ID_REQUIRED ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -148,45 +161,57 @@ var (
 		34: "ERROR_REASON_UNAVAILABLE",
 		35: "ERROR_REASON_NOT_IMPLEMENTED",
 		36: "ERROR_REASON_REQUEST_INVALID",
+		37: "ERROR_REASON_TAG_FILTER_CONFLICT",
+		38: "ERROR_REASON_RECEIPT_HANDLE_KIND_MISMATCH",
+		39: "ERROR_REASON_DEAD_LETTERS_DISABLED",
+		40: "ERROR_REASON_MESSAGE_EXPIRED",
+		41: "ERROR_REASON_SEEK_TARGET_INVALID",
+		42: "ERROR_REASON_CONSUMER_ID_REQUIRED",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":                0,
-		"ERROR_REASON_INTERNAL":                   1,
-		"ERROR_REASON_RESOURCE_NAME_INVALID":      2,
-		"ERROR_REASON_PROJECT_INVALID":            3,
-		"ERROR_REASON_QUEUE_NOT_FOUND":            4,
-		"ERROR_REASON_GROUP_NOT_FOUND":            5,
-		"ERROR_REASON_QUEUE_ALREADY_EXISTS":       6,
-		"ERROR_REASON_GROUP_ALREADY_EXISTS":       7,
-		"ERROR_REASON_QUEUE_QUOTA_EXCEEDED":       8,
-		"ERROR_REASON_GROUP_QUOTA_EXCEEDED":       9,
-		"ERROR_REASON_QUEUE_NAME_INVALID":         10,
-		"ERROR_REASON_QUEUE_NAME_LENGTH_INVALID":  11,
-		"ERROR_REASON_GROUP_NAME_INVALID":         12,
-		"ERROR_REASON_GROUP_NAME_LENGTH_INVALID":  13,
-		"ERROR_REASON_DESCRIPTION_INVALID":        14,
-		"ERROR_REASON_DESCRIPTION_TOO_LONG":       15,
-		"ERROR_REASON_QUEUE_MODE_INVALID":         16,
-		"ERROR_REASON_PARTITION_COUNT_INVALID":    17,
-		"ERROR_REASON_RETENTION_INVALID":          18,
-		"ERROR_REASON_MAX_CONSUME_COUNT_INVALID":  19,
-		"ERROR_REASON_MESSAGE_TOO_LARGE":          20,
-		"ERROR_REASON_BATCH_TOO_LARGE":            21,
-		"ERROR_REASON_BATCH_EMPTY":                22,
-		"ERROR_REASON_TAG_INVALID":                23,
-		"ERROR_REASON_ATTRIBUTE_INVALID":          24,
-		"ERROR_REASON_MAX_MESSAGES_INVALID":       25,
-		"ERROR_REASON_WAIT_TIME_INVALID":          26,
-		"ERROR_REASON_VISIBILITY_TIMEOUT_INVALID": 27,
-		"ERROR_REASON_RECEIPT_HANDLE_INVALID":     28,
-		"ERROR_REASON_RECEIPT_HANDLE_MISMATCH":    29,
-		"ERROR_REASON_RECEIPT_HANDLE_EXPIRED":     30,
-		"ERROR_REASON_ACK_STATUS_INVALID":         31,
-		"ERROR_REASON_PAGE_TOKEN_INVALID":         32,
-		"ERROR_REASON_STORAGE_FULL":               33,
-		"ERROR_REASON_UNAVAILABLE":                34,
-		"ERROR_REASON_NOT_IMPLEMENTED":            35,
-		"ERROR_REASON_REQUEST_INVALID":            36,
+		"ERROR_REASON_UNSPECIFIED":                  0,
+		"ERROR_REASON_INTERNAL":                     1,
+		"ERROR_REASON_RESOURCE_NAME_INVALID":        2,
+		"ERROR_REASON_PROJECT_INVALID":              3,
+		"ERROR_REASON_QUEUE_NOT_FOUND":              4,
+		"ERROR_REASON_GROUP_NOT_FOUND":              5,
+		"ERROR_REASON_QUEUE_ALREADY_EXISTS":         6,
+		"ERROR_REASON_GROUP_ALREADY_EXISTS":         7,
+		"ERROR_REASON_QUEUE_QUOTA_EXCEEDED":         8,
+		"ERROR_REASON_GROUP_QUOTA_EXCEEDED":         9,
+		"ERROR_REASON_QUEUE_NAME_INVALID":           10,
+		"ERROR_REASON_QUEUE_NAME_LENGTH_INVALID":    11,
+		"ERROR_REASON_GROUP_NAME_INVALID":           12,
+		"ERROR_REASON_GROUP_NAME_LENGTH_INVALID":    13,
+		"ERROR_REASON_DESCRIPTION_INVALID":          14,
+		"ERROR_REASON_DESCRIPTION_TOO_LONG":         15,
+		"ERROR_REASON_QUEUE_MODE_INVALID":           16,
+		"ERROR_REASON_PARTITION_COUNT_INVALID":      17,
+		"ERROR_REASON_RETENTION_INVALID":            18,
+		"ERROR_REASON_MAX_CONSUME_COUNT_INVALID":    19,
+		"ERROR_REASON_MESSAGE_TOO_LARGE":            20,
+		"ERROR_REASON_BATCH_TOO_LARGE":              21,
+		"ERROR_REASON_BATCH_EMPTY":                  22,
+		"ERROR_REASON_TAG_INVALID":                  23,
+		"ERROR_REASON_ATTRIBUTE_INVALID":            24,
+		"ERROR_REASON_MAX_MESSAGES_INVALID":         25,
+		"ERROR_REASON_WAIT_TIME_INVALID":            26,
+		"ERROR_REASON_VISIBILITY_TIMEOUT_INVALID":   27,
+		"ERROR_REASON_RECEIPT_HANDLE_INVALID":       28,
+		"ERROR_REASON_RECEIPT_HANDLE_MISMATCH":      29,
+		"ERROR_REASON_RECEIPT_HANDLE_EXPIRED":       30,
+		"ERROR_REASON_ACK_STATUS_INVALID":           31,
+		"ERROR_REASON_PAGE_TOKEN_INVALID":           32,
+		"ERROR_REASON_STORAGE_FULL":                 33,
+		"ERROR_REASON_UNAVAILABLE":                  34,
+		"ERROR_REASON_NOT_IMPLEMENTED":              35,
+		"ERROR_REASON_REQUEST_INVALID":              36,
+		"ERROR_REASON_TAG_FILTER_CONFLICT":          37,
+		"ERROR_REASON_RECEIPT_HANDLE_KIND_MISMATCH": 38,
+		"ERROR_REASON_DEAD_LETTERS_DISABLED":        39,
+		"ERROR_REASON_MESSAGE_EXPIRED":              40,
+		"ERROR_REASON_SEEK_TARGET_INVALID":          41,
+		"ERROR_REASON_CONSUMER_ID_REQUIRED":         42,
 	}
 )
 
@@ -221,8 +246,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xe3\n" +
-	"\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xcf\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -261,7 +285,13 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x19ERROR_REASON_STORAGE_FULL\x10!\x12\x1c\n" +
 	"\x18ERROR_REASON_UNAVAILABLE\x10\"\x12 \n" +
 	"\x1cERROR_REASON_NOT_IMPLEMENTED\x10#\x12 \n" +
-	"\x1cERROR_REASON_REQUEST_INVALID\x10$B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1cERROR_REASON_REQUEST_INVALID\x10$\x12$\n" +
+	" ERROR_REASON_TAG_FILTER_CONFLICT\x10%\x12-\n" +
+	")ERROR_REASON_RECEIPT_HANDLE_KIND_MISMATCH\x10&\x12&\n" +
+	"\"ERROR_REASON_DEAD_LETTERS_DISABLED\x10'\x12 \n" +
+	"\x1cERROR_REASON_MESSAGE_EXPIRED\x10(\x12$\n" +
+	" ERROR_REASON_SEEK_TARGET_INVALID\x10)\x12%\n" +
+	"!ERROR_REASON_CONSUMER_ID_REQUIRED\x10*B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

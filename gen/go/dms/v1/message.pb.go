@@ -24,6 +24,120 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TagMatch says how a tag filter matches a message's tags.
+type TagMatch int32
+
+const (
+	// TAG_MATCH_UNSPECIFIED is treated as TAG_MATCH_ANY.
+	TagMatch_TAG_MATCH_UNSPECIFIED TagMatch = 0
+	// TAG_MATCH_ANY matches a message that has at least one of the tags.
+	TagMatch_TAG_MATCH_ANY TagMatch = 1
+	// TAG_MATCH_ALL matches a message that has every one of the tags.
+	TagMatch_TAG_MATCH_ALL TagMatch = 2
+)
+
+// Enum value maps for TagMatch.
+var (
+	TagMatch_name = map[int32]string{
+		0: "TAG_MATCH_UNSPECIFIED",
+		1: "TAG_MATCH_ANY",
+		2: "TAG_MATCH_ALL",
+	}
+	TagMatch_value = map[string]int32{
+		"TAG_MATCH_UNSPECIFIED": 0,
+		"TAG_MATCH_ANY":         1,
+		"TAG_MATCH_ALL":         2,
+	}
+)
+
+func (x TagMatch) Enum() *TagMatch {
+	p := new(TagMatch)
+	*p = x
+	return p
+}
+
+func (x TagMatch) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TagMatch) Descriptor() protoreflect.EnumDescriptor {
+	return file_dms_v1_message_proto_enumTypes[0].Descriptor()
+}
+
+func (TagMatch) Type() protoreflect.EnumType {
+	return &file_dms_v1_message_proto_enumTypes[0]
+}
+
+func (x TagMatch) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TagMatch.Descriptor instead.
+func (TagMatch) EnumDescriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{0}
+}
+
+// BroadcastStart says where a broadcast consumer starts.
+type BroadcastStart int32
+
+const (
+	// BROADCAST_START_UNSPECIFIED is treated as BROADCAST_START_COMMITTED.
+	BroadcastStart_BROADCAST_START_UNSPECIFIED BroadcastStart = 0
+	// BROADCAST_START_EARLIEST starts a consumer that the server does not know
+	// yet at the earliest retained message.
+	BroadcastStart_BROADCAST_START_EARLIEST BroadcastStart = 1
+	// BROADCAST_START_COMMITTED continues from the position the server kept
+	// for the consumer id; a consumer the server does not know yet starts at
+	// the earliest retained message.
+	BroadcastStart_BROADCAST_START_COMMITTED BroadcastStart = 2
+	// BROADCAST_START_LATEST starts a consumer that the server does not know
+	// yet after the last message stored so far.
+	BroadcastStart_BROADCAST_START_LATEST BroadcastStart = 3
+)
+
+// Enum value maps for BroadcastStart.
+var (
+	BroadcastStart_name = map[int32]string{
+		0: "BROADCAST_START_UNSPECIFIED",
+		1: "BROADCAST_START_EARLIEST",
+		2: "BROADCAST_START_COMMITTED",
+		3: "BROADCAST_START_LATEST",
+	}
+	BroadcastStart_value = map[string]int32{
+		"BROADCAST_START_UNSPECIFIED": 0,
+		"BROADCAST_START_EARLIEST":    1,
+		"BROADCAST_START_COMMITTED":   2,
+		"BROADCAST_START_LATEST":      3,
+	}
+)
+
+func (x BroadcastStart) Enum() *BroadcastStart {
+	p := new(BroadcastStart)
+	*p = x
+	return p
+}
+
+func (x BroadcastStart) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BroadcastStart) Descriptor() protoreflect.EnumDescriptor {
+	return file_dms_v1_message_proto_enumTypes[1].Descriptor()
+}
+
+func (BroadcastStart) Type() protoreflect.EnumType {
+	return &file_dms_v1_message_proto_enumTypes[1]
+}
+
+func (x BroadcastStart) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BroadcastStart.Descriptor instead.
+func (BroadcastStart) EnumDescriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{1}
+}
+
 // AckStatus is how a consumer settles a delivery.
 type AckStatus int32
 
@@ -36,6 +150,11 @@ const (
 	// ACK_STATUS_FAIL: the message was not processed; it becomes available to
 	// the group again at once and the attempt counts as failed.
 	AckStatus_ACK_STATUS_FAIL AckStatus = 2
+	// ACK_STATUS_REDELIVER: the message was not processed and should be tried
+	// again later: it becomes available to the group again no sooner than the
+	// queue's retry delay (30 s), and the attempt counts as failed. The delay
+	// is durable: it survives a restart of the server.
+	AckStatus_ACK_STATUS_REDELIVER AckStatus = 3
 )
 
 // Enum value maps for AckStatus.
@@ -44,11 +163,13 @@ var (
 		0: "ACK_STATUS_UNSPECIFIED",
 		1: "ACK_STATUS_SUCCESS",
 		2: "ACK_STATUS_FAIL",
+		3: "ACK_STATUS_REDELIVER",
 	}
 	AckStatus_value = map[string]int32{
 		"ACK_STATUS_UNSPECIFIED": 0,
 		"ACK_STATUS_SUCCESS":     1,
 		"ACK_STATUS_FAIL":        2,
+		"ACK_STATUS_REDELIVER":   3,
 	}
 )
 
@@ -63,11 +184,11 @@ func (x AckStatus) String() string {
 }
 
 func (AckStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_dms_v1_message_proto_enumTypes[0].Descriptor()
+	return file_dms_v1_message_proto_enumTypes[2].Descriptor()
 }
 
 func (AckStatus) Type() protoreflect.EnumType {
-	return &file_dms_v1_message_proto_enumTypes[0]
+	return &file_dms_v1_message_proto_enumTypes[2]
 }
 
 func (x AckStatus) Number() protoreflect.EnumNumber {
@@ -76,7 +197,60 @@ func (x AckStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AckStatus.Descriptor instead.
 func (AckStatus) EnumDescriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{0}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{2}
+}
+
+// SeekPosition is a named position of a partition.
+type SeekPosition int32
+
+const (
+	// SEEK_POSITION_UNSPECIFIED is not accepted.
+	SeekPosition_SEEK_POSITION_UNSPECIFIED SeekPosition = 0
+	// SEEK_POSITION_EARLIEST is the earliest retained message.
+	SeekPosition_SEEK_POSITION_EARLIEST SeekPosition = 1
+	// SEEK_POSITION_LATEST is after the last message stored so far.
+	SeekPosition_SEEK_POSITION_LATEST SeekPosition = 2
+)
+
+// Enum value maps for SeekPosition.
+var (
+	SeekPosition_name = map[int32]string{
+		0: "SEEK_POSITION_UNSPECIFIED",
+		1: "SEEK_POSITION_EARLIEST",
+		2: "SEEK_POSITION_LATEST",
+	}
+	SeekPosition_value = map[string]int32{
+		"SEEK_POSITION_UNSPECIFIED": 0,
+		"SEEK_POSITION_EARLIEST":    1,
+		"SEEK_POSITION_LATEST":      2,
+	}
+)
+
+func (x SeekPosition) Enum() *SeekPosition {
+	p := new(SeekPosition)
+	*p = x
+	return p
+}
+
+func (x SeekPosition) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SeekPosition) Descriptor() protoreflect.EnumDescriptor {
+	return file_dms_v1_message_proto_enumTypes[3].Descriptor()
+}
+
+func (SeekPosition) Type() protoreflect.EnumType {
+	return &file_dms_v1_message_proto_enumTypes[3]
+}
+
+func (x SeekPosition) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SeekPosition.Descriptor instead.
+func (SeekPosition) EnumDescriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{3}
 }
 
 // AttributeValue is the value of a message attribute.
@@ -445,9 +619,19 @@ type ReceiveMessagesRequest struct {
 	// How long the received messages stay invisible to the group unless
 	// acknowledged: 15 to 300 s, default 30 s.
 	VisibilityTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=visibility_timeout,json=visibilityTimeout,proto3" json:"visibility_timeout,omitempty"`
-	// An id of the consumer instance, recorded in receipt handles for
-	// diagnostics; optional.
-	ConsumerId    string `protobuf:"bytes,5,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	// An id of the consumer instance; required for broadcast consumption,
+	// where it names the consumer whose position the server keeps.
+	ConsumerId string `protobuf:"bytes,5,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	// Receive only messages whose tags match. A consumer group keeps one
+	// filter: the first receive that gives one sets it, later receives may
+	// repeat it or give none, and a different filter is refused with
+	// TAG_FILTER_CONFLICT. Messages that do not match are skipped for the
+	// group without being delivered.
+	TagFilter *TagFilter `protobuf:"bytes,6,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// When set, this consumer receives every message of the group's queue by
+	// itself (broadcast) instead of sharing them with the group's other
+	// consumers.
+	Broadcast     *BroadcastOptions `protobuf:"bytes,7,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +701,215 @@ func (x *ReceiveMessagesRequest) GetConsumerId() string {
 	return ""
 }
 
+func (x *ReceiveMessagesRequest) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *ReceiveMessagesRequest) GetBroadcast() *BroadcastOptions {
+	if x != nil {
+		return x.Broadcast
+	}
+	return nil
+}
+
+// TagFilter selects messages by their tags.
+type TagFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One to three tags.
+	Tags []string `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	// How the tags are matched; ANY when unspecified.
+	Match         TagMatch `protobuf:"varint,2,opt,name=match,proto3,enum=dms.v1.TagMatch" json:"match,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagFilter) Reset() {
+	*x = TagFilter{}
+	mi := &file_dms_v1_message_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagFilter) ProtoMessage() {}
+
+func (x *TagFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagFilter.ProtoReflect.Descriptor instead.
+func (*TagFilter) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TagFilter) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *TagFilter) GetMatch() TagMatch {
+	if x != nil {
+		return x.Match
+	}
+	return TagMatch_TAG_MATCH_UNSPECIFIED
+}
+
+// BroadcastOptions make a receive a broadcast receive.
+type BroadcastOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where a new consumer starts.
+	Start BroadcastStart `protobuf:"varint,1,opt,name=start,proto3,enum=dms.v1.BroadcastStart" json:"start,omitempty"`
+	// Acknowledge every message as it is delivered: no receipt handle needs
+	// to be acked and nothing is delivered twice to this consumer unless the
+	// server crashes mid-receive.
+	AutoAck       bool `protobuf:"varint,2,opt,name=auto_ack,json=autoAck,proto3" json:"auto_ack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastOptions) Reset() {
+	*x = BroadcastOptions{}
+	mi := &file_dms_v1_message_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastOptions) ProtoMessage() {}
+
+func (x *BroadcastOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastOptions.ProtoReflect.Descriptor instead.
+func (*BroadcastOptions) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BroadcastOptions) GetStart() BroadcastStart {
+	if x != nil {
+		return x.Start
+	}
+	return BroadcastStart_BROADCAST_START_UNSPECIFIED
+}
+
+func (x *BroadcastOptions) GetAutoAck() bool {
+	if x != nil {
+		return x.AutoAck
+	}
+	return false
+}
+
+// DeadLetterInfo tells why a message became a dead letter.
+type DeadLetterInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many times consuming the message failed.
+	FailureCount int32 `protobuf:"varint,1,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
+	// The last failure: FAILED_BY_CONSUMER, VISIBILITY_TIMEOUT or
+	// REDELIVER_REQUESTED.
+	LastFailureReason string `protobuf:"bytes,2,opt,name=last_failure_reason,json=lastFailureReason,proto3" json:"last_failure_reason,omitempty"`
+	// When the message became a dead letter.
+	DeadLetterTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=dead_letter_time,json=deadLetterTime,proto3" json:"dead_letter_time,omitempty"`
+	// The partition of the queue that holds the original message.
+	SourcePartition int32 `protobuf:"varint,4,opt,name=source_partition,json=sourcePartition,proto3" json:"source_partition,omitempty"`
+	// The original message's offset in that partition.
+	SourceOffset  int64 `protobuf:"varint,5,opt,name=source_offset,json=sourceOffset,proto3" json:"source_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterInfo) Reset() {
+	*x = DeadLetterInfo{}
+	mi := &file_dms_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterInfo) ProtoMessage() {}
+
+func (x *DeadLetterInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterInfo.ProtoReflect.Descriptor instead.
+func (*DeadLetterInfo) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeadLetterInfo) GetFailureCount() int32 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *DeadLetterInfo) GetLastFailureReason() string {
+	if x != nil {
+		return x.LastFailureReason
+	}
+	return ""
+}
+
+func (x *DeadLetterInfo) GetDeadLetterTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadLetterTime
+	}
+	return nil
+}
+
+func (x *DeadLetterInfo) GetSourcePartition() int32 {
+	if x != nil {
+		return x.SourcePartition
+	}
+	return 0
+}
+
+func (x *DeadLetterInfo) GetSourceOffset() int64 {
+	if x != nil {
+		return x.SourceOffset
+	}
+	return 0
+}
+
 // ReceivedMessage is one delivery of a message to a consumer group.
 type ReceivedMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -536,13 +929,16 @@ type ReceivedMessage struct {
 	// How many times the message has been delivered to this group, this
 	// delivery included.
 	DeliveryCount int32 `protobuf:"varint,7,opt,name=delivery_count,json=deliveryCount,proto3" json:"delivery_count,omitempty"`
+	// Set on dead letters: why the message became one. Partition and offset
+	// then refer to the dead-letter queue, the source fields to the queue.
+	DeadLetter    *DeadLetterInfo `protobuf:"bytes,8,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReceivedMessage) Reset() {
 	*x = ReceivedMessage{}
-	mi := &file_dms_v1_message_proto_msgTypes[6]
+	mi := &file_dms_v1_message_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +950,7 @@ func (x *ReceivedMessage) String() string {
 func (*ReceivedMessage) ProtoMessage() {}
 
 func (x *ReceivedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[6]
+	mi := &file_dms_v1_message_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +963,7 @@ func (x *ReceivedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceivedMessage.ProtoReflect.Descriptor instead.
 func (*ReceivedMessage) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReceivedMessage) GetMessageId() string {
@@ -619,6 +1015,13 @@ func (x *ReceivedMessage) GetDeliveryCount() int32 {
 	return 0
 }
 
+func (x *ReceivedMessage) GetDeadLetter() *DeadLetterInfo {
+	if x != nil {
+		return x.DeadLetter
+	}
+	return nil
+}
+
 // ReceiveMessagesResponse is the response of ConsumerService.ReceiveMessages.
 type ReceiveMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -631,7 +1034,7 @@ type ReceiveMessagesResponse struct {
 
 func (x *ReceiveMessagesResponse) Reset() {
 	*x = ReceiveMessagesResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[7]
+	mi := &file_dms_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +1046,7 @@ func (x *ReceiveMessagesResponse) String() string {
 func (*ReceiveMessagesResponse) ProtoMessage() {}
 
 func (x *ReceiveMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[7]
+	mi := &file_dms_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +1059,7 @@ func (x *ReceiveMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveMessagesResponse) GetMessages() []*ReceivedMessage {
@@ -679,7 +1082,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_dms_v1_message_proto_msgTypes[8]
+	mi := &file_dms_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +1094,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[8]
+	mi := &file_dms_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +1107,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetReceiptHandle() string {
@@ -738,7 +1141,7 @@ type AckMessagesRequest struct {
 
 func (x *AckMessagesRequest) Reset() {
 	*x = AckMessagesRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[9]
+	mi := &file_dms_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +1153,7 @@ func (x *AckMessagesRequest) String() string {
 func (*AckMessagesRequest) ProtoMessage() {}
 
 func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[9]
+	mi := &file_dms_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +1166,7 @@ func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AckMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AckMessagesRequest) GetGroup() string {
@@ -803,7 +1206,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_dms_v1_message_proto_msgTypes[10]
+	mi := &file_dms_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +1218,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[10]
+	mi := &file_dms_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +1231,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AckResult) GetApplied() bool {
@@ -863,7 +1266,7 @@ type AckMessagesResponse struct {
 
 func (x *AckMessagesResponse) Reset() {
 	*x = AckMessagesResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[11]
+	mi := &file_dms_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1278,7 @@ func (x *AckMessagesResponse) String() string {
 func (*AckMessagesResponse) ProtoMessage() {}
 
 func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[11]
+	mi := &file_dms_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,12 +1291,980 @@ func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AckMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AckMessagesResponse) GetResults() []*AckResult {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+// SubscribeRequest is one client message of ConsumerService.Subscribe. The
+// first must carry `start`; later ones grant credits and acknowledge.
+type SubscribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opens the subscription; only in the first message.
+	Start *SubscribeStart `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// More messages the server may send.
+	Credits int32 `protobuf:"varint,2,opt,name=credits,proto3" json:"credits,omitempty"`
+	// Deliveries to settle, by receipt handle.
+	Acks []*Ack `protobuf:"bytes,3,rep,name=acks,proto3" json:"acks,omitempty"`
+	// Deliveries of this subscription to settle successfully, by offset
+	// ranges; cheaper than handles for high rates.
+	AckRanges     []*OffsetRange `protobuf:"bytes,4,rep,name=ack_ranges,json=ackRanges,proto3" json:"ack_ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SubscribeRequest) GetStart() *SubscribeStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetCredits() int32 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetAcks() []*Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetAckRanges() []*OffsetRange {
+	if x != nil {
+		return x.AckRanges
+	}
+	return nil
+}
+
+// SubscribeStart opens a subscription.
+type SubscribeStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group, `projects/{project}/queues/{queue}/groups/{group}`.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Initial credits: how many messages the server may send.
+	Credits int32 `protobuf:"varint,2,opt,name=credits,proto3" json:"credits,omitempty"`
+	// Visibility timeout of the delivered messages: 15 to 300 s, default 30 s.
+	VisibilityTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=visibility_timeout,json=visibilityTimeout,proto3" json:"visibility_timeout,omitempty"`
+	// Optional tag filter, with the same rule as ReceiveMessagesRequest.
+	TagFilter *TagFilter `protobuf:"bytes,4,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// An id of the consumer instance.
+	ConsumerId    string `protobuf:"bytes,5,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeStart) Reset() {
+	*x = SubscribeStart{}
+	mi := &file_dms_v1_message_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeStart) ProtoMessage() {}
+
+func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
+func (*SubscribeStart) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SubscribeStart) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SubscribeStart) GetCredits() int32 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetVisibilityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.VisibilityTimeout
+	}
+	return nil
+}
+
+func (x *SubscribeStart) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *SubscribeStart) GetConsumerId() string {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return ""
+}
+
+// OffsetRange names the offsets first to last (inclusive) of one partition.
+type OffsetRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The first offset.
+	First int64 `protobuf:"varint,2,opt,name=first,proto3" json:"first,omitempty"`
+	// The last offset, inclusive.
+	Last          int64 `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetRange) Reset() {
+	*x = OffsetRange{}
+	mi := &file_dms_v1_message_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetRange) ProtoMessage() {}
+
+func (x *OffsetRange) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
+func (*OffsetRange) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OffsetRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetLast() int64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+// SubscribeResponse is one server message of ConsumerService.Subscribe.
+type SubscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delivered messages.
+	Messages []*ReceivedMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Results of the acks of one SubscribeRequest, in its order: one per
+	// handle, then one per range (applied only if every offset in it was).
+	AckResults    []*AckResult `protobuf:"bytes,2,rep,name=ack_results,json=ackResults,proto3" json:"ack_results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SubscribeResponse) GetMessages() []*ReceivedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetAckResults() []*AckResult {
+	if x != nil {
+		return x.AckResults
+	}
+	return nil
+}
+
+// ReceiveDeadLettersRequest is the request of ConsumerService.ReceiveDeadLetters.
+type ReceiveDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group, `projects/{project}/queues/{queue}/groups/{group}`.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// At most this many dead letters: 1 to 1000, default 10.
+	MaxMessages int32 `protobuf:"varint,2,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// How long to wait for a first dead letter: 0 to 60 s, default 0.
+	WaitTime *durationpb.Duration `protobuf:"bytes,3,opt,name=wait_time,json=waitTime,proto3" json:"wait_time,omitempty"`
+	// How long the received dead letters stay invisible unless acknowledged:
+	// 15 to 300 s, default 30 s.
+	VisibilityTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=visibility_timeout,json=visibilityTimeout,proto3" json:"visibility_timeout,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReceiveDeadLettersRequest) Reset() {
+	*x = ReceiveDeadLettersRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveDeadLettersRequest) ProtoMessage() {}
+
+func (x *ReceiveDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ReceiveDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReceiveDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReceiveDeadLettersRequest) GetMaxMessages() int32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *ReceiveDeadLettersRequest) GetWaitTime() *durationpb.Duration {
+	if x != nil {
+		return x.WaitTime
+	}
+	return nil
+}
+
+func (x *ReceiveDeadLettersRequest) GetVisibilityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.VisibilityTimeout
+	}
+	return nil
+}
+
+// ReceiveDeadLettersResponse is the response of ConsumerService.ReceiveDeadLetters.
+type ReceiveDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letters, each with its DeadLetterInfo.
+	Messages      []*ReceivedMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveDeadLettersResponse) Reset() {
+	*x = ReceiveDeadLettersResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveDeadLettersResponse) ProtoMessage() {}
+
+func (x *ReceiveDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ReceiveDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReceiveDeadLettersResponse) GetMessages() []*ReceivedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// AckDeadLettersRequest is the request of ConsumerService.AckDeadLetters.
+type AckDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group the handles were issued to.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The deliveries to settle, at most 1000; REDELIVER is not accepted.
+	Acks []*Ack `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	// The DMS v1.0 in-order rule, as in AckMessagesRequest.
+	StopAtFirstFailure bool `protobuf:"varint,3,opt,name=stop_at_first_failure,json=stopAtFirstFailure,proto3" json:"stop_at_first_failure,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *AckDeadLettersRequest) Reset() {
+	*x = AckDeadLettersRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckDeadLettersRequest) ProtoMessage() {}
+
+func (x *AckDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*AckDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AckDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *AckDeadLettersRequest) GetAcks() []*Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+func (x *AckDeadLettersRequest) GetStopAtFirstFailure() bool {
+	if x != nil {
+		return x.StopAtFirstFailure
+	}
+	return false
+}
+
+// AckDeadLettersResponse is the response of ConsumerService.AckDeadLetters.
+type AckDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per ack, in request order.
+	Results       []*AckResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckDeadLettersResponse) Reset() {
+	*x = AckDeadLettersResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckDeadLettersResponse) ProtoMessage() {}
+
+func (x *AckDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*AckDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AckDeadLettersResponse) GetResults() []*AckResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RedriveDeadLettersRequest is the request of ConsumerService.RedriveDeadLetters.
+type RedriveDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group whose dead letters are redriven.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Redrive only the dead letters of these message ids; empty means all.
+	MessageIds []string `protobuf:"bytes,2,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// Redrive only dead letters whose message matches this filter.
+	TagFilter *TagFilter `protobuf:"bytes,3,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// Redrive at most this many dead letters per second; 0 means 1000.
+	MaxPerSecond int32 `protobuf:"varint,4,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
+	// Redrive at most this many dead letters in this call; 0 means 1000.
+	Limit         int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLettersRequest) Reset() {
+	*x = RedriveDeadLettersRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLettersRequest) ProtoMessage() {}
+
+func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RedriveDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RedriveDeadLettersRequest) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
+}
+
+func (x *RedriveDeadLettersRequest) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *RedriveDeadLettersRequest) GetMaxPerSecond() int32 {
+	if x != nil {
+		return x.MaxPerSecond
+	}
+	return 0
+}
+
+func (x *RedriveDeadLettersRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// RedriveResult is the outcome for one dead letter.
+type RedriveResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message id.
+	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Whether the message is available to the group again.
+	Redriven bool `protobuf:"varint,2,opt,name=redriven,proto3" json:"redriven,omitempty"`
+	// When not redriven: a stable reason, such as MESSAGE_EXPIRED.
+	ErrorReason string `protobuf:"bytes,3,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	// When not redriven: what went wrong, for people.
+	ErrorMessage  string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveResult) Reset() {
+	*x = RedriveResult{}
+	mi := &file_dms_v1_message_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveResult) ProtoMessage() {}
+
+func (x *RedriveResult) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveResult.ProtoReflect.Descriptor instead.
+func (*RedriveResult) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RedriveResult) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *RedriveResult) GetRedriven() bool {
+	if x != nil {
+		return x.Redriven
+	}
+	return false
+}
+
+func (x *RedriveResult) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *RedriveResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+// RedriveDeadLettersResponse is the response of ConsumerService.RedriveDeadLetters.
+type RedriveDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per dead letter considered, in dead-letter order.
+	Results       []*RedriveResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLettersResponse) Reset() {
+	*x = RedriveDeadLettersResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLettersResponse) ProtoMessage() {}
+
+func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RedriveDeadLettersResponse) GetResults() []*RedriveResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PartitionOffset is an offset in one partition.
+type PartitionOffset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The offset.
+	Offset        int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionOffset) Reset() {
+	*x = PartitionOffset{}
+	mi := &file_dms_v1_message_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionOffset) ProtoMessage() {}
+
+func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
+func (*PartitionOffset) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PartitionOffset) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionOffset) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// PartitionOffsets lists offsets per partition.
+type PartitionOffsets struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offsets; partitions not listed keep their position.
+	Offsets       []*PartitionOffset `protobuf:"bytes,1,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionOffsets) Reset() {
+	*x = PartitionOffsets{}
+	mi := &file_dms_v1_message_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionOffsets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionOffsets) ProtoMessage() {}
+
+func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
+func (*PartitionOffsets) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PartitionOffsets) GetOffsets() []*PartitionOffset {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+// SeekConsumerGroupRequest is the request of ConsumerService.SeekConsumerGroup.
+type SeekConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Where to go; exactly one is set.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*SeekConsumerGroupRequest_Time
+	//	*SeekConsumerGroupRequest_Offsets
+	//	*SeekConsumerGroupRequest_Position
+	Target        isSeekConsumerGroupRequest_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupRequest) Reset() {
+	*x = SeekConsumerGroupRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupRequest) ProtoMessage() {}
+
+func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SeekConsumerGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SeekConsumerGroupRequest) GetTarget() isSeekConsumerGroupRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *SeekConsumerGroupRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Target.(*SeekConsumerGroupRequest_Time); ok {
+			return x.Time
+		}
+	}
+	return nil
+}
+
+func (x *SeekConsumerGroupRequest) GetOffsets() *PartitionOffsets {
+	if x != nil {
+		if x, ok := x.Target.(*SeekConsumerGroupRequest_Offsets); ok {
+			return x.Offsets
+		}
+	}
+	return nil
+}
+
+func (x *SeekConsumerGroupRequest) GetPosition() SeekPosition {
+	if x != nil {
+		if x, ok := x.Target.(*SeekConsumerGroupRequest_Position); ok {
+			return x.Position
+		}
+	}
+	return SeekPosition_SEEK_POSITION_UNSPECIFIED
+}
+
+type isSeekConsumerGroupRequest_Target interface {
+	isSeekConsumerGroupRequest_Target()
+}
+
+type SeekConsumerGroupRequest_Time struct {
+	// The first message stored at or after this time, in every partition.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3,oneof"`
+}
+
+type SeekConsumerGroupRequest_Offsets struct {
+	// Explicit offsets per partition.
+	Offsets *PartitionOffsets `protobuf:"bytes,3,opt,name=offsets,proto3,oneof"`
+}
+
+type SeekConsumerGroupRequest_Position struct {
+	// The earliest or latest message of every partition.
+	Position SeekPosition `protobuf:"varint,4,opt,name=position,proto3,enum=dms.v1.SeekPosition,oneof"`
+}
+
+func (*SeekConsumerGroupRequest_Time) isSeekConsumerGroupRequest_Target() {}
+
+func (*SeekConsumerGroupRequest_Offsets) isSeekConsumerGroupRequest_Target() {}
+
+func (*SeekConsumerGroupRequest_Position) isSeekConsumerGroupRequest_Target() {}
+
+// SeekConsumerGroupResponse is the response of ConsumerService.SeekConsumerGroup.
+type SeekConsumerGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new position of every partition.
+	Positions     []*PartitionOffset `protobuf:"bytes,1,rep,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupResponse) Reset() {
+	*x = SeekConsumerGroupResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupResponse) ProtoMessage() {}
+
+func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SeekConsumerGroupResponse) GetPositions() []*PartitionOffset {
+	if x != nil {
+		return x.Positions
 	}
 	return nil
 }
@@ -929,14 +2300,29 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\"D\n" +
 	"\x14SendMessagesResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"\xf9\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"\xe3\x02\n" +
 	"\x16ReceiveMessagesRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
 	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\x12\x1f\n" +
 	"\vconsumer_id\x18\x05 \x01(\tR\n" +
-	"consumerId\"\x9e\x02\n" +
+	"consumerId\x120\n" +
+	"\n" +
+	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x126\n" +
+	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"G\n" +
+	"\tTagFilter\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\x12&\n" +
+	"\x05match\x18\x02 \x01(\x0e2\x10.dms.v1.TagMatchR\x05match\"[\n" +
+	"\x10BroadcastOptions\x12,\n" +
+	"\x05start\x18\x01 \x01(\x0e2\x16.dms.v1.BroadcastStartR\x05start\x12\x19\n" +
+	"\bauto_ack\x18\x02 \x01(\bR\aautoAck\"\xfb\x01\n" +
+	"\x0eDeadLetterInfo\x12#\n" +
+	"\rfailure_count\x18\x01 \x01(\x05R\ffailureCount\x12.\n" +
+	"\x13last_failure_reason\x18\x02 \x01(\tR\x11lastFailureReason\x12D\n" +
+	"\x10dead_letter_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0edeadLetterTime\x12)\n" +
+	"\x10source_partition\x18\x04 \x01(\x05R\x0fsourcePartition\x12#\n" +
+	"\rsource_offset\x18\x05 \x01(\x03R\fsourceOffset\"\xd7\x02\n" +
 	"\x0fReceivedMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12%\n" +
@@ -945,7 +2331,9 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12=\n" +
 	"\fpublish_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12%\n" +
-	"\x0edelivery_count\x18\a \x01(\x05R\rdeliveryCount\"N\n" +
+	"\x0edelivery_count\x18\a \x01(\x05R\rdeliveryCount\x127\n" +
+	"\vdead_letter\x18\b \x01(\v2\x16.dms.v1.DeadLetterInfoR\n" +
+	"deadLetter\"N\n" +
 	"\x17ReceiveMessagesResponse\x123\n" +
 	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\\\n" +
 	"\x03Ack\x12*\n" +
@@ -960,16 +2348,99 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\ferror_reason\x18\x02 \x01(\tR\verrorReason\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"B\n" +
 	"\x13AckMessagesResponse\x12+\n" +
-	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults*T\n" +
+	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xaf\x01\n" +
+	"\x10SubscribeRequest\x12,\n" +
+	"\x05start\x18\x01 \x01(\v2\x16.dms.v1.SubscribeStartR\x05start\x12\x18\n" +
+	"\acredits\x18\x02 \x01(\x05R\acredits\x12\x1f\n" +
+	"\x04acks\x18\x03 \x03(\v2\v.dms.v1.AckR\x04acks\x122\n" +
+	"\n" +
+	"ack_ranges\x18\x04 \x03(\v2\x13.dms.v1.OffsetRangeR\tackRanges\"\xdd\x01\n" +
+	"\x0eSubscribeStart\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\acredits\x18\x02 \x01(\x05R\acredits\x12H\n" +
+	"\x12visibility_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\x120\n" +
+	"\n" +
+	"tag_filter\x18\x04 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12\x1f\n" +
+	"\vconsumer_id\x18\x05 \x01(\tR\n" +
+	"consumerId\"U\n" +
+	"\vOffsetRange\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\x03R\x05first\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\x03R\x04last\"|\n" +
+	"\x11SubscribeResponse\x123\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\x122\n" +
+	"\vack_results\x18\x02 \x03(\v2\x11.dms.v1.AckResultR\n" +
+	"ackResults\"\xdb\x01\n" +
+	"\x19ReceiveDeadLettersRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
+	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
+	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
+	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\"Q\n" +
+	"\x1aReceiveDeadLettersResponse\x123\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x8b\x01\n" +
+	"\x15AckDeadLettersRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
+	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
+	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"E\n" +
+	"\x16AckDeadLettersResponse\x12+\n" +
+	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xc5\x01\n" +
+	"\x19RedriveDeadLettersRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12\x1f\n" +
+	"\vmessage_ids\x18\x02 \x03(\tR\n" +
+	"messageIds\x120\n" +
+	"\n" +
+	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
+	"\x0emax_per_second\x18\x04 \x01(\x05R\fmaxPerSecond\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\x92\x01\n" +
+	"\rRedriveResult\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1a\n" +
+	"\bredriven\x18\x02 \x01(\bR\bredriven\x12!\n" +
+	"\ferror_reason\x18\x03 \x01(\tR\verrorReason\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\"M\n" +
+	"\x1aRedriveDeadLettersResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.dms.v1.RedriveResultR\aresults\"G\n" +
+	"\x0fPartitionOffset\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"E\n" +
+	"\x10PartitionOffsets\x121\n" +
+	"\aoffsets\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\aoffsets\"\xdb\x01\n" +
+	"\x18SeekConsumerGroupRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x120\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x04time\x124\n" +
+	"\aoffsets\x18\x03 \x01(\v2\x18.dms.v1.PartitionOffsetsH\x00R\aoffsets\x122\n" +
+	"\bposition\x18\x04 \x01(\x0e2\x14.dms.v1.SeekPositionH\x00R\bpositionB\b\n" +
+	"\x06target\"R\n" +
+	"\x19SeekConsumerGroupResponse\x125\n" +
+	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions*K\n" +
+	"\bTagMatch\x12\x19\n" +
+	"\x15TAG_MATCH_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rTAG_MATCH_ANY\x10\x01\x12\x11\n" +
+	"\rTAG_MATCH_ALL\x10\x02*\x8a\x01\n" +
+	"\x0eBroadcastStart\x12\x1f\n" +
+	"\x1bBROADCAST_START_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18BROADCAST_START_EARLIEST\x10\x01\x12\x1d\n" +
+	"\x19BROADCAST_START_COMMITTED\x10\x02\x12\x1a\n" +
+	"\x16BROADCAST_START_LATEST\x10\x03*n\n" +
 	"\tAckStatus\x12\x1a\n" +
 	"\x16ACK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACK_STATUS_SUCCESS\x10\x01\x12\x13\n" +
-	"\x0fACK_STATUS_FAIL\x10\x022\x97\x01\n" +
+	"\x0fACK_STATUS_FAIL\x10\x02\x12\x18\n" +
+	"\x14ACK_STATUS_REDELIVER\x10\x03*c\n" +
+	"\fSeekPosition\x12\x1d\n" +
+	"\x19SEEK_POSITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16SEEK_POSITION_EARLIEST\x10\x01\x12\x18\n" +
+	"\x14SEEK_POSITION_LATEST\x10\x022\x97\x01\n" +
 	"\x0fProducerService\x12\x83\x01\n" +
-	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send2\xb7\x02\n" +
+	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send2\xf7\a\n" +
 	"\x0fConsumerService\x12\x98\x01\n" +
 	"\x0fReceiveMessages\x12\x1e.dms.v1.ReceiveMessagesRequest\x1a\x1f.dms.v1.ReceiveMessagesResponse\"D\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{group=projects/*/queues/*/groups/*}/messages:receive\x12\x88\x01\n" +
-	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ackB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ack\x12D\n" +
+	"\tSubscribe\x12\x18.dms.v1.SubscribeRequest\x1a\x19.dms.v1.SubscribeResponse(\x010\x01\x12\xa4\x01\n" +
+	"\x12ReceiveDeadLetters\x12!.dms.v1.ReceiveDeadLettersRequest\x1a\".dms.v1.ReceiveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:receive\x12\x94\x01\n" +
+	"\x0eAckDeadLetters\x12\x1d.dms.v1.AckDeadLettersRequest\x1a\x1e.dms.v1.AckDeadLettersResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{group=projects/*/queues/*/groups/*}/deadLetters:ack\x12\xa4\x01\n" +
+	"\x12RedriveDeadLetters\x12!.dms.v1.RedriveDeadLettersRequest\x1a\".dms.v1.RedriveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:redrive\x12\x92\x01\n" +
+	"\x11SeekConsumerGroup\x12 .dms.v1.SeekConsumerGroupRequest\x1a!.dms.v1.SeekConsumerGroupResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{group=projects/*/queues/*/groups/*}:seekB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_message_proto_rawDescOnce sync.Once
@@ -983,50 +2454,106 @@ func file_dms_v1_message_proto_rawDescGZIP() []byte {
 	return file_dms_v1_message_proto_rawDescData
 }
 
-var file_dms_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_dms_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_dms_v1_message_proto_goTypes = []any{
-	(AckStatus)(0),                  // 0: dms.v1.AckStatus
-	(*AttributeValue)(nil),          // 1: dms.v1.AttributeValue
-	(*Message)(nil),                 // 2: dms.v1.Message
-	(*SendMessagesRequest)(nil),     // 3: dms.v1.SendMessagesRequest
-	(*SendResult)(nil),              // 4: dms.v1.SendResult
-	(*SendMessagesResponse)(nil),    // 5: dms.v1.SendMessagesResponse
-	(*ReceiveMessagesRequest)(nil),  // 6: dms.v1.ReceiveMessagesRequest
-	(*ReceivedMessage)(nil),         // 7: dms.v1.ReceivedMessage
-	(*ReceiveMessagesResponse)(nil), // 8: dms.v1.ReceiveMessagesResponse
-	(*Ack)(nil),                     // 9: dms.v1.Ack
-	(*AckMessagesRequest)(nil),      // 10: dms.v1.AckMessagesRequest
-	(*AckResult)(nil),               // 11: dms.v1.AckResult
-	(*AckMessagesResponse)(nil),     // 12: dms.v1.AckMessagesResponse
-	nil,                             // 13: dms.v1.Message.AttributesEntry
-	(*durationpb.Duration)(nil),     // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(TagMatch)(0),                      // 0: dms.v1.TagMatch
+	(BroadcastStart)(0),                // 1: dms.v1.BroadcastStart
+	(AckStatus)(0),                     // 2: dms.v1.AckStatus
+	(SeekPosition)(0),                  // 3: dms.v1.SeekPosition
+	(*AttributeValue)(nil),             // 4: dms.v1.AttributeValue
+	(*Message)(nil),                    // 5: dms.v1.Message
+	(*SendMessagesRequest)(nil),        // 6: dms.v1.SendMessagesRequest
+	(*SendResult)(nil),                 // 7: dms.v1.SendResult
+	(*SendMessagesResponse)(nil),       // 8: dms.v1.SendMessagesResponse
+	(*ReceiveMessagesRequest)(nil),     // 9: dms.v1.ReceiveMessagesRequest
+	(*TagFilter)(nil),                  // 10: dms.v1.TagFilter
+	(*BroadcastOptions)(nil),           // 11: dms.v1.BroadcastOptions
+	(*DeadLetterInfo)(nil),             // 12: dms.v1.DeadLetterInfo
+	(*ReceivedMessage)(nil),            // 13: dms.v1.ReceivedMessage
+	(*ReceiveMessagesResponse)(nil),    // 14: dms.v1.ReceiveMessagesResponse
+	(*Ack)(nil),                        // 15: dms.v1.Ack
+	(*AckMessagesRequest)(nil),         // 16: dms.v1.AckMessagesRequest
+	(*AckResult)(nil),                  // 17: dms.v1.AckResult
+	(*AckMessagesResponse)(nil),        // 18: dms.v1.AckMessagesResponse
+	(*SubscribeRequest)(nil),           // 19: dms.v1.SubscribeRequest
+	(*SubscribeStart)(nil),             // 20: dms.v1.SubscribeStart
+	(*OffsetRange)(nil),                // 21: dms.v1.OffsetRange
+	(*SubscribeResponse)(nil),          // 22: dms.v1.SubscribeResponse
+	(*ReceiveDeadLettersRequest)(nil),  // 23: dms.v1.ReceiveDeadLettersRequest
+	(*ReceiveDeadLettersResponse)(nil), // 24: dms.v1.ReceiveDeadLettersResponse
+	(*AckDeadLettersRequest)(nil),      // 25: dms.v1.AckDeadLettersRequest
+	(*AckDeadLettersResponse)(nil),     // 26: dms.v1.AckDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 27: dms.v1.RedriveDeadLettersRequest
+	(*RedriveResult)(nil),              // 28: dms.v1.RedriveResult
+	(*RedriveDeadLettersResponse)(nil), // 29: dms.v1.RedriveDeadLettersResponse
+	(*PartitionOffset)(nil),            // 30: dms.v1.PartitionOffset
+	(*PartitionOffsets)(nil),           // 31: dms.v1.PartitionOffsets
+	(*SeekConsumerGroupRequest)(nil),   // 32: dms.v1.SeekConsumerGroupRequest
+	(*SeekConsumerGroupResponse)(nil),  // 33: dms.v1.SeekConsumerGroupResponse
+	nil,                                // 34: dms.v1.Message.AttributesEntry
+	(*durationpb.Duration)(nil),        // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
 }
 var file_dms_v1_message_proto_depIdxs = []int32{
-	13, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
-	2,  // 1: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
-	4,  // 2: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
-	14, // 3: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
-	14, // 4: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	2,  // 5: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
-	15, // 6: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
-	7,  // 7: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
-	0,  // 8: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
-	9,  // 9: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
-	11, // 10: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
-	1,  // 11: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
-	3,  // 12: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
-	6,  // 13: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
-	10, // 14: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
-	5,  // 15: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
-	8,  // 16: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
-	12, // 17: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	34, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
+	5,  // 1: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
+	7,  // 2: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
+	35, // 3: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
+	35, // 4: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	10, // 5: dms.v1.ReceiveMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
+	11, // 6: dms.v1.ReceiveMessagesRequest.broadcast:type_name -> dms.v1.BroadcastOptions
+	0,  // 7: dms.v1.TagFilter.match:type_name -> dms.v1.TagMatch
+	1,  // 8: dms.v1.BroadcastOptions.start:type_name -> dms.v1.BroadcastStart
+	36, // 9: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
+	5,  // 10: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
+	36, // 11: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
+	12, // 12: dms.v1.ReceivedMessage.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	13, // 13: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
+	2,  // 14: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
+	15, // 15: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
+	17, // 16: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
+	20, // 17: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
+	15, // 18: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
+	21, // 19: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
+	35, // 20: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
+	10, // 21: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
+	13, // 22: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
+	17, // 23: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
+	35, // 24: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
+	35, // 25: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	13, // 26: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
+	15, // 27: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
+	17, // 28: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
+	10, // 29: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
+	28, // 30: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
+	30, // 31: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
+	36, // 32: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
+	31, // 33: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
+	3,  // 34: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
+	30, // 35: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
+	4,  // 36: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
+	6,  // 37: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
+	9,  // 38: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
+	16, // 39: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
+	19, // 40: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
+	23, // 41: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
+	25, // 42: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
+	27, // 43: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
+	32, // 44: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
+	8,  // 45: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
+	14, // 46: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
+	18, // 47: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
+	22, // 48: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
+	24, // 49: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
+	26, // 50: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
+	29, // 51: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
+	33, // 52: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_message_proto_init() }
@@ -1040,13 +2567,18 @@ func file_dms_v1_message_proto_init() {
 		(*AttributeValue_DoubleValue)(nil),
 		(*AttributeValue_BoolValue)(nil),
 	}
+	file_dms_v1_message_proto_msgTypes[28].OneofWrappers = []any{
+		(*SeekConsumerGroupRequest_Time)(nil),
+		(*SeekConsumerGroupRequest_Offsets)(nil),
+		(*SeekConsumerGroupRequest_Position)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_message_proto_rawDesc), len(file_dms_v1_message_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      4,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -135,8 +135,13 @@ var ProducerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ConsumerService_ReceiveMessages_FullMethodName = "/dms.v1.ConsumerService/ReceiveMessages"
-	ConsumerService_AckMessages_FullMethodName     = "/dms.v1.ConsumerService/AckMessages"
+	ConsumerService_ReceiveMessages_FullMethodName    = "/dms.v1.ConsumerService/ReceiveMessages"
+	ConsumerService_AckMessages_FullMethodName        = "/dms.v1.ConsumerService/AckMessages"
+	ConsumerService_Subscribe_FullMethodName          = "/dms.v1.ConsumerService/Subscribe"
+	ConsumerService_ReceiveDeadLetters_FullMethodName = "/dms.v1.ConsumerService/ReceiveDeadLetters"
+	ConsumerService_AckDeadLetters_FullMethodName     = "/dms.v1.ConsumerService/AckDeadLetters"
+	ConsumerService_RedriveDeadLetters_FullMethodName = "/dms.v1.ConsumerService/RedriveDeadLetters"
+	ConsumerService_SeekConsumerGroup_FullMethodName  = "/dms.v1.ConsumerService/SeekConsumerGroup"
 )
 
 // ConsumerServiceClient is the client API for ConsumerService service.
@@ -153,6 +158,29 @@ type ConsumerServiceClient interface {
 	// AckMessages settles received messages by their receipt handles, with one
 	// result per handle.
 	AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*AckMessagesResponse, error)
+	// Subscribe streams messages of a consumer group to one consumer with flow
+	// control: every message sent uses one credit, the server sends only while
+	// the client has credits left, and the client grants more as it works
+	// through them. The client acknowledges on the same stream, in batches of
+	// handles or by offset ranges. It is the high-throughput alternative to
+	// ReceiveMessages and AckMessages.
+	Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error)
+	// ReceiveDeadLetters returns dead letters of a consumer group: messages
+	// that failed max_consume_count times. They are received, hidden and
+	// acknowledged like messages; an acknowledged dead letter is gone.
+	ReceiveDeadLetters(ctx context.Context, in *ReceiveDeadLettersRequest, opts ...grpc.CallOption) (*ReceiveDeadLettersResponse, error)
+	// AckDeadLetters settles received dead letters by their receipt handles.
+	AckDeadLetters(ctx context.Context, in *AckDeadLettersRequest, opts ...grpc.CallOption) (*AckDeadLettersResponse, error)
+	// RedriveDeadLetters gives dead letters back to their consumer group: each
+	// chosen dead letter is removed from the dead-letter queue and its message
+	// becomes available to the group again with a fresh delivery count. Other
+	// consumer groups of the queue are not affected. One result per dead
+	// letter considered.
+	RedriveDeadLetters(ctx context.Context, in *RedriveDeadLettersRequest, opts ...grpc.CallOption) (*RedriveDeadLettersResponse, error)
+	// SeekConsumerGroup moves a consumer group's position: to a point in time,
+	// to offsets per partition, or to the earliest or latest message. Messages
+	// from the new position on are delivered again even if they were acked.
+	SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error)
 }
 
 type consumerServiceClient struct {
@@ -183,6 +211,59 @@ func (c *consumerServiceClient) AckMessages(ctx context.Context, in *AckMessages
 	return out, nil
 }
 
+func (c *consumerServiceClient) Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ConsumerService_ServiceDesc.Streams[0], ConsumerService_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, SubscribeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsumerService_SubscribeClient = grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse]
+
+func (c *consumerServiceClient) ReceiveDeadLetters(ctx context.Context, in *ReceiveDeadLettersRequest, opts ...grpc.CallOption) (*ReceiveDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReceiveDeadLettersResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_ReceiveDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consumerServiceClient) AckDeadLetters(ctx context.Context, in *AckDeadLettersRequest, opts ...grpc.CallOption) (*AckDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckDeadLettersResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_AckDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consumerServiceClient) RedriveDeadLetters(ctx context.Context, in *RedriveDeadLettersRequest, opts ...grpc.CallOption) (*RedriveDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedriveDeadLettersResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_RedriveDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consumerServiceClient) SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SeekConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_SeekConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsumerServiceServer is the server API for ConsumerService service.
 // All implementations must embed UnimplementedConsumerServiceServer
 // for forward compatibility.
@@ -197,6 +278,29 @@ type ConsumerServiceServer interface {
 	// AckMessages settles received messages by their receipt handles, with one
 	// result per handle.
 	AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error)
+	// Subscribe streams messages of a consumer group to one consumer with flow
+	// control: every message sent uses one credit, the server sends only while
+	// the client has credits left, and the client grants more as it works
+	// through them. The client acknowledges on the same stream, in batches of
+	// handles or by offset ranges. It is the high-throughput alternative to
+	// ReceiveMessages and AckMessages.
+	Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error
+	// ReceiveDeadLetters returns dead letters of a consumer group: messages
+	// that failed max_consume_count times. They are received, hidden and
+	// acknowledged like messages; an acknowledged dead letter is gone.
+	ReceiveDeadLetters(context.Context, *ReceiveDeadLettersRequest) (*ReceiveDeadLettersResponse, error)
+	// AckDeadLetters settles received dead letters by their receipt handles.
+	AckDeadLetters(context.Context, *AckDeadLettersRequest) (*AckDeadLettersResponse, error)
+	// RedriveDeadLetters gives dead letters back to their consumer group: each
+	// chosen dead letter is removed from the dead-letter queue and its message
+	// becomes available to the group again with a fresh delivery count. Other
+	// consumer groups of the queue are not affected. One result per dead
+	// letter considered.
+	RedriveDeadLetters(context.Context, *RedriveDeadLettersRequest) (*RedriveDeadLettersResponse, error)
+	// SeekConsumerGroup moves a consumer group's position: to a point in time,
+	// to offsets per partition, or to the earliest or latest message. Messages
+	// from the new position on are delivered again even if they were acked.
+	SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error)
 	mustEmbedUnimplementedConsumerServiceServer()
 }
 
@@ -212,6 +316,21 @@ func (UnimplementedConsumerServiceServer) ReceiveMessages(context.Context, *Rece
 }
 func (UnimplementedConsumerServiceServer) AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckMessages not implemented")
+}
+func (UnimplementedConsumerServiceServer) Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedConsumerServiceServer) ReceiveDeadLetters(context.Context, *ReceiveDeadLettersRequest) (*ReceiveDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReceiveDeadLetters not implemented")
+}
+func (UnimplementedConsumerServiceServer) AckDeadLetters(context.Context, *AckDeadLettersRequest) (*AckDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckDeadLetters not implemented")
+}
+func (UnimplementedConsumerServiceServer) RedriveDeadLetters(context.Context, *RedriveDeadLettersRequest) (*RedriveDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedriveDeadLetters not implemented")
+}
+func (UnimplementedConsumerServiceServer) SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SeekConsumerGroup not implemented")
 }
 func (UnimplementedConsumerServiceServer) mustEmbedUnimplementedConsumerServiceServer() {}
 func (UnimplementedConsumerServiceServer) testEmbeddedByValue()                         {}
@@ -270,6 +389,85 @@ func _ConsumerService_AckMessages_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsumerService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ConsumerServiceServer).Subscribe(&grpc.GenericServerStream[SubscribeRequest, SubscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsumerService_SubscribeServer = grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]
+
+func _ConsumerService_ReceiveDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReceiveDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).ReceiveDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_ReceiveDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).ReceiveDeadLetters(ctx, req.(*ReceiveDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsumerService_AckDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).AckDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_AckDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).AckDeadLetters(ctx, req.(*AckDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsumerService_RedriveDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedriveDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).RedriveDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_RedriveDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).RedriveDeadLetters(ctx, req.(*RedriveDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsumerService_SeekConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SeekConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).SeekConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_SeekConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).SeekConsumerGroup(ctx, req.(*SeekConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsumerService_ServiceDesc is the grpc.ServiceDesc for ConsumerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -285,7 +483,30 @@ var ConsumerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "AckMessages",
 			Handler:    _ConsumerService_AckMessages_Handler,
 		},
+		{
+			MethodName: "ReceiveDeadLetters",
+			Handler:    _ConsumerService_ReceiveDeadLetters_Handler,
+		},
+		{
+			MethodName: "AckDeadLetters",
+			Handler:    _ConsumerService_AckDeadLetters_Handler,
+		},
+		{
+			MethodName: "RedriveDeadLetters",
+			Handler:    _ConsumerService_RedriveDeadLetters_Handler,
+		},
+		{
+			MethodName: "SeekConsumerGroup",
+			Handler:    _ConsumerService_SeekConsumerGroup_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _ConsumerService_Subscribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "dms/v1/message.proto",
 }

@@ -268,7 +268,9 @@ type ConsumerGroup struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Consumption counts of the group; filled in by GetConsumerGroup and
 	// ListConsumerGroups.
-	Stats         *ConsumerGroupStats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *ConsumerGroupStats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The group's tag filter, once a receive set it.
+	TagFilter     *TagFilter `protobuf:"bytes,6,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +340,13 @@ func (x *ConsumerGroup) GetStats() *ConsumerGroupStats {
 	return nil
 }
 
+func (x *ConsumerGroup) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
 // ConsumerGroupStats counts what a consumer group has done with its queue.
 type ConsumerGroupStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -350,6 +359,13 @@ type ConsumerGroupStats struct {
 	// Messages currently delivered to a consumer of this group and not yet
 	// acknowledged.
 	InFlightMessages int64 `protobuf:"varint,4,opt,name=in_flight_messages,json=inFlightMessages,proto3" json:"in_flight_messages,omitempty"`
+	// Messages of this group that became dead letters and are still retained.
+	ProducedDeadLetters int64 `protobuf:"varint,5,opt,name=produced_dead_letters,json=producedDeadLetters,proto3" json:"produced_dead_letters,omitempty"`
+	// Dead letters not acknowledged yet.
+	AvailableDeadLetters int64 `protobuf:"varint,6,opt,name=available_dead_letters,json=availableDeadLetters,proto3" json:"available_dead_letters,omitempty"`
+	// Age of the oldest message this group has not acknowledged; zero when
+	// there is none.
+	OldestUnackedAge *durationpb.Duration `protobuf:"bytes,7,opt,name=oldest_unacked_age,json=oldestUnackedAge,proto3" json:"oldest_unacked_age,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -410,6 +426,27 @@ func (x *ConsumerGroupStats) GetInFlightMessages() int64 {
 		return x.InFlightMessages
 	}
 	return 0
+}
+
+func (x *ConsumerGroupStats) GetProducedDeadLetters() int64 {
+	if x != nil {
+		return x.ProducedDeadLetters
+	}
+	return 0
+}
+
+func (x *ConsumerGroupStats) GetAvailableDeadLetters() int64 {
+	if x != nil {
+		return x.AvailableDeadLetters
+	}
+	return 0
+}
+
+func (x *ConsumerGroupStats) GetOldestUnackedAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestUnackedAge
+	}
+	return nil
 }
 
 // CreateQueueRequest is the request of QueueService.CreateQueue.
@@ -1188,7 +1225,7 @@ var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x04\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x04\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -1205,19 +1242,24 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\rmessage_count\x18\v \x01(\x03B\x03\xe0A\x03R\fmessageCount\x12$\n" +
 	"\vgroup_count\x18\f \x01(\x05B\x03\xe0A\x03R\n" +
 	"groupCount\x12/\n" +
-	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\"\xde\x01\n" +
+	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\"\x95\x02\n" +
 	"\rConsumerGroup\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
 	"\fdisplay_name\x18\x03 \x01(\tB\x03\xe0A\x02R\vdisplayName\x12@\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x125\n" +
-	"\x05stats\x18\x05 \x01(\v2\x1a.dms.v1.ConsumerGroupStatsB\x03\xe0A\x03R\x05stats\"\xcb\x01\n" +
+	"\x05stats\x18\x05 \x01(\v2\x1a.dms.v1.ConsumerGroupStatsB\x03\xe0A\x03R\x05stats\x125\n" +
+	"\n" +
+	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterB\x03\xe0A\x03R\ttagFilter\"\xfe\x02\n" +
 	"\x12ConsumerGroupStats\x12+\n" +
 	"\x11produced_messages\x18\x01 \x01(\x03R\x10producedMessages\x12+\n" +
 	"\x11consumed_messages\x18\x02 \x01(\x03R\x10consumedMessages\x12-\n" +
 	"\x12available_messages\x18\x03 \x01(\x03R\x11availableMessages\x12,\n" +
-	"\x12in_flight_messages\x18\x04 \x01(\x03R\x10inFlightMessages\"[\n" +
+	"\x12in_flight_messages\x18\x04 \x01(\x03R\x10inFlightMessages\x122\n" +
+	"\x15produced_dead_letters\x18\x05 \x01(\x03R\x13producedDeadLetters\x124\n" +
+	"\x16available_dead_letters\x18\x06 \x01(\x03R\x14availableDeadLetters\x12G\n" +
+	"\x12oldest_unacked_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\x10oldestUnackedAge\"[\n" +
 	"\x12CreateQueueRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12(\n" +
 	"\x05queue\x18\x02 \x01(\v2\r.dms.v1.QueueB\x03\xe0A\x02R\x05queue\":\n" +
@@ -1311,6 +1353,7 @@ var file_dms_v1_queue_proto_goTypes = []any{
 	(*DeleteConsumerGroupResponse)(nil), // 19: dms.v1.DeleteConsumerGroupResponse
 	(*durationpb.Duration)(nil),         // 20: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*TagFilter)(nil),                   // 22: dms.v1.TagFilter
 }
 var file_dms_v1_queue_proto_depIdxs = []int32{
 	0,  // 0: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
@@ -1318,35 +1361,37 @@ var file_dms_v1_queue_proto_depIdxs = []int32{
 	21, // 2: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
 	21, // 3: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	1,  // 5: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
-	1,  // 6: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 7: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 8: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	2,  // 9: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 10: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 11: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 12: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	4,  // 13: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	6,  // 14: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	8,  // 15: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	10, // 16: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	12, // 17: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	14, // 18: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	16, // 19: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	18, // 20: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	5,  // 21: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	7,  // 22: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	9,  // 23: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	11, // 24: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	13, // 25: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	15, // 26: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	17, // 27: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	19, // 28: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	22, // 5: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	20, // 6: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	1,  // 7: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
+	1,  // 8: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
+	1,  // 9: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
+	1,  // 10: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
+	2,  // 11: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 12: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 13: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 14: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	4,  // 15: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	6,  // 16: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	8,  // 17: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	10, // 18: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	12, // 19: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	14, // 20: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	16, // 21: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	18, // 22: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	5,  // 23: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	7,  // 24: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	9,  // 25: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	11, // 26: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	13, // 27: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	15, // 28: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	17, // 29: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	19, // 30: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }
@@ -1354,6 +1399,7 @@ func file_dms_v1_queue_proto_init() {
 	if File_dms_v1_queue_proto != nil {
 		return
 	}
+	file_dms_v1_message_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -81,7 +81,9 @@ func (x *GetGroupStatsRequest) GetGroupIds() []string {
 type GetGroupStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One entry per requested group, in request order.
-	Stats         []*v1.ConsumerGroupStats `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	Stats []*v1.ConsumerGroupStats `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	// The tag filter each group keeps (empty when none), in request order.
+	TagFilters    []*v1.TagFilter `protobuf:"bytes,2,rep,name=tag_filters,json=tagFilters,proto3" json:"tag_filters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +125,13 @@ func (x *GetGroupStatsResponse) GetStats() []*v1.ConsumerGroupStats {
 	return nil
 }
 
+func (x *GetGroupStatsResponse) GetTagFilters() []*v1.TagFilter {
+	if x != nil {
+		return x.TagFilters
+	}
+	return nil
+}
+
 // StateRecord is one entry of a consumer group's delivery-state log in
 // storage (`d/{queue_id}/{group_id}`). The delivery role appends one before
 // it answers a receive or an ack, and replays the log when it loads the
@@ -140,6 +149,19 @@ type StateRecord struct {
 	AckedOffsets []int64 `protobuf:"varint,4,rep,packed,name=acked_offsets,json=ackedOffsets,proto3" json:"acked_offsets,omitempty"`
 	// Offsets acknowledged as failed, available again at once.
 	FailedOffsets []int64 `protobuf:"varint,5,rep,packed,name=failed_offsets,json=failedOffsets,proto3" json:"failed_offsets,omitempty"`
+	// Offsets to deliver again no sooner than retry_at_ms (REDELIVER acks).
+	RetryOffsets []int64 `protobuf:"varint,6,rep,packed,name=retry_offsets,json=retryOffsets,proto3" json:"retry_offsets,omitempty"`
+	// When the retry offsets become available, in Unix milliseconds.
+	RetryAtMs int64 `protobuf:"varint,7,opt,name=retry_at_ms,json=retryAtMs,proto3" json:"retry_at_ms,omitempty"`
+	// Offsets moved to the group's dead-letter queue; settled for the group.
+	DeadLetteredOffsets []int64 `protobuf:"varint,8,rep,packed,name=dead_lettered_offsets,json=deadLetteredOffsets,proto3" json:"dead_lettered_offsets,omitempty"`
+	// Offsets given back by a redrive: available again, delivery count reset.
+	RedrivenOffsets []int64 `protobuf:"varint,9,rep,packed,name=redriven_offsets,json=redrivenOffsets,proto3" json:"redriven_offsets,omitempty"`
+	// The tag filter the group keeps from now on.
+	TagFilter *v1.TagFilter `protobuf:"bytes,10,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// When set, the partition's position moved here: everything from this
+	// offset on is undelivered and unacknowledged again.
+	SeekOffset    *int64 `protobuf:"varint,11,opt,name=seek_offset,json=seekOffset,proto3,oneof" json:"seek_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,22 +231,76 @@ func (x *StateRecord) GetFailedOffsets() []int64 {
 	return nil
 }
 
+func (x *StateRecord) GetRetryOffsets() []int64 {
+	if x != nil {
+		return x.RetryOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetRetryAtMs() int64 {
+	if x != nil {
+		return x.RetryAtMs
+	}
+	return 0
+}
+
+func (x *StateRecord) GetDeadLetteredOffsets() []int64 {
+	if x != nil {
+		return x.DeadLetteredOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetRedrivenOffsets() []int64 {
+	if x != nil {
+		return x.RedrivenOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetTagFilter() *v1.TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *StateRecord) GetSeekOffset() int64 {
+	if x != nil && x.SeekOffset != nil {
+		return *x.SeekOffset
+	}
+	return 0
+}
+
 var File_dms_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"\x1edms/delivery/v1/delivery.proto\x12\x0fdms.delivery.v1\x1a\x12dms/v1/queue.proto\"N\n" +
+	"\x1edms/delivery/v1/delivery.proto\x12\x0fdms.delivery.v1\x1a\x14dms/v1/message.proto\x1a\x12dms/v1/queue.proto\"N\n" +
 	"\x14GetGroupStatsRequest\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1b\n" +
-	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"I\n" +
+	"\tgroup_ids\x18\x02 \x03(\tR\bgroupIds\"}\n" +
 	"\x15GetGroupStatsResponse\x120\n" +
-	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\"\xc8\x01\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\x122\n" +
+	"\vtag_filters\x18\x02 \x03(\v2\x11.dms.v1.TagFilterR\n" +
+	"tagFilters\"\xd4\x03\n" +
 	"\vStateRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
 	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
 	"\rvisible_at_ms\x18\x03 \x01(\x03R\vvisibleAtMs\x12#\n" +
 	"\racked_offsets\x18\x04 \x03(\x03R\fackedOffsets\x12%\n" +
-	"\x0efailed_offsets\x18\x05 \x03(\x03R\rfailedOffsets2q\n" +
+	"\x0efailed_offsets\x18\x05 \x03(\x03R\rfailedOffsets\x12#\n" +
+	"\rretry_offsets\x18\x06 \x03(\x03R\fretryOffsets\x12\x1e\n" +
+	"\vretry_at_ms\x18\a \x01(\x03R\tretryAtMs\x122\n" +
+	"\x15dead_lettered_offsets\x18\b \x03(\x03R\x13deadLetteredOffsets\x12)\n" +
+	"\x10redriven_offsets\x18\t \x03(\x03R\x0fredrivenOffsets\x120\n" +
+	"\n" +
+	"tag_filter\x18\n" +
+	" \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
+	"\vseek_offset\x18\v \x01(\x03H\x00R\n" +
+	"seekOffset\x88\x01\x01B\x0e\n" +
+	"\f_seek_offset2q\n" +
 	"\x0fDeliveryService\x12^\n" +
 	"\rGetGroupStats\x12%.dms.delivery.v1.GetGroupStatsRequest\x1a&.dms.delivery.v1.GetGroupStatsResponseB:Z8github.com/opendms/dms/gen/go/dms/delivery/v1;deliveryv1b\x06proto3"
 
@@ -246,16 +322,19 @@ var file_dms_delivery_v1_delivery_proto_goTypes = []any{
 	(*GetGroupStatsResponse)(nil), // 1: dms.delivery.v1.GetGroupStatsResponse
 	(*StateRecord)(nil),           // 2: dms.delivery.v1.StateRecord
 	(*v1.ConsumerGroupStats)(nil), // 3: dms.v1.ConsumerGroupStats
+	(*v1.TagFilter)(nil),          // 4: dms.v1.TagFilter
 }
 var file_dms_delivery_v1_delivery_proto_depIdxs = []int32{
 	3, // 0: dms.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
-	0, // 1: dms.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.delivery.v1.GetGroupStatsRequest
-	1, // 2: dms.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.delivery.v1.GetGroupStatsResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: dms.delivery.v1.GetGroupStatsResponse.tag_filters:type_name -> dms.v1.TagFilter
+	4, // 2: dms.delivery.v1.StateRecord.tag_filter:type_name -> dms.v1.TagFilter
+	0, // 3: dms.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.delivery.v1.GetGroupStatsRequest
+	1, // 4: dms.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.delivery.v1.GetGroupStatsResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_dms_delivery_v1_delivery_proto_init() }
@@ -263,6 +342,7 @@ func file_dms_delivery_v1_delivery_proto_init() {
 	if File_dms_delivery_v1_delivery_proto != nil {
 		return
 	}
+	file_dms_delivery_v1_delivery_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -23,6 +23,108 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// FindOffsetRequest is the request of StorageService.FindOffset.
+type FindOffsetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log.
+	Log string `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// The time, in Unix milliseconds.
+	TimestampMs   int64 `protobuf:"varint,2,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindOffsetRequest) Reset() {
+	*x = FindOffsetRequest{}
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindOffsetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindOffsetRequest) ProtoMessage() {}
+
+func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindOffsetRequest.ProtoReflect.Descriptor instead.
+func (*FindOffsetRequest) Descriptor() ([]byte, []int) {
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FindOffsetRequest) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *FindOffsetRequest) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// FindOffsetResponse is the response of StorageService.FindOffset.
+type FindOffsetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first offset stored at or after the time; the log's next offset when
+	// none is.
+	Offset        int64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindOffsetResponse) Reset() {
+	*x = FindOffsetResponse{}
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindOffsetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindOffsetResponse) ProtoMessage() {}
+
+func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindOffsetResponse.ProtoReflect.Descriptor instead.
+func (*FindOffsetResponse) Descriptor() ([]byte, []int) {
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FindOffsetResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 // Record is one stored entry of a log.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -33,14 +135,16 @@ type Record struct {
 	// The message, for queue partitions.
 	Message *v1.Message `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// Opaque payload, for internal logs.
-	Payload       []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// For dead-letter logs: where the message came from and why it failed.
+	DeadLetter    *v1.DeadLetterInfo `protobuf:"bytes,5,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +156,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +169,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Record) GetTimestampMs() int64 {
@@ -96,6 +200,13 @@ func (x *Record) GetPayload() []byte {
 	return nil
 }
 
+func (x *Record) GetDeadLetter() *v1.DeadLetterInfo {
+	if x != nil {
+		return x.DeadLetter
+	}
+	return nil
+}
+
 // AppendRequest is the request of StorageService.Append.
 type AppendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -109,7 +220,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +232,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +245,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppendRequest) GetLog() string {
@@ -162,7 +273,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +285,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +298,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AppendResponse) GetFirstOffset() int64 {
@@ -215,7 +326,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +338,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +351,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadRequest) GetLog() string {
@@ -284,7 +395,7 @@ type StoredRecord struct {
 
 func (x *StoredRecord) Reset() {
 	*x = StoredRecord{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +407,7 @@ func (x *StoredRecord) String() string {
 func (*StoredRecord) ProtoMessage() {}
 
 func (x *StoredRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +420,7 @@ func (x *StoredRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRecord.ProtoReflect.Descriptor instead.
 func (*StoredRecord) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StoredRecord) GetOffset() int64 {
@@ -341,7 +452,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +464,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +477,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadResponse) GetRecords() []*StoredRecord {
@@ -401,7 +512,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +524,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +537,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetLogInfoRequest) GetLogs() []string {
@@ -453,7 +564,7 @@ type LogInfo struct {
 
 func (x *LogInfo) Reset() {
 	*x = LogInfo{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +576,7 @@ func (x *LogInfo) String() string {
 func (*LogInfo) ProtoMessage() {}
 
 func (x *LogInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +589,7 @@ func (x *LogInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogInfo.ProtoReflect.Descriptor instead.
 func (*LogInfo) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogInfo) GetLog() string {
@@ -521,7 +632,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +644,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +657,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetLogInfoResponse) GetLogs() []*LogInfo {
@@ -567,7 +678,7 @@ type DeleteLogsRequest struct {
 
 func (x *DeleteLogsRequest) Reset() {
 	*x = DeleteLogsRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +690,7 @@ func (x *DeleteLogsRequest) String() string {
 func (*DeleteLogsRequest) ProtoMessage() {}
 
 func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +703,7 @@ func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteLogsRequest) GetLogs() []string {
@@ -611,7 +722,7 @@ type DeleteLogsResponse struct {
 
 func (x *DeleteLogsResponse) Reset() {
 	*x = DeleteLogsResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +734,7 @@ func (x *DeleteLogsResponse) String() string {
 func (*DeleteLogsResponse) ProtoMessage() {}
 
 func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,20 +747,27 @@ func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 var File_dms_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x1cdms/storage/v1/storage.proto\x12\x0edms.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8f\x01\n" +
+	"\x1cdms/storage/v1/storage.proto\x12\x0edms.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"H\n" +
+	"\x11FindOffsetRequest\x12\x10\n" +
+	"\x03log\x18\x01 \x01(\tR\x03log\x12!\n" +
+	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\",\n" +
+	"\x12FindOffsetResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xc8\x01\n" +
 	"\x06Record\x12!\n" +
 	"\ftimestamp_ms\x18\x01 \x01(\x03R\vtimestampMs\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12)\n" +
 	"\amessage\x18\x03 \x01(\v2\x0f.dms.v1.MessageR\amessage\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\"S\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x127\n" +
+	"\vdead_letter\x18\x05 \x01(\v2\x16.dms.v1.DeadLetterInfoR\n" +
+	"deadLetter\"S\n" +
 	"\rAppendRequest\x12\x10\n" +
 	"\x03log\x18\x01 \x01(\tR\x03log\x120\n" +
 	"\arecords\x18\x02 \x03(\v2\x16.dms.storage.v1.RecordR\arecords\"3\n" +
@@ -681,14 +799,16 @@ const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\x04logs\x18\x01 \x03(\v2\x17.dms.storage.v1.LogInfoR\x04logs\"'\n" +
 	"\x11DeleteLogsRequest\x12\x12\n" +
 	"\x04logs\x18\x01 \x03(\tR\x04logs\"\x14\n" +
-	"\x12DeleteLogsResponse2\xc6\x02\n" +
+	"\x12DeleteLogsResponse2\x9b\x03\n" +
 	"\x0eStorageService\x12G\n" +
 	"\x06Append\x12\x1d.dms.storage.v1.AppendRequest\x1a\x1e.dms.storage.v1.AppendResponse\x12A\n" +
 	"\x04Read\x12\x1b.dms.storage.v1.ReadRequest\x1a\x1c.dms.storage.v1.ReadResponse\x12S\n" +
 	"\n" +
 	"GetLogInfo\x12!.dms.storage.v1.GetLogInfoRequest\x1a\".dms.storage.v1.GetLogInfoResponse\x12S\n" +
 	"\n" +
-	"DeleteLogs\x12!.dms.storage.v1.DeleteLogsRequest\x1a\".dms.storage.v1.DeleteLogsResponseB8Z6github.com/opendms/dms/gen/go/dms/storage/v1;storagev1b\x06proto3"
+	"DeleteLogs\x12!.dms.storage.v1.DeleteLogsRequest\x1a\".dms.storage.v1.DeleteLogsResponse\x12S\n" +
+	"\n" +
+	"FindOffset\x12!.dms.storage.v1.FindOffsetRequest\x1a\".dms.storage.v1.FindOffsetResponseB8Z6github.com/opendms/dms/gen/go/dms/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_dms_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -702,42 +822,48 @@ func file_dms_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_dms_storage_v1_storage_proto_rawDescData
 }
 
-var file_dms_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_dms_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_dms_storage_v1_storage_proto_goTypes = []any{
-	(*Record)(nil),              // 0: dms.storage.v1.Record
-	(*AppendRequest)(nil),       // 1: dms.storage.v1.AppendRequest
-	(*AppendResponse)(nil),      // 2: dms.storage.v1.AppendResponse
-	(*ReadRequest)(nil),         // 3: dms.storage.v1.ReadRequest
-	(*StoredRecord)(nil),        // 4: dms.storage.v1.StoredRecord
-	(*ReadResponse)(nil),        // 5: dms.storage.v1.ReadResponse
-	(*GetLogInfoRequest)(nil),   // 6: dms.storage.v1.GetLogInfoRequest
-	(*LogInfo)(nil),             // 7: dms.storage.v1.LogInfo
-	(*GetLogInfoResponse)(nil),  // 8: dms.storage.v1.GetLogInfoResponse
-	(*DeleteLogsRequest)(nil),   // 9: dms.storage.v1.DeleteLogsRequest
-	(*DeleteLogsResponse)(nil),  // 10: dms.storage.v1.DeleteLogsResponse
-	(*v1.Message)(nil),          // 11: dms.v1.Message
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(*FindOffsetRequest)(nil),   // 0: dms.storage.v1.FindOffsetRequest
+	(*FindOffsetResponse)(nil),  // 1: dms.storage.v1.FindOffsetResponse
+	(*Record)(nil),              // 2: dms.storage.v1.Record
+	(*AppendRequest)(nil),       // 3: dms.storage.v1.AppendRequest
+	(*AppendResponse)(nil),      // 4: dms.storage.v1.AppendResponse
+	(*ReadRequest)(nil),         // 5: dms.storage.v1.ReadRequest
+	(*StoredRecord)(nil),        // 6: dms.storage.v1.StoredRecord
+	(*ReadResponse)(nil),        // 7: dms.storage.v1.ReadResponse
+	(*GetLogInfoRequest)(nil),   // 8: dms.storage.v1.GetLogInfoRequest
+	(*LogInfo)(nil),             // 9: dms.storage.v1.LogInfo
+	(*GetLogInfoResponse)(nil),  // 10: dms.storage.v1.GetLogInfoResponse
+	(*DeleteLogsRequest)(nil),   // 11: dms.storage.v1.DeleteLogsRequest
+	(*DeleteLogsResponse)(nil),  // 12: dms.storage.v1.DeleteLogsResponse
+	(*v1.Message)(nil),          // 13: dms.v1.Message
+	(*v1.DeadLetterInfo)(nil),   // 14: dms.v1.DeadLetterInfo
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_dms_storage_v1_storage_proto_depIdxs = []int32{
-	11, // 0: dms.storage.v1.Record.message:type_name -> dms.v1.Message
-	0,  // 1: dms.storage.v1.AppendRequest.records:type_name -> dms.storage.v1.Record
-	12, // 2: dms.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
-	0,  // 3: dms.storage.v1.StoredRecord.record:type_name -> dms.storage.v1.Record
-	4,  // 4: dms.storage.v1.ReadResponse.records:type_name -> dms.storage.v1.StoredRecord
-	7,  // 5: dms.storage.v1.GetLogInfoResponse.logs:type_name -> dms.storage.v1.LogInfo
-	1,  // 6: dms.storage.v1.StorageService.Append:input_type -> dms.storage.v1.AppendRequest
-	3,  // 7: dms.storage.v1.StorageService.Read:input_type -> dms.storage.v1.ReadRequest
-	6,  // 8: dms.storage.v1.StorageService.GetLogInfo:input_type -> dms.storage.v1.GetLogInfoRequest
-	9,  // 9: dms.storage.v1.StorageService.DeleteLogs:input_type -> dms.storage.v1.DeleteLogsRequest
-	2,  // 10: dms.storage.v1.StorageService.Append:output_type -> dms.storage.v1.AppendResponse
-	5,  // 11: dms.storage.v1.StorageService.Read:output_type -> dms.storage.v1.ReadResponse
-	8,  // 12: dms.storage.v1.StorageService.GetLogInfo:output_type -> dms.storage.v1.GetLogInfoResponse
-	10, // 13: dms.storage.v1.StorageService.DeleteLogs:output_type -> dms.storage.v1.DeleteLogsResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 0: dms.storage.v1.Record.message:type_name -> dms.v1.Message
+	14, // 1: dms.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	2,  // 2: dms.storage.v1.AppendRequest.records:type_name -> dms.storage.v1.Record
+	15, // 3: dms.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 4: dms.storage.v1.StoredRecord.record:type_name -> dms.storage.v1.Record
+	6,  // 5: dms.storage.v1.ReadResponse.records:type_name -> dms.storage.v1.StoredRecord
+	9,  // 6: dms.storage.v1.GetLogInfoResponse.logs:type_name -> dms.storage.v1.LogInfo
+	3,  // 7: dms.storage.v1.StorageService.Append:input_type -> dms.storage.v1.AppendRequest
+	5,  // 8: dms.storage.v1.StorageService.Read:input_type -> dms.storage.v1.ReadRequest
+	8,  // 9: dms.storage.v1.StorageService.GetLogInfo:input_type -> dms.storage.v1.GetLogInfoRequest
+	11, // 10: dms.storage.v1.StorageService.DeleteLogs:input_type -> dms.storage.v1.DeleteLogsRequest
+	0,  // 11: dms.storage.v1.StorageService.FindOffset:input_type -> dms.storage.v1.FindOffsetRequest
+	4,  // 12: dms.storage.v1.StorageService.Append:output_type -> dms.storage.v1.AppendResponse
+	7,  // 13: dms.storage.v1.StorageService.Read:output_type -> dms.storage.v1.ReadResponse
+	10, // 14: dms.storage.v1.StorageService.GetLogInfo:output_type -> dms.storage.v1.GetLogInfoResponse
+	12, // 15: dms.storage.v1.StorageService.DeleteLogs:output_type -> dms.storage.v1.DeleteLogsResponse
+	1,  // 16: dms.storage.v1.StorageService.FindOffset:output_type -> dms.storage.v1.FindOffsetResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_dms_storage_v1_storage_proto_init() }
@@ -751,7 +877,7 @@ func file_dms_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_storage_v1_storage_proto_rawDesc), len(file_dms_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

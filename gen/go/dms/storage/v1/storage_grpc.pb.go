@@ -23,6 +23,7 @@ const (
 	StorageService_Read_FullMethodName       = "/dms.storage.v1.StorageService/Read"
 	StorageService_GetLogInfo_FullMethodName = "/dms.storage.v1.StorageService/GetLogInfo"
 	StorageService_DeleteLogs_FullMethodName = "/dms.storage.v1.StorageService/DeleteLogs"
+	StorageService_FindOffset_FullMethodName = "/dms.storage.v1.StorageService/FindOffset"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -31,10 +32,13 @@ const (
 //
 // StorageService is the storage role's internal API: the only place message
 // bytes live durably. Data is kept in logs. A log is a queue partition
-// (`q/{queue_id}/{partition}`) or an internal log of another role, such as a
-// consumer group's delivery state (`d/{queue_id}/{group_id}`). Queue
-// partitions exist while their queue is in the catalog; internal logs are
-// created by their first append and deleted with their queue or group.
+// (`q/{queue_id}/{partition}`) or an internal log of another role: a
+// consumer group's delivery state (`d/{queue_id}/{group_id}`), its dead
+// letters (`x/{queue_id}/{group_id}`) and their delivery state
+// (`y/{queue_id}/{group_id}`), or the state of a broadcast consumer
+// (`b/{queue_id}/{group_id}/{consumer_id}`). Queue partitions exist while
+// their queue is in the catalog; internal logs are created by their first
+// append and deleted with their queue or group.
 type StorageServiceClient interface {
 	// Append stores records at the end of a log and returns the offset of the
 	// first one; the others follow consecutively. It returns once the records
@@ -48,6 +52,9 @@ type StorageServiceClient interface {
 	GetLogInfo(ctx context.Context, in *GetLogInfoRequest, opts ...grpc.CallOption) (*GetLogInfoResponse, error)
 	// DeleteLogs deletes internal logs and their data.
 	DeleteLogs(ctx context.Context, in *DeleteLogsRequest, opts ...grpc.CallOption) (*DeleteLogsResponse, error)
+	// FindOffset returns the first offset of a log whose record was stored at
+	// or after a time, through the log's time index.
+	FindOffset(ctx context.Context, in *FindOffsetRequest, opts ...grpc.CallOption) (*FindOffsetResponse, error)
 }
 
 type storageServiceClient struct {
@@ -98,16 +105,29 @@ func (c *storageServiceClient) DeleteLogs(ctx context.Context, in *DeleteLogsReq
 	return out, nil
 }
 
+func (c *storageServiceClient) FindOffset(ctx context.Context, in *FindOffsetRequest, opts ...grpc.CallOption) (*FindOffsetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindOffsetResponse)
+	err := c.cc.Invoke(ctx, StorageService_FindOffset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
 //
 // StorageService is the storage role's internal API: the only place message
 // bytes live durably. Data is kept in logs. A log is a queue partition
-// (`q/{queue_id}/{partition}`) or an internal log of another role, such as a
-// consumer group's delivery state (`d/{queue_id}/{group_id}`). Queue
-// partitions exist while their queue is in the catalog; internal logs are
-// created by their first append and deleted with their queue or group.
+// (`q/{queue_id}/{partition}`) or an internal log of another role: a
+// consumer group's delivery state (`d/{queue_id}/{group_id}`), its dead
+// letters (`x/{queue_id}/{group_id}`) and their delivery state
+// (`y/{queue_id}/{group_id}`), or the state of a broadcast consumer
+// (`b/{queue_id}/{group_id}/{consumer_id}`). Queue partitions exist while
+// their queue is in the catalog; internal logs are created by their first
+// append and deleted with their queue or group.
 type StorageServiceServer interface {
 	// Append stores records at the end of a log and returns the offset of the
 	// first one; the others follow consecutively. It returns once the records
@@ -121,6 +141,9 @@ type StorageServiceServer interface {
 	GetLogInfo(context.Context, *GetLogInfoRequest) (*GetLogInfoResponse, error)
 	// DeleteLogs deletes internal logs and their data.
 	DeleteLogs(context.Context, *DeleteLogsRequest) (*DeleteLogsResponse, error)
+	// FindOffset returns the first offset of a log whose record was stored at
+	// or after a time, through the log's time index.
+	FindOffset(context.Context, *FindOffsetRequest) (*FindOffsetResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -142,6 +165,9 @@ func (UnimplementedStorageServiceServer) GetLogInfo(context.Context, *GetLogInfo
 }
 func (UnimplementedStorageServiceServer) DeleteLogs(context.Context, *DeleteLogsRequest) (*DeleteLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteLogs not implemented")
+}
+func (UnimplementedStorageServiceServer) FindOffset(context.Context, *FindOffsetRequest) (*FindOffsetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindOffset not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -236,6 +262,24 @@ func _StorageService_DeleteLogs_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_FindOffset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindOffsetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).FindOffset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_FindOffset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).FindOffset(ctx, req.(*FindOffsetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -258,6 +302,10 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteLogs",
 			Handler:    _StorageService_DeleteLogs_Handler,
+		},
+		{
+			MethodName: "FindOffset",
+			Handler:    _StorageService_FindOffset_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendms/dms/loadtest/bench"
+	"github.com/opendms/dms/loadtest/drivers/dms"
+)
+
+// TestSmoke is the CI run of the harness: it builds dmsd, and for each DMS
+// driver starts a fresh one, sends 2000 messages, consumes and acks them
+// all, and checks the counts and the JSON, table and SVG outputs. It needs no
+// peers, so that the harness cannot rot unnoticed.
+func TestSmoke(t *testing.T) {
+	repo, err := dms.FindRepo(".")
+	if err != nil {
+		t.Skipf("not inside the DMS repository: %v", err)
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	const messages = 2000
+	err = run(ctx, []string{
+		"-drivers", "dms-grpc,dms-rest",
+		"-workload", "e2e",
+		"-messages", "2000",
+		"-warmup", "0",
+		"-duration", "2m",
+		"-size", "1024",
+		"-producers", "2",
+		"-consumers", "2",
+		"-dms-src", repo,
+		"-peers-dir", t.TempDir(),
+		"-out", out,
+	}, &stdout, &stderr)
+	t.Logf("progress:\n%s", stderr.String())
+	if err != nil {
+		t.Fatalf("dms-bench: %v", err)
+	}
+
+	data, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report bench.Report
+	if err := json.Unmarshal(data, &report); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if len(report.Scenarios) != 1 || len(report.Scenarios[0].Results) != 2 {
+		t.Fatalf("report.json has %d scenarios, want 1 with 2 results", len(report.Scenarios))
+	}
+	for _, res := range report.Scenarios[0].Results {
+		t.Run(res.Driver, func(t *testing.T) {
+			if res.Skipped != "" || !res.Complete || res.Errors != 0 {
+				t.Fatalf("skipped %q, complete %v, %d errors (first: %s)", res.Skipped, res.Complete, res.Errors, res.FirstError)
+			}
+			if res.Sent != messages || res.Received != messages {
+				t.Errorf("sent %d and received %d, want %d each", res.Sent, res.Received, messages)
+			}
+			if res.Publish == nil || res.Publish.Count != messages {
+				t.Errorf("publish latency %+v, want %d samples", res.Publish, messages)
+			}
+			if res.EndToEnd == nil || res.EndToEnd.Count != messages || res.EndToEnd.P50 <= 0 {
+				t.Errorf("e2e latency %+v, want %d positive samples", res.EndToEnd, messages)
+			}
+			if res.Server == nil || res.Server.PID == 0 || res.Server.RSSMaxMB <= 0 {
+				t.Errorf("server stats %+v, want the dmsd's pid and RSS", res.Server)
+			}
+			if res.SendRate <= 0 || res.RecvRate <= 0 {
+				t.Errorf("rates %v and %v, want both positive", res.SendRate, res.RecvRate)
+			}
+		})
+	}
+
+	table := stdout.String()
+	for _, want := range []string{"sent msg/s", "e2e p50", "dms-grpc", "dms-rest", "fsync before ack"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if text, err := os.ReadFile(filepath.Join(out, "report.txt")); err != nil || !bytes.Contains(text, []byte("dms-rest")) {
+		t.Errorf("report.txt: %v\n%s", err, text)
+	}
+	svg, err := os.ReadFile(filepath.Join(out, "e2e-1KiB.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("<polyline")) || !bytes.HasSuffix(svg, []byte("</svg>\n")) {
+		t.Errorf("e2e-1KiB.svg is not a plot with lines:\n%s", svg)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // part of the error; empty for none
+	}{
+		{"unknown driver", []string{"-drivers", "dms-grpc,activemq"}, `unknown driver "activemq"`},
+		{"bad workload", []string{"-workload", "burst"}, `workload "burst"`},
+		{"bad durability", []string{"-durability", "maybe"}, `durability "maybe"`},
+		{"consume without backlog", []string{"-workload", "consume", "-backlog", "0"}, "needs a backlog"},
+		{"unknown suite", []string{"-suite", "long"}, `unknown suite "long"`},
+		{"short suite", []string{"-suite", "short", "-drivers", "all"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, set, err := parseFlags(tc.args, &stderr)
+			if err == nil {
+				var ws []bench.Workload
+				ws, err = scenarios(o, set)
+				if err == nil && tc.want == "" && len(ws) != 5 {
+					t.Errorf("short suite has %d scenarios, want 5", len(ws))
+				}
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

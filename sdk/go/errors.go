@@ -1,0 +1,172 @@
+package dms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of every DMS error.
+const ErrorDomain = "dms.opendms.io"
+
+// Reason is the stable, machine-readable reason of a DMS error: the name of a
+// dms.v1.ErrorReason value without its ERROR_REASON_ prefix. Programs should
+// branch on reasons (or on codes), never on messages. A newer server may send
+// reasons this package has no constant for; they arrive unchanged.
+type Reason string
+
+// The reasons a DMS server sends, as listed in proto/dms/v1/error_reason.proto.
+const (
+	ReasonInternal                 Reason = "INTERNAL"
+	ReasonResourceNameInvalid      Reason = "RESOURCE_NAME_INVALID"
+	ReasonProjectInvalid           Reason = "PROJECT_INVALID"
+	ReasonQueueNotFound            Reason = "QUEUE_NOT_FOUND"
+	ReasonGroupNotFound            Reason = "GROUP_NOT_FOUND"
+	ReasonQueueAlreadyExists       Reason = "QUEUE_ALREADY_EXISTS"
+	ReasonGroupAlreadyExists       Reason = "GROUP_ALREADY_EXISTS"
+	ReasonQueueQuotaExceeded       Reason = "QUEUE_QUOTA_EXCEEDED"
+	ReasonGroupQuotaExceeded       Reason = "GROUP_QUOTA_EXCEEDED"
+	ReasonQueueNameInvalid         Reason = "QUEUE_NAME_INVALID"
+	ReasonQueueNameLengthInvalid   Reason = "QUEUE_NAME_LENGTH_INVALID"
+	ReasonGroupNameInvalid         Reason = "GROUP_NAME_INVALID"
+	ReasonGroupNameLengthInvalid   Reason = "GROUP_NAME_LENGTH_INVALID"
+	ReasonDescriptionInvalid       Reason = "DESCRIPTION_INVALID"
+	ReasonDescriptionTooLong       Reason = "DESCRIPTION_TOO_LONG"
+	ReasonQueueModeInvalid         Reason = "QUEUE_MODE_INVALID"
+	ReasonPartitionCountInvalid    Reason = "PARTITION_COUNT_INVALID"
+	ReasonRetentionInvalid         Reason = "RETENTION_INVALID"
+	ReasonMaxConsumeCountInvalid   Reason = "MAX_CONSUME_COUNT_INVALID"
+	ReasonMessageTooLarge          Reason = "MESSAGE_TOO_LARGE"
+	ReasonBatchTooLarge            Reason = "BATCH_TOO_LARGE"
+	ReasonBatchEmpty               Reason = "BATCH_EMPTY"
+	ReasonTagInvalid               Reason = "TAG_INVALID"
+	ReasonAttributeInvalid         Reason = "ATTRIBUTE_INVALID"
+	ReasonMaxMessagesInvalid       Reason = "MAX_MESSAGES_INVALID"
+	ReasonWaitTimeInvalid          Reason = "WAIT_TIME_INVALID"
+	ReasonVisibilityTimeoutInvalid Reason = "VISIBILITY_TIMEOUT_INVALID"
+	ReasonReceiptHandleInvalid     Reason = "RECEIPT_HANDLE_INVALID"
+	ReasonReceiptHandleMismatch    Reason = "RECEIPT_HANDLE_MISMATCH"
+	ReasonReceiptHandleExpired     Reason = "RECEIPT_HANDLE_EXPIRED"
+	ReasonAckStatusInvalid         Reason = "ACK_STATUS_INVALID"
+	ReasonPageTokenInvalid         Reason = "PAGE_TOKEN_INVALID"
+	ReasonStorageFull              Reason = "STORAGE_FULL"
+	ReasonUnavailable              Reason = "UNAVAILABLE"
+	ReasonNotImplemented           Reason = "NOT_IMPLEMENTED"
+	ReasonRequestInvalid           Reason = "REQUEST_INVALID"
+)
+
+// Error is a failed call to DMS: the gRPC code, the stable reason the server
+// attached (empty when it attached none, for example when the server could
+// not be reached) and the server's message. Every method of this package that
+// calls the server returns its failures as *Error; use errors.As to get one,
+// or the helpers ReasonOf, IsNotFound, IsAlreadyExists and IsRetryable.
+type Error struct {
+	// Code is the gRPC status code.
+	Code codes.Code
+	// Reason is the stable reason from the google.rpc.ErrorInfo detail of
+	// domain ErrorDomain.
+	Reason Reason
+	// Message says what went wrong, for people.
+	Message string
+	// Metadata is the ErrorInfo metadata, if the server sent any.
+	Metadata map[string]string
+
+	// cause is the context error when the call ended because its context
+	// did, so that errors.Is(err, context.Canceled) holds.
+	cause error
+}
+
+func (e *Error) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("dms: %s (%s): %s", e.Reason, e.Code, e.Message)
+	}
+	return fmt.Sprintf("dms: %s: %s", e.Code, e.Message)
+}
+
+// Unwrap returns the context error when the call ended because its context
+// was canceled or timed out.
+func (e *Error) Unwrap() error { return e.cause }
+
+// GRPCStatus returns the error as a gRPC status, so that status.FromError and
+// status.Code work on it; the reason travels as an ErrorInfo detail.
+func (e *Error) GRPCStatus() *status.Status {
+	s := status.New(e.Code, e.Message)
+	if e.Reason == "" {
+		return s
+	}
+	if withInfo, err := s.WithDetails(&errdetails.ErrorInfo{Reason: string(e.Reason), Domain: ErrorDomain, Metadata: e.Metadata}); err == nil {
+		return withInfo
+	}
+	return s
+}
+
+// fromRPC converts the error of a gRPC call into an *Error. ctx is the call's
+// context: when it is done the context error becomes the cause.
+func fromRPC(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	e := &Error{Code: s.Code(), Message: s.Message()}
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			e.Reason = Reason(info.GetReason())
+			e.Metadata = info.GetMetadata()
+			break
+		}
+	}
+	if (e.Code == codes.Canceled || e.Code == codes.DeadlineExceeded) && ctx.Err() != nil {
+		e.cause = ctx.Err()
+	}
+	return e
+}
+
+// ReasonOf returns the stable reason of err, or "" when err is not an *Error
+// or carries no reason.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+// CodeOf returns the gRPC code of err: OK for nil, Unknown when err is not
+// from DMS.
+func CodeOf(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return status.Code(err)
+}
+
+// IsNotFound reports whether err says that a queue, group or message does not
+// exist.
+func IsNotFound(err error) bool { return CodeOf(err) == codes.NotFound }
+
+// IsAlreadyExists reports whether err says that a queue or group of that name
+// exists already.
+func IsAlreadyExists(err error) bool { return CodeOf(err) == codes.AlreadyExists }
+
+// IsRetryable reports whether a call that failed with err may succeed when
+// repeated unchanged: the server was unreachable (Unavailable) or the call
+// timed out (DeadlineExceeded). A call ended by its own context is not
+// retryable. Repeating a send that timed out can store its messages twice.
+func IsRetryable(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.cause != nil {
+		return false
+	}
+	return e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded
+}

@@ -1,0 +1,7 @@
+package dms
+
+// WithListPageSize sets how many queues ListQueues asks for per call, so
+// that tests can see it page.
+func WithListPageSize(n int32) Option {
+	return func(o *clientOptions) { o.listPageSize = n }
+}

@@ -1,0 +1,90 @@
+package delivery
+
+import (
+	"sync"
+
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+)
+
+// consumption is one consumer of logs with its durable state: a consumer
+// group reading its queue's partitions, the same group reading its dead
+// letters, or one broadcast consumer reading the queue by itself. Its state
+// lives in memory and in its state log, which is replayed on first use.
+type consumption struct {
+	kind       consumptionKind
+	queue      *metadatav1.QueueRecord
+	group      *metadatav1.GroupRecord
+	consumerID string
+	stateLog   string
+	logs       []string
+
+	mu       sync.Mutex
+	loaded   bool
+	parts    []*partitionState
+	filter   *dmsv1.TagFilter
+	rotation int           // first partition to serve on the next receive
+	changed  chan struct{} // closed when something became available early
+}
+
+func newConsumption(kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string) *consumption {
+	c := &consumption{kind: kind, queue: q, group: g, consumerID: consumerID, changed: make(chan struct{})}
+	switch kind {
+	case kindDeadLetters:
+		c.stateLog = catalog.DeadLetterStateLog(q.GetId(), g.GetId())
+		c.logs = []string{catalog.DeadLetterLog(q.GetId(), g.GetId())}
+	case kindBroadcast:
+		c.stateLog = catalog.BroadcastStateLog(q.GetId(), g.GetId(), consumerID)
+	default:
+		c.stateLog = catalog.DeliveryStateLog(q.GetId(), g.GetId())
+	}
+	if c.logs == nil {
+		for p := range q.GetPartitionCount() {
+			c.logs = append(c.logs, catalog.PartitionLog(q.GetId(), p))
+		}
+	}
+	return c
+}
+
+// fifo reports whether one failed or in-flight message holds back the rest:
+// FIFO queues, and their dead letters, keep one order.
+func (c *consumption) fifo() bool { return c.queue.GetMode() == dmsv1.QueueMode_QUEUE_MODE_FIFO }
+
+// deadLettersEnabled reports whether failures may move messages to the
+// group's dead-letter queue.
+func (c *consumption) deadLettersEnabled() bool {
+	return c.kind == kindMessages && c.queue.GetDeadLetterEnabled() && c.queue.GetMaxConsumeCount() > 0
+}
+
+// signalChanged wakes receivers waiting for this consumption.
+func (c *consumption) signalChanged() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// stateBatch gathers what one receive or ack changes, to be made durable in
+// one append per log before the caller is answered.
+type stateBatch struct {
+	records     map[int32]*deliveryv1.StateRecord
+	order       []int32
+	deadLetters []*storagev1.Record
+	woke        bool // something became available at once
+}
+
+func (b *stateBatch) rec(partition int32) *deliveryv1.StateRecord {
+	if b.records == nil {
+		b.records = map[int32]*deliveryv1.StateRecord{}
+	}
+	r := b.records[partition]
+	if r == nil {
+		r = &deliveryv1.StateRecord{Partition: partition}
+		b.records[partition] = r
+		b.order = append(b.order, partition)
+	}
+	return r
+}
+
+func (b *stateBatch) empty() bool { return len(b.records) == 0 && len(b.deadLetters) == 0 }

@@ -1,0 +1,270 @@
+package storage
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/partitionlog"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func testConfig(dir string) Config {
+	return Config{Dir: dir, SegmentBytes: 64 << 20, AsyncFlush: 200 * time.Millisecond, RetentionInterval: time.Hour}
+}
+
+func keyEntry(id uint32, seed byte) string {
+	secret := make([]byte, 32)
+	for i := range secret {
+		secret[i] = seed ^ byte(i*13)
+	}
+	return fmt.Sprintf("%d:%s", id, base64.StdEncoding.EncodeToString(secret))
+}
+
+func writeKeyFile(t *testing.T, entries ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys")
+	require.NoError(t, os.WriteFile(p, []byte(strings.Join(entries, "\n")+"\n"), 0o600))
+	return p
+}
+
+// TestEngineEncryptionKeys: the engine refuses to start with keys that are
+// malformed, given twice, or missing or different from those that encrypted
+// the data in its directory; each case says what is wrong.
+func TestEngineEncryptionKeys(t *testing.T) {
+	cache := catalog.NewCache(nil, quietLogger()) // only subscribed to here
+	newEngine := func(cfg Config) error {
+		e, err := NewEngine(cfg, cache, time.Now, quietLogger())
+		if err == nil {
+			require.NoError(t, e.Close())
+		}
+		return err
+	}
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+
+	// Off by default.
+	require.NoError(t, newEngine(cfg))
+
+	// Malformed keys and keys given twice.
+	bad := cfg
+	bad.EncryptionKeyFile = writeKeyFile(t, "1:"+base64.StdEncoding.EncodeToString(make([]byte, 16)))
+	err := newEngine(bad)
+	require.ErrorIs(t, err, partitionlog.ErrInvalidKeyring)
+	require.ErrorContains(t, err, "key id 1 is 16 bytes long, want 32")
+	bad.EncryptionKeyFile = filepath.Join(t.TempDir(), "absent")
+	require.ErrorIs(t, newEngine(bad), os.ErrNotExist)
+	t.Setenv(keysEnv, keyEntry(1, 1))
+	bad.EncryptionKeyFile = writeKeyFile(t, keyEntry(1, 1))
+	require.ErrorContains(t, newEngine(bad), "encryption keys given twice")
+
+	// Turned on through the environment: key 1's fingerprint is recorded.
+	require.NoError(t, newEngine(cfg))
+	t.Setenv(keysEnv, "")
+
+	for _, tc := range []struct {
+		name string
+		file []string // nil: no keys
+		want string
+	}{
+		{"no keys", nil, "data in " + dir + " is encrypted (key ids [1]) but no encryption keys are given"},
+		{"key missing", []string{keyEntry(2, 2)}, "key id 1 encrypted data in " + dir + " but is missing"},
+		{"wrong key", []string{keyEntry(1, 9)}, "key id 1 given is not the key that encrypted data in " + dir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cfg
+			if tc.file != nil {
+				c.EncryptionKeyFile = writeKeyFile(t, tc.file...)
+			}
+			require.ErrorContains(t, newEngine(c), tc.want)
+		})
+	}
+
+	// Rotation: the old key stays, a new active key is recorded.
+	rotated := cfg
+	rotated.EncryptionKeyFile = writeKeyFile(t, keyEntry(1, 1), keyEntry(2, 2))
+	require.NoError(t, newEngine(rotated))
+	fps, err := readFingerprints(filepath.Join(dir, fingerprintFileName))
+	require.NoError(t, err)
+	require.Len(t, fps, 2)
+	rotated.EncryptionKeyFile = writeKeyFile(t, keyEntry(2, 2))
+	require.ErrorContains(t, newEngine(rotated), "key id 1 encrypted data")
+}
+
+func TestDescribeLogAndStorageFull(t *testing.T) {
+	q := "0b7e1f5c-5a4e-4b8e-9f0e-1c2d3e4f5a6b"
+	require.Equal(t, "queue "+q+" partition 3", describeLog(catalog.PartitionLog(q, 3)))
+	require.Equal(t, "queue "+q+" log d/"+q+"/g-1", describeLog(catalog.DeliveryStateLog(q, "g-1")))
+	require.Equal(t, "log junk", describeLog("junk"))
+
+	// What partitionlog returns on a full disk maps to STORAGE_FULL.
+	full := fmt.Errorf("partitionlog: append to x.log: %w", &os.PathError{Op: "write", Path: "x.log", Err: syscall.ENOSPC})
+	err := appendError(catalog.PartitionLog(q, 3), full)
+	require.ErrorIs(t, err, errs.ErrStorageFull)
+	require.ErrorContains(t, err, "queue "+q+" partition 3")
+}
+
+// startEtcd runs an embedded etcd for the catalog the engine reads.
+func startEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Name = "storage-test"
+	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	client, peer := url.URL{Scheme: "http", Host: "127.0.0.1:0"}, url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.Name + "=" + peer.String()
+	e, err := embed.StartEtcd(cfg)
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("embedded etcd not ready")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Clients[0].Addr().String()}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestEngineReadCorruptMiddleSegment: a damaged batch in an older segment of
+// a queue partition is reported by Engine.Read with the queue, the partition
+// and the offsets it makes unreadable, after everything before it has been
+// returned; data after the damaged segment stays readable. With encryption
+// on, the same goes for a batch that fails authentication.
+func TestEngineReadCorruptMiddleSegment(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	q := &metadatav1.QueueRecord{Id: catalog.NewQueueID(), Project: "p", DisplayName: "orders", Mode: dmsv1.QueueMode_QUEUE_MODE_NORMAL, PartitionCount: 4, RetentionMs: 3600_000}
+	b, err := proto.Marshal(q)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, catalog.QueueKey(q.GetId()), string(b))
+	require.NoError(t, err)
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+
+	for _, encrypted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plaintext", true: "encrypted"}[encrypted], func(t *testing.T) {
+			cfg := testConfig(t.TempDir())
+			cfg.SegmentBytes = 4096
+			if encrypted {
+				cfg.EncryptionKeyFile = writeKeyFile(t, keyEntry(5, 5))
+			}
+			e, err := NewEngine(cfg, cache, time.Now, quietLogger())
+			require.NoError(t, err)
+			defer e.Close()
+			log := catalog.PartitionLog(q.GetId(), 2)
+			for i := range 100 {
+				_, err := e.Append(ctx, log, []*storagev1.Record{{TimestampMs: int64(i), MessageId: fmt.Sprint(i), Payload: make([]byte, 100)}})
+				require.NoError(t, err)
+			}
+			dir := filepath.Join(cfg.Dir, filepath.FromSlash(log))
+			segs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+			require.NoError(t, err)
+			slices.Sort(segs)
+			require.Greater(t, len(segs), 3)
+
+			// Damage the middle of the second segment, on disk, under the
+			// open log. For the encrypted log, the CRC is fixed up so that
+			// only the authentication tag can tell.
+			middle := segs[1]
+			data, err := os.ReadFile(middle)
+			require.NoError(t, err)
+			starts := batchStarts(t, data)
+			data[starts[len(starts)/2]+60] ^= 0x20 // a payload byte: past the header (55 bytes if encrypted)
+			if encrypted {
+				data = fixCRCs(t, data)
+			}
+			require.NoError(t, os.WriteFile(middle, data, 0o644))
+
+			var got []int64
+			var readErr error
+			for from := int64(0); ; {
+				res, err := e.Read(ctx, log, from, 1<<20, 0)
+				if err != nil {
+					readErr = err
+					break
+				}
+				require.NotEmpty(t, res.Records)
+				for _, r := range res.Records {
+					got = append(got, r.GetOffset())
+				}
+				from = got[len(got)-1] + 1
+			}
+			require.ErrorIs(t, readErr, partitionlog.ErrCorrupt)
+			msg := readErr.Error()
+			t.Log(msg)
+			require.Contains(t, msg, "queue "+q.GetId()+" partition 2")
+			require.Contains(t, msg, filepath.Base(middle))
+			first := int64(len(got)) // offsets 0..first-1 were returned
+			require.Contains(t, msg, fmt.Sprintf("offsets %d to ", first))
+			if encrypted {
+				require.ErrorIs(t, readErr, partitionlog.ErrEncryptionKey)
+				require.Contains(t, msg, "key id 5")
+			}
+			// Later segments are still served.
+			base3 := segmentBase(t, segs[2])
+			res, err := e.Read(ctx, log, base3, 1<<20, 0)
+			require.NoError(t, err)
+			require.Equal(t, base3, res.Records[0].GetOffset())
+		})
+	}
+}
+
+func segmentBase(t *testing.T, path string) int64 {
+	var base int64
+	_, err := fmt.Sscanf(filepath.Base(path), "%020d.log", &base)
+	require.NoError(t, err)
+	return base
+}
+
+// batchStarts returns the positions of the record batches of a segment file
+// (see the format in partitionlog/doc.go).
+func batchStarts(t *testing.T, data []byte) []int {
+	t.Helper()
+	var out []int
+	for pos := 0; pos < len(data); pos += 12 + int(binary.BigEndian.Uint32(data[pos+8:])) {
+		out = append(out, pos)
+	}
+	require.Greater(t, len(out), 2)
+	return out
+}
+
+// fixCRCs recomputes the CRC-32C of every record batch of a segment file
+// (see the format in partitionlog/doc.go).
+func fixCRCs(t *testing.T, data []byte) []byte {
+	t.Helper()
+	table := crc32.MakeTable(crc32.Castagnoli)
+	for pos := 0; pos < len(data); {
+		end := pos + 12 + int(binary.BigEndian.Uint32(data[pos+8:]))
+		require.LessOrEqual(t, end, len(data))
+		binary.BigEndian.PutUint32(data[pos+12:], crc32.Checksum(data[pos+16:end], table))
+		pos = end
+	}
+	return data
+}
