@@ -49,6 +49,19 @@ func newConsumption(kind consumptionKind, q *metadatav1.QueueRecord, g *metadata
 	return c
 }
 
+// busyOffsets lists the offsets of a partition that are in flight or wait
+// for a retry; after a replay their ordering keys must be read back.
+func (p *partitionState) busyOffsets() []int64 {
+	out := make([]int64, 0, len(p.inflight)+len(p.retrying))
+	for o := range p.inflight {
+		out = append(out, o)
+	}
+	for o := range p.retrying {
+		out = append(out, o)
+	}
+	return out
+}
+
 // fifo reports whether one failed or in-flight message holds back the rest:
 // FIFO queues, and their dead letters, keep one order.
 func (c *consumption) fifo() bool { return c.queue.GetMode() == dmsv1.QueueMode_QUEUE_MODE_FIFO }

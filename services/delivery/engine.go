@@ -104,7 +104,7 @@ func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metad
 func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) error {
 	c.parts = make([]*partitionState, len(c.logs))
 	for i, log := range c.logs {
-		c.parts[i] = newPartitionState(log)
+		c.parts[i] = newPartitionState(log, c.fifo())
 	}
 	replayed := 0
 	for offset := int64(0); ; {
@@ -137,6 +137,16 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 	for i, p := range c.parts {
 		p.finishReplay()
 		p.skipTo(info.GetLogs()[i].GetStartOffset())
+		if p.ordered {
+			// The keys of busy messages are not in the state log.
+			for _, o := range p.busyOffsets() {
+				r, err := e.readOne(ctx, p.log, o)
+				if err != nil {
+					return err
+				}
+				p.track(o, r.GetRecord().GetMessage().GetOrderingKey())
+			}
+		}
 	}
 	if replayed == 0 && start == startLatest {
 		var batch stateBatch
@@ -217,8 +227,14 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 	for i := 0; i < n && !full(); i++ {
 		pi := int32((c.rotation + i) % n)
 		p := c.parts[pi]
-		if c.fifo() && p.blocked() {
-			continue // FIFO: nothing after a message that is in flight or waiting for a retry
+		// Ordered partitions: a key with a message in flight or waiting for a
+		// retry gets nothing more; the others may take consecutive messages.
+		var blocked map[string]bool
+		if p.ordered {
+			blocked = p.blockedKeys()
+		}
+		keyBlocked := func(r *storagev1.StoredRecord) bool {
+			return blocked[r.GetRecord().GetMessage().GetOrderingKey()]
 		}
 		// take marks the offset in flight at once, so that the scan below
 		// skips a message the redelivery heap already handed out.
@@ -230,12 +246,14 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 				rec.AckedOffsets = append(rec.AckedOffsets, r.GetOffset())
 			} else {
 				count = p.deliver(r.GetOffset(), deadline)
+				p.track(r.GetOffset(), r.GetRecord().GetMessage().GetOrderingKey())
 				rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
 				rec.VisibleAtMs = deadline.UnixMilli()
 			}
 			out = append(out, e.received(c, pi, r, count, opts.AutoAck))
 			bytes += len(r.GetRecord().GetMessage().GetBody())
 		}
+		var later []int64 // failed messages whose key is still blocked
 		for p.ready.Len() > 0 && !full() {
 			offset := heap.Pop(&p.ready).(int64)
 			if p.busy(offset) || p.settled(offset) {
@@ -245,13 +263,34 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 			if err != nil {
 				return nil, err
 			}
-			if r != nil {
-				take(r)
-			} else {
+			switch {
+			case r == nil:
 				p.settle(offset) // deleted by retention meanwhile
+			case keyBlocked(r):
+				later = append(later, offset)
+			default:
+				take(r)
 			}
 		}
-		for !full() {
+		for _, o := range later {
+			heap.Push(&p.ready, o)
+		}
+		if p.ordered {
+			waiting := p.held[:0]
+			for _, r := range p.held {
+				if full() || keyBlocked(r) || p.busy(r.GetOffset()) {
+					if !p.settled(r.GetOffset()) {
+						waiting = append(waiting, r)
+					}
+					continue
+				}
+				if !p.settled(r.GetOffset()) {
+					take(r)
+				}
+			}
+			p.held = waiting
+		}
+		for !full() && len(p.held) < maxHeld {
 			if len(p.buffered) == 0 {
 				resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: p.log, Offset: p.next, MaxBytes: readBytes})
 				if err != nil {
@@ -275,6 +314,10 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 				// Not for this group: skipped for good without delivery.
 				p.settle(r.GetOffset())
 				batch.rec(pi).AckedOffsets = append(batch.rec(pi).AckedOffsets, r.GetOffset())
+				continue
+			}
+			if keyBlocked(r) {
+				p.held = append(p.held, r)
 				continue
 			}
 			take(r)
@@ -417,14 +460,10 @@ func (c *consumption) earliestTimer() (time.Time, bool) {
 	return earliest, found
 }
 
-// readPositions returns, per log, the offset a new message would have; FIFO
-// partitions that are blocked are left out.
+// readPositions returns, per log, the offset a new message would have.
 func (c *consumption) readPositions() map[string]int64 {
 	out := map[string]int64{}
 	for _, p := range c.parts {
-		if c.fifo() && p.blocked() {
-			continue
-		}
 		out[p.log] = p.next
 	}
 	return out

@@ -273,3 +273,43 @@ func TestSubscribeStreamsWithCreditsAndRangeAcks(t *testing.T) {
 	require.EqualValues(t, 19, stats.GetGroup().GetStats().GetConsumedMessages())
 	require.Positive(t, stats.GetGroup().GetStats().GetOldestUnackedAge().AsDuration()+1)
 }
+
+func TestFIFOOrderingKeysProceedInParallel(t *testing.T) {
+	s, _ := start(t)
+	q := s.CreateQueue(t, project, fifo)
+	g := s.CreateGroup(t, q, "g")
+	var msgs []*dmsv1.Message
+	for _, km := range [][2]string{{"a", "a1"}, {"b", "b1"}, {"a", "a2"}, {"", "n1"}, {"b", "b2"}, {"", "n2"}} {
+		msgs = append(msgs, &dmsv1.Message{Body: []byte(km[1]), OrderingKey: km[0]})
+	}
+	_, err := s.Producer().SendMessages(bg, &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: msgs})
+	require.NoError(t, err)
+
+	a1 := s.Receive(t, g, 1, 30*time.Second)
+	require.Equal(t, []string{"a1"}, testserver.Bodies(a1))
+	rest := s.Receive(t, g, 10, 30*time.Second)
+	require.Equal(t, []string{"b1", "n1", "b2", "n2"}, testserver.Bodies(rest), "a2 waits behind a1; other keys pass")
+	require.Empty(t, s.Receive(t, g, 10, 30*time.Second))
+
+	s.Restart(t)
+	require.Empty(t, s.Receive(t, g, 10, 30*time.Second), "after a restart a2 still waits behind the in-flight a1")
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, a1...)
+	require.Equal(t, []string{"a2"}, testserver.Bodies(s.Receive(t, g, 10, 30*time.Second)))
+}
+
+func TestNormalQueueOrderingKeyPicksThePartition(t *testing.T) {
+	s, _ := start(t)
+	q := s.CreateQueue(t, project, &dmsv1.Queue{DisplayName: "keyed", PartitionCount: 4})
+	var msgs []*dmsv1.Message
+	for i := range 20 {
+		msgs = append(msgs, &dmsv1.Message{Body: []byte{byte('a' + i)}, OrderingKey: "same"}, &dmsv1.Message{Body: []byte{byte('A' + i)}, OrderingKey: "other"})
+	}
+	resp, err := s.Producer().SendMessages(bg, &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: msgs})
+	require.NoError(t, err)
+	for i, r := range resp.GetResults() {
+		require.Equal(t, resp.GetResults()[i%2].GetPartition(), r.GetPartition(), "one key, one partition")
+		if i >= 2 {
+			require.Greater(t, r.GetOffset(), resp.GetResults()[i-2].GetOffset(), "in order within the key")
+		}
+	}
+}

@@ -33,10 +33,23 @@ type partitionState struct {
 
 	buffered []*storagev1.StoredRecord // read from storage, not delivered yet
 	next     int64                     // next offset to read from storage
+
+	// Ordered (FIFO) partitions only: the ordering key of every busy offset,
+	// how many busy offsets each key has, and records read past whose key
+	// was busy, waiting in offset order.
+	ordered  bool
+	keys     map[int64]string
+	busyKeys map[string]int
+	held     []*storagev1.StoredRecord
 }
 
-func newPartitionState(log string) *partitionState {
-	p := &partitionState{log: log}
+// maxHeld bounds the records an ordered partition keeps waiting behind busy
+// keys; past it the partition stops reading ahead (head-of-line blocking
+// rather than unbounded memory).
+const maxHeld = 10000
+
+func newPartitionState(log string, ordered bool) *partitionState {
+	p := &partitionState{log: log, ordered: ordered}
 	p.reset(0)
 	return p
 }
@@ -49,7 +62,47 @@ func (p *partitionState) reset(from int64) {
 	p.inflight = map[int64]time.Time{}
 	p.retrying = map[int64]time.Time{}
 	p.attempts = map[int64]int32{}
-	p.timers, p.ready, p.buffered = nil, nil, nil
+	p.timers, p.ready, p.buffered, p.held = nil, nil, nil, nil
+	if p.ordered {
+		p.keys, p.busyKeys = map[int64]string{}, map[string]int{}
+	}
+}
+
+// track records the ordering key of an offset that became busy.
+func (p *partitionState) track(offset int64, key string) {
+	if !p.ordered {
+		return
+	}
+	if _, ok := p.keys[offset]; ok {
+		return
+	}
+	p.keys[offset] = key
+	p.busyKeys[key]++
+}
+
+// untrack forgets the key of an offset that is no longer busy.
+func (p *partitionState) untrack(offset int64) {
+	if !p.ordered {
+		return
+	}
+	key, ok := p.keys[offset]
+	if !ok {
+		return
+	}
+	delete(p.keys, offset)
+	if p.busyKeys[key]--; p.busyKeys[key] <= 0 {
+		delete(p.busyKeys, key)
+	}
+}
+
+// blockedKeys returns the keys that have a message in flight or waiting for
+// a retry: their later messages must wait.
+func (p *partitionState) blockedKeys() map[string]bool {
+	out := make(map[string]bool, len(p.busyKeys))
+	for k := range p.busyKeys {
+		out[k] = true
+	}
+	return out
 }
 
 // settled reports whether offset needs no delivery.
@@ -69,9 +122,6 @@ func (p *partitionState) busy(offset int64) bool {
 	return inflight || retrying
 }
 
-// blocked reports whether a FIFO partition must hold back later messages.
-func (p *partitionState) blocked() bool { return len(p.inflight) > 0 || len(p.retrying) > 0 }
-
 func (p *partitionState) deliver(offset int64, deadline time.Time) int32 {
 	p.attempts[offset]++
 	p.inflight[offset] = deadline
@@ -81,6 +131,7 @@ func (p *partitionState) deliver(offset int64, deadline time.Time) int32 {
 
 // settle marks offset done for good (acked, skipped or dead-lettered).
 func (p *partitionState) settle(offset int64) {
+	p.untrack(offset)
 	delete(p.inflight, offset)
 	delete(p.retrying, offset)
 	delete(p.attempts, offset)
@@ -100,6 +151,7 @@ func (p *partitionState) settle(offset int64) {
 
 // release makes an offset available for delivery again at once.
 func (p *partitionState) release(offset int64) {
+	p.untrack(offset)
 	delete(p.inflight, offset)
 	delete(p.retrying, offset)
 	heap.Push(&p.ready, offset)
@@ -219,7 +271,7 @@ func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
 // never delivered come in order; redriven offsets below the floor wait in
 // the redelivery heap.
 func (p *partitionState) finishReplay() {
-	p.next, p.buffered, p.ready = p.ackFloor, nil, nil
+	p.next, p.buffered, p.ready, p.held = p.ackFloor, nil, nil, nil
 	for o := range p.redriven {
 		heap.Push(&p.ready, o)
 	}

@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"context"
+	"hash/crc32"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,8 @@ const (
 	MaxBatchMessages = 1000
 	MaxBatchBytes    = 8 << 20
 	MaxTags          = 3
+	// MaxOrderingKeyBytes bounds the ordering key (SQS allows 128 too).
+	MaxOrderingKeyBytes = 128
 )
 
 var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -43,35 +46,50 @@ func NewEngine(storage storagev1.StorageServiceClient, now func() time.Time) *En
 	return &Engine{storage: storage, now: now}
 }
 
-// Publish validates msgs as a whole and stores them in q.
+// Publish validates msgs as a whole and stores them in q. Messages without
+// an ordering key go together to one partition (round robin per batch, one
+// append); keyed messages go to the partition of their key.
 func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message) ([]*dmsv1.SendResult, error) {
 	if err := Validate(msgs); err != nil {
 		return nil, err
 	}
-	partition := e.pickPartition(q)
+	batchPartition := e.roundRobin(q)
 	ts := e.now().UnixMilli()
-	records := make([]*storagev1.Record, len(msgs))
-	ids := make([]string, len(msgs))
+	results := make([]*dmsv1.SendResult, len(msgs))
+	var (
+		order     []int32
+		byPart    = map[int32][]*storagev1.Record{}
+		positions = map[int32][]int{}
+	)
 	for i, m := range msgs {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, errs.Wrapf(errs.ErrInternal, "ingest: message id: %v", err)
 		}
-		ids[i] = id.String()
-		records[i] = &storagev1.Record{TimestampMs: ts, MessageId: ids[i], Message: m}
+		p := batchPartition
+		if m.GetOrderingKey() != "" && q.GetPartitionCount() > 1 {
+			p = int32(crc32.ChecksumIEEE([]byte(m.GetOrderingKey())) % uint32(q.GetPartitionCount()))
+		}
+		if _, seen := byPart[p]; !seen {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], &storagev1.Record{TimestampMs: ts, MessageId: id.String(), Message: m})
+		positions[p] = append(positions[p], i)
+		results[i] = &dmsv1.SendResult{MessageId: id.String(), Partition: p}
 	}
-	resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), partition), Records: records})
-	if err != nil {
-		return nil, err
-	}
-	results := make([]*dmsv1.SendResult, len(msgs))
-	for i := range msgs {
-		results[i] = &dmsv1.SendResult{MessageId: ids[i], Partition: partition, Offset: resp.GetFirstOffset() + int64(i)}
+	for _, p := range order {
+		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), p), Records: byPart[p]})
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range positions[p] {
+			results[i].Offset = resp.GetFirstOffset() + int64(j)
+		}
 	}
 	return results, nil
 }
 
-func (e *Engine) pickPartition(q *metadatav1.QueueRecord) int32 {
+func (e *Engine) roundRobin(q *metadatav1.QueueRecord) int32 {
 	if q.GetPartitionCount() <= 1 {
 		return 0
 	}
@@ -118,6 +136,9 @@ func validateMessage(m *dmsv1.Message) (int, error) {
 	}
 	if err := ValidateTags(m.GetTags()); err != nil {
 		return 0, err
+	}
+	if len(m.GetOrderingKey()) > MaxOrderingKeyBytes {
+		return 0, errs.Wrapf(errs.ErrRequestInvalid, "an ordering key has at most %d bytes, got %d", MaxOrderingKeyBytes, len(m.GetOrderingKey()))
 	}
 	for name, v := range m.GetAttributes() {
 		if len(name) < 1 || len(name) > 64 {

@@ -384,7 +384,14 @@ type Message struct {
 	Attributes map[string]*AttributeValue `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Up to 3 tags, each 1 to 64 characters of `[A-Za-z0-9_-]`, that consumer
 	// groups can filter on.
-	Tags          []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Optional, at most 128 bytes. On a FIFO queue, messages with the same
+	// ordering key are delivered in order, one key's next message only after
+	// the previous one is acknowledged, while different keys proceed in
+	// parallel; messages without a key form one sequence of their own. On a
+	// NORMAL queue the key picks the partition, so messages with one key keep
+	// their order within it.
+	OrderingKey   string `protobuf:"bytes,4,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +445,13 @@ func (x *Message) GetTags() []string {
 		return x.Tags
 	}
 	return nil
+}
+
+func (x *Message) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
 }
 
 // SendMessagesRequest is the request of ProducerService.SendMessages.
@@ -2280,13 +2294,14 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\fdouble_value\x18\x03 \x01(\x01H\x00R\vdoubleValue\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValueB\x06\n" +
-	"\x04kind\"\xc9\x01\n" +
+	"\x04kind\"\xec\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12?\n" +
 	"\n" +
 	"attributes\x18\x02 \x03(\v2\x1f.dms.v1.Message.AttributesEntryR\n" +
 	"attributes\x12\x12\n" +
-	"\x04tags\x18\x03 \x03(\tR\x04tags\x1aU\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12!\n" +
+	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\x1aU\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"b\n" +
