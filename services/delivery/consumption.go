@@ -22,6 +22,8 @@ type consumption struct {
 	stateLog   string
 	logs       []string
 
+	writer stateWriter
+
 	mu       sync.Mutex
 	loaded   bool
 	parts    []*partitionState
@@ -101,3 +103,18 @@ func (b *stateBatch) rec(partition int32) *deliveryv1.StateRecord {
 }
 
 func (b *stateBatch) empty() bool { return len(b.records) == 0 && len(b.deadLetters) == 0 }
+
+// stateWriter appends a consumption's state in the order the changes were
+// made in memory, one append for everything queued meanwhile, so that
+// concurrent receives and acks share writes and fsyncs and nobody holds the
+// consumption's lock while storage flushes.
+type stateWriter struct {
+	mu      sync.Mutex
+	pending []pendingState
+	active  bool
+}
+
+type pendingState struct {
+	state, deadLetters []*storagev1.Record
+	done               chan error
+}

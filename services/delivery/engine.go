@@ -182,13 +182,20 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 	waitUntil := time.Now().Add(opts.WaitTime)
 	for {
 		c.mu.Lock()
-		msgs, err := e.collect(ctx, c, opts, filter)
+		msgs, durable, err := e.collect(ctx, c, opts, filter)
 		changed := c.changed
 		timer, hasTimer := c.earliestTimer()
 		readFrom := c.readPositions()
 		c.mu.Unlock()
-		if err != nil || len(msgs) > 0 {
-			return msgs, err
+		if err != nil {
+			return nil, err
+		}
+		// Answer only once the deliveries are recorded.
+		if err := <-durable; err != nil {
+			return nil, err
+		}
+		if len(msgs) > 0 {
+			return msgs, nil
 		}
 		wait := time.Until(waitUntil)
 		if wait <= 0 {
@@ -204,18 +211,18 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 }
 
 // collect takes what is available now and records it durably.
-func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOptions, filter *dmsv1.TagFilter) ([]*dmsv1.ReceivedMessage, error) {
+func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOptions, filter *dmsv1.TagFilter) ([]*dmsv1.ReceivedMessage, <-chan error, error) {
 	var batch stateBatch
 	switch {
 	case filter != nil && c.filter == nil:
 		c.filter = filter
 		batch.rec(0).TagFilter = filter
 	case filter != nil && !sameFilter(filter, c.filter):
-		return nil, errs.Wrapf(errs.ErrTagFilterConflict, "the consumer group keeps the tag filter %v; a receive may repeat it or give none, not %v", c.filter, filter)
+		return nil, nil, errs.Wrapf(errs.ErrTagFilterConflict, "the consumer group keeps the tag filter %v; a receive may repeat it or give none, not %v", c.filter, filter)
 	}
 	now := e.now()
 	if err := e.expire(ctx, c, now, &batch); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	deadline := now.Add(opts.Visibility)
 	var (
@@ -261,7 +268,7 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 			}
 			r, err := e.readOne(ctx, p.log, offset)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			switch {
 			case r == nil:
@@ -294,7 +301,7 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 			if len(p.buffered) == 0 {
 				resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: p.log, Offset: p.next, MaxBytes: readBytes})
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				if resp.GetStartOffset() > p.ackFloor {
 					p.skipTo(resp.GetStartOffset())
@@ -324,10 +331,7 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 		}
 	}
 	c.rotation = (c.rotation + 1) % n
-	if err := e.flush(ctx, c, &batch); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out, e.submit(c, &batch), nil
 }
 
 // expire turns in-flight deliveries whose visibility passed into failed
@@ -385,35 +389,101 @@ func (e *Engine) fail(ctx context.Context, c *consumption, pi int32, offset int6
 	return nil
 }
 
-// flush makes a batch durable: dead letters first, then the state records
-// that say they moved, so that a crash in between duplicates a dead letter
-// rather than losing one.
-func (e *Engine) flush(ctx context.Context, c *consumption, batch *stateBatch) error {
+// submit queues a batch for the consumption's state writer and returns the
+// channel that reports when it is durable. It must be called with c.mu held,
+// which fixes the order of the state log; the caller waits after unlocking.
+// Dead letters are written before the state records that say they moved,
+// so that a crash in between duplicates a dead letter rather than losing one.
+func (e *Engine) submit(c *consumption, batch *stateBatch) <-chan error {
+	done := make(chan error, 1)
 	if batch.empty() {
-		return nil
-	}
-	if len(batch.deadLetters) > 0 {
-		log := catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId())
-		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: batch.deadLetters}); err != nil {
-			return err
-		}
-	}
-	ts := e.now().UnixMilli()
-	out := make([]*storagev1.Record, 0, len(batch.order))
-	for _, pi := range batch.order {
-		payload, err := proto.Marshal(batch.records[pi])
-		if err != nil {
-			return fmt.Errorf("delivery: encoding state: %w", err)
-		}
-		out = append(out, &storagev1.Record{TimestampMs: ts, Payload: payload})
-	}
-	if len(out) > 0 {
-		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: c.stateLog, Records: out}); err != nil {
-			return err
-		}
+		done <- nil
+		return done
 	}
 	if batch.woke {
 		c.signalChanged()
+	}
+	ts := e.now().UnixMilli()
+	pending := pendingState{deadLetters: batch.deadLetters, done: done}
+	for _, pi := range batch.order {
+		payload, err := proto.Marshal(batch.records[pi])
+		if err != nil {
+			done <- fmt.Errorf("delivery: encoding state: %w", err)
+			return done
+		}
+		pending.state = append(pending.state, &storagev1.Record{TimestampMs: ts, Payload: payload})
+	}
+	w := &c.writer
+	w.mu.Lock()
+	w.pending = append(w.pending, pending)
+	start := !w.active
+	w.active = true
+	w.mu.Unlock()
+	if start {
+		go e.writeState(c)
+	}
+	return done
+}
+
+// flush submits a batch and waits until it is durable.
+func (e *Engine) flush(ctx context.Context, c *consumption, batch *stateBatch) error {
+	select {
+	case err := <-e.submit(c, batch):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stateWriteTimeout bounds one state append; the writer does not use a
+// caller's context because the change it makes durable is already applied.
+const stateWriteTimeout = 30 * time.Second
+
+// writeState drains the consumption's queue until it is empty.
+func (e *Engine) writeState(c *consumption) {
+	w := &c.writer
+	for {
+		w.mu.Lock()
+		queued := w.pending
+		w.pending = nil
+		if len(queued) == 0 {
+			w.active = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		var deadLetters, state []*storagev1.Record
+		for _, p := range queued {
+			deadLetters = append(deadLetters, p.deadLetters...)
+			state = append(state, p.state...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
+		err := e.appendChunked(ctx, catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId()), deadLetters)
+		if err == nil {
+			err = e.appendChunked(ctx, c.stateLog, state)
+		}
+		cancel()
+		if err != nil {
+			e.logger.Error("delivery state not written", "log", c.stateLog, "err", err)
+		}
+		for _, p := range queued {
+			p.done <- err
+		}
+	}
+}
+
+// appendChunked appends records in appends of at most ~4 MiB.
+func (e *Engine) appendChunked(ctx context.Context, log string, records []*storagev1.Record) error {
+	for len(records) > 0 {
+		n, size := 0, 0
+		for n < len(records) && (n == 0 || size+proto.Size(records[n]) <= 4<<20) {
+			size += proto.Size(records[n])
+			n++
+		}
+		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: records[:n]}); err != nil {
+			return err
+		}
+		records = records[n:]
 	}
 	return nil
 }
@@ -539,8 +609,17 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 	slices.Sort(logs)
 	for _, log := range logs {
 		byLog[log].mu.Lock()
-		defer byLog[log].mu.Unlock()
 	}
+	locked := true
+	unlock := func() {
+		if locked {
+			for _, log := range logs {
+				byLog[log].mu.Unlock()
+			}
+			locked = false
+		}
+	}
+	defer unlock()
 	now := e.now()
 	batches := map[string]*stateBatch{}
 	results := make([]*dmsv1.AckResult, len(items))
@@ -567,11 +646,16 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 			stopped = true
 		}
 	}
+	var durable []<-chan error
 	for _, log := range logs {
 		if b := batches[log]; b != nil {
-			if err := e.flush(ctx, byLog[log], b); err != nil {
-				return nil, err
-			}
+			durable = append(durable, e.submit(byLog[log], b))
+		}
+	}
+	unlock()
+	for _, done := range durable {
+		if err := <-done; err != nil {
+			return nil, err
 		}
 	}
 	return results, nil
