@@ -31,13 +31,14 @@ const (
 	MaxReceiveMessages = 1000
 	maxReceiveBytes    = 4 << 20
 	readBytes          = 256 << 10
-	// RetryDelay is how long a REDELIVER ack hides a message (the DMS rule:
-	// redelivered messages come back after at least 30 s).
+	// RetryDelay is the shortest time a REDELIVER ack hides a message (the
+	// DMS rule: redelivered messages come back after at least 30 s).
 	RetryDelay = 30 * time.Second
 )
 
 // Engine keeps the delivery state of the consumptions it serves.
 type Engine struct {
+	cfg     Config
 	storage storagev1.StorageServiceClient
 	cache   *catalog.Cache
 	signer  signer
@@ -50,8 +51,8 @@ type Engine struct {
 
 // NewEngine returns a delivery engine. receiptKey signs receipt handles and
 // must be the same in every delivery process of the cluster.
-func NewEngine(storage storagev1.StorageServiceClient, cache *catalog.Cache, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
-	e := &Engine{storage: storage, cache: cache, signer: signer{key: receiptKey}, now: now, logger: logger, consumptions: map[string]*consumption{}}
+func NewEngine(cfg Config, storage storagev1.StorageServiceClient, cache *catalog.Cache, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
+	e := &Engine{cfg: cfg, storage: storage, cache: cache, signer: signer{key: receiptKey}, now: now, logger: logger, consumptions: map[string]*consumption{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e
 }
@@ -377,7 +378,7 @@ func (e *Engine) fail(ctx context.Context, c *consumption, pi int32, offset int6
 		return nil
 	}
 	if reason == failureRedeliver {
-		at := now.Add(RetryDelay)
+		at := now.Add(e.cfg.retryDelay(p.attempts[offset]))
 		p.retry(offset, at)
 		rec.RetryOffsets = append(rec.RetryOffsets, offset)
 		rec.RetryAtMs = at.UnixMilli()

@@ -313,3 +313,20 @@ func TestNormalQueueOrderingKeyPicksThePartition(t *testing.T) {
 		}
 	}
 }
+
+func TestRedeliverFollowsTheRetrySchedule(t *testing.T) {
+	clock := testserver.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := testserver.Start(t, testserver.WithClock(clock), testserver.WithFlags("-delivery.retry-delays=30s,45s"))
+	q := s.CreateQueue(t, project, normal)
+	g := s.CreateGroup(t, q, "g")
+	s.Send(t, q, "m")
+	for attempt, delay := range []time.Duration{30 * time.Second, 45 * time.Second, 45 * time.Second} {
+		got := s.Receive(t, g, 1, 30*time.Second)
+		require.Lenf(t, got, 1, "attempt %d", attempt+1)
+		s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_REDELIVER, got...)
+		clock.Advance(delay - time.Second)
+		require.Emptyf(t, s.Receive(t, g, 1, 30*time.Second), "attempt %d: not before %s", attempt+1, delay)
+		clock.Advance(time.Second)
+	}
+	require.Len(t, s.Receive(t, g, 1, 30*time.Second), 1)
+}

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/metadata"
 	"github.com/opendms/dms/services/scheduler"
 	"github.com/opendms/dms/services/storage"
@@ -24,6 +25,7 @@ type Config struct {
 
 	Etcd      EtcdConfig       `yaml:"etcd"`
 	Metadata  metadata.Config  `yaml:"metadata"`
+	Delivery  delivery.Config  `yaml:"delivery"`
 	Storage   storage.Config   `yaml:"storage"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
 }
@@ -48,6 +50,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Etcd.EmbedClientAddr, "etcd.embed.client-addr", "127.0.0.1:0", "Client address of the embedded etcd.")
 	f.StringVar(&c.Etcd.EmbedPeerAddr, "etcd.embed.peer-addr", "127.0.0.1:0", "Peer address of the embedded etcd.")
 	c.Metadata.RegisterFlags(f)
+	c.Delivery.RegisterFlags(f)
 	c.Storage.RegisterFlags(f)
 	c.Scheduler.RegisterFlags(f)
 }

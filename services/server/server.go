@@ -266,7 +266,7 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 			if err != nil {
 				return err
 			}
-			h := delivery.NewHandler(delivery.NewEngine(storageClient, s.cache, key, s.now, roleLogger), s.cache)
+			h := delivery.NewHandler(delivery.NewEngine(s.cfg.Delivery, storageClient, s.cache, key, s.now, roleLogger), s.cache)
 			dmsv1.RegisterConsumerServiceServer(s.grpcSrv, h)
 			deliveryv1.RegisterDeliveryServiceServer(s.grpcSrv, h)
 		case RoleScheduler:
