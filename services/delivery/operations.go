@@ -316,12 +316,7 @@ func (e *Engine) count(ctx context.Context, c *consumption, stats *dmsv1.Consume
 	for i, li := range info.GetLogs() {
 		p := c.parts[i]
 		start, next := li.GetStartOffset(), li.GetNextOffset()
-		consumed := max(0, min(p.ackFloor, next)-start) - int64(len(p.redriven))
-		for o := range p.acked {
-			if o >= start && o < next {
-				consumed++
-			}
-		}
+		consumed := max(0, min(p.ackFloor, next)-start) - int64(len(p.redriven)) + p.acked.countIn(start, next)
 		stats.ProducedMessages += next - start
 		stats.ConsumedMessages += consumed
 		stats.InFlightMessages += int64(len(p.inflight))

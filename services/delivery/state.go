@@ -23,7 +23,7 @@ type partitionState struct {
 	log string
 
 	ackFloor int64               // every offset below is settled, unless redriven
-	acked    map[int64]struct{}  // settled offsets at or above ackFloor
+	acked    offsetSet           // settled offsets at or above ackFloor, as ranges
 	redriven map[int64]struct{}  // offsets below ackFloor given back by a redrive
 	inflight map[int64]time.Time // delivered, invisible until the deadline
 	retrying map[int64]time.Time // REDELIVER: invisible until the retry time
@@ -57,7 +57,7 @@ func newPartitionState(log string, ordered bool) *partitionState {
 // reset forgets everything: every offset from `from` on is undelivered.
 func (p *partitionState) reset(from int64) {
 	p.ackFloor, p.next = from, from
-	p.acked = map[int64]struct{}{}
+	p.acked = offsetSet{}
 	p.redriven = map[int64]struct{}{}
 	p.inflight = map[int64]time.Time{}
 	p.retrying = map[int64]time.Time{}
@@ -111,8 +111,7 @@ func (p *partitionState) settled(offset int64) bool {
 		_, back := p.redriven[offset]
 		return !back
 	}
-	_, ok := p.acked[offset]
-	return ok
+	return p.acked.contains(offset)
 }
 
 // busy reports whether offset is delivered or waiting for a retry.
@@ -139,13 +138,9 @@ func (p *partitionState) settle(offset int64) {
 		delete(p.redriven, offset)
 		return
 	}
-	p.acked[offset] = struct{}{}
-	for {
-		if _, ok := p.acked[p.ackFloor]; !ok {
-			return
-		}
-		delete(p.acked, p.ackFloor)
-		p.ackFloor++
+	p.acked.add(offset)
+	if last, ok := p.acked.takeFrom(p.ackFloor); ok {
+		p.ackFloor = last + 1
 	}
 }
 
@@ -169,7 +164,7 @@ func (p *partitionState) redrive(offset int64) {
 	if offset < p.ackFloor {
 		p.redriven[offset] = struct{}{}
 	} else {
-		delete(p.acked, offset)
+		p.acked.remove(offset)
 	}
 	delete(p.attempts, offset)
 	heap.Push(&p.ready, offset)
@@ -214,11 +209,10 @@ func (p *partitionState) skipTo(start int64) {
 		}
 		return
 	}
-	for _, set := range []map[int64]struct{}{p.acked, p.redriven} {
-		for o := range set {
-			if o < start {
-				delete(set, o)
-			}
+	p.acked.dropBelow(start)
+	for o := range p.redriven {
+		if o < start {
+			delete(p.redriven, o)
 		}
 	}
 	for o := range p.attempts {
@@ -232,7 +226,9 @@ func (p *partitionState) skipTo(start int64) {
 	if p.next < start {
 		p.next, p.buffered = start, nil
 	}
-	p.settle(start - 1) // advances the floor over acked offsets that follow
+	if last, ok := p.acked.takeFrom(p.ackFloor); ok {
+		p.ackFloor = last + 1 // over what was acked right after the new start
+	}
 }
 
 // replay folds one state record into the partition.
