@@ -7,7 +7,7 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test bench
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test bench bench-load
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
@@ -46,5 +46,9 @@ vet:
 go-test:
 	@for m in $(modules); do (cd $$m && go test -count=1 -timeout 20m ./...) || exit 1; done
 
-bench: ## Short benchmarks of the send paths and the partition log.
+bench: ## Short benchmarks of the send paths and the partition log, then dms-bench's short suite.
 	cd services && go test -run '^$$' -bench . -benchtime 3s ./server/ ./storage/partitionlog/
+	$(MAKE) bench-load
+
+bench-load: ## dms-bench: every scenario briefly (<5 min) for DMS and its peers, fsync before ack; prints the table.
+	cd loadtest && ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -suite short -drivers all -out $(CURDIR)/.cache/bench

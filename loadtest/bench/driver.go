@@ -60,9 +60,10 @@ type Producer interface {
 // Consumer receives and acknowledges messages as a member of the workload's
 // consumer group; consumers compete for messages.
 type Consumer interface {
-	// Receive returns between 1 and max messages, waiting a short while (at
-	// most about a second) for the first; it returns no messages and no error
-	// when none came. A streaming driver returns what its stream has buffered.
+	// Receive returns between 1 and max messages, waiting up to the
+	// workload's ReceiveWait for the first (a long poll); it returns no
+	// messages and no error when none came. A streaming driver returns what
+	// its stream has buffered.
 	Receive(ctx context.Context, max int) ([]Delivery, error)
 	// Ack settles deliveries that Receive returned, as one call where the
 	// system allows it.

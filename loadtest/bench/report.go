@@ -58,12 +58,13 @@ func (w Workload) MarshalJSON() ([]byte, error) {
 	type plain Workload
 	return json.Marshal(struct {
 		plain
-		Linger     string `json:"linger"`
-		Duration   string `json:"duration"`
-		Warmup     string `json:"warmup"`
-		Interval   string `json:"interval"`
-		DrainLimit string `json:"drain_limit"`
-	}{plain(w), w.Linger.String(), w.Duration.String(), w.Warmup.String(), w.Interval.String(), w.DrainLimit.String()})
+		Linger      string `json:"linger"`
+		ReceiveWait string `json:"receive_wait"`
+		Duration    string `json:"duration"`
+		Warmup      string `json:"warmup"`
+		Interval    string `json:"interval"`
+		DrainLimit  string `json:"drain_limit"`
+	}{plain(w), w.Linger.String(), w.ReceiveWait.String(), w.Duration.String(), w.Warmup.String(), w.Interval.String(), w.DrainLimit.String()})
 }
 
 // WriteFiles writes report.json, report.txt (the tables) and one SVG plot per
@@ -128,7 +129,7 @@ func (w Workload) Describe() string {
 		parts = append(parts, fmt.Sprintf("%d producers x batch %d", w.Producers, w.Batch), rate)
 	}
 	if w.Kind != Produce {
-		parts = append(parts, fmt.Sprintf("%d consumers x receive %d", w.Consumers, w.ReceiveMax))
+		parts = append(parts, fmt.Sprintf("%d consumers x receive %d (wait %s)", w.Consumers, w.ReceiveMax, w.ReceiveWait))
 	}
 	if w.Kind == Consume {
 		parts = append(parts, fmt.Sprintf("backlog %d", w.Backlog))
@@ -139,7 +140,7 @@ func (w Workload) Describe() string {
 	} else {
 		parts = append(parts, w.Duration.String())
 	}
-	if w.Warmup > 0 {
+	if w.Warmup > 0 && w.Kind != Consume {
 		parts = append(parts, "warm-up "+w.Warmup.String())
 	}
 	return strings.Join(parts, ", ")
@@ -151,13 +152,13 @@ func (s *Scenario) WriteTable(out io.Writer) {
 	w := s.Workload
 	fmt.Fprintf(out, "== %s: %s\n", w.Name, w.Describe())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "driver\tsent msg/s\tMB/s\trecv msg/s\tMB/s\tpub p50\tp99\tp99.9\tmax\te2e p50\tp99\tp99.9\tmax\tsrv CPU%\tsrv RSS MB\tcli CPU%\terrors\t")
+	fmt.Fprintf(tw, "%-18s\tsent msg/s\tMB/s\trecv msg/s\tMB/s\tpub p50\tp99\tp99.9\tmax\te2e p50\tp99\tp99.9\tmax\tsrv CPU%%\tsrv RSS MB\tcli CPU%%\terrors\t\n", "driver")
 	for _, res := range s.Results {
 		if res.Skipped != "" {
-			fmt.Fprintf(tw, "%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", res.Driver)
+			fmt.Fprintf(tw, "%-18s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", res.Driver)
 			continue
 		}
-		row := []string{res.Driver}
+		row := []string{fmt.Sprintf("%-18s", res.Driver)} // left-aligned in a right-aligned table
 		if w.Kind == Consume {
 			row = append(row, "-", "-")
 		} else {

@@ -321,7 +321,9 @@ func (r *run) measure(ctx context.Context, serverPID int) {
 
 	start := time.Now()
 	var measureStart time.Time
-	if w.Warmup <= 0 {
+	// Draining a backlog is measured from its start: preparing the backlog
+	// warmed the server up.
+	if w.Warmup <= 0 || w.Kind == Consume {
 		r.rec.startMeasuring()
 		measureStart = start
 	}
@@ -401,9 +403,9 @@ loop:
 	if measureStart.IsZero() {
 		measureStart = end
 	}
-	// The last, partial interval, so that a run shorter than an interval
-	// still has a point to plot.
-	if last := nextLine.Add(-w.Interval); end.Sub(last) > w.Interval/10 {
+	// The last, partial interval when it is long enough to mean something,
+	// or when a run shorter than an interval has no point to plot yet.
+	if last := nextLine.Add(-w.Interval); len(r.res.Series) == 0 || end.Sub(last) >= w.Interval/2 {
 		r.res.Series = append(r.res.Series, r.rec.interval(end.Sub(measureStart)))
 	}
 

@@ -41,17 +41,18 @@ type Workload struct {
 	Producers   int           `json:"producers"`
 	Consumers   int           `json:"consumers"`
 	Partitions  int           `json:"partitions"`
-	Batch       int           `json:"batch"`          // messages per send call
-	Linger      time.Duration `json:"linger_ns"`      // longest wait to fill a batch at a target rate
-	ReceiveMax  int           `json:"receive_max"`    // messages per receive call
-	Rate        float64       `json:"rate"`           // messages/s over all producers; 0 is as fast as possible
-	Durability  Durability    `json:"durability"`     // sync or async
-	Duration    time.Duration `json:"duration_ns"`    // measured time (a time limit when Messages is set)
-	Warmup      time.Duration `json:"warmup_ns"`      // run before measuring, left out of the results
-	Messages    int64         `json:"messages"`       // when > 0, measured messages to send (and consume)
-	Backlog     int64         `json:"backlog"`        // messages prepared for a consume workload
-	Interval    time.Duration `json:"interval_ns"`    // progress line and time-series step
-	DrainLimit  time.Duration `json:"drain_limit_ns"` // how long consumers may catch up after producers stop (count mode)
+	Batch       int           `json:"batch"`           // messages per send call
+	Linger      time.Duration `json:"linger_ns"`       // longest wait to fill a batch at a target rate
+	ReceiveMax  int           `json:"receive_max"`     // messages per receive call
+	ReceiveWait time.Duration `json:"receive_wait_ns"` // how long a receive waits for a first message (long poll)
+	Rate        float64       `json:"rate"`            // messages/s over all producers; 0 is as fast as possible
+	Durability  Durability    `json:"durability"`      // sync or async
+	Duration    time.Duration `json:"duration_ns"`     // measured time (a time limit when Messages is set)
+	Warmup      time.Duration `json:"warmup_ns"`       // run before measuring, left out of the results
+	Messages    int64         `json:"messages"`        // when > 0, measured messages to send (and consume)
+	Backlog     int64         `json:"backlog"`         // messages prepared for a consume workload
+	Interval    time.Duration `json:"interval_ns"`     // progress line and time-series step
+	DrainLimit  time.Duration `json:"drain_limit_ns"`  // how long consumers may catch up after producers stop (count mode)
 }
 
 // Validate checks the workload and fills defaults.
@@ -93,6 +94,9 @@ func (w *Workload) Validate() error {
 	}
 	if w.Kind == Consume && w.Backlog == 0 {
 		errs = append(errs, errors.New("a consume workload needs a backlog"))
+	}
+	if w.ReceiveWait <= 0 {
+		w.ReceiveWait = time.Second
 	}
 	if w.Interval <= 0 {
 		w.Interval = time.Second

@@ -29,11 +29,11 @@ LIBS="$CACHE/kafka/$VERSION/libs"
 
 fetch_jars() {
 	[ -f "$LIBS/kafka_2.13-$VERSION.jar" ] && return 0
-	command -v java >/dev/null || apt_install "openjdk-17-jre-headless=$(apt-cache policy openjdk-17-jre-headless | awk '/Candidate/ {print $2}')"
-	command -v mvn >/dev/null || apt_install "maven=$(apt-cache policy maven | awk '/Candidate/ {print $2}')"
+	command -v java >/dev/null || apt_install openjdk-17-jre-headless
+	command -v mvn >/dev/null || apt_install maven
 	log "fetching Kafka $VERSION jars from Maven Central (once)"
 	rm -rf "$LIBS.tmp"
-	mvn -q -B -f "$PEERS_DIR/kafka/pom.xml" dependency:copy-dependencies \
+	mvn -q -B -Dstyle.color=never -f "$PEERS_DIR/kafka/pom.xml" dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory="$LIBS.tmp" >&2
 	mv "$LIBS.tmp" "$LIBS"
 }

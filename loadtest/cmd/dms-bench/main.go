@@ -75,12 +75,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, err
 	f.IntVar(&o.w.Batch, "batch", 100, "Messages per send call (lowered to what a system's API takes: 10 for DMS v1.0 REST).")
 	f.DurationVar(&o.w.Linger, "linger", 5*time.Millisecond, "With -rate: the longest a producer waits for its batch to fill.")
 	f.IntVar(&o.w.ReceiveMax, "receive-max", 100, "Messages per receive call (lowered to what a system's API returns).")
+	f.DurationVar(&o.w.ReceiveWait, "receive-wait", time.Second, "How long a receive waits for a first message (long poll; whole seconds for DMS v1.0 REST).")
 	f.Float64Var(&o.w.Rate, "rate", 0, "Target send rate in messages/s over all producers; 0 sends as fast as acknowledgements allow.")
 	f.StringVar(&o.dur, "durability", "sync", "sync: fsync before the send is acknowledged; async: acknowledged before fsync.")
 	f.DurationVar(&o.w.Duration, "duration", 15*time.Second, "Measured time; with -messages, the time limit.")
 	f.DurationVar(&o.w.Warmup, "warmup", 3*time.Second, "Time run before measuring, left out of the results.")
 	f.Int64Var(&o.w.Messages, "messages", 0, "When above 0, send exactly this many measured messages (and, for e2e, consume them all) instead of running for -duration.")
-	f.Int64Var(&o.w.Backlog, "backlog", 20000, "Messages prepared before a consume workload.")
+	f.Int64Var(&o.w.Backlog, "backlog", 50000, "Messages prepared before a consume workload; draining them is measured from the start (no warm-up).")
 	f.DurationVar(&o.w.Interval, "interval", time.Second, "Progress line and time-series step.")
 	f.StringVar(&o.out, "out", "dms-bench-results", "Directory for report.json, report.txt and one SVG plot per scenario.")
 	f.StringVar(&o.format, "format", "table", "What goes to standard output at the end: table or json (progress goes to standard error).")
@@ -137,7 +138,7 @@ func scenarios(o *options, set map[string]bool) ([]bench.Workload, error) {
 		base.Duration = 5 * time.Second
 	}
 	if !set["warmup"] {
-		base.Warmup = time.Second
+		base.Warmup = 2 * time.Second // a fresh server's first receives can be slow
 	}
 	rate := 2000.0
 	if set["rate"] {

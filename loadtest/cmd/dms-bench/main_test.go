@@ -23,13 +23,30 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Skipf("not inside the DMS repository: %v", err)
 	}
+	smoke(t, []string{"dms-grpc", "dms-rest"}, "-dms-src", repo, "-peers-dir", t.TempDir())
+}
+
+// TestPeersSmoke does the same with the peer drivers. It needs the peers
+// running, so it runs only when asked:
+//
+//	loadtest/peers/with-peers.sh -- env DMS_BENCH_PEERS=1 go test -run PeersSmoke ./cmd/dms-bench
+func TestPeersSmoke(t *testing.T) {
+	if os.Getenv("DMS_BENCH_PEERS") == "" {
+		t.Skip("set DMS_BENCH_PEERS=1 with the peers running (loadtest/peers/with-peers.sh) to run")
+	}
+	smoke(t, []string{"nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"})
+}
+
+// smoke runs an end-to-end workload of 2000 messages with drivers and checks
+// the counts and the reports.
+func smoke(t *testing.T, drivers []string, args ...string) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	const messages = 2000
-	err = run(ctx, []string{
-		"-drivers", "dms-grpc,dms-rest",
+	err := run(ctx, append([]string{
+		"-drivers", strings.Join(drivers, ","),
 		"-workload", "e2e",
 		"-messages", "2000",
 		"-warmup", "0",
@@ -37,10 +54,8 @@ func TestSmoke(t *testing.T) {
 		"-size", "1024",
 		"-producers", "2",
 		"-consumers", "2",
-		"-dms-src", repo,
-		"-peers-dir", t.TempDir(),
 		"-out", out,
-	}, &stdout, &stderr)
+	}, args...), &stdout, &stderr)
 	t.Logf("progress:\n%s", stderr.String())
 	if err != nil {
 		t.Fatalf("dms-bench: %v", err)
@@ -54,8 +69,8 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(data, &report); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	if len(report.Scenarios) != 1 || len(report.Scenarios[0].Results) != 2 {
-		t.Fatalf("report.json has %d scenarios, want 1 with 2 results", len(report.Scenarios))
+	if len(report.Scenarios) != 1 || len(report.Scenarios[0].Results) != len(drivers) {
+		t.Fatalf("report.json has %d scenarios, want 1 with %d results", len(report.Scenarios), len(drivers))
 	}
 	for _, res := range report.Scenarios[0].Results {
 		t.Run(res.Driver, func(t *testing.T) {
@@ -72,7 +87,7 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("e2e latency %+v, want %d positive samples", res.EndToEnd, messages)
 			}
 			if res.Server == nil || res.Server.PID == 0 || res.Server.RSSMaxMB <= 0 {
-				t.Errorf("server stats %+v, want the dmsd's pid and RSS", res.Server)
+				t.Errorf("server stats %+v, want the server's pid and RSS", res.Server)
 			}
 			if res.SendRate <= 0 || res.RecvRate <= 0 {
 				t.Errorf("rates %v and %v, want both positive", res.SendRate, res.RecvRate)
@@ -81,12 +96,12 @@ func TestSmoke(t *testing.T) {
 	}
 
 	table := stdout.String()
-	for _, want := range []string{"sent msg/s", "e2e p50", "dms-grpc", "dms-rest", "fsync before ack"} {
+	for _, want := range append([]string{"sent msg/s", "e2e p50", "fsync before"}, drivers...) {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if text, err := os.ReadFile(filepath.Join(out, "report.txt")); err != nil || !bytes.Contains(text, []byte("dms-rest")) {
+	if text, err := os.ReadFile(filepath.Join(out, "report.txt")); err != nil || !bytes.Contains(text, []byte(drivers[0])) {
 		t.Errorf("report.txt: %v\n%s", err, text)
 	}
 	svg, err := os.ReadFile(filepath.Join(out, "e2e-1KiB.svg"))

@@ -3,16 +3,12 @@ package dms
 import (
 	"context"
 	"fmt"
-	"time"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/loadtest/bench"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// receiveWait is how long a receive waits for a first message (long poll).
-const receiveWait = time.Second
 
 // GRPC is the dms-grpc driver: unary SendMessages, ReceiveMessages and
 // AckMessages of the dms.v1 API, one connection per producer and consumer.
@@ -51,7 +47,8 @@ func (d *GRPC) NewConsumer(context.Context) (bench.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &grpcConsumer{conn: conn, client: dmsv1.NewConsumerServiceClient(conn), group: d.group.GetName()}, nil
+	return &grpcConsumer{conn: conn, client: dmsv1.NewConsumerServiceClient(conn), group: d.group.GetName(),
+		wait: durationpb.New(d.wait)}, nil
 }
 
 type grpcProducer struct {
@@ -85,6 +82,7 @@ type grpcConsumer struct {
 	conn   *grpc.ClientConn
 	client dmsv1.ConsumerServiceClient
 	group  string
+	wait   *durationpb.Duration
 	acks   []*dmsv1.Ack
 }
 
@@ -92,7 +90,7 @@ func (c *grpcConsumer) Receive(ctx context.Context, max int) ([]bench.Delivery, 
 	resp, err := c.client.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{
 		Group:       c.group,
 		MaxMessages: int32(max),
-		WaitTime:    durationpb.New(receiveWait),
+		WaitTime:    c.wait,
 	})
 	if err != nil {
 		return nil, err

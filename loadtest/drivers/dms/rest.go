@@ -16,11 +16,9 @@ import (
 	"github.com/opendms/dms/loadtest/bench"
 )
 
-// The DMS v1.0 API's limits: 10 messages per send and per consume, and a
-// long poll of whole seconds from 1 to 60.
+// The DMS v1.0 API's limit: 10 messages per send and per consume.
 const (
 	restMaxBatch     = 10
-	restWaitSeconds  = 1
 	restStampHexSize = 2 * bench.StampSize
 )
 
@@ -84,7 +82,9 @@ func (d *REST) NewProducer(context.Context) (bench.Producer, error) {
 // NewConsumer implements bench.Driver.
 func (d *REST) NewConsumer(context.Context) (bench.Consumer, error) {
 	groupURL := d.baseURL + "/groups/" + d.group.GetId()
-	return &restConsumer{d: d, receiveURL: groupURL + "/messages", ackURL: groupURL + "/ack"}, nil
+	// time_wait is whole seconds from 1 to 60.
+	wait := min(max(int((d.wait+time.Second-1)/time.Second), 1), 60)
+	return &restConsumer{d: d, receiveURL: groupURL + "/messages", ackURL: groupURL + "/ack", wait: wait}, nil
 }
 
 // do sends one request and decodes a JSON answer of the wanted status.
@@ -148,6 +148,7 @@ func (p *restProducer) Close() error { return nil }
 type restConsumer struct {
 	d                  *REST
 	receiveURL, ackURL string
+	wait               int
 	buf                bytes.Buffer
 }
 
@@ -159,7 +160,7 @@ type restConsumed struct {
 }
 
 func (c *restConsumer) Receive(ctx context.Context, max int) ([]bench.Delivery, error) {
-	url := c.receiveURL + "?max_msgs=" + strconv.Itoa(max) + "&time_wait=" + strconv.Itoa(restWaitSeconds)
+	url := c.receiveURL + "?max_msgs=" + strconv.Itoa(max) + "&time_wait=" + strconv.Itoa(c.wait)
 	var consumed []restConsumed
 	if err := c.d.do(ctx, http.MethodGet, url, nil, http.StatusOK, &consumed); err != nil {
 		return nil, err

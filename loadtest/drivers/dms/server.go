@@ -62,8 +62,10 @@ func (l *Launcher) binary(ctx context.Context) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "dmsd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/cmd/dmsd")
-	build.Dir = l.RepoDir
+	// Built inside the services module, so that it works with the
+	// repository's go.work and with GOWORK=off alike.
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dmsd")
+	build.Dir = filepath.Join(l.RepoDir, "services")
 	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("dms: building dmsd in %s: %w\n%s", l.RepoDir, err, out)

@@ -50,10 +50,12 @@ type target struct {
 	admin    *grpc.ClientConn
 	queue    *dmsv1.Queue
 	group    *dmsv1.ConsumerGroup
+	wait     time.Duration // the workload's ReceiveWait
 }
 
 func (t *target) setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, error) {
 	var info bench.SetupInfo
+	t.wait = w.ReceiveWait
 	t.grpcAddr, t.httpAddr, info.ServerPID = t.cfg.GRPCAddr, t.cfg.HTTPAddr, t.cfg.PID
 	if t.grpcAddr == "" {
 		if t.cfg.Launcher == nil {

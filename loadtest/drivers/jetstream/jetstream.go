@@ -169,7 +169,7 @@ func (d *Driver) NewConsumer(ctx context.Context) (bench.Consumer, error) {
 		nc.Close()
 		return nil, err
 	}
-	c := &consumer{nc: nc, msgs: make(chan js.Msg, 2*d.w.ReceiveMax), done: make(chan struct{})}
+	c := &consumer{nc: nc, msgs: make(chan js.Msg, 2*d.w.ReceiveMax), done: make(chan struct{}), wait: d.w.ReceiveWait}
 	c.cc, err = cons.Consume(func(m js.Msg) {
 		select {
 		case c.msgs <- m:
@@ -188,10 +188,11 @@ type consumer struct {
 	cc   js.ConsumeContext
 	msgs chan js.Msg
 	done chan struct{}
+	wait time.Duration
 }
 
 func (c *consumer) Receive(ctx context.Context, max int) ([]bench.Delivery, error) {
-	return peer.Gather(ctx, c.msgs, max, time.Second, func(m js.Msg) bench.Delivery {
+	return peer.Gather(ctx, c.msgs, max, c.wait, func(m js.Msg) bench.Delivery {
 		return bench.Delivery{Body: m.Data(), Token: m}
 	})
 }

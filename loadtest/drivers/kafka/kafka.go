@@ -170,20 +170,21 @@ func (d *Driver) NewConsumer(context.Context) (bench.Consumer, error) {
 		kgo.ConsumeTopics(d.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
-		kgo.FetchMaxWait(time.Second),
+		kgo.FetchMaxWait(d.w.ReceiveWait),
 	)
 	if err != nil {
 		return nil, err
 	}
-	return &consumer{cl: cl}, nil
+	return &consumer{cl: cl, wait: d.w.ReceiveWait}, nil
 }
 
 type consumer struct {
-	cl *kgo.Client
+	cl   *kgo.Client
+	wait time.Duration
 }
 
 func (c *consumer) Receive(ctx context.Context, max int) ([]bench.Delivery, error) {
-	pollCtx, cancel := context.WithTimeout(ctx, time.Second)
+	pollCtx, cancel := context.WithTimeout(ctx, c.wait)
 	defer cancel()
 	fetches := c.cl.PollRecords(pollCtx, max)
 	var errs []error

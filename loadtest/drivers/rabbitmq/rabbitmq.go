@@ -174,17 +174,18 @@ func (d *Driver) NewConsumer(context.Context) (bench.Consumer, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &consumer{conn: conn, ch: ch, deliveries: deliveries}, nil
+	return &consumer{conn: conn, ch: ch, deliveries: deliveries, wait: d.w.ReceiveWait}, nil
 }
 
 type consumer struct {
 	conn       *amqp.Connection
 	ch         *amqp.Channel
 	deliveries <-chan amqp.Delivery
+	wait       time.Duration
 }
 
 func (c *consumer) Receive(ctx context.Context, max int) ([]bench.Delivery, error) {
-	return peer.Gather(ctx, c.deliveries, max, time.Second, func(m amqp.Delivery) bench.Delivery {
+	return peer.Gather(ctx, c.deliveries, max, c.wait, func(m amqp.Delivery) bench.Delivery {
 		return bench.Delivery{Body: m.Body, Token: m.DeliveryTag}
 	})
 }
