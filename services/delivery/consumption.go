@@ -112,9 +112,15 @@ type stateWriter struct {
 	mu      sync.Mutex
 	pending []pendingState
 	active  bool
+	// sinceCheckpoint counts state bytes submitted since the last
+	// checkpoint; guarded by the consumption's mu, which submit holds.
+	sinceCheckpoint int
 }
 
 type pendingState struct {
 	state, deadLetters []*storagev1.Record
-	done               chan error
+	// checkpointAt is the index in state of the first snapshot record, or
+	// -1 when the batch carries no checkpoint.
+	checkpointAt int
+	done         chan error
 }

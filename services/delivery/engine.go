@@ -405,16 +405,28 @@ func (e *Engine) submit(c *consumption, batch *stateBatch) <-chan error {
 		c.signalChanged()
 	}
 	ts := e.now().UnixMilli()
-	pending := pendingState{deadLetters: batch.deadLetters, done: done}
+	pending := pendingState{deadLetters: batch.deadLetters, checkpointAt: -1, done: done}
+	records := make([]*deliveryv1.StateRecord, 0, len(batch.order))
 	for _, pi := range batch.order {
-		payload, err := proto.Marshal(batch.records[pi])
+		records = append(records, batch.records[pi])
+	}
+	w := &c.writer
+	// The loop may append a checkpoint to records, so it indexes.
+	for i := 0; i < len(records); i++ {
+		if i == len(batch.order) {
+			pending.checkpointAt = len(pending.state)
+		}
+		payload, err := proto.Marshal(records[i])
 		if err != nil {
 			done <- fmt.Errorf("delivery: encoding state: %w", err)
 			return done
 		}
 		pending.state = append(pending.state, &storagev1.Record{TimestampMs: ts, Payload: payload})
+		if w.sinceCheckpoint += len(payload); i == len(records)-1 && pending.checkpointAt < 0 && w.sinceCheckpoint >= checkpointBytes {
+			records = append(records, c.checkpointRecords()...)
+			w.sinceCheckpoint = 0
+		}
 	}
-	w := &c.writer
 	w.mu.Lock()
 	w.pending = append(w.pending, pending)
 	start := !w.active
@@ -454,16 +466,24 @@ func (e *Engine) writeState(c *consumption) {
 		}
 		w.mu.Unlock()
 		var deadLetters, state []*storagev1.Record
+		checkpointAt := -1
 		for _, p := range queued {
 			deadLetters = append(deadLetters, p.deadLetters...)
+			if p.checkpointAt >= 0 {
+				checkpointAt = len(state) + p.checkpointAt
+			}
 			state = append(state, p.state...)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
-		err := e.appendChunked(ctx, catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId()), deadLetters)
+		_, err := e.appendChunked(ctx, catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId()), deadLetters)
+		var offsets []int64
 		if err == nil {
-			err = e.appendChunked(ctx, c.stateLog, state)
+			offsets, err = e.appendChunked(ctx, c.stateLog, state)
 		}
 		cancel()
+		if err == nil && checkpointAt >= 0 {
+			go e.trimState(c, offsets[checkpointAt])
+		}
 		if err != nil {
 			e.logger.Error("delivery state not written", "log", c.stateLog, "err", err)
 		}
@@ -473,20 +493,26 @@ func (e *Engine) writeState(c *consumption) {
 	}
 }
 
-// appendChunked appends records in appends of at most ~4 MiB.
-func (e *Engine) appendChunked(ctx context.Context, log string, records []*storagev1.Record) error {
+// appendChunked appends records in appends of at most ~4 MiB and returns
+// the offset each record got.
+func (e *Engine) appendChunked(ctx context.Context, log string, records []*storagev1.Record) ([]int64, error) {
+	offsets := make([]int64, 0, len(records))
 	for len(records) > 0 {
 		n, size := 0, 0
 		for n < len(records) && (n == 0 || size+proto.Size(records[n]) <= 4<<20) {
 			size += proto.Size(records[n])
 			n++
 		}
-		if _, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: records[:n]}); err != nil {
-			return err
+		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: records[:n]})
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			offsets = append(offsets, resp.GetFirstOffset()+int64(i))
 		}
 		records = records[n:]
 	}
-	return nil
+	return offsets, nil
 }
 
 func (e *Engine) received(c *consumption, partition int32, r *storagev1.StoredRecord, count int32, autoAck bool) *dmsv1.ReceivedMessage {

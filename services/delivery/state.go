@@ -233,6 +233,10 @@ func (p *partitionState) skipTo(start int64) {
 
 // replay folds one state record into the partition.
 func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
+	if rec.GetSnapshot() != nil {
+		p.restore(rec.GetSnapshot())
+		return
+	}
 	if rec.SeekOffset != nil {
 		p.reset(rec.GetSeekOffset())
 	}

@@ -11,17 +11,22 @@ import (
 // Config of the storage role.
 type Config struct {
 	// Dir is set by the server from its data directory.
-	Dir               string        `yaml:"-"`
-	SegmentBytes      int64         `yaml:"segment_bytes"`
-	AsyncFlush        time.Duration `yaml:"async_flush_interval"`
-	RetentionInterval time.Duration `yaml:"retention_check_interval"`
+	Dir          string `yaml:"-"`
+	SegmentBytes int64  `yaml:"segment_bytes"`
+	// InternalSegmentBytes is the segment size of other roles' logs
+	// (delivery state, dead letters): smaller, so that a trim after a
+	// checkpoint frees space soon.
+	InternalSegmentBytes int64         `yaml:"internal_segment_bytes"`
+	AsyncFlush           time.Duration `yaml:"async_flush_interval"`
+	RetentionInterval    time.Duration `yaml:"retention_check_interval"`
 	// EncryptionKeyFile turns on encryption at rest (see keys.go).
 	EncryptionKeyFile string `yaml:"encryption_key_file"`
 }
 
 // RegisterFlags registers the flags of the storage role with their defaults.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.Int64Var(&c.SegmentBytes, "storage.segment-bytes", 64<<20, "Size at which a log rolls to a new segment file.")
+	f.Int64Var(&c.SegmentBytes, "storage.segment-bytes", 64<<20, "Size at which a queue partition rolls to a new segment file.")
+	f.Int64Var(&c.InternalSegmentBytes, "storage.internal-segment-bytes", 8<<20, "Size at which an internal log (delivery state, dead letters) rolls to a new segment file.")
 	f.DurationVar(&c.AsyncFlush, "storage.async-flush-interval", 200*time.Millisecond, "How often logs of KAFKA_HT queues are flushed to disk.")
 	f.DurationVar(&c.RetentionInterval, "storage.retention-check-interval", time.Minute, "How often expired segments are looked for.")
 	f.StringVar(&c.EncryptionKeyFile, "storage.encryption-key-file", "", "Turns on encryption at rest (AES-256-GCM per record batch): a file of keys, one id:base64key entry per line (id a decimal number, key 32 bytes); the last line's key encrypts new data, the others stay readable. "+keysEnv+" may hold the same entries instead. Off when neither is set.")

@@ -108,7 +108,9 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 		return nil, err
 	}
 	durability := partitionlog.DurabilitySync
+	segmentBytes := e.cfg.InternalSegmentBytes
 	if kind == "q" {
+		segmentBytes = e.cfg.SegmentBytes
 		p, err := strconv.Atoi(rest)
 		if err != nil || p < 0 || p >= int(q.GetPartitionCount()) {
 			return nil, errs.Wrapf(errs.ErrResourceNameInvalid, "storage: queue %s has no partition %q", queueID, rest)
@@ -133,7 +135,7 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 	}
 	l, err = partitionlog.Open(partitionlog.Options{
 		Dir:           dir,
-		SegmentBytes:  e.cfg.SegmentBytes,
+		SegmentBytes:  segmentBytes,
 		Durability:    durability,
 		FlushInterval: e.cfg.AsyncFlush,
 		Now:           e.now,
@@ -324,6 +326,22 @@ func (e *Engine) deleteGroupData(queueID, groupID string) {
 			e.logger.Error("deleting data of deleted group", "log", name, "err", err)
 		}
 	}
+}
+
+// TrimLog deletes the segments of an internal log below offset and returns
+// the log's new start.
+func (e *Engine) TrimLog(ctx context.Context, name string, before int64) (int64, error) {
+	if kind, _, _, ok := catalog.ParseLog(name); !ok || kind == "q" {
+		return 0, errs.Wrapf(errs.ErrResourceNameInvalid, "storage: %q is not an internal log; queue partitions shrink by retention only", name)
+	}
+	l, err := e.open(ctx, name, false)
+	if err != nil || l == nil {
+		return 0, err
+	}
+	if _, err := l.TrimBefore(before); err != nil {
+		return 0, fmt.Errorf("storage: trimming %s: %w", name, err)
+	}
+	return l.StartOffset(), nil
 }
 
 // FindOffset returns the first offset of a log stored at or after ts.

@@ -71,3 +71,12 @@ func (h *Handler) FindOffset(ctx context.Context, req *storagev1.FindOffsetReque
 	}
 	return &storagev1.FindOffsetResponse{Offset: offset}, nil
 }
+
+// TrimLog implements dms.storage.v1.StorageService.
+func (h *Handler) TrimLog(ctx context.Context, req *storagev1.TrimLogRequest) (*storagev1.TrimLogResponse, error) {
+	start, err := h.engine.TrimLog(ctx, req.GetLog(), req.GetBeforeOffset())
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.TrimLogResponse{StartOffset: start}, nil
+}

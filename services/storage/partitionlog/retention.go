@@ -14,6 +14,25 @@ import (
 // deleted. Readers still reading a deleted segment finish normally; later
 // reads below the new StartOffset fail with ErrOffsetOutOfRange.
 func (l *Log) EnforceRetention(maxAge time.Duration, maxBytes int64) (deleted int, err error) {
+	cutoff := l.opts.Now().Add(-maxAge).UnixMilli()
+	return l.dropLeading("retention", func(s *segment, total int64) bool {
+		return (maxAge > 0 && s.maxTs < cutoff) || (maxBytes > 0 && total > maxBytes)
+	})
+}
+
+// TrimBefore deletes the oldest segments whose records all lie below
+// offset: internal logs whose owner checkpointed its state do not need
+// them. The segment holding offset, and the active segment, stay.
+func (l *Log) TrimBefore(offset int64) (deleted int, err error) {
+	return l.dropLeading("trim", func(s *segment, _ int64) bool { return s.next <= offset })
+}
+
+// dropLeading deletes the oldest segments for as long as drop says so,
+// given the segment and the log's size before deleting it. The active (last)
+// segment is never deleted. Readers still reading a deleted segment finish
+// normally; later reads below the new StartOffset fail with
+// ErrOffsetOutOfRange.
+func (l *Log) dropLeading(why string, drop func(s *segment, total int64) bool) (deleted int, err error) {
 	l.retentionMu.Lock()
 	defer l.retentionMu.Unlock()
 
@@ -22,12 +41,11 @@ func (l *Log) EnforceRetention(maxAge time.Duration, maxBytes int64) (deleted in
 		l.mu.Unlock()
 		return 0, ErrClosed
 	}
-	cutoff := l.opts.Now().Add(-maxAge).UnixMilli()
 	total := l.sizeLocked()
 	n := 0
 	for ; n < len(l.segs)-1; n++ {
 		s := l.segs[n]
-		if !(maxAge > 0 && s.maxTs < cutoff) && !(maxBytes > 0 && total > maxBytes) {
+		if !drop(s, total) {
 			break
 		}
 		total -= s.diskSize()
@@ -43,7 +61,7 @@ func (l *Log) EnforceRetention(maxAge time.Duration, maxBytes int64) (deleted in
 
 	var errs []error
 	for _, s := range victims {
-		l.logger.Info("partitionlog: retention deleting segment", "segment", s.logPath, "nextOffset", s.next)
+		l.logger.Info("partitionlog: deleting segment", "why", why, "segment", s.logPath, "nextOffset", s.next)
 		for _, p := range s.paths() {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
@@ -55,7 +73,7 @@ func (l *Log) EnforceRetention(maxAge time.Duration, maxBytes int64) (deleted in
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return n, fmt.Errorf("partitionlog: retention: %w", err)
+		return n, fmt.Errorf("partitionlog: %s: %w", why, err)
 	}
 	return n, nil
 }

@@ -161,7 +161,10 @@ type StateRecord struct {
 	TagFilter *v1.TagFilter `protobuf:"bytes,10,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
 	// When set, the partition's position moved here: everything from this
 	// offset on is undelivered and unacknowledged again.
-	SeekOffset    *int64 `protobuf:"varint,11,opt,name=seek_offset,json=seekOffset,proto3,oneof" json:"seek_offset,omitempty"`
+	SeekOffset *int64 `protobuf:"varint,11,opt,name=seek_offset,json=seekOffset,proto3,oneof" json:"seek_offset,omitempty"`
+	// When set, the partition's whole state as of this record; replay starts
+	// over from it, which lets storage drop the log before it.
+	Snapshot      *PartitionSnapshot `protobuf:"bytes,12,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,6 +276,224 @@ func (x *StateRecord) GetSeekOffset() int64 {
 	return 0
 }
 
+func (x *StateRecord) GetSnapshot() *PartitionSnapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+// PartitionSnapshot is a checkpoint of one partition's delivery state.
+type PartitionSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every offset below is settled, except the redriven ones.
+	AckFloor int64 `protobuf:"varint,1,opt,name=ack_floor,json=ackFloor,proto3" json:"ack_floor,omitempty"`
+	// Settled offsets at or above the floor, as inclusive ranges.
+	Acked []*OffsetSpan `protobuf:"bytes,2,rep,name=acked,proto3" json:"acked,omitempty"`
+	// Offsets below the floor given back by a redrive.
+	Redriven []int64 `protobuf:"varint,3,rep,packed,name=redriven,proto3" json:"redriven,omitempty"`
+	// Offsets delivered and not settled, with their deadlines.
+	InFlight []*PendingOffset `protobuf:"bytes,4,rep,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// Offsets waiting for a retry, with the retry time.
+	Retrying []*PendingOffset `protobuf:"bytes,5,rep,name=retrying,proto3" json:"retrying,omitempty"`
+	// Delivery counts of offsets that are neither settled nor in flight.
+	Attempted     []*PendingOffset `protobuf:"bytes,6,rep,name=attempted,proto3" json:"attempted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionSnapshot) Reset() {
+	*x = PartitionSnapshot{}
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionSnapshot) ProtoMessage() {}
+
+func (x *PartitionSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionSnapshot.ProtoReflect.Descriptor instead.
+func (*PartitionSnapshot) Descriptor() ([]byte, []int) {
+	return file_dms_delivery_v1_delivery_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PartitionSnapshot) GetAckFloor() int64 {
+	if x != nil {
+		return x.AckFloor
+	}
+	return 0
+}
+
+func (x *PartitionSnapshot) GetAcked() []*OffsetSpan {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
+func (x *PartitionSnapshot) GetRedriven() []int64 {
+	if x != nil {
+		return x.Redriven
+	}
+	return nil
+}
+
+func (x *PartitionSnapshot) GetInFlight() []*PendingOffset {
+	if x != nil {
+		return x.InFlight
+	}
+	return nil
+}
+
+func (x *PartitionSnapshot) GetRetrying() []*PendingOffset {
+	if x != nil {
+		return x.Retrying
+	}
+	return nil
+}
+
+func (x *PartitionSnapshot) GetAttempted() []*PendingOffset {
+	if x != nil {
+		return x.Attempted
+	}
+	return nil
+}
+
+// OffsetSpan is the offsets first to last, inclusive.
+type OffsetSpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first offset.
+	First int64 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	// The last offset.
+	Last          int64 `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetSpan) Reset() {
+	*x = OffsetSpan{}
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetSpan) ProtoMessage() {}
+
+func (x *OffsetSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetSpan.ProtoReflect.Descriptor instead.
+func (*OffsetSpan) Descriptor() ([]byte, []int) {
+	return file_dms_delivery_v1_delivery_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OffsetSpan) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *OffsetSpan) GetLast() int64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+// PendingOffset is an unsettled offset with its delivery count and, for
+// in-flight and retrying offsets, the time it becomes available.
+type PendingOffset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offset.
+	Offset int64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Deliveries so far.
+	Attempts int32 `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When it becomes available, in Unix milliseconds; 0 when it already is.
+	AvailableAtMs int64 `protobuf:"varint,3,opt,name=available_at_ms,json=availableAtMs,proto3" json:"available_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingOffset) Reset() {
+	*x = PendingOffset{}
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingOffset) ProtoMessage() {}
+
+func (x *PendingOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_delivery_v1_delivery_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingOffset.ProtoReflect.Descriptor instead.
+func (*PendingOffset) Descriptor() ([]byte, []int) {
+	return file_dms_delivery_v1_delivery_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PendingOffset) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *PendingOffset) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *PendingOffset) GetAvailableAtMs() int64 {
+	if x != nil {
+		return x.AvailableAtMs
+	}
+	return 0
+}
+
 var File_dms_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
@@ -284,7 +505,7 @@ const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x15GetGroupStatsResponse\x120\n" +
 	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\x122\n" +
 	"\vtag_filters\x18\x02 \x03(\v2\x11.dms.v1.TagFilterR\n" +
-	"tagFilters\"\xd4\x03\n" +
+	"tagFilters\"\x94\x04\n" +
 	"\vStateRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
 	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
@@ -299,8 +520,24 @@ const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	"tag_filter\x18\n" +
 	" \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
 	"\vseek_offset\x18\v \x01(\x03H\x00R\n" +
-	"seekOffset\x88\x01\x01B\x0e\n" +
-	"\f_seek_offset2q\n" +
+	"seekOffset\x88\x01\x01\x12>\n" +
+	"\bsnapshot\x18\f \x01(\v2\".dms.delivery.v1.PartitionSnapshotR\bsnapshotB\x0e\n" +
+	"\f_seek_offset\"\xb6\x02\n" +
+	"\x11PartitionSnapshot\x12\x1b\n" +
+	"\tack_floor\x18\x01 \x01(\x03R\backFloor\x121\n" +
+	"\x05acked\x18\x02 \x03(\v2\x1b.dms.delivery.v1.OffsetSpanR\x05acked\x12\x1a\n" +
+	"\bredriven\x18\x03 \x03(\x03R\bredriven\x12;\n" +
+	"\tin_flight\x18\x04 \x03(\v2\x1e.dms.delivery.v1.PendingOffsetR\binFlight\x12:\n" +
+	"\bretrying\x18\x05 \x03(\v2\x1e.dms.delivery.v1.PendingOffsetR\bretrying\x12<\n" +
+	"\tattempted\x18\x06 \x03(\v2\x1e.dms.delivery.v1.PendingOffsetR\tattempted\"6\n" +
+	"\n" +
+	"OffsetSpan\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\x03R\x04last\"k\n" +
+	"\rPendingOffset\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x05R\battempts\x12&\n" +
+	"\x0favailable_at_ms\x18\x03 \x01(\x03R\ravailableAtMs2q\n" +
 	"\x0fDeliveryService\x12^\n" +
 	"\rGetGroupStats\x12%.dms.delivery.v1.GetGroupStatsRequest\x1a&.dms.delivery.v1.GetGroupStatsResponseB:Z8github.com/opendms/dms/gen/go/dms/delivery/v1;deliveryv1b\x06proto3"
 
@@ -316,25 +553,33 @@ func file_dms_delivery_v1_delivery_proto_rawDescGZIP() []byte {
 	return file_dms_delivery_v1_delivery_proto_rawDescData
 }
 
-var file_dms_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_dms_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_dms_delivery_v1_delivery_proto_goTypes = []any{
 	(*GetGroupStatsRequest)(nil),  // 0: dms.delivery.v1.GetGroupStatsRequest
 	(*GetGroupStatsResponse)(nil), // 1: dms.delivery.v1.GetGroupStatsResponse
 	(*StateRecord)(nil),           // 2: dms.delivery.v1.StateRecord
-	(*v1.ConsumerGroupStats)(nil), // 3: dms.v1.ConsumerGroupStats
-	(*v1.TagFilter)(nil),          // 4: dms.v1.TagFilter
+	(*PartitionSnapshot)(nil),     // 3: dms.delivery.v1.PartitionSnapshot
+	(*OffsetSpan)(nil),            // 4: dms.delivery.v1.OffsetSpan
+	(*PendingOffset)(nil),         // 5: dms.delivery.v1.PendingOffset
+	(*v1.ConsumerGroupStats)(nil), // 6: dms.v1.ConsumerGroupStats
+	(*v1.TagFilter)(nil),          // 7: dms.v1.TagFilter
 }
 var file_dms_delivery_v1_delivery_proto_depIdxs = []int32{
-	3, // 0: dms.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
-	4, // 1: dms.delivery.v1.GetGroupStatsResponse.tag_filters:type_name -> dms.v1.TagFilter
-	4, // 2: dms.delivery.v1.StateRecord.tag_filter:type_name -> dms.v1.TagFilter
-	0, // 3: dms.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.delivery.v1.GetGroupStatsRequest
-	1, // 4: dms.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.delivery.v1.GetGroupStatsResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 0: dms.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
+	7, // 1: dms.delivery.v1.GetGroupStatsResponse.tag_filters:type_name -> dms.v1.TagFilter
+	7, // 2: dms.delivery.v1.StateRecord.tag_filter:type_name -> dms.v1.TagFilter
+	3, // 3: dms.delivery.v1.StateRecord.snapshot:type_name -> dms.delivery.v1.PartitionSnapshot
+	4, // 4: dms.delivery.v1.PartitionSnapshot.acked:type_name -> dms.delivery.v1.OffsetSpan
+	5, // 5: dms.delivery.v1.PartitionSnapshot.in_flight:type_name -> dms.delivery.v1.PendingOffset
+	5, // 6: dms.delivery.v1.PartitionSnapshot.retrying:type_name -> dms.delivery.v1.PendingOffset
+	5, // 7: dms.delivery.v1.PartitionSnapshot.attempted:type_name -> dms.delivery.v1.PendingOffset
+	0, // 8: dms.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.delivery.v1.GetGroupStatsRequest
+	1, // 9: dms.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.delivery.v1.GetGroupStatsResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_dms_delivery_v1_delivery_proto_init() }
@@ -349,7 +594,7 @@ func file_dms_delivery_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_delivery_v1_delivery_proto_rawDesc), len(file_dms_delivery_v1_delivery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

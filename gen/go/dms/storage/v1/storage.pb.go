@@ -23,6 +23,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TrimLogRequest is the request of StorageService.TrimLog.
+type TrimLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The internal log.
+	Log string `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// Records below this offset are no longer needed.
+	BeforeOffset  int64 `protobuf:"varint,2,opt,name=before_offset,json=beforeOffset,proto3" json:"before_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimLogRequest) Reset() {
+	*x = TrimLogRequest{}
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimLogRequest) ProtoMessage() {}
+
+func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimLogRequest.ProtoReflect.Descriptor instead.
+func (*TrimLogRequest) Descriptor() ([]byte, []int) {
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TrimLogRequest) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *TrimLogRequest) GetBeforeOffset() int64 {
+	if x != nil {
+		return x.BeforeOffset
+	}
+	return 0
+}
+
+// TrimLogResponse is the response of StorageService.TrimLog.
+type TrimLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log's first retained offset after trimming.
+	StartOffset   int64 `protobuf:"varint,1,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimLogResponse) Reset() {
+	*x = TrimLogResponse{}
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimLogResponse) ProtoMessage() {}
+
+func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimLogResponse.ProtoReflect.Descriptor instead.
+func (*TrimLogResponse) Descriptor() ([]byte, []int) {
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrimLogResponse) GetStartOffset() int64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
 // FindOffsetRequest is the request of StorageService.FindOffset.
 type FindOffsetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +137,7 @@ type FindOffsetRequest struct {
 
 func (x *FindOffsetRequest) Reset() {
 	*x = FindOffsetRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +149,7 @@ func (x *FindOffsetRequest) String() string {
 func (*FindOffsetRequest) ProtoMessage() {}
 
 func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +162,7 @@ func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetRequest.ProtoReflect.Descriptor instead.
 func (*FindOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FindOffsetRequest) GetLog() string {
@@ -90,7 +191,7 @@ type FindOffsetResponse struct {
 
 func (x *FindOffsetResponse) Reset() {
 	*x = FindOffsetResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +203,7 @@ func (x *FindOffsetResponse) String() string {
 func (*FindOffsetResponse) ProtoMessage() {}
 
 func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +216,7 @@ func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetResponse.ProtoReflect.Descriptor instead.
 func (*FindOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FindOffsetResponse) GetOffset() int64 {
@@ -144,7 +245,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +257,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +270,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Record) GetTimestampMs() int64 {
@@ -220,7 +321,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +333,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +346,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AppendRequest) GetLog() string {
@@ -273,7 +374,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +386,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +399,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AppendResponse) GetFirstOffset() int64 {
@@ -326,7 +427,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +439,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +452,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadRequest) GetLog() string {
@@ -395,7 +496,7 @@ type StoredRecord struct {
 
 func (x *StoredRecord) Reset() {
 	*x = StoredRecord{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +508,7 @@ func (x *StoredRecord) String() string {
 func (*StoredRecord) ProtoMessage() {}
 
 func (x *StoredRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +521,7 @@ func (x *StoredRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRecord.ProtoReflect.Descriptor instead.
 func (*StoredRecord) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StoredRecord) GetOffset() int64 {
@@ -452,7 +553,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +565,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +578,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadResponse) GetRecords() []*StoredRecord {
@@ -512,7 +613,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +625,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +638,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetLogInfoRequest) GetLogs() []string {
@@ -564,7 +665,7 @@ type LogInfo struct {
 
 func (x *LogInfo) Reset() {
 	*x = LogInfo{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +677,7 @@ func (x *LogInfo) String() string {
 func (*LogInfo) ProtoMessage() {}
 
 func (x *LogInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +690,7 @@ func (x *LogInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogInfo.ProtoReflect.Descriptor instead.
 func (*LogInfo) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogInfo) GetLog() string {
@@ -632,7 +733,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +745,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +758,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetLogInfoResponse) GetLogs() []*LogInfo {
@@ -678,7 +779,7 @@ type DeleteLogsRequest struct {
 
 func (x *DeleteLogsRequest) Reset() {
 	*x = DeleteLogsRequest{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +791,7 @@ func (x *DeleteLogsRequest) String() string {
 func (*DeleteLogsRequest) ProtoMessage() {}
 
 func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[11]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +804,7 @@ func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteLogsRequest) GetLogs() []string {
@@ -722,7 +823,7 @@ type DeleteLogsResponse struct {
 
 func (x *DeleteLogsResponse) Reset() {
 	*x = DeleteLogsResponse{}
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +835,7 @@ func (x *DeleteLogsResponse) String() string {
 func (*DeleteLogsResponse) ProtoMessage() {}
 
 func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_storage_v1_storage_proto_msgTypes[12]
+	mi := &file_dms_storage_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,14 +848,19 @@ func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_dms_storage_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 var File_dms_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x1cdms/storage/v1/storage.proto\x12\x0edms.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"H\n" +
+	"\x1cdms/storage/v1/storage.proto\x12\x0edms.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"G\n" +
+	"\x0eTrimLogRequest\x12\x10\n" +
+	"\x03log\x18\x01 \x01(\tR\x03log\x12#\n" +
+	"\rbefore_offset\x18\x02 \x01(\x03R\fbeforeOffset\"4\n" +
+	"\x0fTrimLogResponse\x12!\n" +
+	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset\"H\n" +
 	"\x11FindOffsetRequest\x12\x10\n" +
 	"\x03log\x18\x01 \x01(\tR\x03log\x12!\n" +
 	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\",\n" +
@@ -799,7 +905,7 @@ const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\x04logs\x18\x01 \x03(\v2\x17.dms.storage.v1.LogInfoR\x04logs\"'\n" +
 	"\x11DeleteLogsRequest\x12\x12\n" +
 	"\x04logs\x18\x01 \x03(\tR\x04logs\"\x14\n" +
-	"\x12DeleteLogsResponse2\x9b\x03\n" +
+	"\x12DeleteLogsResponse2\xe7\x03\n" +
 	"\x0eStorageService\x12G\n" +
 	"\x06Append\x12\x1d.dms.storage.v1.AppendRequest\x1a\x1e.dms.storage.v1.AppendResponse\x12A\n" +
 	"\x04Read\x12\x1b.dms.storage.v1.ReadRequest\x1a\x1c.dms.storage.v1.ReadResponse\x12S\n" +
@@ -808,7 +914,8 @@ const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"DeleteLogs\x12!.dms.storage.v1.DeleteLogsRequest\x1a\".dms.storage.v1.DeleteLogsResponse\x12S\n" +
 	"\n" +
-	"FindOffset\x12!.dms.storage.v1.FindOffsetRequest\x1a\".dms.storage.v1.FindOffsetResponseB8Z6github.com/opendms/dms/gen/go/dms/storage/v1;storagev1b\x06proto3"
+	"FindOffset\x12!.dms.storage.v1.FindOffsetRequest\x1a\".dms.storage.v1.FindOffsetResponse\x12J\n" +
+	"\aTrimLog\x12\x1e.dms.storage.v1.TrimLogRequest\x1a\x1f.dms.storage.v1.TrimLogResponseB8Z6github.com/opendms/dms/gen/go/dms/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_dms_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -822,45 +929,49 @@ func file_dms_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_dms_storage_v1_storage_proto_rawDescData
 }
 
-var file_dms_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_dms_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_dms_storage_v1_storage_proto_goTypes = []any{
-	(*FindOffsetRequest)(nil),   // 0: dms.storage.v1.FindOffsetRequest
-	(*FindOffsetResponse)(nil),  // 1: dms.storage.v1.FindOffsetResponse
-	(*Record)(nil),              // 2: dms.storage.v1.Record
-	(*AppendRequest)(nil),       // 3: dms.storage.v1.AppendRequest
-	(*AppendResponse)(nil),      // 4: dms.storage.v1.AppendResponse
-	(*ReadRequest)(nil),         // 5: dms.storage.v1.ReadRequest
-	(*StoredRecord)(nil),        // 6: dms.storage.v1.StoredRecord
-	(*ReadResponse)(nil),        // 7: dms.storage.v1.ReadResponse
-	(*GetLogInfoRequest)(nil),   // 8: dms.storage.v1.GetLogInfoRequest
-	(*LogInfo)(nil),             // 9: dms.storage.v1.LogInfo
-	(*GetLogInfoResponse)(nil),  // 10: dms.storage.v1.GetLogInfoResponse
-	(*DeleteLogsRequest)(nil),   // 11: dms.storage.v1.DeleteLogsRequest
-	(*DeleteLogsResponse)(nil),  // 12: dms.storage.v1.DeleteLogsResponse
-	(*v1.Message)(nil),          // 13: dms.v1.Message
-	(*v1.DeadLetterInfo)(nil),   // 14: dms.v1.DeadLetterInfo
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(*TrimLogRequest)(nil),      // 0: dms.storage.v1.TrimLogRequest
+	(*TrimLogResponse)(nil),     // 1: dms.storage.v1.TrimLogResponse
+	(*FindOffsetRequest)(nil),   // 2: dms.storage.v1.FindOffsetRequest
+	(*FindOffsetResponse)(nil),  // 3: dms.storage.v1.FindOffsetResponse
+	(*Record)(nil),              // 4: dms.storage.v1.Record
+	(*AppendRequest)(nil),       // 5: dms.storage.v1.AppendRequest
+	(*AppendResponse)(nil),      // 6: dms.storage.v1.AppendResponse
+	(*ReadRequest)(nil),         // 7: dms.storage.v1.ReadRequest
+	(*StoredRecord)(nil),        // 8: dms.storage.v1.StoredRecord
+	(*ReadResponse)(nil),        // 9: dms.storage.v1.ReadResponse
+	(*GetLogInfoRequest)(nil),   // 10: dms.storage.v1.GetLogInfoRequest
+	(*LogInfo)(nil),             // 11: dms.storage.v1.LogInfo
+	(*GetLogInfoResponse)(nil),  // 12: dms.storage.v1.GetLogInfoResponse
+	(*DeleteLogsRequest)(nil),   // 13: dms.storage.v1.DeleteLogsRequest
+	(*DeleteLogsResponse)(nil),  // 14: dms.storage.v1.DeleteLogsResponse
+	(*v1.Message)(nil),          // 15: dms.v1.Message
+	(*v1.DeadLetterInfo)(nil),   // 16: dms.v1.DeadLetterInfo
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_dms_storage_v1_storage_proto_depIdxs = []int32{
-	13, // 0: dms.storage.v1.Record.message:type_name -> dms.v1.Message
-	14, // 1: dms.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
-	2,  // 2: dms.storage.v1.AppendRequest.records:type_name -> dms.storage.v1.Record
-	15, // 3: dms.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
-	2,  // 4: dms.storage.v1.StoredRecord.record:type_name -> dms.storage.v1.Record
-	6,  // 5: dms.storage.v1.ReadResponse.records:type_name -> dms.storage.v1.StoredRecord
-	9,  // 6: dms.storage.v1.GetLogInfoResponse.logs:type_name -> dms.storage.v1.LogInfo
-	3,  // 7: dms.storage.v1.StorageService.Append:input_type -> dms.storage.v1.AppendRequest
-	5,  // 8: dms.storage.v1.StorageService.Read:input_type -> dms.storage.v1.ReadRequest
-	8,  // 9: dms.storage.v1.StorageService.GetLogInfo:input_type -> dms.storage.v1.GetLogInfoRequest
-	11, // 10: dms.storage.v1.StorageService.DeleteLogs:input_type -> dms.storage.v1.DeleteLogsRequest
-	0,  // 11: dms.storage.v1.StorageService.FindOffset:input_type -> dms.storage.v1.FindOffsetRequest
-	4,  // 12: dms.storage.v1.StorageService.Append:output_type -> dms.storage.v1.AppendResponse
-	7,  // 13: dms.storage.v1.StorageService.Read:output_type -> dms.storage.v1.ReadResponse
-	10, // 14: dms.storage.v1.StorageService.GetLogInfo:output_type -> dms.storage.v1.GetLogInfoResponse
-	12, // 15: dms.storage.v1.StorageService.DeleteLogs:output_type -> dms.storage.v1.DeleteLogsResponse
-	1,  // 16: dms.storage.v1.StorageService.FindOffset:output_type -> dms.storage.v1.FindOffsetResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
+	15, // 0: dms.storage.v1.Record.message:type_name -> dms.v1.Message
+	16, // 1: dms.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	4,  // 2: dms.storage.v1.AppendRequest.records:type_name -> dms.storage.v1.Record
+	17, // 3: dms.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
+	4,  // 4: dms.storage.v1.StoredRecord.record:type_name -> dms.storage.v1.Record
+	8,  // 5: dms.storage.v1.ReadResponse.records:type_name -> dms.storage.v1.StoredRecord
+	11, // 6: dms.storage.v1.GetLogInfoResponse.logs:type_name -> dms.storage.v1.LogInfo
+	5,  // 7: dms.storage.v1.StorageService.Append:input_type -> dms.storage.v1.AppendRequest
+	7,  // 8: dms.storage.v1.StorageService.Read:input_type -> dms.storage.v1.ReadRequest
+	10, // 9: dms.storage.v1.StorageService.GetLogInfo:input_type -> dms.storage.v1.GetLogInfoRequest
+	13, // 10: dms.storage.v1.StorageService.DeleteLogs:input_type -> dms.storage.v1.DeleteLogsRequest
+	2,  // 11: dms.storage.v1.StorageService.FindOffset:input_type -> dms.storage.v1.FindOffsetRequest
+	0,  // 12: dms.storage.v1.StorageService.TrimLog:input_type -> dms.storage.v1.TrimLogRequest
+	6,  // 13: dms.storage.v1.StorageService.Append:output_type -> dms.storage.v1.AppendResponse
+	9,  // 14: dms.storage.v1.StorageService.Read:output_type -> dms.storage.v1.ReadResponse
+	12, // 15: dms.storage.v1.StorageService.GetLogInfo:output_type -> dms.storage.v1.GetLogInfoResponse
+	14, // 16: dms.storage.v1.StorageService.DeleteLogs:output_type -> dms.storage.v1.DeleteLogsResponse
+	3,  // 17: dms.storage.v1.StorageService.FindOffset:output_type -> dms.storage.v1.FindOffsetResponse
+	1,  // 18: dms.storage.v1.StorageService.TrimLog:output_type -> dms.storage.v1.TrimLogResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -877,7 +988,7 @@ func file_dms_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_storage_v1_storage_proto_rawDesc), len(file_dms_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	StorageService_GetLogInfo_FullMethodName = "/dms.storage.v1.StorageService/GetLogInfo"
 	StorageService_DeleteLogs_FullMethodName = "/dms.storage.v1.StorageService/DeleteLogs"
 	StorageService_FindOffset_FullMethodName = "/dms.storage.v1.StorageService/FindOffset"
+	StorageService_TrimLog_FullMethodName    = "/dms.storage.v1.StorageService/TrimLog"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -55,6 +56,9 @@ type StorageServiceClient interface {
 	// FindOffset returns the first offset of a log whose record was stored at
 	// or after a time, through the log's time index.
 	FindOffset(ctx context.Context, in *FindOffsetRequest, opts ...grpc.CallOption) (*FindOffsetResponse, error)
+	// TrimLog deletes the records of an internal log below an offset, whole
+	// segments at a time: records of the segment holding the offset stay.
+	TrimLog(ctx context.Context, in *TrimLogRequest, opts ...grpc.CallOption) (*TrimLogResponse, error)
 }
 
 type storageServiceClient struct {
@@ -115,6 +119,16 @@ func (c *storageServiceClient) FindOffset(ctx context.Context, in *FindOffsetReq
 	return out, nil
 }
 
+func (c *storageServiceClient) TrimLog(ctx context.Context, in *TrimLogRequest, opts ...grpc.CallOption) (*TrimLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TrimLogResponse)
+	err := c.cc.Invoke(ctx, StorageService_TrimLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -144,6 +158,9 @@ type StorageServiceServer interface {
 	// FindOffset returns the first offset of a log whose record was stored at
 	// or after a time, through the log's time index.
 	FindOffset(context.Context, *FindOffsetRequest) (*FindOffsetResponse, error)
+	// TrimLog deletes the records of an internal log below an offset, whole
+	// segments at a time: records of the segment holding the offset stay.
+	TrimLog(context.Context, *TrimLogRequest) (*TrimLogResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -168,6 +185,9 @@ func (UnimplementedStorageServiceServer) DeleteLogs(context.Context, *DeleteLogs
 }
 func (UnimplementedStorageServiceServer) FindOffset(context.Context, *FindOffsetRequest) (*FindOffsetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FindOffset not implemented")
+}
+func (UnimplementedStorageServiceServer) TrimLog(context.Context, *TrimLogRequest) (*TrimLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TrimLog not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -280,6 +300,24 @@ func _StorageService_FindOffset_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_TrimLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TrimLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).TrimLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_TrimLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).TrimLog(ctx, req.(*TrimLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -306,6 +344,10 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FindOffset",
 			Handler:    _StorageService_FindOffset_Handler,
+		},
+		{
+			MethodName: "TrimLog",
+			Handler:    _StorageService_TrimLog_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,83 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+)
+
+// checkpointBytes is how much state a consumption appends between two
+// checkpoints. A checkpoint lets storage drop the state log before it, so a
+// restart replays at most about this much plus one segment.
+var checkpointBytes = 16 << 20
+
+// snapshot returns the partition's whole state.
+func (p *partitionState) snapshot() *deliveryv1.PartitionSnapshot {
+	s := &deliveryv1.PartitionSnapshot{AckFloor: p.ackFloor}
+	for _, r := range p.acked.ranges {
+		s.Acked = append(s.Acked, &deliveryv1.OffsetSpan{First: r.first, Last: r.last})
+	}
+	for o := range p.redriven {
+		s.Redriven = append(s.Redriven, o)
+	}
+	for o, attempts := range p.attempts {
+		pending := &deliveryv1.PendingOffset{Offset: o, Attempts: attempts}
+		if d, ok := p.inflight[o]; ok {
+			pending.AvailableAtMs = d.UnixMilli()
+			s.InFlight = append(s.InFlight, pending)
+		} else if at, ok := p.retrying[o]; ok {
+			pending.AvailableAtMs = at.UnixMilli()
+			s.Retrying = append(s.Retrying, pending)
+		} else {
+			s.Attempted = append(s.Attempted, pending)
+		}
+	}
+	return s
+}
+
+// restore replaces the partition's state with a snapshot.
+func (p *partitionState) restore(s *deliveryv1.PartitionSnapshot) {
+	p.reset(s.GetAckFloor())
+	for _, r := range s.GetAcked() {
+		for o := r.GetFirst(); o <= r.GetLast(); o++ {
+			p.acked.add(o)
+		}
+	}
+	for _, o := range s.GetRedriven() {
+		p.redriven[o] = struct{}{}
+	}
+	for _, pending := range s.GetInFlight() {
+		p.attempts[pending.GetOffset()] = pending.GetAttempts() - 1
+		p.deliver(pending.GetOffset(), time.UnixMilli(pending.GetAvailableAtMs()))
+	}
+	for _, pending := range s.GetRetrying() {
+		p.attempts[pending.GetOffset()] = pending.GetAttempts()
+		p.retry(pending.GetOffset(), time.UnixMilli(pending.GetAvailableAtMs()))
+	}
+	for _, pending := range s.GetAttempted() {
+		p.attempts[pending.GetOffset()] = pending.GetAttempts()
+	}
+}
+
+// checkpointRecords returns one snapshot record per partition, the first
+// also carrying the tag filter.
+func (c *consumption) checkpointRecords() []*deliveryv1.StateRecord {
+	out := make([]*deliveryv1.StateRecord, len(c.parts))
+	for i, p := range c.parts {
+		out[i] = &deliveryv1.StateRecord{Partition: int32(i), Snapshot: p.snapshot()}
+	}
+	out[0].TagFilter = c.filter
+	return out
+}
+
+// trimState asks storage to drop the state log before a checkpoint. It is
+// housekeeping: a failure only means a longer replay, so it is logged.
+func (e *Engine) trimState(c *consumption, checkpointOffset int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
+	defer cancel()
+	if _, err := e.storage.TrimLog(ctx, &storagev1.TrimLogRequest{Log: c.stateLog, BeforeOffset: checkpointOffset}); err != nil {
+		e.logger.Warn("delivery state log not trimmed", "log", c.stateLog, "err", err)
+	}
+}
