@@ -238,6 +238,8 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 		}
 		conns[role] = cc
 	}
+	// Roles sharing a process with storage call it in-process (same
+	// contract, no serialization); others reach it over gRPC.
 	storageClient := storagev1.NewStorageServiceClient(conns[RoleStorage])
 	for _, role := range s.roles {
 		roleLogger := s.logger.With("role", role)
@@ -251,7 +253,9 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 			}
 			engine.Start(s.ctx)
 			s.storage = engine
-			storagev1.RegisterStorageServiceServer(s.grpcSrv, storage.NewHandler(engine))
+			h := storage.NewHandler(engine)
+			storagev1.RegisterStorageServiceServer(s.grpcSrv, h)
+			storageClient = storage.LocalClient(h)
 		case RoleMetadata:
 			engine := metadata.NewEngine(s.cfg.Metadata, s.cli, s.cache, s.now, roleLogger)
 			h := metadata.NewHandler(engine, s.cache, s.cli, storageClient, deliveryv1.NewDeliveryServiceClient(conns[RoleDelivery]))
