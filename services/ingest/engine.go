@@ -49,11 +49,18 @@ func NewEngine(storage storagev1.StorageServiceClient, now func() time.Time) *En
 // Publish validates msgs as a whole and stores them in q. Messages without
 // an ordering key go together to one partition (round robin per batch, one
 // append); keyed messages go to the partition of their key.
-func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message) ([]*dmsv1.SendResult, error) {
+func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message, idempotenceKey string) ([]*dmsv1.SendResult, error) {
 	if err := Validate(msgs); err != nil {
 		return nil, err
 	}
+	if len(idempotenceKey) > MaxOrderingKeyBytes {
+		return nil, errs.Wrapf(errs.ErrRequestInvalid, "an idempotence key has at most %d bytes, got %d", MaxOrderingKeyBytes, len(idempotenceKey))
+	}
 	batchPartition := e.roundRobin(q)
+	if idempotenceKey != "" {
+		// A retry must reach the partition of the first attempt.
+		batchPartition = keyPartition(idempotenceKey, q.GetPartitionCount())
+	}
 	ts := e.now().UnixMilli()
 	results := make([]*dmsv1.SendResult, len(msgs))
 	var (
@@ -67,8 +74,8 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 			return nil, errs.Wrapf(errs.ErrInternal, "ingest: message id: %v", err)
 		}
 		p := batchPartition
-		if m.GetOrderingKey() != "" && q.GetPartitionCount() > 1 {
-			p = int32(crc32.ChecksumIEEE([]byte(m.GetOrderingKey())) % uint32(q.GetPartitionCount()))
+		if m.GetOrderingKey() != "" {
+			p = keyPartition(m.GetOrderingKey(), q.GetPartitionCount())
 		}
 		if _, seen := byPart[p]; !seen {
 			order = append(order, p)
@@ -78,15 +85,26 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		results[i] = &dmsv1.SendResult{MessageId: id.String(), Partition: p}
 	}
 	for _, p := range order {
-		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), p), Records: byPart[p]})
+		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), p), Records: byPart[p], IdempotenceKey: idempotenceKey})
 		if err != nil {
 			return nil, err
 		}
 		for j, i := range positions[p] {
 			results[i].Offset = resp.GetFirstOffset() + int64(j)
+			if resp.GetDuplicate() && j < len(resp.GetMessageIds()) {
+				results[i].MessageId = resp.GetMessageIds()[j]
+			}
 		}
 	}
 	return results, nil
+}
+
+// keyPartition maps a key to a partition, the same way every time.
+func keyPartition(key string, partitions int32) int32 {
+	if partitions <= 1 {
+		return 0
+	}
+	return int32(crc32.ChecksumIEEE([]byte(key)) % uint32(partitions))
 }
 
 func (e *Engine) roundRobin(q *metadatav1.QueueRecord) int32 {

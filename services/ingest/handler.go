@@ -28,7 +28,7 @@ func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesReque
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages())
+	results, err := h.engine.Publish(ctx, q, req.GetMessages(), req.GetIdempotenceKey())
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages())
+	results, err := h.engine.Publish(ctx, q, req.GetMessages(), "")
 	if err != nil {
 		return nil, err
 	}

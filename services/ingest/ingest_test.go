@@ -3,10 +3,12 @@ package ingest_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -91,4 +93,38 @@ func TestInternalPublishByQueueID(t *testing.T) {
 	require.Equal(t, resp.GetResults()[0].GetOffset()+1, resp.GetResults()[1].GetOffset(), "a batch lands in one partition, consecutively")
 	_, err = ingestv1.NewIngestServiceClient(s.Conn).Publish(context.Background(), &ingestv1.PublishRequest{QueueId: "00000000-0000-0000-0000-000000000000", Messages: []*dmsv1.Message{{Body: []byte("x")}}})
 	require.Equal(t, "QUEUE_NOT_FOUND", rpcstatus.Reason(err))
+}
+
+func TestRetriesWithAnIdempotenceKeyStoreOnce(t *testing.T) {
+	s := testserver.Start(t)
+	q := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "idem", PartitionCount: 3})
+	batch := []*dmsv1.Message{{Body: []byte("a")}, {Body: []byte("b")}, {Body: []byte("k"), OrderingKey: "key"}}
+	send := func(key string) *dmsv1.SendMessagesResponse {
+		resp, err := s.Producer().SendMessages(context.Background(), &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: batch, IdempotenceKey: key})
+		require.NoError(t, err)
+		return resp
+	}
+	count := func() int64 {
+		got, err := s.Queues().GetQueue(context.Background(), &dmsv1.GetQueueRequest{Name: q.GetName()})
+		require.NoError(t, err)
+		return got.GetQueue().GetMessageCount()
+	}
+	first := send("producer-1/seq-1")
+	require.True(t, proto.Equal(first, send("producer-1/seq-1")), "a retry returns the first attempt's ids and offsets")
+	require.EqualValues(t, 3, count())
+
+	// Concurrent retries of a new batch store it once too.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); send("producer-1/seq-2") }()
+	}
+	wg.Wait()
+	require.EqualValues(t, 6, count())
+
+	s.Restart(t)
+	require.True(t, proto.Equal(first, send("producer-1/seq-1")), "the key survives a restart: it is rebuilt from the log")
+	require.EqualValues(t, 6, count())
+	send("producer-1/seq-3")
+	require.EqualValues(t, 9, count(), "a new key stores a new batch")
 }

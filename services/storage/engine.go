@@ -30,8 +30,9 @@ type Engine struct {
 	logger *slog.Logger
 	keys   *partitionlog.Keyring // nil: encryption at rest is off
 
-	mu   sync.Mutex
-	logs map[string]*partitionlog.Log
+	mu     sync.Mutex
+	logs   map[string]*partitionlog.Log
+	dedups map[string]*dedupIndex // by log name, for idempotent appends
 }
 
 // NewEngine returns an engine keeping its logs under cfg.Dir. It deletes the
@@ -53,7 +54,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, now func() time.Time, logger *s
 		active, _ := keys.Active()
 		logger.Info("storage: encryption at rest is on", "activeKeyID", active, "keyIDs", keys.IDs())
 	}
-	e := &Engine{cfg: cfg, cache: cache, now: now, logger: logger, keys: keys, logs: map[string]*partitionlog.Log{}}
+	e := &Engine{cfg: cfg, cache: cache, now: now, logger: logger, keys: keys, logs: map[string]*partitionlog.Log{}, dedups: map[string]*dedupIndex{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
 }
@@ -118,6 +119,10 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 		if q.GetMode() == dmsv1.QueueMode_QUEUE_MODE_KAFKA_HT {
 			durability = partitionlog.DurabilityAsync
 		}
+	} else if kind == "t" {
+		if hour, err := strconv.ParseInt(rest, 10, 64); err != nil || hour < 0 {
+			return nil, errs.Wrapf(errs.ErrResourceNameInvalid, "storage: %q is not a timer bucket (t/{queue_id}/{hour})", name)
+		}
 	} else if _, err := e.cache.ResolveGroup(ctx, q, catalog.LogGroup(kind, rest)); err != nil {
 		// A late state write must not resurrect the log of a deleted group.
 		return nil, err
@@ -150,11 +155,23 @@ func (e *Engine) open(ctx context.Context, name string, create bool) (*partition
 }
 
 // Append encodes records and appends them to a log.
-func (e *Engine) Append(ctx context.Context, name string, records []*storagev1.Record) (int64, error) {
+func (e *Engine) Append(ctx context.Context, name string, records []*storagev1.Record, idempotenceKey string) (*storagev1.AppendResponse, error) {
 	l, err := e.open(ctx, name, true)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	if idempotenceKey != "" && len(records) > 0 {
+		return e.appendIdempotent(ctx, name, l, idempotenceKey, records)
+	}
+	first, err := e.appendRecords(ctx, name, l, records)
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.AppendResponse{FirstOffset: first}, nil
+}
+
+// appendRecords encodes records and appends them to an open log.
+func (e *Engine) appendRecords(ctx context.Context, name string, l *partitionlog.Log, records []*storagev1.Record) (int64, error) {
 	recs := make([]partitionlog.Record, len(records))
 	for i, r := range records {
 		data, err := proto.Marshal(r)
@@ -261,6 +278,7 @@ func (e *Engine) DeleteLog(name string) error {
 	e.mu.Lock()
 	l := e.logs[name]
 	delete(e.logs, name)
+	delete(e.dedups, name)
 	e.mu.Unlock()
 	if l != nil {
 		if err := l.Remove(); err != nil {
@@ -304,7 +322,7 @@ func (e *Engine) onCatalogEvent(ev catalog.Event) {
 }
 
 // logKinds are the first segments of every log name (see catalog.ParseLog).
-var logKinds = append([]string{"q"}, catalog.InternalLogKinds...)
+var logKinds = append(append([]string{"q"}, catalog.InternalLogKinds...), catalog.QueueLogKinds...)
 
 // deleteGroupData removes every internal log of a consumer group: delivery
 // state, dead letters and their state, and its broadcast consumers' state.

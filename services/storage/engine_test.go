@@ -180,7 +180,7 @@ func TestEngineReadCorruptMiddleSegment(t *testing.T) {
 			defer e.Close()
 			log := catalog.PartitionLog(q.GetId(), 2)
 			for i := range 100 {
-				_, err := e.Append(ctx, log, []*storagev1.Record{{TimestampMs: int64(i), MessageId: fmt.Sprint(i), Payload: make([]byte, 100)}})
+				_, err := e.Append(ctx, log, []*storagev1.Record{{TimestampMs: int64(i), MessageId: fmt.Sprint(i), Payload: make([]byte, 100)}}, "")
 				require.NoError(t, err)
 			}
 			dir := filepath.Join(cfg.Dir, filepath.FromSlash(log))

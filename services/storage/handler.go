@@ -20,11 +20,7 @@ func NewHandler(engine *Engine) *Handler { return &Handler{engine: engine} }
 
 // Append implements dms.storage.v1.StorageService.
 func (h *Handler) Append(ctx context.Context, req *storagev1.AppendRequest) (*storagev1.AppendResponse, error) {
-	first, err := h.engine.Append(ctx, req.GetLog(), req.GetRecords())
-	if err != nil {
-		return nil, err
-	}
-	return &storagev1.AppendResponse{FirstOffset: first}, nil
+	return h.engine.Append(ctx, req.GetLog(), req.GetRecords(), req.GetIdempotenceKey())
 }
 
 // Read implements dms.storage.v1.StorageService.

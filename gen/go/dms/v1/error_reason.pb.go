@@ -119,6 +119,20 @@ const (
 	ErrorReason_ERROR_REASON_SEEK_TARGET_INVALID ErrorReason = 41
 	// Broadcast consumption needs a consumer id.
 	ErrorReason_ERROR_REASON_CONSUMER_ID_REQUIRED ErrorReason = 42
+	// The delay or deliver time is out of range (0 to 7 days ahead), or both
+	// are set.
+	ErrorReason_ERROR_REASON_DELAY_INVALID ErrorReason = 43
+	// The queue's mode does not allow delayed messages (only NORMAL and FIFO
+	// queues do).
+	ErrorReason_ERROR_REASON_DELAY_NOT_ALLOWED ErrorReason = 44
+	// The schedule id is malformed.
+	ErrorReason_ERROR_REASON_SCHEDULE_ID_INVALID ErrorReason = 45
+	// No scheduled message of the queue has this schedule id: it was
+	// cancelled or rescheduled, or never existed.
+	ErrorReason_ERROR_REASON_SCHEDULE_NOT_FOUND ErrorReason = 46
+	// The scheduled message was already released to consumers (or is being
+	// released); it can no longer be cancelled or rescheduled.
+	ErrorReason_ERROR_REASON_SCHEDULE_ALREADY_RELEASED ErrorReason = 47
 )
 
 // Enum value maps for ErrorReason.
@@ -167,6 +181,11 @@ var (
 		40: "ERROR_REASON_MESSAGE_EXPIRED",
 		41: "ERROR_REASON_SEEK_TARGET_INVALID",
 		42: "ERROR_REASON_CONSUMER_ID_REQUIRED",
+		43: "ERROR_REASON_DELAY_INVALID",
+		44: "ERROR_REASON_DELAY_NOT_ALLOWED",
+		45: "ERROR_REASON_SCHEDULE_ID_INVALID",
+		46: "ERROR_REASON_SCHEDULE_NOT_FOUND",
+		47: "ERROR_REASON_SCHEDULE_ALREADY_RELEASED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -212,6 +231,11 @@ var (
 		"ERROR_REASON_MESSAGE_EXPIRED":              40,
 		"ERROR_REASON_SEEK_TARGET_INVALID":          41,
 		"ERROR_REASON_CONSUMER_ID_REQUIRED":         42,
+		"ERROR_REASON_DELAY_INVALID":                43,
+		"ERROR_REASON_DELAY_NOT_ALLOWED":            44,
+		"ERROR_REASON_SCHEDULE_ID_INVALID":          45,
+		"ERROR_REASON_SCHEDULE_NOT_FOUND":           46,
+		"ERROR_REASON_SCHEDULE_ALREADY_RELEASED":    47,
 	}
 )
 
@@ -246,7 +270,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xcf\f\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8a\x0e\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -291,7 +315,12 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\"ERROR_REASON_DEAD_LETTERS_DISABLED\x10'\x12 \n" +
 	"\x1cERROR_REASON_MESSAGE_EXPIRED\x10(\x12$\n" +
 	" ERROR_REASON_SEEK_TARGET_INVALID\x10)\x12%\n" +
-	"!ERROR_REASON_CONSUMER_ID_REQUIRED\x10*B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"!ERROR_REASON_CONSUMER_ID_REQUIRED\x10*\x12\x1e\n" +
+	"\x1aERROR_REASON_DELAY_INVALID\x10+\x12\"\n" +
+	"\x1eERROR_REASON_DELAY_NOT_ALLOWED\x10,\x12$\n" +
+	" ERROR_REASON_SCHEDULE_ID_INVALID\x10-\x12#\n" +
+	"\x1fERROR_REASON_SCHEDULE_NOT_FOUND\x10.\x12*\n" +
+	"&ERROR_REASON_SCHEDULE_ALREADY_RELEASED\x10/B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

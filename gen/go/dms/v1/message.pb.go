@@ -391,7 +391,18 @@ type Message struct {
 	// parallel; messages without a key form one sequence of their own. On a
 	// NORMAL queue the key picks the partition, so messages with one key keep
 	// their order within it.
-	OrderingKey   string `protobuf:"bytes,4,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	OrderingKey string `protobuf:"bytes,4,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// Optional: keep the message from consumers for this long after it is
+	// accepted, 0 to 7 days (millisecond precision, rounded up). The message
+	// is stored durably when the send returns and becomes visible at its time,
+	// never before; 0 means at once. At most one of delay and deliver_time is
+	// set. NORMAL and FIFO queues only: other queue modes refuse it with
+	// DELAY_NOT_ALLOWED. On a FIFO queue a scheduled message takes its place
+	// in the order when it is released. Not returned to consumers.
+	Delay *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
+	// Optional: the time at which the message becomes visible to consumers, at
+	// most 7 days ahead; a time in the past means at once. Same rules as delay.
+	DeliverTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,15 +465,35 @@ func (x *Message) GetOrderingKey() string {
 	return ""
 }
 
+func (x *Message) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *Message) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
 // SendMessagesRequest is the request of ProducerService.SendMessages.
 type SendMessagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The queue, `projects/{project}/queues/{queue}`.
 	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
 	// The messages, at most 1000 and at most 8 MiB in all.
-	Messages      []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Messages []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Optional, at most 128 bytes, unique per batch of one producer (for
+	// example the producer's id and a sequence number). A retry of a batch
+	// with the same key, after a timeout or a lost answer, stores nothing
+	// again and returns the results of the first attempt, for as long as the
+	// first attempt is among the last 100000 messages of its partition.
+	IdempotenceKey string `protobuf:"bytes,3,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SendMessagesRequest) Reset() {
@@ -509,15 +540,29 @@ func (x *SendMessagesRequest) GetMessages() []*Message {
 	return nil
 }
 
+func (x *SendMessagesRequest) GetIdempotenceKey() string {
+	if x != nil {
+		return x.IdempotenceKey
+	}
+	return ""
+}
+
 // SendResult says where one sent message was stored.
 type SendResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The message id assigned by the server.
+	// The message id assigned by the server. A scheduled message keeps it
+	// when it is released.
 	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	// The partition that holds the message.
+	// The partition that holds the message; 0 for a scheduled message, whose
+	// partition is chosen when it is released.
 	Partition int32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	// The message's offset within the partition.
-	Offset        int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The message's offset within the partition; 0 for a scheduled message.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Set for a scheduled message: an opaque id that cancels or reschedules
+	// it until it is released.
+	ScheduleId string `protobuf:"bytes,4,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// Set for a scheduled message: when it becomes visible to consumers.
+	DeliverTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -573,6 +618,20 @@ func (x *SendResult) GetOffset() int64 {
 	return 0
 }
 
+func (x *SendResult) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *SendResult) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
 // SendMessagesResponse is the response of ProducerService.SendMessages.
 type SendMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -619,6 +678,323 @@ func (x *SendMessagesResponse) GetResults() []*SendResult {
 	return nil
 }
 
+// CancelScheduledMessagesRequest is the request of
+// ProducerService.CancelScheduledMessages.
+type CancelScheduledMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The schedule ids from SendResult or RescheduleMessageResponse, at most
+	// 1000.
+	ScheduleIds   []string `protobuf:"bytes,2,rep,name=schedule_ids,json=scheduleIds,proto3" json:"schedule_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelScheduledMessagesRequest) Reset() {
+	*x = CancelScheduledMessagesRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelScheduledMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelScheduledMessagesRequest) ProtoMessage() {}
+
+func (x *CancelScheduledMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelScheduledMessagesRequest.ProtoReflect.Descriptor instead.
+func (*CancelScheduledMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CancelScheduledMessagesRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *CancelScheduledMessagesRequest) GetScheduleIds() []string {
+	if x != nil {
+		return x.ScheduleIds
+	}
+	return nil
+}
+
+// CancelResult is the outcome of cancelling one scheduled message.
+type CancelResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schedule id, as given.
+	ScheduleId string `protobuf:"bytes,1,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// Whether the message was cancelled; it will never be delivered.
+	Cancelled bool `protobuf:"varint,2,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// When not cancelled: a stable machine-readable reason, such as
+	// SCHEDULE_ALREADY_RELEASED or SCHEDULE_NOT_FOUND.
+	ErrorReason string `protobuf:"bytes,3,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	// When not cancelled: what went wrong, for people.
+	ErrorMessage  string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelResult) Reset() {
+	*x = CancelResult{}
+	mi := &file_dms_v1_message_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelResult) ProtoMessage() {}
+
+func (x *CancelResult) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelResult.ProtoReflect.Descriptor instead.
+func (*CancelResult) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelResult) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *CancelResult) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+func (x *CancelResult) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *CancelResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+// CancelScheduledMessagesResponse is the response of
+// ProducerService.CancelScheduledMessages.
+type CancelScheduledMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per schedule id, in request order.
+	Results       []*CancelResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelScheduledMessagesResponse) Reset() {
+	*x = CancelScheduledMessagesResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelScheduledMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelScheduledMessagesResponse) ProtoMessage() {}
+
+func (x *CancelScheduledMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelScheduledMessagesResponse.ProtoReflect.Descriptor instead.
+func (*CancelScheduledMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelScheduledMessagesResponse) GetResults() []*CancelResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RescheduleMessageRequest is the request of ProducerService.RescheduleMessage.
+type RescheduleMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The message's current schedule id.
+	ScheduleId string `protobuf:"bytes,2,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// The new delay from now, 0 to 7 days; 0 releases the message at once.
+	// Exactly one of delay and deliver_time is set.
+	Delay *durationpb.Duration `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// The new time, at most 7 days ahead; a time in the past releases the
+	// message at once.
+	DeliverTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RescheduleMessageRequest) Reset() {
+	*x = RescheduleMessageRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RescheduleMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RescheduleMessageRequest) ProtoMessage() {}
+
+func (x *RescheduleMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RescheduleMessageRequest.ProtoReflect.Descriptor instead.
+func (*RescheduleMessageRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RescheduleMessageRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *RescheduleMessageRequest) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *RescheduleMessageRequest) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *RescheduleMessageRequest) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
+// RescheduleMessageResponse is the response of ProducerService.RescheduleMessage.
+type RescheduleMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message's new schedule id.
+	ScheduleId string `protobuf:"bytes,1,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// The message id, unchanged.
+	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// When the message now becomes visible to consumers.
+	DeliverTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RescheduleMessageResponse) Reset() {
+	*x = RescheduleMessageResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RescheduleMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RescheduleMessageResponse) ProtoMessage() {}
+
+func (x *RescheduleMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RescheduleMessageResponse.ProtoReflect.Descriptor instead.
+func (*RescheduleMessageResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RescheduleMessageResponse) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *RescheduleMessageResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *RescheduleMessageResponse) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
 // ReceiveMessagesRequest is the request of ConsumerService.ReceiveMessages.
 type ReceiveMessagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -652,7 +1028,7 @@ type ReceiveMessagesRequest struct {
 
 func (x *ReceiveMessagesRequest) Reset() {
 	*x = ReceiveMessagesRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[5]
+	mi := &file_dms_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +1040,7 @@ func (x *ReceiveMessagesRequest) String() string {
 func (*ReceiveMessagesRequest) ProtoMessage() {}
 
 func (x *ReceiveMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[5]
+	mi := &file_dms_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +1053,7 @@ func (x *ReceiveMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveMessagesRequest) GetGroup() string {
@@ -742,7 +1118,7 @@ type TagFilter struct {
 
 func (x *TagFilter) Reset() {
 	*x = TagFilter{}
-	mi := &file_dms_v1_message_proto_msgTypes[6]
+	mi := &file_dms_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +1130,7 @@ func (x *TagFilter) String() string {
 func (*TagFilter) ProtoMessage() {}
 
 func (x *TagFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[6]
+	mi := &file_dms_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +1143,7 @@ func (x *TagFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagFilter.ProtoReflect.Descriptor instead.
 func (*TagFilter) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TagFilter) GetTags() []string {
@@ -799,7 +1175,7 @@ type BroadcastOptions struct {
 
 func (x *BroadcastOptions) Reset() {
 	*x = BroadcastOptions{}
-	mi := &file_dms_v1_message_proto_msgTypes[7]
+	mi := &file_dms_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +1187,7 @@ func (x *BroadcastOptions) String() string {
 func (*BroadcastOptions) ProtoMessage() {}
 
 func (x *BroadcastOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[7]
+	mi := &file_dms_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +1200,7 @@ func (x *BroadcastOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastOptions.ProtoReflect.Descriptor instead.
 func (*BroadcastOptions) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BroadcastOptions) GetStart() BroadcastStart {
@@ -861,7 +1237,7 @@ type DeadLetterInfo struct {
 
 func (x *DeadLetterInfo) Reset() {
 	*x = DeadLetterInfo{}
-	mi := &file_dms_v1_message_proto_msgTypes[8]
+	mi := &file_dms_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1249,7 @@ func (x *DeadLetterInfo) String() string {
 func (*DeadLetterInfo) ProtoMessage() {}
 
 func (x *DeadLetterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[8]
+	mi := &file_dms_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1262,7 @@ func (x *DeadLetterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterInfo.ProtoReflect.Descriptor instead.
 func (*DeadLetterInfo) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeadLetterInfo) GetFailureCount() int32 {
@@ -952,7 +1328,7 @@ type ReceivedMessage struct {
 
 func (x *ReceivedMessage) Reset() {
 	*x = ReceivedMessage{}
-	mi := &file_dms_v1_message_proto_msgTypes[9]
+	mi := &file_dms_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1340,7 @@ func (x *ReceivedMessage) String() string {
 func (*ReceivedMessage) ProtoMessage() {}
 
 func (x *ReceivedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[9]
+	mi := &file_dms_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1353,7 @@ func (x *ReceivedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceivedMessage.ProtoReflect.Descriptor instead.
 func (*ReceivedMessage) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReceivedMessage) GetMessageId() string {
@@ -1048,7 +1424,7 @@ type ReceiveMessagesResponse struct {
 
 func (x *ReceiveMessagesResponse) Reset() {
 	*x = ReceiveMessagesResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[10]
+	mi := &file_dms_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1436,7 @@ func (x *ReceiveMessagesResponse) String() string {
 func (*ReceiveMessagesResponse) ProtoMessage() {}
 
 func (x *ReceiveMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[10]
+	mi := &file_dms_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1449,7 @@ func (x *ReceiveMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReceiveMessagesResponse) GetMessages() []*ReceivedMessage {
@@ -1096,7 +1472,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_dms_v1_message_proto_msgTypes[11]
+	mi := &file_dms_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1484,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[11]
+	mi := &file_dms_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1497,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ack) GetReceiptHandle() string {
@@ -1155,7 +1531,7 @@ type AckMessagesRequest struct {
 
 func (x *AckMessagesRequest) Reset() {
 	*x = AckMessagesRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[12]
+	mi := &file_dms_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1543,7 @@ func (x *AckMessagesRequest) String() string {
 func (*AckMessagesRequest) ProtoMessage() {}
 
 func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[12]
+	mi := &file_dms_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1556,7 @@ func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AckMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AckMessagesRequest) GetGroup() string {
@@ -1220,7 +1596,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_dms_v1_message_proto_msgTypes[13]
+	mi := &file_dms_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1608,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[13]
+	mi := &file_dms_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1621,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AckResult) GetApplied() bool {
@@ -1280,7 +1656,7 @@ type AckMessagesResponse struct {
 
 func (x *AckMessagesResponse) Reset() {
 	*x = AckMessagesResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[14]
+	mi := &file_dms_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1668,7 @@ func (x *AckMessagesResponse) String() string {
 func (*AckMessagesResponse) ProtoMessage() {}
 
 func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[14]
+	mi := &file_dms_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1681,7 @@ func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AckMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AckMessagesResponse) GetResults() []*AckResult {
@@ -1334,7 +1710,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[15]
+	mi := &file_dms_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1722,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[15]
+	mi := &file_dms_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1735,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeRequest) GetStart() *SubscribeStart {
@@ -1409,7 +1785,7 @@ type SubscribeStart struct {
 
 func (x *SubscribeStart) Reset() {
 	*x = SubscribeStart{}
-	mi := &file_dms_v1_message_proto_msgTypes[16]
+	mi := &file_dms_v1_message_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1797,7 @@ func (x *SubscribeStart) String() string {
 func (*SubscribeStart) ProtoMessage() {}
 
 func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[16]
+	mi := &file_dms_v1_message_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1810,7 @@ func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
 func (*SubscribeStart) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeStart) GetGroup() string {
@@ -1487,7 +1863,7 @@ type OffsetRange struct {
 
 func (x *OffsetRange) Reset() {
 	*x = OffsetRange{}
-	mi := &file_dms_v1_message_proto_msgTypes[17]
+	mi := &file_dms_v1_message_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1875,7 @@ func (x *OffsetRange) String() string {
 func (*OffsetRange) ProtoMessage() {}
 
 func (x *OffsetRange) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[17]
+	mi := &file_dms_v1_message_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1888,7 @@ func (x *OffsetRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
 func (*OffsetRange) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OffsetRange) GetPartition() int32 {
@@ -1550,7 +1926,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[18]
+	mi := &file_dms_v1_message_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1938,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[18]
+	mi := &file_dms_v1_message_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1951,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubscribeResponse) GetMessages() []*ReceivedMessage {
@@ -1610,7 +1986,7 @@ type ReceiveDeadLettersRequest struct {
 
 func (x *ReceiveDeadLettersRequest) Reset() {
 	*x = ReceiveDeadLettersRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[19]
+	mi := &file_dms_v1_message_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1998,7 @@ func (x *ReceiveDeadLettersRequest) String() string {
 func (*ReceiveDeadLettersRequest) ProtoMessage() {}
 
 func (x *ReceiveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[19]
+	mi := &file_dms_v1_message_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +2011,7 @@ func (x *ReceiveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReceiveDeadLettersRequest) GetGroup() string {
@@ -1677,7 +2053,7 @@ type ReceiveDeadLettersResponse struct {
 
 func (x *ReceiveDeadLettersResponse) Reset() {
 	*x = ReceiveDeadLettersResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[20]
+	mi := &file_dms_v1_message_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +2065,7 @@ func (x *ReceiveDeadLettersResponse) String() string {
 func (*ReceiveDeadLettersResponse) ProtoMessage() {}
 
 func (x *ReceiveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[20]
+	mi := &file_dms_v1_message_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +2078,7 @@ func (x *ReceiveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{20}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReceiveDeadLettersResponse) GetMessages() []*ReceivedMessage {
@@ -1727,7 +2103,7 @@ type AckDeadLettersRequest struct {
 
 func (x *AckDeadLettersRequest) Reset() {
 	*x = AckDeadLettersRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[21]
+	mi := &file_dms_v1_message_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +2115,7 @@ func (x *AckDeadLettersRequest) String() string {
 func (*AckDeadLettersRequest) ProtoMessage() {}
 
 func (x *AckDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[21]
+	mi := &file_dms_v1_message_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +2128,7 @@ func (x *AckDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*AckDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{21}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AckDeadLettersRequest) GetGroup() string {
@@ -1787,7 +2163,7 @@ type AckDeadLettersResponse struct {
 
 func (x *AckDeadLettersResponse) Reset() {
 	*x = AckDeadLettersResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[22]
+	mi := &file_dms_v1_message_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2175,7 @@ func (x *AckDeadLettersResponse) String() string {
 func (*AckDeadLettersResponse) ProtoMessage() {}
 
 func (x *AckDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[22]
+	mi := &file_dms_v1_message_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2188,7 @@ func (x *AckDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*AckDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{22}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AckDeadLettersResponse) GetResults() []*AckResult {
@@ -1841,7 +2217,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[23]
+	mi := &file_dms_v1_message_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2229,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[23]
+	mi := &file_dms_v1_message_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2242,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{23}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RedriveDeadLettersRequest) GetGroup() string {
@@ -1921,7 +2297,7 @@ type RedriveResult struct {
 
 func (x *RedriveResult) Reset() {
 	*x = RedriveResult{}
-	mi := &file_dms_v1_message_proto_msgTypes[24]
+	mi := &file_dms_v1_message_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2309,7 @@ func (x *RedriveResult) String() string {
 func (*RedriveResult) ProtoMessage() {}
 
 func (x *RedriveResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[24]
+	mi := &file_dms_v1_message_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2322,7 @@ func (x *RedriveResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResult.ProtoReflect.Descriptor instead.
 func (*RedriveResult) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{24}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RedriveResult) GetMessageId() string {
@@ -1988,7 +2364,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[25]
+	mi := &file_dms_v1_message_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2376,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[25]
+	mi := &file_dms_v1_message_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2389,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{25}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RedriveResult {
@@ -2036,7 +2412,7 @@ type PartitionOffset struct {
 
 func (x *PartitionOffset) Reset() {
 	*x = PartitionOffset{}
-	mi := &file_dms_v1_message_proto_msgTypes[26]
+	mi := &file_dms_v1_message_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2424,7 @@ func (x *PartitionOffset) String() string {
 func (*PartitionOffset) ProtoMessage() {}
 
 func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[26]
+	mi := &file_dms_v1_message_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2437,7 @@ func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
 func (*PartitionOffset) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{26}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PartitionOffset) GetPartition() int32 {
@@ -2089,7 +2465,7 @@ type PartitionOffsets struct {
 
 func (x *PartitionOffsets) Reset() {
 	*x = PartitionOffsets{}
-	mi := &file_dms_v1_message_proto_msgTypes[27]
+	mi := &file_dms_v1_message_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2477,7 @@ func (x *PartitionOffsets) String() string {
 func (*PartitionOffsets) ProtoMessage() {}
 
 func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[27]
+	mi := &file_dms_v1_message_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2490,7 @@ func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
 func (*PartitionOffsets) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{27}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PartitionOffsets) GetOffsets() []*PartitionOffset {
@@ -2143,7 +2519,7 @@ type SeekConsumerGroupRequest struct {
 
 func (x *SeekConsumerGroupRequest) Reset() {
 	*x = SeekConsumerGroupRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[28]
+	mi := &file_dms_v1_message_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2531,7 @@ func (x *SeekConsumerGroupRequest) String() string {
 func (*SeekConsumerGroupRequest) ProtoMessage() {}
 
 func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[28]
+	mi := &file_dms_v1_message_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2544,7 @@ func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*SeekConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{28}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SeekConsumerGroupRequest) GetGroup() string {
@@ -2248,7 +2624,7 @@ type SeekConsumerGroupResponse struct {
 
 func (x *SeekConsumerGroupResponse) Reset() {
 	*x = SeekConsumerGroupResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[29]
+	mi := &file_dms_v1_message_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2636,7 @@ func (x *SeekConsumerGroupResponse) String() string {
 func (*SeekConsumerGroupResponse) ProtoMessage() {}
 
 func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[29]
+	mi := &file_dms_v1_message_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2649,7 @@ func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*SeekConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{29}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SeekConsumerGroupResponse) GetPositions() []*PartitionOffset {
@@ -2294,28 +2670,57 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\fdouble_value\x18\x03 \x01(\x01H\x00R\vdoubleValue\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValueB\x06\n" +
-	"\x04kind\"\xec\x01\n" +
+	"\x04kind\"\xdc\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12?\n" +
 	"\n" +
 	"attributes\x18\x02 \x03(\v2\x1f.dms.v1.Message.AttributesEntryR\n" +
 	"attributes\x12\x12\n" +
 	"\x04tags\x18\x03 \x03(\tR\x04tags\x12!\n" +
-	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\x1aU\n" +
+	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\x12/\n" +
+	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12=\n" +
+	"\fdeliver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x1aU\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"b\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"\x8b\x01\n" +
 	"\x13SendMessagesRequest\x12\x19\n" +
 	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x120\n" +
-	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\x03\xe0A\x02R\bmessages\"a\n" +
+	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\x03\xe0A\x02R\bmessages\x12'\n" +
+	"\x0fidempotence_key\x18\x03 \x01(\tR\x0eidempotenceKey\"\xc1\x01\n" +
 	"\n" +
 	"SendResult\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x03R\x06offset\"D\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1f\n" +
+	"\vschedule_id\x18\x04 \x01(\tR\n" +
+	"scheduleId\x12=\n" +
+	"\fdeliver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"D\n" +
 	"\x14SendMessagesResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"\xe3\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"c\n" +
+	"\x1eCancelScheduledMessagesRequest\x12\x19\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12&\n" +
+	"\fschedule_ids\x18\x02 \x03(\tB\x03\xe0A\x02R\vscheduleIds\"\x95\x01\n" +
+	"\fCancelResult\x12\x1f\n" +
+	"\vschedule_id\x18\x01 \x01(\tR\n" +
+	"scheduleId\x12\x1c\n" +
+	"\tcancelled\x18\x02 \x01(\bR\tcancelled\x12!\n" +
+	"\ferror_reason\x18\x03 \x01(\tR\verrorReason\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\"Q\n" +
+	"\x1fCancelScheduledMessagesResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.dms.v1.CancelResultR\aresults\"\xcb\x01\n" +
+	"\x18RescheduleMessageRequest\x12\x19\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12$\n" +
+	"\vschedule_id\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
+	"scheduleId\x12/\n" +
+	"\x05delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12=\n" +
+	"\fdeliver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\x9a\x01\n" +
+	"\x19RescheduleMessageResponse\x12\x1f\n" +
+	"\vschedule_id\x18\x01 \x01(\tR\n" +
+	"scheduleId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12=\n" +
+	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xe3\x02\n" +
 	"\x16ReceiveMessagesRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
 	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
@@ -2445,9 +2850,11 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\fSeekPosition\x12\x1d\n" +
 	"\x19SEEK_POSITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SEEK_POSITION_EARLIEST\x10\x01\x12\x18\n" +
-	"\x14SEEK_POSITION_LATEST\x10\x022\x97\x01\n" +
+	"\x14SEEK_POSITION_LATEST\x10\x022\xfb\x03\n" +
 	"\x0fProducerService\x12\x83\x01\n" +
-	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send2\xf7\a\n" +
+	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send\x12\xaf\x01\n" +
+	"\x17CancelScheduledMessages\x12&.dms.v1.CancelScheduledMessagesRequest\x1a'.dms.v1.CancelScheduledMessagesResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{queue=projects/*/queues/*}/scheduledMessages:cancel\x12\xaf\x01\n" +
+	"\x11RescheduleMessage\x12 .dms.v1.RescheduleMessageRequest\x1a!.dms.v1.RescheduleMessageResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/v1/{queue=projects/*/queues/*}/scheduledMessages/{schedule_id}:reschedule2\xf7\a\n" +
 	"\x0fConsumerService\x12\x98\x01\n" +
 	"\x0fReceiveMessages\x12\x1e.dms.v1.ReceiveMessagesRequest\x1a\x1f.dms.v1.ReceiveMessagesResponse\"D\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{group=projects/*/queues/*/groups/*}/messages:receive\x12\x88\x01\n" +
 	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ack\x12D\n" +
@@ -2470,105 +2877,121 @@ func file_dms_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_dms_v1_message_proto_goTypes = []any{
-	(TagMatch)(0),                      // 0: dms.v1.TagMatch
-	(BroadcastStart)(0),                // 1: dms.v1.BroadcastStart
-	(AckStatus)(0),                     // 2: dms.v1.AckStatus
-	(SeekPosition)(0),                  // 3: dms.v1.SeekPosition
-	(*AttributeValue)(nil),             // 4: dms.v1.AttributeValue
-	(*Message)(nil),                    // 5: dms.v1.Message
-	(*SendMessagesRequest)(nil),        // 6: dms.v1.SendMessagesRequest
-	(*SendResult)(nil),                 // 7: dms.v1.SendResult
-	(*SendMessagesResponse)(nil),       // 8: dms.v1.SendMessagesResponse
-	(*ReceiveMessagesRequest)(nil),     // 9: dms.v1.ReceiveMessagesRequest
-	(*TagFilter)(nil),                  // 10: dms.v1.TagFilter
-	(*BroadcastOptions)(nil),           // 11: dms.v1.BroadcastOptions
-	(*DeadLetterInfo)(nil),             // 12: dms.v1.DeadLetterInfo
-	(*ReceivedMessage)(nil),            // 13: dms.v1.ReceivedMessage
-	(*ReceiveMessagesResponse)(nil),    // 14: dms.v1.ReceiveMessagesResponse
-	(*Ack)(nil),                        // 15: dms.v1.Ack
-	(*AckMessagesRequest)(nil),         // 16: dms.v1.AckMessagesRequest
-	(*AckResult)(nil),                  // 17: dms.v1.AckResult
-	(*AckMessagesResponse)(nil),        // 18: dms.v1.AckMessagesResponse
-	(*SubscribeRequest)(nil),           // 19: dms.v1.SubscribeRequest
-	(*SubscribeStart)(nil),             // 20: dms.v1.SubscribeStart
-	(*OffsetRange)(nil),                // 21: dms.v1.OffsetRange
-	(*SubscribeResponse)(nil),          // 22: dms.v1.SubscribeResponse
-	(*ReceiveDeadLettersRequest)(nil),  // 23: dms.v1.ReceiveDeadLettersRequest
-	(*ReceiveDeadLettersResponse)(nil), // 24: dms.v1.ReceiveDeadLettersResponse
-	(*AckDeadLettersRequest)(nil),      // 25: dms.v1.AckDeadLettersRequest
-	(*AckDeadLettersResponse)(nil),     // 26: dms.v1.AckDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 27: dms.v1.RedriveDeadLettersRequest
-	(*RedriveResult)(nil),              // 28: dms.v1.RedriveResult
-	(*RedriveDeadLettersResponse)(nil), // 29: dms.v1.RedriveDeadLettersResponse
-	(*PartitionOffset)(nil),            // 30: dms.v1.PartitionOffset
-	(*PartitionOffsets)(nil),           // 31: dms.v1.PartitionOffsets
-	(*SeekConsumerGroupRequest)(nil),   // 32: dms.v1.SeekConsumerGroupRequest
-	(*SeekConsumerGroupResponse)(nil),  // 33: dms.v1.SeekConsumerGroupResponse
-	nil,                                // 34: dms.v1.Message.AttributesEntry
-	(*durationpb.Duration)(nil),        // 35: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
+	(TagMatch)(0),                           // 0: dms.v1.TagMatch
+	(BroadcastStart)(0),                     // 1: dms.v1.BroadcastStart
+	(AckStatus)(0),                          // 2: dms.v1.AckStatus
+	(SeekPosition)(0),                       // 3: dms.v1.SeekPosition
+	(*AttributeValue)(nil),                  // 4: dms.v1.AttributeValue
+	(*Message)(nil),                         // 5: dms.v1.Message
+	(*SendMessagesRequest)(nil),             // 6: dms.v1.SendMessagesRequest
+	(*SendResult)(nil),                      // 7: dms.v1.SendResult
+	(*SendMessagesResponse)(nil),            // 8: dms.v1.SendMessagesResponse
+	(*CancelScheduledMessagesRequest)(nil),  // 9: dms.v1.CancelScheduledMessagesRequest
+	(*CancelResult)(nil),                    // 10: dms.v1.CancelResult
+	(*CancelScheduledMessagesResponse)(nil), // 11: dms.v1.CancelScheduledMessagesResponse
+	(*RescheduleMessageRequest)(nil),        // 12: dms.v1.RescheduleMessageRequest
+	(*RescheduleMessageResponse)(nil),       // 13: dms.v1.RescheduleMessageResponse
+	(*ReceiveMessagesRequest)(nil),          // 14: dms.v1.ReceiveMessagesRequest
+	(*TagFilter)(nil),                       // 15: dms.v1.TagFilter
+	(*BroadcastOptions)(nil),                // 16: dms.v1.BroadcastOptions
+	(*DeadLetterInfo)(nil),                  // 17: dms.v1.DeadLetterInfo
+	(*ReceivedMessage)(nil),                 // 18: dms.v1.ReceivedMessage
+	(*ReceiveMessagesResponse)(nil),         // 19: dms.v1.ReceiveMessagesResponse
+	(*Ack)(nil),                             // 20: dms.v1.Ack
+	(*AckMessagesRequest)(nil),              // 21: dms.v1.AckMessagesRequest
+	(*AckResult)(nil),                       // 22: dms.v1.AckResult
+	(*AckMessagesResponse)(nil),             // 23: dms.v1.AckMessagesResponse
+	(*SubscribeRequest)(nil),                // 24: dms.v1.SubscribeRequest
+	(*SubscribeStart)(nil),                  // 25: dms.v1.SubscribeStart
+	(*OffsetRange)(nil),                     // 26: dms.v1.OffsetRange
+	(*SubscribeResponse)(nil),               // 27: dms.v1.SubscribeResponse
+	(*ReceiveDeadLettersRequest)(nil),       // 28: dms.v1.ReceiveDeadLettersRequest
+	(*ReceiveDeadLettersResponse)(nil),      // 29: dms.v1.ReceiveDeadLettersResponse
+	(*AckDeadLettersRequest)(nil),           // 30: dms.v1.AckDeadLettersRequest
+	(*AckDeadLettersResponse)(nil),          // 31: dms.v1.AckDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),       // 32: dms.v1.RedriveDeadLettersRequest
+	(*RedriveResult)(nil),                   // 33: dms.v1.RedriveResult
+	(*RedriveDeadLettersResponse)(nil),      // 34: dms.v1.RedriveDeadLettersResponse
+	(*PartitionOffset)(nil),                 // 35: dms.v1.PartitionOffset
+	(*PartitionOffsets)(nil),                // 36: dms.v1.PartitionOffsets
+	(*SeekConsumerGroupRequest)(nil),        // 37: dms.v1.SeekConsumerGroupRequest
+	(*SeekConsumerGroupResponse)(nil),       // 38: dms.v1.SeekConsumerGroupResponse
+	nil,                                     // 39: dms.v1.Message.AttributesEntry
+	(*durationpb.Duration)(nil),             // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),           // 41: google.protobuf.Timestamp
 }
 var file_dms_v1_message_proto_depIdxs = []int32{
-	34, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
-	5,  // 1: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
-	7,  // 2: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
-	35, // 3: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
-	35, // 4: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	10, // 5: dms.v1.ReceiveMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
-	11, // 6: dms.v1.ReceiveMessagesRequest.broadcast:type_name -> dms.v1.BroadcastOptions
-	0,  // 7: dms.v1.TagFilter.match:type_name -> dms.v1.TagMatch
-	1,  // 8: dms.v1.BroadcastOptions.start:type_name -> dms.v1.BroadcastStart
-	36, // 9: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
-	5,  // 10: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
-	36, // 11: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
-	12, // 12: dms.v1.ReceivedMessage.dead_letter:type_name -> dms.v1.DeadLetterInfo
-	13, // 13: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
-	2,  // 14: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
-	15, // 15: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
-	17, // 16: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
-	20, // 17: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
-	15, // 18: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
-	21, // 19: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
-	35, // 20: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
-	10, // 21: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
-	13, // 22: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
-	17, // 23: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
-	35, // 24: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
-	35, // 25: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	13, // 26: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
-	15, // 27: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
-	17, // 28: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
-	10, // 29: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
-	28, // 30: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
-	30, // 31: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
-	36, // 32: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
-	31, // 33: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
-	3,  // 34: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
-	30, // 35: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
-	4,  // 36: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
-	6,  // 37: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
-	9,  // 38: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
-	16, // 39: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
-	19, // 40: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
-	23, // 41: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
-	25, // 42: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
-	27, // 43: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
-	32, // 44: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
-	8,  // 45: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
-	14, // 46: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
-	18, // 47: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
-	22, // 48: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
-	24, // 49: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
-	26, // 50: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
-	29, // 51: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
-	33, // 52: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
-	45, // [45:53] is the sub-list for method output_type
-	37, // [37:45] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	39, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
+	40, // 1: dms.v1.Message.delay:type_name -> google.protobuf.Duration
+	41, // 2: dms.v1.Message.deliver_time:type_name -> google.protobuf.Timestamp
+	5,  // 3: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
+	41, // 4: dms.v1.SendResult.deliver_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
+	10, // 6: dms.v1.CancelScheduledMessagesResponse.results:type_name -> dms.v1.CancelResult
+	40, // 7: dms.v1.RescheduleMessageRequest.delay:type_name -> google.protobuf.Duration
+	41, // 8: dms.v1.RescheduleMessageRequest.deliver_time:type_name -> google.protobuf.Timestamp
+	41, // 9: dms.v1.RescheduleMessageResponse.deliver_time:type_name -> google.protobuf.Timestamp
+	40, // 10: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
+	40, // 11: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	15, // 12: dms.v1.ReceiveMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
+	16, // 13: dms.v1.ReceiveMessagesRequest.broadcast:type_name -> dms.v1.BroadcastOptions
+	0,  // 14: dms.v1.TagFilter.match:type_name -> dms.v1.TagMatch
+	1,  // 15: dms.v1.BroadcastOptions.start:type_name -> dms.v1.BroadcastStart
+	41, // 16: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
+	5,  // 17: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
+	41, // 18: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
+	17, // 19: dms.v1.ReceivedMessage.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	18, // 20: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
+	2,  // 21: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
+	20, // 22: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
+	22, // 23: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
+	25, // 24: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
+	20, // 25: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
+	26, // 26: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
+	40, // 27: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
+	15, // 28: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
+	18, // 29: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
+	22, // 30: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
+	40, // 31: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
+	40, // 32: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	18, // 33: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
+	20, // 34: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
+	22, // 35: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
+	15, // 36: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
+	33, // 37: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
+	35, // 38: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
+	41, // 39: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
+	36, // 40: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
+	3,  // 41: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
+	35, // 42: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
+	4,  // 43: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
+	6,  // 44: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
+	9,  // 45: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
+	12, // 46: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
+	14, // 47: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
+	21, // 48: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
+	24, // 49: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
+	28, // 50: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
+	30, // 51: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
+	32, // 52: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
+	37, // 53: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
+	8,  // 54: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
+	11, // 55: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
+	13, // 56: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
+	19, // 57: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
+	23, // 58: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
+	27, // 59: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
+	29, // 60: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
+	31, // 61: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
+	34, // 62: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
+	38, // 63: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
+	54, // [54:64] is the sub-list for method output_type
+	44, // [44:54] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_message_proto_init() }
@@ -2582,7 +3005,7 @@ func file_dms_v1_message_proto_init() {
 		(*AttributeValue_DoubleValue)(nil),
 		(*AttributeValue_BoolValue)(nil),
 	}
-	file_dms_v1_message_proto_msgTypes[28].OneofWrappers = []any{
+	file_dms_v1_message_proto_msgTypes[33].OneofWrappers = []any{
 		(*SeekConsumerGroupRequest_Time)(nil),
 		(*SeekConsumerGroupRequest_Offsets)(nil),
 		(*SeekConsumerGroupRequest_Position)(nil),
@@ -2593,7 +3016,7 @@ func file_dms_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_message_proto_rawDesc), len(file_dms_v1_message_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

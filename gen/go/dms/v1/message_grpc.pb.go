@@ -19,7 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProducerService_SendMessages_FullMethodName = "/dms.v1.ProducerService/SendMessages"
+	ProducerService_SendMessages_FullMethodName            = "/dms.v1.ProducerService/SendMessages"
+	ProducerService_CancelScheduledMessages_FullMethodName = "/dms.v1.ProducerService/CancelScheduledMessages"
+	ProducerService_RescheduleMessage_FullMethodName       = "/dms.v1.ProducerService/RescheduleMessage"
 )
 
 // ProducerServiceClient is the client API for ProducerService service.
@@ -34,6 +36,15 @@ type ProducerServiceClient interface {
 	// is durable according to the queue's mode (flushed to disk for all modes
 	// but KAFKA_HT).
 	SendMessages(ctx context.Context, in *SendMessagesRequest, opts ...grpc.CallOption) (*SendMessagesResponse, error)
+	// CancelScheduledMessages cancels scheduled messages (sent with a delay or
+	// a deliver time) before they are released: a cancelled message is never
+	// delivered. One result per schedule id, in request order; a message that
+	// was already released cannot be cancelled (SCHEDULE_ALREADY_RELEASED).
+	CancelScheduledMessages(ctx context.Context, in *CancelScheduledMessagesRequest, opts ...grpc.CallOption) (*CancelScheduledMessagesResponse, error)
+	// RescheduleMessage moves a scheduled message to another time, earlier or
+	// later, before it is released. The message keeps its message id and gets
+	// a new schedule id; the old one is no longer valid.
+	RescheduleMessage(ctx context.Context, in *RescheduleMessageRequest, opts ...grpc.CallOption) (*RescheduleMessageResponse, error)
 }
 
 type producerServiceClient struct {
@@ -54,6 +65,26 @@ func (c *producerServiceClient) SendMessages(ctx context.Context, in *SendMessag
 	return out, nil
 }
 
+func (c *producerServiceClient) CancelScheduledMessages(ctx context.Context, in *CancelScheduledMessagesRequest, opts ...grpc.CallOption) (*CancelScheduledMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelScheduledMessagesResponse)
+	err := c.cc.Invoke(ctx, ProducerService_CancelScheduledMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *producerServiceClient) RescheduleMessage(ctx context.Context, in *RescheduleMessageRequest, opts ...grpc.CallOption) (*RescheduleMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RescheduleMessageResponse)
+	err := c.cc.Invoke(ctx, ProducerService_RescheduleMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProducerServiceServer is the server API for ProducerService service.
 // All implementations must embed UnimplementedProducerServiceServer
 // for forward compatibility.
@@ -66,6 +97,15 @@ type ProducerServiceServer interface {
 	// is durable according to the queue's mode (flushed to disk for all modes
 	// but KAFKA_HT).
 	SendMessages(context.Context, *SendMessagesRequest) (*SendMessagesResponse, error)
+	// CancelScheduledMessages cancels scheduled messages (sent with a delay or
+	// a deliver time) before they are released: a cancelled message is never
+	// delivered. One result per schedule id, in request order; a message that
+	// was already released cannot be cancelled (SCHEDULE_ALREADY_RELEASED).
+	CancelScheduledMessages(context.Context, *CancelScheduledMessagesRequest) (*CancelScheduledMessagesResponse, error)
+	// RescheduleMessage moves a scheduled message to another time, earlier or
+	// later, before it is released. The message keeps its message id and gets
+	// a new schedule id; the old one is no longer valid.
+	RescheduleMessage(context.Context, *RescheduleMessageRequest) (*RescheduleMessageResponse, error)
 	mustEmbedUnimplementedProducerServiceServer()
 }
 
@@ -78,6 +118,12 @@ type UnimplementedProducerServiceServer struct{}
 
 func (UnimplementedProducerServiceServer) SendMessages(context.Context, *SendMessagesRequest) (*SendMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendMessages not implemented")
+}
+func (UnimplementedProducerServiceServer) CancelScheduledMessages(context.Context, *CancelScheduledMessagesRequest) (*CancelScheduledMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelScheduledMessages not implemented")
+}
+func (UnimplementedProducerServiceServer) RescheduleMessage(context.Context, *RescheduleMessageRequest) (*RescheduleMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RescheduleMessage not implemented")
 }
 func (UnimplementedProducerServiceServer) mustEmbedUnimplementedProducerServiceServer() {}
 func (UnimplementedProducerServiceServer) testEmbeddedByValue()                         {}
@@ -118,6 +164,42 @@ func _ProducerService_SendMessages_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProducerService_CancelScheduledMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelScheduledMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProducerServiceServer).CancelScheduledMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProducerService_CancelScheduledMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProducerServiceServer).CancelScheduledMessages(ctx, req.(*CancelScheduledMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProducerService_RescheduleMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RescheduleMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProducerServiceServer).RescheduleMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProducerService_RescheduleMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProducerServiceServer).RescheduleMessage(ctx, req.(*RescheduleMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProducerService_ServiceDesc is the grpc.ServiceDesc for ProducerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +210,14 @@ var ProducerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendMessages",
 			Handler:    _ProducerService_SendMessages_Handler,
+		},
+		{
+			MethodName: "CancelScheduledMessages",
+			Handler:    _ProducerService_CancelScheduledMessages_Handler,
+		},
+		{
+			MethodName: "RescheduleMessage",
+			Handler:    _ProducerService_RescheduleMessage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -128,8 +128,13 @@ type Queue struct {
 	GroupCount int32 `protobuf:"varint,12,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
 	// Largest accepted message (body plus attributes) in bytes.
 	MaxMessageBytes int32 `protobuf:"varint,13,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Number of scheduled messages (sent with a delay or a deliver time) not
+	// released yet; they are not counted in message_count until released.
+	ScheduledMessageCount int64 `protobuf:"varint,14,opt,name=scheduled_message_count,json=scheduledMessageCount,proto3" json:"scheduled_message_count,omitempty"`
+	// When the next scheduled message is due; unset when none is pending.
+	NextScheduledTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_scheduled_time,json=nextScheduledTime,proto3" json:"next_scheduled_time,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Queue) Reset() {
@@ -251,6 +256,20 @@ func (x *Queue) GetMaxMessageBytes() int32 {
 		return x.MaxMessageBytes
 	}
 	return 0
+}
+
+func (x *Queue) GetScheduledMessageCount() int64 {
+	if x != nil {
+		return x.ScheduledMessageCount
+	}
+	return 0
+}
+
+func (x *Queue) GetNextScheduledTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextScheduledTime
+	}
+	return nil
 }
 
 // ConsumerGroup is a named set of consumers that together consume every
@@ -1225,7 +1244,7 @@ var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x04\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x05\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -1242,7 +1261,9 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\rmessage_count\x18\v \x01(\x03B\x03\xe0A\x03R\fmessageCount\x12$\n" +
 	"\vgroup_count\x18\f \x01(\x05B\x03\xe0A\x03R\n" +
 	"groupCount\x12/\n" +
-	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\"\x95\x02\n" +
+	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\x12;\n" +
+	"\x17scheduled_message_count\x18\x0e \x01(\x03B\x03\xe0A\x03R\x15scheduledMessageCount\x12O\n" +
+	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\"\x95\x02\n" +
 	"\rConsumerGroup\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -1359,39 +1380,40 @@ var file_dms_v1_queue_proto_depIdxs = []int32{
 	0,  // 0: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
 	20, // 1: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
 	21, // 2: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	21, // 3: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 4: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	22, // 5: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
-	20, // 6: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
-	1,  // 7: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
-	1,  // 8: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 9: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 10: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	2,  // 11: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 12: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 13: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 14: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	4,  // 15: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	6,  // 16: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	8,  // 17: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	10, // 18: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	12, // 19: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	14, // 20: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	16, // 21: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	18, // 22: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	5,  // 23: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	7,  // 24: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	9,  // 25: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	11, // 26: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	13, // 27: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	15, // 28: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	17, // 29: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	19, // 30: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	21, // 3: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
+	21, // 4: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 5: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
+	22, // 6: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	20, // 7: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	1,  // 8: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
+	1,  // 9: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
+	1,  // 10: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
+	1,  // 11: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
+	2,  // 12: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 13: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 14: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 15: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	4,  // 16: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	6,  // 17: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	8,  // 18: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	10, // 19: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	12, // 20: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	14, // 21: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	16, // 22: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	18, // 23: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	5,  // 24: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	7,  // 25: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	9,  // 26: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	11, // 27: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	13, // 28: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	15, // 29: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	17, // 30: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	19, // 31: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }

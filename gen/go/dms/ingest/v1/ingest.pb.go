@@ -28,7 +28,11 @@ type PublishRequest struct {
 	// The queue id.
 	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	// The messages.
-	Messages      []*v1.Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*v1.Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Optional: the message ids to store the messages under, one per message,
+	// instead of new ones. The scheduler sets them when it releases scheduled
+	// messages, so that they keep the id their producer was given.
+	MessageIds    []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -73,6 +77,13 @@ func (x *PublishRequest) GetQueueId() string {
 func (x *PublishRequest) GetMessages() []*v1.Message {
 	if x != nil {
 		return x.Messages
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
 	}
 	return nil
 }
@@ -127,10 +138,12 @@ var File_dms_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_dms_ingest_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1adms/ingest/v1/ingest.proto\x12\rdms.ingest.v1\x1a\x14dms/v1/message.proto\"X\n" +
+	"\x1adms/ingest/v1/ingest.proto\x12\rdms.ingest.v1\x1a\x14dms/v1/message.proto\"y\n" +
 	"\x0ePublishRequest\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12+\n" +
-	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageR\bmessages\"?\n" +
+	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageR\bmessages\x12\x1f\n" +
+	"\vmessage_ids\x18\x03 \x03(\tR\n" +
+	"messageIds\"?\n" +
 	"\x0fPublishResponse\x12,\n" +
 	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults2Y\n" +
 	"\rIngestService\x12H\n" +

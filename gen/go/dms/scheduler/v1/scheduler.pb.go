@@ -7,6 +7,7 @@
 package schedulerv1
 
 import (
+	v1 "github.com/opendms/dms/gen/go/dms/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -66,9 +67,17 @@ type ShardStatus struct {
 	// Whether this process is the shard's elected owner.
 	Owner bool `protobuf:"varint,2,opt,name=owner,proto3" json:"owner,omitempty"`
 	// The etcd election key the owner holds.
-	ElectionKey   string `protobuf:"bytes,3,opt,name=election_key,json=electionKey,proto3" json:"election_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ElectionKey string `protobuf:"bytes,3,opt,name=election_key,json=electionKey,proto3" json:"election_key,omitempty"`
+	// Pending scheduled messages of the shard; owner only.
+	Pending int64 `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Pending messages whose due time falls in the in-memory window (the
+	// current and the next hour); owner only.
+	Indexed int64 `protobuf:"varint,5,opt,name=indexed,proto3" json:"indexed,omitempty"`
+	// Messages released again after a restart because the previous owner
+	// may have released them without recording it (possible duplicates).
+	RedeliveredAfterRestart int64 `protobuf:"varint,6,opt,name=redelivered_after_restart,json=redeliveredAfterRestart,proto3" json:"redelivered_after_restart,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ShardStatus) Reset() {
@@ -122,6 +131,27 @@ func (x *ShardStatus) GetElectionKey() string {
 	return ""
 }
 
+func (x *ShardStatus) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *ShardStatus) GetIndexed() int64 {
+	if x != nil {
+		return x.Indexed
+	}
+	return 0
+}
+
+func (x *ShardStatus) GetRedeliveredAfterRestart() int64 {
+	if x != nil {
+		return x.RedeliveredAfterRestart
+	}
+	return 0
+}
+
 // GetStatusResponse is the response of SchedulerService.GetStatus.
 type GetStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -168,20 +198,674 @@ func (x *GetStatusResponse) GetShards() []*ShardStatus {
 	return nil
 }
 
+// ScheduleEntry is one message to release at a time.
+type ScheduleEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message id its producer was given; the message keeps it.
+	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The message, without delay and deliver_time.
+	Message *v1.Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// When to release it, in Unix milliseconds.
+	DueMs         int64 `protobuf:"varint,3,opt,name=due_ms,json=dueMs,proto3" json:"due_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleEntry) Reset() {
+	*x = ScheduleEntry{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleEntry) ProtoMessage() {}
+
+func (x *ScheduleEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleEntry.ProtoReflect.Descriptor instead.
+func (*ScheduleEntry) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScheduleEntry) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *ScheduleEntry) GetMessage() *v1.Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ScheduleEntry) GetDueMs() int64 {
+	if x != nil {
+		return x.DueMs
+	}
+	return 0
+}
+
+// ScheduleRequest is the request of SchedulerService.Schedule.
+type ScheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue id.
+	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// The messages.
+	Entries       []*ScheduleEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleRequest) Reset() {
+	*x = ScheduleRequest{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRequest) ProtoMessage() {}
+
+func (x *ScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ScheduleRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *ScheduleRequest) GetEntries() []*ScheduleEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// ScheduleResponse is the response of SchedulerService.Schedule.
+type ScheduleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One schedule id per entry, in request order.
+	ScheduleIds   []string `protobuf:"bytes,1,rep,name=schedule_ids,json=scheduleIds,proto3" json:"schedule_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleResponse) Reset() {
+	*x = ScheduleResponse{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleResponse) ProtoMessage() {}
+
+func (x *ScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ScheduleResponse) GetScheduleIds() []string {
+	if x != nil {
+		return x.ScheduleIds
+	}
+	return nil
+}
+
+// CancelRequest is the request of SchedulerService.Cancel.
+type CancelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue id.
+	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// The schedule ids.
+	ScheduleIds   []string `protobuf:"bytes,2,rep,name=schedule_ids,json=scheduleIds,proto3" json:"schedule_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRequest) Reset() {
+	*x = CancelRequest{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRequest) ProtoMessage() {}
+
+func (x *CancelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
+func (*CancelRequest) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetScheduleIds() []string {
+	if x != nil {
+		return x.ScheduleIds
+	}
+	return nil
+}
+
+// CancelResponse is the response of SchedulerService.Cancel.
+type CancelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per schedule id, in request order.
+	Results       []*v1.CancelResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelResponse) Reset() {
+	*x = CancelResponse{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelResponse) ProtoMessage() {}
+
+func (x *CancelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
+func (*CancelResponse) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelResponse) GetResults() []*v1.CancelResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RescheduleRequest is the request of SchedulerService.Reschedule.
+type RescheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue id.
+	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// The message's current schedule id.
+	ScheduleId string `protobuf:"bytes,2,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// The new due time, in Unix milliseconds.
+	DueMs         int64 `protobuf:"varint,3,opt,name=due_ms,json=dueMs,proto3" json:"due_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RescheduleRequest) Reset() {
+	*x = RescheduleRequest{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RescheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RescheduleRequest) ProtoMessage() {}
+
+func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RescheduleRequest.ProtoReflect.Descriptor instead.
+func (*RescheduleRequest) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RescheduleRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *RescheduleRequest) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *RescheduleRequest) GetDueMs() int64 {
+	if x != nil {
+		return x.DueMs
+	}
+	return 0
+}
+
+// RescheduleResponse is the response of SchedulerService.Reschedule.
+type RescheduleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new schedule id.
+	ScheduleId string `protobuf:"bytes,1,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// The message id, unchanged.
+	MessageId     string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RescheduleResponse) Reset() {
+	*x = RescheduleResponse{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RescheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RescheduleResponse) ProtoMessage() {}
+
+func (x *RescheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RescheduleResponse.ProtoReflect.Descriptor instead.
+func (*RescheduleResponse) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RescheduleResponse) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *RescheduleResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+// GetQueueSchedulesRequest is the request of SchedulerService.GetQueueSchedules.
+type GetQueueSchedulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue ids.
+	QueueIds      []string `protobuf:"bytes,1,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueSchedulesRequest) Reset() {
+	*x = GetQueueSchedulesRequest{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueSchedulesRequest) ProtoMessage() {}
+
+func (x *GetQueueSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*GetQueueSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetQueueSchedulesRequest) GetQueueIds() []string {
+	if x != nil {
+		return x.QueueIds
+	}
+	return nil
+}
+
+// QueueSchedules sums up the scheduled messages of one queue.
+type QueueSchedules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue id.
+	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// Scheduled messages not released yet.
+	PendingCount int64 `protobuf:"varint,2,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	// When the next pending message is due, in Unix milliseconds; 0 when
+	// none is pending.
+	NextDueMs     int64 `protobuf:"varint,3,opt,name=next_due_ms,json=nextDueMs,proto3" json:"next_due_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueSchedules) Reset() {
+	*x = QueueSchedules{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueSchedules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueSchedules) ProtoMessage() {}
+
+func (x *QueueSchedules) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueSchedules.ProtoReflect.Descriptor instead.
+func (*QueueSchedules) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *QueueSchedules) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *QueueSchedules) GetPendingCount() int64 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *QueueSchedules) GetNextDueMs() int64 {
+	if x != nil {
+		return x.NextDueMs
+	}
+	return 0
+}
+
+// GetQueueSchedulesResponse is the response of SchedulerService.GetQueueSchedules.
+type GetQueueSchedulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per requested queue, in request order.
+	Queues        []*QueueSchedules `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueSchedulesResponse) Reset() {
+	*x = GetQueueSchedulesResponse{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueSchedulesResponse) ProtoMessage() {}
+
+func (x *GetQueueSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*GetQueueSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetQueueSchedulesResponse) GetQueues() []*QueueSchedules {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+// TimerMarker is the payload of a bucket record that settles scheduled
+// messages of the bucket, named by their offsets in it.
+type TimerMarker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Messages about to be published to their queue. Those not also released
+	// by a later marker may have been published when the owner stopped, so a
+	// new owner releases them again and counts them as possible duplicates.
+	ReleasingOffsets []int64 `protobuf:"varint,1,rep,packed,name=releasing_offsets,json=releasingOffsets,proto3" json:"releasing_offsets,omitempty"`
+	// Messages published to their queue.
+	ReleasedOffsets []int64 `protobuf:"varint,2,rep,packed,name=released_offsets,json=releasedOffsets,proto3" json:"released_offsets,omitempty"`
+	// Messages cancelled, or moved elsewhere by a reschedule.
+	CancelledOffsets []int64 `protobuf:"varint,3,rep,packed,name=cancelled_offsets,json=cancelledOffsets,proto3" json:"cancelled_offsets,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TimerMarker) Reset() {
+	*x = TimerMarker{}
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerMarker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerMarker) ProtoMessage() {}
+
+func (x *TimerMarker) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_scheduler_v1_scheduler_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerMarker.ProtoReflect.Descriptor instead.
+func (*TimerMarker) Descriptor() ([]byte, []int) {
+	return file_dms_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TimerMarker) GetReleasingOffsets() []int64 {
+	if x != nil {
+		return x.ReleasingOffsets
+	}
+	return nil
+}
+
+func (x *TimerMarker) GetReleasedOffsets() []int64 {
+	if x != nil {
+		return x.ReleasedOffsets
+	}
+	return nil
+}
+
+func (x *TimerMarker) GetCancelledOffsets() []int64 {
+	if x != nil {
+		return x.CancelledOffsets
+	}
+	return nil
+}
+
 var File_dms_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_dms_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	" dms/scheduler/v1/scheduler.proto\x12\x10dms.scheduler.v1\"\x12\n" +
-	"\x10GetStatusRequest\"\\\n" +
+	" dms/scheduler/v1/scheduler.proto\x12\x10dms.scheduler.v1\x1a\x14dms/v1/message.proto\"\x12\n" +
+	"\x10GetStatusRequest\"\xcc\x01\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\x05R\x05shard\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\bR\x05owner\x12!\n" +
-	"\felection_key\x18\x03 \x01(\tR\velectionKey\"J\n" +
+	"\felection_key\x18\x03 \x01(\tR\velectionKey\x12\x18\n" +
+	"\apending\x18\x04 \x01(\x03R\apending\x12\x18\n" +
+	"\aindexed\x18\x05 \x01(\x03R\aindexed\x12:\n" +
+	"\x19redelivered_after_restart\x18\x06 \x01(\x03R\x17redeliveredAfterRestart\"J\n" +
 	"\x11GetStatusResponse\x125\n" +
-	"\x06shards\x18\x01 \x03(\v2\x1d.dms.scheduler.v1.ShardStatusR\x06shards2h\n" +
+	"\x06shards\x18\x01 \x03(\v2\x1d.dms.scheduler.v1.ShardStatusR\x06shards\"p\n" +
+	"\rScheduleEntry\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12)\n" +
+	"\amessage\x18\x02 \x01(\v2\x0f.dms.v1.MessageR\amessage\x12\x15\n" +
+	"\x06due_ms\x18\x03 \x01(\x03R\x05dueMs\"g\n" +
+	"\x0fScheduleRequest\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x129\n" +
+	"\aentries\x18\x02 \x03(\v2\x1f.dms.scheduler.v1.ScheduleEntryR\aentries\"5\n" +
+	"\x10ScheduleResponse\x12!\n" +
+	"\fschedule_ids\x18\x01 \x03(\tR\vscheduleIds\"M\n" +
+	"\rCancelRequest\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12!\n" +
+	"\fschedule_ids\x18\x02 \x03(\tR\vscheduleIds\"@\n" +
+	"\x0eCancelResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.dms.v1.CancelResultR\aresults\"f\n" +
+	"\x11RescheduleRequest\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1f\n" +
+	"\vschedule_id\x18\x02 \x01(\tR\n" +
+	"scheduleId\x12\x15\n" +
+	"\x06due_ms\x18\x03 \x01(\x03R\x05dueMs\"T\n" +
+	"\x12RescheduleResponse\x12\x1f\n" +
+	"\vschedule_id\x18\x01 \x01(\tR\n" +
+	"scheduleId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\"7\n" +
+	"\x18GetQueueSchedulesRequest\x12\x1b\n" +
+	"\tqueue_ids\x18\x01 \x03(\tR\bqueueIds\"p\n" +
+	"\x0eQueueSchedules\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12#\n" +
+	"\rpending_count\x18\x02 \x01(\x03R\fpendingCount\x12\x1e\n" +
+	"\vnext_due_ms\x18\x03 \x01(\x03R\tnextDueMs\"U\n" +
+	"\x19GetQueueSchedulesResponse\x128\n" +
+	"\x06queues\x18\x01 \x03(\v2 .dms.scheduler.v1.QueueSchedulesR\x06queues\"\x92\x01\n" +
+	"\vTimerMarker\x12+\n" +
+	"\x11releasing_offsets\x18\x01 \x03(\x03R\x10releasingOffsets\x12)\n" +
+	"\x10released_offsets\x18\x02 \x03(\x03R\x0freleasedOffsets\x12+\n" +
+	"\x11cancelled_offsets\x18\x03 \x03(\x03R\x10cancelledOffsets2\xcf\x03\n" +
 	"\x10SchedulerService\x12T\n" +
-	"\tGetStatus\x12\".dms.scheduler.v1.GetStatusRequest\x1a#.dms.scheduler.v1.GetStatusResponseB<Z:github.com/opendms/dms/gen/go/dms/scheduler/v1;schedulerv1b\x06proto3"
+	"\tGetStatus\x12\".dms.scheduler.v1.GetStatusRequest\x1a#.dms.scheduler.v1.GetStatusResponse\x12Q\n" +
+	"\bSchedule\x12!.dms.scheduler.v1.ScheduleRequest\x1a\".dms.scheduler.v1.ScheduleResponse\x12K\n" +
+	"\x06Cancel\x12\x1f.dms.scheduler.v1.CancelRequest\x1a .dms.scheduler.v1.CancelResponse\x12W\n" +
+	"\n" +
+	"Reschedule\x12#.dms.scheduler.v1.RescheduleRequest\x1a$.dms.scheduler.v1.RescheduleResponse\x12l\n" +
+	"\x11GetQueueSchedules\x12*.dms.scheduler.v1.GetQueueSchedulesRequest\x1a+.dms.scheduler.v1.GetQueueSchedulesResponseB<Z:github.com/opendms/dms/gen/go/dms/scheduler/v1;schedulerv1b\x06proto3"
 
 var (
 	file_dms_scheduler_v1_scheduler_proto_rawDescOnce sync.Once
@@ -195,21 +879,46 @@ func file_dms_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_dms_scheduler_v1_scheduler_proto_rawDescData
 }
 
-var file_dms_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_dms_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_dms_scheduler_v1_scheduler_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),  // 0: dms.scheduler.v1.GetStatusRequest
-	(*ShardStatus)(nil),       // 1: dms.scheduler.v1.ShardStatus
-	(*GetStatusResponse)(nil), // 2: dms.scheduler.v1.GetStatusResponse
+	(*GetStatusRequest)(nil),          // 0: dms.scheduler.v1.GetStatusRequest
+	(*ShardStatus)(nil),               // 1: dms.scheduler.v1.ShardStatus
+	(*GetStatusResponse)(nil),         // 2: dms.scheduler.v1.GetStatusResponse
+	(*ScheduleEntry)(nil),             // 3: dms.scheduler.v1.ScheduleEntry
+	(*ScheduleRequest)(nil),           // 4: dms.scheduler.v1.ScheduleRequest
+	(*ScheduleResponse)(nil),          // 5: dms.scheduler.v1.ScheduleResponse
+	(*CancelRequest)(nil),             // 6: dms.scheduler.v1.CancelRequest
+	(*CancelResponse)(nil),            // 7: dms.scheduler.v1.CancelResponse
+	(*RescheduleRequest)(nil),         // 8: dms.scheduler.v1.RescheduleRequest
+	(*RescheduleResponse)(nil),        // 9: dms.scheduler.v1.RescheduleResponse
+	(*GetQueueSchedulesRequest)(nil),  // 10: dms.scheduler.v1.GetQueueSchedulesRequest
+	(*QueueSchedules)(nil),            // 11: dms.scheduler.v1.QueueSchedules
+	(*GetQueueSchedulesResponse)(nil), // 12: dms.scheduler.v1.GetQueueSchedulesResponse
+	(*TimerMarker)(nil),               // 13: dms.scheduler.v1.TimerMarker
+	(*v1.Message)(nil),                // 14: dms.v1.Message
+	(*v1.CancelResult)(nil),           // 15: dms.v1.CancelResult
 }
 var file_dms_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	1, // 0: dms.scheduler.v1.GetStatusResponse.shards:type_name -> dms.scheduler.v1.ShardStatus
-	0, // 1: dms.scheduler.v1.SchedulerService.GetStatus:input_type -> dms.scheduler.v1.GetStatusRequest
-	2, // 2: dms.scheduler.v1.SchedulerService.GetStatus:output_type -> dms.scheduler.v1.GetStatusResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	1,  // 0: dms.scheduler.v1.GetStatusResponse.shards:type_name -> dms.scheduler.v1.ShardStatus
+	14, // 1: dms.scheduler.v1.ScheduleEntry.message:type_name -> dms.v1.Message
+	3,  // 2: dms.scheduler.v1.ScheduleRequest.entries:type_name -> dms.scheduler.v1.ScheduleEntry
+	15, // 3: dms.scheduler.v1.CancelResponse.results:type_name -> dms.v1.CancelResult
+	11, // 4: dms.scheduler.v1.GetQueueSchedulesResponse.queues:type_name -> dms.scheduler.v1.QueueSchedules
+	0,  // 5: dms.scheduler.v1.SchedulerService.GetStatus:input_type -> dms.scheduler.v1.GetStatusRequest
+	4,  // 6: dms.scheduler.v1.SchedulerService.Schedule:input_type -> dms.scheduler.v1.ScheduleRequest
+	6,  // 7: dms.scheduler.v1.SchedulerService.Cancel:input_type -> dms.scheduler.v1.CancelRequest
+	8,  // 8: dms.scheduler.v1.SchedulerService.Reschedule:input_type -> dms.scheduler.v1.RescheduleRequest
+	10, // 9: dms.scheduler.v1.SchedulerService.GetQueueSchedules:input_type -> dms.scheduler.v1.GetQueueSchedulesRequest
+	2,  // 10: dms.scheduler.v1.SchedulerService.GetStatus:output_type -> dms.scheduler.v1.GetStatusResponse
+	5,  // 11: dms.scheduler.v1.SchedulerService.Schedule:output_type -> dms.scheduler.v1.ScheduleResponse
+	7,  // 12: dms.scheduler.v1.SchedulerService.Cancel:output_type -> dms.scheduler.v1.CancelResponse
+	9,  // 13: dms.scheduler.v1.SchedulerService.Reschedule:output_type -> dms.scheduler.v1.RescheduleResponse
+	12, // 14: dms.scheduler.v1.SchedulerService.GetQueueSchedules:output_type -> dms.scheduler.v1.GetQueueSchedulesResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_dms_scheduler_v1_scheduler_proto_init() }
@@ -223,7 +932,7 @@ func file_dms_scheduler_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_scheduler_v1_scheduler_proto_rawDesc), len(file_dms_scheduler_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

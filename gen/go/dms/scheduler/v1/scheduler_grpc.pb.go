@@ -19,7 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SchedulerService_GetStatus_FullMethodName = "/dms.scheduler.v1.SchedulerService/GetStatus"
+	SchedulerService_GetStatus_FullMethodName         = "/dms.scheduler.v1.SchedulerService/GetStatus"
+	SchedulerService_Schedule_FullMethodName          = "/dms.scheduler.v1.SchedulerService/Schedule"
+	SchedulerService_Cancel_FullMethodName            = "/dms.scheduler.v1.SchedulerService/Cancel"
+	SchedulerService_Reschedule_FullMethodName        = "/dms.scheduler.v1.SchedulerService/Reschedule"
+	SchedulerService_GetQueueSchedules_FullMethodName = "/dms.scheduler.v1.SchedulerService/GetQueueSchedules"
 )
 
 // SchedulerServiceClient is the client API for SchedulerService service.
@@ -28,10 +32,28 @@ const (
 //
 // SchedulerService is the scheduler role's internal API. The scheduler owns
 // everything that waits for a time; each shard of its timers has one active
-// owner, elected through etcd.
+// owner, elected through etcd. A queue's timers belong to the shard
+// hash(queue id) mod shards; calls about a queue whose shard this process
+// does not own fail with UNAVAILABLE.
+//
+// Scheduled messages are kept in timer buckets, storage logs
+// `t/{queue_id}/{hour}` of the messages due in one hour (hours since the
+// Unix epoch). A bucket holds the messages (storage.v1.Record with message,
+// message_id and timestamp_ms = due time) and TimerMarker records (in
+// payload) that settle them; replaying a bucket gives its pending messages.
 type SchedulerServiceClient interface {
 	// GetStatus reports which timer shards this process owns.
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
+	// Schedule stores messages of one queue to be released at their due
+	// times and returns once they are durable.
+	Schedule(ctx context.Context, in *ScheduleRequest, opts ...grpc.CallOption) (*ScheduleResponse, error)
+	// Cancel settles scheduled messages before they are released.
+	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
+	// Reschedule moves a scheduled message to another due time.
+	Reschedule(ctx context.Context, in *RescheduleRequest, opts ...grpc.CallOption) (*RescheduleResponse, error)
+	// GetQueueSchedules reports, per queue, how many scheduled messages are
+	// pending and when the next is due.
+	GetQueueSchedules(ctx context.Context, in *GetQueueSchedulesRequest, opts ...grpc.CallOption) (*GetQueueSchedulesResponse, error)
 }
 
 type schedulerServiceClient struct {
@@ -52,16 +74,74 @@ func (c *schedulerServiceClient) GetStatus(ctx context.Context, in *GetStatusReq
 	return out, nil
 }
 
+func (c *schedulerServiceClient) Schedule(ctx context.Context, in *ScheduleRequest, opts ...grpc.CallOption) (*ScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScheduleResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_Schedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_Cancel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) Reschedule(ctx context.Context, in *RescheduleRequest, opts ...grpc.CallOption) (*RescheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RescheduleResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_Reschedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) GetQueueSchedules(ctx context.Context, in *GetQueueSchedulesRequest, opts ...grpc.CallOption) (*GetQueueSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueueSchedulesResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_GetQueueSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServiceServer is the server API for SchedulerService service.
 // All implementations must embed UnimplementedSchedulerServiceServer
 // for forward compatibility.
 //
 // SchedulerService is the scheduler role's internal API. The scheduler owns
 // everything that waits for a time; each shard of its timers has one active
-// owner, elected through etcd.
+// owner, elected through etcd. A queue's timers belong to the shard
+// hash(queue id) mod shards; calls about a queue whose shard this process
+// does not own fail with UNAVAILABLE.
+//
+// Scheduled messages are kept in timer buckets, storage logs
+// `t/{queue_id}/{hour}` of the messages due in one hour (hours since the
+// Unix epoch). A bucket holds the messages (storage.v1.Record with message,
+// message_id and timestamp_ms = due time) and TimerMarker records (in
+// payload) that settle them; replaying a bucket gives its pending messages.
 type SchedulerServiceServer interface {
 	// GetStatus reports which timer shards this process owns.
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
+	// Schedule stores messages of one queue to be released at their due
+	// times and returns once they are durable.
+	Schedule(context.Context, *ScheduleRequest) (*ScheduleResponse, error)
+	// Cancel settles scheduled messages before they are released.
+	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
+	// Reschedule moves a scheduled message to another due time.
+	Reschedule(context.Context, *RescheduleRequest) (*RescheduleResponse, error)
+	// GetQueueSchedules reports, per queue, how many scheduled messages are
+	// pending and when the next is due.
+	GetQueueSchedules(context.Context, *GetQueueSchedulesRequest) (*GetQueueSchedulesResponse, error)
 	mustEmbedUnimplementedSchedulerServiceServer()
 }
 
@@ -74,6 +154,18 @@ type UnimplementedSchedulerServiceServer struct{}
 
 func (UnimplementedSchedulerServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedSchedulerServiceServer) Schedule(context.Context, *ScheduleRequest) (*ScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Schedule not implemented")
+}
+func (UnimplementedSchedulerServiceServer) Cancel(context.Context, *CancelRequest) (*CancelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Cancel not implemented")
+}
+func (UnimplementedSchedulerServiceServer) Reschedule(context.Context, *RescheduleRequest) (*RescheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reschedule not implemented")
+}
+func (UnimplementedSchedulerServiceServer) GetQueueSchedules(context.Context, *GetQueueSchedulesRequest) (*GetQueueSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueueSchedules not implemented")
 }
 func (UnimplementedSchedulerServiceServer) mustEmbedUnimplementedSchedulerServiceServer() {}
 func (UnimplementedSchedulerServiceServer) testEmbeddedByValue()                          {}
@@ -114,6 +206,78 @@ func _SchedulerService_GetStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SchedulerService_Schedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).Schedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_Schedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).Schedule(ctx, req.(*ScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_Cancel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).Cancel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_Cancel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).Cancel(ctx, req.(*CancelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_Reschedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RescheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).Reschedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_Reschedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).Reschedule(ctx, req.(*RescheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_GetQueueSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueueSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).GetQueueSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_GetQueueSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).GetQueueSchedules(ctx, req.(*GetQueueSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SchedulerService_ServiceDesc is the grpc.ServiceDesc for SchedulerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +288,22 @@ var SchedulerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _SchedulerService_GetStatus_Handler,
+		},
+		{
+			MethodName: "Schedule",
+			Handler:    _SchedulerService_Schedule_Handler,
+		},
+		{
+			MethodName: "Cancel",
+			Handler:    _SchedulerService_Cancel_Handler,
+		},
+		{
+			MethodName: "Reschedule",
+			Handler:    _SchedulerService_Reschedule_Handler,
+		},
+		{
+			MethodName: "GetQueueSchedules",
+			Handler:    _SchedulerService_GetQueueSchedules_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

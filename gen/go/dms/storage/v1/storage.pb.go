@@ -238,9 +238,15 @@ type Record struct {
 	// Opaque payload, for internal logs.
 	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// For dead-letter logs: where the message came from and why it failed.
-	DeadLetter    *v1.DeadLetterInfo `protobuf:"bytes,5,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeadLetter *v1.DeadLetterInfo `protobuf:"bytes,5,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	// On the first record of an append made with an idempotence key: the key
+	// and how many records the append stored, so that a log reopened after a
+	// crash still recognises a retry.
+	IdempotenceKey string `protobuf:"bytes,6,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
+	// The number of records of that append.
+	IdempotentCount int32 `protobuf:"varint,7,opt,name=idempotent_count,json=idempotentCount,proto3" json:"idempotent_count,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -308,15 +314,32 @@ func (x *Record) GetDeadLetter() *v1.DeadLetterInfo {
 	return nil
 }
 
+func (x *Record) GetIdempotenceKey() string {
+	if x != nil {
+		return x.IdempotenceKey
+	}
+	return ""
+}
+
+func (x *Record) GetIdempotentCount() int32 {
+	if x != nil {
+		return x.IdempotentCount
+	}
+	return 0
+}
+
 // AppendRequest is the request of StorageService.Append.
 type AppendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The log to append to.
 	Log string `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
 	// The records; their timestamps are kept as given.
-	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// Optional: when an earlier append to this log carried the same key and
+	// is still recent, nothing is stored and that append's results return.
+	IdempotenceKey string `protobuf:"bytes,3,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppendRequest) Reset() {
@@ -363,11 +386,22 @@ func (x *AppendRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *AppendRequest) GetIdempotenceKey() string {
+	if x != nil {
+		return x.IdempotenceKey
+	}
+	return ""
+}
+
 // AppendResponse is the response of StorageService.Append.
 type AppendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Offset of the first appended record.
-	FirstOffset   int64 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	FirstOffset int64 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	// Whether the append repeated an earlier one with the same key.
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// For a duplicate: the message ids the earlier append stored.
+	MessageIds    []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +441,20 @@ func (x *AppendResponse) GetFirstOffset() int64 {
 		return x.FirstOffset
 	}
 	return 0
+}
+
+func (x *AppendResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *AppendResponse) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
 }
 
 // ReadRequest is the request of StorageService.Read.
@@ -865,7 +913,7 @@ const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\x03log\x18\x01 \x01(\tR\x03log\x12!\n" +
 	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\",\n" +
 	"\x12FindOffsetResponse\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xc8\x01\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\x9c\x02\n" +
 	"\x06Record\x12!\n" +
 	"\ftimestamp_ms\x18\x01 \x01(\x03R\vtimestampMs\x12\x1d\n" +
 	"\n" +
@@ -873,12 +921,18 @@ const file_dms_storage_v1_storage_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\v2\x0f.dms.v1.MessageR\amessage\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x127\n" +
 	"\vdead_letter\x18\x05 \x01(\v2\x16.dms.v1.DeadLetterInfoR\n" +
-	"deadLetter\"S\n" +
+	"deadLetter\x12'\n" +
+	"\x0fidempotence_key\x18\x06 \x01(\tR\x0eidempotenceKey\x12)\n" +
+	"\x10idempotent_count\x18\a \x01(\x05R\x0fidempotentCount\"|\n" +
 	"\rAppendRequest\x12\x10\n" +
 	"\x03log\x18\x01 \x01(\tR\x03log\x120\n" +
-	"\arecords\x18\x02 \x03(\v2\x16.dms.storage.v1.RecordR\arecords\"3\n" +
+	"\arecords\x18\x02 \x03(\v2\x16.dms.storage.v1.RecordR\arecords\x12'\n" +
+	"\x0fidempotence_key\x18\x03 \x01(\tR\x0eidempotenceKey\"r\n" +
 	"\x0eAppendResponse\x12!\n" +
-	"\ffirst_offset\x18\x01 \x01(\x03R\vfirstOffset\"\x8a\x01\n" +
+	"\ffirst_offset\x18\x01 \x01(\x03R\vfirstOffset\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1f\n" +
+	"\vmessage_ids\x18\x03 \x03(\tR\n" +
+	"messageIds\"\x8a\x01\n" +
 	"\vReadRequest\x12\x10\n" +
 	"\x03log\x18\x01 \x01(\tR\x03log\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1b\n" +

@@ -36,8 +36,9 @@ const (
 // (`q/{queue_id}/{partition}`) or an internal log of another role: a
 // consumer group's delivery state (`d/{queue_id}/{group_id}`), its dead
 // letters (`x/{queue_id}/{group_id}`) and their delivery state
-// (`y/{queue_id}/{group_id}`), or the state of a broadcast consumer
-// (`b/{queue_id}/{group_id}/{consumer_id}`). Queue partitions exist while
+// (`y/{queue_id}/{group_id}`), the state of a broadcast consumer
+// (`b/{queue_id}/{group_id}/{consumer_id}`), or a scheduler's timer bucket of
+// a queue (`t/{queue_id}/{hour}`). Queue partitions exist while
 // their queue is in the catalog; internal logs are created by their first
 // append and deleted with their queue or group.
 type StorageServiceClient interface {
@@ -138,8 +139,9 @@ func (c *storageServiceClient) TrimLog(ctx context.Context, in *TrimLogRequest, 
 // (`q/{queue_id}/{partition}`) or an internal log of another role: a
 // consumer group's delivery state (`d/{queue_id}/{group_id}`), its dead
 // letters (`x/{queue_id}/{group_id}`) and their delivery state
-// (`y/{queue_id}/{group_id}`), or the state of a broadcast consumer
-// (`b/{queue_id}/{group_id}/{consumer_id}`). Queue partitions exist while
+// (`y/{queue_id}/{group_id}`), the state of a broadcast consumer
+// (`b/{queue_id}/{group_id}/{consumer_id}`), or a scheduler's timer bucket of
+// a queue (`t/{queue_id}/{hour}`). Queue partitions exist while
 // their queue is in the catalog; internal logs are created by their first
 // append and deleted with their queue or group.
 type StorageServiceServer interface {

@@ -1,0 +1,161 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	"github.com/opendms/dms/services/storage/partitionlog"
+)
+
+// dedupWindow is how many of a log's latest records an idempotence key is
+// remembered for: a retry must come while its first attempt is among them.
+const dedupWindow = 100_000
+
+// dedupIndex remembers the idempotence keys of a log's recent appends. It is
+// built from the log's tail the first time a keyed append reaches the log,
+// so it survives a crash: the key travels on each append's first record.
+type dedupIndex struct {
+	mu    sync.Mutex
+	byKey map[string]*keyedAppend
+	order []*keyedAppend // oldest first, for eviction
+}
+
+// keyedAppend is one append made with a key; done is closed once it is
+// stored (or failed, when first is -1).
+type keyedAppend struct {
+	key   string
+	first int64
+	count int
+	done  chan struct{}
+}
+
+// dedup returns the log's index, building it from the log's tail once.
+func (e *Engine) dedup(name string, l *partitionlog.Log) (*dedupIndex, error) {
+	e.mu.Lock()
+	ix := e.dedups[name]
+	if ix == nil {
+		ix = &dedupIndex{}
+		e.dedups[name] = ix
+	}
+	e.mu.Unlock()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.byKey != nil {
+		return ix, nil
+	}
+	byKey := map[string]*keyedAppend{}
+	var order []*keyedAppend
+	for from := max(l.StartOffset(), l.NextOffset()-dedupWindow); from < l.NextOffset(); {
+		entries, err := l.Read(from, 4<<20)
+		if err != nil {
+			return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", describeLog(name), err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for _, en := range entries {
+			rec := &storagev1.Record{}
+			if proto.Unmarshal(en.Data, rec) == nil && rec.GetIdempotenceKey() != "" {
+				a := &keyedAppend{key: rec.GetIdempotenceKey(), first: en.Offset, count: int(rec.GetIdempotentCount()), done: closed}
+				byKey[a.key] = a
+				order = append(order, a)
+			}
+		}
+		from = entries[len(entries)-1].Offset + 1
+	}
+	ix.byKey, ix.order = byKey, order
+	return ix, nil
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// claim returns the earlier append with key, or registers this one as
+// pending and returns nil.
+func (ix *dedupIndex) claim(key string, next int64) *keyedAppend {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for len(ix.order) > 0 && ix.order[0].first >= 0 && ix.order[0].first < next-dedupWindow {
+		delete(ix.byKey, ix.order[0].key)
+		ix.order = ix.order[1:]
+	}
+	if a := ix.byKey[key]; a != nil {
+		return a
+	}
+	a := &keyedAppend{key: key, first: -1, done: make(chan struct{})}
+	ix.byKey[key] = a
+	ix.order = append(ix.order, a)
+	return nil
+}
+
+// settle completes a pending append; a failed one is forgotten so that a
+// retry can store the batch.
+func (ix *dedupIndex) settle(a *keyedAppend, first int64, count int, err error) {
+	ix.mu.Lock()
+	if err != nil {
+		delete(ix.byKey, a.key)
+	} else {
+		a.first, a.count = first, count
+	}
+	ix.mu.Unlock()
+	close(a.done)
+}
+
+// appendIdempotent appends records unless an earlier append carried key.
+func (e *Engine) appendIdempotent(ctx context.Context, name string, l *partitionlog.Log, key string, records []*storagev1.Record) (*storagev1.AppendResponse, error) {
+	ix, err := e.dedup(name, l)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		earlier := ix.claim(key, l.NextOffset())
+		if earlier == nil {
+			break
+		}
+		select {
+		case <-earlier.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if earlier.first < 0 {
+			continue // the earlier attempt failed: this one may store the batch
+		}
+		return e.duplicateOf(name, l, earlier)
+	}
+	first := &storagev1.Record{}
+	proto.Merge(first, records[0])
+	first.IdempotenceKey, first.IdempotentCount = key, int32(len(records))
+	keyed := append([]*storagev1.Record{first}, records[1:]...)
+	offset, err := e.appendRecords(ctx, name, l, keyed)
+	ix.settle(ix.byKey[key], offset, len(records), err)
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.AppendResponse{FirstOffset: offset}, nil
+}
+
+// duplicateOf answers a retry with what the first attempt stored.
+func (e *Engine) duplicateOf(name string, l *partitionlog.Log, a *keyedAppend) (*storagev1.AppendResponse, error) {
+	resp := &storagev1.AppendResponse{FirstOffset: a.first, Duplicate: true}
+	for from := a.first; from < a.first+int64(a.count); {
+		entries, err := l.Read(from, 4<<20)
+		if err != nil || len(entries) == 0 {
+			return nil, fmt.Errorf("storage: reading back the first attempt of a retried append to %s: %w", describeLog(name), err)
+		}
+		for _, en := range entries {
+			if en.Offset >= a.first+int64(a.count) {
+				break
+			}
+			rec := &storagev1.Record{}
+			if err := proto.Unmarshal(en.Data, rec); err != nil {
+				return nil, fmt.Errorf("storage: %s offset %d: %w", describeLog(name), en.Offset, err)
+			}
+			resp.MessageIds = append(resp.MessageIds, rec.GetMessageId())
+			from = en.Offset + 1
+		}
+	}
+	return resp, nil
+}
