@@ -19,7 +19,9 @@
 // syncer briefly lingers before an fsync for the appends it expects back
 // (those in flight when it last completed a group), never longer than half
 // its last fsync took, so closed-loop appenders share one fsync instead of
-// alternating between two half-size groups. A record becomes visible to Read,
+// alternating between two half-size groups; meanwhile the writer holds back
+// what is queued, so that it reaches the file in one write rather than many
+// small ones while the disk idles. A record becomes visible to Read,
 // NextOffset and WaitFor only once it is fsynced (sync mode) or written
 // (async mode, where a background flusher fsyncs every FlushInterval). A
 // failed write or fsync (for example ENOSPC) fails every append of the group
@@ -114,7 +116,8 @@
 //
 // Lookups binary-search the index files with pread; nothing proportional to
 // the number of records is kept in memory (per segment the log keeps only a
-// few counters).
+// few counters and three open files), and the page cache that pread goes
+// through is not the process's resident memory.
 //
 // # Recovery
 //

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const lockFileName = "LOCK"
@@ -56,6 +57,8 @@ type Log struct {
 	failedChunks []*chunk   // chunks failed by syncErr, completed by the writer
 	draining     bool       // the writer waits for the syncer to go idle
 	lingerDone   bool       // the syncer's linger timer fired
+	lingerExpect int        // while the syncer lingers: appends it waits for
+	lingerUntil  time.Time  // while the syncer lingers: when it stops waiting
 	sstop        bool
 	syncerDone   chan struct{}
 

@@ -313,9 +313,20 @@ func openSealedSegment(dir string, base, nextBase int64, interval int64, kc keyC
 // checkFirstBatchKey fails if the first batch of a sealed segment is encrypted
 // with a key that is missing from the keyring or does not authenticate it: the
 // cheap check that catches a wrong or missing key at Open for data sealed in
-// older segments. Any other damage of that batch is left for readers to
-// report.
+// older segments. It reads only the batch header unless the batch is
+// encrypted with a key id not yet verified. Any other damage of that batch is
+// left for readers to report.
 func checkFirstBatchKey(s *segment, size int64, kc keyCheck) error {
+	var hdr [encHeaderSize]byte
+	n, _ := s.log.ReadAt(hdr[:], 0)
+	if n < batchHeaderSize || binary.BigEndian.Uint16(hdr[offFlags:])&flagEncrypted == 0 {
+		return nil
+	}
+	if n == encHeaderSize && kc.keys != nil && kc.verified[binary.BigEndian.Uint32(hdr[offKeyID:])] {
+		return nil
+	}
+	// Read and verify the whole batch: a missing key is reported only for a
+	// batch whose CRC proves that its header is intact.
 	sc := newScanner(s.log, s.logPath, 0, size, s.base, nil)
 	sc.readAhead = encHeaderSize
 	sc.keys, sc.verified = kc.keys, kc.verified

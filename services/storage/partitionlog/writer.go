@@ -134,8 +134,12 @@ func complete(r *appendReq, off int64, err error) {
 // itself.
 func (l *Log) runWriter() {
 	defer close(l.writerDone)
+	var timer *time.Timer
 	for range l.qsignal {
-		l.settleSyncer(false) // the syncer signals us when an fsync failed
+		timer = l.coalesce(timer)
+		// The syncer signals us when an fsync failed (coalesce may have
+		// taken that signal).
+		l.settleSyncer(false)
 		for {
 			l.qmu.Lock()
 			reqs, closed := l.queue, l.qclosed
@@ -154,6 +158,44 @@ func (l *Log) runWriter() {
 			l.qmu.Lock()
 			l.spare = reqs[:0]
 			l.qmu.Unlock()
+		}
+	}
+}
+
+// coalesce holds the writer back while the syncer lingers for appends that
+// are still being queued, so that they reach the file in one write rather
+// than one write each: the syncer waits for them anyway, and each write is a
+// system call made while the disk idles. The writer gives up once three
+// quarters of the time left to the syncer's linger have passed, so that what
+// it holds back is written before the syncer stops waiting.
+func (l *Log) coalesce(timer *time.Timer) *time.Timer {
+	if l.opts.Durability != DurabilitySync {
+		return timer
+	}
+	for {
+		l.smu.Lock()
+		need, until := l.lingerExpect-l.writtenReqs, l.lingerUntil
+		l.smu.Unlock()
+		l.qmu.Lock()
+		queued, closed := len(l.queue), l.qclosed
+		l.qmu.Unlock()
+		if until.IsZero() || queued >= need || closed {
+			return timer
+		}
+		d := time.Until(until) * 3 / 4
+		if d <= 0 {
+			return timer
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-l.qsignal:
+			timer.Stop()
+		case <-timer.C:
+			return timer
 		}
 	}
 }
@@ -389,6 +431,7 @@ func (l *Log) linger(expect int, limit time.Duration) {
 		return
 	}
 	l.lingerDone = false
+	l.lingerExpect, l.lingerUntil = expect, time.Now().Add(limit)
 	t := time.AfterFunc(limit, func() {
 		l.smu.Lock()
 		l.lingerDone = true
@@ -398,6 +441,7 @@ func (l *Log) linger(expect int, limit time.Duration) {
 	for l.writtenReqs < expect && !l.lingerDone && !l.draining && !l.sstop && l.syncErr == nil {
 		l.scond.Wait()
 	}
+	l.lingerExpect, l.lingerUntil = 0, time.Time{}
 	t.Stop()
 	if h := l.hooks; h != nil && h.onLinger != nil {
 		h.onLinger(expect, l.writtenReqs)
