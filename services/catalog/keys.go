@@ -21,7 +21,20 @@ const (
 	MembersPrefix    = "/dms/members/"
 	ReceiptKeyKey    = "/dms/secrets/receipt-key"
 	ElectionPrefix   = "/dms/elections/"
+	// TimerBucketsPrefix lists the scheduler's timer bucket logs:
+	// {queue_id}/{hour} → empty. Storage has no listing of logs, so the
+	// scheduler registers a bucket here before its first append and finds
+	// its buckets here when it takes over a shard.
+	TimerBucketsPrefix = "/dms/scheduler/buckets/"
 )
+
+// TimerBucketKey registers the timer bucket of a queue and hour.
+func TimerBucketKey(queueID string, hour int64) string {
+	return fmt.Sprintf("%s%s/%d", TimerBucketsPrefix, queueID, hour)
+}
+
+// TimerBucketsOfQueuePrefix is the prefix of every timer bucket of a queue.
+func TimerBucketsOfQueuePrefix(queueID string) string { return TimerBucketsPrefix + queueID + "/" }
 
 // QueueKey is the key of a queue record.
 func QueueKey(queueID string) string { return queuePrefix + queueID }
@@ -69,19 +82,29 @@ func BroadcastStateLog(queueID, groupID, consumerID string) string {
 // broadcastSeparator joins group and consumer ids; neither contains it.
 const broadcastSeparator = "~"
 
+// TimerBucketLog names the scheduler's log of a queue's scheduled messages
+// due in one hour, counted in hours since the Unix epoch.
+func TimerBucketLog(queueID string, hour int64) string {
+	return fmt.Sprintf("t/%s/%d", queueID, hour)
+}
+
 // InternalLogKinds are the kinds of log that belong to a consumer group.
 var InternalLogKinds = []string{"d", "x", "y", "b"}
 
-// ParseLog splits a log name into its kind (q, d, x, y or b), queue id and
-// the rest (a partition number, or a group id, or for b a group id and a
-// consumer id joined by "~").
+// QueueLogKinds are the kinds of internal log that belong to a queue as a
+// whole rather than to one of its groups: the scheduler's timer buckets.
+var QueueLogKinds = []string{"t"}
+
+// ParseLog splits a log name into its kind (q, d, x, y, b or t), queue id
+// and the rest (a partition number, or a group id, or for b a group id and a
+// consumer id joined by "~", or for t an hour).
 func ParseLog(name string) (kind, queueID, rest string, ok bool) {
 	parts := strings.Split(name, "/")
 	if len(parts) != 3 || !IsQueueID(parts[1]) || parts[2] == "" {
 		return "", "", "", false
 	}
 	switch parts[0] {
-	case "q", "d", "x", "y", "b":
+	case "q", "d", "x", "y", "b", "t":
 		return parts[0], parts[1], parts[2], true
 	}
 	return "", "", "", false
