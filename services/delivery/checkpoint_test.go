@@ -32,8 +32,8 @@ func TestCheckpointsRestoreTheSameState(t *testing.T) {
 	got := s.Receive(t, g, 12, 60*time.Second)
 	require.Len(t, got, 12)
 	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, got[0], got[1], got[3], got[4], got[5]) // 2 is a gap
-	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_FAIL, got[6])                                 // available, 1 attempt
-	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_REDELIVER, got[7])                            // retry in 30 s
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_FAIL, got[6])                                    // available, 1 attempt
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_REDELIVER, got[7])                               // retry in 30 s
 	// 2 and 8..11 stay in flight until +60 s.
 
 	s.Restart(t)

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -267,7 +268,7 @@ func TestSubscribeStreamsWithCreditsAndRangeAcks(t *testing.T) {
 	require.EqualValues(t, 2, got[20].GetDeliveryCount())
 	require.NoError(t, stream.CloseSend())
 	_, err = stream.Recv()
-	require.Error(t, err, "the stream ends when the client closes its side")
+	require.ErrorIs(t, err, io.EOF, "the stream ends cleanly when the client closes its side, credits left or not")
 	stats, err := s.Queues().GetConsumerGroup(bg, &dmsv1.GetConsumerGroupRequest{Name: g.GetName()})
 	require.NoError(t, err)
 	require.EqualValues(t, 19, stats.GetGroup().GetStats().GetConsumedMessages())
@@ -329,4 +330,22 @@ func TestRedeliverFollowsTheRetrySchedule(t *testing.T) {
 		clock.Advance(time.Second)
 	}
 	require.Len(t, s.Receive(t, g, 1, 30*time.Second), 1)
+}
+
+func TestSubscribeEndsWhenTheClientClosesWithCreditsLeft(t *testing.T) {
+	s, _ := start(t)
+	q := s.CreateQueue(t, project, normal)
+	g := s.CreateGroup(t, q, "g")
+	stream, err := s.Consumer().Subscribe(bg)
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(&dmsv1.SubscribeRequest{Start: &dmsv1.SubscribeStart{Group: g.GetName(), Credits: 1000}}))
+	require.NoError(t, stream.CloseSend())
+	ended := make(chan error, 1)
+	go func() { _, err := stream.Recv(); ended <- err }()
+	select {
+	case err := <-ended:
+		require.ErrorIs(t, err, io.EOF)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server kept the stream open after the client closed its side")
+	}
 }

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -41,9 +42,21 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 		return err
 	}
 	sub := &subscription{credits: int64(start.GetCredits()) + int64(first.GetCredits()), granted: make(chan struct{}, 1), delivered: map[position]int32{}}
+	// When the client closes its side, the reader ends and cancels the
+	// receive loop, and the stream ends cleanly.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	readerDone := make(chan error, 1)
-	go func() { readerDone <- h.readSubscription(stream, sub, q, g) }()
+	go func() {
+		readerDone <- h.readSubscription(stream, sub, q, g)
+		cancel()
+	}()
 	for {
+		select {
+		case err := <-readerDone:
+			return err
+		default:
+		}
 		n := sub.available()
 		if n <= 0 {
 			select {
@@ -58,6 +71,9 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 		opts.MaxMessages, opts.WaitTime = int(min(n, MaxReceiveMessages)), subscribeWait
 		msgs, err := h.engine.receive(ctx, c, opts)
 		if err != nil {
+			if ctx.Err() != nil && stream.Context().Err() == nil {
+				return <-readerDone
+			}
 			return err
 		}
 		if len(msgs) == 0 {
