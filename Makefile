@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test bench bench-load
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test bench bench-load
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated lint-proto breaking build vet go-test python-test
+test: tools check-generated lint-proto breaking build vet go-test python-test java-test
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -48,6 +48,9 @@ go-test:
 
 python-test: ## The Python SDK against a dmsd built from this tree (needs python3, pip, PyPI).
 	bash sdk/python/scripts/test.sh
+
+java-test: ## The Java SDK: stubs generated from proto/ at build time, tests against a real dmsd.
+	bash sdk/java/scripts/test.sh
 
 bench: ## Short benchmarks of the send paths and the partition log, then dms-bench's short suite.
 	cd services && go test -run '^$$' -bench . -benchtime 3s ./server/ ./storage/partitionlog/

@@ -1,0 +1,18 @@
+package io.opendms.dms;
+
+import dms.v1.MessageOuterClass;
+
+/**
+ * The outcome of a redrive for one dead letter.
+ *
+ * @param messageId the message id
+ * @param redriven whether the message is available to the group again
+ * @param reason when not redriven, the stable reason, such as {@code MESSAGE_EXPIRED}
+ * @param message when not redriven, what went wrong, for people
+ */
+public record RedriveResult(String messageId, boolean redriven, String reason, String message) {
+  static RedriveResult fromProto(MessageOuterClass.RedriveResult r) {
+    return new RedriveResult(
+        r.getMessageId(), r.getRedriven(), r.getErrorReason(), r.getErrorMessage());
+  }
+}
