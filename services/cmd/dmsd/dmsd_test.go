@@ -45,6 +45,19 @@ func (d *dmsd) start(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond, "dmsd did not become healthy")
 }
 
+// buildAndStart builds dmsd from this package and starts it on a fresh data
+// directory; the test's cleanup kills it.
+func buildAndStart(t *testing.T) *dmsd {
+	bin := filepath.Join(t.TempDir(), "dmsd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	d := &dmsd{bin: bin, dataDir: t.TempDir()}
+	d.start(t)
+	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
+	return d
+}
+
 func (d *dmsd) kill(t *testing.T) {
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	_ = d.cmd.Wait()
@@ -87,13 +100,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds dmsd and waits for a 15 s visibility timeout")
 	}
-	bin := filepath.Join(t.TempDir(), "dmsd")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-	d := &dmsd{bin: bin, dataDir: t.TempDir()}
-	d.start(t)
-	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
+	d := buildAndStart(t)
 
 	const project = "0123456789abcdef0123456789abcdef"
 	var queue struct{ ID string }
@@ -190,13 +197,7 @@ func TestKillNineWhileConsuming(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds dmsd and waits for a 15 s visibility timeout")
 	}
-	bin := filepath.Join(t.TempDir(), "dmsd")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-	d := &dmsd{bin: bin, dataDir: t.TempDir()}
-	d.start(t)
-	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
+	d := buildAndStart(t)
 
 	const project, total = "0123456789abcdef0123456789abcdef", 3000
 	var queue struct{ ID string }
