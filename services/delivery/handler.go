@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
@@ -84,19 +85,26 @@ func ackRequests(acks []*dmsv1.Ack) ([]AckRequest, error) {
 
 // AckMessages implements dms.v1.ConsumerService.
 func (h *Handler) AckMessages(ctx context.Context, req *dmsv1.AckMessagesRequest) (*dmsv1.AckMessagesResponse, error) {
-	acks, err := ackRequests(req.GetAcks())
-	if err != nil {
-		return nil, err
-	}
-	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	results, err := h.engine.Ack(ctx, q, g, acks, req.GetStopAtFirstFailure())
+	results, err := h.ack(ctx, req.GetGroup(), req.GetAcks(), req.GetStopAtFirstFailure(), h.engine.Ack)
 	if err != nil {
 		return nil, err
 	}
 	return &dmsv1.AckMessagesResponse{Results: results}, nil
+}
+
+// ack resolves the group and settles acks with one of the engine's ack
+// operations (messages or dead letters).
+func (h *Handler) ack(ctx context.Context, group string, acks []*dmsv1.Ack, stopAtFirstFailure bool,
+	settle func(context.Context, *metadatav1.QueueRecord, *metadatav1.GroupRecord, []AckRequest, bool) ([]*dmsv1.AckResult, error)) ([]*dmsv1.AckResult, error) {
+	requests, err := ackRequests(acks)
+	if err != nil {
+		return nil, err
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	return settle(ctx, q, g, requests, stopAtFirstFailure)
 }
 
 // ReceiveDeadLetters implements dms.v1.ConsumerService.
@@ -118,15 +126,7 @@ func (h *Handler) ReceiveDeadLetters(ctx context.Context, req *dmsv1.ReceiveDead
 
 // AckDeadLetters implements dms.v1.ConsumerService.
 func (h *Handler) AckDeadLetters(ctx context.Context, req *dmsv1.AckDeadLettersRequest) (*dmsv1.AckDeadLettersResponse, error) {
-	acks, err := ackRequests(req.GetAcks())
-	if err != nil {
-		return nil, err
-	}
-	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
-	if err != nil {
-		return nil, err
-	}
-	results, err := h.engine.AckDeadLetters(ctx, q, g, acks, req.GetStopAtFirstFailure())
+	results, err := h.ack(ctx, req.GetGroup(), req.GetAcks(), req.GetStopAtFirstFailure(), h.engine.AckDeadLetters)
 	if err != nil {
 		return nil, err
 	}
