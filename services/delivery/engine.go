@@ -300,9 +300,12 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 		}
 		for !full() && len(p.held) < maxHeld {
 			if len(p.buffered) == 0 {
-				resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: p.log, Offset: p.next, MaxBytes: readBytes})
+				resp, err := e.readAhead(ctx, c, p)
 				if err != nil {
 					return nil, nil, err
+				}
+				if resp == nil {
+					continue // another receive read meanwhile: use what it read
 				}
 				if resp.GetStartOffset() > p.ackFloor {
 					p.skipTo(resp.GetStartOffset())
@@ -333,6 +336,25 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 	}
 	c.rotation = (c.rotation + 1) % n
 	return out, e.submit(c, &batch), nil
+}
+
+// readAhead reads the records after p.next. For unordered partitions it
+// releases the consumption's lock while storage reads and decodes, so that
+// the group's consumers overlap their reads; it returns nil when another
+// receive moved the position meanwhile. Ordered (FIFO) partitions keep the
+// lock: their per-key sequencing was decided under it.
+func (e *Engine) readAhead(ctx context.Context, c *consumption, p *partitionState) (*storagev1.ReadResponse, error) {
+	req := &storagev1.ReadRequest{Log: p.log, Offset: p.next, MaxBytes: readBytes}
+	if p.ordered {
+		return e.storage.Read(ctx, req)
+	}
+	c.mu.Unlock()
+	resp, err := e.storage.Read(ctx, req)
+	c.mu.Lock()
+	if p.next != req.GetOffset() || len(p.buffered) > 0 {
+		return nil, nil
+	}
+	return resp, err
 }
 
 // expire turns in-flight deliveries whose visibility passed into failed
