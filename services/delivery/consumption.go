@@ -33,22 +33,28 @@ type consumption struct {
 }
 
 func newConsumption(kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string) *consumption {
-	c := &consumption{kind: kind, queue: q, group: g, consumerID: consumerID, changed: make(chan struct{})}
-	switch kind {
-	case kindDeadLetters:
-		c.stateLog = catalog.DeadLetterStateLog(q.GetId(), g.GetId())
+	c := &consumption{kind: kind, queue: q, group: g, consumerID: consumerID, changed: make(chan struct{}),
+		stateLog: stateLogName(kind, q.GetId(), g.GetId(), consumerID)}
+	if kind == kindDeadLetters {
 		c.logs = []string{catalog.DeadLetterLog(q.GetId(), g.GetId())}
-	case kindBroadcast:
-		c.stateLog = catalog.BroadcastStateLog(q.GetId(), g.GetId(), consumerID)
-	default:
-		c.stateLog = catalog.DeliveryStateLog(q.GetId(), g.GetId())
-	}
-	if c.logs == nil {
+	} else {
 		for p := range q.GetPartitionCount() {
 			c.logs = append(c.logs, catalog.PartitionLog(q.GetId(), p))
 		}
 	}
 	return c
+}
+
+// stateLogName names the state log of a consumption, which also keys the
+// engine's map of consumptions.
+func stateLogName(kind consumptionKind, queueID, groupID, consumerID string) string {
+	switch kind {
+	case kindDeadLetters:
+		return catalog.DeadLetterStateLog(queueID, groupID)
+	case kindBroadcast:
+		return catalog.BroadcastStateLog(queueID, groupID, consumerID)
+	}
+	return catalog.DeliveryStateLog(queueID, groupID)
 }
 
 // busyOffsets lists the offsets of a partition that are in flight or wait

@@ -52,7 +52,7 @@ type Engine struct {
 // NewEngine returns a delivery engine. receiptKey signs receipt handles and
 // must be the same in every delivery process of the cluster.
 func NewEngine(cfg Config, storage storagev1.StorageServiceClient, cache *catalog.Cache, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
-	e := &Engine{cfg: cfg, storage: storage, cache: cache, signer: signer{key: receiptKey}, now: now, logger: logger, consumptions: map[string]*consumption{}}
+	e := &Engine{cfg: cfg, storage: storage, cache: cache, signer: newSigner(receiptKey), now: now, logger: logger, consumptions: map[string]*consumption{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e
 }
@@ -81,12 +81,12 @@ const (
 // consumption returns the loaded consumption, replaying its state log on
 // first use.
 func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string, start startPosition) (*consumption, error) {
-	c := newConsumption(kind, q, g, consumerID)
+	name := stateLogName(kind, q.GetId(), g.GetId(), consumerID)
 	e.mu.Lock()
-	if existing := e.consumptions[c.stateLog]; existing != nil {
-		c = existing
-	} else {
-		e.consumptions[c.stateLog] = c
+	c := e.consumptions[name]
+	if c == nil {
+		c = newConsumption(kind, q, g, consumerID)
+		e.consumptions[name] = c
 	}
 	e.mu.Unlock()
 	c.mu.Lock()
@@ -642,13 +642,12 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 			items[i].err = errs.Wrapf(errs.ErrReceiptHandleKind, "a dead-letter receipt handle settles only dead letters, and a message handle only messages")
 			continue
 		}
-		c := newConsumption(r.kind, q, g, r.consumerID)
-		if byLog[c.stateLog] == nil {
+		if name := stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID); byLog[name] == nil {
 			loaded, err := e.consumption(ctx, r.kind, q, g, r.consumerID, startEarliest)
 			if err != nil {
 				return nil, err
 			}
-			byLog[c.stateLog] = loaded
+			byLog[name] = loaded
 		}
 	}
 	logs := make([]string, 0, len(byLog))
@@ -680,7 +679,7 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 		}
 		err := it.err
 		if err == nil {
-			c := byLog[newConsumption(it.receipt.kind, q, g, it.receipt.consumerID).stateLog]
+			c := byLog[stateLogName(it.receipt.kind, q.GetId(), g.GetId(), it.receipt.consumerID)]
 			if batches[c.stateLog] == nil {
 				batches[c.stateLog] = &stateBatch{}
 			}

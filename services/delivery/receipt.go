@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -42,13 +44,21 @@ const (
 
 // signer makes and checks receipt handles with an HMAC key that every
 // delivery process of the cluster shares through etcd, so a handle cannot be
-// forged or replayed against another group.
-type signer struct{ key []byte }
+// forged or replayed against another group. Keyed hashers are pooled: one
+// is needed per message received and per ack.
+type signer struct{ hashers *sync.Pool }
+
+func newSigner(key []byte) signer {
+	return signer{hashers: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
 
 func (s signer) mac(payload []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
+	m := s.hashers.Get().(hash.Hash)
+	m.Reset()
 	m.Write(payload)
-	return m.Sum(nil)[:macBytes]
+	sum := m.Sum(make([]byte, 0, sha256.Size))[:macBytes]
+	s.hashers.Put(m)
+	return sum
 }
 
 func (s signer) encode(r receipt) string {
