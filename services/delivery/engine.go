@@ -621,7 +621,8 @@ type AckRequest struct {
 type ackItem struct {
 	receipt receipt
 	status  dmsv1.AckStatus
-	err     error // decoding failed
+	err     error         // decoding failed
+	extend  time.Duration // when set, not an ack: the delivery's new visibility
 }
 
 // ack settles items against the consumptions they belong to, in order, and
@@ -719,9 +720,10 @@ func notApplied(err error) *dmsv1.AckResult {
 
 // settle applies one ack to a consumption and adds it to the batch.
 func (e *Engine) settle(ctx context.Context, c *consumption, it ackItem, now time.Time, batch *stateBatch) error {
-	switch it.status {
-	case dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED, dmsv1.AckStatus_ACK_STATUS_SUCCESS, dmsv1.AckStatus_ACK_STATUS_FAIL:
-	case dmsv1.AckStatus_ACK_STATUS_REDELIVER:
+	switch {
+	case it.extend > 0:
+	case it.status == dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED, it.status == dmsv1.AckStatus_ACK_STATUS_SUCCESS, it.status == dmsv1.AckStatus_ACK_STATUS_FAIL:
+	case it.status == dmsv1.AckStatus_ACK_STATUS_REDELIVER:
 		if c.kind == kindDeadLetters {
 			return errs.Wrapf(errs.ErrAckStatusInvalid, "dead letters are settled with success or fail, not redeliver")
 		}
@@ -740,6 +742,14 @@ func (e *Engine) settle(ctx context.Context, c *consumption, it ackItem, now tim
 	}
 	if _, inflight := p.inflight[r.offset]; !inflight || p.attempts[r.offset] != r.count {
 		return errs.Wrapf(errs.ErrReceiptHandleExpired, "the delivery is no longer current: it was already settled, its visibility timeout passed, or the message was delivered again")
+	}
+	if it.extend > 0 {
+		deadline := now.Add(it.extend)
+		p.extend(r.offset, deadline)
+		rec := batch.rec(r.partition)
+		rec.ExtendedOffsets = append(rec.ExtendedOffsets, r.offset)
+		rec.ExtendedVisibleAtMs = deadline.UnixMilli()
+		return nil
 	}
 	switch it.status {
 	case dmsv1.AckStatus_ACK_STATUS_FAIL:

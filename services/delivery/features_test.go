@@ -349,3 +349,32 @@ func TestSubscribeEndsWhenTheClientClosesWithCreditsLeft(t *testing.T) {
 		t.Fatal("the server kept the stream open after the client closed its side")
 	}
 }
+
+func TestChangeVisibilityExtendsTheDeadlineDurably(t *testing.T) {
+	s, clock := start(t)
+	q := s.CreateQueue(t, project, normal)
+	g := s.CreateGroup(t, q, "g")
+	s.Send(t, q, "slow")
+	got := s.Receive(t, g, 1, 15*time.Second)
+	clock.Advance(10 * time.Second)
+	resp, err := s.Consumer().ChangeVisibility(bg, &dmsv1.ChangeVisibilityRequest{Group: g.GetName(),
+		ReceiptHandles: []string{got[0].GetReceiptHandle(), "bogus"}, VisibilityTimeout: durationpb.New(60 * time.Second)})
+	require.NoError(t, err)
+	require.True(t, resp.GetResults()[0].GetApplied())
+	require.Equal(t, "RECEIPT_HANDLE_INVALID", resp.GetResults()[1].GetErrorReason())
+
+	clock.Advance(10 * time.Second) // past the original 15 s
+	require.Empty(t, s.Receive(t, g, 1, 15*time.Second), "the extension holds")
+	s.Restart(t)
+	clock.Advance(49 * time.Second)
+	require.Empty(t, s.Receive(t, g, 1, 15*time.Second), "and survives a restart")
+	require.True(t, s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, got...)[0].GetApplied(), "the handle is still valid")
+
+	s.Send(t, q, "lost")
+	lost := s.Receive(t, g, 1, 15*time.Second)
+	clock.Advance(16 * time.Second)
+	resp, err = s.Consumer().ChangeVisibility(bg, &dmsv1.ChangeVisibilityRequest{Group: g.GetName(),
+		ReceiptHandles: []string{lost[0].GetReceiptHandle()}, VisibilityTimeout: durationpb.New(60 * time.Second)})
+	require.NoError(t, err)
+	require.Equal(t, "RECEIPT_HANDLE_EXPIRED", resp.GetResults()[0].GetErrorReason(), "too late: the delivery expired")
+}

@@ -107,6 +107,26 @@ func (h *Handler) ack(ctx context.Context, group string, acks []*dmsv1.Ack, stop
 	return settle(ctx, q, g, requests, stopAtFirstFailure)
 }
 
+// ChangeVisibility implements dms.v1.ConsumerService.
+func (h *Handler) ChangeVisibility(ctx context.Context, req *dmsv1.ChangeVisibilityRequest) (*dmsv1.ChangeVisibilityResponse, error) {
+	if n := len(req.GetReceiptHandles()); n == 0 || n > MaxAcksPerRequest {
+		return nil, errs.Wrapf(errs.ErrBatchTooLarge, "a visibility change names 1 to %d receipt handles, got %d", MaxAcksPerRequest, n)
+	}
+	opts, err := receiveOptions(1, nil, req.GetVisibilityTimeout())
+	if err != nil {
+		return nil, err
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.ChangeVisibility(ctx, q, g, req.GetReceiptHandles(), opts.Visibility)
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.ChangeVisibilityResponse{Results: results}, nil
+}
+
 // ReceiveDeadLetters implements dms.v1.ConsumerService.
 func (h *Handler) ReceiveDeadLetters(ctx context.Context, req *dmsv1.ReceiveDeadLettersRequest) (*dmsv1.ReceiveDeadLettersResponse, error) {
 	opts, err := receiveOptions(req.GetMaxMessages(), req.GetWaitTime(), req.GetVisibilityTimeout())

@@ -42,6 +42,20 @@ func (e *Engine) Ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 	return e.ack(ctx, q, g, kindMessages, e.decode(acks), stopAtFirstFailure)
 }
 
+// ChangeVisibility gives in-flight deliveries of messages (group or
+// broadcast) a new deadline, visibility from now.
+func (e *Engine) ChangeVisibility(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, handles []string, visibility time.Duration) ([]*dmsv1.AckResult, error) {
+	acks := make([]AckRequest, len(handles))
+	for i, h := range handles {
+		acks[i] = AckRequest{Handle: h}
+	}
+	items := e.decode(acks)
+	for i := range items {
+		items[i].extend = visibility
+	}
+	return e.ack(ctx, q, g, kindMessages, items, false)
+}
+
 func (e *Engine) decode(acks []AckRequest) []ackItem {
 	items := make([]ackItem, len(acks))
 	for i, a := range acks {

@@ -264,6 +264,18 @@ func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
 	for _, o := range rec.GetRedrivenOffsets() {
 		p.redrive(o)
 	}
+	extendedTo := time.UnixMilli(rec.GetExtendedVisibleAtMs())
+	for _, o := range rec.GetExtendedOffsets() {
+		p.extend(o, extendedTo)
+	}
+}
+
+// extend moves an in-flight offset's deadline.
+func (p *partitionState) extend(offset int64, deadline time.Time) {
+	if _, inflight := p.inflight[offset]; inflight {
+		p.inflight[offset] = deadline
+		heap.Push(&p.timers, deadlineEntry{deadline: deadline, offset: offset})
+	}
 }
 
 // finishReplay positions the reader after a replay: reading restarts at the

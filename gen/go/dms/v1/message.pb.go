@@ -2659,6 +2659,117 @@ func (x *SeekConsumerGroupResponse) GetPositions() []*PartitionOffset {
 	return nil
 }
 
+// ChangeVisibilityRequest is the request of ConsumerService.ChangeVisibility.
+type ChangeVisibilityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group the handles were issued to.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Receipt handles of in-flight deliveries, at most 1000.
+	ReceiptHandles []string `protobuf:"bytes,2,rep,name=receipt_handles,json=receiptHandles,proto3" json:"receipt_handles,omitempty"`
+	// The new visibility timeout from now: 15 to 300 s.
+	VisibilityTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=visibility_timeout,json=visibilityTimeout,proto3" json:"visibility_timeout,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ChangeVisibilityRequest) Reset() {
+	*x = ChangeVisibilityRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeVisibilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeVisibilityRequest) ProtoMessage() {}
+
+func (x *ChangeVisibilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeVisibilityRequest.ProtoReflect.Descriptor instead.
+func (*ChangeVisibilityRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ChangeVisibilityRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ChangeVisibilityRequest) GetReceiptHandles() []string {
+	if x != nil {
+		return x.ReceiptHandles
+	}
+	return nil
+}
+
+func (x *ChangeVisibilityRequest) GetVisibilityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.VisibilityTimeout
+	}
+	return nil
+}
+
+// ChangeVisibilityResponse is the response of ConsumerService.ChangeVisibility.
+type ChangeVisibilityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per handle, in request order; not applied when the delivery
+	// is no longer in flight (RECEIPT_HANDLE_EXPIRED).
+	Results       []*AckResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeVisibilityResponse) Reset() {
+	*x = ChangeVisibilityResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeVisibilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeVisibilityResponse) ProtoMessage() {}
+
+func (x *ChangeVisibilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeVisibilityResponse.ProtoReflect.Descriptor instead.
+func (*ChangeVisibilityResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ChangeVisibilityResponse) GetResults() []*AckResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_dms_v1_message_proto protoreflect.FileDescriptor
 
 const file_dms_v1_message_proto_rawDesc = "" +
@@ -2832,7 +2943,13 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\x0e2\x14.dms.v1.SeekPositionH\x00R\bpositionB\b\n" +
 	"\x06target\"R\n" +
 	"\x19SeekConsumerGroupResponse\x125\n" +
-	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions*K\n" +
+	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions\"\xb1\x01\n" +
+	"\x17ChangeVisibilityRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12,\n" +
+	"\x0freceipt_handles\x18\x02 \x03(\tB\x03\xe0A\x02R\x0ereceiptHandles\x12M\n" +
+	"\x12visibility_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x03\xe0A\x02R\x11visibilityTimeout\"G\n" +
+	"\x18ChangeVisibilityResponse\x12+\n" +
+	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults*K\n" +
 	"\bTagMatch\x12\x19\n" +
 	"\x15TAG_MATCH_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTAG_MATCH_ANY\x10\x01\x12\x11\n" +
@@ -2854,10 +2971,11 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\x0fProducerService\x12\x83\x01\n" +
 	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send\x12\xaf\x01\n" +
 	"\x17CancelScheduledMessages\x12&.dms.v1.CancelScheduledMessagesRequest\x1a'.dms.v1.CancelScheduledMessagesResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{queue=projects/*/queues/*}/scheduledMessages:cancel\x12\xaf\x01\n" +
-	"\x11RescheduleMessage\x12 .dms.v1.RescheduleMessageRequest\x1a!.dms.v1.RescheduleMessageResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/v1/{queue=projects/*/queues/*}/scheduledMessages/{schedule_id}:reschedule2\xf7\a\n" +
+	"\x11RescheduleMessage\x12 .dms.v1.RescheduleMessageRequest\x1a!.dms.v1.RescheduleMessageResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/v1/{queue=projects/*/queues/*}/scheduledMessages/{schedule_id}:reschedule2\x9e\t\n" +
 	"\x0fConsumerService\x12\x98\x01\n" +
 	"\x0fReceiveMessages\x12\x1e.dms.v1.ReceiveMessagesRequest\x1a\x1f.dms.v1.ReceiveMessagesResponse\"D\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{group=projects/*/queues/*/groups/*}/messages:receive\x12\x88\x01\n" +
-	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ack\x12D\n" +
+	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ack\x12\xa4\x01\n" +
+	"\x10ChangeVisibility\x12\x1f.dms.v1.ChangeVisibilityRequest\x1a .dms.v1.ChangeVisibilityResponse\"M\x82\xd3\xe4\x93\x02G:\x01*\"B/v1/{group=projects/*/queues/*/groups/*}/messages:changeVisibility\x12D\n" +
 	"\tSubscribe\x12\x18.dms.v1.SubscribeRequest\x1a\x19.dms.v1.SubscribeResponse(\x010\x01\x12\xa4\x01\n" +
 	"\x12ReceiveDeadLetters\x12!.dms.v1.ReceiveDeadLettersRequest\x1a\".dms.v1.ReceiveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:receive\x12\x94\x01\n" +
 	"\x0eAckDeadLetters\x12\x1d.dms.v1.AckDeadLettersRequest\x1a\x1e.dms.v1.AckDeadLettersResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{group=projects/*/queues/*/groups/*}/deadLetters:ack\x12\xa4\x01\n" +
@@ -2877,7 +2995,7 @@ func file_dms_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_dms_v1_message_proto_goTypes = []any{
 	(TagMatch)(0),                           // 0: dms.v1.TagMatch
 	(BroadcastStart)(0),                     // 1: dms.v1.BroadcastStart
@@ -2918,30 +3036,32 @@ var file_dms_v1_message_proto_goTypes = []any{
 	(*PartitionOffsets)(nil),                // 36: dms.v1.PartitionOffsets
 	(*SeekConsumerGroupRequest)(nil),        // 37: dms.v1.SeekConsumerGroupRequest
 	(*SeekConsumerGroupResponse)(nil),       // 38: dms.v1.SeekConsumerGroupResponse
-	nil,                                     // 39: dms.v1.Message.AttributesEntry
-	(*durationpb.Duration)(nil),             // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),           // 41: google.protobuf.Timestamp
+	(*ChangeVisibilityRequest)(nil),         // 39: dms.v1.ChangeVisibilityRequest
+	(*ChangeVisibilityResponse)(nil),        // 40: dms.v1.ChangeVisibilityResponse
+	nil,                                     // 41: dms.v1.Message.AttributesEntry
+	(*durationpb.Duration)(nil),             // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
 }
 var file_dms_v1_message_proto_depIdxs = []int32{
-	39, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
-	40, // 1: dms.v1.Message.delay:type_name -> google.protobuf.Duration
-	41, // 2: dms.v1.Message.deliver_time:type_name -> google.protobuf.Timestamp
+	41, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
+	42, // 1: dms.v1.Message.delay:type_name -> google.protobuf.Duration
+	43, // 2: dms.v1.Message.deliver_time:type_name -> google.protobuf.Timestamp
 	5,  // 3: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
-	41, // 4: dms.v1.SendResult.deliver_time:type_name -> google.protobuf.Timestamp
+	43, // 4: dms.v1.SendResult.deliver_time:type_name -> google.protobuf.Timestamp
 	7,  // 5: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
 	10, // 6: dms.v1.CancelScheduledMessagesResponse.results:type_name -> dms.v1.CancelResult
-	40, // 7: dms.v1.RescheduleMessageRequest.delay:type_name -> google.protobuf.Duration
-	41, // 8: dms.v1.RescheduleMessageRequest.deliver_time:type_name -> google.protobuf.Timestamp
-	41, // 9: dms.v1.RescheduleMessageResponse.deliver_time:type_name -> google.protobuf.Timestamp
-	40, // 10: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
-	40, // 11: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	42, // 7: dms.v1.RescheduleMessageRequest.delay:type_name -> google.protobuf.Duration
+	43, // 8: dms.v1.RescheduleMessageRequest.deliver_time:type_name -> google.protobuf.Timestamp
+	43, // 9: dms.v1.RescheduleMessageResponse.deliver_time:type_name -> google.protobuf.Timestamp
+	42, // 10: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
+	42, // 11: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
 	15, // 12: dms.v1.ReceiveMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
 	16, // 13: dms.v1.ReceiveMessagesRequest.broadcast:type_name -> dms.v1.BroadcastOptions
 	0,  // 14: dms.v1.TagFilter.match:type_name -> dms.v1.TagMatch
 	1,  // 15: dms.v1.BroadcastOptions.start:type_name -> dms.v1.BroadcastStart
-	41, // 16: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
+	43, // 16: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
 	5,  // 17: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
-	41, // 18: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
+	43, // 18: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
 	17, // 19: dms.v1.ReceivedMessage.dead_letter:type_name -> dms.v1.DeadLetterInfo
 	18, // 20: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
 	2,  // 21: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
@@ -2950,48 +3070,52 @@ var file_dms_v1_message_proto_depIdxs = []int32{
 	25, // 24: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
 	20, // 25: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
 	26, // 26: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
-	40, // 27: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
+	42, // 27: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
 	15, // 28: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
 	18, // 29: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
 	22, // 30: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
-	40, // 31: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
-	40, // 32: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	42, // 31: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
+	42, // 32: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
 	18, // 33: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
 	20, // 34: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
 	22, // 35: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
 	15, // 36: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
 	33, // 37: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
 	35, // 38: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
-	41, // 39: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
+	43, // 39: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
 	36, // 40: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
 	3,  // 41: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
 	35, // 42: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
-	4,  // 43: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
-	6,  // 44: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
-	9,  // 45: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
-	12, // 46: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
-	14, // 47: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
-	21, // 48: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
-	24, // 49: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
-	28, // 50: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
-	30, // 51: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
-	32, // 52: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
-	37, // 53: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
-	8,  // 54: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
-	11, // 55: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
-	13, // 56: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
-	19, // 57: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
-	23, // 58: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
-	27, // 59: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
-	29, // 60: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
-	31, // 61: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
-	34, // 62: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
-	38, // 63: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
-	54, // [54:64] is the sub-list for method output_type
-	44, // [44:54] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	42, // 43: dms.v1.ChangeVisibilityRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	22, // 44: dms.v1.ChangeVisibilityResponse.results:type_name -> dms.v1.AckResult
+	4,  // 45: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
+	6,  // 46: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
+	9,  // 47: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
+	12, // 48: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
+	14, // 49: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
+	21, // 50: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
+	39, // 51: dms.v1.ConsumerService.ChangeVisibility:input_type -> dms.v1.ChangeVisibilityRequest
+	24, // 52: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
+	28, // 53: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
+	30, // 54: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
+	32, // 55: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
+	37, // 56: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
+	8,  // 57: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
+	11, // 58: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
+	13, // 59: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
+	19, // 60: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
+	23, // 61: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
+	40, // 62: dms.v1.ConsumerService.ChangeVisibility:output_type -> dms.v1.ChangeVisibilityResponse
+	27, // 63: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
+	29, // 64: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
+	31, // 65: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
+	34, // 66: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
+	38, // 67: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
+	57, // [57:68] is the sub-list for method output_type
+	46, // [46:57] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_message_proto_init() }
@@ -3016,7 +3140,7 @@ func file_dms_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_message_proto_rawDesc), len(file_dms_v1_message_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -227,6 +227,7 @@ var ProducerService_ServiceDesc = grpc.ServiceDesc{
 const (
 	ConsumerService_ReceiveMessages_FullMethodName    = "/dms.v1.ConsumerService/ReceiveMessages"
 	ConsumerService_AckMessages_FullMethodName        = "/dms.v1.ConsumerService/AckMessages"
+	ConsumerService_ChangeVisibility_FullMethodName   = "/dms.v1.ConsumerService/ChangeVisibility"
 	ConsumerService_Subscribe_FullMethodName          = "/dms.v1.ConsumerService/Subscribe"
 	ConsumerService_ReceiveDeadLetters_FullMethodName = "/dms.v1.ConsumerService/ReceiveDeadLetters"
 	ConsumerService_AckDeadLetters_FullMethodName     = "/dms.v1.ConsumerService/AckDeadLetters"
@@ -248,6 +249,11 @@ type ConsumerServiceClient interface {
 	// AckMessages settles received messages by their receipt handles, with one
 	// result per handle.
 	AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*AckMessagesResponse, error)
+	// ChangeVisibility gives in-flight deliveries a new visibility timeout,
+	// counted from now: a consumer whose work takes longer than it expected
+	// extends the time before the message is delivered again. The receipt
+	// handles stay valid. One result per handle.
+	ChangeVisibility(ctx context.Context, in *ChangeVisibilityRequest, opts ...grpc.CallOption) (*ChangeVisibilityResponse, error)
 	// Subscribe streams messages of a consumer group to one consumer with flow
 	// control: every message sent uses one credit, the server sends only while
 	// the client has credits left, and the client grants more as it works
@@ -295,6 +301,16 @@ func (c *consumerServiceClient) AckMessages(ctx context.Context, in *AckMessages
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AckMessagesResponse)
 	err := c.cc.Invoke(ctx, ConsumerService_AckMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consumerServiceClient) ChangeVisibility(ctx context.Context, in *ChangeVisibilityRequest, opts ...grpc.CallOption) (*ChangeVisibilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangeVisibilityResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_ChangeVisibility_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -368,6 +384,11 @@ type ConsumerServiceServer interface {
 	// AckMessages settles received messages by their receipt handles, with one
 	// result per handle.
 	AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error)
+	// ChangeVisibility gives in-flight deliveries a new visibility timeout,
+	// counted from now: a consumer whose work takes longer than it expected
+	// extends the time before the message is delivered again. The receipt
+	// handles stay valid. One result per handle.
+	ChangeVisibility(context.Context, *ChangeVisibilityRequest) (*ChangeVisibilityResponse, error)
 	// Subscribe streams messages of a consumer group to one consumer with flow
 	// control: every message sent uses one credit, the server sends only while
 	// the client has credits left, and the client grants more as it works
@@ -406,6 +427,9 @@ func (UnimplementedConsumerServiceServer) ReceiveMessages(context.Context, *Rece
 }
 func (UnimplementedConsumerServiceServer) AckMessages(context.Context, *AckMessagesRequest) (*AckMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckMessages not implemented")
+}
+func (UnimplementedConsumerServiceServer) ChangeVisibility(context.Context, *ChangeVisibilityRequest) (*ChangeVisibilityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangeVisibility not implemented")
 }
 func (UnimplementedConsumerServiceServer) Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -475,6 +499,24 @@ func _ConsumerService_AckMessages_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConsumerServiceServer).AckMessages(ctx, req.(*AckMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsumerService_ChangeVisibility_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangeVisibilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).ChangeVisibility(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_ChangeVisibility_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).ChangeVisibility(ctx, req.(*ChangeVisibilityRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -572,6 +614,10 @@ var ConsumerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckMessages",
 			Handler:    _ConsumerService_AckMessages_Handler,
+		},
+		{
+			MethodName: "ChangeVisibility",
+			Handler:    _ConsumerService_ChangeVisibility_Handler,
 		},
 		{
 			MethodName: "ReceiveDeadLetters",

@@ -164,9 +164,14 @@ type StateRecord struct {
 	SeekOffset *int64 `protobuf:"varint,11,opt,name=seek_offset,json=seekOffset,proto3,oneof" json:"seek_offset,omitempty"`
 	// When set, the partition's whole state as of this record; replay starts
 	// over from it, which lets storage drop the log before it.
-	Snapshot      *PartitionSnapshot `protobuf:"bytes,12,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snapshot *PartitionSnapshot `protobuf:"bytes,12,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// In-flight offsets whose visibility changed: visible again at
+	// extended_visible_at_ms instead.
+	ExtendedOffsets []int64 `protobuf:"varint,13,rep,packed,name=extended_offsets,json=extendedOffsets,proto3" json:"extended_offsets,omitempty"`
+	// The new deadline of the extended offsets, in Unix milliseconds.
+	ExtendedVisibleAtMs int64 `protobuf:"varint,14,opt,name=extended_visible_at_ms,json=extendedVisibleAtMs,proto3" json:"extended_visible_at_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StateRecord) Reset() {
@@ -281,6 +286,20 @@ func (x *StateRecord) GetSnapshot() *PartitionSnapshot {
 		return x.Snapshot
 	}
 	return nil
+}
+
+func (x *StateRecord) GetExtendedOffsets() []int64 {
+	if x != nil {
+		return x.ExtendedOffsets
+	}
+	return nil
+}
+
+func (x *StateRecord) GetExtendedVisibleAtMs() int64 {
+	if x != nil {
+		return x.ExtendedVisibleAtMs
+	}
+	return 0
 }
 
 // PartitionSnapshot is a checkpoint of one partition's delivery state.
@@ -505,7 +524,7 @@ const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x15GetGroupStatsResponse\x120\n" +
 	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\x122\n" +
 	"\vtag_filters\x18\x02 \x03(\v2\x11.dms.v1.TagFilterR\n" +
-	"tagFilters\"\x94\x04\n" +
+	"tagFilters\"\xf4\x04\n" +
 	"\vStateRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
 	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
@@ -521,7 +540,9 @@ const file_dms_delivery_v1_delivery_proto_rawDesc = "" +
 	" \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
 	"\vseek_offset\x18\v \x01(\x03H\x00R\n" +
 	"seekOffset\x88\x01\x01\x12>\n" +
-	"\bsnapshot\x18\f \x01(\v2\".dms.delivery.v1.PartitionSnapshotR\bsnapshotB\x0e\n" +
+	"\bsnapshot\x18\f \x01(\v2\".dms.delivery.v1.PartitionSnapshotR\bsnapshot\x12)\n" +
+	"\x10extended_offsets\x18\r \x03(\x03R\x0fextendedOffsets\x123\n" +
+	"\x16extended_visible_at_ms\x18\x0e \x01(\x03R\x13extendedVisibleAtMsB\x0e\n" +
 	"\f_seek_offset\"\xb6\x02\n" +
 	"\x11PartitionSnapshot\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x03R\backFloor\x121\n" +
