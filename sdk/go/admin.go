@@ -92,6 +92,9 @@ type Group struct {
 	CreateTime  time.Time
 	// Stats are the group's consumption counts.
 	Stats GroupStats
+	// TagFilter is the group's tag filter, nil until a receive set one (see
+	// ReceiveOptions.TagFilter).
+	TagFilter *TagFilter
 }
 
 // GroupStats counts what a consumer group has done with its queue.
@@ -105,6 +108,15 @@ type GroupStats struct {
 	Available int64
 	// InFlight is the number of messages delivered and not yet acked.
 	InFlight int64
+	// DeadLetters is the number of the group's messages that became dead
+	// letters and are still retained (zero when the queue keeps none).
+	DeadLetters int64
+	// AvailableDeadLetters is the number of dead letters not acked yet.
+	AvailableDeadLetters int64
+	// OldestUnackedAge is the age of the oldest message the group has not
+	// acked; zero when there is none. A growing age means the group falls
+	// behind or a message keeps failing.
+	OldestUnackedAge time.Duration
 }
 
 // CreateQueue creates a queue in the project.
@@ -249,7 +261,14 @@ func groupFromProto(g *dmsv1.ConsumerGroup) *Group {
 			Consumed:  g.GetStats().GetConsumedMessages(),
 			Available: g.GetStats().GetAvailableMessages(),
 			InFlight:  g.GetStats().GetInFlightMessages(),
+
+			DeadLetters:          g.GetStats().GetProducedDeadLetters(),
+			AvailableDeadLetters: g.GetStats().GetAvailableDeadLetters(),
 		},
+		TagFilter: tagFilterFromProto(g.GetTagFilter()),
+	}
+	if age := g.GetStats().GetOldestUnackedAge(); age != nil {
+		out.Stats.OldestUnackedAge = age.AsDuration()
 	}
 	if g.GetCreateTime() != nil {
 		out.CreateTime = g.GetCreateTime().AsTime()

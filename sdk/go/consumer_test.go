@@ -19,8 +19,12 @@ func sendN(t *testing.T, p *dms.Project, queue string, n int) {
 	for i := range msgs {
 		msgs[i] = dms.Message{Body: fmt.Append(nil, i)}
 	}
-	if _, err := p.Send(ctxTimeout(t, 10*time.Second), queue, msgs...); err != nil {
-		t.Fatal(err)
+	for len(msgs) > 0 {
+		k := min(len(msgs), dms.MaxBatchMessages)
+		if _, err := p.Send(ctxTimeout(t, 10*time.Second), queue, msgs[:k]...); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[k:]
 	}
 }
 

@@ -57,6 +57,38 @@ const (
 	ReasonUnavailable              Reason = "UNAVAILABLE"
 	ReasonNotImplemented           Reason = "NOT_IMPLEMENTED"
 	ReasonRequestInvalid           Reason = "REQUEST_INVALID"
+	// ReasonTagFilterConflict: the tag filter differs from the one the
+	// consumer group keeps, or is malformed.
+	ReasonTagFilterConflict Reason = "TAG_FILTER_CONFLICT"
+	// ReasonReceiptHandleKindMismatch: a dead-letter receipt handle was
+	// used to settle a message, or a message's handle to settle a dead
+	// letter.
+	ReasonReceiptHandleKindMismatch Reason = "RECEIPT_HANDLE_KIND_MISMATCH"
+	// ReasonDeadLettersDisabled: the queue does not keep dead letters.
+	ReasonDeadLettersDisabled Reason = "DEAD_LETTERS_DISABLED"
+	// ReasonMessageExpired: the message is no longer retained (for
+	// example, a dead letter whose original message passed the queue's
+	// retention cannot be redriven).
+	ReasonMessageExpired Reason = "MESSAGE_EXPIRED"
+	// ReasonSeekTargetInvalid: the seek target is malformed or names a
+	// partition the queue lacks.
+	ReasonSeekTargetInvalid Reason = "SEEK_TARGET_INVALID"
+	// ReasonConsumerIDRequired: broadcast consumption needs a consumer id.
+	ReasonConsumerIDRequired Reason = "CONSUMER_ID_REQUIRED"
+	// ReasonDelayInvalid: a delay or deliver time is out of range (0 to 7
+	// days ahead), or both are set.
+	ReasonDelayInvalid Reason = "DELAY_INVALID"
+	// ReasonDelayNotAllowed: the queue's mode takes no scheduled messages
+	// (only normal and FIFO queues do).
+	ReasonDelayNotAllowed Reason = "DELAY_NOT_ALLOWED"
+	// ReasonScheduleIDInvalid: a schedule id is malformed.
+	ReasonScheduleIDInvalid Reason = "SCHEDULE_ID_INVALID"
+	// ReasonScheduleNotFound: no scheduled message of the queue has the
+	// schedule id: it was cancelled or rescheduled, or never existed.
+	ReasonScheduleNotFound Reason = "SCHEDULE_NOT_FOUND"
+	// ReasonScheduleAlreadyReleased: the scheduled message was released to
+	// consumers already (or is being released).
+	ReasonScheduleAlreadyReleased Reason = "SCHEDULE_ALREADY_RELEASED"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server

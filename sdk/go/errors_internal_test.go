@@ -3,11 +3,14 @@ package dms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +26,7 @@ func TestReasonConstantsAreInTheProtoEnum(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
+	seen := map[string]bool{}
 	ast.Inspect(f, func(node ast.Node) bool {
 		spec, ok := node.(*ast.ValueSpec)
 		if !ok {
@@ -39,30 +43,36 @@ func TestReasonConstantsAreInTheProtoEnum(t *testing.T) {
 			if want := "Reason" + camel(value); name.Name != want {
 				t.Errorf("%s should be called %s", name.Name, want)
 			}
+			seen[value] = true
 			n++
 		}
 		return true
 	})
-	if n < 36 {
+	if n < 42 {
 		t.Fatalf("found only %d Reason constants", n)
+	}
+	// And the other way: a reason the server sends has a constant.
+	for name, v := range dmsv1.ErrorReason_value {
+		if v == 0 {
+			continue
+		}
+		if value := strings.TrimPrefix(name, "ERROR_REASON_"); !seen[value] {
+			t.Errorf("dms.v1.ErrorReason %s has no Reason constant", name)
+		}
 	}
 }
 
+// camel turns FOO_BAR into FooBar, keeping Go's initialisms (ID) upper
+// case.
 func camel(s string) string {
 	out := []byte{}
-	upper := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_':
-			upper = true
+	for word := range strings.SplitSeq(s, "_") {
+		if word == "ID" {
+			out = append(out, word...)
 			continue
-		case upper:
-			out = append(out, c)
-		default:
-			out = append(out, c+'a'-'A')
 		}
-		upper = false
+		out = append(out, word[0])
+		out = append(out, strings.ToLower(word[1:])...)
 	}
 	return string(out)
 }
@@ -133,5 +143,41 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 				t.Fatalf("backoff(%d) = %d, want %d..%d", retry, d, ceiling/2, ceiling)
 			}
 		}
+	}
+}
+
+func TestHandlerOutcomes(t *testing.T) {
+	plain := errors.New("boom")
+	for _, c := range []struct {
+		err  error
+		want AckStatus
+	}{
+		{nil, AckSuccess},
+		{plain, AckFail},
+		{Redeliver(plain), AckRedeliver},
+		{Redeliver(nil), AckRedeliver},
+		{fmt.Errorf("calling billing: %w", Redeliver(plain)), AckRedeliver},
+	} {
+		if got := ackStatusFor(c.err); got != c.want {
+			t.Errorf("ackStatusFor(%v) = %s, want %s", c.err, got, c.want)
+		}
+	}
+	if err := Redeliver(plain); !errors.Is(err, plain) || err.Error() != "dms: redeliver later: boom" {
+		t.Errorf("Redeliver(plain) = %v", err)
+	}
+}
+
+func TestScheduleFieldsGoToTheProto(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	pm, err := (&Message{Body: []byte("x"), Delay: 90 * time.Second, DeliverTime: at, OrderingKey: "k"}).toProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm.GetDelay().AsDuration() != 90*time.Second || !pm.GetDeliverTime().AsTime().Equal(at) || pm.GetOrderingKey() != "k" {
+		t.Fatalf("proto %v", pm)
+	}
+	pm, _ = (&Message{Body: []byte("x")}).toProto()
+	if pm.GetDelay() != nil || pm.GetDeliverTime() != nil {
+		t.Fatalf("an unscheduled message has schedule fields: %v", pm)
 	}
 }

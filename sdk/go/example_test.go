@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"sync/atomic"
+	"time"
 
 	dms "github.com/opendms/dms/sdk/go"
 )
@@ -116,4 +117,107 @@ func ExampleReasonOf() {
 	// Output:
 	// no such queue
 	// NotFound QUEUE_NOT_FOUND
+}
+
+// Stream messages with a Subscription: the server pushes them while the
+// subscription has credits, and acks go back on the same stream.
+func Example_subscribe() {
+	ctx := context.Background()
+	client, err := dms.Dial(ctx, serverAddr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	project := client.Project("example-subscribe")
+	if _, err := project.CreateQueue(ctx, dms.QueueConfig{Name: "clicks", Partitions: 1}); err != nil && !dms.IsAlreadyExists(err) {
+		log.Fatal(err)
+	}
+	if _, err := project.CreateGroup(ctx, "clicks", "stats"); err != nil && !dms.IsAlreadyExists(err) {
+		log.Fatal(err)
+	}
+	if _, err := project.Send(ctx, "clicks", dms.Message{Body: []byte("home")}, dms.Message{Body: []byte("cart")}, dms.Message{Body: []byte("checkout")}); err != nil {
+		log.Fatal(err)
+	}
+
+	sub, err := project.Subscribe(ctx, "clicks", "stats", dms.SubscribeOptions{Credits: 100})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for m := range sub.Messages() {
+		fmt.Println(string(m.Body))
+		if err := sub.Ack(m.Success()); err != nil {
+			log.Fatal(err)
+		}
+		if string(m.Body) == "checkout" {
+			break
+		}
+	}
+	// Close sends the acks still pending and ends the stream.
+	if err := sub.Close(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// home
+	// cart
+	// checkout
+}
+
+// Inspect the dead letters of a group and give them back to it.
+func Example_deadLetters() {
+	ctx := context.Background()
+	client, err := dms.Dial(ctx, serverAddr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	project := client.Project("example-dead-letters")
+	// A message that fails once becomes a dead letter.
+	if _, err := project.CreateQueue(ctx, dms.QueueConfig{Name: "payments", Partitions: 1, DeadLetters: true, MaxConsumeCount: 1}); err != nil && !dms.IsAlreadyExists(err) {
+		log.Fatal(err)
+	}
+	if _, err := project.CreateGroup(ctx, "payments", "billing"); err != nil && !dms.IsAlreadyExists(err) {
+		log.Fatal(err)
+	}
+	if _, err := project.Send(ctx, "payments", dms.Message{Body: []byte("invoice 17")}); err != nil {
+		log.Fatal(err)
+	}
+	msgs, err := project.Receive(ctx, "payments", "billing", dms.ReceiveOptions{WaitTime: time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := project.Ack(ctx, "payments", "billing", msgs[0].Fail()); err != nil {
+		log.Fatal(err)
+	}
+
+	dead, err := project.ReceiveDeadLetters(ctx, "payments", "billing", dms.ReceiveOptions{WaitTime: time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, d := range dead {
+		fmt.Printf("%s: failed %d time(s), last %s\n", d.Body, d.DeadLetter.FailureCount, d.DeadLetter.LastFailureReason)
+		// Fail leaves it a dead letter, available again; Success would
+		// remove it for good.
+		if _, err := project.AckDeadLetters(ctx, "payments", "billing", d.Fail()); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// The bug is fixed: give the dead letters back to the group.
+	results, err := project.RedriveDeadLetters(ctx, "payments", "billing", dms.RedriveOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("redriven:", len(results), results[0].Redriven)
+	again, err := project.Receive(ctx, "payments", "billing", dms.ReceiveOptions{WaitTime: time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s is back (delivery %d)\n", again[0].Body, again[0].DeliveryCount)
+	if _, err := project.Ack(ctx, "payments", "billing", again[0].Success()); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// invoice 17: failed 1 time(s), last FAILED_BY_CONSUMER
+	// redriven: 1 true
+	// invoice 17 is back (delivery 1)
 }

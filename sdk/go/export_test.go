@@ -5,3 +5,6 @@ package dms
 func WithListPageSize(n int32) Option {
 	return func(o *clientOptions) { o.listPageSize = n }
 }
+
+// RangeAcksSent returns how many offset ranges a subscription acked.
+func RangeAcksSent(s *Subscription) int64 { return s.rangesSent.Load() }

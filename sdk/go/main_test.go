@@ -74,7 +74,10 @@ func startServer(tmp string) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-log.level", "warn")
+	// The shortest retry schedule the server allows: a redelivered message
+	// comes back after 30 s, which no test waits for.
+	cmd := exec.Command(bin, "-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-log.level", "warn",
+		"-delivery.retry-delays", "30s")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 )
 
@@ -32,8 +35,31 @@ type Message struct {
 	// them as string, bool, int64 or float64.
 	Attributes map[string]any
 	// Tags are up to 3 tags, each 1 to 64 characters of [A-Za-z0-9_-],
-	// that consumer groups can filter on.
+	// that consumer groups can filter on (see TagFilter).
 	Tags []string
+	// OrderingKey is optional, at most 128 bytes. On a FIFO queue, messages
+	// with the same key are delivered in the order they were stored, and
+	// none while an earlier message of the key is in flight or waiting for
+	// a retry (one receive may deliver several of a key, in order), while
+	// different keys proceed in parallel; messages without a key form one
+	// sequence of their own. On a normal queue the key picks the partition,
+	// so messages with one key keep their order within it. The key does not
+	// count toward Size.
+	OrderingKey string
+	// Delay keeps the message from consumers for this long after the send
+	// is accepted: 0 to 7 days, rounded up to milliseconds; zero means at
+	// once. The message is durable when the send returns and becomes
+	// visible at its time, never before. Set at most one of Delay and
+	// DeliverTime (ReasonDelayInvalid otherwise). Only normal and FIFO
+	// queues take scheduled messages (ReasonDelayNotAllowed otherwise); on
+	// a FIFO queue the message takes its place in the order when it is
+	// released. The SendResult of a scheduled message carries the
+	// ScheduleID that cancels or reschedules it. Not returned to consumers.
+	Delay time.Duration
+	// DeliverTime is when the message becomes visible to consumers, at most
+	// 7 days ahead; a time in the past means at once. The zero time means
+	// no deliver time. Same rules as Delay.
+	DeliverTime time.Time
 }
 
 // Size is the size the server counts against its message and batch limits:
@@ -50,7 +76,13 @@ func (m *Message) Size() int {
 }
 
 func (m *Message) toProto() (*dmsv1.Message, error) {
-	pm := &dmsv1.Message{Body: m.Body, Tags: m.Tags}
+	pm := &dmsv1.Message{Body: m.Body, Tags: m.Tags, OrderingKey: m.OrderingKey}
+	if m.Delay != 0 {
+		pm.Delay = durationpb.New(m.Delay)
+	}
+	if !m.DeliverTime.IsZero() {
+		pm.DeliverTime = timestamppb.New(m.DeliverTime)
+	}
 	if len(m.Attributes) > 0 {
 		pm.Attributes = make(map[string]*dmsv1.AttributeValue, len(m.Attributes))
 		for name, v := range m.Attributes {
@@ -121,17 +153,28 @@ func attributesFromProto(attrs map[string]*dmsv1.AttributeValue) map[string]any 
 
 // SendResult says where a sent message was stored.
 type SendResult struct {
-	// MessageID is the id the server assigned.
+	// MessageID is the id the server assigned; a scheduled message keeps it
+	// when it is released.
 	MessageID string
-	// Partition is the partition that holds the message.
+	// Partition is the partition that holds the message; 0 for a scheduled
+	// message, whose partition is chosen when it is released.
 	Partition int
-	// Offset is the message's offset within the partition.
+	// Offset is the message's offset within the partition; 0 for a
+	// scheduled message.
 	Offset int64
+	// ScheduleID is set for a scheduled message (one sent with a Delay or
+	// DeliverTime): the opaque id that cancels (CancelScheduledMessages)
+	// or reschedules (RescheduleMessage) it until it is released.
+	ScheduleID string
+	// DeliverTime is set for a scheduled message: when it becomes visible
+	// to consumers.
+	DeliverTime time.Time
 }
 
 // ReceivedMessage is one delivery of a message to a consumer group. Settle it
-// with Ack, using Success or Fail, before its visibility timeout passes, or
-// it is delivered again.
+// with Ack, using Success, Fail or Redeliver, before its visibility timeout
+// passes, or it is delivered again. A dead letter (from ReceiveDeadLetters)
+// is a ReceivedMessage with DeadLetter set, settled with AckDeadLetters.
 type ReceivedMessage struct {
 	// Message is the message as it was sent.
 	Message
@@ -151,9 +194,44 @@ type ReceivedMessage struct {
 	DeliveryCount int
 	// VisibleAt is when, unless settled, the message becomes available to
 	// the group again, as estimated by this client (the receive's start
-	// plus the visibility timeout).
+	// plus the visibility timeout). Zero for a broadcast delivery that was
+	// acked automatically.
 	VisibleAt time.Time
+	// DeadLetter is set on dead letters and tells why the message became
+	// one; nil for a regular delivery. Partition and Offset of a dead
+	// letter refer to the group's dead-letter queue, DeadLetter's
+	// SourcePartition and SourceOffset to the original message.
+	DeadLetter *DeadLetterInfo
 }
+
+// DeadLetterInfo tells why a message became a dead letter.
+type DeadLetterInfo struct {
+	// FailureCount is how many times consuming the message failed: the
+	// queue's MaxConsumeCount when it moved.
+	FailureCount int
+	// LastFailureReason is the last failure: one of FailureByConsumer,
+	// FailureVisibilityTimeout and FailureRedeliverRequested.
+	LastFailureReason string
+	// Time is when the message became a dead letter.
+	Time time.Time
+	// SourcePartition is the partition of the queue that holds the
+	// original message.
+	SourcePartition int
+	// SourceOffset is the original message's offset in that partition.
+	SourceOffset int64
+}
+
+// The values of DeadLetterInfo.LastFailureReason.
+const (
+	// FailureByConsumer: the last delivery was acked with AckFail.
+	FailureByConsumer = "FAILED_BY_CONSUMER"
+	// FailureVisibilityTimeout: the last delivery was not settled within
+	// its visibility timeout.
+	FailureVisibilityTimeout = "VISIBILITY_TIMEOUT"
+	// FailureRedeliverRequested: the last delivery was acked with
+	// AckRedeliver.
+	FailureRedeliverRequested = "REDELIVER_REQUESTED"
+)
 
 // Success returns the ack that settles the delivery as processed.
 func (m *ReceivedMessage) Success() Ack {
@@ -164,13 +242,22 @@ func (m *ReceivedMessage) Success() Ack {
 // becomes available to the group again at once.
 func (m *ReceivedMessage) Fail() Ack { return Ack{ReceiptHandle: m.ReceiptHandle, Status: AckFail} }
 
+// Redeliver returns the ack that settles the delivery as failed, to be tried
+// again later: the message becomes available to the group again only after
+// the server's retry delay (see AckRedeliver). Dead letters cannot be
+// redelivered.
+func (m *ReceivedMessage) Redeliver() Ack {
+	return Ack{ReceiptHandle: m.ReceiptHandle, Status: AckRedeliver}
+}
+
 func receivedFromProto(rm *dmsv1.ReceivedMessage, visibleAt time.Time) *ReceivedMessage {
 	m := rm.GetMessage()
 	out := &ReceivedMessage{
 		Message: Message{
-			Body:       m.GetBody(),
-			Attributes: attributesFromProto(m.GetAttributes()),
-			Tags:       m.GetTags(),
+			Body:        m.GetBody(),
+			Attributes:  attributesFromProto(m.GetAttributes()),
+			Tags:        m.GetTags(),
+			OrderingKey: m.GetOrderingKey(),
 		},
 		ID:            rm.GetMessageId(),
 		ReceiptHandle: rm.GetReceiptHandle(),
@@ -181,6 +268,17 @@ func receivedFromProto(rm *dmsv1.ReceivedMessage, visibleAt time.Time) *Received
 	}
 	if rm.GetPublishTime() != nil {
 		out.PublishTime = rm.GetPublishTime().AsTime()
+	}
+	if dl := rm.GetDeadLetter(); dl != nil {
+		out.DeadLetter = &DeadLetterInfo{
+			FailureCount:      int(dl.GetFailureCount()),
+			LastFailureReason: dl.GetLastFailureReason(),
+			SourcePartition:   int(dl.GetSourcePartition()),
+			SourceOffset:      dl.GetSourceOffset(),
+		}
+		if dl.GetDeadLetterTime() != nil {
+			out.DeadLetter.Time = dl.GetDeadLetterTime().AsTime()
+		}
 	}
 	return out
 }

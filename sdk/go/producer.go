@@ -2,10 +2,13 @@ package dms
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -22,11 +25,11 @@ var ErrProducerClosed = errors.New("dms: producer closed")
 // messages keep collecting, so batches grow under load even with no linger.
 //
 // A call that fails with Unavailable or DeadlineExceeded is retried with
-// exponential backoff (see WithRetryPolicy). The server has no
-// idempotent-producer key yet, so a retry after a timeout, or after a
-// connection lost while the server was answering, can store a batch twice:
-// delivery is at least once, and consumers that cannot tolerate duplicates
-// must deduplicate (for example on an id carried in an attribute).
+// exponential backoff (see WithRetryPolicy). Every batch carries an
+// idempotence key (the producer's random id and the batch's number), so a
+// retry of a batch the server stored but could not answer returns the first
+// attempt's results instead of storing it twice, as long as the first
+// attempt is among the last 100000 messages of its partition.
 //
 // With WithMaxInFlight(1) the messages of one goroutine are stored in the
 // order it handed them over; with more calls in flight, batches can overtake
@@ -35,6 +38,10 @@ var ErrProducerClosed = errors.New("dms: producer closed")
 // A Producer is safe for concurrent use. Close it to send what is buffered
 // and release its goroutines.
 type Producer struct {
+	// id and batches make each batch's idempotence key.
+	id      string
+	batches atomic.Uint64
+
 	client *Client
 	queue  string // resource name
 	opts   producerOptions
@@ -150,6 +157,7 @@ func NewProducer(p *Project, queue string, opts ...ProducerOption) *Producer {
 	o.retry.MaxAttempts = max(o.retry.MaxAttempts, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	pr := &Producer{
+		id:       randomID(),
 		client:   p.client,
 		queue:    p.queueResource(queue),
 		opts:     o,
@@ -334,7 +342,8 @@ func (p *Producer) next(timer *time.Timer) *batch {
 // send makes the call of one batch, with retries, and settles its futures.
 func (p *Producer) send(b *batch) {
 	defer p.sends.Done()
-	req := &dmsv1.SendMessagesRequest{Queue: p.queue, Messages: b.msgs}
+	// The same request, key included, goes out on every retry.
+	req := &dmsv1.SendMessagesRequest{Queue: p.queue, Messages: b.msgs, IdempotenceKey: fmt.Sprintf("%s/%d", p.id, p.batches.Add(1))}
 	var err error
 	for attempt := 1; ; attempt++ {
 		var resp *dmsv1.SendMessagesResponse
@@ -442,4 +451,12 @@ func (p *Producer) Close(ctx context.Context) error {
 		<-p.stopped
 		return ctx.Err()
 	}
+}
+
+// randomID returns 16 random bytes in hex: a producer's id in its
+// idempotence keys.
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -1,6 +1,7 @@
 package dms_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -121,5 +122,30 @@ func TestReceiveLongPollsUntilAMessageArrives(t *testing.T) {
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("the long poll answered only after %s", time.Since(start))
+	}
+}
+
+func TestSendIdempotentStoresOnce(t *testing.T) {
+	ctx := ctxTimeout(t, 30*time.Second)
+	p := newProject(t)
+	q := newQueue(t, p, dms.QueueConfig{})
+	batch := []dms.Message{{Body: []byte("a")}, {Body: []byte("b")}}
+	first, err := p.SendIdempotent(ctx, q, "batch-1", batch...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.SendIdempotent(ctx, q, "batch-1", batch...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(first, again) {
+		t.Fatalf("a retry returned %+v, want the first attempt's %+v", again, first)
+	}
+	got, err := p.GetQueue(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MessageCount != 2 {
+		t.Fatalf("queue holds %d messages, want 2: the retry stored the batch again", got.MessageCount)
 	}
 }

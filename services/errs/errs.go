@@ -91,6 +91,11 @@ var (
 	ErrMessageExpired           = newError(KindNotFound, "MESSAGE_EXPIRED", "message no longer retained")
 	ErrSeekTargetInvalid        = newError(KindInvalidArgument, "SEEK_TARGET_INVALID", "invalid seek target")
 	ErrConsumerIDRequired       = newError(KindInvalidArgument, "CONSUMER_ID_REQUIRED", "consumer id required")
+	ErrDelayInvalid             = newError(KindInvalidArgument, "DELAY_INVALID", "invalid delay or deliver time")
+	ErrDelayNotAllowed          = newError(KindInvalidArgument, "DELAY_NOT_ALLOWED", "the queue mode does not allow delayed messages")
+	ErrScheduleIDInvalid        = newError(KindInvalidArgument, "SCHEDULE_ID_INVALID", "invalid schedule id")
+	ErrScheduleNotFound         = newError(KindNotFound, "SCHEDULE_NOT_FOUND", "no pending scheduled message with this id")
+	ErrScheduleReleased         = newError(KindFailedPrecondition, "SCHEDULE_ALREADY_RELEASED", "scheduled message already released")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

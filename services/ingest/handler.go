@@ -28,11 +28,33 @@ func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesReque
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages(), req.GetIdempotenceKey())
+	results, err := h.engine.Publish(ctx, q, req.GetMessages(), nil, req.GetIdempotenceKey())
 	if err != nil {
 		return nil, err
 	}
 	return &dmsv1.SendMessagesResponse{Results: results}, nil
+}
+
+// CancelScheduledMessages implements dms.v1.ProducerService.
+func (h *Handler) CancelScheduledMessages(ctx context.Context, req *dmsv1.CancelScheduledMessagesRequest) (*dmsv1.CancelScheduledMessagesResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue())
+	if err != nil {
+		return nil, err
+	}
+	results, err := h.engine.CancelScheduled(ctx, q, req.GetScheduleIds())
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.CancelScheduledMessagesResponse{Results: results}, nil
+}
+
+// RescheduleMessage implements dms.v1.ProducerService.
+func (h *Handler) RescheduleMessage(ctx context.Context, req *dmsv1.RescheduleMessageRequest) (*dmsv1.RescheduleMessageResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue())
+	if err != nil {
+		return nil, err
+	}
+	return h.engine.Reschedule(ctx, q, req.GetScheduleId(), req.GetDelay(), req.GetDeliverTime())
 }
 
 // Publish implements dms.ingest.v1.IngestService.
@@ -41,7 +63,7 @@ func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages(), "")
+	results, err := h.engine.Publish(ctx, q, req.GetMessages(), req.GetMessageIds(), req.GetIdempotenceKey())
 	if err != nil {
 		return nil, err
 	}

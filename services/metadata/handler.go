@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
 	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
@@ -19,22 +21,30 @@ import (
 )
 
 // Handler serves the public QueueService and the internal MetadataService
-// over the engine; it translates and adds counts from storage and delivery.
+// over the engine; it translates and adds counts from storage, delivery and
+// the scheduler.
 type Handler struct {
 	dmsv1.UnimplementedQueueServiceServer
 	metadatav1.UnimplementedMetadataServiceServer
 
-	engine   *Engine
-	cache    *catalog.Cache
-	cli      *clientv3.Client
-	storage  storagev1.StorageServiceClient
-	delivery deliveryv1.DeliveryServiceClient
+	engine    *Engine
+	cache     *catalog.Cache
+	cli       *clientv3.Client
+	storage   storagev1.StorageServiceClient
+	delivery  deliveryv1.DeliveryServiceClient
+	scheduler schedulerv1.SchedulerServiceClient
+	logger    *slog.Logger
 }
 
 // NewHandler returns the gRPC handler of the metadata role.
-func NewHandler(engine *Engine, cache *catalog.Cache, cli *clientv3.Client, storage storagev1.StorageServiceClient, delivery deliveryv1.DeliveryServiceClient) *Handler {
-	return &Handler{engine: engine, cache: cache, cli: cli, storage: storage, delivery: delivery}
+func NewHandler(engine *Engine, cache *catalog.Cache, cli *clientv3.Client, storage storagev1.StorageServiceClient,
+	delivery deliveryv1.DeliveryServiceClient, scheduler schedulerv1.SchedulerServiceClient, logger *slog.Logger) *Handler {
+	return &Handler{engine: engine, cache: cache, cli: cli, storage: storage, delivery: delivery, scheduler: scheduler, logger: logger}
 }
+
+// scheduleStatsTimeout bounds the wait for the scheduler's counts, which a
+// scheduler still loading its timers after a restart cannot give at once.
+const scheduleStatsTimeout = 2 * time.Second
 
 // CreateQueue implements dms.v1.QueueService.
 func (h *Handler) CreateQueue(ctx context.Context, req *dmsv1.CreateQueueRequest) (*dmsv1.CreateQueueResponse, error) {
@@ -196,7 +206,36 @@ func (h *Handler) withCounts(ctx context.Context, queues []*metadatav1.QueueReco
 	for i, q := range queues {
 		out[i] = queueMessage(q, counts[q.GetId()], int32(len(h.cache.Groups(q.GetId()))))
 	}
+	h.addSchedules(ctx, out)
 	return out, nil
+}
+
+// addSchedules adds the scheduler's pending counts and next due times. The
+// queue stays readable when the scheduler is not: the fields stay unset and
+// the failure is logged.
+func (h *Handler) addSchedules(ctx context.Context, queues []*dmsv1.Queue) {
+	if len(queues) == 0 {
+		return
+	}
+	ids := make([]string, len(queues))
+	for i, q := range queues {
+		ids[i] = q.GetId()
+	}
+	ctx, cancel := context.WithTimeout(ctx, scheduleStatsTimeout)
+	defer cancel()
+	resp, err := h.scheduler.GetQueueSchedules(ctx, &schedulerv1.GetQueueSchedulesRequest{QueueIds: ids})
+	if err != nil {
+		h.logger.Warn("queue stats without scheduled messages: the scheduler did not answer", "err", err)
+		return
+	}
+	for i, s := range resp.GetQueues() {
+		if i < len(queues) {
+			queues[i].ScheduledMessageCount = s.GetPendingCount()
+			if s.GetNextDueMs() > 0 {
+				queues[i].NextScheduledTime = timestamppb.New(time.UnixMilli(s.GetNextDueMs()))
+			}
+		}
+	}
 }
 
 func (h *Handler) groupsWithStats(ctx context.Context, q *metadatav1.QueueRecord, groups []*metadatav1.GroupRecord) ([]*dmsv1.ConsumerGroup, error) {

@@ -1,92 +1,289 @@
 // Package scheduler is the scheduler role: the owner of everything that
-// waits for a time. Its timers are split into shards, and each shard has one
-// active owner elected through etcd, so a standby process takes over when the
-// owner's lease dies. Delayed messages and retry backoff are the timers it
-// will own; until they land, the role holds its elections and reports them.
+// waits for a time. Today that is delayed and scheduled messages: a message
+// sent with a delay or a deliver time is kept here, durably, and published
+// to its queue through the ingest role when it is due, never before.
+//
+// Timers are split into shards (a queue's timers belong to shard hash(queue
+// id) mod shards) and each shard has one active owner elected through etcd,
+// so that a standby process takes over when the owner's lease dies. Only the
+// owner keeps a shard's state and releases its messages.
+//
+// Durable state lives in storage, in timer buckets: one log per queue and
+// hour of due time (catalog.TimerBucketLog), holding the scheduled messages
+// and markers that settle them (released, cancelled). Replaying a bucket
+// gives its pending messages, so after a crash a new owner releases every
+// pending message again: none is lost, none is released early, and those
+// the crash may have caught between publishing and recording are counted as
+// possible duplicates (at least once). In memory a shard keeps only an index
+// of due times over the window of the current and next hour (8 bytes per
+// pending message, no bodies) and a few bits per record of each bucket; the
+// bodies are read back from storage when released. Buckets are registered in
+// etcd (catalog.TimerBucketsPrefix) because storage does not list logs.
 package scheduler
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
+	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
 	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
 )
 
-// Config of the scheduler role.
-type Config struct {
-	Shards int `yaml:"shards"`
-}
+// ownershipWait is how long a call waits for this process to own the
+// queue's shard (a campaign that is about to be won, after a restart)
+// before it fails with UNAVAILABLE.
+const ownershipWait = 3 * time.Second
 
-// RegisterFlags registers the flags of the scheduler role.
-func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.IntVar(&c.Shards, "scheduler.shards", 1, "Number of timer shards, each with one elected owner.")
-}
-
-// Scheduler campaigns for the ownership of its shards.
-type Scheduler struct {
-	schedulerv1.UnimplementedSchedulerServiceServer
-
+// Engine keeps the timer shards this process owns.
+type Engine struct {
 	cfg      Config
 	session  *concurrency.Session
 	memberID string
+	storage  storagev1.StorageServiceClient
+	ingest   ingestv1.IngestServiceClient
+	cache    *catalog.Cache
+	now      func() time.Time
 	logger   *slog.Logger
 
-	mu    sync.Mutex
-	owned map[int]bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	owners []*shard        // by shard number; nil when not owned
+	change []chan struct{} // closed when the owner of a shard changes
 }
 
-// New returns a scheduler that campaigns with the process's etcd session.
-func New(cfg Config, session *concurrency.Session, memberID string, logger *slog.Logger) *Scheduler {
-	return &Scheduler{cfg: cfg, session: session, memberID: memberID, logger: logger, owned: map[int]bool{}}
+// New returns a scheduler that campaigns with the process's etcd session,
+// keeps its timers in storage and releases them through ingest.
+func New(cfg Config, session *concurrency.Session, memberID string, storage storagev1.StorageServiceClient,
+	ingest ingestv1.IngestServiceClient, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) *Engine {
+	cfg = cfg.withDefaults()
+	e := &Engine{
+		cfg: cfg, session: session, memberID: memberID, storage: storage, ingest: ingest, cache: cache, now: now, logger: logger,
+		owners: make([]*shard, cfg.Shards), change: make([]chan struct{}, cfg.Shards),
+	}
+	for i := range e.change {
+		e.change[i] = make(chan struct{})
+	}
+	cache.Subscribe(e.onCatalogEvent)
+	return e
 }
 
 func electionKey(shard int) string {
 	return fmt.Sprintf("%sscheduler/%d", catalog.ElectionPrefix, shard)
 }
 
-// Start campaigns for every shard in the background until ctx ends; a shard
-// is owned from the moment the campaign wins until the session is lost.
-func (s *Scheduler) Start(ctx context.Context) {
-	for shard := range s.cfg.Shards {
-		go func() {
-			election := concurrency.NewElection(s.session, electionKey(shard))
-			if err := election.Campaign(ctx, s.memberID); err != nil {
-				if ctx.Err() == nil {
-					s.logger.Error("scheduler campaign failed", "shard", shard, "err", err)
-				}
-				return
-			}
-			s.setOwned(shard, true)
-			s.logger.Info("scheduler shard owned", "shard", shard)
-			select {
-			case <-ctx.Done():
-				_ = election.Resign(context.Background())
-			case <-s.session.Done():
-			}
-			s.setOwned(shard, false)
-		}()
+func (e *Engine) shardOf(queueID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(queueID))
+	return int(h.Sum32() % uint32(e.cfg.Shards))
+}
+
+// Start campaigns for every shard in the background until ctx ends or Stop
+// is called; a shard is owned from the moment its campaign wins until the
+// session is lost.
+func (e *Engine) Start(ctx context.Context) {
+	e.ctx, e.cancel = context.WithCancel(ctx)
+	for n := range e.cfg.Shards {
+		e.wg.Go(func() { e.campaign(n) })
 	}
 }
 
-func (s *Scheduler) setOwned(shard int, owned bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.owned[shard] = owned
+// Stop stops releasing, waits for the batches in flight and gives up the
+// shards, so that a standby takes over at once.
+func (e *Engine) Stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	e.wg.Wait()
 }
 
-// GetStatus implements dms.scheduler.v1.SchedulerService.
-func (s *Scheduler) GetStatus(context.Context, *schedulerv1.GetStatusRequest) (*schedulerv1.GetStatusResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := &schedulerv1.GetStatusResponse{}
-	for shard := range s.cfg.Shards {
-		out.Shards = append(out.Shards, &schedulerv1.ShardStatus{Shard: int32(shard), Owner: s.owned[shard], ElectionKey: electionKey(shard)})
+func (e *Engine) campaign(n int) {
+	election := concurrency.NewElection(e.session, electionKey(n))
+	if err := election.Campaign(e.ctx, e.memberID); err != nil {
+		if e.ctx.Err() == nil {
+			e.logger.Error("scheduler campaign failed", "shard", n, "err", err)
+		}
+		return
+	}
+	sh := newShard(e, n)
+	e.setOwner(n, sh)
+	e.logger.Info("scheduler shard owned", "shard", n)
+	sh.start()
+	select {
+	case <-e.ctx.Done():
+	case <-e.session.Done():
+		e.logger.Error("scheduler shard lost: etcd session ended", "shard", n)
+	}
+	sh.stop()
+	e.setOwner(n, nil)
+	if e.ctx.Err() != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = election.Resign(ctx)
+		cancel()
+	}
+}
+
+func (e *Engine) setOwner(n int, sh *shard) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.owners[n] = sh
+	close(e.change[n])
+	e.change[n] = make(chan struct{})
+}
+
+// shardFor returns the owned shard of a queue once its bucket registry is
+// read, waiting a little for a campaign about to be won.
+func (e *Engine) shardFor(ctx context.Context, queueID string) (*shard, error) {
+	n := e.shardOf(queueID)
+	timeout := time.NewTimer(ownershipWait)
+	defer timeout.Stop()
+	for {
+		e.mu.Lock()
+		sh, changed := e.owners[n], e.change[n]
+		e.mu.Unlock()
+		if sh != nil {
+			select {
+			case <-sh.listed:
+				return sh, nil
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return nil, errs.Wrapf(errs.ErrUnavailable, "scheduler: this process does not own timer shard %d of queue %s "+
+				"(another scheduler process does, or the shard's election is not decided yet); calls are not routed to a remote owner yet", n, queueID)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Schedule stores messages of one queue to be released at their due times
+// and returns their schedule ids and message ids once they are durable. A
+// retry with the idempotence key of an earlier call stores nothing again
+// and returns that call's results (the message ids it stored).
+func (e *Engine) Schedule(ctx context.Context, queueID string, entries []*schedulerv1.ScheduleEntry, idempotenceKey string) (scheduleIDs, messageIDs []string, err error) {
+	if len(entries) == 0 {
+		return nil, nil, nil
+	}
+	for i, en := range entries {
+		if en.GetMessageId() == "" || en.GetMessage() == nil || en.GetDueMs() <= 0 {
+			return nil, nil, errs.Wrapf(errs.ErrRequestInvalid, "scheduler: entry %d needs a message id, a message and a due time", i)
+		}
+	}
+	if _, err := e.cache.QueueByID(ctx, queueID); err != nil {
+		return nil, nil, err
+	}
+	sh, err := e.shardFor(ctx, queueID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sh.schedule(ctx, queueID, entries, idempotenceKey)
+}
+
+// Cancel settles scheduled messages of a queue before they are released,
+// with one result per schedule id.
+func (e *Engine) Cancel(ctx context.Context, queueID string, scheduleIDs []string) ([]*dmsv1.CancelResult, error) {
+	sh, err := e.shardFor(ctx, queueID)
+	if err != nil {
+		return nil, err
+	}
+	return sh.cancel(ctx, queueID, scheduleIDs)
+}
+
+// Reschedule moves a scheduled message of a queue to another due time and
+// returns its new schedule id and its message id.
+func (e *Engine) Reschedule(ctx context.Context, queueID, scheduleID string, dueMs int64) (string, string, error) {
+	if dueMs <= 0 {
+		return "", "", errs.Wrapf(errs.ErrDelayInvalid, "scheduler: due time %d is not a time", dueMs)
+	}
+	sh, err := e.shardFor(ctx, queueID)
+	if err != nil {
+		return "", "", err
+	}
+	return sh.reschedule(ctx, queueID, scheduleID, dueMs)
+}
+
+// QueueSchedule sums up the scheduled messages of one queue.
+type QueueSchedule struct {
+	Pending int64
+	// NextDueMs is 0 when nothing is pending.
+	NextDueMs int64
+}
+
+// QueueSchedules reports the pending scheduled messages of queues, once the
+// shards that hold them have replayed their buckets.
+func (e *Engine) QueueSchedules(ctx context.Context, queueIDs []string) ([]QueueSchedule, error) {
+	out := make([]QueueSchedule, len(queueIDs))
+	for i, id := range queueIDs {
+		sh, err := e.shardFor(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-sh.ready:
+		case <-ctx.Done():
+			return nil, errs.Wrapf(errs.ErrUnavailable, "scheduler: timer shard %d is still loading its buckets", sh.n)
+		}
+		out[i] = sh.queueSchedule(id)
 	}
 	return out, nil
+}
+
+// Status reports the shards and, for the owned ones, their counts.
+func (e *Engine) Status() []*schedulerv1.ShardStatus {
+	e.mu.Lock()
+	owners := append([]*shard(nil), e.owners...)
+	e.mu.Unlock()
+	out := make([]*schedulerv1.ShardStatus, len(owners))
+	for n, sh := range owners {
+		out[n] = &schedulerv1.ShardStatus{Shard: int32(n), ElectionKey: electionKey(n)}
+		if sh != nil {
+			out[n].Owner = true
+			out[n].Pending, out[n].Indexed = sh.counts()
+			out[n].RedeliveredAfterRestart = sh.redelivered.Load()
+		}
+	}
+	return out
+}
+
+// onCatalogEvent forgets the timers of deleted queues; storage deletes
+// their buckets with the rest of the queue's data.
+func (e *Engine) onCatalogEvent(ev catalog.Event) {
+	if ev.Kind != catalog.QueueDeleted {
+		return
+	}
+	e.mu.Lock()
+	sh := e.owners[e.shardOf(ev.QueueID)]
+	e.mu.Unlock()
+	if sh != nil && sh.forgetQueue(ev.QueueID) {
+		go e.unregisterQueue(ev.QueueID)
+	}
+}
+
+// unregisterQueue deletes the bucket registrations of a deleted queue.
+func (e *Engine) unregisterQueue(queueID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.session.Client().Delete(ctx, catalog.TimerBucketsOfQueuePrefix(queueID), clientv3.WithPrefix()); err != nil {
+		e.logger.Warn("scheduler: unregistering the buckets of a deleted queue", "queue", queueID, "err", err)
+	}
 }

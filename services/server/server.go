@@ -61,19 +61,20 @@ type Server struct {
 	HTTPAddr     string
 	EtcdEndpoint string
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	ready    atomic.Bool
-	etcd     *embed.Etcd
-	cli      *clientv3.Client
-	session  *concurrency.Session
-	tel      *telemetry.Telemetry
-	grpcSrv  *grpc.Server
-	httpSrv  *http.Server
-	resolver *roleResolver
-	conns    []*grpc.ClientConn
-	cache    *catalog.Cache
-	storage  *storage.Engine
+	ctx       context.Context
+	cancel    context.CancelFunc
+	ready     atomic.Bool
+	etcd      *embed.Etcd
+	cli       *clientv3.Client
+	session   *concurrency.Session
+	tel       *telemetry.Telemetry
+	grpcSrv   *grpc.Server
+	httpSrv   *http.Server
+	resolver  *roleResolver
+	conns     []*grpc.ClientConn
+	cache     *catalog.Cache
+	storage   *storage.Engine
+	scheduler *scheduler.Engine
 }
 
 // New returns a server for cfg; Start runs it.
@@ -236,7 +237,7 @@ func (s *Server) conn(role string) (*grpc.ClientConn, error) {
 // startRoles creates each role's engine and registers its services.
 func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 	conns := map[string]*grpc.ClientConn{}
-	for _, role := range []string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery} {
+	for _, role := range []string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler} {
 		cc, err := s.conn(role)
 		if err != nil {
 			return err
@@ -246,6 +247,8 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 	// Roles sharing a process with storage call it in-process (same
 	// contract, no serialization); others reach it over gRPC.
 	storageClient := storagev1.NewStorageServiceClient(conns[RoleStorage])
+	ingestClient := ingestv1.NewIngestServiceClient(conns[RoleIngest])
+	schedulerClient := schedulerv1.NewSchedulerServiceClient(conns[RoleScheduler])
 	for _, role := range s.roles {
 		roleLogger := s.logger.With("role", role)
 		switch role {
@@ -263,13 +266,14 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 			storageClient = storage.LocalClient(h)
 		case RoleMetadata:
 			engine := metadata.NewEngine(s.cfg.Metadata, s.cli, s.cache, s.now, roleLogger)
-			h := metadata.NewHandler(engine, s.cache, s.cli, storageClient, deliveryv1.NewDeliveryServiceClient(conns[RoleDelivery]))
+			h := metadata.NewHandler(engine, s.cache, s.cli, storageClient, deliveryv1.NewDeliveryServiceClient(conns[RoleDelivery]), schedulerClient, roleLogger)
 			dmsv1.RegisterQueueServiceServer(s.grpcSrv, h)
 			metadatav1.RegisterMetadataServiceServer(s.grpcSrv, h)
 		case RoleIngest:
-			h := ingest.NewHandler(ingest.NewEngine(storageClient, s.now), s.cache)
+			h := ingest.NewHandler(ingest.NewEngine(storageClient, schedulerClient, s.now), s.cache)
 			dmsv1.RegisterProducerServiceServer(s.grpcSrv, h)
 			ingestv1.RegisterIngestServiceServer(s.grpcSrv, h)
+			ingestClient = ingest.LocalClient(h)
 		case RoleDelivery:
 			key, err := s.receiptKey()
 			if err != nil {
@@ -279,9 +283,9 @@ func (s *Server) startRoles(mux *http.ServeMux, memberID string) error {
 			dmsv1.RegisterConsumerServiceServer(s.grpcSrv, h)
 			deliveryv1.RegisterDeliveryServiceServer(s.grpcSrv, h)
 		case RoleScheduler:
-			sched := scheduler.New(s.cfg.Scheduler, s.session, memberID, roleLogger)
-			sched.Start(s.ctx)
-			schedulerv1.RegisterSchedulerServiceServer(s.grpcSrv, sched)
+			s.scheduler = scheduler.New(s.cfg.Scheduler, s.session, memberID, storageClient, ingestClient, s.cache, s.now, roleLogger)
+			s.scheduler.Start(s.ctx)
+			schedulerv1.RegisterSchedulerServiceServer(s.grpcSrv, scheduler.NewHandler(s.scheduler))
 		case RoleGateway:
 			err := gateway.Register(s.ctx, mux, gateway.Conns{Metadata: conns[RoleMetadata], Ingest: conns[RoleIngest], Delivery: conns[RoleDelivery]},
 				gateway.Config{MaxQueuesPerProject: s.cfg.Metadata.MaxQueuesPerProject}, roleLogger)
@@ -337,6 +341,11 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // request is mid-flight when the logs close, etcd last.
 func (s *Server) Stop() {
 	s.ready.Store(false)
+	// The scheduler finishes the batch it is releasing while ingest and
+	// storage still serve, and hands its shards to a standby.
+	if s.scheduler != nil {
+		s.scheduler.Stop()
+	}
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.httpSrv.Shutdown(ctx)

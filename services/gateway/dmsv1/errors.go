@@ -90,6 +90,15 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_MESSAGE_EXPIRED:              {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_SEEK_TARGET_INVALID:          {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_CONSUMER_ID_REQUIRED:         {http.StatusBadRequest, codeURLParamsInvalid},
+	// DMS: "Invalid request format: kafka queue message could not have
+	// delayTime." (10540010); an out-of-range delay_time is a bad format too.
+	dmsv1.ErrorReason_ERROR_REASON_DELAY_INVALID:     {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_DELAY_NOT_ALLOWED: {http.StatusBadRequest, codeBadRequestFormat},
+	// DMS v1.0 has no cancel or reschedule; these only reach it if a native
+	// call's error is shown through it.
+	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_ID_INVALID:       {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_NOT_FOUND:        {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_ALREADY_RELEASED: {http.StatusBadRequest, codeBadRequestFormat},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -38,6 +38,7 @@ func TestDMSV1API(t *testing.T) {
 	t.Run("routing", func(t *testing.T) { testRouting(t, newClient(t, "proj-routing")) })
 	t.Run("tags", func(t *testing.T) { testTags(t, newClient(t, "proj-tags")) })
 	t.Run("dead letters", func(t *testing.T) { testDeadLetters(t, newClient(t, "proj-dead-letters")) })
+	t.Run("delay", func(t *testing.T) { testDelay(t, newClient(t, "proj-delay")) })
 }
 
 var (
@@ -384,7 +385,9 @@ func testSend(t *testing.T, c *client) {
 				map[string]any{"body": strings.Repeat("x", 300<<10)},
 				map[string]any{"body": strings.Repeat("y", 300<<10)},
 			), http.StatusBadRequest, 10540011, ""},
-			{"delay_time", batchOf(map[string]any{"body": 1, "delay_time": 60000}), http.StatusBadRequest, 10540010, "NOT_IMPLEMENTED"},
+			{"delay_time over 7 days", batchOf(map[string]any{"body": 1, "delay_time": 604800001}), http.StatusBadRequest, 10540010, "DELAY_INVALID"},
+			{"negative delay_time", batchOf(map[string]any{"body": 1, "delay_time": -1}), http.StatusBadRequest, 10540010, "DELAY_INVALID"},
+			{"delay_time not a number", batchOf(map[string]any{"body": 1, "delay_time": "soon"}), http.StatusBadRequest, 10540001, ""},
 			{"valid then invalid", batchOf(map[string]any{"body": 1}, map[string]any{"body": 2, "extra": true}), http.StatusBadRequest, 10540001, ""},
 		}
 		for _, tt := range tests {
@@ -407,6 +410,33 @@ func testSend(t *testing.T, c *client) {
 		status, body := c.do(http.MethodPost, messages, batchOf(map[string]any{"body": 1, "delay_time": 0}))
 		require.Equal(t, http.StatusCreated, status, string(body))
 	})
+
+	t.Run("a Kafka queue refuses delay_time", func(t *testing.T) {
+		c := c.with(t)
+		kafkaID := c.createQueue(map[string]any{"name": "kafka-delay", "queue_mode": "KAFKA_HA"})["id"].(string)
+		e := c.requireError(http.MethodPost, "/queues/"+kafkaID+"/messages",
+			batchOf(map[string]any{"body": 1, "delay_time": 60000}), http.StatusBadRequest, 10540010)
+		assert.Equal(t, "DELAY_NOT_ALLOWED", e.Reason)
+		status, body := c.do(http.MethodPost, "/queues/"+kafkaID+"/messages", batchOf(map[string]any{"body": 1, "delay_time": 0}))
+		require.Equal(t, http.StatusCreated, status, "a delay of 0 is no delay: %s", body)
+	})
+}
+
+// testDelay sends a message with delay_time and checks that it is consumed
+// at its time and not before (on the server's real clock).
+func testDelay(t *testing.T, c *client) {
+	queueID := c.createQueue(map[string]any{"name": "later"})["id"].(string)
+	groupID := c.createGroups(queueID, "readers")[0]["id"].(string)
+	sent := time.Now()
+	status, body := c.do(http.MethodPost, "/queues/"+queueID+"/messages",
+		map[string]any{"messages": []any{map[string]any{"body": map[string]any{"n": 1}, "delay_time": 2500.9}}, "returnId": true})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	status, body = c.do(http.MethodGet, "/queues/"+queueID+"/groups/"+groupID+"/messages?time_wait=1", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	assert.Equal(t, "[]", strings.TrimSpace(string(body)), "not consumable before its delay")
+	got := c.consumeAtLeast(queueID, groupID, 1)
+	assert.GreaterOrEqual(t, time.Since(sent), 2500*time.Millisecond, "consumed only after delay_time")
+	assert.JSONEq(t, `{"n":1}`, string(got[0].Message.Body))
 }
 
 // testRoundTrip checks that a consumer gets back the JSON values that a

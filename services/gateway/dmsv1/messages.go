@@ -126,9 +126,11 @@ func parseMessage(raw json.RawMessage) (*dmsv1.Message, *apiError) {
 				return nil, invalidMessage("tags is not a list of strings")
 			}
 		case "delay_time":
-			if err := checkNoDelay(value); err != nil {
+			delay, err := parseDelay(value)
+			if err != nil {
 				return nil, err
 			}
+			m.Delay = delay
 		default:
 			return nil, invalidMessage("the message contains the invalid field " + strconv.Quote(key) +
 				"; a message has body, attributes, tags and delay_time")
@@ -146,22 +148,29 @@ func invalidMessage(message string) *apiError {
 	return badRequest(codeMessageFieldsInvalid, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID, message)
 }
 
-// checkNoDelay refuses delayed delivery, which the server does not offer
-// yet. DMS truncates delay_time to whole milliseconds, so below 1 means none.
-func checkNoDelay(value json.RawMessage) *apiError {
+// maxDelayMillis is the DMS limit of delay_time: 7 days.
+const maxDelayMillis = 604_800_000
+
+// parseDelay reads delay_time: milliseconds from 0 to 604800000, a fraction
+// truncated as DMS does; 0 (or null) means no delay. Kafka queues refuse a
+// delay (the server answers DELAY_NOT_ALLOWED, DMS code 10540010).
+func parseDelay(value json.RawMessage) (*durationpb.Duration, *apiError) {
+	if string(value) == "null" {
+		return nil, nil
+	}
 	var delayMillis float64
 	if err := json.Unmarshal(value, &delayMillis); err != nil {
-		return invalidMessage("delay_time is not a number")
+		return nil, invalidMessage("delay_time is not a number")
 	}
-	switch {
-	case delayMillis < 0:
-		return badRequest(codeBadRequestFormat, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
-			"delay_time is negative")
-	case delayMillis >= 1:
-		return badRequest(codeBadRequestFormat, dmsv1.ErrorReason_ERROR_REASON_NOT_IMPLEMENTED,
-			"delayed delivery (delay_time above 0) is not available in this version of DMS; send without delay_time")
+	if delayMillis < 0 || delayMillis > maxDelayMillis {
+		return nil, errorFor(dmsv1.ErrorReason_ERROR_REASON_DELAY_INVALID,
+			fmt.Sprintf("delay_time must be 0 to %d milliseconds, got %v", maxDelayMillis, delayMillis))
 	}
-	return nil
+	ms := int64(delayMillis)
+	if ms == 0 {
+		return nil, nil
+	}
+	return durationpb.New(time.Duration(ms) * time.Millisecond), nil
 }
 
 // parseAttributes keeps the JSON type of each value: the dms.v1 API has

@@ -32,9 +32,13 @@ type PublishRequest struct {
 	// Optional: the message ids to store the messages under, one per message,
 	// instead of new ones. The scheduler sets them when it releases scheduled
 	// messages, so that they keep the id their producer was given.
-	MessageIds    []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MessageIds []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// Optional: an idempotence key, as in dms.v1.SendMessagesRequest. The
+	// scheduler sets one per released batch, so that a batch released again
+	// after a crash is not stored twice.
+	IdempotenceKey string `protobuf:"bytes,4,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PublishRequest) Reset() {
@@ -88,6 +92,13 @@ func (x *PublishRequest) GetMessageIds() []string {
 	return nil
 }
 
+func (x *PublishRequest) GetIdempotenceKey() string {
+	if x != nil {
+		return x.IdempotenceKey
+	}
+	return ""
+}
+
 // PublishResponse is the response of IngestService.Publish.
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -138,12 +149,13 @@ var File_dms_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_dms_ingest_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1adms/ingest/v1/ingest.proto\x12\rdms.ingest.v1\x1a\x14dms/v1/message.proto\"y\n" +
+	"\x1adms/ingest/v1/ingest.proto\x12\rdms.ingest.v1\x1a\x14dms/v1/message.proto\"\xa2\x01\n" +
 	"\x0ePublishRequest\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12+\n" +
 	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageR\bmessages\x12\x1f\n" +
 	"\vmessage_ids\x18\x03 \x03(\tR\n" +
-	"messageIds\"?\n" +
+	"messageIds\x12'\n" +
+	"\x0fidempotence_key\x18\x04 \x01(\tR\x0eidempotenceKey\"?\n" +
 	"\x0fPublishResponse\x12,\n" +
 	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults2Y\n" +
 	"\rIngestService\x12H\n" +

@@ -268,9 +268,12 @@ type ScheduleRequest struct {
 	// The queue id.
 	QueueId string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	// The messages.
-	Entries       []*ScheduleEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Entries []*ScheduleEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Optional: the producer's idempotence key of the batch; a retry with the
+	// same key stores nothing again and returns the first attempt's results.
+	IdempotenceKey string `protobuf:"bytes,3,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ScheduleRequest) Reset() {
@@ -317,11 +320,21 @@ func (x *ScheduleRequest) GetEntries() []*ScheduleEntry {
 	return nil
 }
 
+func (x *ScheduleRequest) GetIdempotenceKey() string {
+	if x != nil {
+		return x.IdempotenceKey
+	}
+	return ""
+}
+
 // ScheduleResponse is the response of SchedulerService.Schedule.
 type ScheduleResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One schedule id per entry, in request order.
-	ScheduleIds   []string `protobuf:"bytes,1,rep,name=schedule_ids,json=scheduleIds,proto3" json:"schedule_ids,omitempty"`
+	ScheduleIds []string `protobuf:"bytes,1,rep,name=schedule_ids,json=scheduleIds,proto3" json:"schedule_ids,omitempty"`
+	// One message id per entry, in request order: the request's, or on a
+	// retry with an idempotence key those of the first attempt.
+	MessageIds    []string `protobuf:"bytes,2,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +372,13 @@ func (*ScheduleResponse) Descriptor() ([]byte, []int) {
 func (x *ScheduleResponse) GetScheduleIds() []string {
 	if x != nil {
 		return x.ScheduleIds
+	}
+	return nil
+}
+
+func (x *ScheduleResponse) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
 	}
 	return nil
 }
@@ -826,12 +846,15 @@ const file_dms_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12)\n" +
 	"\amessage\x18\x02 \x01(\v2\x0f.dms.v1.MessageR\amessage\x12\x15\n" +
-	"\x06due_ms\x18\x03 \x01(\x03R\x05dueMs\"g\n" +
+	"\x06due_ms\x18\x03 \x01(\x03R\x05dueMs\"\x90\x01\n" +
 	"\x0fScheduleRequest\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x129\n" +
-	"\aentries\x18\x02 \x03(\v2\x1f.dms.scheduler.v1.ScheduleEntryR\aentries\"5\n" +
+	"\aentries\x18\x02 \x03(\v2\x1f.dms.scheduler.v1.ScheduleEntryR\aentries\x12'\n" +
+	"\x0fidempotence_key\x18\x03 \x01(\tR\x0eidempotenceKey\"V\n" +
 	"\x10ScheduleResponse\x12!\n" +
-	"\fschedule_ids\x18\x01 \x03(\tR\vscheduleIds\"M\n" +
+	"\fschedule_ids\x18\x01 \x03(\tR\vscheduleIds\x12\x1f\n" +
+	"\vmessage_ids\x18\x02 \x03(\tR\n" +
+	"messageIds\"M\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12!\n" +
 	"\fschedule_ids\x18\x02 \x03(\tR\vscheduleIds\"@\n" +
