@@ -47,6 +47,7 @@ type Cache struct {
 	queueByName map[string]string                             // project/name → queue id
 	groups      map[string]map[string]*metadatav1.GroupRecord // queue id → group id → record
 	groupByName map[string]string                             // queue id/name → group id
+	createdAt   map[string]int64                              // record key → etcd create revision, the true creation order
 	listeners   []func(Event)
 
 	revision int64         // etcd revision the cache reflects
@@ -62,6 +63,7 @@ func NewCache(cli *clientv3.Client, logger *slog.Logger) *Cache {
 		queueByName: map[string]string{},
 		groups:      map[string]map[string]*metadatav1.GroupRecord{},
 		groupByName: map[string]string{},
+		createdAt:   map[string]int64{},
 		advanced:    make(chan struct{}),
 	}
 }
@@ -121,7 +123,7 @@ func (c *Cache) watchLoop(ctx context.Context, rev int64) {
 				break
 			}
 			for _, ev := range resp.Events {
-				c.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
+				c.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.CreateRevision, ev.Type == clientv3.EventTypeDelete)
 			}
 			rev = resp.Header.Revision
 			c.setRevision(rev)
@@ -148,7 +150,7 @@ func (c *Cache) reload(ctx context.Context) (int64, error) {
 	}
 	fresh := NewCache(c.cli, c.logger)
 	for _, kv := range resp.Kvs {
-		fresh.apply(string(kv.Key), kv.Value, false)
+		fresh.apply(string(kv.Key), kv.Value, kv.CreateRevision, false)
 	}
 	c.mu.Lock()
 	var gone []Event
@@ -164,7 +166,7 @@ func (c *Cache) reload(ctx context.Context) (int64, error) {
 			gone = append(gone, Event{Kind: QueueDeleted, QueueID: id})
 		}
 	}
-	c.queues, c.queueByName, c.groups, c.groupByName = fresh.queues, fresh.queueByName, fresh.groups, fresh.groupByName
+	c.queues, c.queueByName, c.groups, c.groupByName, c.createdAt = fresh.queues, fresh.queueByName, fresh.groups, fresh.groupByName, fresh.createdAt
 	listeners := c.listeners
 	c.mu.Unlock()
 	for _, ev := range gone {
@@ -177,9 +179,14 @@ func (c *Cache) reload(ctx context.Context) (int64, error) {
 }
 
 // apply folds one key change into the cache and tells the listeners.
-func (c *Cache) apply(key string, value []byte, deleted bool) {
+func (c *Cache) apply(key string, value []byte, createRevision int64, deleted bool) {
 	var ev Event
 	c.mu.Lock()
+	if deleted {
+		delete(c.createdAt, key)
+	} else {
+		c.createdAt[key] = createRevision
+	}
 	switch {
 	case strings.HasPrefix(key, queuePrefix):
 		id := strings.TrimPrefix(key, queuePrefix)
@@ -303,15 +310,15 @@ func (c *Cache) ResolveGroup(ctx context.Context, q *metadatav1.QueueRecord, ref
 // Queues returns the queues of a project, oldest first.
 func (c *Cache) Queues(project string) []*metadatav1.QueueRecord {
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	var out []*metadatav1.QueueRecord
 	for _, q := range c.queues {
 		if project == "" || q.GetProject() == project {
 			out = append(out, q)
 		}
 	}
-	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b *metadatav1.QueueRecord) int {
-		return cmp.Or(cmp.Compare(a.GetCreateTimeMs(), b.GetCreateTimeMs()), cmp.Compare(a.GetId(), b.GetId()))
+		return cmp.Or(cmp.Compare(c.createdAt[QueueKey(a.GetId())], c.createdAt[QueueKey(b.GetId())]), cmp.Compare(a.GetId(), b.GetId()))
 	})
 	return out
 }
@@ -319,13 +326,13 @@ func (c *Cache) Queues(project string) []*metadatav1.QueueRecord {
 // Groups returns the consumer groups of a queue, oldest first.
 func (c *Cache) Groups(queueID string) []*metadatav1.GroupRecord {
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	out := make([]*metadatav1.GroupRecord, 0, len(c.groups[queueID]))
 	for _, g := range c.groups[queueID] {
 		out = append(out, g)
 	}
-	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b *metadatav1.GroupRecord) int {
-		return cmp.Or(cmp.Compare(a.GetCreateTimeMs(), b.GetCreateTimeMs()), cmp.Compare(a.GetId(), b.GetId()))
+		return cmp.Or(cmp.Compare(c.createdAt[GroupKey(a.GetQueueId(), a.GetId())], c.createdAt[GroupKey(b.GetQueueId(), b.GetId())]), cmp.Compare(a.GetId(), b.GetId()))
 	})
 	return out
 }
