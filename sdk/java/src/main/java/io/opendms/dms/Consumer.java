@@ -1,7 +1,13 @@
 package io.opendms.dms;
 
+import com.google.common.util.concurrent.FutureCallback;
+import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
+import com.google.common.util.concurrent.MoreExecutors;
+import dms.v1.MessageOuterClass.ChangeVisibilityRequest;
+import dms.v1.MessageOuterClass.ChangeVisibilityResponse;
 import dms.v1.MessageOuterClass.ReceiveMessagesResponse;
+import io.grpc.Status;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.time.Instant;
@@ -13,6 +19,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -23,6 +31,13 @@ import java.util.concurrent.atomic.AtomicInteger;
  * message with its handler's outcome (see {@link MessageHandler}). It long-polls the server and
  * asks only for as many messages as it has free handlers. Acks are sent in batches in the
  * background.
+ *
+ * <p>While a handler runs, the consumer extends its message's visibility ({@link
+ * Project#changeVisibility}): a period after the receive (two thirds of the visibility timeout by
+ * default) and then every period until the handler returns, each time by the consumer's
+ * visibility timeout, so that a handler may run longer than the visibility timeout without the
+ * group getting its message again. A failed extension is logged and tried again while the
+ * message is still invisible; see {@link ConsumerOptions.Builder#extendVisibility(boolean)}.
  *
  * <p>The consumer runs from its creation ({@link Project#newConsumer}) until {@link #close()}
  * or until a receive fails in a way the loop cannot outlast (the queue or group does not exist,
@@ -39,6 +54,9 @@ public final class Consumer implements AutoCloseable {
       new RetryPolicy(Integer.MAX_VALUE, Duration.ofMillis(100), Duration.ofSeconds(5));
   /** The least time between two receives that came back empty without long polling. */
   private static final Duration IDLE_PAUSE = Duration.ofMillis(200);
+  /** Pauses before an extension that failed is tried again, while the message is invisible. */
+  private static final RetryPolicy EXTEND_RETRY =
+      new RetryPolicy(Integer.MAX_VALUE, Duration.ofMillis(200), Duration.ofSeconds(2));
 
   private final Project project;
   private final String queue;
@@ -55,6 +73,10 @@ public final class Consumer implements AutoCloseable {
   private final CompletableFuture<Void> done = new CompletableFuture<>();
   private final AtomicInteger handled = new AtomicInteger();
   private volatile ListenableFuture<ReceiveMessagesResponse> receiving;
+  /** Runs the visibility extensions; null when the consumer does not extend. */
+  private final ScheduledThreadPoolExecutor extender;
+  /** Set once the server answered ChangeVisibility with UNIMPLEMENTED: extending stops. */
+  private volatile boolean extensionUnsupported;
 
   Consumer(Project project, String queue, String group, MessageHandler handler, ConsumerOptions opts) {
     this.project = project;
@@ -70,6 +92,13 @@ public final class Consumer implements AutoCloseable {
             : opts.executor;
     this.autoAck = opts.broadcast != null && opts.broadcast.autoAck();
     this.acker = new Acker(project, queue, group);
+    if (opts.extendVisibility && !autoAck) {
+      this.extender =
+          new ScheduledThreadPoolExecutor(1, daemonThreads("dms-extender " + queue + "/" + group));
+      this.extender.setRemoveOnCancelPolicy(true);
+    } else {
+      this.extender = null;
+    }
     this.loop = new Thread(this::run, "dms-consumer " + queue + "/" + group);
     this.loop.setDaemon(true);
     this.loop.start();
@@ -112,6 +141,9 @@ public final class Consumer implements AutoCloseable {
       // Let running handlers finish and ack what they did.
       permits.acquireUninterruptibly(opts.concurrency);
       acker.close();
+      if (extender != null) {
+        extender.shutdownNow(); // every handler has finished its extensions
+      }
       if (ownExecutor) {
         executor.shutdown();
       }
@@ -172,9 +204,16 @@ public final class Consumer implements AutoCloseable {
       }
       // Received messages are invisible to the group: handle them even if closing.
       for (ReceivedMessage m : msgs) {
+        Extension ext = extender != null ? new Extension(m) : null;
+        if (ext != null) {
+          ext.start();
+        }
         try {
-          executor.execute(() -> handle(m));
+          executor.execute(() -> handle(m, ext));
         } catch (RejectedExecutionException e) {
+          if (ext != null) {
+            ext.finish();
+          }
           permits.release();
           LOG.log(
               Level.ERROR,
@@ -210,7 +249,7 @@ public final class Consumer implements AutoCloseable {
     }
   }
 
-  private void handle(ReceivedMessage m) {
+  private void handle(ReceivedMessage m, Extension ext) {
     Throwable thrown = null;
     try {
       handler.handle(m);
@@ -220,11 +259,158 @@ public final class Consumer implements AutoCloseable {
         LOG.log(Level.DEBUG, "dms: handler failed for message " + m.messageId(), t);
       }
     } finally {
+      if (ext != null) {
+        ext.finish();
+      }
       handled.incrementAndGet();
       if (!autoAck) {
         acker.add(m, AckStatus.forOutcome(thrown));
       }
       permits.release();
+    }
+  }
+
+  /**
+   * Extends the visibility of one message while its handler runs: a period after the receive,
+   * then a period after each extension, by the consumer's visibility timeout. Each extension is
+   * one asynchronous ChangeVisibility call; the next is scheduled once it is answered.
+   */
+  private final class Extension implements Runnable {
+    private final ReceivedMessage message;
+    private final long timeoutNanos = opts.effectiveVisibilityTimeout().toNanos();
+    private final long periodNanos = opts.extensionPeriod.toNanos();
+    /** System.nanoTime() when the message becomes visible again, as estimated (early). */
+    private volatile long deadline;
+    private volatile int failures;
+    private boolean finished; // guarded by this
+    private ScheduledFuture<?> next; // guarded by this
+
+    Extension(ReceivedMessage message) {
+      this.message = message;
+      this.deadline =
+          System.nanoTime() + Duration.between(Instant.now(), message.visibleAt()).toNanos();
+    }
+
+    /** Schedules the first extension, a period after the receive. */
+    void start() {
+      schedule(deadline - timeoutNanos + periodNanos - System.nanoTime());
+    }
+
+    /** Stops extending: the handler returned. A call under way is let be. */
+    synchronized void finish() {
+      finished = true;
+      if (next != null) {
+        next.cancel(false);
+      }
+    }
+
+    private synchronized boolean finished() {
+      return finished;
+    }
+
+    private synchronized void schedule(long delayNanos) {
+      if (finished) {
+        return;
+      }
+      try {
+        next = extender.schedule(this, Math.max(0, delayNanos), TimeUnit.NANOSECONDS);
+      } catch (RejectedExecutionException e) {
+        // The consumer has stopped: its handlers have all returned.
+      }
+    }
+
+    @Override
+    public void run() {
+      if (finished() || extensionUnsupported) {
+        return;
+      }
+      long start = System.nanoTime();
+      var req =
+          ChangeVisibilityRequest.newBuilder()
+              .setGroup(project.groupResource(queue, group))
+              .addReceiptHandles(message.receiptHandle())
+              .setVisibilityTimeout(Protos.duration(opts.effectiveVisibilityTimeout()))
+              .build();
+      // A call still unanswered when the message is visible again is of no use.
+      long budget =
+          Math.min(
+              project.client().callTimeout.toNanos(),
+              Math.max(deadline - start, TimeUnit.SECONDS.toNanos(1)));
+      ListenableFuture<ChangeVisibilityResponse> f;
+      try {
+        f =
+            project
+                .client()
+                .consumerFutures
+                .withDeadlineAfter(budget, TimeUnit.NANOSECONDS)
+                .changeVisibility(req);
+      } catch (RuntimeException e) {
+        failed(DmsException.from(e));
+        return;
+      }
+      Futures.addCallback(
+          f,
+          new FutureCallback<>() {
+            @Override
+            public void onSuccess(ChangeVisibilityResponse resp) {
+              answered(start, resp);
+            }
+
+            @Override
+            public void onFailure(Throwable t) {
+              failed(DmsException.from(t));
+            }
+          },
+          MoreExecutors.directExecutor());
+    }
+
+    private void answered(long start, ChangeVisibilityResponse resp) {
+      AckResult r =
+          resp.getResultsCount() > 0
+              ? AckResult.fromProto(resp.getResults(0))
+              : new AckResult(false, "", "the server returned no result");
+      if (r.applied()) {
+        deadline = start + timeoutNanos;
+        failures = 0;
+        schedule(start + periodNanos - System.nanoTime());
+      } else if (!finished()) {
+        // Expired (or otherwise lost): no later extension can bring it back.
+        LOG.log(
+            Level.WARNING,
+            "dms: visibility of message {0} not extended, it may be delivered again: {1}: {2}",
+            message.messageId(), r.reason(), r.message());
+      }
+    }
+
+    private void failed(DmsException e) {
+      if (finished()) {
+        return;
+      }
+      if (e.code() == Status.Code.UNIMPLEMENTED) {
+        if (!extensionUnsupported) {
+          extensionUnsupported = true;
+          LOG.log(
+              Level.WARNING,
+              "dms: the server cannot extend visibility timeouts (ChangeVisibility is"
+                  + " unimplemented); handlers must finish within the visibility timeout");
+        }
+        return;
+      }
+      int n = failures + 1;
+      failures = n;
+      Duration pause = EXTEND_RETRY.backoff(n);
+      if (Acker.recoverable(e) && System.nanoTime() + pause.toNanos() < deadline) {
+        LOG.log(
+            Level.WARNING,
+            "dms: extending the visibility of message {0} failed, retrying in {1}: {2}",
+            message.messageId(), pause, e.getMessage());
+        schedule(pause.toNanos());
+      } else {
+        LOG.log(
+            Level.WARNING,
+            "dms: extending the visibility of message {0} failed, it may be delivered again: {1}",
+            message.messageId(), e.getMessage());
+      }
     }
   }
 

@@ -16,6 +16,9 @@ public final class ConsumerOptions {
   final String consumerId;
   final TagFilter tagFilter;
   final BroadcastOptions broadcast;
+  final boolean extendVisibility;
+  /** The extension period: two thirds of the visibility timeout unless set. */
+  final Duration extensionPeriod;
 
   private ConsumerOptions(Builder b) {
     this.concurrency = b.concurrency;
@@ -29,9 +32,29 @@ public final class ConsumerOptions {
     if (broadcast != null && consumerId.isEmpty()) {
       throw new IllegalArgumentException("a broadcast consumer needs a consumer id");
     }
+    this.extendVisibility = b.extendVisibility;
+    Duration timeout = effectiveVisibilityTimeout();
+    this.extensionPeriod =
+        b.extensionPeriod != null ? b.extensionPeriod : timeout.multipliedBy(2).dividedBy(3);
+    if (extendVisibility && extensionPeriod.compareTo(timeout) >= 0) {
+      throw new IllegalArgumentException(
+          "visibilityExtensionPeriod ("
+              + extensionPeriod
+              + ") must be shorter than the visibility timeout ("
+              + timeout
+              + ")");
+    }
   }
 
-  /** 10 handlers at once on the consumer's own threads, long polls of 20 s. */
+  /** The visibility timeout of the consumer's receives: the server's 30 s when not set. */
+  Duration effectiveVisibilityTimeout() {
+    return visibilityTimeout != null ? visibilityTimeout : ReceiveOptions.DEFAULT_VISIBILITY_TIMEOUT;
+  }
+
+  /**
+   * 10 handlers at once on the consumer's own threads, long polls of 20 s, the server's
+   * visibility timeout (30 s), extended while a handler runs.
+   */
   public static ConsumerOptions defaults() {
     return DEFAULTS;
   }
@@ -69,6 +92,8 @@ public final class ConsumerOptions {
     private String consumerId = "";
     private TagFilter tagFilter;
     private BroadcastOptions broadcast;
+    private boolean extendVisibility = true;
+    private Duration extensionPeriod;
 
     private Builder() {}
 
@@ -112,7 +137,9 @@ public final class ConsumerOptions {
 
     /**
      * How long received messages stay invisible unless acked, 15 to 300 s; the server's
-     * default (30 s) when not set. Handlers must finish within it.
+     * default (30 s) when not set. A handler that runs longer keeps its message as long as
+     * the consumer extends its visibility (see {@link #extendVisibility(boolean)}); without
+     * extension, handlers must finish within it.
      */
     public Builder visibilityTimeout(Duration d) {
       this.visibilityTimeout = Objects.requireNonNull(d, "visibilityTimeout");
@@ -140,7 +167,45 @@ public final class ConsumerOptions {
       return this;
     }
 
-    /** Returns the options. */
+    /**
+     * Whether the consumer extends the visibility of messages whose handler runs long; on by
+     * default. While a handler runs, the consumer calls {@link Project#changeVisibility} for
+     * its message every {@linkplain #visibilityExtensionPeriod extension period} (two thirds
+     * of the visibility timeout by default, counted from the receive), each time with the
+     * consumer's visibility timeout from then on, so that the group does not get the message
+     * again while it is being handled, however long that takes. It stops when the handler
+     * returns. A failed extension is logged, not fatal: a call that fails is tried again
+     * while the message is still invisible, and a delivery that can no longer be extended
+     * (it expired) is left to its handler, whose ack will then not apply. Turned off, handlers
+     * must finish within the visibility timeout. A broadcast consumer with auto-ack has
+     * nothing to extend.
+     */
+    public Builder extendVisibility(boolean on) {
+      this.extendVisibility = on;
+      return this;
+    }
+
+    /**
+     * How often the visibility of a message whose handler still runs is extended, counted
+     * from the receive; two thirds of the visibility timeout by default (20 s of the server's
+     * 30 s). It must be shorter than the visibility timeout, with room for the call: the
+     * default leaves a third.
+     */
+    public Builder visibilityExtensionPeriod(Duration d) {
+      Objects.requireNonNull(d, "visibilityExtensionPeriod");
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("visibilityExtensionPeriod must be positive, got " + d);
+      }
+      this.extensionPeriod = d;
+      return this;
+    }
+
+    /**
+     * Returns the options.
+     *
+     * @throws IllegalArgumentException if the extension period is not shorter than the
+     *     visibility timeout, or a broadcast consumer has no consumer id
+     */
     public ConsumerOptions build() {
       return new ConsumerOptions(this);
     }

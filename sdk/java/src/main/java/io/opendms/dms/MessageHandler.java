@@ -14,10 +14,13 @@ package io.opendms.dms;
  * </ul>
  *
  * <p>Both failures count toward the queue's max consume count when dead letters are enabled.
- * The handler must finish before the message's {@link ReceivedMessage#visibleAt()}, after which
- * the ack can no longer be applied and the group gets the message again; the server has no call
- * yet to extend a visibility timeout, so give a handler that may take long a longer visibility
- * timeout. Handlers run concurrently (see the options' concurrency) and must be thread-safe.
+ * The delivery must be settled before its visibility timeout passes, after which the ack can no
+ * longer be applied and the group gets the message again. A {@link Consumer} extends the
+ * visibility of a message while its handler runs (see {@link
+ * ConsumerOptions.Builder#extendVisibility(boolean)}), so its handlers may take longer; a {@link
+ * Subscription} does not, so its handlers must finish before the message's {@link
+ * ReceivedMessage#visibleAt()} (give a handler that may take long a longer visibility timeout).
+ * Handlers run concurrently (see the options' concurrency) and must be thread-safe.
  */
 @FunctionalInterface
 public interface MessageHandler {

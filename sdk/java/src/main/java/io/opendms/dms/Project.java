@@ -3,6 +3,7 @@ package io.opendms.dms;
 import dms.v1.MessageOuterClass;
 import dms.v1.MessageOuterClass.AckDeadLettersRequest;
 import dms.v1.MessageOuterClass.AckMessagesRequest;
+import dms.v1.MessageOuterClass.ChangeVisibilityRequest;
 import dms.v1.MessageOuterClass.PartitionOffset;
 import dms.v1.MessageOuterClass.PartitionOffsets;
 import dms.v1.MessageOuterClass.ReceiveDeadLettersRequest;
@@ -19,6 +20,7 @@ import io.grpc.stub.AbstractStub;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
@@ -353,6 +355,59 @@ public final class Project {
   /** {@link #ack(String, String, List)} for a few acks. */
   public List<AckResult> ack(String queue, String group, Ack... acks) {
     return ack(queue, group, List.of(acks));
+  }
+
+  /**
+   * Gives in-flight deliveries of a consumer group a new visibility timeout, counted from now,
+   * and returns one result per handle, in order: a receiver whose work takes longer than it
+   * expected keeps its messages invisible to the group for longer. The receipt handles stay
+   * valid for the acks that settle the deliveries. {@code visibilityTimeout} is 15 to 300 s;
+   * the server rejects the call otherwise ({@code VISIBILITY_TIMEOUT_INVALID}). A new timeout
+   * may also be shorter than what is left of the current one.
+   *
+   * <p>A handle that could not be extended is reported in its result with its reason, not
+   * thrown: {@code RECEIPT_HANDLE_EXPIRED} when the delivery is no longer in flight (it was
+   * settled, or its visibility timeout passed), {@code RECEIPT_HANDLE_INVALID} when the handle
+   * was not issued by the server. More than {@link Limits#MAX_ACKS} handles are sent in several
+   * calls. Messages only: dead letters cannot be extended.
+   *
+   * <p>The message's {@link ReceivedMessage#visibleAt()} is not updated. A {@link Consumer}
+   * extends the visibility of its handlers' messages itself (see {@link
+   * ConsumerOptions.Builder#extendVisibility(boolean)}).
+   *
+   * @param receiptHandles the handles of the deliveries ({@link ReceivedMessage#receiptHandle()})
+   */
+  public List<AckResult> changeVisibility(
+      String queue, String group, List<String> receiptHandles, Duration visibilityTimeout) {
+    String groupResource = groupResource(queue, group);
+    var timeout = Protos.duration(Objects.requireNonNull(visibilityTimeout, "visibilityTimeout"));
+    List<AckResult> out = new ArrayList<>(receiptHandles.size());
+    for (int i = 0; i < receiptHandles.size(); i += Limits.MAX_ACKS) {
+      var req =
+          ChangeVisibilityRequest.newBuilder()
+              .setGroup(groupResource)
+              .addAllReceiptHandles(
+                  receiptHandles.subList(i, Math.min(receiptHandles.size(), i + Limits.MAX_ACKS)))
+              .setVisibilityTimeout(timeout)
+              .build();
+      call(() -> withDeadline(client.consumer, Duration.ZERO).changeVisibility(req))
+          .getResultsList()
+          .forEach(r -> out.add(AckResult.fromProto(r)));
+    }
+    return Collections.unmodifiableList(out);
+  }
+
+  /**
+   * {@link #changeVisibility(String, String, List, Duration)} for received messages: one result
+   * per message, in order. (A list of them: {@code messages.toArray(ReceivedMessage[]::new)}.)
+   */
+  public List<AckResult> changeVisibility(
+      String queue, String group, Duration visibilityTimeout, ReceivedMessage... messages) {
+    return changeVisibility(
+        queue,
+        group,
+        Arrays.stream(messages).map(ReceivedMessage::receiptHandle).toList(),
+        visibilityTimeout);
   }
 
   private static List<AckResult> ackChunks(
