@@ -266,6 +266,40 @@ class Calls:
             )
         return calls
 
+    def change_visibility(
+        self,
+        queue: str,
+        group: str,
+        handles: Iterable[str | ReceivedMessage | Ack] | str | ReceivedMessage | Ack,
+        visibility_timeout: Duration,
+        *,
+        timeout: Duration | None = None,
+    ) -> list[Call[list[AckResult]]]:
+        """The calls that give in-flight deliveries a new visibility timeout
+        (counted from when the server applies it), MAX_ACKS handles at a time."""
+        if isinstance(handles, (str, ReceivedMessage, Ack)):
+            handles = [handles]
+        all_handles = [cv.receipt_handle_of(h) for h in handles]
+        if visibility_timeout is None:
+            raise ValueError("a visibility timeout (15 to 300 s) is required")
+        visibility = cv.duration_to_proto(visibility_timeout)
+        name = self.group_name(queue, group)
+        calls = []
+        for i in range(0, len(all_handles), MAX_ACKS):
+            req = pb.ChangeVisibilityRequest(
+                group=name, receipt_handles=all_handles[i : i + MAX_ACKS], visibility_timeout=visibility
+            )
+            calls.append(
+                Call(
+                    CONSUMER,
+                    "ChangeVisibility",
+                    req,
+                    lambda r: [cv.ack_result_from_proto(x) for x in r.results],
+                    self._t(timeout),
+                )
+            )
+        return calls
+
     def redrive_dead_letters(
         self,
         queue: str,

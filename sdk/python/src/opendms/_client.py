@@ -312,8 +312,8 @@ class Client:
         """Returns up to ``max_messages`` (1 to 1000) messages of a consumer
         group, waiting up to ``wait_time`` (0 to 60 s) for the first. Each must
         be acked before its visibility timeout (15 to 300 s, default 30 s)
-        passes, or the group gets it again. An empty list means none became
-        available in time.
+        passes, or the group gets it again; :meth:`change_visibility` extends
+        it. An empty list means none became available in time.
 
         ``tag_filter`` receives only matching messages (a group keeps one
         filter; a different one fails with TAG_FILTER_CONFLICT).
@@ -352,6 +352,35 @@ class Client:
             out += self._invoke(call)
         return out
 
+    def change_visibility(
+        self,
+        queue: str,
+        group: str,
+        handles_or_messages: Iterable[str | ReceivedMessage | Ack] | str | ReceivedMessage | Ack,
+        visibility_timeout: Duration,
+        *,
+        timeout: Duration | None = None,
+    ) -> list[AckResult]:
+        """Gives in-flight deliveries a new visibility timeout, counted from
+        now (15 to 300 s; seconds or a timedelta): a consumer whose work takes
+        longer than it expected postpones the moment the group gets the
+        message again. Deliveries are named by receipt handle or by the
+        ReceivedMessage (or an Ack of it); their handles stay valid, and a
+        shorter timeout brings the moment forward. Returns one result per
+        handle, in order; a handle that is no longer in flight (settled,
+        timed out, delivered again) is reported with reason
+        RECEIPT_HANDLE_EXPIRED, a malformed one RECEIPT_HANDLE_INVALID, not
+        raised. The ``visible_at`` of a ReceivedMessage is not updated. More
+        than 1000 handles take several calls; none take none. Messages only:
+        dead letters cannot be extended.
+
+        The consumer loop (:meth:`consumer`) does this by itself for
+        handlers that run long."""
+        out: list[AckResult] = []
+        for call in self._calls.change_visibility(queue, group, handles_or_messages, visibility_timeout, timeout=timeout):
+            out += self._invoke(call)
+        return out
+
     def consumer(
         self,
         queue: str,
@@ -364,9 +393,19 @@ class Client:
         visibility_timeout: Duration | None = None,
         consumer_id: str = "",
         tag_filter: TagFilter | None = None,
+        extend_visibility: bool = True,
+        extension_period: Duration | None = None,
     ) -> Consumer:
         """Returns a :class:`Consumer` that calls ``handler`` for each message
-        of the group, ``concurrency`` at a time. See there."""
+        of the group, ``concurrency`` at a time. See there.
+
+        While a handler runs, the consumer extends the visibility of its
+        message every ``extension_period`` (seconds or a timedelta; default
+        two thirds of ``visibility_timeout``, which is 15 to 300 s, default
+        30 s) by ``visibility_timeout``, until the handler finishes, so a slow
+        handler does not see its message delivered again to someone else.
+        ``extend_visibility=False`` turns this off. ``extension_period`` must
+        be shorter than the visibility timeout (ValueError)."""
         opts = ConsumerOptions(
             concurrency=concurrency,
             max_messages=max_messages,
@@ -374,6 +413,8 @@ class Client:
             visibility_timeout=visibility_timeout,
             consumer_id=consumer_id,
             tag_filter=tag_filter,
+            extend_visibility=extend_visibility,
+            extension_period=seconds(extension_period),
         )
         return Consumer(self, queue, group, handler, opts)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import queue as _queue
 import threading
 import time
@@ -13,10 +16,11 @@ from typing import Any
 
 import grpc
 
-from opendms._calls import Call
+from opendms._calls import DEFAULT_VISIBILITY_TIMEOUT, Call
+from opendms._convert import seconds
 from opendms._retry import RetryPolicy, ack_status_for, recoverable
 from opendms.errors import DMSError, Redeliver
-from opendms.types import MAX_ACKS, MAX_RECEIVE_MESSAGES, Ack, AckStatus, Duration, ReceivedMessage, TagFilter
+from opendms.types import MAX_ACKS, MAX_RECEIVE_MESSAGES, Ack, AckResult, AckStatus, Duration, ReceivedMessage, TagFilter
 
 log = logging.getLogger("opendms")
 
@@ -28,6 +32,12 @@ RECEIVE_RETRY = RetryPolicy(initial_backoff=0.1, max_backoff=5.0)
 ACK_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.1, max_backoff=1.0)
 #: The timeout of one ack call of a consumer.
 ACK_TIMEOUT = 10.0
+#: The share of the visibility timeout after which a consumer extends the
+#: visibility of a message whose handler still runs (by default).
+EXTENSION_SHARE = 2 / 3
+#: How long a consumer waits before it tries again an extension call that
+#: failed recoverably (less when the delivery would expire before).
+EXTENSION_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,29 @@ class ConsumerOptions:
     visibility_timeout: Duration | None = None
     consumer_id: str = ""
     tag_filter: TagFilter | None = None
+    #: Whether the visibility of a message whose handler still runs is
+    #: extended (ChangeVisibility) every extension_period.
+    extend_visibility: bool = True
+    #: Seconds between extensions; None: two thirds of the visibility timeout.
+    extension_period: float | None = None
+
+    @property
+    def visibility_seconds(self) -> float:
+        """The visibility timeout in seconds (the server's default if none)."""
+        v = seconds(self.visibility_timeout)
+        return DEFAULT_VISIBILITY_TIMEOUT if v is None else v
 
     def normalized(self) -> "ConsumerOptions":
+        period = None
+        if self.extend_visibility:
+            visibility = self.visibility_seconds
+            period = seconds(self.extension_period)
+            if period is None:
+                period = visibility * EXTENSION_SHARE
+            elif not 0 < period < visibility:
+                raise ValueError(
+                    f"extension_period must be more than 0 and less than the visibility timeout ({visibility:g} s), got {period:g}"
+                )
         return ConsumerOptions(
             concurrency=max(self.concurrency, 1),
             max_messages=min(max(self.max_messages, 1), MAX_RECEIVE_MESSAGES),
@@ -49,6 +80,8 @@ class ConsumerOptions:
             visibility_timeout=self.visibility_timeout,
             consumer_id=self.consumer_id,
             tag_filter=self.tag_filter,
+            extend_visibility=self.extend_visibility,
+            extension_period=period,
         )
 
 
@@ -69,6 +102,129 @@ def log_failure(m: ReceivedMessage, e: BaseException) -> None:
         log.warning("opendms: handler failed for message %s: %r", m.id, e, exc_info=e)
 
 
+@dataclass(eq=False)
+class Lease:
+    """One delivery whose handler runs, as the extension schedule sees it.
+    Times are ``time.monotonic()``."""
+
+    handle: str
+    message_id: str
+    #: When to extend the visibility next.
+    due: float
+    #: When the delivery expires unless extended (estimated early: from the
+    #: start of the call that set it).
+    deadline: float
+    #: Set when the handler has finished: no more extensions.
+    done: bool = False
+
+
+class Extensions:
+    """The visibility extensions of a consumer's running handlers: when each
+    delivery is due for one, and what to do with the outcome. No I/O and no
+    locking: the sync and asyncio consumers drive it (with a thread and a
+    task) and guard it as they need.
+
+    A delivery received at ``t`` is first extended at ``t + period``; each
+    extension sets its visibility timeout to ``visibility`` from the call on,
+    and the next follows ``period`` after the call started. A call that
+    failed recoverably is tried again after EXTENSION_RETRY (sooner if the
+    delivery would expire first); a delivery that could not be extended
+    (no longer in flight, a call that cannot succeed) is logged and left to
+    expire. Failures never reach the handler."""
+
+    def __init__(self, visibility: float, period: float) -> None:
+        self.visibility, self.period = visibility, period
+        self._heap: list[tuple[float, int, Lease]] = []
+        self._seq = itertools.count()
+        self._live = 0
+        self._off = False  # the server has no ChangeVisibility
+
+    def add(self, m: ReceivedMessage, received: float) -> Lease:
+        """Schedules the delivery of a message received (the receive call
+        started) at ``received``."""
+        lease = Lease(m.receipt_handle, m.id, received + self.period, received + self.visibility)
+        self._live += 1
+        if not self._off:
+            self._push(lease)
+        return lease
+
+    def remove(self, lease: Lease) -> None:
+        """The handler of a delivery has finished."""
+        if not lease.done:
+            lease.done = True
+            self._live -= 1
+            if len(self._heap) > 2 * self._live + 1000:  # drop finished leases now and then
+                self._heap = [e for e in self._heap if not e[2].done]
+                heapq.heapify(self._heap)
+
+    def next_due(self) -> float | None:
+        """When the next extension is due, None if none is scheduled."""
+        while self._heap and self._heap[0][2].done:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def take_due(self, now: float) -> list[Lease]:
+        """Unschedules and returns the deliveries due for an extension by
+        ``now``, at most MAX_ACKS (one call)."""
+        out: list[Lease] = []
+        while self._heap and len(out) < MAX_ACKS and self._heap[0][0] <= now:
+            _, _, lease = heapq.heappop(self._heap)
+            if not lease.done:
+                out.append(lease)
+        return out
+
+    def settle(
+        self,
+        leases: list[Lease],
+        started: float,
+        now: float,
+        results: list[AckResult] | None = None,
+        error: DMSError | None = None,
+    ) -> None:
+        """Takes the outcome of the extension call for ``leases`` that started
+        at ``started``: its results or the error it raised; schedules the
+        next extensions."""
+        if error is not None and error.code == grpc.StatusCode.UNIMPLEMENTED:
+            if not self._off:
+                log.warning("opendms: the server cannot extend visibility timeouts (%s): handlers must finish in time", error)
+            self._off = True
+            self._heap.clear()
+            return
+        if error is None and results is not None and len(results) != len(leases):
+            error = DMSError(grpc.StatusCode.INTERNAL, f"{len(results)} results for {len(leases)} handles")
+        for i, lease in enumerate(leases):
+            if lease.done:
+                continue  # finished meanwhile: its ack may have settled it first
+            if error is None:
+                r = results[i]  # type: ignore[index]
+                if r.applied:
+                    lease.deadline = started + self.visibility
+                    lease.due = started + self.period
+                    self._push(lease)
+                else:
+                    log.warning(
+                        "opendms: visibility of message %s not extended, it may be delivered again: %s: %s",
+                        lease.message_id, r.reason, r.message,
+                    )
+                continue
+            left = lease.deadline - now
+            if recoverable(error) and left > 0.1:
+                lease.due = now + min(EXTENSION_RETRY, left / 2)
+                self._push(lease)
+                log.warning("opendms: extending the visibility of message %s failed, retrying: %s", lease.message_id, error)
+            else:
+                log.error("opendms: extending the visibility of message %s failed, it may be delivered again: %s", lease.message_id, error)
+
+    def _push(self, lease: Lease) -> None:
+        heapq.heappush(self._heap, (lease.due, next(self._seq), lease))
+
+
+def extension_timeout(leases: list[Lease], now: float) -> float:
+    """The timeout of an extension call: no later than the first of the
+    deliveries expires, within [1 s, ACK_TIMEOUT]."""
+    return max(1.0, min(ACK_TIMEOUT, min(lease.deadline for lease in leases) - now))
+
+
 class Consumer:
     """Receives the messages of a consumer group in a loop and calls a handler
     for each, up to ``concurrency`` at once (in a thread pool), then acks it
@@ -85,14 +241,23 @@ class Consumer:
     it has free handlers, so that messages do not wait invisible in the
     client. Acks are sent in batches by a thread of their own.
 
+    A handler may run longer than the visibility timeout
+    (``visibility_timeout``, 15 to 300 s, default 30 s): while it runs, the
+    consumer extends the visibility of its message (ChangeVisibility, one
+    call for all the messages due, from a thread of its own) every
+    ``extension_period`` (default: two thirds of the visibility timeout,
+    counted from the receive), each time by the visibility timeout, so the
+    group does not get the message again meanwhile. Failures to extend are
+    logged, not raised; the message may then be delivered again once its
+    timeout passes. ``extend_visibility=False`` turns this off: handlers must
+    then finish within the visibility timeout.
+
     :meth:`run` runs the loop in the calling thread until :meth:`stop`;
     :meth:`start` runs it in a background thread; as a context manager the
     consumer starts on entry and stops on exit. Stopping cancels the receive
     in progress, lets running handlers finish and acks their outcomes. A
     receive cancelled by the stop may have been answered by the server
-    already; its messages come back after their visibility timeout. The
-    server has no call yet to extend a visibility timeout, so handlers must
-    finish within it (``visibility_timeout``, default 30 s).
+    already; its messages come back after their visibility timeout.
 
     Failures the loop can outlast (server unreachable or overloaded) are
     logged and retried with backoff; any other failure of a receive (the
@@ -180,12 +345,17 @@ class Consumer:
         opts = self._opts
         free = threading.Semaphore(opts.concurrency)
         acker = _Acker(self._client, self._queue, self._group)
+        extender = None
+        if opts.extend_visibility:
+            extender = _Extender(self._client, self._queue, self._group, opts.visibility_seconds, opts.extension_period)
 
-        def handle(m: ReceivedMessage) -> None:
+        def handle(m: ReceivedMessage, lease: Lease | None) -> None:
             self._workers.add(threading.current_thread())
             try:
                 acker.add(handle_outcome(self._handler, m))
             finally:
+                if lease is not None:
+                    extender.remove(lease)  # type: ignore[union-attr]
                 free.release()
 
         failures = 0
@@ -200,6 +370,7 @@ class Consumer:
                     taken = 1
                     while taken < min(opts.concurrency, opts.max_messages) and free.acquire(blocking=False):
                         taken += 1
+                    received = time.monotonic()  # the visibility timeouts start later
                     try:
                         msgs = self._receive(taken)
                     except DMSError as e:
@@ -219,11 +390,13 @@ class Consumer:
                     for _ in range(taken - len(msgs)):
                         free.release()
                     for m in msgs:
-                        pool.submit(handle, m)
+                        pool.submit(handle, m, extender.add(m, received) if extender is not None else None)
                     if not msgs and opts.wait_time < IDLE_PAUSE:
                         self._stop.wait(IDLE_PAUSE)
             finally:
                 pool.shutdown(wait=True)
+                if extender is not None:
+                    extender.close()
                 acker.close()
 
     def _receive(self, n: int) -> list[ReceivedMessage]:
@@ -303,3 +476,66 @@ class _Acker:
                 if not r.applied:
                     log.warning("opendms: ack %s not applied: %s: %s", a.status.name, r.reason, r.message)
             return
+
+
+class _Extender:
+    """Extends the visibility of a consumer's messages whose handlers still
+    run (see :class:`Extensions`), from a thread of its own."""
+
+    def __init__(self, client, queue: str, group: str, visibility: float, period: float) -> None:
+        self._client, self._queue, self._group = client, queue, group
+        self._ext = Extensions(visibility, period)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._wake_at = math.inf  # when the thread wakes by itself; -inf while it calls
+        self._thread = threading.Thread(target=self._run, name="opendms-extender", daemon=True)
+        self._thread.start()
+
+    def add(self, m: ReceivedMessage, received: float) -> Lease:
+        with self._cond:
+            lease = self._ext.add(m, received)
+            if lease.due < self._wake_at:
+                self._cond.notify()
+            return lease
+
+    def remove(self, lease: Lease) -> None:
+        with self._cond:
+            self._ext.remove(lease)
+
+    def close(self) -> None:
+        """Stops extending (all handlers have finished) and waits for the
+        thread (and the call it may be making)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    leases = self._ext.take_due(now)
+                    if leases:
+                        self._wake_at = -math.inf
+                        break
+                    due = self._ext.next_due()
+                    self._wake_at = math.inf if due is None else due
+                    self._cond.wait(None if due is None else due - now)
+            results, error = None, None
+            try:
+                results = self._client.change_visibility(
+                    self._queue,
+                    self._group,
+                    [lease.handle for lease in leases],
+                    self._ext.visibility,
+                    timeout=extension_timeout(leases, now),
+                )
+            except DMSError as e:
+                error = e
+            except Exception as e:  # noqa: BLE001 - never let the thread die
+                error = DMSError(grpc.StatusCode.UNKNOWN, repr(e))
+            with self._cond:
+                self._ext.settle(leases, now, time.monotonic(), results, error)

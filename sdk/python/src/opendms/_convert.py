@@ -164,6 +164,14 @@ def as_ack(a: Ack | ReceivedMessage, status: AckStatus | None = None) -> Ack:
     raise TypeError(f"an ack is a opendms.Ack, a ReceivedMessage or a receipt handle, not {type(a).__name__}")
 
 
+def receipt_handle_of(h: str | ReceivedMessage | Ack) -> str:
+    if isinstance(h, str):
+        return h
+    if isinstance(h, (ReceivedMessage, Ack)):
+        return h.receipt_handle
+    raise TypeError(f"a receipt handle is a str, a ReceivedMessage or an Ack, not {type(h).__name__}")
+
+
 def acks_to_proto(acks: Iterable[Ack]) -> list[pb.Ack]:
     return [pb.Ack(receipt_handle=a.receipt_handle, status=int(a.status)) for a in acks]
 

@@ -277,6 +277,23 @@ class Client:
             out += await self._invoke(call)
         return out
 
+    async def change_visibility(
+        self,
+        queue: str,
+        group: str,
+        handles_or_messages: Iterable[str | ReceivedMessage | Ack] | str | ReceivedMessage | Ack,
+        visibility_timeout: Duration,
+        *,
+        timeout: Duration | None = None,
+    ) -> list[AckResult]:
+        """See :meth:`opendms.Client.change_visibility`: a new visibility
+        timeout (15 to 300 s, from now) for in-flight deliveries, one result
+        per handle."""
+        out: list[AckResult] = []
+        for call in self._calls.change_visibility(queue, group, handles_or_messages, visibility_timeout, timeout=timeout):
+            out += await self._invoke(call)
+        return out
+
     def consumer(
         self,
         queue: str,
@@ -289,9 +306,14 @@ class Client:
         visibility_timeout: Duration | None = None,
         consumer_id: str = "",
         tag_filter: TagFilter | None = None,
+        extend_visibility: bool = True,
+        extension_period: Duration | None = None,
     ) -> Consumer:
         """Returns an asyncio :class:`opendms.aio.Consumer` calling ``handler``
-        (a coroutine function) for each message, ``concurrency`` at a time."""
+        (a coroutine function) for each message, ``concurrency`` at a time.
+        It extends the visibility of messages whose handlers run long, as
+        :meth:`opendms.Client.consumer` describes (``extend_visibility``,
+        ``extension_period``)."""
         opts = ConsumerOptions(
             concurrency=concurrency,
             max_messages=max_messages,
@@ -299,6 +321,8 @@ class Client:
             visibility_timeout=visibility_timeout,
             consumer_id=consumer_id,
             tag_filter=tag_filter,
+            extend_visibility=extend_visibility,
+            extension_period=seconds(extension_period),
         )
         return Consumer(self, queue, group, handler, opts)
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
-from opendms._consumer import ACK_RETRY, ACK_TIMEOUT, IDLE_PAUSE, RECEIVE_RETRY, ConsumerOptions, log_failure
+import grpc
+
+from opendms._consumer import (
+    ACK_RETRY,
+    ACK_TIMEOUT,
+    IDLE_PAUSE,
+    RECEIVE_RETRY,
+    ConsumerOptions,
+    Extensions,
+    Lease,
+    extension_timeout,
+    log_failure,
+)
 from opendms._retry import ack_status_for, recoverable
 from opendms.errors import DMSError
 from opendms.types import MAX_ACKS, Ack, AckStatus, ReceivedMessage
@@ -42,6 +56,13 @@ class Consumer:
     handler too); :meth:`start` runs it as a task, and ``async with`` starts
     it on entry and stops it (waiting) on exit. Stopping cancels the receive
     in progress, lets running handlers finish and acks their outcomes.
+
+    As in the sync consumer, the visibility of a message whose handler still
+    runs is extended (ChangeVisibility, from a task of its own) every
+    ``extension_period`` (default: two thirds of the visibility timeout),
+    each time by the visibility timeout, until the handler finishes;
+    failures to extend are logged, not raised. ``extend_visibility=False``
+    turns this off.
     """
 
     def __init__(self, client, queue: str, group: str, handler: Callable[[ReceivedMessage], Any], opts: ConsumerOptions) -> None:
@@ -98,12 +119,17 @@ class Consumer:
         freed = asyncio.Event()
         handlers: set[asyncio.Task] = set()
         acker = _Acker(self._client, self._queue, self._group)
+        extender = None
+        if opts.extend_visibility:
+            extender = _Extender(self._client, self._queue, self._group, opts.visibility_seconds, opts.extension_period)
 
-        async def handle(m: ReceivedMessage) -> None:
+        async def handle(m: ReceivedMessage, lease: Lease | None) -> None:
             nonlocal free
             try:
                 acker.add(await handle_outcome(self._handler, m))
             finally:
+                if lease is not None:
+                    extender.remove(lease)  # type: ignore[union-attr]
                 free += 1
                 freed.set()
 
@@ -119,6 +145,7 @@ class Consumer:
                     continue
                 taken = min(free, opts.max_messages)
                 free -= taken
+                received = time.monotonic()  # the visibility timeouts start later
                 receiving = asyncio.ensure_future(self._receive(taken))
                 await asyncio.wait({receiving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not receiving.done():
@@ -141,7 +168,7 @@ class Consumer:
                 failures = 0
                 free += taken - len(msgs)
                 for m in msgs:
-                    t = asyncio.ensure_future(handle(m))
+                    t = asyncio.ensure_future(handle(m, extender.add(m, received) if extender is not None else None))
                     handlers.add(t)
                     t.add_done_callback(handlers.discard)
                 if not msgs and opts.wait_time < IDLE_PAUSE:
@@ -150,6 +177,8 @@ class Consumer:
             stop_wait.cancel()
             if handlers:
                 await asyncio.gather(*handlers, return_exceptions=True)
+            if extender is not None:
+                await extender.close()
             await acker.close()
 
     async def _receive(self, n: int) -> list[ReceivedMessage]:
@@ -211,3 +240,61 @@ class _Acker:
                 if not r.applied:
                     log.warning("opendms: ack %s not applied: %s: %s", a.status.name, r.reason, r.message)
             return
+
+
+class _Extender:
+    """Extends the visibility of a consumer's messages whose handlers still
+    run (see :class:`opendms._consumer.Extensions`), from a task of its own."""
+
+    def __init__(self, client, queue: str, group: str, visibility: float, period: float) -> None:
+        self._client, self._queue, self._group = client, queue, group
+        self._ext = Extensions(visibility, period)
+        self._changed = asyncio.Event()
+        self._wake_at = math.inf  # when the task wakes by itself; -inf while it calls
+        self._task = asyncio.ensure_future(self._run())
+
+    def add(self, m: ReceivedMessage, received: float) -> Lease:
+        lease = self._ext.add(m, received)
+        if lease.due < self._wake_at:
+            self._changed.set()
+        return lease
+
+    def remove(self, lease: Lease) -> None:
+        self._ext.remove(lease)
+
+    async def close(self) -> None:
+        """Stops extending (all handlers have finished), cancelling a call
+        in progress: it no longer matters."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            leases = self._ext.take_due(now)
+            if not leases:
+                due = self._ext.next_due()
+                self._wake_at = math.inf if due is None else due
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), None if due is None else due - now)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self._wake_at = -math.inf
+            results, error = None, None
+            try:
+                results = await self._client.change_visibility(
+                    self._queue,
+                    self._group,
+                    [lease.handle for lease in leases],
+                    self._ext.visibility,
+                    timeout=extension_timeout(leases, now),
+                )
+            except DMSError as e:
+                error = e
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - never let the task die
+                error = DMSError(grpc.StatusCode.UNKNOWN, repr(e))
+            self._ext.settle(leases, now, time.monotonic(), results, error)
