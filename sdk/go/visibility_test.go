@@ -42,9 +42,11 @@ func TestConsumerExtendsVisibilityOfSlowHandlers(t *testing.T) {
 	q := newQueue(t, p, dms.QueueConfig{Partitions: 1})
 	sendN(t, p, q, 1)
 	var handled atomic.Int32
-	done := make(chan struct{})
+	started, done := make(chan struct{}), make(chan struct{})
 	c := dms.NewConsumer(p, q, "g", func(ctx context.Context, m *dms.ReceivedMessage) error {
-		handled.Add(1)
+		if handled.Add(1) == 1 {
+			close(started)
+		}
 		select {
 		case <-time.After(17 * time.Second):
 		case <-ctx.Done():
@@ -55,7 +57,13 @@ func TestConsumerExtendsVisibilityOfSlowHandlers(t *testing.T) {
 	}, dms.WithVisibilityTimeout(15*time.Second), dms.WithWaitTime(time.Second))
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(context.Background()) }()
-	// A second receiver polls the whole time the handler runs.
+	// Once the handler holds the message, a second receiver polls the whole
+	// time it runs.
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the consumer did not get the message")
+	}
 	rival := 0
 	for {
 		select {
