@@ -22,6 +22,8 @@ type Config struct {
 	GRPCAddr string `yaml:"grpc_addr"`
 	HTTPAddr string `yaml:"http_addr"`
 	LogLevel string `yaml:"log_level"`
+	// GCPercent is the Go garbage collector's target; see cmd/dmsd.
+	GCPercent int `yaml:"gc_percent"`
 
 	Etcd      EtcdConfig       `yaml:"etcd"`
 	Metadata  metadata.Config  `yaml:"metadata"`
@@ -46,6 +48,11 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "Address of the gRPC listener shared by all roles.")
 	f.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
 	f.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn or error.")
+	// A message service allocates per message and keeps little live heap:
+	// collecting at 4x the live heap instead of 2x cut GC work enough to lift
+	// end-to-end throughput from ~83k to ~100k msgs/s (dms-bench, 1 KiB) for
+	// about 70 MB more RSS under load. GOGC in the environment wins.
+	f.IntVar(&c.GCPercent, "runtime.gc-percent", 400, "Go GC target percentage (GOGC) unless the GOGC environment variable is set; use GOMEMLIMIT to cap memory.")
 	f.StringVar(&c.Etcd.Endpoints, "etcd.endpoints", "", "Comma-separated endpoints of an external etcd cluster; empty runs an embedded etcd in the data directory.")
 	f.StringVar(&c.Etcd.EmbedClientAddr, "etcd.embed.client-addr", "127.0.0.1:0", "Client address of the embedded etcd.")
 	f.StringVar(&c.Etcd.EmbedPeerAddr, "etcd.embed.peer-addr", "127.0.0.1:0", "Peer address of the embedded etcd.")
