@@ -39,23 +39,7 @@ func (b *bucket) uncache(offset int64) {
 // is for the others (random delays), whose bodies a release would read one
 // stored batch per message. Reading a window at once turns those into a few
 // sequential scans.
-func (sh *shard) prefetchLoop() {
-	select {
-	case <-sh.listed:
-	case <-sh.ctx.Done():
-		return
-	}
-	t := time.NewTicker(prefetchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-sh.ctx.Done():
-			return
-		case <-t.C:
-			sh.prefetch()
-		}
-	}
-}
+func (sh *shard) prefetchLoop() { sh.everyTick(prefetchInterval, sh.prefetch) }
 
 // prefetchItem is a message to read ahead.
 type prefetchItem struct {

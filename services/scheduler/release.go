@@ -57,20 +57,24 @@ type redoGroup struct {
 func releaseKey(b *bucket, marker int64) string { return fmt.Sprintf("%s@%d", b.log, marker) }
 
 // releaseLoop looks for due messages every tick.
-func (sh *shard) releaseLoop() {
+func (sh *shard) releaseLoop() { sh.everyTick(sh.e.cfg.TickInterval, sh.releaseDue) }
+
+// everyTick runs fn every interval, once the shard has listed its buckets,
+// until the shard stops.
+func (sh *shard) everyTick(interval time.Duration, fn func()) {
 	select {
 	case <-sh.listed:
 	case <-sh.ctx.Done():
 		return
 	}
-	t := time.NewTicker(sh.e.cfg.TickInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-sh.ctx.Done():
 			return
 		case <-t.C:
-			sh.releaseDue()
+			fn()
 		}
 	}
 }
