@@ -44,7 +44,7 @@ func main() {
 }
 
 // driverNames are the drivers in the order they run.
-var driverNames = []string{"dms-grpc", "dms-rest", "nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"}
+var driverNames = []string{"dms-grpc", "dms-stream", "dms-rest", "nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"}
 
 // options are the command's flags.
 type options struct {
@@ -191,6 +191,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch name {
 		case "dms-grpc":
 			return dms.NewGRPC(dmsCfg)
+		case "dms-stream":
+			return dms.NewStream(dmsCfg)
 		case "dms-rest":
 			return dms.NewREST(dmsCfg)
 		case "nats":

@@ -23,7 +23,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Skipf("not inside the DMS repository: %v", err)
 	}
-	smoke(t, []string{"dms-grpc", "dms-rest"}, "-dms-src", repo, "-peers-dir", t.TempDir())
+	smoke(t, []string{"dms-grpc", "dms-stream", "dms-rest"}, "-dms-src", repo, "-peers-dir", t.TempDir())
 }
 
 // TestPeersSmoke does the same with the peer drivers. It needs the peers
