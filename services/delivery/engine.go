@@ -623,6 +623,7 @@ type ackItem struct {
 	status  dmsv1.AckStatus
 	err     error         // decoding failed
 	extend  time.Duration // when set, not an ack: the delivery's new visibility
+	log     string        // the state log of the consumption it belongs to
 }
 
 // ack settles items against the consumptions they belong to, in order, and
@@ -643,7 +644,8 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 			items[i].err = errs.Wrapf(errs.ErrReceiptHandleKind, "a dead-letter receipt handle settles only dead letters, and a message handle only messages")
 			continue
 		}
-		if name := stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID); byLog[name] == nil {
+		items[i].log = stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID)
+		if name := items[i].log; byLog[name] == nil {
 			loaded, err := e.consumption(ctx, r.kind, q, g, r.consumerID, startEarliest)
 			if err != nil {
 				return nil, err
@@ -680,7 +682,7 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 		}
 		err := it.err
 		if err == nil {
-			c := byLog[stateLogName(it.receipt.kind, q.GetId(), g.GetId(), it.receipt.consumerID)]
+			c := byLog[it.log]
 			if batches[c.stateLog] == nil {
 				batches[c.stateLog] = &stateBatch{}
 			}

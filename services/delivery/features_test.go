@@ -227,7 +227,7 @@ func TestBroadcastConsumersEachGetEveryMessage(t *testing.T) {
 }
 
 func TestSubscribeStreamsWithCreditsAndRangeAcks(t *testing.T) {
-	s, _ := start(t)
+	s, clock := start(t)
 	q := s.CreateQueue(t, project, &dmsv1.Queue{DisplayName: "stream", PartitionCount: 1})
 	g := s.CreateGroup(t, q, "g")
 	bodies := make([]string, 50)
@@ -272,7 +272,11 @@ func TestSubscribeStreamsWithCreditsAndRangeAcks(t *testing.T) {
 	stats, err := s.Queues().GetConsumerGroup(bg, &dmsv1.GetConsumerGroupRequest{Name: g.GetName()})
 	require.NoError(t, err)
 	require.EqualValues(t, 19, stats.GetGroup().GetStats().GetConsumedMessages())
-	require.Positive(t, stats.GetGroup().GetStats().GetOldestUnackedAge().AsDuration()+1)
+	clock.Advance(7 * time.Second)
+	stats, err = s.Queues().GetConsumerGroup(context.Background(), &dmsv1.GetConsumerGroupRequest{Name: g.GetName()})
+	require.NoError(t, err)
+	require.Equal(t, 7*time.Second, stats.GetGroup().GetStats().GetOldestUnackedAge().AsDuration(),
+		"the oldest unacked message was sent 7 s ago on the test clock")
 }
 
 func TestFIFOOrderingKeysProceedInParallel(t *testing.T) {
