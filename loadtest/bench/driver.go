@@ -27,6 +27,16 @@ type Driver interface {
 	Teardown(ctx context.Context) error
 }
 
+// BacklogSkipper is a driver whose consumer group can start after everything
+// stored so far, as the Top workload needs. The runner calls SkipBacklog with
+// its consumers closed and makes new ones afterwards; they consume only what
+// is sent from then on. A system whose queues hand out their oldest message
+// first whatever the consumer asks (RabbitMQ's classic and quorum queues)
+// cannot run the Top workload.
+type BacklogSkipper interface {
+	SkipBacklog(ctx context.Context) error
+}
+
 // SetupInfo is what a driver tells about the system it set up; it goes into
 // the report so that every result states its durability.
 type SetupInfo struct {

@@ -65,6 +65,11 @@ type recorder struct {
 	errors     atomic.Int64
 	firstError atomic.Pointer[string]
 	withE2E    bool // e2e latency means something (not for a prepared backlog)
+	// created is when the recorder was made: a delivery stamped earlier was
+	// sent before its run began (a backlog the consumer group should have
+	// skipped) and is counted in stale.
+	created time.Time
+	stale   int64
 
 	mu             sync.Mutex
 	pub, e2e       *hdrhistogram.Histogram // the measured window
@@ -79,6 +84,7 @@ type recorder struct {
 func newRecorder(withE2E bool) *recorder {
 	return &recorder{
 		withE2E: withE2E,
+		created: time.Now(),
 		pub:     newHistogram(), e2e: newHistogram(),
 		ipub: newHistogram(), ie2e: newHistogram(),
 		lastIntervalAt: time.Now(),
@@ -135,6 +141,9 @@ func (r *recorder) recordReceived(ds []Delivery, at time.Time, measured bool) {
 		sentAt, ok := SentAt(d.Body)
 		if !ok {
 			continue
+		}
+		if sentAt.Before(r.created) {
+			r.stale++
 		}
 		us := min(max(at.Sub(sentAt).Microseconds(), histLowest), histHighest)
 		_ = r.ie2e.RecordValue(us)

@@ -125,14 +125,17 @@ func (w Workload) Describe() string {
 		rate = fmt.Sprintf("%.0f msg/s", w.Rate)
 	}
 	parts := []string{string(w.Kind), sizeName(w.MessageSize)}
-	if w.Kind != Consume {
+	if w.Kind.sends() {
 		parts = append(parts, fmt.Sprintf("%d producers x batch %d", w.Producers, w.Batch), rate)
 	}
-	if w.Kind != Produce {
+	if w.Kind.consumes() {
 		parts = append(parts, fmt.Sprintf("%d consumers x receive %d (wait %s)", w.Consumers, w.ReceiveMax, w.ReceiveWait))
 	}
-	if w.Kind == Consume {
+	switch w.Kind {
+	case Consume:
 		parts = append(parts, fmt.Sprintf("backlog %d", w.Backlog))
+	case Top:
+		parts = append(parts, fmt.Sprintf("on the empty queue, then at the top of a backlog of %d", w.Backlog))
 	}
 	parts = append(parts, fmt.Sprintf("%d partitions", w.Partitions), "durability "+string(w.Durability))
 	if w.Messages > 0 {
@@ -140,7 +143,7 @@ func (w Workload) Describe() string {
 	} else {
 		parts = append(parts, w.Duration.String())
 	}
-	if w.Warmup > 0 && w.Kind != Consume {
+	if w.Warmup > 0 && w.Kind.sends() {
 		parts = append(parts, "warm-up "+w.Warmup.String())
 	}
 	return strings.Join(parts, ", ")
@@ -153,18 +156,18 @@ func (s *Scenario) WriteTable(out io.Writer) {
 	fmt.Fprintf(out, "== %s: %s\n", w.Name, w.Describe())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-18s\tsent msg/s\tMB/s\trecv msg/s\tMB/s\tpub p50\tp99\tp99.9\tmax\te2e p50\tp99\tp99.9\tmax\tsrv CPU%%\tsrv RSS MB\tcli CPU%%\terrors\t\n", "driver")
-	for _, res := range s.Results {
+	for _, res := range s.rows() {
 		if res.Skipped != "" {
 			fmt.Fprintf(tw, "%-18s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", res.Driver)
 			continue
 		}
 		row := []string{fmt.Sprintf("%-18s", res.Driver)} // left-aligned in a right-aligned table
-		if w.Kind == Consume {
+		if !w.Kind.sends() {
 			row = append(row, "-", "-")
 		} else {
 			row = append(row, fmt.Sprintf("%.0f", res.SendRate), fmt.Sprintf("%.1f", res.SendMBps))
 		}
-		if w.Kind == Produce {
+		if !w.Kind.consumes() {
 			row = append(row, "-", "-")
 		} else {
 			row = append(row, fmt.Sprintf("%.0f", res.RecvRate), fmt.Sprintf("%.1f", res.RecvMBps))
@@ -201,9 +204,59 @@ func (s *Scenario) WriteTable(out io.Writer) {
 		if res.FirstError != "" {
 			fmt.Fprintf(out, "; first error: %s", res.FirstError)
 		}
+		if res.Stale > 0 {
+			fmt.Fprintf(out, "; %d deliveries of messages sent before the run began", res.Stale)
+		}
 		fmt.Fprintln(out)
+		if b := res.Backlog; b != nil {
+			line := fmt.Sprintf("    backlog: %d messages sent in %.0fs (%.0f msg/s, %.1f MB/s)", b.Messages, b.Seconds, b.SendRate, b.SendMBps)
+			if b.Server != nil {
+				line += fmt.Sprintf(", server RSS largest %.0f MiB, at the end %.0f MiB", b.Server.RSSMaxMB, b.Server.RSSEndMB)
+			}
+			fmt.Fprintln(out, line)
+		}
 	}
+	s.writeTopRatios(out)
 	s.writeRatios(out)
+}
+
+// rows are the results in table order: a Top result's empty-queue run just
+// before it.
+func (s *Scenario) rows() []*Result {
+	var rows []*Result
+	for _, res := range s.Results {
+		if res.EmptyQueue != nil {
+			rows = append(rows, res.EmptyQueue)
+		}
+		rows = append(rows, res)
+	}
+	return rows
+}
+
+// writeTopRatios compares each Top result with its own run on the empty
+// queue: throughput, end-to-end p99 and server RSS.
+func (s *Scenario) writeTopRatios(out io.Writer) {
+	var lines []string
+	for _, top := range s.Results {
+		empty := top.EmptyQueue
+		if top.Skipped != "" || empty == nil {
+			continue
+		}
+		line := fmt.Sprintf("  %s: received %s, sent %s", top.Driver, ratio(top.RecvRate, empty.RecvRate), ratio(top.SendRate, empty.SendRate))
+		if name, tl := headlineP99(top); name != "" {
+			if _, el := headlineP99(empty); el > 0 {
+				line += fmt.Sprintf(", %s %s", name, ratio(tl, el))
+			}
+		}
+		if top.Server != nil && empty.Server != nil {
+			line += fmt.Sprintf(", server RSS largest %.0f MiB at the top vs %.0f MiB empty", top.Server.RSSMaxMB, empty.Server.RSSMaxMB)
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(out, "top of the backlog / empty queue (throughput 1.00x: no slower with the backlog):")
+		fmt.Fprintln(out, strings.Join(lines, "\n"))
+	}
 }
 
 func latencyCells(l *Latency) []string {

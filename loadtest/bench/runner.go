@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,12 +38,30 @@ type Result struct {
 	Server      *ProcStats `json:"server,omitempty"`
 	Client      *ProcStats `json:"client,omitempty"`
 	Errors      int64      `json:"errors"`
+	// Stale counts deliveries of messages sent before the run began: never
+	// more than 0 unless the system redelivered, or, in a top workload,
+	// failed to skip the backlog.
+	Stale int64 `json:"stale,omitempty"`
 	FirstError  string     `json:"first_error,omitempty"`
 	Notes       []string   `json:"notes,omitempty"`
 	Series      []Point    `json:"series"`
+	// Backlog says how sending the prepared backlog went (Consume and Top).
+	// For a Top workload EmptyQueue is the same workload measured on the
+	// empty queue, before the backlog; this result is the run at its top.
+	EmptyQueue *Result       `json:"empty_queue,omitempty"`
+	Backlog    *BacklogStats `json:"backlog,omitempty"`
 	// Complete is false when a count-mode run hit its time limit before every
 	// message was sent and consumed.
 	Complete bool `json:"complete"`
+}
+
+// BacklogStats describes the sending of a prepared backlog.
+type BacklogStats struct {
+	Messages int64      `json:"messages"`
+	Seconds  float64    `json:"seconds"`
+	SendRate float64    `json:"send_msgs_per_s"`
+	SendMBps float64    `json:"send_mb_per_s"`
+	Server   *ProcStats `json:"server,omitempty"`
 }
 
 // Run runs workload w against driver d and returns its result. progress, when
@@ -55,6 +74,10 @@ func Run(ctx context.Context, name string, d Driver, w Workload, progress io.Wri
 	res = &Result{Driver: name, Workload: w, Started: time.Now(), Batch: w.Batch, ReceiveMax: w.ReceiveMax}
 	if progress == nil {
 		progress = io.Discard
+	}
+	skipper, canSkip := d.(BacklogSkipper)
+	if w.Kind == Top && !canSkip {
+		return nil, fmt.Errorf("%s: its queues cannot be consumed from the top of a backlog", name)
 	}
 
 	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -86,13 +109,53 @@ func Run(ctx context.Context, name string, d Driver, w Workload, progress io.Wri
 	if err := r.open(ctx, d); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if w.Kind == Consume {
-		if err := r.prepareBacklog(ctx); err != nil {
+	switch w.Kind {
+	case Consume:
+		stats, err := r.prepareBacklog(ctx, info.ServerPID)
+		res.Backlog = stats
+		if err != nil {
 			return nil, fmt.Errorf("%s: preparing the backlog: %w", name, err)
+		}
+	case Top:
+		if err := r.measureEmptyThenFill(ctx, d, skipper, info.ServerPID); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	r.measure(ctx, info.ServerPID)
 	return res, nil
+}
+
+// measureEmptyThenFill does what a Top workload does before its measured run
+// at the top of the backlog: it measures the same workload on the empty
+// queue, stores the backlog behind it and moves the consumer group past the
+// backlog with new consumers.
+func (r *run) measureEmptyThenFill(ctx context.Context, d Driver, skipper BacklogSkipper, serverPID int) error {
+	empty := *r.res
+	empty.Driver = r.name + " (empty)"
+	empty.Notes = slices.Clone(r.res.Notes)
+	er := &run{name: empty.Driver, w: r.w, res: &empty, progress: r.progress, rec: newRecorder(true),
+		producers: r.producers, consumers: r.consumers}
+	er.measure(ctx, serverPID)
+	r.res.EmptyQueue = &empty
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The consumers go first: a streaming one would otherwise be handed
+	// backlog messages while nobody reads it.
+	for _, c := range r.consumers {
+		_ = c.Close()
+	}
+	r.consumers = nil
+	stats, err := r.prepareBacklog(ctx, serverPID)
+	r.res.Backlog = stats
+	if err != nil {
+		return fmt.Errorf("preparing the backlog: %w", err)
+	}
+	if err := skipper.SkipBacklog(ctx); err != nil {
+		return fmt.Errorf("moving the consumer group past the backlog: %w", err)
+	}
+	r.rec = newRecorder(true) // counts a backlog message received from now on as stale
+	return r.openConsumers(ctx, d)
 }
 
 // run is the state of one Run.
@@ -121,14 +184,19 @@ func (r *run) open(ctx context.Context, d Driver) error {
 		}
 		r.producers = append(r.producers, p)
 	}
-	if r.w.Kind != Produce {
-		for range r.w.Consumers {
-			c, err := d.NewConsumer(ctx)
-			if err != nil {
-				return fmt.Errorf("new consumer: %w", err)
-			}
-			r.consumers = append(r.consumers, c)
+	if r.w.Kind.consumes() {
+		return r.openConsumers(ctx, d)
+	}
+	return nil
+}
+
+func (r *run) openConsumers(ctx context.Context, d Driver) error {
+	for range r.w.Consumers {
+		c, err := d.NewConsumer(ctx)
+		if err != nil {
+			return fmt.Errorf("new consumer: %w", err)
 		}
+		r.consumers = append(r.consumers, c)
 	}
 	return nil
 }
@@ -156,8 +224,10 @@ func newBodies(batch, size int) [][]byte {
 	return bodies
 }
 
-// prepareBacklog sends w.Backlog messages with every producer, unmeasured.
-func (r *run) prepareBacklog(ctx context.Context) error {
+// prepareBacklog sends w.Backlog messages with every producer, unmeasured,
+// and says how fast that went and what the server (serverPID, when known)
+// used meanwhile.
+func (r *run) prepareBacklog(ctx context.Context, serverPID int) (*BacklogStats, error) {
 	var left atomic.Int64
 	left.Store(r.w.Backlog)
 	var (
@@ -190,14 +260,27 @@ func (r *run) prepareBacklog(ctx context.Context) error {
 	go func() { wg.Wait(); close(done) }()
 	ticker := time.NewTicker(r.w.Interval)
 	defer ticker.Stop()
+	server := newProcSampler(serverPID)
 	start := time.Now()
 	for {
 		select {
 		case <-done:
-			fmt.Fprintf(r.progress, "%-18s backlog of %d messages ready in %.1fs\n", r.name, r.w.Backlog, time.Since(start).Seconds())
-			return firstErr
+			seconds := time.Since(start).Seconds()
+			fmt.Fprintf(r.progress, "%-18s backlog of %d messages ready in %.1fs\n", r.name, r.w.Backlog, seconds)
+			stats := &BacklogStats{Messages: r.w.Backlog, Seconds: seconds, Server: server.stats()}
+			if seconds > 0 {
+				stats.SendRate = float64(r.w.Backlog) / seconds
+				stats.SendMBps = stats.SendRate * float64(r.w.MessageSize) / 1e6
+			}
+			return stats, firstErr
 		case <-ticker.C:
-			fmt.Fprintf(r.progress, "%-18s preparing backlog %d/%d\n", r.name, r.w.Backlog-max(0, left.Load()), r.w.Backlog)
+			server.sample()
+			sent := r.w.Backlog - max(0, left.Load())
+			line := fmt.Sprintf("%-18s preparing backlog %d/%d  %.0f msg/s", r.name, sent, r.w.Backlog, float64(sent)/time.Since(start).Seconds())
+			if server.ok {
+				line += fmt.Sprintf("  server RSS %.0f MiB", server.rssEnd)
+			}
+			fmt.Fprintln(r.progress, line)
 		}
 	}
 }
@@ -333,7 +416,7 @@ func (r *run) measure(ctx context.Context, serverPID int) {
 	defer stopProducers()
 	var producing, consuming sync.WaitGroup
 	producersDone := make(chan struct{})
-	if w.Kind != Consume {
+	if w.Kind.sends() {
 		for _, p := range r.producers {
 			producing.Go(func() { r.produce(prodCtx, p) })
 		}
@@ -432,6 +515,7 @@ loop:
 	res.Server = server.stats()
 	res.Client = client.stats()
 	res.Errors = rec.errors.Load()
+	res.Stale = rec.stale
 	if e := rec.firstError.Load(); e != nil {
 		res.FirstError = *e
 	}
@@ -474,7 +558,7 @@ func (r *run) printProgress(p Point, phase string) {
 	if p.E2EP99 > 0 {
 		line += fmt.Sprintf("  e2e p50 %s p99 %s", fmtMs(p.E2EP50), fmtMs(p.E2EP99))
 	}
-	if r.w.Kind == EndToEnd {
+	if r.w.Kind.endToEnd() {
 		line += fmt.Sprintf("  backlog %d", r.rec.sentAll.Load()-r.rec.recvAll.Load())
 	}
 	if n := r.rec.errors.Load(); n > 0 {

@@ -15,6 +15,7 @@ type memDriver struct {
 	mu        sync.Mutex
 	queue     [][]byte
 	acked     int
+	skipped   int
 	sendDelay time.Duration
 	tornDown  bool
 }
@@ -26,6 +27,15 @@ func (d *memDriver) NewProducer(context.Context) (Producer, error) { return memP
 func (d *memDriver) NewConsumer(context.Context) (Consumer, error) { return memConsumer{d}, nil }
 func (d *memDriver) Teardown(context.Context) error {
 	d.tornDown = true
+	return nil
+}
+
+// SkipBacklog implements BacklogSkipper: what is queued is skipped.
+func (d *memDriver) SkipBacklog(context.Context) error {
+	d.mu.Lock()
+	d.skipped += len(d.queue)
+	d.queue = nil
+	d.mu.Unlock()
 	return nil
 }
 
@@ -127,6 +137,47 @@ func TestRunConsumeDrainsBacklog(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "backlog of 5000 messages ready") {
 		t.Errorf("progress does not tell about the backlog:\n%s", progress.String())
+	}
+}
+
+func TestRunTopMeasuresEmptyThenAtTheTop(t *testing.T) {
+	d := &memDriver{}
+	w := testWorkload(Top)
+	w.Messages, w.Backlog = 2000, 7000
+	var progress bytes.Buffer
+	res, err := Run(context.Background(), "mem", d, w, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := res.EmptyQueue
+	if empty == nil || empty.Driver != "mem (empty)" {
+		t.Fatalf("empty-queue run %+v", empty)
+	}
+	for _, r := range []*Result{empty, res} {
+		if !r.Complete || r.Sent != w.Messages || r.Received != w.Messages || r.Stale != 0 || r.EndToEnd == nil {
+			t.Errorf("%s: complete %v, sent %d, received %d, e2e %+v; want %d each way", r.Driver, r.Complete, r.Sent, r.Received, r.EndToEnd, w.Messages)
+		}
+	}
+	// The backlog was skipped whole, and nothing else was.
+	if d.skipped != int(w.Backlog) || res.Backlog == nil || res.Backlog.Messages != w.Backlog {
+		t.Errorf("skipped %d, backlog stats %+v; want the backlog of %d", d.skipped, res.Backlog, w.Backlog)
+	}
+	s := &Scenario{Workload: res.Workload, Results: []*Result{res}}
+	var table bytes.Buffer
+	s.WriteTable(&table)
+	for _, want := range []string{"mem (empty)", "top of the backlog / empty queue", "  mem: received ", "backlog: 7000 messages sent"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func TestRunTopNeedsASkipper(t *testing.T) {
+	w := testWorkload(Top)
+	w.Backlog = 10
+	_, err := Run(context.Background(), "plain", struct{ Driver }{&memDriver{}}, w, nil)
+	if err == nil || !strings.Contains(err.Error(), "cannot be consumed from the top of a backlog") {
+		t.Fatalf("err = %v, want the driver refused", err)
 	}
 }
 

@@ -43,17 +43,18 @@ func (s *Scenario) WriteSVG(out io.Writer) error {
 
 	var rates, latencies []series
 	maxT := 1.0
-	for i, res := range s.Results {
+	rows := s.rows()
+	for i, res := range rows {
 		color := palette[i%len(palette)]
 		var sent, recv, pub, e2e series
 		sent.color, recv.color, pub.color, e2e.color = color, color, color, color
 		recv.dashed, pub.dashed = true, true
 		for _, p := range res.Series {
 			maxT = max(maxT, p.T)
-			if s.Workload.Kind != Consume {
+			if s.Workload.Kind.sends() {
 				sent.points = append(sent.points, [2]float64{p.T, p.SendRate})
 			}
-			if s.Workload.Kind != Produce {
+			if s.Workload.Kind.consumes() {
 				recv.points = append(recv.points, [2]float64{p.T, p.RecvRate})
 			}
 			if p.PubP99 > 0 {
@@ -71,7 +72,7 @@ func (s *Scenario) WriteSVG(out io.Writer) error {
 	writeChart(&b, top+chartHeight+chartGap, "p99 latency per interval (ms, log scale): solid end-to-end, dashed publish", latencies, maxT, true)
 
 	// Legend: one colour per driver.
-	for i, res := range s.Results {
+	for i, res := range rows {
 		y := marginTop + 20 + i*20
 		x := svgWidth - marginRight + 20
 		label := res.Driver

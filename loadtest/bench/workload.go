@@ -19,7 +19,22 @@ const (
 	// EndToEnd: producers and consumers run together; consumers ack every
 	// message and end-to-end latency is measured from the send stamp.
 	EndToEnd Kind = "e2e"
+	// Top: end to end at the top of a backlog. The e2e workload runs on the
+	// empty queue, then Backlog messages are stored (unmeasured, left
+	// unconsumed), the consumer group moves past them, and the e2e workload
+	// runs again; the result holds both runs so that they compare in one
+	// report.
+	Top Kind = "top"
 )
+
+// sends tells whether the measured part of a workload has producers.
+func (k Kind) sends() bool { return k != Consume }
+
+// consumes tells whether the measured part of a workload has consumers.
+func (k Kind) consumes() bool { return k != Produce }
+
+// endToEnd tells whether a workload measures end-to-end latency.
+func (k Kind) endToEnd() bool { return k == EndToEnd || k == Top }
 
 // Durability is what a send acknowledgement promises.
 type Durability string
@@ -50,7 +65,7 @@ type Workload struct {
 	Duration    time.Duration `json:"duration_ns"`     // measured time (a time limit when Messages is set)
 	Warmup      time.Duration `json:"warmup_ns"`       // run before measuring, left out of the results
 	Messages    int64         `json:"messages"`        // when > 0, measured messages to send (and consume)
-	Backlog     int64         `json:"backlog"`         // messages prepared for a consume workload
+	Backlog     int64         `json:"backlog"`         // messages prepared for a consume or top workload
 	Interval    time.Duration `json:"interval_ns"`     // progress line and time-series step
 	DrainLimit  time.Duration `json:"drain_limit_ns"`  // how long consumers may catch up after producers stop (count mode)
 }
@@ -59,9 +74,9 @@ type Workload struct {
 func (w *Workload) Validate() error {
 	var errs []error
 	switch w.Kind {
-	case Produce, Consume, EndToEnd:
+	case Produce, Consume, EndToEnd, Top:
 	default:
-		errs = append(errs, fmt.Errorf("workload %q is not produce, consume or e2e", w.Kind))
+		errs = append(errs, fmt.Errorf("workload %q is not produce, consume, e2e or top", w.Kind))
 	}
 	switch w.Durability {
 	case Sync, Async:
@@ -71,10 +86,10 @@ func (w *Workload) Validate() error {
 	if w.MessageSize < 32 {
 		errs = append(errs, fmt.Errorf("message size %d is below 32 bytes", w.MessageSize))
 	}
-	if w.Kind != Consume && w.Producers < 1 {
+	if w.Kind.sends() && w.Producers < 1 {
 		errs = append(errs, errors.New("a workload that sends needs at least one producer"))
 	}
-	if w.Kind != Produce && w.Consumers < 1 {
+	if w.Kind.consumes() && w.Consumers < 1 {
 		errs = append(errs, errors.New("a workload that consumes needs at least one consumer"))
 	}
 	if w.Producers < 1 {
@@ -92,8 +107,8 @@ func (w *Workload) Validate() error {
 	if w.Duration <= 0 {
 		errs = append(errs, errors.New("duration must be positive"))
 	}
-	if w.Kind == Consume && w.Backlog == 0 {
-		errs = append(errs, errors.New("a consume workload needs a backlog"))
+	if (w.Kind == Consume || w.Kind == Top) && w.Backlog == 0 {
+		errs = append(errs, fmt.Errorf("a %s workload needs a backlog", w.Kind))
 	}
 	if w.ReceiveWait <= 0 {
 		w.ReceiveWait = time.Second

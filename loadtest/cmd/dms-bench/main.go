@@ -67,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, err
 	f.SetOutput(stderr)
 	f.StringVar(&o.drivers, "drivers", "dms-grpc,dms-rest", "Comma-separated drivers to run, in this order, or all: "+strings.Join(driverNames, ", ")+".")
 	f.StringVar(&o.suite, "suite", "", "Run a named set of scenarios instead of one workload: short (every scenario briefly; see -h of each flag for what it overrides).")
-	f.StringVar(&o.kind, "workload", "e2e", "produce (producers only), consume (drain a prepared backlog) or e2e (produce, consume and ack).")
+	f.StringVar(&o.kind, "workload", "e2e", "produce (producers only), consume (drain a prepared backlog), e2e (produce, consume and ack) or top (e2e on the empty queue, then again at the top of a prepared backlog left unconsumed).")
 	f.IntVar(&o.w.MessageSize, "size", 1024, "Message size in bytes (the first 8 are the send stamp).")
 	f.IntVar(&o.w.Producers, "producers", 4, "Concurrent producers, each with its own connection.")
 	f.IntVar(&o.w.Consumers, "consumers", 4, "Concurrent consumers in one consumer group.")
@@ -81,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, err
 	f.DurationVar(&o.w.Duration, "duration", 15*time.Second, "Measured time; with -messages, the time limit.")
 	f.DurationVar(&o.w.Warmup, "warmup", 3*time.Second, "Time run before measuring, left out of the results.")
 	f.Int64Var(&o.w.Messages, "messages", 0, "When above 0, send exactly this many measured messages (and, for e2e, consume them all) instead of running for -duration.")
-	f.Int64Var(&o.w.Backlog, "backlog", 50000, "Messages prepared before a consume workload; draining them is measured from the start (no warm-up).")
+	f.Int64Var(&o.w.Backlog, "backlog", 50000, "Messages prepared for a consume workload (draining them is measured from the start, no warm-up) or a top workload (stored between its two runs).")
 	f.DurationVar(&o.w.Interval, "interval", time.Second, "Progress line and time-series step.")
 	f.StringVar(&o.out, "out", "dms-bench-results", "Directory for report.json, report.txt and one SVG plot per scenario.")
 	f.StringVar(&o.format, "format", "table", "What goes to standard output at the end: table or json (progress goes to standard error).")
@@ -130,9 +130,10 @@ func scenarios(o *options, set map[string]bool) ([]bench.Workload, error) {
 		return nil, fmt.Errorf("unknown suite %q; suites: short", o.suite)
 	}
 	// short: every scenario of the issue briefly — produce-only at max rate,
-	// draining a backlog, and end-to-end at a fixed rate (the same message
-	// count for every system) for 100 B, 1 KiB and 16 KiB. Explicit flags
-	// override the suite's durations and rate.
+	// draining a backlog, end-to-end at a fixed rate (the same message count
+	// for every system) for 100 B, 1 KiB and 16 KiB, and end-to-end at the
+	// top of a backlog. Explicit flags override the suite's durations, rate
+	// and backlog.
 	base := o.w
 	if !set["duration"] {
 		base.Duration = 5 * time.Second
@@ -155,6 +156,7 @@ func scenarios(o *options, set map[string]bool) ([]bench.Workload, error) {
 		with("e2e-100B", bench.EndToEnd, 100, rate),
 		with("e2e-1KiB", bench.EndToEnd, 1024, rate),
 		with("e2e-16KiB", bench.EndToEnd, 16<<10, rate/4),
+		with("top-100B", bench.Top, 100, rate),
 	}
 	for i := range ws {
 		if err := ws[i].Validate(); err != nil {

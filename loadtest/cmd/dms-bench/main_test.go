@@ -15,15 +15,17 @@ import (
 )
 
 // TestSmoke is the CI run of the harness: it builds dmsd, and for each DMS
-// driver starts a fresh one, sends 2000 messages, consumes and acks them
-// all, and checks the counts and the JSON, table and SVG outputs. It needs no
-// peers, so that the harness cannot rot unnoticed.
+// driver starts a fresh one and runs the top workload: 2000 messages sent,
+// consumed and acked on the empty queue, a backlog of 5000 stored and
+// skipped, 2000 more at its top; it checks the counts and the JSON, table
+// and SVG outputs. It needs no peers, so that the harness cannot rot
+// unnoticed.
 func TestSmoke(t *testing.T) {
 	repo, err := dms.FindRepo(".")
 	if err != nil {
 		t.Skipf("not inside the DMS repository: %v", err)
 	}
-	smoke(t, []string{"dms-grpc", "dms-stream", "dms-rest"}, "-dms-src", repo, "-peers-dir", t.TempDir())
+	smoke(t, bench.Top, []string{"dms-grpc", "dms-stream", "dms-rest"}, "-dms-src", repo, "-peers-dir", t.TempDir())
 }
 
 // TestPeersSmoke does the same with the peer drivers. It needs the peers
@@ -34,12 +36,14 @@ func TestPeersSmoke(t *testing.T) {
 	if os.Getenv("DMS_BENCH_PEERS") == "" {
 		t.Skip("set DMS_BENCH_PEERS=1 with the peers running (loadtest/peers/with-peers.sh) to run")
 	}
-	smoke(t, []string{"nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"})
+	smoke(t, bench.Top, []string{"nats", "kafka"})
+	// RabbitMQ's queues cannot skip a backlog.
+	smoke(t, bench.EndToEnd, []string{"rabbitmq-quorum", "rabbitmq-classic"})
 }
 
-// smoke runs an end-to-end workload of 2000 messages with drivers and checks
-// the counts and the reports.
-func smoke(t *testing.T, drivers []string, args ...string) {
+// smoke runs an end-to-end or top workload of 2000 messages (each way) with
+// drivers and checks the counts and the reports.
+func smoke(t *testing.T, kind bench.Kind, drivers []string, args ...string) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -47,7 +51,8 @@ func smoke(t *testing.T, drivers []string, args ...string) {
 	const messages = 2000
 	err := run(ctx, append([]string{
 		"-drivers", strings.Join(drivers, ","),
-		"-workload", "e2e",
+		"-workload", string(kind),
+		"-backlog", "5000",
 		"-messages", "2000",
 		"-warmup", "0",
 		"-duration", "2m",
@@ -77,8 +82,22 @@ func smoke(t *testing.T, drivers []string, args ...string) {
 			if res.Skipped != "" || !res.Complete || res.Errors != 0 {
 				t.Fatalf("skipped %q, complete %v, %d errors (first: %s)", res.Skipped, res.Complete, res.Errors, res.FirstError)
 			}
-			if res.Sent != messages || res.Received != messages {
-				t.Errorf("sent %d and received %d, want %d each", res.Sent, res.Received, messages)
+			// The consumers at the top of the backlog receive what was sent
+			// after it, none of it: exactly the messages of each run.
+			runs := []*bench.Result{res}
+			if kind == bench.Top {
+				if res.EmptyQueue == nil {
+					t.Fatal("no run on the empty queue")
+				}
+				if res.Backlog == nil || res.Backlog.Messages != 5000 || res.Backlog.SendRate <= 0 {
+					t.Errorf("backlog stats %+v, want 5000 messages sent", res.Backlog)
+				}
+				runs = append(runs, res.EmptyQueue)
+			}
+			for _, r := range runs {
+				if r.Sent != messages || r.Received != messages || r.Stale != 0 {
+					t.Errorf("%s: sent %d and received %d (%d sent before the run), want %d each and none before", r.Driver, r.Sent, r.Received, r.Stale, messages)
+				}
 			}
 			if res.Publish == nil || res.Publish.Count != messages {
 				t.Errorf("publish latency %+v, want %d samples", res.Publish, messages)
@@ -104,12 +123,13 @@ func smoke(t *testing.T, drivers []string, args ...string) {
 	if text, err := os.ReadFile(filepath.Join(out, "report.txt")); err != nil || !bytes.Contains(text, []byte(drivers[0])) {
 		t.Errorf("report.txt: %v\n%s", err, text)
 	}
-	svg, err := os.ReadFile(filepath.Join(out, "e2e-1KiB.svg"))
+	plot := string(kind) + "-1KiB.svg"
+	svg, err := os.ReadFile(filepath.Join(out, plot))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("<polyline")) || !bytes.HasSuffix(svg, []byte("</svg>\n")) {
-		t.Errorf("e2e-1KiB.svg is not a plot with lines:\n%s", svg)
+		t.Errorf("%s is not a plot with lines:\n%s", plot, svg)
 	}
 }
 
@@ -123,6 +143,7 @@ func TestFlags(t *testing.T) {
 		{"bad workload", []string{"-workload", "burst"}, `workload "burst"`},
 		{"bad durability", []string{"-durability", "maybe"}, `durability "maybe"`},
 		{"consume without backlog", []string{"-workload", "consume", "-backlog", "0"}, "needs a backlog"},
+		{"top without backlog", []string{"-workload", "top", "-backlog", "0"}, "top workload needs a backlog"},
 		{"unknown suite", []string{"-suite", "long"}, `unknown suite "long"`},
 		{"short suite", []string{"-suite", "short", "-drivers", "all"}, ""},
 	} {
@@ -132,8 +153,8 @@ func TestFlags(t *testing.T) {
 			if err == nil {
 				var ws []bench.Workload
 				ws, err = scenarios(o, set)
-				if err == nil && tc.want == "" && len(ws) != 5 {
-					t.Errorf("short suite has %d scenarios, want 5", len(ws))
+				if err == nil && tc.want == "" && len(ws) != 6 {
+					t.Errorf("short suite has %d scenarios, want 6", len(ws))
 				}
 			}
 			switch {

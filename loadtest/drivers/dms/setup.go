@@ -102,6 +102,16 @@ func (t *target) setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 	return info, nil
 }
 
+// SkipBacklog implements bench.BacklogSkipper for every DMS driver: the
+// consumer group seeks to after the latest message of every partition.
+func (t *target) SkipBacklog(ctx context.Context) error {
+	_, err := dmsv1.NewConsumerServiceClient(t.admin).SeekConsumerGroup(ctx, &dmsv1.SeekConsumerGroupRequest{
+		Group:  t.group.GetName(),
+		Target: &dmsv1.SeekConsumerGroupRequest_Position{Position: dmsv1.SeekPosition_SEEK_POSITION_LATEST},
+	})
+	return err
+}
+
 func (t *target) teardown(ctx context.Context) error {
 	var errs []error
 	if t.admin != nil {

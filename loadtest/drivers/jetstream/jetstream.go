@@ -30,13 +30,17 @@ type Driver struct {
 	admin   *nats.Conn
 	stream  string
 	subject string
+	durable string // the pull consumer the driver's consumers share
 	w       bench.Workload
 }
 
 // New returns the nats driver.
 func New(cfg Config) *Driver { return &Driver{cfg: cfg} }
 
-var _ bench.Driver = (*Driver)(nil)
+var (
+	_ bench.Driver         = (*Driver)(nil)
+	_ bench.BacklogSkipper = (*Driver)(nil)
+)
 
 var seq atomic.Int64
 
@@ -65,7 +69,7 @@ func (d *Driver) Setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 	if err != nil {
 		return info, err
 	}
-	stream, err := jsc.CreateStream(ctx, js.StreamConfig{
+	_, err = jsc.CreateStream(ctx, js.StreamConfig{
 		Name:     d.stream,
 		Subjects: []string{d.subject},
 		Storage:  js.FileStorage,
@@ -74,15 +78,35 @@ func (d *Driver) Setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 	if err != nil {
 		return info, fmt.Errorf("creating stream: %w", err)
 	}
-	if _, err := stream.CreateOrUpdateConsumer(ctx, js.ConsumerConfig{
-		Durable:       "bench",
+	if err := d.createConsumer(ctx, "bench", js.DeliverAllPolicy); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+func (d *Driver) createConsumer(ctx context.Context, durable string, policy js.DeliverPolicy) error {
+	jsc, err := js.New(d.admin)
+	if err != nil {
+		return err
+	}
+	_, err = jsc.CreateOrUpdateConsumer(ctx, d.stream, js.ConsumerConfig{
+		Durable:       durable,
+		DeliverPolicy: policy,
 		AckPolicy:     js.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1 << 20,
-	}); err != nil {
-		return info, fmt.Errorf("creating consumer: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("creating consumer %s: %w", durable, err)
 	}
-	return info, nil
+	d.durable = durable
+	return nil
+}
+
+// SkipBacklog implements bench.BacklogSkipper: a second durable consumer
+// that delivers only messages published from now on.
+func (d *Driver) SkipBacklog(ctx context.Context) error {
+	return d.createConsumer(ctx, "bench-top", js.DeliverNewPolicy)
 }
 
 // Teardown implements bench.Driver.
@@ -164,7 +188,7 @@ func (d *Driver) NewConsumer(ctx context.Context) (bench.Consumer, error) {
 		nc.Close()
 		return nil, err
 	}
-	cons, err := jsc.Consumer(ctx, d.stream, "bench")
+	cons, err := jsc.Consumer(ctx, d.stream, d.durable)
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -39,7 +39,10 @@ type Driver struct {
 // New returns the kafka driver.
 func New(cfg Config) *Driver { return &Driver{cfg: cfg} }
 
-var _ bench.Driver = (*Driver)(nil)
+var (
+	_ bench.Driver         = (*Driver)(nil)
+	_ bench.BacklogSkipper = (*Driver)(nil)
+)
 
 var seq atomic.Int64
 
@@ -159,6 +162,26 @@ func cmp(first, next error) error {
 
 func (p *producer) Close() error {
 	p.cl.Close()
+	return nil
+}
+
+// SkipBacklog implements bench.BacklogSkipper: consumers made from now on
+// join a new group whose committed offsets are the current end of every
+// partition.
+func (d *Driver) SkipBacklog(ctx context.Context) error {
+	adm := kadm.NewClient(d.admin)
+	ends, err := adm.ListEndOffsets(ctx, d.topic)
+	if err != nil {
+		return err
+	}
+	if err := ends.Error(); err != nil {
+		return err
+	}
+	group := d.group + "-top"
+	if err := adm.CommitAllOffsets(ctx, group, ends.Offsets()); err != nil {
+		return fmt.Errorf("committing the end offsets for group %s: %w", group, err)
+	}
+	d.group = group
 	return nil
 }
 
