@@ -41,10 +41,10 @@ type Result struct {
 	// Stale counts deliveries of messages sent before the run began: never
 	// more than 0 unless the system redelivered, or, in a top workload,
 	// failed to skip the backlog.
-	Stale int64 `json:"stale,omitempty"`
-	FirstError  string     `json:"first_error,omitempty"`
-	Notes       []string   `json:"notes,omitempty"`
-	Series      []Point    `json:"series"`
+	Stale      int64    `json:"stale,omitempty"`
+	FirstError string   `json:"first_error,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
+	Series     []Point  `json:"series"`
 	// Backlog says how sending the prepared backlog went (Consume and Top).
 	// For a Top workload EmptyQueue is the same workload measured on the
 	// empty queue, before the backlog; this result is the run at its top.
