@@ -7,7 +7,7 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test bench bench-load
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
@@ -58,3 +58,13 @@ bench: ## Short benchmarks of the send paths and the partition log, then dms-ben
 
 bench-load: ## dms-bench: every scenario briefly (<5 min) for DMS and its peers, fsync before ack; prints the table.
 	cd loadtest && ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -suite short -drivers all -out $(CURDIR)/.cache/bench
+
+# The issue's two targets in full, each with the peers in the same run.
+E2E_SHAPE = -size 1024 -durability sync -warmup 5s -receive-max 1000 -batch 200 -producers 4 -consumers 6 -partitions 3
+
+bench-target: ## dms-bench: end to end, 1 KiB, fsync before ack, 60 s at max rate and at 50k msg/s, DMS and every peer (~20 min).
+	cd loadtest && ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -drivers all -workload e2e $(E2E_SHAPE) -duration 60s -out $(CURDIR)/.cache/bench-target
+	cd loadtest && ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -drivers all -workload e2e $(E2E_SHAPE) -duration 60s -rate 50000 -out $(CURDIR)/.cache/bench-target-50k
+
+bench-backlog: ## dms-bench: 100 B at 150k msg/s on the empty queue, then at the top of 100M stored messages (~10 GB per system), DMS and Kafka (~25 min).
+	cd loadtest && PEERS=kafka ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -drivers dms-grpc,kafka -workload top -backlog 100000000 -size 100 -rate 150000 -duration 60s -warmup 5s -receive-max 1000 -batch 1000 -producers 4 -consumers 6 -partitions 3 -interval 10s -out $(CURDIR)/.cache/bench-backlog

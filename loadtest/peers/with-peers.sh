@@ -3,7 +3,9 @@
 # JetStream, RabbitMQ, Kafka) on 127.0.0.1 in the given durability mode
 # (default sync), run COMMAND, and stop the peers again whatever happens.
 # A peer that cannot be started is reported and left out: dms-bench then
-# lists its drivers as skipped, with the reason.
+# lists its drivers as skipped, with the reason. PEERS names the peers to
+# start (default: nats rabbitmq kafka), so that idle peers do not share the
+# machine with a run that does not use them.
 #
 #   loadtest/peers/with-peers.sh -- go run ./cmd/dms-bench -suite short -drivers all
 set -uo pipefail
@@ -22,7 +24,8 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-for p in nats rabbitmq kafka; do
+for p in ${PEERS:-nats rabbitmq kafka}; do
+	case "$p" in nats|rabbitmq|kafka) ;; *) echo "with-peers.sh: unknown peer $p in PEERS" >&2; exit 2 ;; esac
 	if [ "$p" = rabbitmq ]; then args=(start); else args=(start "$mode"); fi
 	if "$here/$p.sh" "${args[@]}"; then
 		started+=("$p")
