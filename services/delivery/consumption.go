@@ -21,6 +21,8 @@ type consumption struct {
 	consumerID string
 	stateLog   string
 	logs       []string
+	// receiptPrefix starts the receipt handle of every delivery it makes.
+	receiptPrefix []byte
 
 	writer stateWriter
 
@@ -34,7 +36,8 @@ type consumption struct {
 
 func newConsumption(kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string) *consumption {
 	c := &consumption{kind: kind, queue: q, group: g, consumerID: consumerID, changed: make(chan struct{}),
-		stateLog: stateLogName(kind, q.GetId(), g.GetId(), consumerID)}
+		stateLog:      stateLogName(kind, q.GetId(), g.GetId(), consumerID),
+		receiptPrefix: receiptPrefix(kind, q.GetId(), g.GetId(), consumerID)}
 	if kind == kindDeadLetters {
 		c.logs = []string{catalog.DeadLetterLog(q.GetId(), g.GetId())}
 	} else {

@@ -548,10 +548,7 @@ func (e *Engine) received(c *consumption, partition int32, r *storagev1.StoredRe
 		DeadLetter:    r.GetRecord().GetDeadLetter(),
 	}
 	if !autoAck {
-		m.ReceiptHandle = e.signer.encode(receipt{
-			kind: c.kind, queueID: c.queue.GetId(), groupID: c.group.GetId(), consumerID: c.consumerID,
-			partition: partition, offset: r.GetOffset(), count: count,
-		})
+		m.ReceiptHandle = e.signer.encode(c.receiptPrefix, partition, r.GetOffset(), count)
 	}
 	return m
 }
@@ -631,12 +628,17 @@ type ackItem struct {
 func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, want consumptionKind, items []ackItem, stopAtFirstFailure bool) ([]*dmsv1.AckResult, error) {
 	// Find and lock every consumption involved, in a fixed order.
 	byLog := map[string]*consumption{}
+	issuedHere := receipt{}
+	if !issuedHere.setOwner(q.GetId(), g.GetId()) {
+		return nil, fmt.Errorf("delivery: queue %q or group %q has an id that is not a UUID", q.GetId(), g.GetId())
+	}
+	var last ackItem // the previous item's state log, reused while kind and consumer repeat
 	for i, it := range items {
 		if it.err != nil {
 			continue
 		}
 		r := it.receipt
-		if r.queueID != q.GetId() || r.groupID != g.GetId() {
+		if r.queue != issuedHere.queue || r.group != issuedHere.group {
 			items[i].err = errs.Wrapf(errs.ErrReceiptHandleMismatch, "the receipt handle was issued for another queue or consumer group")
 			continue
 		}
@@ -644,7 +646,12 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 			items[i].err = errs.Wrapf(errs.ErrReceiptHandleKind, "a dead-letter receipt handle settles only dead letters, and a message handle only messages")
 			continue
 		}
-		items[i].log = stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID)
+		if last.log != "" && last.receipt.kind == r.kind && last.receipt.consumerID == r.consumerID {
+			items[i].log = last.log
+		} else {
+			items[i].log = stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID)
+		}
+		last = items[i]
 		if name := items[i].log; byLog[name] == nil {
 			loaded, err := e.consumption(ctx, r.kind, q, g, r.consumerID, startEarliest)
 			if err != nil {

@@ -136,6 +136,8 @@ func (s *subscription) send(stream dmsv1.ConsumerService_SubscribeServer, resp *
 // offsets this stream was sent; a range is applied when all of it was.
 func (h *Handler) readSubscription(stream dmsv1.ConsumerService_SubscribeServer, sub *subscription, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord) error {
 	ctx := stream.Context()
+	var owner receipt // range acks are receipts of this queue and group
+	owner.setOwner(q.GetId(), g.GetId())
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -155,7 +157,7 @@ func (h *Handler) readSubscription(stream dmsv1.ConsumerService_SubscribeServer,
 		sub.mu.Lock()
 		for i, r := range req.GetAckRanges() {
 			for o := r.GetFirst(); o <= r.GetLast() && o-r.GetFirst() < MaxReceiveMessages*10; o++ {
-				it := ackItem{receipt: receipt{kind: kindMessages, queueID: q.GetId(), groupID: g.GetId(), partition: r.GetPartition(), offset: o}}
+				it := ackItem{receipt: receipt{kind: kindMessages, queue: owner.queue, group: owner.group, partition: r.GetPartition(), offset: o}}
 				count, ok := sub.delivered[position{r.GetPartition(), o}]
 				if ok {
 					it.receipt.count = count
