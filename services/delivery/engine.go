@@ -2,7 +2,8 @@
 // consumer group and partition it keeps the position, the acked set, the
 // in-flight deliveries with their visibility deadlines and delivery counts,
 // retries and dead letters, and it makes every change durable in a state log
-// in storage before answering.
+// in storage before answering (a receive of a NORMAL queue excepted: see
+// receive).
 package delivery
 
 import (
@@ -191,7 +192,18 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 		if err != nil {
 			return nil, err
 		}
-		// Answer only once the deliveries are recorded.
+		if len(msgs) > 0 && !opts.AutoAck && !c.fifo() {
+			// The deliveries are recorded in the state log ahead of any
+			// later change to them, so the fsync of that change (an ack, a
+			// fail) covers them too, and the answer need not wait for
+			// their own. A crash before it returns them to the queue at
+			// once, with their delivery count unchanged, instead of at
+			// their visibility deadline: at-least-once either way. An
+			// auto-ack receive is an ack, and a FIFO group's exclusivity
+			// must survive a crash, so those wait. (durable is buffered;
+			// the writer logs a failure.)
+			return msgs, nil
+		}
 		if err := <-durable; err != nil {
 			return nil, err
 		}

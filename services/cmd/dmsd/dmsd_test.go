@@ -98,7 +98,7 @@ type consumed struct {
 // but unacked ones come back after their visibility timeout.
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds dmsd and waits for a 15 s visibility timeout")
+		t.Skip("builds dmsd and kills it")
 	}
 	d := buildAndStart(t)
 
@@ -195,7 +195,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 // every other message comes back.
 func TestKillNineWhileConsuming(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds dmsd and waits for a 15 s visibility timeout")
+		t.Skip("builds dmsd and kills it")
 	}
 	d := buildAndStart(t)
 
