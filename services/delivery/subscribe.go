@@ -68,7 +68,7 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 				return ctx.Err()
 			}
 		}
-		opts.MaxMessages, opts.WaitTime = int(min(n, MaxReceiveMessages)), subscribeWait
+		opts.MaxMessages, opts.WaitTime, opts.streamed = int(min(n, MaxReceiveMessages)), subscribeWait, true
 		msgs, err := h.engine.receive(ctx, c, opts)
 		if err != nil {
 			if ctx.Err() != nil && stream.Context().Err() == nil {
