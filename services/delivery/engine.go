@@ -172,9 +172,6 @@ type ReceiveOptions struct {
 	Visibility  time.Duration
 	Filter      *dmsv1.TagFilter
 	AutoAck     bool
-	// streamed: a Subscribe push, which waits for its record's fsync like
-	// an auto-ack receive does (see receive).
-	streamed bool
 }
 
 // receive delivers up to opts.MaxMessages messages, waiting up to
@@ -195,7 +192,7 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 		if err != nil {
 			return nil, err
 		}
-		if len(msgs) > 0 && !opts.AutoAck && !opts.streamed && !c.fifo() {
+		if len(msgs) > 0 && !opts.AutoAck && !c.fifo() {
 			// The deliveries are recorded in the state log ahead of any
 			// later change to them, so the fsync of that change (an ack, a
 			// fail) covers them too, and the answer need not wait for
@@ -203,10 +200,8 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 			// once, with their delivery count unchanged, instead of at
 			// their visibility deadline: at-least-once either way. An
 			// auto-ack receive is an ack, and a FIFO group's exclusivity
-			// must survive a crash, so those wait. Subscribe pushes wait
-			// too: without it the Go SDK's streaming test ends with the
-			// last acks of a stream unapplied, a race not yet understood.
-			// durable is buffered; the writer logs a failure.
+			// must survive a crash, so those wait. (durable is buffered;
+			// the writer logs a failure.)
 			return msgs, nil
 		}
 		if err := <-durable; err != nil {

@@ -68,7 +68,7 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 				return ctx.Err()
 			}
 		}
-		opts.MaxMessages, opts.WaitTime, opts.streamed = int(min(n, MaxReceiveMessages)), subscribeWait, true
+		opts.MaxMessages, opts.WaitTime = int(min(n, MaxReceiveMessages)), subscribeWait
 		msgs, err := h.engine.receive(ctx, c, opts)
 		if err != nil {
 			if ctx.Err() != nil && stream.Context().Err() == nil {
@@ -173,10 +173,14 @@ func (h *Handler) readSubscription(stream dmsv1.ConsumerService_SubscribeServer,
 		if err != nil {
 			return err
 		}
+		// Forget what was settled, but only that delivery: a failed message
+		// may already have been pushed again, with a higher count, while
+		// the ack ran.
 		sub.mu.Lock()
 		for i, it := range items {
-			if results[i].GetApplied() || errs.Of(it.err) == errs.ErrReceiptHandleExpired {
-				delete(sub.delivered, position{it.receipt.partition, it.receipt.offset})
+			pos := position{it.receipt.partition, it.receipt.offset}
+			if count, ok := sub.delivered[pos]; ok && count == it.receipt.count && results[i].GetApplied() {
+				delete(sub.delivered, pos)
 			}
 		}
 		sub.mu.Unlock()
