@@ -90,7 +90,8 @@ func (c *consumption) signalChanged() {
 }
 
 // stateBatch gathers what one receive or ack changes, to be made durable in
-// one append per log before the caller is answered.
+// one append per log (before the caller is answered, except a NORMAL
+// queue's receive: see Engine.receive).
 type stateBatch struct {
 	records     map[int32]*deliveryv1.StateRecord
 	order       []int32

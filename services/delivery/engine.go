@@ -640,8 +640,8 @@ type ackItem struct {
 func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, want consumptionKind, items []ackItem, stopAtFirstFailure bool) ([]*dmsv1.AckResult, error) {
 	// Find and lock every consumption involved, in a fixed order.
 	byLog := map[string]*consumption{}
-	issuedHere := receipt{}
-	if !issuedHere.setOwner(q.GetId(), g.GetId()) {
+	var owner receipt // the queue and group every handle must name
+	if !owner.setOwner(q.GetId(), g.GetId()) {
 		return nil, fmt.Errorf("delivery: queue %q or group %q has an id that is not a UUID", q.GetId(), g.GetId())
 	}
 	var last ackItem // the previous item's state log, reused while kind and consumer repeat
@@ -650,7 +650,7 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 			continue
 		}
 		r := it.receipt
-		if r.queue != issuedHere.queue || r.group != issuedHere.group {
+		if r.queue != owner.queue || r.group != owner.group {
 			items[i].err = errs.Wrapf(errs.ErrReceiptHandleMismatch, "the receipt handle was issued for another queue or consumer group")
 			continue
 		}
