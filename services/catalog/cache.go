@@ -3,6 +3,7 @@ package catalog
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,7 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	"github.com/opendms/dms/services/errs"
 )
 
@@ -244,21 +245,34 @@ func (c *Cache) apply(key string, value []byte, createRevision int64, deleted bo
 	}
 }
 
-// ResolveQueue finds a queue of a project by id or display name.
+// ResolveQueue finds a queue of a project by id or display name. A queue
+// that does not exist is ErrQueueNotFound; an etcd that cannot be asked is
+// ErrUnavailable, never "not found".
 func (c *Cache) ResolveQueue(ctx context.Context, project, ref string) (*metadatav1.QueueRecord, error) {
 	var q *metadatav1.QueueRecord
 	if IsQueueID(ref) {
-		q, _ = c.QueueByID(ctx, ref)
+		found, err := c.QueueByID(ctx, ref)
+		if err != nil && !IsNotFound(err) {
+			return nil, err
+		}
+		q = found
 	}
 	if q == nil {
 		c.mu.RLock()
 		id := c.queueByName[project+"/"+ref]
 		c.mu.RUnlock()
 		if id == "" {
-			id = c.fetchString(ctx, QueueNameKey(project, ref))
+			var err error
+			if id, err = c.fetchString(ctx, QueueNameKey(project, ref)); err != nil {
+				return nil, err
+			}
 		}
 		if id != "" {
-			q, _ = c.QueueByID(ctx, id)
+			found, err := c.QueueByID(ctx, id)
+			if err != nil && !IsNotFound(err) {
+				return nil, err
+			}
+			q = found
 		}
 	}
 	if q == nil || q.GetProject() != project {
@@ -272,11 +286,16 @@ func (c *Cache) QueueByID(ctx context.Context, id string) (*metadatav1.QueueReco
 	c.mu.RLock()
 	q := c.queues[id]
 	c.mu.RUnlock()
-	if q == nil {
-		q = &metadatav1.QueueRecord{}
-		if !c.fetchRecord(ctx, QueueKey(id), q) {
-			return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", id)
-		}
+	if q != nil {
+		return q, nil
+	}
+	q = &metadatav1.QueueRecord{}
+	found, err := c.fetchRecord(ctx, QueueKey(id), q)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", id)
 	}
 	return q, nil
 }
@@ -289,22 +308,47 @@ func (c *Cache) ResolveGroup(ctx context.Context, q *metadatav1.QueueRecord, ref
 		g = c.groups[q.GetId()][c.groupByName[q.GetId()+"/"+ref]]
 	}
 	c.mu.RUnlock()
-	if g == nil {
-		id := ref
-		if !IsGroupID(ref) {
-			id = c.fetchString(ctx, GroupNameKey(q.GetId(), ref))
-		}
-		if id != "" {
-			rec := &metadatav1.GroupRecord{}
-			if c.fetchRecord(ctx, GroupKey(q.GetId(), id), rec) {
-				g = rec
-			}
+	if g != nil {
+		return g, nil
+	}
+	id := ref
+	if !IsGroupID(ref) {
+		var err error
+		if id, err = c.fetchString(ctx, GroupNameKey(q.GetId(), ref)); err != nil {
+			return nil, err
 		}
 	}
-	if g == nil {
-		return nil, errs.Wrapf(errs.ErrGroupNotFound, "consumer group %q not found on queue %q", ref, q.GetDisplayName())
+	if id != "" {
+		rec := &metadatav1.GroupRecord{}
+		found, err := c.fetchRecord(ctx, GroupKey(q.GetId(), id), rec)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return rec, nil
+		}
 	}
-	return g, nil
+	return nil, errs.Wrapf(errs.ErrGroupNotFound, "consumer group %q not found on queue %q", ref, q.GetDisplayName())
+}
+
+// IsNotFound reports whether err says for sure that a queue or group does
+// not exist (as opposed to the catalog not being reachable).
+func IsNotFound(err error) bool {
+	return errors.Is(err, errs.ErrQueueNotFound) || errors.Is(err, errs.ErrGroupNotFound)
+}
+
+// QueueTombstone reports whether the catalog remembers deleting a queue.
+// It reads etcd, so it is for rare checks (a storage node that was down
+// while queues were deleted), not for requests.
+func (c *Cache) QueueTombstone(ctx context.Context, queueID string) (bool, error) {
+	v, err := c.fetchString(ctx, DeletedQueueKey(queueID))
+	return v != "", err
+}
+
+// GroupTombstone reports whether the catalog remembers deleting a group.
+func (c *Cache) GroupTombstone(ctx context.Context, queueID, groupID string) (bool, error) {
+	v, err := c.fetchString(ctx, DeletedGroupKey(queueID, groupID))
+	return v != "", err
 }
 
 // Queues returns the queues of a project, oldest first.
@@ -337,20 +381,32 @@ func (c *Cache) Groups(queueID string) []*metadatav1.GroupRecord {
 	return out
 }
 
-func (c *Cache) fetchString(ctx context.Context, key string) string {
+// fetchString reads one key; "" when it does not exist.
+func (c *Cache) fetchString(ctx context.Context, key string) (string, error) {
 	resp, err := c.cli.Get(ctx, key)
-	if err != nil || len(resp.Kvs) == 0 {
-		return ""
+	if err != nil {
+		return "", errs.Wrapf(errs.ErrUnavailable, "catalog: reading etcd: %v", err)
 	}
-	return string(resp.Kvs[0].Value)
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
 }
 
-func (c *Cache) fetchRecord(ctx context.Context, key string, into proto.Message) bool {
+// fetchRecord reads one record; found is false when the key does not exist.
+// A record that does not decode is an error, not an absence.
+func (c *Cache) fetchRecord(ctx context.Context, key string, into proto.Message) (found bool, err error) {
 	resp, err := c.cli.Get(ctx, key)
-	if err != nil || len(resp.Kvs) == 0 {
-		return false
+	if err != nil {
+		return false, errs.Wrapf(errs.ErrUnavailable, "catalog: reading etcd: %v", err)
 	}
-	return proto.Unmarshal(resp.Kvs[0].Value, into) == nil
+	if len(resp.Kvs) == 0 {
+		return false, nil
+	}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, into); err != nil {
+		return false, errs.Wrapf(errs.ErrInternal, "catalog: %s holds an undecodable record: %v", key, err)
+	}
+	return true, nil
 }
 
 // ResolveQueueName finds the queue a resource name

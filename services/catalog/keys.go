@@ -6,10 +6,10 @@ package catalog
 
 import (
 	"fmt"
-	"strings"
+	"time"
 )
 
-// The etcd key layout. Records are protobuf (dms.metadata.v1).
+// The etcd key layout. Records are protobuf (dms.cluster.metadata.v1).
 const (
 	Prefix           = "/dms/catalog/"
 	queuePrefix      = Prefix + "queues/"      // {queue_id} → QueueRecord
@@ -18,9 +18,15 @@ const (
 	groupPrefix      = Prefix + "groups/"      // {queue_id}/{group_id} → GroupRecord
 	groupNamePrefix  = Prefix + "group-names/" // {queue_id}/{display_name} → group_id
 	groupCountPrefix = Prefix + "group-count/" // {queue_id} → decimal count (quota guard)
-	MembersPrefix    = "/dms/members/"
-	ReceiptKeyKey    = "/dms/secrets/receipt-key"
-	ElectionPrefix   = "/dms/elections/"
+	// Tombstones: written in the transaction that deletes a queue or group
+	// (with a lease of TombstoneTTL), so that a storage node that was down
+	// meanwhile deletes the data on positive evidence, never because a
+	// lookup found nothing.
+	deletedQueuePrefix = Prefix + "deleted-queues/" // {queue_id} → deletion time (Unix ms)
+	deletedGroupPrefix = Prefix + "deleted-groups/" // {queue_id}/{group_id} → deletion time (Unix ms)
+	MembersPrefix      = "/dms/members/"
+	ReceiptKeyKey      = "/dms/secrets/receipt-key"
+	ElectionPrefix     = "/dms/elections/"
 	// TimerBucketsPrefix lists the scheduler's timer bucket logs:
 	// {queue_id}/{hour} → empty. Storage has no listing of logs, so the
 	// scheduler registers a bucket here before its first append and finds
@@ -35,6 +41,18 @@ func TimerBucketKey(queueID string, hour int64) string {
 
 // TimerBucketsOfQueuePrefix is the prefix of every timer bucket of a queue.
 func TimerBucketsOfQueuePrefix(queueID string) string { return TimerBucketsPrefix + queueID + "/" }
+
+// TombstoneTTL is how long the catalog remembers a deleted queue or group;
+// a storage node down for longer keeps (and reports) the data instead.
+const TombstoneTTL = 30 * 24 * time.Hour
+
+// DeletedQueueKey is the tombstone of a deleted queue.
+func DeletedQueueKey(queueID string) string { return deletedQueuePrefix + queueID }
+
+// DeletedGroupKey is the tombstone of a deleted consumer group.
+func DeletedGroupKey(queueID, groupID string) string {
+	return deletedGroupPrefix + queueID + "/" + groupID
+}
 
 // QueueKey is the key of a queue record.
 func QueueKey(queueID string) string { return queuePrefix + queueID }
@@ -59,62 +77,3 @@ func GroupNamesOfQueuePrefix(queueID string) string { return groupNamePrefix + q
 
 // GroupCountKey holds the number of groups of a queue.
 func GroupCountKey(queueID string) string { return groupCountPrefix + queueID }
-
-// PartitionLog names the storage log of a queue partition.
-func PartitionLog(queueID string, partition int32) string {
-	return fmt.Sprintf("q/%s/%d", queueID, partition)
-}
-
-// DeliveryStateLog names the storage log of a consumer group's delivery state.
-func DeliveryStateLog(queueID, groupID string) string { return "d/" + queueID + "/" + groupID }
-
-// DeadLetterLog names the log of a consumer group's dead letters.
-func DeadLetterLog(queueID, groupID string) string { return "x/" + queueID + "/" + groupID }
-
-// DeadLetterStateLog names the delivery state log of a group's dead letters.
-func DeadLetterStateLog(queueID, groupID string) string { return "y/" + queueID + "/" + groupID }
-
-// BroadcastStateLog names the delivery state log of one broadcast consumer.
-func BroadcastStateLog(queueID, groupID, consumerID string) string {
-	return "b/" + queueID + "/" + groupID + broadcastSeparator + consumerID
-}
-
-// broadcastSeparator joins group and consumer ids; neither contains it.
-const broadcastSeparator = "~"
-
-// TimerBucketLog names the scheduler's log of a queue's scheduled messages
-// due in one hour, counted in hours since the Unix epoch.
-func TimerBucketLog(queueID string, hour int64) string {
-	return fmt.Sprintf("t/%s/%d", queueID, hour)
-}
-
-// InternalLogKinds are the kinds of log that belong to a consumer group.
-var InternalLogKinds = []string{"d", "x", "y", "b"}
-
-// QueueLogKinds are the kinds of internal log that belong to a queue as a
-// whole rather than to one of its groups: the scheduler's timer buckets.
-var QueueLogKinds = []string{"t"}
-
-// ParseLog splits a log name into its kind (q, d, x, y, b or t), queue id
-// and the rest (a partition number, or a group id, or for b a group id and a
-// consumer id joined by "~", or for t an hour).
-func ParseLog(name string) (kind, queueID, rest string, ok bool) {
-	parts := strings.Split(name, "/")
-	if len(parts) != 3 || !IsQueueID(parts[1]) || parts[2] == "" {
-		return "", "", "", false
-	}
-	switch parts[0] {
-	case "q", "d", "x", "y", "b", "t":
-		return parts[0], parts[1], parts[2], true
-	}
-	return "", "", "", false
-}
-
-// LogGroup returns the group id an internal log belongs to.
-func LogGroup(kind, rest string) string {
-	if kind == "b" {
-		group, _, _ := strings.Cut(rest, broadcastSeparator)
-		return group
-	}
-	return rest
-}

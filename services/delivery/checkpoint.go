@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 )
 
 // checkpointBytes is how much state a consumption appends between two
@@ -78,6 +78,6 @@ func (e *Engine) trimState(c *consumption, checkpointOffset int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
 	defer cancel()
 	if _, err := e.storage.TrimLog(ctx, &storagev1.TrimLogRequest{Log: c.stateLog, BeforeOffset: checkpointOffset}); err != nil {
-		e.logger.Warn("delivery state log not trimmed", "log", c.stateLog, "err", err)
+		e.logger.Warn("delivery state log not trimmed", "log", c.key, "err", err)
 	}
 }

@@ -8,10 +8,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/delivery"
+	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -48,9 +48,9 @@ func TestCheckpointsRestoreTheSameState(t *testing.T) {
 	require.ElementsMatch(t, []string{"2", "6", "8", "9", "10", "11"}, testserver.Bodies(expired), "in-flight deadlines survived (6 was redelivered at +0 s)")
 
 	// Checkpoints let storage drop the state log's older segments.
-	stateLog := catalog.DeliveryStateLog(q.GetId(), g.GetId())
+	stateLog := logid.GroupState(q.GetId(), g.GetId())
 	require.Eventually(t, func() bool {
-		info, err := storagev1.NewStorageServiceClient(s.Conn).GetLogInfo(context.Background(), &storagev1.GetLogInfoRequest{Logs: []string{stateLog}})
+		info, err := storagev1.NewStorageServiceClient(s.Internal).GetLogInfo(context.Background(), &storagev1.GetLogInfoRequest{Logs: []*storagev1.LogId{stateLog}})
 		return err == nil && info.GetLogs()[0].GetStartOffset() > 0
 	}, 10*time.Second, 10*time.Millisecond, "the state log was trimmed")
 }

@@ -3,11 +3,11 @@ package delivery
 import (
 	"sync"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // consumption is one consumer of logs with its durable state: a consumer
@@ -19,8 +19,10 @@ type consumption struct {
 	queue      *metadatav1.QueueRecord
 	group      *metadatav1.GroupRecord
 	consumerID string
-	stateLog   string
-	logs       []string
+	stateLog   logid.ID
+	logs       []logid.ID
+	// key names the consumption in the engine's map: its state log's key.
+	key string
 	// receiptPrefix starts the receipt handle of every delivery it makes.
 	receiptPrefix []byte
 
@@ -36,28 +38,29 @@ type consumption struct {
 
 func newConsumption(kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string) *consumption {
 	c := &consumption{kind: kind, queue: q, group: g, consumerID: consumerID, changed: make(chan struct{}),
-		stateLog:      stateLogName(kind, q.GetId(), g.GetId(), consumerID),
+		stateLog:      stateLogID(kind, q.GetId(), g.GetId(), consumerID),
 		receiptPrefix: receiptPrefix(kind, q.GetId(), g.GetId(), consumerID)}
+	c.key = logid.Key(c.stateLog)
 	if kind == kindDeadLetters {
-		c.logs = []string{catalog.DeadLetterLog(q.GetId(), g.GetId())}
+		c.logs = []logid.ID{logid.DeadLetters(q.GetId(), g.GetId())}
 	} else {
 		for p := range q.GetPartitionCount() {
-			c.logs = append(c.logs, catalog.PartitionLog(q.GetId(), p))
+			c.logs = append(c.logs, logid.Partition(q.GetId(), p))
 		}
 	}
 	return c
 }
 
-// stateLogName names the state log of a consumption, which also keys the
+// stateLogID names the state log of a consumption, whose key also keys the
 // engine's map of consumptions.
-func stateLogName(kind consumptionKind, queueID, groupID, consumerID string) string {
+func stateLogID(kind consumptionKind, queueID, groupID, consumerID string) logid.ID {
 	switch kind {
 	case kindDeadLetters:
-		return catalog.DeadLetterStateLog(queueID, groupID)
+		return logid.DeadLetterState(queueID, groupID)
 	case kindBroadcast:
-		return catalog.BroadcastStateLog(queueID, groupID, consumerID)
+		return logid.BroadcastState(queueID, groupID, consumerID)
 	}
-	return catalog.DeliveryStateLog(queueID, groupID)
+	return logid.GroupState(queueID, groupID)
 }
 
 // busyOffsets lists the offsets of a partition that are in flight or wait

@@ -19,12 +19,14 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/message"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // Limits of a receive.
@@ -47,7 +49,25 @@ type Engine struct {
 	logger  *slog.Logger
 
 	mu           sync.Mutex
-	consumptions map[string]*consumption // by state log name
+	consumptions map[string]*consumption // by state log key
+
+	// background counts the state writers and trims running, which Stop
+	// waits for: what they write was already applied in memory and
+	// answered, so they finish rather than being cancelled.
+	background sync.WaitGroup
+}
+
+// Stop waits for the state writes in flight, until ctx ends. The listeners
+// must have stopped first, so that no new request makes more.
+func (e *Engine) Stop(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("delivery: state writes still in flight at stop: %w", ctx.Err())
+	}
 }
 
 // NewEngine returns a delivery engine. receiptKey signs receipt handles and
@@ -82,7 +102,7 @@ const (
 // consumption returns the loaded consumption, replaying its state log on
 // first use.
 func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string, start startPosition) (*consumption, error) {
-	name := stateLogName(kind, q.GetId(), g.GetId(), consumerID)
+	name := logid.Key(stateLogID(kind, q.GetId(), g.GetId(), consumerID))
 	e.mu.Lock()
 	c := e.consumptions[name]
 	if c == nil {
@@ -117,7 +137,7 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 		for _, r := range resp.GetRecords() {
 			rec := &deliveryv1.StateRecord{}
 			if err := proto.Unmarshal(r.GetRecord().GetPayload(), rec); err != nil {
-				return fmt.Errorf("delivery: state log %s offset %d: %w", c.stateLog, r.GetOffset(), err)
+				return fmt.Errorf("delivery: %s offset %d: %w", logid.Describe(c.stateLog), r.GetOffset(), err)
 			}
 			if rec.GetTagFilter() != nil {
 				c.filter = rec.GetTagFilter()
@@ -160,7 +180,7 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 		return e.flush(ctx, c, &batch)
 	}
 	if replayed > 0 {
-		e.logger.Info("delivery state loaded", "log", c.stateLog, "records", replayed)
+		e.logger.Info("delivery state loaded", "log", c.key, "records", replayed)
 	}
 	return nil
 }
@@ -177,7 +197,7 @@ type ReceiveOptions struct {
 // receive delivers up to opts.MaxMessages messages, waiting up to
 // opts.WaitTime for the first.
 func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOptions) ([]*dmsv1.ReceivedMessage, error) {
-	filter, err := normalizeFilter(opts.Filter)
+	filter, err := message.NormalizeTagFilter(opts.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +353,7 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 			if p.busy(r.GetOffset()) || p.settled(r.GetOffset()) {
 				continue
 			}
-			if !matches(c.filter, r.GetRecord().GetMessage().GetTags()) {
+			if !message.Matches(c.filter, r.GetRecord().GetMessage().GetTags()) {
 				// Not for this group: skipped for good without delivery.
 				p.settle(r.GetOffset())
 				batch.rec(pi).AckedOffsets = append(batch.rec(pi).AckedOffsets, r.GetOffset())
@@ -467,7 +487,7 @@ func (e *Engine) submit(c *consumption, batch *stateBatch) <-chan error {
 	w.active = true
 	w.mu.Unlock()
 	if start {
-		go e.writeState(c)
+		e.background.Go(func() { e.writeState(c) })
 	}
 	return done
 }
@@ -509,17 +529,17 @@ func (e *Engine) writeState(c *consumption) {
 			state = append(state, p.state...)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
-		_, err := e.appendChunked(ctx, catalog.DeadLetterLog(c.queue.GetId(), c.group.GetId()), deadLetters)
+		_, err := e.appendChunked(ctx, logid.DeadLetters(c.queue.GetId(), c.group.GetId()), deadLetters)
 		var offsets []int64
 		if err == nil {
 			offsets, err = e.appendChunked(ctx, c.stateLog, state)
 		}
 		cancel()
 		if err == nil && checkpointAt >= 0 {
-			go e.trimState(c, offsets[checkpointAt])
+			e.background.Go(func() { e.trimState(c, offsets[checkpointAt]) })
 		}
 		if err != nil {
-			e.logger.Error("delivery state not written", "log", c.stateLog, "err", err)
+			e.logger.Error("delivery state not written", "log", c.key, "err", err)
 		}
 		for _, p := range queued {
 			p.done <- err
@@ -529,7 +549,7 @@ func (e *Engine) writeState(c *consumption) {
 
 // appendChunked appends records in appends of at most ~4 MiB and returns
 // the offset each record got.
-func (e *Engine) appendChunked(ctx context.Context, log string, records []*storagev1.Record) ([]int64, error) {
+func (e *Engine) appendChunked(ctx context.Context, log logid.ID, records []*storagev1.Record) ([]int64, error) {
 	offsets := make([]int64, 0, len(records))
 	for len(records) > 0 {
 		n, size := 0, 0
@@ -566,7 +586,7 @@ func (e *Engine) received(c *consumption, partition int32, r *storagev1.StoredRe
 }
 
 // readOne reads the record at offset, or nil when retention deleted it.
-func (e *Engine) readOne(ctx context.Context, log string, offset int64) (*storagev1.StoredRecord, error) {
+func (e *Engine) readOne(ctx context.Context, log logid.ID, offset int64) (*storagev1.StoredRecord, error) {
 	resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: log, Offset: offset, MaxBytes: 1})
 	if err != nil {
 		return nil, err
@@ -588,24 +608,30 @@ func (c *consumption) earliestTimer() (time.Time, bool) {
 	return earliest, found
 }
 
+// readPosition is where a new message of a log would be read.
+type readPosition struct {
+	log  logid.ID
+	next int64
+}
+
 // readPositions returns, per log, the offset a new message would have.
-func (c *consumption) readPositions() map[string]int64 {
-	out := map[string]int64{}
-	for _, p := range c.parts {
-		out[p.log] = p.next
+func (c *consumption) readPositions() []readPosition {
+	out := make([]readPosition, len(c.parts))
+	for i, p := range c.parts {
+		out[i] = readPosition{p.log, p.next}
 	}
 	return out
 }
 
 // waitForMessages blocks until a log has a record past its read position,
 // something became available early, or wait passes.
-func (e *Engine) waitForMessages(ctx context.Context, readFrom map[string]int64, changed chan struct{}, wait time.Duration) error {
+func (e *Engine) waitForMessages(ctx context.Context, readFrom []readPosition, changed chan struct{}, wait time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	arrived := make(chan struct{}, len(readFrom))
-	for log, offset := range readFrom {
+	for _, pos := range readFrom {
 		go func() {
-			resp, err := e.storage.Read(wctx, &storagev1.ReadRequest{Log: log, Offset: offset, MaxBytes: 1, MaxWait: durationpb.New(wait)})
+			resp, err := e.storage.Read(wctx, &storagev1.ReadRequest{Log: pos.log, Offset: pos.next, MaxBytes: 1, MaxWait: durationpb.New(wait)})
 			if err == nil && len(resp.GetRecords()) > 0 {
 				arrived <- struct{}{}
 			}
@@ -632,7 +658,7 @@ type ackItem struct {
 	status  dmsv1.AckStatus
 	err     error         // decoding failed
 	extend  time.Duration // when set, not an ack: the delivery's new visibility
-	log     string        // the state log of the consumption it belongs to
+	log     string        // the key of the state log of the consumption it belongs to
 }
 
 // ack settles items against the consumptions they belong to, in order, and
@@ -661,7 +687,7 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 		if last.log != "" && last.receipt.kind == r.kind && last.receipt.consumerID == r.consumerID {
 			items[i].log = last.log
 		} else {
-			items[i].log = stateLogName(r.kind, q.GetId(), g.GetId(), r.consumerID)
+			items[i].log = logid.Key(stateLogID(r.kind, q.GetId(), g.GetId(), r.consumerID))
 		}
 		last = items[i]
 		if name := items[i].log; byLog[name] == nil {
@@ -702,10 +728,10 @@ func (e *Engine) ack(ctx context.Context, q *metadatav1.QueueRecord, g *metadata
 		err := it.err
 		if err == nil {
 			c := byLog[it.log]
-			if batches[c.stateLog] == nil {
-				batches[c.stateLog] = &stateBatch{}
+			if batches[c.key] == nil {
+				batches[c.key] = &stateBatch{}
 			}
-			err = e.settle(ctx, c, it, now, batches[c.stateLog])
+			err = e.settle(ctx, c, it, now, batches[c.key])
 		}
 		if err != nil {
 			results[i] = notApplied(err)

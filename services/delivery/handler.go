@@ -6,8 +6,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
@@ -32,6 +32,11 @@ type Handler struct {
 	engine *Engine
 	cache  *catalog.Cache
 }
+
+var (
+	_ dmsv1.ConsumerServiceServer      = (*Handler)(nil)
+	_ deliveryv1.DeliveryServiceServer = (*Handler)(nil)
+)
 
 // NewHandler returns the gRPC handler of the delivery role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
@@ -195,7 +200,7 @@ func (h *Handler) SeekConsumerGroup(ctx context.Context, req *dmsv1.SeekConsumer
 	return &dmsv1.SeekConsumerGroupResponse{Positions: positions}, nil
 }
 
-// GetGroupStats implements dms.delivery.v1.DeliveryService.
+// GetGroupStats implements dms.cluster.delivery.v1.DeliveryService.
 func (h *Handler) GetGroupStats(ctx context.Context, req *deliveryv1.GetGroupStatsRequest) (*deliveryv1.GetGroupStatsResponse, error) {
 	q, err := h.cache.QueueByID(ctx, req.GetQueueId())
 	if err != nil {

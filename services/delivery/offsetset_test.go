@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // The interval set behaves exactly like a map of offsets under random
@@ -60,7 +62,7 @@ func TestOffsetSetCompressesContiguousAcks(t *testing.T) {
 }
 
 func TestSkipToJumpsOverAckedOffsetsAfterTheNewStart(t *testing.T) {
-	p := newPartitionState("q/x/0", false)
+	p := newPartitionState(logid.Partition("00000000-0000-0000-0000-000000000000", 0), false)
 	p.settle(5)
 	p.settle(6)
 	p.skipTo(5)

@@ -8,11 +8,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/message"
 )
 
 // Receive delivers messages of a consumer group; with broadcast set, to one
@@ -102,7 +103,7 @@ func (e *Engine) Redrive(ctx context.Context, q *metadatav1.QueueRecord, g *meta
 	if !q.GetDeadLetterEnabled() {
 		return nil, errs.Wrapf(errs.ErrDeadLettersDisabled, "queue %q does not keep dead letters (redrive policy disabled)", q.GetDisplayName())
 	}
-	filter, err := normalizeFilter(opts.Filter)
+	filter, err := message.NormalizeTagFilter(opts.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +169,7 @@ func (e *Engine) redriveRound(ctx context.Context, dl, msgs *consumption, ids []
 		for _, r := range resp.GetRecords() {
 			from = r.GetOffset() + 1
 			if p.settled(r.GetOffset()) || p.busy(r.GetOffset()) || (len(ids) > 0 && !slices.Contains(ids, r.GetRecord().GetMessageId())) ||
-				!matches(filter, r.GetRecord().GetMessage().GetTags()) {
+				!message.Matches(filter, r.GetRecord().GetMessage().GetTags()) {
 				continue
 			}
 			dead := r.GetRecord().GetDeadLetter()

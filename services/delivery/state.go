@@ -4,8 +4,9 @@ import (
 	"container/heap"
 	"time"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/delivery/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // Why a delivery attempt failed, as recorded on dead letters.
@@ -20,7 +21,7 @@ const (
 // acked, in flight, waiting for a retry, waiting for redelivery, or buffered
 // for delivery. Memory holds only what is unsettled above the floor.
 type partitionState struct {
-	log string
+	log logid.ID
 
 	ackFloor int64               // every offset below is settled, unless redriven
 	acked    offsetSet           // settled offsets at or above ackFloor, as ranges
@@ -48,7 +49,7 @@ type partitionState struct {
 // rather than unbounded memory).
 const maxHeld = 10000
 
-func newPartitionState(log string, ordered bool) *partitionState {
+func newPartitionState(log logid.ID, ordered bool) *partitionState {
 	p := &partitionState{log: log, ordered: ordered}
 	p.reset(0)
 	return p

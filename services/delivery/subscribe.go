@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
 )

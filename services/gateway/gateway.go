@@ -16,7 +16,7 @@ import (
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/gen/openapi"
-	dmsv1compat "github.com/opendms/dms/services/gateway/dmsv1"
+	dmsv1compat "github.com/opendms/dms/services/gateway/dmsv1compat"
 )
 
 // Conns are the connections to the roles behind the public API.

@@ -7,8 +7,6 @@ package ingest
 import (
 	"context"
 	"hash/crc32"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,24 +16,14 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/message"
+	"github.com/opendms/dms/services/storage/logid"
 )
-
-// Batch limits of the native API.
-const (
-	MaxBatchMessages = 1000
-	MaxBatchBytes    = 8 << 20
-	MaxTags          = 3
-	// MaxOrderingKeyBytes bounds the ordering key (SQS allows 128 too).
-	MaxOrderingKeyBytes = 128
-)
-
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Engine publishes batches into queues.
 type Engine struct {
@@ -61,11 +49,11 @@ func NewEngine(storage storagev1.StorageServiceClient, scheduler schedulerv1.Sch
 // stores them durably before Publish returns and publishes them when due.
 // ids, when given, are the message ids to store the messages under.
 func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message, ids []string, idempotenceKey string) ([]*dmsv1.SendResult, error) {
-	if err := Validate(msgs); err != nil {
+	if err := message.ValidateBatch(msgs); err != nil {
 		return nil, err
 	}
-	if len(idempotenceKey) > MaxOrderingKeyBytes {
-		return nil, errs.Wrapf(errs.ErrRequestInvalid, "an idempotence key has at most %d bytes, got %d", MaxOrderingKeyBytes, len(idempotenceKey))
+	if err := message.ValidateIdempotenceKey(idempotenceKey); err != nil {
+		return nil, err
 	}
 	if len(ids) > 0 && len(ids) != len(msgs) {
 		return nil, errs.Wrapf(errs.ErrRequestInvalid, "ingest: %d message ids for %d messages", len(ids), len(msgs))
@@ -118,7 +106,9 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		results[i] = &dmsv1.SendResult{MessageId: id, Partition: p}
 	}
 	for _, p := range order {
-		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: catalog.PartitionLog(q.GetId(), p), Records: byPart[p], IdempotenceKey: idempotenceKey})
+		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{
+			Log: logid.Partition(q.GetId(), p), Records: byPart[p], IdempotenceKey: idempotenceKey, Durability: durability(q),
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -160,12 +150,12 @@ func messageID(ids []string, i int) (string, error) {
 func dueTimes(q *metadatav1.QueueRecord, msgs []*dmsv1.Message, now time.Time) ([]int64, error) {
 	dues := make([]int64, len(msgs))
 	for i, m := range msgs {
-		due, err := DueTime(m.GetDelay(), m.GetDeliverTime(), now)
+		due, err := message.DueTime(m.GetDelay(), m.GetDeliverTime(), now)
 		if err != nil {
 			return nil, errs.Wrapf(errs.Of(err), "message %d: %v", i, err)
 		}
-		if (m.GetDelay() != nil && m.GetDelay().AsDuration() > 0) || m.GetDeliverTime() != nil {
-			if err := delayAllowed(q); err != nil {
+		if message.IsDelayed(m) {
+			if err := message.DelayAllowed(q.GetMode()); err != nil {
 				return nil, errs.Wrapf(errs.Of(err), "message %d: %v", i, err)
 			}
 		}
@@ -179,8 +169,8 @@ func (e *Engine) CancelScheduled(ctx context.Context, q *metadatav1.QueueRecord,
 	if len(scheduleIDs) == 0 {
 		return nil, errs.Wrapf(errs.ErrBatchEmpty, "no schedule id to cancel")
 	}
-	if len(scheduleIDs) > MaxBatchMessages {
-		return nil, errs.Wrapf(errs.ErrBatchTooLarge, "at most %d schedule ids per call, got %d", MaxBatchMessages, len(scheduleIDs))
+	if len(scheduleIDs) > message.MaxBatchMessages {
+		return nil, errs.Wrapf(errs.ErrBatchTooLarge, "at most %d schedule ids per call, got %d", message.MaxBatchMessages, len(scheduleIDs))
 	}
 	resp, err := e.scheduler.Cancel(ctx, &schedulerv1.CancelRequest{QueueId: q.GetId(), ScheduleIds: scheduleIDs})
 	if err != nil {
@@ -197,7 +187,7 @@ func (e *Engine) Reschedule(ctx context.Context, q *metadatav1.QueueRecord, sche
 		return nil, errs.Wrapf(errs.ErrDelayInvalid, "give exactly one of delay and deliver_time")
 	}
 	now := e.now()
-	due, err := DueTime(delay, deliverTime, now)
+	due, err := message.DueTime(delay, deliverTime, now)
 	if err != nil {
 		return nil, err
 	}
@@ -211,60 +201,13 @@ func (e *Engine) Reschedule(ctx context.Context, q *metadatav1.QueueRecord, sche
 	return &dmsv1.RescheduleMessageResponse{ScheduleId: resp.GetScheduleId(), MessageId: resp.GetMessageId(), DeliverTime: timestamppb.New(time.UnixMilli(due))}, nil
 }
 
-// MaxDelay is how far ahead a message can be scheduled: 7 days, the DMS
-// limit of delay_time (604 800 000 ms).
-const MaxDelay = 7 * 24 * time.Hour
-
-// DueTime returns when a message with this delay or deliver time is due,
-// in Unix milliseconds rounded up so that it is never released early, or 0
-// when it is due at once (no delay, a delay of 0, a time already passed).
-func DueTime(delay *durationpb.Duration, deliverTime *timestamppb.Timestamp, now time.Time) (int64, error) {
-	var at time.Time
-	switch {
-	case delay != nil && deliverTime != nil:
-		return 0, errs.Wrapf(errs.ErrDelayInvalid, "a message has a delay or a deliver_time, not both")
-	case delay != nil:
-		if err := delay.CheckValid(); err != nil {
-			return 0, errs.Wrapf(errs.ErrDelayInvalid, "delay: %v", err)
-		}
-		d := delay.AsDuration()
-		if d < 0 || d > MaxDelay {
-			return 0, errs.Wrapf(errs.ErrDelayInvalid, "delay must be 0 to %v, got %v", MaxDelay, d)
-		}
-		if d == 0 {
-			return 0, nil
-		}
-		at = now.Add(d)
-	case deliverTime != nil:
-		if err := deliverTime.CheckValid(); err != nil {
-			return 0, errs.Wrapf(errs.ErrDelayInvalid, "deliver_time: %v", err)
-		}
-		at = deliverTime.AsTime()
-		if at.After(now.Add(MaxDelay)) {
-			return 0, errs.Wrapf(errs.ErrDelayInvalid, "deliver_time must be at most %v ahead, got %v", MaxDelay, at.Sub(now).Round(time.Millisecond))
-		}
-		if !at.After(now) {
-			return 0, nil
-		}
-	default:
-		return 0, nil
+// durability is how a queue's appends are answered: a KAFKA_HT queue after
+// the leader's write, every other after the fsync.
+func durability(q *metadatav1.QueueRecord) storagev1.Durability {
+	if q.GetMode() == dmsv1.QueueMode_QUEUE_MODE_KAFKA_HT {
+		return storagev1.Durability_DURABILITY_ASYNC
 	}
-	due := at.UnixMilli()
-	if at.After(time.UnixMilli(due)) {
-		due++
-	}
-	return due, nil
-}
-
-// delayAllowed refuses delays on queues other than NORMAL and FIFO (the
-// DMS rule for Kafka queues; AMQP queues have no delay either).
-func delayAllowed(q *metadatav1.QueueRecord) error {
-	switch q.GetMode() {
-	case dmsv1.QueueMode_QUEUE_MODE_UNSPECIFIED, dmsv1.QueueMode_QUEUE_MODE_NORMAL, dmsv1.QueueMode_QUEUE_MODE_FIFO:
-		return nil
-	}
-	return errs.Wrapf(errs.ErrDelayNotAllowed, "a %s queue does not take delayed messages (delay or deliver_time); only NORMAL and FIFO queues do",
-		strings.TrimPrefix(q.GetMode().String(), "QUEUE_MODE_"))
+	return storagev1.Durability_DURABILITY_SYNC
 }
 
 // keyPartition maps a key to a partition, the same way every time.
@@ -281,72 +224,4 @@ func (e *Engine) roundRobin(q *metadatav1.QueueRecord) int32 {
 	}
 	c, _ := e.nextPartition.LoadOrStore(q.GetId(), new(atomic.Uint32))
 	return int32(c.(*atomic.Uint32).Add(1) % uint32(q.GetPartitionCount()))
-}
-
-// Validate checks a batch against the limits; the first offending message
-// is named in the error, and nothing of the batch is stored.
-func Validate(msgs []*dmsv1.Message) error {
-	if len(msgs) == 0 {
-		return errs.Wrapf(errs.ErrBatchEmpty, "the batch has no message")
-	}
-	if len(msgs) > MaxBatchMessages {
-		return errs.Wrapf(errs.ErrBatchTooLarge, "a batch has at most %d messages, got %d", MaxBatchMessages, len(msgs))
-	}
-	total := 0
-	for i, m := range msgs {
-		size, err := validateMessage(m)
-		if err != nil {
-			return errs.Wrapf(errs.Of(err), "message %d: %v", i, err)
-		}
-		total += size
-	}
-	if total > MaxBatchBytes {
-		return errs.Wrapf(errs.ErrBatchTooLarge, "a batch has at most %d bytes of messages, got %d", MaxBatchBytes, total)
-	}
-	return nil
-}
-
-// MessageSize is the size counted against the message limit: the body plus
-// attribute names and values.
-func MessageSize(m *dmsv1.Message) int {
-	size := len(m.GetBody())
-	for name, v := range m.GetAttributes() {
-		size += len(name) + 8 + len(v.GetStringValue())
-	}
-	return size
-}
-
-func validateMessage(m *dmsv1.Message) (int, error) {
-	if len(m.GetTags()) > MaxTags {
-		return 0, errs.Wrapf(errs.ErrTagInvalid, "a message has at most %d tags, got %d", MaxTags, len(m.GetTags()))
-	}
-	if err := ValidateTags(m.GetTags()); err != nil {
-		return 0, err
-	}
-	if len(m.GetOrderingKey()) > MaxOrderingKeyBytes {
-		return 0, errs.Wrapf(errs.ErrRequestInvalid, "an ordering key has at most %d bytes, got %d", MaxOrderingKeyBytes, len(m.GetOrderingKey()))
-	}
-	for name, v := range m.GetAttributes() {
-		if len(name) < 1 || len(name) > 64 {
-			return 0, errs.Wrapf(errs.ErrAttributeInvalid, "attribute name %q must be 1 to 64 characters", name)
-		}
-		if v.GetKind() == nil {
-			return 0, errs.Wrapf(errs.ErrAttributeInvalid, "attribute %q has no value", name)
-		}
-	}
-	size := MessageSize(m)
-	if size > catalog.MaxMessageBytes {
-		return 0, errs.Wrapf(errs.ErrMessageTooLarge, "the message size is %d, larger than the size limit %d", size, catalog.MaxMessageBytes)
-	}
-	return size, nil
-}
-
-// ValidateTags checks the form of tags (of a message or of a filter).
-func ValidateTags(tags []string) error {
-	for _, t := range tags {
-		if !tagPattern.MatchString(t) {
-			return errs.Wrapf(errs.ErrTagInvalid, "tag %q must be 1 to 64 characters of [A-Za-z0-9_-]", t)
-		}
-	}
-	return nil
 }

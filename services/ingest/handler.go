@@ -3,7 +3,7 @@ package ingest
 import (
 	"context"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 )
@@ -16,6 +16,11 @@ type Handler struct {
 	engine *Engine
 	cache  *catalog.Cache
 }
+
+var (
+	_ dmsv1.ProducerServiceServer  = (*Handler)(nil)
+	_ ingestv1.IngestServiceServer = (*Handler)(nil)
+)
 
 // NewHandler returns the gRPC handler of the ingest role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
@@ -57,7 +62,7 @@ func (h *Handler) RescheduleMessage(ctx context.Context, req *dmsv1.RescheduleMe
 	return h.engine.Reschedule(ctx, q, req.GetScheduleId(), req.GetDelay(), req.GetDeliverTime())
 }
 
-// Publish implements dms.ingest.v1.IngestService.
+// Publish implements dms.cluster.ingest.v1.IngestService.
 func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*ingestv1.PublishResponse, error) {
 	q, err := h.cache.QueueByID(ctx, req.GetQueueId())
 	if err != nil {

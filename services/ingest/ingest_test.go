@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/testserver"
@@ -87,11 +87,11 @@ func TestSendRoundTripsEveryField(t *testing.T) {
 func TestInternalPublishByQueueID(t *testing.T) {
 	s := testserver.Start(t)
 	q := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "q"})
-	resp, err := ingestv1.NewIngestServiceClient(s.Conn).Publish(context.Background(), &ingestv1.PublishRequest{QueueId: q.GetId(), Messages: []*dmsv1.Message{{Body: []byte("x")}, {Body: []byte("y")}}})
+	resp, err := ingestv1.NewIngestServiceClient(s.Internal).Publish(context.Background(), &ingestv1.PublishRequest{QueueId: q.GetId(), Messages: []*dmsv1.Message{{Body: []byte("x")}, {Body: []byte("y")}}})
 	require.NoError(t, err)
 	require.Len(t, resp.GetResults(), 2)
 	require.Equal(t, resp.GetResults()[0].GetOffset()+1, resp.GetResults()[1].GetOffset(), "a batch lands in one partition, consecutively")
-	_, err = ingestv1.NewIngestServiceClient(s.Conn).Publish(context.Background(), &ingestv1.PublishRequest{QueueId: "00000000-0000-0000-0000-000000000000", Messages: []*dmsv1.Message{{Body: []byte("x")}}})
+	_, err = ingestv1.NewIngestServiceClient(s.Internal).Publish(context.Background(), &ingestv1.PublishRequest{QueueId: "00000000-0000-0000-0000-000000000000", Messages: []*dmsv1.Message{{Body: []byte("x")}}})
 	require.Equal(t, "QUEUE_NOT_FOUND", rpcstatus.Reason(err))
 }
 

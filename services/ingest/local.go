@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	"github.com/opendms/dms/services/rpcstatus"
 )
 

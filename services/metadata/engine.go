@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
@@ -122,10 +122,16 @@ func (e *Engine) CreateQueue(ctx context.Context, project string, spec QueueSpec
 	return rec, nil
 }
 
-// DeleteQueue removes a queue and its groups from the catalog; the storage
-// and delivery roles delete their data when their watch sees it go.
+// DeleteQueue removes a queue and its groups from the catalog and leaves a
+// tombstone; the storage and delivery roles delete their data when their
+// watch sees it go, or, for a node that was down, when they find the
+// tombstone.
 func (e *Engine) DeleteQueue(ctx context.Context, q *metadatav1.QueueRecord) error {
-	err := e.counterTxn(ctx, catalog.QueueCountKey(q.GetProject()), -1, 0, nil,
+	tombstone, err := e.tombstone(ctx, catalog.DeletedQueueKey(q.GetId()))
+	if err != nil {
+		return err
+	}
+	err = e.counterTxn(ctx, catalog.QueueCountKey(q.GetProject()), -1, 0, nil,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(catalog.QueueKey(q.GetId())), ">", 0)},
 		errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", q.GetId()),
 		clientv3.OpDelete(catalog.QueueKey(q.GetId())),
@@ -133,11 +139,40 @@ func (e *Engine) DeleteQueue(ctx context.Context, q *metadatav1.QueueRecord) err
 		clientv3.OpDelete(catalog.GroupsOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
 		clientv3.OpDelete(catalog.GroupNamesOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
 		clientv3.OpDelete(catalog.GroupCountKey(q.GetId())),
+		tombstone,
 	)
 	if err == nil {
 		e.logger.Info("queue deleted", "project", q.GetProject(), "queue", q.GetDisplayName(), "id", q.GetId())
 	}
 	return err
+}
+
+// tombstone returns the write of a tombstone key under a lease of
+// catalog.TombstoneTTL, so that the catalog forgets it in time.
+func (e *Engine) tombstone(ctx context.Context, key string) (clientv3.Op, error) {
+	lease, err := e.cli.Grant(ctx, int64(catalog.TombstoneTTL/time.Second))
+	if err != nil {
+		return clientv3.Op{}, errs.Wrapf(errs.ErrUnavailable, "metadata: granting the tombstone lease: %v", err)
+	}
+	return clientv3.OpPut(key, strconv.FormatInt(e.now().UnixMilli(), 10), clientv3.WithLease(lease.ID)), nil
+}
+
+// Members returns the dmsd processes registered in etcd.
+func (e *Engine) Members(ctx context.Context) ([]*metadatav1.Member, error) {
+	resp, err := e.cli.Get(ctx, catalog.MembersPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
+	}
+	var out []*metadatav1.Member
+	for _, kv := range resp.Kvs {
+		m := &metadatav1.Member{}
+		if err := proto.Unmarshal(kv.Value, m); err != nil {
+			e.logger.Warn("metadata: undecodable member record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // CreateGroup adds a consumer group to a queue.
@@ -173,13 +208,19 @@ func (e *Engine) CreateGroup(ctx context.Context, q *metadatav1.QueueRecord, dis
 	return rec, nil
 }
 
-// DeleteGroup removes a consumer group from the catalog.
+// DeleteGroup removes a consumer group from the catalog and leaves a
+// tombstone (see DeleteQueue).
 func (e *Engine) DeleteGroup(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord) error {
-	err := e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), -1, 0, nil,
+	tombstone, err := e.tombstone(ctx, catalog.DeletedGroupKey(q.GetId(), g.GetId()))
+	if err != nil {
+		return err
+	}
+	err = e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), -1, 0, nil,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(catalog.GroupKey(q.GetId(), g.GetId())), ">", 0)},
 		errs.Wrapf(errs.ErrGroupNotFound, "consumer group %q not found", g.GetId()),
 		clientv3.OpDelete(catalog.GroupKey(q.GetId(), g.GetId())),
 		clientv3.OpDelete(catalog.GroupNameKey(q.GetId(), g.GetDisplayName())),
+		tombstone,
 	)
 	if err == nil {
 		e.logger.Info("consumer group deleted", "queue", q.GetId(), "group", g.GetDisplayName(), "id", g.GetId())

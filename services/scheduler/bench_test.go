@@ -15,10 +15,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -195,17 +195,17 @@ func waitPending(b *testing.B, s *testserver.Server, q *dmsv1.Queue, want int64)
 // released and returns publish time minus due time of each, in ms.
 func collectLateness(b *testing.B, s *testserver.Server, q *dmsv1.Queue, n int, deadline time.Time) []int64 {
 	b.Helper()
-	storage := storagev1.NewStorageServiceClient(s.Conn)
+	storage := storagev1.NewStorageServiceClient(s.Internal)
 	next := make([]int64, q.GetPartitionCount())
 	var out []int64
 	for len(out) < n {
 		if time.Now().After(deadline) {
-			st, _ := schedulerv1.NewSchedulerServiceClient(s.Conn).GetStatus(context.Background(), &schedulerv1.GetStatusRequest{})
+			st, _ := schedulerv1.NewSchedulerServiceClient(s.Internal).GetStatus(context.Background(), &schedulerv1.GetStatusRequest{})
 			b.Fatalf("only %d of %d released in time; scheduler: %v", len(out), n, st)
 		}
 		progress := false
 		for p := range q.GetPartitionCount() {
-			resp, err := storage.Read(context.Background(), &storagev1.ReadRequest{Log: catalog.PartitionLog(q.GetId(), p), Offset: next[p], MaxBytes: 4 << 20})
+			resp, err := storage.Read(context.Background(), &storagev1.ReadRequest{Log: logid.Partition(q.GetId(), p), Offset: next[p], MaxBytes: 4 << 20})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // hourMs is the span of one timer bucket.
@@ -18,7 +18,7 @@ func hourOf(ms int64) int64 { return ms / hourMs }
 const offsetBits = 42
 
 // bucket is the state of one timer bucket: the scheduled messages of one
-// queue due in one hour, kept in the log catalog.TimerBucketLog. Every field
+// queue due in one hour, kept in the log logid.TimerBucket. Every field
 // is guarded by the owning shard's mutex.
 //
 // What a bucket costs in memory does not depend on message bodies: a few
@@ -30,7 +30,7 @@ const offsetBits = 42
 type bucket struct {
 	queue *queueTimers
 	hour  int64
-	log   string
+	log   logid.ID
 
 	// replayed: the bitsets and pending cover the whole log, so that a
 	// cancel can be answered; closed replayDone says so to waiters.
@@ -86,7 +86,7 @@ func newBucket(qt *queueTimers, hour int64) *bucket {
 	return &bucket{
 		queue:       qt,
 		hour:        hour,
-		log:         catalog.TimerBucketLog(qt.id, hour),
+		log:         logid.TimerBucket(qt.id, hour),
 		replayDone:  make(chan struct{}),
 		registered:  make(chan struct{}),
 		excludedMin: noKey,

@@ -9,7 +9,7 @@
 // owner keeps a shard's state and releases its messages.
 //
 // Durable state lives in storage, in timer buckets: one log per queue and
-// hour of due time (catalog.TimerBucketLog), holding the scheduled messages
+// hour of due time (logid.TimerBucket), holding the scheduled messages
 // and markers that settle them (released, cancelled). Replaying a bucket
 // gives its pending messages, so after a crash a new owner releases every
 // pending message again: none is lost, none is released early, and those
@@ -32,9 +32,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"

@@ -7,10 +7,11 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // schedule appends entries to the buckets of their hours, one append per
@@ -69,7 +70,7 @@ func (sh *shard) appendEntries(ctx context.Context, queueID string, hour int64, 
 	}
 	first := resp.GetFirstOffset()
 	if last := first + int64(len(records)) - 1; last >= 1<<offsetBits {
-		return nil, errs.Wrapf(errs.ErrInternal, "scheduler: timer bucket %s is full", b.log)
+		return nil, errs.Wrapf(errs.ErrInternal, "scheduler: timer bucket %s is full", logid.Key(b.log))
 	}
 	for j, r := range records {
 		b.add(first+int64(j), r.GetTimestampMs())
@@ -203,7 +204,7 @@ func (sh *shard) reschedule(ctx context.Context, queueID, text string, dueMs int
 	defer cancel()
 	rec, err := sh.readOne(ctx, b.log, offset)
 	if err == nil && rec == nil {
-		err = errs.Wrapf(errs.ErrInternal, "scheduler: %s has no record at offset %d", b.log, offset)
+		err = errs.Wrapf(errs.ErrInternal, "scheduler: %s has no record at offset %d", logid.Key(b.log), offset)
 	}
 	if err != nil {
 		sh.unclaim(b, offset, 0)
@@ -223,14 +224,14 @@ func (sh *shard) reschedule(ctx context.Context, queueID, text string, dueMs int
 		// In memory the old entry stays cancelled; only a restart before
 		// this is retried would release it as well.
 		sh.logger.Error("scheduler: recording the old entry of a rescheduled message; it may be released twice after a restart",
-			"log", b.log, "offset", offset, "err", err)
+			"log", logid.Key(b.log), "offset", offset, "err", err)
 	}
 	sh.release(b)
 	return scheduleID{queueID: queueID, hour: h, offset: resp.GetFirstOffset()}.String(), rec.GetMessageId(), nil
 }
 
 // readOne reads the record at offset of a log, or nil when there is none.
-func (sh *shard) readOne(ctx context.Context, log string, offset int64) (*storagev1.Record, error) {
+func (sh *shard) readOne(ctx context.Context, log logid.ID, offset int64) (*storagev1.Record, error) {
 	resp, err := sh.e.storage.Read(ctx, &storagev1.ReadRequest{Log: log, Offset: offset, MaxBytes: 1})
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: reading %s: %w", log, err)

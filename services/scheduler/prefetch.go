@@ -3,8 +3,9 @@ package scheduler
 import (
 	"time"
 
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
-	"github.com/opendms/dms/services/ingest"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/message"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // prefetchInterval is how often the bodies of messages about to be due are
@@ -105,13 +106,13 @@ func (sh *shard) prefetch() {
 		}
 		if err := sh.fetch(sh.ctx, b, offsets, recs, extra); err != nil {
 			if sh.ctx.Err() == nil {
-				sh.logger.Warn("scheduler: reading scheduled messages ahead of their time", "log", b.log, "err", err)
+				sh.logger.Warn("scheduler: reading scheduled messages ahead of their time", "log", logid.Key(b.log), "err", err)
 			}
 			return
 		}
 		sizes := make(map[int64]int, len(recs))
 		for off, r := range recs {
-			sizes[off] = ingest.MessageSize(r.GetMessage()) + cacheOverhead
+			sizes[off] = message.Size(r.GetMessage()) + cacheOverhead
 		}
 		sh.mu.Lock()
 		for off, r := range recs {

@@ -9,13 +9,14 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
-	"github.com/opendms/dms/services/ingest"
+	"github.com/opendms/dms/services/message"
 	"github.com/opendms/dms/services/rpcstatus"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // Bounds of releasing.
@@ -54,7 +55,9 @@ type redoGroup struct {
 
 // releaseKey is the idempotence key of the batch announced by the releasing
 // marker at offset marker of a bucket: unique, and the same for a retry.
-func releaseKey(b *bucket, marker int64) string { return fmt.Sprintf("%s@%d", b.log, marker) }
+func releaseKey(b *bucket, marker int64) string {
+	return fmt.Sprintf("%s@%d", logid.Key(b.log), marker)
+}
 
 // releaseLoop looks for due messages every tick.
 func (sh *shard) releaseLoop() { sh.everyTick(sh.e.cfg.TickInterval, sh.releaseDue) }
@@ -183,15 +186,15 @@ func (sh *shard) releaseQueue(qt *queueTimers, items []releaseItem, marker int64
 		b := items[start].b
 		req := &ingestv1.PublishRequest{QueueId: qt.id}
 		end, size := start, 0
-		for end < len(items) && items[end].b == b && len(req.Messages) < ingest.MaxBatchMessages {
+		for end < len(items) && items[end].b == b && len(req.Messages) < message.MaxBatchMessages {
 			rec := records[b][items[end].offset]
 			if rec == nil {
-				sh.logger.Error("scheduler: scheduled message missing from its bucket; dropped", "log", b.log, "offset", items[end].offset)
+				sh.logger.Error("scheduler: scheduled message missing from its bucket; dropped", "log", logid.Key(b.log), "offset", items[end].offset)
 				end++
 				continue
 			}
-			msgSize := ingest.MessageSize(rec.GetMessage())
-			if len(req.Messages) > 0 && size+msgSize > ingest.MaxBatchBytes {
+			msgSize := message.Size(rec.GetMessage())
+			if len(req.Messages) > 0 && size+msgSize > message.MaxBatchBytes {
 				break
 			}
 			if rec.Message == nil {
@@ -286,7 +289,7 @@ func (sh *shard) recordReleased(ctx context.Context, b *bucket, items []releaseI
 	if _, err := sh.appendMarker(ctx, b, &schedulerv1.TimerMarker{ReleasedOffsets: offsets}); err != nil && !b.queue.gone {
 		// They were published; a restart publishes them again under the
 		// same key, which storage recognises.
-		sh.logger.Error("scheduler: recording released messages", "log", b.log, "messages", len(offsets), "err", err)
+		sh.logger.Error("scheduler: recording released messages", "log", logid.Key(b.log), "messages", len(offsets), "err", err)
 	}
 	sh.finishRelease(items)
 }

@@ -20,12 +20,13 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	ingestv1 "github.com/opendms/dms/gen/go/dms/ingest/v1"
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/rpcstatus"
+	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -369,19 +370,19 @@ func TestBatchCaughtByACrashIsPublishedOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("published before the crash: %v", published), func(t *testing.T) {
 			e := newEnv(t, nil)
 			res := e.send(t, delayed("a", time.Second), delayed("b", time.Second))
-			storage := storagev1.NewStorageServiceClient(e.Conn)
-			bucket := catalog.TimerBucketLog(e.queue.GetId(), start.Add(time.Second).UnixMilli()/3_600_000)
+			storage := storagev1.NewStorageServiceClient(e.Internal)
+			bucket := logid.TimerBucket(e.queue.GetId(), start.Add(time.Second).UnixMilli()/3_600_000)
 			// What a crash between the two markers leaves behind.
 			payload, err := proto.Marshal(&schedulerv1.TimerMarker{ReleasingOffsets: []int64{0, 1}})
 			require.NoError(t, err)
 			marker, err := storage.Append(context.Background(), &storagev1.AppendRequest{Log: bucket, Records: []*storagev1.Record{{TimestampMs: start.UnixMilli(), Payload: payload}}})
 			require.NoError(t, err)
 			if published {
-				_, err := ingestv1.NewIngestServiceClient(e.Conn).Publish(context.Background(), &ingestv1.PublishRequest{
+				_, err := ingestv1.NewIngestServiceClient(e.Internal).Publish(context.Background(), &ingestv1.PublishRequest{
 					QueueId:        e.queue.GetId(),
 					Messages:       []*dmsv1.Message{{Body: []byte("a")}, {Body: []byte("b")}},
 					MessageIds:     []string{res[0].GetMessageId(), res[1].GetMessageId()},
-					IdempotenceKey: fmt.Sprintf("%s@%d", bucket, marker.GetFirstOffset()),
+					IdempotenceKey: fmt.Sprintf("%s@%d", logid.Key(bucket), marker.GetFirstOffset()),
 				})
 				require.NoError(t, err)
 			}
@@ -390,7 +391,7 @@ func TestBatchCaughtByACrashIsPublishedOnce(t *testing.T) {
 			got := e.receiveAll(t, 2)
 			require.ElementsMatch(t, []string{res[0].GetMessageId(), res[1].GetMessageId()}, []string{got[0].GetMessageId(), got[1].GetMessageId()})
 			e.stillHeld(t, 2)
-			status, err := schedulerv1.NewSchedulerServiceClient(e.Conn).GetStatus(context.Background(), &schedulerv1.GetStatusRequest{})
+			status, err := schedulerv1.NewSchedulerServiceClient(e.Internal).GetStatus(context.Background(), &schedulerv1.GetStatusRequest{})
 			require.NoError(t, err)
 			require.EqualValues(t, 2, status.GetShards()[0].GetRedeliveredAfterRestart())
 		})

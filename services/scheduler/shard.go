@@ -14,10 +14,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
-	schedulerv1 "github.com/opendms/dms/gen/go/dms/scheduler/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // Intervals of a shard's background work.
@@ -238,7 +239,7 @@ func (sh *shard) maintain() bool {
 		if err := sh.replay(b, inWindow(b.hour, nowMs)); err != nil {
 			allReplayed = false
 			if sh.ctx.Err() == nil {
-				sh.logger.Error("scheduler: replaying a timer bucket", "log", b.log, "err", err)
+				sh.logger.Error("scheduler: replaying a timer bucket", "log", logid.Key(b.log), "err", err)
 			}
 		}
 	}
@@ -247,7 +248,7 @@ func (sh *shard) maintain() bool {
 		b.recomputedAt = time.Now()
 		sh.mu.Unlock()
 		if err := sh.replay(b, false); err != nil && sh.ctx.Err() == nil {
-			sh.logger.Error("scheduler: replaying a timer bucket", "log", b.log, "err", err)
+			sh.logger.Error("scheduler: replaying a timer bucket", "log", logid.Key(b.log), "err", err)
 		}
 	}
 	for _, b := range deletes {
@@ -285,7 +286,7 @@ func (sh *shard) replay(b *bucket, index bool) error {
 			}
 			m := &schedulerv1.TimerMarker{}
 			if err := proto.Unmarshal(r.GetRecord().GetPayload(), m); err != nil {
-				return errs.Wrapf(errs.ErrInternal, "scheduler: %s offset %d: undecodable marker: %v", b.log, r.GetOffset(), err)
+				return errs.Wrapf(errs.ErrInternal, "scheduler: %s offset %d: undecodable marker: %v", logid.Key(b.log), r.GetOffset(), err)
 			}
 			markers[i] = m
 		}
@@ -373,10 +374,10 @@ func (sh *shard) replay(b *bucket, index bool) error {
 	if again > 0 {
 		sh.redelivered.Add(int64(again))
 		sh.logger.Warn("scheduler: publishing again batches that the previous owner may have published (storage drops them if it did)",
-			"log", b.log, "messages", again)
+			"log", logid.Key(b.log), "messages", again)
 	}
 	if records > 0 {
-		sh.logger.Debug("scheduler: timer bucket indexed", "log", b.log, "records", records, "pending", b.pending)
+		sh.logger.Debug("scheduler: timer bucket indexed", "log", logid.Key(b.log), "records", records, "pending", b.pending)
 	}
 	return nil
 }
@@ -412,7 +413,7 @@ func (sh *shard) deleteBucket(b *bucket) {
 	sh.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(sh.ctx), 10*time.Second)
 	defer cancel()
-	_, err := sh.e.storage.DeleteLogs(ctx, &storagev1.DeleteLogsRequest{Logs: []string{b.log}})
+	_, err := sh.e.storage.DeleteLogs(ctx, &storagev1.DeleteLogsRequest{Logs: []*storagev1.LogId{b.log}})
 	if err == nil {
 		_, err = sh.e.session.Client().Delete(ctx, catalog.TimerBucketKey(b.queue.id, b.hour))
 	}
@@ -420,7 +421,7 @@ func (sh *shard) deleteBucket(b *bucket) {
 	defer sh.mu.Unlock()
 	defer close(done)
 	if err != nil {
-		sh.logger.Warn("scheduler: deleting a settled timer bucket", "log", b.log, "err", err)
+		sh.logger.Warn("scheduler: deleting a settled timer bucket", "log", logid.Key(b.log), "err", err)
 		b.deleting = nil
 		if b.indexed && b.replayed {
 			sh.setFireable(b)
@@ -471,7 +472,7 @@ func (sh *shard) acquire(ctx context.Context, queueID string, hour int64) (*buck
 			_, err := sh.e.session.Client().Put(ctx, catalog.TimerBucketKey(queueID, hour), "")
 			sh.mu.Lock()
 			if err != nil {
-				b.regErr = errs.Wrapf(errs.ErrUnavailable, "scheduler: registering timer bucket %s in etcd: %v", b.log, err)
+				b.regErr = errs.Wrapf(errs.ErrUnavailable, "scheduler: registering timer bucket %s in etcd: %v", logid.Key(b.log), err)
 				// The next append tries again with a new bucket.
 				if qt.buckets[hour] == b {
 					delete(qt.buckets, hour)
@@ -518,7 +519,7 @@ func (sh *shard) replayedBucket(ctx context.Context, queueID string, hour int64)
 	case <-b.replayDone:
 		return b, nil
 	case <-ctx.Done():
-		return nil, errs.Wrapf(errs.ErrUnavailable, "scheduler: timer bucket %s is still loading", b.log)
+		return nil, errs.Wrapf(errs.ErrUnavailable, "scheduler: timer bucket %s is still loading", logid.Key(b.log))
 	}
 }
 

@@ -14,22 +14,56 @@ import (
 	"github.com/opendms/dms/services/storage"
 )
 
-// Config of a dmsd process. Every field has a flag; a YAML file named by
-// -config.file sets fields first and flags given on the command line win.
+// Config of a dmsd process. Every field has a flag named after its place in
+// the YAML file (`server.grpc_addr` is -server.grpc-addr); a YAML file named
+// by -config.file sets fields first and flags given on the command line win.
 type Config struct {
-	Target   string `yaml:"target"`
-	DataDir  string `yaml:"data_dir"`
-	GRPCAddr string `yaml:"grpc_addr"`
-	HTTPAddr string `yaml:"http_addr"`
-	LogLevel string `yaml:"log_level"`
-	// GCPercent is the Go garbage collector's target; see cmd/dmsd.
-	GCPercent int `yaml:"gc_percent"`
+	Target string `yaml:"target"`
+
+	Server  ListenConfig  `yaml:"server"`
+	Node    NodeConfig    `yaml:"node"`
+	Log     LogConfig     `yaml:"log"`
+	Runtime RuntimeConfig `yaml:"runtime"`
 
 	Etcd      EtcdConfig       `yaml:"etcd"`
 	Metadata  metadata.Config  `yaml:"metadata"`
 	Delivery  delivery.Config  `yaml:"delivery"`
 	Storage   storage.Config   `yaml:"storage"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
+}
+
+// ListenConfig says where the process listens.
+type ListenConfig struct {
+	// GRPCAddr serves the public gRPC API to clients.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// HTTPAddr serves the REST APIs, /healthz, /metrics and /openapi.json.
+	HTTPAddr string `yaml:"http_addr"`
+	// InternalGRPCAddr serves the roles' cluster APIs (storage, ingest,
+	// delivery, scheduler, metadata) to the other dmsd processes. Clients
+	// never need it; keep it on a private network.
+	InternalGRPCAddr string `yaml:"internal_grpc_addr"`
+}
+
+// NodeConfig names this process in the cluster and says where its data is.
+type NodeConfig struct {
+	DataDir string `yaml:"data_dir"`
+	// Name is the node's stable name in the cluster; empty takes the name
+	// kept in the data directory, or the host name the first time.
+	Name string `yaml:"name"`
+	// Zone is the failure domain the node runs in; replicas are spread
+	// across zones first.
+	Zone string `yaml:"zone"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level string `yaml:"level"`
+}
+
+// RuntimeConfig tunes the Go runtime.
+type RuntimeConfig struct {
+	// GCPercent is the Go garbage collector's target; see cmd/dmsd.
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // EtcdConfig chooses between the embedded etcd and an external cluster.
@@ -41,25 +75,49 @@ type EtcdConfig struct {
 	EmbedPeerAddr   string `yaml:"embed_peer_addr"`
 }
 
-// RegisterFlags registers every flag of the process.
+// RegisterFlags registers every flag of the process. Flags from before the
+// dotted names (-grpc-addr, -http-addr, -data-dir) remain as aliases.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.StringVar(&c.Target, "target", "all", "Comma-separated roles to run: all, or any of "+strings.Join(roleNames, ", ")+".")
-	f.StringVar(&c.DataDir, "data-dir", "data", "Directory for the embedded etcd and the storage role's logs.")
-	f.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "Address of the gRPC listener shared by all roles.")
-	f.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
-	f.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn or error.")
+	f.StringVar(&c.Target, "target", "all", "Comma-separated roles to run: "+strings.Join(KnownTargets(), ", ")+".")
+	f.StringVar(&c.Server.GRPCAddr, "server.grpc-addr", "127.0.0.1:9090", "Address of the public gRPC listener shared by all roles.")
+	f.StringVar(&c.Server.HTTPAddr, "server.http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
+	f.StringVar(&c.Server.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:9091", "Address of the internal gRPC listener where the roles serve each other; other dmsd processes must reach it, clients never need it.")
+	f.StringVar(&c.Node.DataDir, "node.data-dir", "data", "Directory for the embedded etcd, the node's identity and the storage role's logs.")
+	f.StringVar(&c.Node.Name, "node.name", "", "Stable name of this node in the cluster; empty keeps the name stored in the data directory, or takes the host name the first time.")
+	f.StringVar(&c.Node.Zone, "node.zone", "", "Zone (failure domain) of this node; replicas are spread across zones first.")
+	f.StringVar(&c.Log.Level, "log.level", "info", "Log level: debug, info, warn or error.")
 	// A message service allocates per message and keeps little live heap:
 	// collecting at 4x the live heap instead of 2x cut GC work enough to lift
 	// end-to-end throughput from ~83k to ~100k msgs/s (dms-bench, 1 KiB) for
 	// about 70 MB more RSS under load. GOGC in the environment wins.
-	f.IntVar(&c.GCPercent, "runtime.gc-percent", 400, "Go GC target percentage (GOGC) unless the GOGC environment variable is set; use GOMEMLIMIT to cap memory.")
+	f.IntVar(&c.Runtime.GCPercent, "runtime.gc-percent", 400, "Go GC target percentage (GOGC) unless the GOGC environment variable is set; use GOMEMLIMIT to cap memory.")
 	f.StringVar(&c.Etcd.Endpoints, "etcd.endpoints", "", "Comma-separated endpoints of an external etcd cluster; empty runs an embedded etcd in the data directory.")
 	f.StringVar(&c.Etcd.EmbedClientAddr, "etcd.embed.client-addr", "127.0.0.1:0", "Client address of the embedded etcd.")
 	f.StringVar(&c.Etcd.EmbedPeerAddr, "etcd.embed.peer-addr", "127.0.0.1:0", "Peer address of the embedded etcd.")
+	for alias, name := range FlagAliases {
+		fl := f.Lookup(name)
+		f.Var(fl.Value, alias, "Deprecated alias of -"+name+".")
+	}
 	c.Metadata.RegisterFlags(f)
 	c.Delivery.RegisterFlags(f)
 	c.Storage.RegisterFlags(f)
 	c.Scheduler.RegisterFlags(f)
+}
+
+// FlagAliases maps the flag names of earlier releases to today's.
+var FlagAliases = map[string]string{
+	"grpc-addr": "server.grpc-addr",
+	"http-addr": "server.http-addr",
+	"data-dir":  "node.data-dir",
+}
+
+// legacyYAML holds the top-level keys of earlier configuration files.
+type legacyYAML struct {
+	DataDir   *string `yaml:"data_dir"`
+	GRPCAddr  *string `yaml:"grpc_addr"`
+	HTTPAddr  *string `yaml:"http_addr"`
+	LogLevel  *string `yaml:"log_level"`
+	GCPercent *int    `yaml:"gc_percent"`
 }
 
 // Parse fills c from defaults, then the YAML file named by -config.file (if
@@ -77,6 +135,21 @@ func (c *Config) Parse(args []string) error {
 	data, err := os.ReadFile(*configFile)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	var legacy legacyYAML
+	if err := yaml.Unmarshal(data, &legacy); err != nil {
+		return fmt.Errorf("config: %s: %w", *configFile, err)
+	}
+	for _, kv := range []struct {
+		from *string
+		to   *string
+	}{{legacy.DataDir, &c.Node.DataDir}, {legacy.GRPCAddr, &c.Server.GRPCAddr}, {legacy.HTTPAddr, &c.Server.HTTPAddr}, {legacy.LogLevel, &c.Log.Level}} {
+		if kv.from != nil {
+			*kv.to = *kv.from
+		}
+	}
+	if legacy.GCPercent != nil {
+		c.Runtime.GCPercent = *legacy.GCPercent
 	}
 	if err := yaml.Unmarshal(data, c); err != nil {
 		return fmt.Errorf("config: %s: %w", *configFile, err)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/protobuf/proto"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	"github.com/opendms/dms/services/catalog"
 )
 
@@ -19,7 +19,7 @@ import (
 const roleScheme = "dms-role"
 
 // roleResolver watches the member registry in etcd and gives gRPC the
-// addresses of the members running each role. A role this process runs
+// internal addresses of the members running each role. A role this process runs
 // itself resolves to this process only, so that an all-in-one dmsd never
 // sends a call to a neighbour.
 type roleResolver struct {
@@ -86,12 +86,12 @@ func (r *roleResolver) addresses(role string) []resolver.Address {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slices.Contains(r.self.GetRoles(), role) {
-		return []resolver.Address{{Addr: r.self.GetGrpcAddress()}}
+		return []resolver.Address{{Addr: r.self.GetInternalGrpcAddress()}}
 	}
 	var out []resolver.Address
 	for _, m := range r.members {
 		if slices.Contains(m.GetRoles(), role) {
-			out = append(out, resolver.Address{Addr: m.GetGrpcAddress()})
+			out = append(out, resolver.Address{Addr: m.GetInternalGrpcAddress()})
 		}
 	}
 	return out

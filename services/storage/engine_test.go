@@ -21,11 +21,12 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	metadatav1 "github.com/opendms/dms/gen/go/dms/metadata/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
@@ -115,13 +116,13 @@ func TestEngineEncryptionKeys(t *testing.T) {
 
 func TestDescribeLogAndStorageFull(t *testing.T) {
 	q := "0b7e1f5c-5a4e-4b8e-9f0e-1c2d3e4f5a6b"
-	require.Equal(t, "queue "+q+" partition 3", describeLog(catalog.PartitionLog(q, 3)))
-	require.Equal(t, "queue "+q+" log d/"+q+"/g-1", describeLog(catalog.DeliveryStateLog(q, "g-1")))
-	require.Equal(t, "log junk", describeLog("junk"))
+	g := "g-" + q
+	require.Equal(t, "queue "+q+" partition 3", logid.Describe(logid.Partition(q, 3)))
+	require.Equal(t, "delivery state of group "+g+" of queue "+q, logid.Describe(logid.GroupState(q, g)))
 
 	// What partitionlog returns on a full disk maps to STORAGE_FULL.
 	full := fmt.Errorf("partitionlog: append to x.log: %w", &os.PathError{Op: "write", Path: "x.log", Err: syscall.ENOSPC})
-	err := appendError(catalog.PartitionLog(q, 3), full)
+	err := appendError(logid.Partition(q, 3), full)
 	require.ErrorIs(t, err, errs.ErrStorageFull)
 	require.ErrorContains(t, err, "queue "+q+" partition 3")
 }
@@ -178,12 +179,12 @@ func TestEngineReadCorruptMiddleSegment(t *testing.T) {
 			e, err := NewEngine(cfg, cache, time.Now, quietLogger())
 			require.NoError(t, err)
 			defer e.Close()
-			log := catalog.PartitionLog(q.GetId(), 2)
+			log := logid.Partition(q.GetId(), 2)
 			for i := range 100 {
-				_, err := e.Append(ctx, log, []*storagev1.Record{{TimestampMs: int64(i), MessageId: fmt.Sprint(i), Payload: make([]byte, 100)}}, "")
+				_, err := e.Append(ctx, &storagev1.AppendRequest{Log: log, Records: []*storagev1.Record{{TimestampMs: int64(i), MessageId: fmt.Sprint(i), Payload: make([]byte, 100)}}})
 				require.NoError(t, err)
 			}
-			dir := filepath.Join(cfg.Dir, filepath.FromSlash(log))
+			dir := filepath.Join(cfg.Dir, filepath.FromSlash(logid.Dir(log)))
 			segs, err := filepath.Glob(filepath.Join(dir, "*.log"))
 			require.NoError(t, err)
 			slices.Sort(segs)

@@ -3,27 +3,29 @@ package storage
 import (
 	"context"
 
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 )
 
 // defaultReadBytes bounds a read when the request names no budget.
 const defaultReadBytes = 1 << 20
 
-// Handler serves the internal StorageService over the engine.
+// Handler serves the StorageService over the engine.
 type Handler struct {
 	storagev1.UnimplementedStorageServiceServer
 	engine *Engine
 }
 
+var _ storagev1.StorageServiceServer = (*Handler)(nil)
+
 // NewHandler returns the gRPC handler of the storage role.
 func NewHandler(engine *Engine) *Handler { return &Handler{engine: engine} }
 
-// Append implements dms.storage.v1.StorageService.
+// Append implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) Append(ctx context.Context, req *storagev1.AppendRequest) (*storagev1.AppendResponse, error) {
-	return h.engine.Append(ctx, req.GetLog(), req.GetRecords(), req.GetIdempotenceKey())
+	return h.engine.Append(ctx, req)
 }
 
-// Read implements dms.storage.v1.StorageService.
+// Read implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
 	maxBytes := int(req.GetMaxBytes())
 	if maxBytes <= 0 {
@@ -36,7 +38,7 @@ func (h *Handler) Read(ctx context.Context, req *storagev1.ReadRequest) (*storag
 	return &storagev1.ReadResponse{Records: res.Records, StartOffset: res.StartOffset, NextOffset: res.NextOffset}, nil
 }
 
-// GetLogInfo implements dms.storage.v1.StorageService.
+// GetLogInfo implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) GetLogInfo(ctx context.Context, req *storagev1.GetLogInfoRequest) (*storagev1.GetLogInfoResponse, error) {
 	out := &storagev1.GetLogInfoResponse{}
 	for _, name := range req.GetLogs() {
@@ -49,7 +51,7 @@ func (h *Handler) GetLogInfo(ctx context.Context, req *storagev1.GetLogInfoReque
 	return out, nil
 }
 
-// DeleteLogs implements dms.storage.v1.StorageService.
+// DeleteLogs implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) DeleteLogs(_ context.Context, req *storagev1.DeleteLogsRequest) (*storagev1.DeleteLogsResponse, error) {
 	for _, name := range req.GetLogs() {
 		if err := h.engine.DeleteLog(name); err != nil {
@@ -59,7 +61,7 @@ func (h *Handler) DeleteLogs(_ context.Context, req *storagev1.DeleteLogsRequest
 	return &storagev1.DeleteLogsResponse{}, nil
 }
 
-// FindOffset implements dms.storage.v1.StorageService.
+// FindOffset implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) FindOffset(ctx context.Context, req *storagev1.FindOffsetRequest) (*storagev1.FindOffsetResponse, error) {
 	offset, err := h.engine.FindOffset(ctx, req.GetLog(), req.GetTimestampMs())
 	if err != nil {
@@ -68,7 +70,7 @@ func (h *Handler) FindOffset(ctx context.Context, req *storagev1.FindOffsetReque
 	return &storagev1.FindOffsetResponse{Offset: offset}, nil
 }
 
-// TrimLog implements dms.storage.v1.StorageService.
+// TrimLog implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) TrimLog(ctx context.Context, req *storagev1.TrimLogRequest) (*storagev1.TrimLogResponse, error) {
 	start, err := h.engine.TrimLog(ctx, req.GetLog(), req.GetBeforeOffset())
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
-	"github.com/opendms/dms/services/storage/partitionlog"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // dedupWindow is how many of a log's latest records an idempotence key is
@@ -34,7 +34,8 @@ type keyedAppend struct {
 }
 
 // dedup returns the log's index, building it from the log's tail once.
-func (e *Engine) dedup(name string, l *partitionlog.Log) (*dedupIndex, error) {
+func (e *Engine) dedup(l *openLog) (*dedupIndex, error) {
+	name := logid.Key(l.id)
 	e.mu.Lock()
 	ix := e.dedups[name]
 	if ix == nil {
@@ -52,7 +53,7 @@ func (e *Engine) dedup(name string, l *partitionlog.Log) (*dedupIndex, error) {
 	for from := max(l.StartOffset(), l.NextOffset()-dedupWindow); from < l.NextOffset(); {
 		entries, err := l.Read(from, 4<<20)
 		if err != nil {
-			return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", describeLog(name), err)
+			return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", logid.Describe(l.id), err)
 		}
 		if len(entries) == 0 {
 			break
@@ -105,8 +106,8 @@ func (ix *dedupIndex) settle(a *keyedAppend, first int64, count int, err error) 
 }
 
 // appendIdempotent appends records unless an earlier append carried key.
-func (e *Engine) appendIdempotent(ctx context.Context, name string, l *partitionlog.Log, key string, records []*storagev1.Record) (*storagev1.AppendResponse, error) {
-	ix, err := e.dedup(name, l)
+func (e *Engine) appendIdempotent(ctx context.Context, l *openLog, key string, records []*storagev1.Record) (*storagev1.AppendResponse, error) {
+	ix, err := e.dedup(l)
 	if err != nil {
 		return nil, err
 	}
@@ -123,13 +124,13 @@ func (e *Engine) appendIdempotent(ctx context.Context, name string, l *partition
 		if earlier.first < 0 {
 			continue // the earlier attempt failed: this one may store the batch
 		}
-		return e.duplicateOf(name, l, earlier)
+		return e.duplicateOf(l, earlier)
 	}
 	first := &storagev1.Record{}
 	proto.Merge(first, records[0])
 	first.IdempotenceKey, first.IdempotentCount = key, int32(len(records))
 	keyed := append([]*storagev1.Record{first}, records[1:]...)
-	offset, err := e.appendRecords(ctx, name, l, keyed)
+	offset, err := e.appendRecords(ctx, l, keyed)
 	ix.settle(ix.byKey[key], offset, len(records), err)
 	if err != nil {
 		return nil, err
@@ -138,12 +139,12 @@ func (e *Engine) appendIdempotent(ctx context.Context, name string, l *partition
 }
 
 // duplicateOf answers a retry with what the first attempt stored.
-func (e *Engine) duplicateOf(name string, l *partitionlog.Log, a *keyedAppend) (*storagev1.AppendResponse, error) {
+func (e *Engine) duplicateOf(l *openLog, a *keyedAppend) (*storagev1.AppendResponse, error) {
 	resp := &storagev1.AppendResponse{FirstOffset: a.first, Duplicate: true}
 	for from := a.first; from < a.first+int64(a.count); {
 		entries, err := l.Read(from, 4<<20)
 		if err != nil || len(entries) == 0 {
-			return nil, fmt.Errorf("storage: reading back the first attempt of a retried append to %s: %w", describeLog(name), err)
+			return nil, fmt.Errorf("storage: reading back the first attempt of a retried append to %s: %w", logid.Describe(l.id), err)
 		}
 		for _, en := range entries {
 			if en.Offset >= a.first+int64(a.count) {
@@ -151,7 +152,7 @@ func (e *Engine) duplicateOf(name string, l *partitionlog.Log, a *keyedAppend) (
 			}
 			rec := &storagev1.Record{}
 			if err := proto.Unmarshal(en.Data, rec); err != nil {
-				return nil, fmt.Errorf("storage: %s offset %d: %w", describeLog(name), en.Offset, err)
+				return nil, fmt.Errorf("storage: %s offset %d: %w", logid.Describe(l.id), en.Offset, err)
 			}
 			resp.MessageIds = append(resp.MessageIds, rec.GetMessageId())
 			from = en.Offset + 1

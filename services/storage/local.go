@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	storagev1 "github.com/opendms/dms/gen/go/dms/storage/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/rpcstatus"
 )
 

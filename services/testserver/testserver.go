@@ -8,6 +8,8 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,15 +19,21 @@ import (
 	"github.com/opendms/dms/services/server"
 )
 
+// nodeCounter names the test servers of a process apart.
+var nodeCounter atomic.Int32
+
 // Server is a running in-process dmsd.
 type Server struct {
 	*server.Server
-	// Conn is a gRPC connection to the server's listener.
-	Conn    *grpc.ClientConn
-	DataDir string
-	cfg     server.Config
-	args    []string
-	now     func() time.Time
+	// Conn is a gRPC connection to the server's public listener.
+	Conn *grpc.ClientConn
+	// Internal is a gRPC connection to its internal listener, where the
+	// roles' cluster APIs (storage, scheduler, ...) are served.
+	Internal *grpc.ClientConn
+	DataDir  string
+	cfg      server.Config
+	args     []string
+	now      func() time.Time
 }
 
 // Option adjusts the server before start.
@@ -56,17 +64,24 @@ func Start(t testing.TB, opts ...Option) *Server {
 		t.Fatal(err)
 	}
 	given := map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
-	if !given["data-dir"] {
-		s.cfg.DataDir = t.TempDir()
+	f.Visit(func(fl *flag.Flag) {
+		given[fl.Name] = true
+		if name, isAlias := server.FlagAliases[fl.Name]; isAlias {
+			given[name] = true
+		}
+	})
+	if !given["node.data-dir"] {
+		s.cfg.Node.DataDir = t.TempDir()
 	}
-	if !given["grpc-addr"] {
-		s.cfg.GRPCAddr = "127.0.0.1:0"
+	if !given["node.name"] {
+		s.cfg.Node.Name = "test-" + strconv.Itoa(int(nodeCounter.Add(1)))
 	}
-	if !given["http-addr"] {
-		s.cfg.HTTPAddr = "127.0.0.1:0"
+	for name, addr := range map[string]*string{"server.grpc-addr": &s.cfg.Server.GRPCAddr, "server.http-addr": &s.cfg.Server.HTTPAddr, "server.internal-grpc-addr": &s.cfg.Server.InternalGRPCAddr} {
+		if !given[name] {
+			*addr = "127.0.0.1:0"
+		}
 	}
-	s.DataDir = s.cfg.DataDir
+	s.DataDir = s.cfg.Node.DataDir
 	s.start(t)
 	t.Cleanup(s.stop)
 	return s
@@ -90,11 +105,16 @@ func (s *Server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Server, s.Conn = srv, conn
+	internal, err := grpc.NewClient(srv.InternalGRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server, s.Conn, s.Internal = srv, conn, internal
 }
 
 func (s *Server) stop() {
 	_ = s.Conn.Close()
+	_ = s.Internal.Close()
 	s.Server.Stop()
 }
 

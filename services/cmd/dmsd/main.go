@@ -22,13 +22,13 @@ func main() {
 		os.Exit(2)
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		fmt.Fprintln(os.Stderr, "dmsd: -log.level:", err)
 		os.Exit(2)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(cfg.GCPercent)
+		debug.SetGCPercent(cfg.Runtime.GCPercent)
 	}
 	srv, err := server.New(cfg, logger)
 	if err != nil {
@@ -41,7 +41,7 @@ func main() {
 		logger.Error("dmsd failed to start", "err", err)
 		os.Exit(1)
 	}
-	fmt.Printf("dmsd listening: grpc=%s http=%s etcd=%s\n", srv.GRPCAddr, srv.HTTPAddr, srv.EtcdEndpoint)
+	fmt.Printf("dmsd listening: grpc=%s http=%s etcd=%s internal=%s node=%s\n", srv.GRPCAddr, srv.HTTPAddr, srv.EtcdEndpoint, srv.InternalGRPCAddr, srv.NodeName)
 	<-ctx.Done()
 	logger.Info("dmsd stopping")
 	srv.Stop()

@@ -1,0 +1,149 @@
+// Package dmsv1compat serves the Huawei Cloud DMS v1.0 "standard queue" REST
+// API that existing DMS clients speak. It is an adapter and nothing more:
+// every request becomes calls of the public dms.v1 gRPC API and every answer
+// or error is translated back, so it keeps no state of its own.
+package dmsv1compat
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/grpc"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+)
+
+// Config configures the DMS v1.0 REST API.
+type Config struct {
+	// MaxQueuesPerProject is the queue quota that GET
+	// /v1.0/{project_id}/quotas/dms reports; it should match the quota the
+	// queue service enforces. Zero means the DMS default of 30.
+	MaxQueuesPerProject int
+}
+
+// defaultQueueQuota is Huawei's default queue quota per project.
+const defaultQueueQuota = 30
+
+// NewHandler returns the handler of the DMS v1.0 REST API, which calls the
+// dms.v1 services over conn. It routes on the full request path, so mount it
+// at "/v1.0/" without stripping the prefix.
+func NewHandler(conn grpc.ClientConnInterface, cfg Config, logger *slog.Logger) http.Handler {
+	if cfg.MaxQueuesPerProject <= 0 {
+		cfg.MaxQueuesPerProject = defaultQueueQuota
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		queues:   dmsv1.NewQueueServiceClient(conn),
+		producer: dmsv1.NewProducerServiceClient(conn),
+		consumer: dmsv1.NewConsumerServiceClient(conn),
+		cfg:      cfg,
+		logger:   logger,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1.0/{project_id}/queues", h.serve(h.createQueue))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues", h.serve(h.listQueues))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}", h.serve(h.getQueue))
+	mux.HandleFunc("DELETE /v1.0/{project_id}/queues/{queue_id}", h.serve(h.deleteQueue))
+	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups", h.serve(h.createGroups))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups", h.serve(h.listGroups))
+	mux.HandleFunc("DELETE /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}", h.serve(h.deleteGroup))
+	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/messages", h.serve(h.sendMessages))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/messages", h.serve(h.consumeMessages))
+	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/ack", h.serve(h.ackMessages))
+	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters", h.serve(h.consumeDeadLetters))
+	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters/ack", h.serve(h.ackDeadLetters))
+	mux.HandleFunc("GET /v1.0/{project_id}/quotas/dms", h.serve(h.quotas))
+	// A known URL with another method is an unknown URL too: DMS documents
+	// no 405.
+	mux.HandleFunc("/", h.serve(urlNotFound))
+	return mux
+}
+
+type handler struct {
+	queues   dmsv1.QueueServiceClient
+	producer dmsv1.ProducerServiceClient
+	consumer dmsv1.ConsumerServiceClient
+	cfg      Config
+	logger   *slog.Logger
+}
+
+// endpoint serves one route. The target's ids are already validated; an
+// error it returns is written in the DMS error shape.
+type endpoint func(w http.ResponseWriter, r *http.Request, t target) error
+
+func (h *handler) serve(e endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t, err := parseTarget(r)
+		if err == nil {
+			err = e(w, r, t)
+		}
+		if err != nil {
+			h.writeError(w, r, err)
+		}
+	}
+}
+
+func urlNotFound(_ http.ResponseWriter, r *http.Request, _ target) error {
+	return newError(http.StatusNotFound, codeURLNotFound, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
+		"no DMS v1.0 API serves "+r.Method+" "+r.URL.Path)
+}
+
+// bodyRules says how large a request body may be and which DMS codes tell a
+// client that it is too large or not JSON: the message APIs have codes of
+// their own for both.
+type bodyRules struct {
+	maxBytes     int64
+	notJSONCode  int
+	tooLargeCode int
+}
+
+var (
+	managementBody = bodyRules{maxBytes: 1 << 20, notJSONCode: codeRequestBodyNotJSON, tooLargeCode: codeRequestBodyNotJSON}
+	// A send batch is at most 512 KiB of messages, but JSON escaping of a
+	// binary-looking string body can make its text several times larger.
+	messagesBody = bodyRules{maxBytes: 8 << 20, notJSONCode: codeMessageBodyNotJSON, tooLargeCode: codeMessageTooLarge}
+)
+
+func readJSON(w http.ResponseWriter, r *http.Request, rules bodyRules, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rules.maxBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return badRequest(rules.tooLargeCode, dmsv1.ErrorReason_ERROR_REASON_BATCH_TOO_LARGE,
+			"the request body is larger than the limit of "+strconv.FormatInt(rules.maxBytes, 10)+" bytes")
+	case err != nil:
+		return badRequest(rules.notJSONCode, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
+			"cannot read the request body: "+err.Error())
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest(rules.notJSONCode, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
+			"the request body is not the expected JSON: "+err.Error())
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, httpStatus int, v any) {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	// Message bodies and texts go back as they came, not with <, > and &
+	// escaped for HTML pages that this API never feeds.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only a value this package built can get here, so it is a bug here.
+		httpStatus = http.StatusInternalServerError
+		body.Reset()
+		body.WriteString(`{"code":10250002,"message":"cannot encode the response","error_code":"10250002",` +
+			`"error_msg":"cannot encode the response","error":{"code":"10250002","message":"cannot encode the response"},` +
+			`"reason":"INTERNAL"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(body.Bytes())
+}

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/server/modules"
+)
+
+// sessionTTL is the life of the process's etcd lease without keep-alives:
+// how long a dead process keeps its memberships and elections.
+const sessionTTL = 10
+
+// initEtcd starts the embedded etcd unless external endpoints are given,
+// then opens the client and the process's session lease.
+func (s *Server) initEtcd(context.Context) (modules.Stopper, error) {
+	stop := modules.StopFunc(func(context.Context) error {
+		if s.session != nil {
+			_ = s.session.Close()
+		}
+		if s.cli != nil {
+			_ = s.cli.Close()
+		}
+		if s.etcd != nil {
+			s.etcd.Close()
+		}
+		return nil
+	})
+	if err := s.openEtcd(); err != nil {
+		_ = stop(context.Background())
+		return nil, err
+	}
+	return stop, nil
+}
+
+func (s *Server) openEtcd() error {
+	endpoints := strings.Split(s.cfg.Etcd.Endpoints, ",")
+	if s.cfg.Etcd.Endpoints == "" {
+		ecfg := embed.NewConfig()
+		ecfg.Name = "dmsd"
+		ecfg.Dir = filepath.Join(s.cfg.Node.DataDir, "etcd")
+		ecfg.LogLevel = "error"
+		ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		clientURL := url.URL{Scheme: "http", Host: s.cfg.Etcd.EmbedClientAddr}
+		peerURL := url.URL{Scheme: "http", Host: s.cfg.Etcd.EmbedPeerAddr}
+		ecfg.ListenClientUrls, ecfg.AdvertiseClientUrls = []url.URL{clientURL}, []url.URL{clientURL}
+		ecfg.ListenPeerUrls, ecfg.AdvertisePeerUrls = []url.URL{peerURL}, []url.URL{peerURL}
+		ecfg.InitialCluster = ecfg.Name + "=" + peerURL.String()
+		e, err := embed.StartEtcd(ecfg)
+		if err != nil {
+			return fmt.Errorf("embedded etcd: %w", err)
+		}
+		s.etcd = e
+		select {
+		case <-e.Server.ReadyNotify():
+		case err := <-e.Err():
+			return fmt.Errorf("embedded etcd: %w", err)
+		case <-time.After(60 * time.Second):
+			return errors.New("embedded etcd: not ready after 60s")
+		}
+		endpoints = []string{e.Clients[0].Addr().String()}
+	}
+	s.EtcdEndpoint = strings.Join(endpoints, ",")
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	s.cli = cli
+	if s.session, err = concurrency.NewSession(cli, concurrency.WithTTL(sessionTTL)); err != nil {
+		return fmt.Errorf("etcd session: %w", err)
+	}
+	return nil
+}
+
+// receiptKey returns the cluster's receipt-signing key, creating it once.
+func receiptKey(ctx context.Context, cli *clientv3.Client) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(catalog.ReceiptKeyKey), "=", 0)).
+		Then(clientv3.OpPut(catalog.ReceiptKeyKey, string(key))).
+		Else(clientv3.OpGet(catalog.ReceiptKeyKey)).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("receipt key: %w", err)
+	}
+	if !resp.Succeeded {
+		key = resp.Responses[0].GetResponseRange().Kvs[0].Value
+	}
+	return key, nil
+}

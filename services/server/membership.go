@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/server/modules"
+)
+
+// nodeNameFile keeps the node's name in its data directory, so that a
+// restart is the same node whatever the host is called now.
+const nodeNameFile = "node-name"
+
+var nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// initMembership settles the node's name, follows the member registry and
+// gives the other modules connections to the roles.
+func (s *Server) initMembership(ctx context.Context) (modules.Stopper, error) {
+	name, err := nodeName(s.cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	s.NodeName = name
+	s.self = &metadatav1.Member{
+		Id: uuid.NewString(), Node: name, Zone: s.cfg.Node.Zone, Roles: s.Roles(),
+		GrpcAddress: s.GRPCAddr, InternalGrpcAddress: s.InternalGRPCAddr, HttpAddress: s.HTTPAddr, StartTimeMs: s.now().UnixMilli(),
+	}
+	s.resolver = newRoleResolver(s.cli, s.self, s.logger)
+	if err := s.resolver.start(ctx); err != nil {
+		return nil, fmt.Errorf("member registry: %w", err)
+	}
+	return modules.StopFunc(func(context.Context) error {
+		s.connsMu.Lock()
+		for _, cc := range s.conns {
+			_ = cc.Close()
+		}
+		s.conns = map[string]*grpc.ClientConn{}
+		s.connsMu.Unlock()
+		s.resolver.stop()
+		return nil
+	}), nil
+}
+
+// nodeName returns the node's name: the one kept in the data directory, or
+// the one configured (kept from then on), or the host name. A configured
+// name that differs from the kept one is refused: the data belongs to
+// another node.
+func nodeName(cfg NodeConfig) (string, error) {
+	path := filepath.Join(cfg.DataDir, nodeNameFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		kept := strings.TrimSpace(string(data))
+		if cfg.Name != "" && cfg.Name != kept {
+			return "", fmt.Errorf("node name: the data directory %s belongs to node %q, not %q; start it as %q or give another data directory", cfg.DataDir, kept, cfg.Name, kept)
+		}
+		return kept, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("node name: %w", err)
+	}
+	name := cfg.Name
+	if name == "" {
+		if name, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("node name: no -node.name given and no host name: %w", err)
+		}
+	}
+	if !nodeNamePattern.MatchString(name) {
+		return "", fmt.Errorf("node name %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(name+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("node name: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("node name: %w", err)
+	}
+	return name, nil
+}
+
+// roleConn returns the connection to whichever process runs role, over
+// its internal listener; this process itself when it runs the role.
+func (s *Server) roleConn(role string) *grpc.ClientConn {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if cc := s.conns[role]; cc != nil {
+		return cc
+	}
+	cc, err := grpc.NewClient(roleScheme+":///"+role,
+		grpc.WithResolvers(s.resolver),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(s.otelOptions()...)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+	)
+	if err != nil {
+		// NewClient fails only on a malformed target or options, which are
+		// fixed here.
+		panic(fmt.Sprintf("connection to the %s role: %v", role, err))
+	}
+	s.conns[role] = cc
+	return cc
+}
+
+// announce registers the process under its node name and session lease,
+// once it serves.
+func (s *Server) announce() error {
+	value, err := proto.Marshal(s.self)
+	if err != nil {
+		return err
+	}
+	_, err = s.cli.Put(s.ctx, catalog.MembersPrefix+s.self.GetNode(), string(value), clientv3.WithLease(s.session.Lease()))
+	if err != nil {
+		return fmt.Errorf("member registration: %w", err)
+	}
+	return nil
+}
+
+// withdraw removes the registration of this run of the process, so that
+// the others stop routing to it before it stops serving.
+func (s *Server) withdraw() {
+	if s.self == nil || s.cli == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	key := catalog.MembersPrefix + s.self.GetNode()
+	_, _ = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.session.Lease())).Then(clientv3.OpDelete(key)).Commit()
+}

@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"slices"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
+	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/delivery"
+	"github.com/opendms/dms/services/gateway"
+	"github.com/opendms/dms/services/ingest"
+	"github.com/opendms/dms/services/metadata"
+	"github.com/opendms/dms/services/rpcstatus"
+	"github.com/opendms/dms/services/scheduler"
+	"github.com/opendms/dms/services/server/modules"
+	"github.com/opendms/dms/services/storage"
+	"github.com/opendms/dms/services/telemetry"
+)
+
+// The modules of a dmsd process. The roles are the user-visible ones, the
+// values of -target; the others are what the roles stand on.
+const (
+	moduleEtcd       = "etcd"       // embedded etcd or the client of an external one, and the session lease
+	moduleServer     = "server"     // telemetry and the three listeners
+	moduleMembership = "membership" // the node's name, the member registry and connections to other roles
+	moduleCatalog    = "catalog"    // the watch-fed catalog cache
+
+	RoleStorage   = "storage"
+	RoleMetadata  = "metadata"
+	RoleIngest    = "ingest"
+	RoleDelivery  = "delivery"
+	RoleScheduler = "scheduler"
+	RoleGateway   = "gateway"
+)
+
+// moduleManager registers every module with what it needs. A role lists the
+// roles it calls under After: when they share the process it calls them
+// in-process, which needs them built first; otherwise it reaches them over
+// the internal listener. Adding a protocol front end or a role is one
+// Register call here.
+func (s *Server) moduleManager() *modules.Manager {
+	m := modules.New(s.logger)
+	m.Register(moduleEtcd, s.initEtcd)
+	m.Register(moduleServer, s.initServer)
+	m.Register(moduleMembership, s.initMembership, modules.DependsOn(moduleEtcd, moduleServer))
+	m.Register(moduleCatalog, s.initCatalog, modules.DependsOn(moduleEtcd))
+
+	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog)
+	m.Register(RoleStorage, s.initStorage, roleDeps,
+		modules.UserVisible("keeps the logs: queue partitions and the other roles' state"))
+	m.Register(RoleScheduler, s.initScheduler, roleDeps, modules.After(RoleStorage, RoleIngest),
+		modules.UserVisible("holds delayed and scheduled messages until they are due"))
+	m.Register(RoleIngest, s.initIngest, roleDeps, modules.After(RoleStorage),
+		modules.UserVisible("the producers' front door: validates and stores messages"))
+	m.Register(RoleDelivery, s.initDelivery, roleDeps, modules.After(RoleStorage),
+		modules.UserVisible("the consumers' front door: receives, acks, dead letters, rewind"))
+	m.Register(RoleMetadata, s.initMetadata, roleDeps, modules.After(RoleStorage, RoleDelivery, RoleScheduler),
+		modules.UserVisible("the admin API and the catalog of queues and groups"))
+	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
+		modules.UserVisible("the REST APIs: native (grpc-gateway) and DMS v1.0"))
+	m.RegisterGroup("all", RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway)
+	return m
+}
+
+// KnownTargets lists the values -target takes.
+func KnownTargets() []string { return (&Server{}).moduleManager().Targets() }
+
+func isRole(name string) bool {
+	return slices.Contains([]string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway}, name)
+}
+
+// initServer opens the listeners and builds the gRPC and HTTP servers; they
+// serve once every module has registered (Server.serve).
+func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
+	tel, err := telemetry.New(ctx, "dmsd")
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	s.tel = tel
+	listen := func(name, addr string) (net.Listener, error) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s listener: %w", name, err)
+		}
+		return lis, nil
+	}
+	stop := modules.StopFunc(func(ctx context.Context) error {
+		for _, lis := range []net.Listener{s.listeners.public, s.listeners.internal, s.listeners.http} {
+			if lis != nil {
+				_ = lis.Close()
+			}
+		}
+		return s.tel.Shutdown(ctx)
+	})
+	var errs error
+	if s.listeners.public, errs = listen("grpc", s.cfg.Server.GRPCAddr); errs == nil {
+		if s.listeners.internal, errs = listen("internal grpc", s.cfg.Server.InternalGRPCAddr); errs == nil {
+			s.listeners.http, errs = listen("http", s.cfg.Server.HTTPAddr)
+		}
+	}
+	if errs != nil {
+		_ = stop(ctx)
+		return nil, errs
+	}
+	s.GRPCAddr, s.InternalGRPCAddr, s.HTTPAddr = s.listeners.public.Addr().String(), s.listeners.internal.Addr().String(), s.listeners.http.Addr().String()
+	s.publicGRPC, s.internalGRPC = s.newGRPCServer(), s.newGRPCServer()
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", s.tel.MetricsHandler())
+	// Profiles on demand: how a slow server is diagnosed in place.
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return stop, nil
+}
+
+func (s *Server) newGRPCServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
+		grpc.ChainUnaryInterceptor(rpcstatus.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(rpcstatus.StreamServerInterceptor()),
+		grpc.MaxRecvMsgSize(maxMessageBytes),
+		grpc.MaxSendMsgSize(maxMessageBytes),
+	)
+}
+
+func (s *Server) otelOptions() []otelgrpc.Option {
+	return []otelgrpc.Option{
+		otelgrpc.WithTracerProvider(s.tel.TracerProvider),
+		otelgrpc.WithMeterProvider(s.tel.MeterProvider),
+		otelgrpc.WithPropagators(s.tel.Propagator),
+	}
+}
+
+// registerPublic registers a public service on the public listener and on
+// the internal one, where other dmsd processes (the gateway of another
+// node, say) reach it.
+func (s *Server) registerPublic(register func(grpc.ServiceRegistrar)) {
+	register(s.publicGRPC)
+	register(s.internalGRPC)
+}
+
+func (s *Server) initCatalog(ctx context.Context) (modules.Stopper, error) {
+	s.cache = catalog.NewCache(s.cli, s.logger.With("component", "catalog"))
+	// The cache's watch ends with the process context.
+	return nil, s.cache.Start(ctx)
+}
+
+func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
+	cfg := s.cfg.Storage
+	cfg.Dir = filepath.Join(s.cfg.Node.DataDir, "storage")
+	engine, err := storage.NewEngine(cfg, s.cache, s.now, s.logger.With("role", RoleStorage))
+	if err != nil {
+		return nil, err
+	}
+	engine.Start(ctx)
+	s.storageHandler = storage.NewHandler(engine)
+	storagev1.RegisterStorageServiceServer(s.internalGRPC, s.storageHandler)
+	return modules.StopFunc(func(context.Context) error { return engine.Close() }), nil
+}
+
+func (s *Server) initMetadata(context.Context) (modules.Stopper, error) {
+	logger := s.logger.With("role", RoleMetadata)
+	engine := metadata.NewEngine(s.cfg.Metadata, s.cli, s.cache, s.now, logger)
+	views := metadata.NewViews(s.cache, s.storageClient(), deliveryv1.NewDeliveryServiceClient(s.roleConn(RoleDelivery)), s.schedulerClient(), logger)
+	h := metadata.NewHandler(engine, views, s.cache)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
+	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
+	return nil, nil
+}
+
+func (s *Server) initIngest(context.Context) (modules.Stopper, error) {
+	s.ingestHandler = ingest.NewHandler(ingest.NewEngine(s.storageClient(), s.schedulerClient(), s.now), s.cache)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterProducerServiceServer(r, s.ingestHandler) })
+	ingestv1.RegisterIngestServiceServer(s.internalGRPC, s.ingestHandler)
+	return nil, nil
+}
+
+func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
+	key, err := receiptKey(ctx, s.cli)
+	if err != nil {
+		return nil, err
+	}
+	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, key, s.now, s.logger.With("role", RoleDelivery))
+	h := delivery.NewHandler(engine, s.cache)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterConsumerServiceServer(r, h) })
+	deliveryv1.RegisterDeliveryServiceServer(s.internalGRPC, h)
+	return modules.StopFunc(engine.Stop), nil
+}
+
+func (s *Server) initScheduler(ctx context.Context) (modules.Stopper, error) {
+	s.scheduler = scheduler.New(s.cfg.Scheduler, s.session, s.self.GetId(), s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
+	s.scheduler.Start(ctx)
+	schedulerv1.RegisterSchedulerServiceServer(s.internalGRPC, scheduler.NewHandler(s.scheduler))
+	return modules.StopFunc(func(context.Context) error { s.scheduler.Stop(); return nil }), nil
+}
+
+func (s *Server) initGateway(ctx context.Context) (modules.Stopper, error) {
+	err := gateway.Register(ctx, s.mux, gateway.Conns{Metadata: s.roleConn(RoleMetadata), Ingest: s.roleConn(RoleIngest), Delivery: s.roleConn(RoleDelivery)},
+		gateway.Config{MaxQueuesPerProject: s.cfg.Metadata.MaxQueuesPerProject}, s.logger.With("role", RoleGateway))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return nil, nil
+}
+
+// storageClient returns the storage contract: in-process when this process
+// runs the storage role, over the internal listener of the process that
+// does otherwise.
+func (s *Server) storageClient() storagev1.StorageServiceClient {
+	if s.storageHandler != nil {
+		return storage.LocalClient(s.storageHandler)
+	}
+	return storagev1.NewStorageServiceClient(s.roleConn(RoleStorage))
+}
+
+// ingestClient returns the ingest contract, in-process when possible.
+func (s *Server) ingestClient() ingestv1.IngestServiceClient {
+	if s.ingestHandler != nil {
+		return ingest.LocalClient(s.ingestHandler)
+	}
+	return ingestv1.NewIngestServiceClient(s.roleConn(RoleIngest))
+}
+
+// schedulerClient returns the scheduler contract. It is always reached
+// through the role connection: a scheduler process serves only the timer
+// shards it owns.
+func (s *Server) schedulerClient() schedulerv1.SchedulerServiceClient {
+	return schedulerv1.NewSchedulerServiceClient(s.roleConn(RoleScheduler))
+}
