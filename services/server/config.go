@@ -81,7 +81,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Target, "target", "all", "Comma-separated roles to run: "+strings.Join(KnownTargets(), ", ")+".")
 	f.StringVar(&c.Server.GRPCAddr, "server.grpc-addr", "127.0.0.1:9090", "Address of the public gRPC listener shared by all roles.")
 	f.StringVar(&c.Server.HTTPAddr, "server.http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
-	f.StringVar(&c.Server.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:9091", "Address of the internal gRPC listener where the roles serve each other; other dmsd processes must reach it, clients never need it.")
+	f.StringVar(&c.Server.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:0", "Address of the internal gRPC listener where the roles serve each other (port 0 picks a free one; the address is registered in etcd); other dmsd processes must reach it, clients never need it.")
 	f.StringVar(&c.Node.DataDir, "node.data-dir", "data", "Directory for the embedded etcd, the node's identity and the storage role's logs.")
 	f.StringVar(&c.Node.Name, "node.name", "", "Stable name of this node in the cluster; empty keeps the name stored in the data directory, or takes the host name the first time.")
 	f.StringVar(&c.Node.Zone, "node.zone", "", "Zone (failure domain) of this node; replicas are spread across zones first.")
