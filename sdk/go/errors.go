@@ -89,6 +89,18 @@ const (
 	// ReasonScheduleAlreadyReleased: the scheduled message was released to
 	// consumers already (or is being released).
 	ReasonScheduleAlreadyReleased Reason = "SCHEDULE_ALREADY_RELEASED"
+	// ReasonNotEnoughReplicas: too few in-sync replicas of the partition are
+	// alive to store the message durably; nothing was stored. Retryable.
+	ReasonNotEnoughReplicas Reason = "NOT_ENOUGH_REPLICAS"
+	// ReasonNotLeader: the node asked no longer leads the partition or owns
+	// the consumer group; nothing was applied. Retryable.
+	ReasonNotLeader Reason = "NOT_LEADER"
+	// ReasonFenced: the request came through a replaced leader or owner and
+	// was refused.
+	ReasonFenced Reason = "FENCED"
+	// ReasonReplicationInvalid: the replication factor cannot be satisfied
+	// by the cluster's nodes.
+	ReasonReplicationInvalid Reason = "REPLICATION_INVALID"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server

@@ -96,6 +96,10 @@ var (
 	ErrScheduleIDInvalid        = newError(KindInvalidArgument, "SCHEDULE_ID_INVALID", "invalid schedule id")
 	ErrScheduleNotFound         = newError(KindNotFound, "SCHEDULE_NOT_FOUND", "no pending scheduled message with this id")
 	ErrScheduleReleased         = newError(KindFailedPrecondition, "SCHEDULE_ALREADY_RELEASED", "scheduled message already released")
+	ErrNotEnoughReplicas        = newError(KindUnavailable, "NOT_ENOUGH_REPLICAS", "not enough in-sync replicas")
+	ErrNotLeader                = newError(KindUnavailable, "NOT_LEADER", "not the leader or owner")
+	ErrFenced                   = newError(KindFailedPrecondition, "FENCED", "refused from a replaced leader or owner")
+	ErrReplicationInvalid       = newError(KindFailedPrecondition, "REPLICATION_INVALID", "replication cannot be satisfied")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

@@ -39,3 +39,11 @@ func (l localClient) FindOffset(ctx context.Context, in *storagev1.FindOffsetReq
 func (l localClient) TrimLog(ctx context.Context, in *storagev1.TrimLogRequest, _ ...grpc.CallOption) (*storagev1.TrimLogResponse, error) {
 	return rpcstatus.Local(ctx, in, l.h.TrimLog)
 }
+
+func (l localClient) Fetch(ctx context.Context, in *storagev1.FetchRequest, _ ...grpc.CallOption) (*storagev1.FetchResponse, error) {
+	return rpcstatus.Local(ctx, in, l.h.Fetch)
+}
+
+func (l localClient) OffsetForLeaderEpoch(ctx context.Context, in *storagev1.OffsetForLeaderEpochRequest, _ ...grpc.CallOption) (*storagev1.OffsetForLeaderEpochResponse, error) {
+	return rpcstatus.Local(ctx, in, l.h.OffsetForLeaderEpoch)
+}

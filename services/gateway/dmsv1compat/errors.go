@@ -100,6 +100,14 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_ID_INVALID:       {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_NOT_FOUND:        {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_SCHEDULE_ALREADY_RELEASED: {http.StatusBadRequest, codeBadRequestFormat},
+	// A cluster recovering a node: nothing was stored, come back later, as
+	// for a full disk.
+	dmsv1.ErrorReason_ERROR_REASON_NOT_ENOUGH_REPLICAS: {http.StatusServiceUnavailable, codeInternal},
+	dmsv1.ErrorReason_ERROR_REASON_NOT_LEADER:          {http.StatusServiceUnavailable, codeInternal},
+	dmsv1.ErrorReason_ERROR_REASON_FENCED:              {http.StatusServiceUnavailable, codeInternal},
+	// Only a queue created with a replication factor the cluster cannot
+	// give reaches DMS clients with this.
+	dmsv1.ErrorReason_ERROR_REASON_REPLICATION_INVALID: {http.StatusBadRequest, codeBadRequestFormat},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -133,6 +133,20 @@ const (
 	// The scheduled message was already released to consumers (or is being
 	// released); it can no longer be cancelled or rescheduled.
 	ErrorReason_ERROR_REASON_SCHEDULE_ALREADY_RELEASED ErrorReason = 47
+	// Fewer in-sync replicas of the partition than the queue's minimum are
+	// alive, so the message could not be stored durably; nothing was stored.
+	// Retry after a while (the cluster is recovering a node).
+	ErrorReason_ERROR_REASON_NOT_ENOUGH_REPLICAS ErrorReason = 48
+	// The node asked is not (or no longer) the leader of the partition, or
+	// the owner of the consumer group; the request was not applied. Retry:
+	// it is routed to the new one.
+	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 49
+	// The request came from a leader or owner that has been replaced (its
+	// epoch is older than the current one) and was refused.
+	ErrorReason_ERROR_REASON_FENCED ErrorReason = 50
+	// A replication factor or replica placement cannot be satisfied by the
+	// nodes of the cluster (too few nodes, or an unknown node).
+	ErrorReason_ERROR_REASON_REPLICATION_INVALID ErrorReason = 51
 )
 
 // Enum value maps for ErrorReason.
@@ -186,6 +200,10 @@ var (
 		45: "ERROR_REASON_SCHEDULE_ID_INVALID",
 		46: "ERROR_REASON_SCHEDULE_NOT_FOUND",
 		47: "ERROR_REASON_SCHEDULE_ALREADY_RELEASED",
+		48: "ERROR_REASON_NOT_ENOUGH_REPLICAS",
+		49: "ERROR_REASON_NOT_LEADER",
+		50: "ERROR_REASON_FENCED",
+		51: "ERROR_REASON_REPLICATION_INVALID",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -236,6 +254,10 @@ var (
 		"ERROR_REASON_SCHEDULE_ID_INVALID":          45,
 		"ERROR_REASON_SCHEDULE_NOT_FOUND":           46,
 		"ERROR_REASON_SCHEDULE_ALREADY_RELEASED":    47,
+		"ERROR_REASON_NOT_ENOUGH_REPLICAS":          48,
+		"ERROR_REASON_NOT_LEADER":                   49,
+		"ERROR_REASON_FENCED":                       50,
+		"ERROR_REASON_REPLICATION_INVALID":          51,
 	}
 )
 
@@ -270,7 +292,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8a\x0e\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8c\x0f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -320,7 +342,11 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x1eERROR_REASON_DELAY_NOT_ALLOWED\x10,\x12$\n" +
 	" ERROR_REASON_SCHEDULE_ID_INVALID\x10-\x12#\n" +
 	"\x1fERROR_REASON_SCHEDULE_NOT_FOUND\x10.\x12*\n" +
-	"&ERROR_REASON_SCHEDULE_ALREADY_RELEASED\x10/B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"&ERROR_REASON_SCHEDULE_ALREADY_RELEASED\x10/\x12$\n" +
+	" ERROR_REASON_NOT_ENOUGH_REPLICAS\x100\x12\x1b\n" +
+	"\x17ERROR_REASON_NOT_LEADER\x101\x12\x17\n" +
+	"\x13ERROR_REASON_FENCED\x102\x12$\n" +
+	" ERROR_REASON_REPLICATION_INVALID\x103B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

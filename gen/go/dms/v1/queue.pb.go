@@ -133,6 +133,12 @@ type Queue struct {
 	ScheduledMessageCount int64 `protobuf:"varint,14,opt,name=scheduled_message_count,json=scheduledMessageCount,proto3" json:"scheduled_message_count,omitempty"`
 	// When the next scheduled message is due; unset when none is pending.
 	NextScheduledTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_scheduled_time,json=nextScheduledTime,proto3" json:"next_scheduled_time,omitempty"`
+	// How many nodes keep a copy of each partition; 0 takes the cluster's
+	// default (1 on a single node, typically 3 in a cluster). A message sent
+	// to a NORMAL, FIFO or KAFKA_HA queue is acknowledged once the queue's
+	// minimum number of in-sync replicas have it on disk; a KAFKA_HT queue
+	// acknowledges after the leader's write and replicates in the background.
+	ReplicationFactor int32 `protobuf:"varint,16,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -270,6 +276,13 @@ func (x *Queue) GetNextScheduledTime() *timestamppb.Timestamp {
 		return x.NextScheduledTime
 	}
 	return nil
+}
+
+func (x *Queue) GetReplicationFactor() int32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
 }
 
 // ConsumerGroup is a named set of consumers that together consume every
@@ -1244,7 +1257,7 @@ var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x05\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -1263,7 +1276,8 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"groupCount\x12/\n" +
 	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\x12;\n" +
 	"\x17scheduled_message_count\x18\x0e \x01(\x03B\x03\xe0A\x03R\x15scheduledMessageCount\x12O\n" +
-	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\"\x95\x02\n" +
+	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\x122\n" +
+	"\x12replication_factor\x18\x10 \x01(\x05B\x03\xe0A\x05R\x11replicationFactor\"\x95\x02\n" +
 	"\rConsumerGroup\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +

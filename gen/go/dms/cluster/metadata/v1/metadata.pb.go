@@ -7,7 +7,8 @@
 package metadatav1
 
 import (
-	v1 "github.com/opendms/dms/gen/go/dms/v1"
+	v1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	v11 "github.com/opendms/dms/gen/go/dms/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -22,6 +23,540 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ClusterInfo is the cluster's identity and fixed settings, created by the
+// first node that starts, under `/dms/cluster/info`. A node's data directory
+// remembers the cluster id, and a node refuses to start against an etcd of
+// another cluster.
+type ClusterInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A UUID made when the cluster was created.
+	ClusterId string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// When the cluster was created, in Unix milliseconds.
+	CreateTimeMs int64 `protobuf:"varint,2,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
+	// Number of delivery shards: a queue's consumer groups belong to shard
+	// hash(queue id) mod delivery_shards.
+	DeliveryShards int32 `protobuf:"varint,3,opt,name=delivery_shards,json=deliveryShards,proto3" json:"delivery_shards,omitempty"`
+	// Number of scheduler shards, likewise for timers.
+	SchedulerShards int32 `protobuf:"varint,4,opt,name=scheduler_shards,json=schedulerShards,proto3" json:"scheduler_shards,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClusterInfo) Reset() {
+	*x = ClusterInfo{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfo) ProtoMessage() {}
+
+func (x *ClusterInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfo.ProtoReflect.Descriptor instead.
+func (*ClusterInfo) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ClusterInfo) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ClusterInfo) GetCreateTimeMs() int64 {
+	if x != nil {
+		return x.CreateTimeMs
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetDeliveryShards() int32 {
+	if x != nil {
+		return x.DeliveryShards
+	}
+	return 0
+}
+
+func (x *ClusterInfo) GetSchedulerShards() int32 {
+	if x != nil {
+		return x.SchedulerShards
+	}
+	return 0
+}
+
+// PartitionState is the placement of one unit of replication, under
+// `/dms/placement/{unit}`. Only compare-and-swap transactions change it:
+// the controller on node changes and admin commands, the leader for its
+// in-sync replica set.
+type PartitionState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit.
+	Unit *v1.UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// The nodes that keep a copy, the preferred leader first.
+	Replicas []string `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The node that takes writes; empty while no in-sync replica is alive.
+	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// Bumped at every leadership change; the fencing token of writes and
+	// reads.
+	LeaderEpoch int64 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// The replicas that have everything the leader acknowledged; leaders are
+	// elected only from them.
+	Isr []string `protobuf:"bytes,5,rep,name=isr,proto3" json:"isr,omitempty"`
+	// Writes are refused while fewer replicas than this are in sync.
+	MinInsync int32 `protobuf:"varint,6,opt,name=min_insync,json=minInsync,proto3" json:"min_insync,omitempty"`
+	// For delivery and scheduler shards: the node whose role owns the
+	// shard's consumptions or timers, and its epoch, bumped at every change;
+	// storage refuses writes of older owners.
+	Owner string `protobuf:"bytes,7,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The owner's epoch.
+	OwnerEpoch int64 `protobuf:"varint,8,opt,name=owner_epoch,json=ownerEpoch,proto3" json:"owner_epoch,omitempty"`
+	// During a reassignment: the replica set to reach. Its new members follow
+	// until they are in sync; then replicas becomes target.
+	Target        []string `protobuf:"bytes,9,rep,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionState) Reset() {
+	*x = PartitionState{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionState) ProtoMessage() {}
+
+func (x *PartitionState) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionState.ProtoReflect.Descriptor instead.
+func (*PartitionState) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PartitionState) GetUnit() *v1.UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *PartitionState) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *PartitionState) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *PartitionState) GetLeaderEpoch() int64 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *PartitionState) GetIsr() []string {
+	if x != nil {
+		return x.Isr
+	}
+	return nil
+}
+
+func (x *PartitionState) GetMinInsync() int32 {
+	if x != nil {
+		return x.MinInsync
+	}
+	return 0
+}
+
+func (x *PartitionState) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PartitionState) GetOwnerEpoch() int64 {
+	if x != nil {
+		return x.OwnerEpoch
+	}
+	return 0
+}
+
+func (x *PartitionState) GetTarget() []string {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+// DescribePlacementRequest is the request of MetadataService.DescribePlacement.
+type DescribePlacementRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this queue's partitions (and no shards); empty for everything.
+	QueueId       string `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribePlacementRequest) Reset() {
+	*x = DescribePlacementRequest{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribePlacementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribePlacementRequest) ProtoMessage() {}
+
+func (x *DescribePlacementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribePlacementRequest.ProtoReflect.Descriptor instead.
+func (*DescribePlacementRequest) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DescribePlacementRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+// DescribePlacementResponse is the response of MetadataService.DescribePlacement.
+type DescribePlacementResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The units.
+	Units []*PartitionState `protobuf:"bytes,1,rep,name=units,proto3" json:"units,omitempty"`
+	// The cluster.
+	Cluster *ClusterInfo `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The controller's node.
+	Controller    string `protobuf:"bytes,3,opt,name=controller,proto3" json:"controller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribePlacementResponse) Reset() {
+	*x = DescribePlacementResponse{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribePlacementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribePlacementResponse) ProtoMessage() {}
+
+func (x *DescribePlacementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribePlacementResponse.ProtoReflect.Descriptor instead.
+func (*DescribePlacementResponse) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DescribePlacementResponse) GetUnits() []*PartitionState {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
+func (x *DescribePlacementResponse) GetCluster() *ClusterInfo {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *DescribePlacementResponse) GetController() string {
+	if x != nil {
+		return x.Controller
+	}
+	return ""
+}
+
+// ElectLeaderRequest is the request of MetadataService.ElectLeader.
+type ElectLeaderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit.
+	Unit *v1.UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// The replica to make leader; empty picks the first alive in-sync replica
+	// in preference order (a preferred-leader election).
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// Allow a replica that is not in sync.
+	Unclean       bool `protobuf:"varint,3,opt,name=unclean,proto3" json:"unclean,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ElectLeaderRequest) Reset() {
+	*x = ElectLeaderRequest{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ElectLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ElectLeaderRequest) ProtoMessage() {}
+
+func (x *ElectLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ElectLeaderRequest.ProtoReflect.Descriptor instead.
+func (*ElectLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ElectLeaderRequest) GetUnit() *v1.UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *ElectLeaderRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ElectLeaderRequest) GetUnclean() bool {
+	if x != nil {
+		return x.Unclean
+	}
+	return false
+}
+
+// ElectLeaderResponse is the response of MetadataService.ElectLeader.
+type ElectLeaderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit's placement after the election.
+	State *PartitionState `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// For an unclean election: what may be lost, for people.
+	Discarded     string `protobuf:"bytes,2,opt,name=discarded,proto3" json:"discarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ElectLeaderResponse) Reset() {
+	*x = ElectLeaderResponse{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ElectLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ElectLeaderResponse) ProtoMessage() {}
+
+func (x *ElectLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ElectLeaderResponse.ProtoReflect.Descriptor instead.
+func (*ElectLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ElectLeaderResponse) GetState() *PartitionState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ElectLeaderResponse) GetDiscarded() string {
+	if x != nil {
+		return x.Discarded
+	}
+	return ""
+}
+
+// ReassignReplicasRequest is the request of MetadataService.ReassignReplicas.
+type ReassignReplicasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit.
+	Unit *v1.UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// The new replica set, the preferred leader first.
+	Replicas      []string `protobuf:"bytes,2,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignReplicasRequest) Reset() {
+	*x = ReassignReplicasRequest{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignReplicasRequest) ProtoMessage() {}
+
+func (x *ReassignReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ReassignReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReassignReplicasRequest) GetUnit() *v1.UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *ReassignReplicasRequest) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// ReassignReplicasResponse is the response of MetadataService.ReassignReplicas.
+type ReassignReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit's placement as the reassignment starts.
+	State         *PartitionState `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignReplicasResponse) Reset() {
+	*x = ReassignReplicasResponse{}
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignReplicasResponse) ProtoMessage() {}
+
+func (x *ReassignReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ReassignReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReassignReplicasResponse) GetState() *PartitionState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 // QueueRecord is a queue as the catalog keeps it, under
 // `/dms/catalog/queues/{id}`.
 type QueueRecord struct {
@@ -35,7 +570,7 @@ type QueueRecord struct {
 	// Free text.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	// The queue mode; never UNSPECIFIED in the catalog.
-	Mode v1.QueueMode `protobuf:"varint,5,opt,name=mode,proto3,enum=dms.v1.QueueMode" json:"mode,omitempty"`
+	Mode v11.QueueMode `protobuf:"varint,5,opt,name=mode,proto3,enum=dms.v1.QueueMode" json:"mode,omitempty"`
 	// Number of partitions.
 	PartitionCount int32 `protobuf:"varint,6,opt,name=partition_count,json=partitionCount,proto3" json:"partition_count,omitempty"`
 	// Retention in milliseconds.
@@ -45,14 +580,21 @@ type QueueRecord struct {
 	// Failed attempts before a message becomes a dead letter.
 	MaxConsumeCount int32 `protobuf:"varint,9,opt,name=max_consume_count,json=maxConsumeCount,proto3" json:"max_consume_count,omitempty"`
 	// Creation time in Unix milliseconds.
-	CreateTimeMs  int64 `protobuf:"varint,10,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
+	CreateTimeMs int64 `protobuf:"varint,10,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
+	// How many nodes keep each partition.
+	ReplicationFactor int32 `protobuf:"varint,11,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	// The number of partitions keyed messages are spread over: the
+	// partition count the queue was created with. Partitions added later
+	// take messages without an ordering key only, so that every key keeps
+	// its partition, and its order, across an increase.
+	KeyPartitions int32 `protobuf:"varint,12,opt,name=key_partitions,json=keyPartitions,proto3" json:"key_partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[0]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +606,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[0]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +619,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{0}
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QueueRecord) GetId() string {
@@ -108,11 +650,11 @@ func (x *QueueRecord) GetDescription() string {
 	return ""
 }
 
-func (x *QueueRecord) GetMode() v1.QueueMode {
+func (x *QueueRecord) GetMode() v11.QueueMode {
 	if x != nil {
 		return x.Mode
 	}
-	return v1.QueueMode(0)
+	return v11.QueueMode(0)
 }
 
 func (x *QueueRecord) GetPartitionCount() int32 {
@@ -150,6 +692,20 @@ func (x *QueueRecord) GetCreateTimeMs() int64 {
 	return 0
 }
 
+func (x *QueueRecord) GetReplicationFactor() int32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *QueueRecord) GetKeyPartitions() int32 {
+	if x != nil {
+		return x.KeyPartitions
+	}
+	return 0
+}
+
 // GroupRecord is a consumer group as the catalog keeps it, under
 // `/dms/catalog/groups/{queue_id}/{id}`.
 type GroupRecord struct {
@@ -168,7 +724,7 @@ type GroupRecord struct {
 
 func (x *GroupRecord) Reset() {
 	*x = GroupRecord{}
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[1]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +736,7 @@ func (x *GroupRecord) String() string {
 func (*GroupRecord) ProtoMessage() {}
 
 func (x *GroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[1]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +749,7 @@ func (x *GroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRecord.ProtoReflect.Descriptor instead.
 func (*GroupRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{1}
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GroupRecord) GetId() string {
@@ -251,7 +807,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[2]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +819,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[2]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +832,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{2}
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetId() string {
@@ -344,7 +900,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[3]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +912,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[3]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +925,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{3}
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{11}
 }
 
 // ListMembersResponse is the response of MetadataService.ListMembers.
@@ -383,7 +939,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[4]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +951,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[4]
+	mi := &file_dms_cluster_metadata_v1_metadata_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +964,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{4}
+	return file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -422,7 +978,45 @@ var File_dms_cluster_metadata_v1_metadata_proto protoreflect.FileDescriptor
 
 const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\n" +
-	"&dms/cluster/metadata/v1/metadata.proto\x12\x17dms.cluster.metadata.v1\x1a\x12dms/v1/queue.proto\"\xf1\x02\n" +
+	"&dms/cluster/metadata/v1/metadata.proto\x12\x17dms.cluster.metadata.v1\x1a$dms/cluster/storage/v1/storage.proto\x1a\x12dms/v1/queue.proto\"\xa6\x01\n" +
+	"\vClusterInfo\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12$\n" +
+	"\x0ecreate_time_ms\x18\x02 \x01(\x03R\fcreateTimeMs\x12'\n" +
+	"\x0fdelivery_shards\x18\x03 \x01(\x05R\x0edeliveryShards\x12)\n" +
+	"\x10scheduler_shards\x18\x04 \x01(\x05R\x0fschedulerShards\"\x9b\x02\n" +
+	"\x0ePartitionState\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12\x1a\n" +
+	"\breplicas\x18\x02 \x03(\tR\breplicas\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x03R\vleaderEpoch\x12\x10\n" +
+	"\x03isr\x18\x05 \x03(\tR\x03isr\x12\x1d\n" +
+	"\n" +
+	"min_insync\x18\x06 \x01(\x05R\tminInsync\x12\x14\n" +
+	"\x05owner\x18\a \x01(\tR\x05owner\x12\x1f\n" +
+	"\vowner_epoch\x18\b \x01(\x03R\n" +
+	"ownerEpoch\x12\x16\n" +
+	"\x06target\x18\t \x03(\tR\x06target\"5\n" +
+	"\x18DescribePlacementRequest\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\"\xba\x01\n" +
+	"\x19DescribePlacementResponse\x12=\n" +
+	"\x05units\x18\x01 \x03(\v2'.dms.cluster.metadata.v1.PartitionStateR\x05units\x12>\n" +
+	"\acluster\x18\x02 \x01(\v2$.dms.cluster.metadata.v1.ClusterInfoR\acluster\x12\x1e\n" +
+	"\n" +
+	"controller\x18\x03 \x01(\tR\n" +
+	"controller\"v\n" +
+	"\x12ElectLeaderRequest\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x18\n" +
+	"\aunclean\x18\x03 \x01(\bR\aunclean\"r\n" +
+	"\x13ElectLeaderResponse\x12=\n" +
+	"\x05state\x18\x01 \x01(\v2'.dms.cluster.metadata.v1.PartitionStateR\x05state\x12\x1c\n" +
+	"\tdiscarded\x18\x02 \x01(\tR\tdiscarded\"i\n" +
+	"\x17ReassignReplicasRequest\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12\x1a\n" +
+	"\breplicas\x18\x02 \x03(\tR\breplicas\"Y\n" +
+	"\x18ReassignReplicasResponse\x12=\n" +
+	"\x05state\x18\x01 \x01(\v2'.dms.cluster.metadata.v1.PartitionStateR\x05state\"\xc7\x03\n" +
 	"\vQueueRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12!\n" +
@@ -434,7 +1028,9 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x13dead_letter_enabled\x18\b \x01(\bR\x11deadLetterEnabled\x12*\n" +
 	"\x11max_consume_count\x18\t \x01(\x05R\x0fmaxConsumeCount\x12$\n" +
 	"\x0ecreate_time_ms\x18\n" +
-	" \x01(\x03R\fcreateTimeMs\"\x81\x01\n" +
+	" \x01(\x03R\fcreateTimeMs\x12-\n" +
+	"\x12replication_factor\x18\v \x01(\x05R\x11replicationFactor\x12%\n" +
+	"\x0ekey_partitions\x18\f \x01(\x05R\rkeyPartitions\"\x81\x01\n" +
 	"\vGroupRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12!\n" +
@@ -451,9 +1047,12 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x15internal_grpc_address\x18\b \x01(\tR\x13internalGrpcAddress\"\x14\n" +
 	"\x12ListMembersRequest\"P\n" +
 	"\x13ListMembersResponse\x129\n" +
-	"\amembers\x18\x01 \x03(\v2\x1f.dms.cluster.metadata.v1.MemberR\amembers2{\n" +
+	"\amembers\x18\x01 \x03(\v2\x1f.dms.cluster.metadata.v1.MemberR\amembers2\xda\x03\n" +
 	"\x0fMetadataService\x12h\n" +
-	"\vListMembers\x12+.dms.cluster.metadata.v1.ListMembersRequest\x1a,.dms.cluster.metadata.v1.ListMembersResponseBBZ@github.com/opendms/dms/gen/go/dms/cluster/metadata/v1;metadatav1b\x06proto3"
+	"\vListMembers\x12+.dms.cluster.metadata.v1.ListMembersRequest\x1a,.dms.cluster.metadata.v1.ListMembersResponse\x12z\n" +
+	"\x11DescribePlacement\x121.dms.cluster.metadata.v1.DescribePlacementRequest\x1a2.dms.cluster.metadata.v1.DescribePlacementResponse\x12h\n" +
+	"\vElectLeader\x12+.dms.cluster.metadata.v1.ElectLeaderRequest\x1a,.dms.cluster.metadata.v1.ElectLeaderResponse\x12w\n" +
+	"\x10ReassignReplicas\x120.dms.cluster.metadata.v1.ReassignReplicasRequest\x1a1.dms.cluster.metadata.v1.ReassignReplicasResponseBBZ@github.com/opendms/dms/gen/go/dms/cluster/metadata/v1;metadatav1b\x06proto3"
 
 var (
 	file_dms_cluster_metadata_v1_metadata_proto_rawDescOnce sync.Once
@@ -467,25 +1066,47 @@ func file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP() []byte {
 	return file_dms_cluster_metadata_v1_metadata_proto_rawDescData
 }
 
-var file_dms_cluster_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_dms_cluster_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_dms_cluster_metadata_v1_metadata_proto_goTypes = []any{
-	(*QueueRecord)(nil),         // 0: dms.cluster.metadata.v1.QueueRecord
-	(*GroupRecord)(nil),         // 1: dms.cluster.metadata.v1.GroupRecord
-	(*Member)(nil),              // 2: dms.cluster.metadata.v1.Member
-	(*ListMembersRequest)(nil),  // 3: dms.cluster.metadata.v1.ListMembersRequest
-	(*ListMembersResponse)(nil), // 4: dms.cluster.metadata.v1.ListMembersResponse
-	(v1.QueueMode)(0),           // 5: dms.v1.QueueMode
+	(*ClusterInfo)(nil),               // 0: dms.cluster.metadata.v1.ClusterInfo
+	(*PartitionState)(nil),            // 1: dms.cluster.metadata.v1.PartitionState
+	(*DescribePlacementRequest)(nil),  // 2: dms.cluster.metadata.v1.DescribePlacementRequest
+	(*DescribePlacementResponse)(nil), // 3: dms.cluster.metadata.v1.DescribePlacementResponse
+	(*ElectLeaderRequest)(nil),        // 4: dms.cluster.metadata.v1.ElectLeaderRequest
+	(*ElectLeaderResponse)(nil),       // 5: dms.cluster.metadata.v1.ElectLeaderResponse
+	(*ReassignReplicasRequest)(nil),   // 6: dms.cluster.metadata.v1.ReassignReplicasRequest
+	(*ReassignReplicasResponse)(nil),  // 7: dms.cluster.metadata.v1.ReassignReplicasResponse
+	(*QueueRecord)(nil),               // 8: dms.cluster.metadata.v1.QueueRecord
+	(*GroupRecord)(nil),               // 9: dms.cluster.metadata.v1.GroupRecord
+	(*Member)(nil),                    // 10: dms.cluster.metadata.v1.Member
+	(*ListMembersRequest)(nil),        // 11: dms.cluster.metadata.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 12: dms.cluster.metadata.v1.ListMembersResponse
+	(*v1.UnitId)(nil),                 // 13: dms.cluster.storage.v1.UnitId
+	(v11.QueueMode)(0),                // 14: dms.v1.QueueMode
 }
 var file_dms_cluster_metadata_v1_metadata_proto_depIdxs = []int32{
-	5, // 0: dms.cluster.metadata.v1.QueueRecord.mode:type_name -> dms.v1.QueueMode
-	2, // 1: dms.cluster.metadata.v1.ListMembersResponse.members:type_name -> dms.cluster.metadata.v1.Member
-	3, // 2: dms.cluster.metadata.v1.MetadataService.ListMembers:input_type -> dms.cluster.metadata.v1.ListMembersRequest
-	4, // 3: dms.cluster.metadata.v1.MetadataService.ListMembers:output_type -> dms.cluster.metadata.v1.ListMembersResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	13, // 0: dms.cluster.metadata.v1.PartitionState.unit:type_name -> dms.cluster.storage.v1.UnitId
+	1,  // 1: dms.cluster.metadata.v1.DescribePlacementResponse.units:type_name -> dms.cluster.metadata.v1.PartitionState
+	0,  // 2: dms.cluster.metadata.v1.DescribePlacementResponse.cluster:type_name -> dms.cluster.metadata.v1.ClusterInfo
+	13, // 3: dms.cluster.metadata.v1.ElectLeaderRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
+	1,  // 4: dms.cluster.metadata.v1.ElectLeaderResponse.state:type_name -> dms.cluster.metadata.v1.PartitionState
+	13, // 5: dms.cluster.metadata.v1.ReassignReplicasRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
+	1,  // 6: dms.cluster.metadata.v1.ReassignReplicasResponse.state:type_name -> dms.cluster.metadata.v1.PartitionState
+	14, // 7: dms.cluster.metadata.v1.QueueRecord.mode:type_name -> dms.v1.QueueMode
+	10, // 8: dms.cluster.metadata.v1.ListMembersResponse.members:type_name -> dms.cluster.metadata.v1.Member
+	11, // 9: dms.cluster.metadata.v1.MetadataService.ListMembers:input_type -> dms.cluster.metadata.v1.ListMembersRequest
+	2,  // 10: dms.cluster.metadata.v1.MetadataService.DescribePlacement:input_type -> dms.cluster.metadata.v1.DescribePlacementRequest
+	4,  // 11: dms.cluster.metadata.v1.MetadataService.ElectLeader:input_type -> dms.cluster.metadata.v1.ElectLeaderRequest
+	6,  // 12: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:input_type -> dms.cluster.metadata.v1.ReassignReplicasRequest
+	12, // 13: dms.cluster.metadata.v1.MetadataService.ListMembers:output_type -> dms.cluster.metadata.v1.ListMembersResponse
+	3,  // 14: dms.cluster.metadata.v1.MetadataService.DescribePlacement:output_type -> dms.cluster.metadata.v1.DescribePlacementResponse
+	5,  // 15: dms.cluster.metadata.v1.MetadataService.ElectLeader:output_type -> dms.cluster.metadata.v1.ElectLeaderResponse
+	7,  // 16: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:output_type -> dms.cluster.metadata.v1.ReassignReplicasResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_metadata_v1_metadata_proto_init() }
@@ -499,7 +1120,7 @@ func file_dms_cluster_metadata_v1_metadata_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_metadata_v1_metadata_proto_rawDesc), len(file_dms_cluster_metadata_v1_metadata_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

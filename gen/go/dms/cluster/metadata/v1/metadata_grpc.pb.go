@@ -19,7 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MetadataService_ListMembers_FullMethodName = "/dms.cluster.metadata.v1.MetadataService/ListMembers"
+	MetadataService_ListMembers_FullMethodName       = "/dms.cluster.metadata.v1.MetadataService/ListMembers"
+	MetadataService_DescribePlacement_FullMethodName = "/dms.cluster.metadata.v1.MetadataService/DescribePlacement"
+	MetadataService_ElectLeader_FullMethodName       = "/dms.cluster.metadata.v1.MetadataService/ElectLeader"
+	MetadataService_ReassignReplicas_FullMethodName  = "/dms.cluster.metadata.v1.MetadataService/ReassignReplicas"
 )
 
 // MetadataServiceClient is the client API for MetadataService service.
@@ -33,6 +36,19 @@ const (
 type MetadataServiceClient interface {
 	// ListMembers returns the dmsd processes registered in etcd and their roles.
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
+	// DescribePlacement returns where the units of replication live: replicas,
+	// leader, leader epoch, in-sync replicas and owners.
+	DescribePlacement(ctx context.Context, in *DescribePlacementRequest, opts ...grpc.CallOption) (*DescribePlacementResponse, error)
+	// ElectLeader makes a replica the leader of a unit. A clean election picks
+	// only from the in-sync replicas. An unclean election (unclean set) may
+	// pick a replica that is not in sync when none that is is alive: what the
+	// lost in-sync replicas had beyond it is discarded, and the answer says
+	// how much that may be. It is never automatic.
+	ElectLeader(ctx context.Context, in *ElectLeaderRequest, opts ...grpc.CallOption) (*ElectLeaderResponse, error)
+	// ReassignReplicas moves a unit to another replica set online: new
+	// replicas catch up as followers first, then the old ones leave (and the
+	// leadership moves if the leader leaves).
+	ReassignReplicas(ctx context.Context, in *ReassignReplicasRequest, opts ...grpc.CallOption) (*ReassignReplicasResponse, error)
 }
 
 type metadataServiceClient struct {
@@ -53,6 +69,36 @@ func (c *metadataServiceClient) ListMembers(ctx context.Context, in *ListMembers
 	return out, nil
 }
 
+func (c *metadataServiceClient) DescribePlacement(ctx context.Context, in *DescribePlacementRequest, opts ...grpc.CallOption) (*DescribePlacementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribePlacementResponse)
+	err := c.cc.Invoke(ctx, MetadataService_DescribePlacement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metadataServiceClient) ElectLeader(ctx context.Context, in *ElectLeaderRequest, opts ...grpc.CallOption) (*ElectLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ElectLeaderResponse)
+	err := c.cc.Invoke(ctx, MetadataService_ElectLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metadataServiceClient) ReassignReplicas(ctx context.Context, in *ReassignReplicasRequest, opts ...grpc.CallOption) (*ReassignReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReassignReplicasResponse)
+	err := c.cc.Invoke(ctx, MetadataService_ReassignReplicas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetadataServiceServer is the server API for MetadataService service.
 // All implementations must embed UnimplementedMetadataServiceServer
 // for forward compatibility.
@@ -64,6 +110,19 @@ func (c *metadataServiceClient) ListMembers(ctx context.Context, in *ListMembers
 type MetadataServiceServer interface {
 	// ListMembers returns the dmsd processes registered in etcd and their roles.
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
+	// DescribePlacement returns where the units of replication live: replicas,
+	// leader, leader epoch, in-sync replicas and owners.
+	DescribePlacement(context.Context, *DescribePlacementRequest) (*DescribePlacementResponse, error)
+	// ElectLeader makes a replica the leader of a unit. A clean election picks
+	// only from the in-sync replicas. An unclean election (unclean set) may
+	// pick a replica that is not in sync when none that is is alive: what the
+	// lost in-sync replicas had beyond it is discarded, and the answer says
+	// how much that may be. It is never automatic.
+	ElectLeader(context.Context, *ElectLeaderRequest) (*ElectLeaderResponse, error)
+	// ReassignReplicas moves a unit to another replica set online: new
+	// replicas catch up as followers first, then the old ones leave (and the
+	// leadership moves if the leader leaves).
+	ReassignReplicas(context.Context, *ReassignReplicasRequest) (*ReassignReplicasResponse, error)
 	mustEmbedUnimplementedMetadataServiceServer()
 }
 
@@ -76,6 +135,15 @@ type UnimplementedMetadataServiceServer struct{}
 
 func (UnimplementedMetadataServiceServer) ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMembers not implemented")
+}
+func (UnimplementedMetadataServiceServer) DescribePlacement(context.Context, *DescribePlacementRequest) (*DescribePlacementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribePlacement not implemented")
+}
+func (UnimplementedMetadataServiceServer) ElectLeader(context.Context, *ElectLeaderRequest) (*ElectLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ElectLeader not implemented")
+}
+func (UnimplementedMetadataServiceServer) ReassignReplicas(context.Context, *ReassignReplicasRequest) (*ReassignReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReassignReplicas not implemented")
 }
 func (UnimplementedMetadataServiceServer) mustEmbedUnimplementedMetadataServiceServer() {}
 func (UnimplementedMetadataServiceServer) testEmbeddedByValue()                         {}
@@ -116,6 +184,60 @@ func _MetadataService_ListMembers_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetadataService_DescribePlacement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribePlacementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetadataServiceServer).DescribePlacement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetadataService_DescribePlacement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetadataServiceServer).DescribePlacement(ctx, req.(*DescribePlacementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetadataService_ElectLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ElectLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetadataServiceServer).ElectLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetadataService_ElectLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetadataServiceServer).ElectLeader(ctx, req.(*ElectLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetadataService_ReassignReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReassignReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetadataServiceServer).ReassignReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetadataService_ReassignReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetadataServiceServer).ReassignReplicas(ctx, req.(*ReassignReplicasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetadataService_ServiceDesc is the grpc.ServiceDesc for MetadataService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +248,18 @@ var MetadataService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMembers",
 			Handler:    _MetadataService_ListMembers_Handler,
+		},
+		{
+			MethodName: "DescribePlacement",
+			Handler:    _MetadataService_DescribePlacement_Handler,
+		},
+		{
+			MethodName: "ElectLeader",
+			Handler:    _MetadataService_ElectLeader_Handler,
+		},
+		{
+			MethodName: "ReassignReplicas",
+			Handler:    _MetadataService_ReassignReplicas_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

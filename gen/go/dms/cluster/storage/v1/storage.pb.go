@@ -23,6 +23,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// UnitKind says what a unit of replication holds.
+type UnitKind int32
+
+const (
+	// Not a unit; refused.
+	UnitKind_UNIT_KIND_UNSPECIFIED UnitKind = 0
+	// One queue partition.
+	UnitKind_UNIT_KIND_QUEUE_PARTITION UnitKind = 1
+	// A delivery shard: the state, dead-letter and broadcast logs of the
+	// consumer groups of the queues that hash to the shard.
+	UnitKind_UNIT_KIND_DELIVERY_SHARD UnitKind = 2
+	// A scheduler shard: the timer buckets of the queues that hash to the
+	// shard.
+	UnitKind_UNIT_KIND_SCHEDULER_SHARD UnitKind = 3
+)
+
+// Enum value maps for UnitKind.
+var (
+	UnitKind_name = map[int32]string{
+		0: "UNIT_KIND_UNSPECIFIED",
+		1: "UNIT_KIND_QUEUE_PARTITION",
+		2: "UNIT_KIND_DELIVERY_SHARD",
+		3: "UNIT_KIND_SCHEDULER_SHARD",
+	}
+	UnitKind_value = map[string]int32{
+		"UNIT_KIND_UNSPECIFIED":     0,
+		"UNIT_KIND_QUEUE_PARTITION": 1,
+		"UNIT_KIND_DELIVERY_SHARD":  2,
+		"UNIT_KIND_SCHEDULER_SHARD": 3,
+	}
+)
+
+func (x UnitKind) Enum() *UnitKind {
+	p := new(UnitKind)
+	*p = x
+	return p
+}
+
+func (x UnitKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UnitKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_dms_cluster_storage_v1_storage_proto_enumTypes[0].Descriptor()
+}
+
+func (UnitKind) Type() protoreflect.EnumType {
+	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[0]
+}
+
+func (x UnitKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UnitKind.Descriptor instead.
+func (UnitKind) EnumDescriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
 // LogKind says what a log holds and who writes it.
 type LogKind int32
 
@@ -84,11 +143,11 @@ func (x LogKind) String() string {
 }
 
 func (LogKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_dms_cluster_storage_v1_storage_proto_enumTypes[0].Descriptor()
+	return file_dms_cluster_storage_v1_storage_proto_enumTypes[1].Descriptor()
 }
 
 func (LogKind) Type() protoreflect.EnumType {
-	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[0]
+	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[1]
 }
 
 func (x LogKind) Number() protoreflect.EnumNumber {
@@ -97,7 +156,7 @@ func (x LogKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogKind.Descriptor instead.
 func (LogKind) EnumDescriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{1}
 }
 
 // Durability says when an append is answered.
@@ -139,11 +198,11 @@ func (x Durability) String() string {
 }
 
 func (Durability) Descriptor() protoreflect.EnumDescriptor {
-	return file_dms_cluster_storage_v1_storage_proto_enumTypes[1].Descriptor()
+	return file_dms_cluster_storage_v1_storage_proto_enumTypes[2].Descriptor()
 }
 
 func (Durability) Type() protoreflect.EnumType {
-	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[1]
+	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[2]
 }
 
 func (x Durability) Number() protoreflect.EnumNumber {
@@ -152,7 +211,7 @@ func (x Durability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Durability.Descriptor instead.
 func (Durability) EnumDescriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 // BatchFormat says how a batch's data is encoded.
@@ -194,11 +253,11 @@ func (x BatchFormat) String() string {
 }
 
 func (BatchFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_dms_cluster_storage_v1_storage_proto_enumTypes[2].Descriptor()
+	return file_dms_cluster_storage_v1_storage_proto_enumTypes[3].Descriptor()
 }
 
 func (BatchFormat) Type() protoreflect.EnumType {
-	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[2]
+	return &file_dms_cluster_storage_v1_storage_proto_enumTypes[3]
 }
 
 func (x BatchFormat) Number() protoreflect.EnumNumber {
@@ -207,7 +266,806 @@ func (x BatchFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchFormat.Descriptor instead.
 func (BatchFormat) EnumDescriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{3}
+}
+
+// UnitId names a unit of replication: logs that share one replica set, one
+// leader, one leader epoch and one in-sync replica set. A queue partition
+// is a unit by itself; the internal logs of the queues that hash to a shard
+// form a delivery or scheduler shard.
+type UnitId struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the unit holds.
+	Kind UnitKind `protobuf:"varint,1,opt,name=kind,proto3,enum=dms.cluster.storage.v1.UnitKind" json:"kind,omitempty"`
+	// The queue, for a queue partition.
+	QueueId string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// The partition, for a queue partition.
+	Partition int32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The shard number, for delivery and scheduler shards.
+	Shard         int32 `protobuf:"varint,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnitId) Reset() {
+	*x = UnitId{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnitId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnitId) ProtoMessage() {}
+
+func (x *UnitId) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnitId.ProtoReflect.Descriptor instead.
+func (*UnitId) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UnitId) GetKind() UnitKind {
+	if x != nil {
+		return x.Kind
+	}
+	return UnitKind_UNIT_KIND_UNSPECIFIED
+}
+
+func (x *UnitId) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *UnitId) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *UnitId) GetShard() int32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+// FetchRequest is the request of StorageService.Fetch.
+type FetchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The follower's node name.
+	Follower string `protobuf:"bytes,1,opt,name=follower,proto3" json:"follower,omitempty"`
+	// The units it follows on this leader.
+	Units []*FetchUnit `protobuf:"bytes,2,rep,name=units,proto3" json:"units,omitempty"`
+	// Wait up to this long for new data when there is none.
+	MaxWait *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	// Stop after about this many bytes of batches; default 4 MiB.
+	MaxBytes      int32 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FetchRequest) GetFollower() string {
+	if x != nil {
+		return x.Follower
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetUnits() []*FetchUnit {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
+func (x *FetchRequest) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
+func (x *FetchRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// FetchUnit is one unit a follower fetches.
+type FetchUnit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit.
+	Unit *UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// The leader epoch the follower follows; a leader with another epoch
+	// answers with an error for the unit.
+	LeaderEpoch int64 `protobuf:"varint,2,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// The logs the follower has, with its next offset of each.
+	Logs          []*FetchLog `protobuf:"bytes,3,rep,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchUnit) Reset() {
+	*x = FetchUnit{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchUnit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchUnit) ProtoMessage() {}
+
+func (x *FetchUnit) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchUnit.ProtoReflect.Descriptor instead.
+func (*FetchUnit) Descriptor() ([]byte, []int) {
 	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FetchUnit) GetUnit() *UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *FetchUnit) GetLeaderEpoch() int64 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *FetchUnit) GetLogs() []*FetchLog {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+// FetchLog is one log of a fetched unit.
+type FetchLog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log.
+	Log *LogId `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// The follower's next offset: everything below is on its disk.
+	FetchOffset   int64 `protobuf:"varint,2,opt,name=fetch_offset,json=fetchOffset,proto3" json:"fetch_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchLog) Reset() {
+	*x = FetchLog{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchLog) ProtoMessage() {}
+
+func (x *FetchLog) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchLog.ProtoReflect.Descriptor instead.
+func (*FetchLog) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FetchLog) GetLog() *LogId {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *FetchLog) GetFetchOffset() int64 {
+	if x != nil {
+		return x.FetchOffset
+	}
+	return 0
+}
+
+// FetchResponse is the response of StorageService.Fetch.
+type FetchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per requested unit, in request order.
+	Units         []*FetchUnitResult `protobuf:"bytes,1,rep,name=units,proto3" json:"units,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FetchResponse) GetUnits() []*FetchUnitResult {
+	if x != nil {
+		return x.Units
+	}
+	return nil
+}
+
+// FetchUnitResult is the answer for one unit.
+type FetchUnitResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit.
+	Unit *UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// Empty when the unit was served; otherwise a dms.v1.ErrorReason name
+	// without its prefix (NOT_LEADER, FENCED, ...) and the follower looks the
+	// unit up again.
+	ErrorReason string `protobuf:"bytes,2,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	// A message for people, with error_reason.
+	ErrorMessage string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// The unit's logs: those the follower named, and those it lacks.
+	Logs          []*FetchLogResult `protobuf:"bytes,4,rep,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchUnitResult) Reset() {
+	*x = FetchUnitResult{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchUnitResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchUnitResult) ProtoMessage() {}
+
+func (x *FetchUnitResult) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchUnitResult.ProtoReflect.Descriptor instead.
+func (*FetchUnitResult) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FetchUnitResult) GetUnit() *UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *FetchUnitResult) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *FetchUnitResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *FetchUnitResult) GetLogs() []*FetchLogResult {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+// FetchLogResult is the answer for one log of a unit.
+type FetchLogResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log.
+	Log *LogId `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// The leader's high watermark: consumers may read below it.
+	HighWatermark int64 `protobuf:"varint,2,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	// The leader's first retained offset; a follower behind it starts over
+	// there.
+	StartOffset int64 `protobuf:"varint,3,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	// The leader's next offset.
+	EndOffset int64 `protobuf:"varint,4,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	// Batches from the follower's fetch offset on, in offset order, as stored
+	// on the leader (decrypted; each replica encrypts with its own keys).
+	Batches []*RecordBatch `protobuf:"bytes,5,rep,name=batches,proto3" json:"batches,omitempty"`
+	// The leader epochs that start within or before the batches returned,
+	// for the follower's epoch history.
+	Epochs []*EpochStart `protobuf:"bytes,6,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	// How the log is flushed on the leader; a follower creating it does the
+	// same.
+	Durability Durability `protobuf:"varint,7,opt,name=durability,proto3,enum=dms.cluster.storage.v1.Durability" json:"durability,omitempty"`
+	// The leader deleted the log; the follower deletes its copy.
+	Deleted       bool `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchLogResult) Reset() {
+	*x = FetchLogResult{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchLogResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchLogResult) ProtoMessage() {}
+
+func (x *FetchLogResult) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchLogResult.ProtoReflect.Descriptor instead.
+func (*FetchLogResult) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FetchLogResult) GetLog() *LogId {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *FetchLogResult) GetHighWatermark() int64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+func (x *FetchLogResult) GetStartOffset() int64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
+func (x *FetchLogResult) GetEndOffset() int64 {
+	if x != nil {
+		return x.EndOffset
+	}
+	return 0
+}
+
+func (x *FetchLogResult) GetBatches() []*RecordBatch {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+func (x *FetchLogResult) GetEpochs() []*EpochStart {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
+func (x *FetchLogResult) GetDurability() Durability {
+	if x != nil {
+		return x.Durability
+	}
+	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *FetchLogResult) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// EpochStart says that a leader epoch begins at an offset of a log.
+type EpochStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leader epoch.
+	Epoch int64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The first offset written in it.
+	StartOffset   int64 `protobuf:"varint,2,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochStart) Reset() {
+	*x = EpochStart{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochStart) ProtoMessage() {}
+
+func (x *EpochStart) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochStart.ProtoReflect.Descriptor instead.
+func (*EpochStart) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EpochStart) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochStart) GetStartOffset() int64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
+// OffsetForLeaderEpochRequest is the request of
+// StorageService.OffsetForLeaderEpoch.
+type OffsetForLeaderEpochRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unit the logs belong to.
+	Unit *UnitId `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	// The leader epoch the follower follows now.
+	LeaderEpoch int64 `protobuf:"varint,2,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// The logs and the epoch asked about for each (the follower's latest).
+	Queries       []*EpochQuery `protobuf:"bytes,3,rep,name=queries,proto3" json:"queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetForLeaderEpochRequest) Reset() {
+	*x = OffsetForLeaderEpochRequest{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetForLeaderEpochRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetForLeaderEpochRequest) ProtoMessage() {}
+
+func (x *OffsetForLeaderEpochRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetForLeaderEpochRequest.ProtoReflect.Descriptor instead.
+func (*OffsetForLeaderEpochRequest) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OffsetForLeaderEpochRequest) GetUnit() *UnitId {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *OffsetForLeaderEpochRequest) GetLeaderEpoch() int64 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+func (x *OffsetForLeaderEpochRequest) GetQueries() []*EpochQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+// EpochQuery asks where an epoch ends in a log.
+type EpochQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log.
+	Log *LogId `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// The epoch.
+	Epoch         int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochQuery) Reset() {
+	*x = EpochQuery{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochQuery) ProtoMessage() {}
+
+func (x *EpochQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochQuery.ProtoReflect.Descriptor instead.
+func (*EpochQuery) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EpochQuery) GetLog() *LogId {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *EpochQuery) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// OffsetForLeaderEpochResponse is the response of
+// StorageService.OffsetForLeaderEpoch.
+type OffsetForLeaderEpochResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when answered; otherwise as FetchUnitResult.error_reason.
+	ErrorReason string `protobuf:"bytes,1,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
+	// One answer per query, in request order.
+	Ends          []*EpochEnd `protobuf:"bytes,2,rep,name=ends,proto3" json:"ends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetForLeaderEpochResponse) Reset() {
+	*x = OffsetForLeaderEpochResponse{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetForLeaderEpochResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetForLeaderEpochResponse) ProtoMessage() {}
+
+func (x *OffsetForLeaderEpochResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetForLeaderEpochResponse.ProtoReflect.Descriptor instead.
+func (*OffsetForLeaderEpochResponse) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OffsetForLeaderEpochResponse) GetErrorReason() string {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ""
+}
+
+func (x *OffsetForLeaderEpochResponse) GetEnds() []*EpochEnd {
+	if x != nil {
+		return x.Ends
+	}
+	return nil
+}
+
+// EpochEnd answers an EpochQuery.
+type EpochEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log.
+	Log *LogId `protobuf:"bytes,1,opt,name=log,proto3" json:"log,omitempty"`
+	// The largest epoch the leader knows at or below the one asked; -1 when
+	// it knows none (the follower then starts over at the leader's start).
+	Epoch int64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Where that epoch ends on the leader; -1 with epoch -1.
+	EndOffset     int64 `protobuf:"varint,3,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochEnd) Reset() {
+	*x = EpochEnd{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochEnd) ProtoMessage() {}
+
+func (x *EpochEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochEnd.ProtoReflect.Descriptor instead.
+func (*EpochEnd) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EpochEnd) GetLog() *LogId {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *EpochEnd) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochEnd) GetEndOffset() int64 {
+	if x != nil {
+		return x.EndOffset
+	}
+	return 0
 }
 
 // LogId names a log. Which fields are set depends on the kind.
@@ -232,7 +1090,7 @@ type LogId struct {
 
 func (x *LogId) Reset() {
 	*x = LogId{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +1102,7 @@ func (x *LogId) String() string {
 func (*LogId) ProtoMessage() {}
 
 func (x *LogId) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[0]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,7 +1115,7 @@ func (x *LogId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogId.ProtoReflect.Descriptor instead.
 func (*LogId) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogId) GetKind() LogKind {
@@ -324,7 +1182,7 @@ type RecordBatch struct {
 
 func (x *RecordBatch) Reset() {
 	*x = RecordBatch{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +1194,7 @@ func (x *RecordBatch) String() string {
 func (*RecordBatch) ProtoMessage() {}
 
 func (x *RecordBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[1]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +1207,7 @@ func (x *RecordBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBatch.ProtoReflect.Descriptor instead.
 func (*RecordBatch) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordBatch) GetBaseOffset() int64 {
@@ -422,7 +1280,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +1292,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[2]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +1305,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Record) GetTimestampMs() int64 {
@@ -529,7 +1387,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +1399,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[3]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +1412,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AppendRequest) GetLog() *LogId {
@@ -621,7 +1479,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +1491,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[4]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +1504,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppendResponse) GetFirstOffset() int64 {
@@ -686,14 +1544,18 @@ type ReadRequest struct {
 	// batch may start before offset.
 	RawBatches bool `protobuf:"varint,5,opt,name=raw_batches,json=rawBatches,proto3" json:"raw_batches,omitempty"`
 	// The leader epoch the caller addresses; 0 accepts any.
-	LeaderEpoch   int64 `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	LeaderEpoch int64 `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// Set by the owner of an internal log when it loads it after taking
+	// over: storage first refuses every write of older owners and waits for
+	// those already accepted, so that the read sees everything they wrote.
+	WriterEpoch   int64 `protobuf:"varint,7,opt,name=writer_epoch,json=writerEpoch,proto3" json:"writer_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +1567,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[5]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +1580,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadRequest) GetLog() *LogId {
@@ -763,6 +1625,13 @@ func (x *ReadRequest) GetLeaderEpoch() int64 {
 	return 0
 }
 
+func (x *ReadRequest) GetWriterEpoch() int64 {
+	if x != nil {
+		return x.WriterEpoch
+	}
+	return 0
+}
+
 // StoredRecord is a record with its offset.
 type StoredRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -776,7 +1645,7 @@ type StoredRecord struct {
 
 func (x *StoredRecord) Reset() {
 	*x = StoredRecord{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +1657,7 @@ func (x *StoredRecord) String() string {
 func (*StoredRecord) ProtoMessage() {}
 
 func (x *StoredRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[6]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +1670,7 @@ func (x *StoredRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRecord.ProtoReflect.Descriptor instead.
 func (*StoredRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StoredRecord) GetOffset() int64 {
@@ -835,7 +1704,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1716,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[7]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1729,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadResponse) GetRecords() []*StoredRecord {
@@ -902,7 +1771,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1783,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[8]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1796,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetLogInfoRequest) GetLogs() []*LogId {
@@ -954,7 +1823,7 @@ type LogInfo struct {
 
 func (x *LogInfo) Reset() {
 	*x = LogInfo{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1835,7 @@ func (x *LogInfo) String() string {
 func (*LogInfo) ProtoMessage() {}
 
 func (x *LogInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[9]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1848,7 @@ func (x *LogInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogInfo.ProtoReflect.Descriptor instead.
 func (*LogInfo) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogInfo) GetLog() *LogId {
@@ -1022,7 +1891,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1903,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[10]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1916,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetLogInfoResponse) GetLogs() []*LogInfo {
@@ -1070,7 +1939,7 @@ type DeleteLogsRequest struct {
 
 func (x *DeleteLogsRequest) Reset() {
 	*x = DeleteLogsRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[11]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1951,7 @@ func (x *DeleteLogsRequest) String() string {
 func (*DeleteLogsRequest) ProtoMessage() {}
 
 func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[11]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1964,7 @@ func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteLogsRequest) GetLogs() []*LogId {
@@ -1121,7 +1990,7 @@ type DeleteLogsResponse struct {
 
 func (x *DeleteLogsResponse) Reset() {
 	*x = DeleteLogsResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[12]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +2002,7 @@ func (x *DeleteLogsResponse) String() string {
 func (*DeleteLogsResponse) ProtoMessage() {}
 
 func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[12]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +2015,7 @@ func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{24}
 }
 
 // FindOffsetRequest is the request of StorageService.FindOffset.
@@ -1162,7 +2031,7 @@ type FindOffsetRequest struct {
 
 func (x *FindOffsetRequest) Reset() {
 	*x = FindOffsetRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[13]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +2043,7 @@ func (x *FindOffsetRequest) String() string {
 func (*FindOffsetRequest) ProtoMessage() {}
 
 func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[13]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +2056,7 @@ func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetRequest.ProtoReflect.Descriptor instead.
 func (*FindOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FindOffsetRequest) GetLog() *LogId {
@@ -1216,7 +2085,7 @@ type FindOffsetResponse struct {
 
 func (x *FindOffsetResponse) Reset() {
 	*x = FindOffsetResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[14]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +2097,7 @@ func (x *FindOffsetResponse) String() string {
 func (*FindOffsetResponse) ProtoMessage() {}
 
 func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[14]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +2110,7 @@ func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetResponse.ProtoReflect.Descriptor instead.
 func (*FindOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{14}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FindOffsetResponse) GetOffset() int64 {
@@ -1266,7 +2135,7 @@ type TrimLogRequest struct {
 
 func (x *TrimLogRequest) Reset() {
 	*x = TrimLogRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +2147,7 @@ func (x *TrimLogRequest) String() string {
 func (*TrimLogRequest) ProtoMessage() {}
 
 func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +2160,7 @@ func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogRequest.ProtoReflect.Descriptor instead.
 func (*TrimLogRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TrimLogRequest) GetLog() *LogId {
@@ -1326,7 +2195,7 @@ type TrimLogResponse struct {
 
 func (x *TrimLogResponse) Reset() {
 	*x = TrimLogResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +2207,7 @@ func (x *TrimLogResponse) String() string {
 func (*TrimLogResponse) ProtoMessage() {}
 
 func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +2220,7 @@ func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogResponse.ProtoReflect.Descriptor instead.
 func (*TrimLogResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{16}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TrimLogResponse) GetStartOffset() int64 {
@@ -1365,7 +2234,63 @@ var File_dms_cluster_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"$dms/cluster/storage/v1/storage.proto\x12\x16dms.cluster.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"\xc5\x01\n" +
+	"$dms/cluster/storage/v1/storage.proto\x12\x16dms.cluster.storage.v1\x1a\x14dms/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8d\x01\n" +
+	"\x06UnitId\x124\n" +
+	"\x04kind\x18\x01 \x01(\x0e2 .dms.cluster.storage.v1.UnitKindR\x04kind\x12\x19\n" +
+	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x14\n" +
+	"\x05shard\x18\x04 \x01(\x05R\x05shard\"\xb6\x01\n" +
+	"\fFetchRequest\x12\x1a\n" +
+	"\bfollower\x18\x01 \x01(\tR\bfollower\x127\n" +
+	"\x05units\x18\x02 \x03(\v2!.dms.cluster.storage.v1.FetchUnitR\x05units\x124\n" +
+	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1b\n" +
+	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\"\x98\x01\n" +
+	"\tFetchUnit\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12!\n" +
+	"\fleader_epoch\x18\x02 \x01(\x03R\vleaderEpoch\x124\n" +
+	"\x04logs\x18\x03 \x03(\v2 .dms.cluster.storage.v1.FetchLogR\x04logs\"^\n" +
+	"\bFetchLog\x12/\n" +
+	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12!\n" +
+	"\ffetch_offset\x18\x02 \x01(\x03R\vfetchOffset\"N\n" +
+	"\rFetchResponse\x12=\n" +
+	"\x05units\x18\x01 \x03(\v2'.dms.cluster.storage.v1.FetchUnitResultR\x05units\"\xc9\x01\n" +
+	"\x0fFetchUnitResult\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12!\n" +
+	"\ferror_reason\x18\x02 \x01(\tR\verrorReason\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12:\n" +
+	"\x04logs\x18\x04 \x03(\v2&.dms.cluster.storage.v1.FetchLogResultR\x04logs\"\x83\x03\n" +
+	"\x0eFetchLogResult\x12/\n" +
+	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12%\n" +
+	"\x0ehigh_watermark\x18\x02 \x01(\x03R\rhighWatermark\x12!\n" +
+	"\fstart_offset\x18\x03 \x01(\x03R\vstartOffset\x12\x1d\n" +
+	"\n" +
+	"end_offset\x18\x04 \x01(\x03R\tendOffset\x12=\n" +
+	"\abatches\x18\x05 \x03(\v2#.dms.cluster.storage.v1.RecordBatchR\abatches\x12:\n" +
+	"\x06epochs\x18\x06 \x03(\v2\".dms.cluster.storage.v1.EpochStartR\x06epochs\x12B\n" +
+	"\n" +
+	"durability\x18\a \x01(\x0e2\".dms.cluster.storage.v1.DurabilityR\n" +
+	"durability\x12\x18\n" +
+	"\adeleted\x18\b \x01(\bR\adeleted\"E\n" +
+	"\n" +
+	"EpochStart\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12!\n" +
+	"\fstart_offset\x18\x02 \x01(\x03R\vstartOffset\"\xb2\x01\n" +
+	"\x1bOffsetForLeaderEpochRequest\x122\n" +
+	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12!\n" +
+	"\fleader_epoch\x18\x02 \x01(\x03R\vleaderEpoch\x12<\n" +
+	"\aqueries\x18\x03 \x03(\v2\".dms.cluster.storage.v1.EpochQueryR\aqueries\"S\n" +
+	"\n" +
+	"EpochQuery\x12/\n" +
+	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\"w\n" +
+	"\x1cOffsetForLeaderEpochResponse\x12!\n" +
+	"\ferror_reason\x18\x01 \x01(\tR\verrorReason\x124\n" +
+	"\x04ends\x18\x02 \x03(\v2 .dms.cluster.storage.v1.EpochEndR\x04ends\"p\n" +
+	"\bEpochEnd\x12/\n" +
+	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1d\n" +
+	"\n" +
+	"end_offset\x18\x03 \x01(\x03R\tendOffset\"\xc5\x01\n" +
 	"\x05LogId\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.dms.cluster.storage.v1.LogKindR\x04kind\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12\x1c\n" +
@@ -1406,7 +2331,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\ffirst_offset\x18\x01 \x01(\x03R\vfirstOffset\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1f\n" +
 	"\vmessage_ids\x18\x03 \x03(\tR\n" +
-	"messageIds\"\xed\x01\n" +
+	"messageIds\"\x90\x02\n" +
 	"\vReadRequest\x12/\n" +
 	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1b\n" +
@@ -1414,7 +2339,8 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\bmax_wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1f\n" +
 	"\vraw_batches\x18\x05 \x01(\bR\n" +
 	"rawBatches\x12!\n" +
-	"\fleader_epoch\x18\x06 \x01(\x03R\vleaderEpoch\"^\n" +
+	"\fleader_epoch\x18\x06 \x01(\x03R\vleaderEpoch\x12!\n" +
+	"\fwriter_epoch\x18\a \x01(\x03R\vwriterEpoch\"^\n" +
 	"\fStoredRecord\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x126\n" +
 	"\x06record\x18\x02 \x01(\v2\x1e.dms.cluster.storage.v1.RecordR\x06record\"\xd1\x01\n" +
@@ -1449,7 +2375,12 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\rbefore_offset\x18\x02 \x01(\x03R\fbeforeOffset\x12!\n" +
 	"\fwriter_epoch\x18\x03 \x01(\x03R\vwriterEpoch\"4\n" +
 	"\x0fTrimLogResponse\x12!\n" +
-	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset*\xcf\x01\n" +
+	"\fstart_offset\x18\x01 \x01(\x03R\vstartOffset*\x81\x01\n" +
+	"\bUnitKind\x12\x19\n" +
+	"\x15UNIT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19UNIT_KIND_QUEUE_PARTITION\x10\x01\x12\x1c\n" +
+	"\x18UNIT_KIND_DELIVERY_SHARD\x10\x02\x12\x1d\n" +
+	"\x19UNIT_KIND_SCHEDULER_SHARD\x10\x03*\xcf\x01\n" +
 	"\aLogKind\x12\x18\n" +
 	"\x14LOG_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18LOG_KIND_QUEUE_PARTITION\x10\x01\x12\x18\n" +
@@ -1466,7 +2397,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\vBatchFormat\x12\x1c\n" +
 	"\x18BATCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13BATCH_FORMAT_NATIVE\x10\x01\x12\x16\n" +
-	"\x12BATCH_FORMAT_KAFKA\x10\x022\xc7\x04\n" +
+	"\x12BATCH_FORMAT_KAFKA\x10\x022\xa1\x06\n" +
 	"\x0eStorageService\x12W\n" +
 	"\x06Append\x12%.dms.cluster.storage.v1.AppendRequest\x1a&.dms.cluster.storage.v1.AppendResponse\x12Q\n" +
 	"\x04Read\x12#.dms.cluster.storage.v1.ReadRequest\x1a$.dms.cluster.storage.v1.ReadResponse\x12c\n" +
@@ -1476,7 +2407,9 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"DeleteLogs\x12).dms.cluster.storage.v1.DeleteLogsRequest\x1a*.dms.cluster.storage.v1.DeleteLogsResponse\x12c\n" +
 	"\n" +
 	"FindOffset\x12).dms.cluster.storage.v1.FindOffsetRequest\x1a*.dms.cluster.storage.v1.FindOffsetResponse\x12Z\n" +
-	"\aTrimLog\x12&.dms.cluster.storage.v1.TrimLogRequest\x1a'.dms.cluster.storage.v1.TrimLogResponseB@Z>github.com/opendms/dms/gen/go/dms/cluster/storage/v1;storagev1b\x06proto3"
+	"\aTrimLog\x12&.dms.cluster.storage.v1.TrimLogRequest\x1a'.dms.cluster.storage.v1.TrimLogResponse\x12T\n" +
+	"\x05Fetch\x12$.dms.cluster.storage.v1.FetchRequest\x1a%.dms.cluster.storage.v1.FetchResponse\x12\x81\x01\n" +
+	"\x14OffsetForLeaderEpoch\x123.dms.cluster.storage.v1.OffsetForLeaderEpochRequest\x1a4.dms.cluster.storage.v1.OffsetForLeaderEpochResponseB@Z>github.com/opendms/dms/gen/go/dms/cluster/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_dms_cluster_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1490,70 +2423,105 @@ func file_dms_cluster_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_dms_cluster_storage_v1_storage_proto_rawDescData
 }
 
-var file_dms_cluster_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_dms_cluster_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_dms_cluster_storage_v1_storage_proto_goTypes = []any{
-	(LogKind)(0),                // 0: dms.cluster.storage.v1.LogKind
-	(Durability)(0),             // 1: dms.cluster.storage.v1.Durability
-	(BatchFormat)(0),            // 2: dms.cluster.storage.v1.BatchFormat
-	(*LogId)(nil),               // 3: dms.cluster.storage.v1.LogId
-	(*RecordBatch)(nil),         // 4: dms.cluster.storage.v1.RecordBatch
-	(*Record)(nil),              // 5: dms.cluster.storage.v1.Record
-	(*AppendRequest)(nil),       // 6: dms.cluster.storage.v1.AppendRequest
-	(*AppendResponse)(nil),      // 7: dms.cluster.storage.v1.AppendResponse
-	(*ReadRequest)(nil),         // 8: dms.cluster.storage.v1.ReadRequest
-	(*StoredRecord)(nil),        // 9: dms.cluster.storage.v1.StoredRecord
-	(*ReadResponse)(nil),        // 10: dms.cluster.storage.v1.ReadResponse
-	(*GetLogInfoRequest)(nil),   // 11: dms.cluster.storage.v1.GetLogInfoRequest
-	(*LogInfo)(nil),             // 12: dms.cluster.storage.v1.LogInfo
-	(*GetLogInfoResponse)(nil),  // 13: dms.cluster.storage.v1.GetLogInfoResponse
-	(*DeleteLogsRequest)(nil),   // 14: dms.cluster.storage.v1.DeleteLogsRequest
-	(*DeleteLogsResponse)(nil),  // 15: dms.cluster.storage.v1.DeleteLogsResponse
-	(*FindOffsetRequest)(nil),   // 16: dms.cluster.storage.v1.FindOffsetRequest
-	(*FindOffsetResponse)(nil),  // 17: dms.cluster.storage.v1.FindOffsetResponse
-	(*TrimLogRequest)(nil),      // 18: dms.cluster.storage.v1.TrimLogRequest
-	(*TrimLogResponse)(nil),     // 19: dms.cluster.storage.v1.TrimLogResponse
-	(*v1.Message)(nil),          // 20: dms.v1.Message
-	(*v1.DeadLetterInfo)(nil),   // 21: dms.v1.DeadLetterInfo
-	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
+	(UnitKind)(0),                        // 0: dms.cluster.storage.v1.UnitKind
+	(LogKind)(0),                         // 1: dms.cluster.storage.v1.LogKind
+	(Durability)(0),                      // 2: dms.cluster.storage.v1.Durability
+	(BatchFormat)(0),                     // 3: dms.cluster.storage.v1.BatchFormat
+	(*UnitId)(nil),                       // 4: dms.cluster.storage.v1.UnitId
+	(*FetchRequest)(nil),                 // 5: dms.cluster.storage.v1.FetchRequest
+	(*FetchUnit)(nil),                    // 6: dms.cluster.storage.v1.FetchUnit
+	(*FetchLog)(nil),                     // 7: dms.cluster.storage.v1.FetchLog
+	(*FetchResponse)(nil),                // 8: dms.cluster.storage.v1.FetchResponse
+	(*FetchUnitResult)(nil),              // 9: dms.cluster.storage.v1.FetchUnitResult
+	(*FetchLogResult)(nil),               // 10: dms.cluster.storage.v1.FetchLogResult
+	(*EpochStart)(nil),                   // 11: dms.cluster.storage.v1.EpochStart
+	(*OffsetForLeaderEpochRequest)(nil),  // 12: dms.cluster.storage.v1.OffsetForLeaderEpochRequest
+	(*EpochQuery)(nil),                   // 13: dms.cluster.storage.v1.EpochQuery
+	(*OffsetForLeaderEpochResponse)(nil), // 14: dms.cluster.storage.v1.OffsetForLeaderEpochResponse
+	(*EpochEnd)(nil),                     // 15: dms.cluster.storage.v1.EpochEnd
+	(*LogId)(nil),                        // 16: dms.cluster.storage.v1.LogId
+	(*RecordBatch)(nil),                  // 17: dms.cluster.storage.v1.RecordBatch
+	(*Record)(nil),                       // 18: dms.cluster.storage.v1.Record
+	(*AppendRequest)(nil),                // 19: dms.cluster.storage.v1.AppendRequest
+	(*AppendResponse)(nil),               // 20: dms.cluster.storage.v1.AppendResponse
+	(*ReadRequest)(nil),                  // 21: dms.cluster.storage.v1.ReadRequest
+	(*StoredRecord)(nil),                 // 22: dms.cluster.storage.v1.StoredRecord
+	(*ReadResponse)(nil),                 // 23: dms.cluster.storage.v1.ReadResponse
+	(*GetLogInfoRequest)(nil),            // 24: dms.cluster.storage.v1.GetLogInfoRequest
+	(*LogInfo)(nil),                      // 25: dms.cluster.storage.v1.LogInfo
+	(*GetLogInfoResponse)(nil),           // 26: dms.cluster.storage.v1.GetLogInfoResponse
+	(*DeleteLogsRequest)(nil),            // 27: dms.cluster.storage.v1.DeleteLogsRequest
+	(*DeleteLogsResponse)(nil),           // 28: dms.cluster.storage.v1.DeleteLogsResponse
+	(*FindOffsetRequest)(nil),            // 29: dms.cluster.storage.v1.FindOffsetRequest
+	(*FindOffsetResponse)(nil),           // 30: dms.cluster.storage.v1.FindOffsetResponse
+	(*TrimLogRequest)(nil),               // 31: dms.cluster.storage.v1.TrimLogRequest
+	(*TrimLogResponse)(nil),              // 32: dms.cluster.storage.v1.TrimLogResponse
+	(*durationpb.Duration)(nil),          // 33: google.protobuf.Duration
+	(*v1.Message)(nil),                   // 34: dms.v1.Message
+	(*v1.DeadLetterInfo)(nil),            // 35: dms.v1.DeadLetterInfo
 }
 var file_dms_cluster_storage_v1_storage_proto_depIdxs = []int32{
-	0,  // 0: dms.cluster.storage.v1.LogId.kind:type_name -> dms.cluster.storage.v1.LogKind
-	2,  // 1: dms.cluster.storage.v1.RecordBatch.format:type_name -> dms.cluster.storage.v1.BatchFormat
-	20, // 2: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
-	21, // 3: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
-	3,  // 4: dms.cluster.storage.v1.AppendRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	5,  // 5: dms.cluster.storage.v1.AppendRequest.records:type_name -> dms.cluster.storage.v1.Record
-	4,  // 6: dms.cluster.storage.v1.AppendRequest.batch:type_name -> dms.cluster.storage.v1.RecordBatch
-	1,  // 7: dms.cluster.storage.v1.AppendRequest.durability:type_name -> dms.cluster.storage.v1.Durability
-	3,  // 8: dms.cluster.storage.v1.ReadRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	22, // 9: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
-	5,  // 10: dms.cluster.storage.v1.StoredRecord.record:type_name -> dms.cluster.storage.v1.Record
-	9,  // 11: dms.cluster.storage.v1.ReadResponse.records:type_name -> dms.cluster.storage.v1.StoredRecord
-	4,  // 12: dms.cluster.storage.v1.ReadResponse.batches:type_name -> dms.cluster.storage.v1.RecordBatch
-	3,  // 13: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	3,  // 14: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
-	12, // 15: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
-	3,  // 16: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	3,  // 17: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	3,  // 18: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	6,  // 19: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
-	8,  // 20: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
-	11, // 21: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
-	14, // 22: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
-	16, // 23: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
-	18, // 24: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
-	7,  // 25: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
-	10, // 26: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
-	13, // 27: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
-	15, // 28: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
-	17, // 29: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
-	19, // 30: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	0,  // 0: dms.cluster.storage.v1.UnitId.kind:type_name -> dms.cluster.storage.v1.UnitKind
+	6,  // 1: dms.cluster.storage.v1.FetchRequest.units:type_name -> dms.cluster.storage.v1.FetchUnit
+	33, // 2: dms.cluster.storage.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	4,  // 3: dms.cluster.storage.v1.FetchUnit.unit:type_name -> dms.cluster.storage.v1.UnitId
+	7,  // 4: dms.cluster.storage.v1.FetchUnit.logs:type_name -> dms.cluster.storage.v1.FetchLog
+	16, // 5: dms.cluster.storage.v1.FetchLog.log:type_name -> dms.cluster.storage.v1.LogId
+	9,  // 6: dms.cluster.storage.v1.FetchResponse.units:type_name -> dms.cluster.storage.v1.FetchUnitResult
+	4,  // 7: dms.cluster.storage.v1.FetchUnitResult.unit:type_name -> dms.cluster.storage.v1.UnitId
+	10, // 8: dms.cluster.storage.v1.FetchUnitResult.logs:type_name -> dms.cluster.storage.v1.FetchLogResult
+	16, // 9: dms.cluster.storage.v1.FetchLogResult.log:type_name -> dms.cluster.storage.v1.LogId
+	17, // 10: dms.cluster.storage.v1.FetchLogResult.batches:type_name -> dms.cluster.storage.v1.RecordBatch
+	11, // 11: dms.cluster.storage.v1.FetchLogResult.epochs:type_name -> dms.cluster.storage.v1.EpochStart
+	2,  // 12: dms.cluster.storage.v1.FetchLogResult.durability:type_name -> dms.cluster.storage.v1.Durability
+	4,  // 13: dms.cluster.storage.v1.OffsetForLeaderEpochRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
+	13, // 14: dms.cluster.storage.v1.OffsetForLeaderEpochRequest.queries:type_name -> dms.cluster.storage.v1.EpochQuery
+	16, // 15: dms.cluster.storage.v1.EpochQuery.log:type_name -> dms.cluster.storage.v1.LogId
+	15, // 16: dms.cluster.storage.v1.OffsetForLeaderEpochResponse.ends:type_name -> dms.cluster.storage.v1.EpochEnd
+	16, // 17: dms.cluster.storage.v1.EpochEnd.log:type_name -> dms.cluster.storage.v1.LogId
+	1,  // 18: dms.cluster.storage.v1.LogId.kind:type_name -> dms.cluster.storage.v1.LogKind
+	3,  // 19: dms.cluster.storage.v1.RecordBatch.format:type_name -> dms.cluster.storage.v1.BatchFormat
+	34, // 20: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
+	35, // 21: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	16, // 22: dms.cluster.storage.v1.AppendRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	18, // 23: dms.cluster.storage.v1.AppendRequest.records:type_name -> dms.cluster.storage.v1.Record
+	17, // 24: dms.cluster.storage.v1.AppendRequest.batch:type_name -> dms.cluster.storage.v1.RecordBatch
+	2,  // 25: dms.cluster.storage.v1.AppendRequest.durability:type_name -> dms.cluster.storage.v1.Durability
+	16, // 26: dms.cluster.storage.v1.ReadRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	33, // 27: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
+	18, // 28: dms.cluster.storage.v1.StoredRecord.record:type_name -> dms.cluster.storage.v1.Record
+	22, // 29: dms.cluster.storage.v1.ReadResponse.records:type_name -> dms.cluster.storage.v1.StoredRecord
+	17, // 30: dms.cluster.storage.v1.ReadResponse.batches:type_name -> dms.cluster.storage.v1.RecordBatch
+	16, // 31: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 32: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
+	25, // 33: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
+	16, // 34: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 35: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	16, // 36: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	19, // 37: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
+	21, // 38: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
+	24, // 39: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
+	27, // 40: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
+	29, // 41: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
+	31, // 42: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
+	5,  // 43: dms.cluster.storage.v1.StorageService.Fetch:input_type -> dms.cluster.storage.v1.FetchRequest
+	12, // 44: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:input_type -> dms.cluster.storage.v1.OffsetForLeaderEpochRequest
+	20, // 45: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
+	23, // 46: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
+	26, // 47: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
+	28, // 48: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
+	30, // 49: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
+	32, // 50: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
+	8,  // 51: dms.cluster.storage.v1.StorageService.Fetch:output_type -> dms.cluster.storage.v1.FetchResponse
+	14, // 52: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:output_type -> dms.cluster.storage.v1.OffsetForLeaderEpochResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_storage_v1_storage_proto_init() }
@@ -1566,8 +2534,8 @@ func file_dms_cluster_storage_v1_storage_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_storage_v1_storage_proto_rawDesc), len(file_dms_cluster_storage_v1_storage_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   17,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StorageService_Append_FullMethodName     = "/dms.cluster.storage.v1.StorageService/Append"
-	StorageService_Read_FullMethodName       = "/dms.cluster.storage.v1.StorageService/Read"
-	StorageService_GetLogInfo_FullMethodName = "/dms.cluster.storage.v1.StorageService/GetLogInfo"
-	StorageService_DeleteLogs_FullMethodName = "/dms.cluster.storage.v1.StorageService/DeleteLogs"
-	StorageService_FindOffset_FullMethodName = "/dms.cluster.storage.v1.StorageService/FindOffset"
-	StorageService_TrimLog_FullMethodName    = "/dms.cluster.storage.v1.StorageService/TrimLog"
+	StorageService_Append_FullMethodName               = "/dms.cluster.storage.v1.StorageService/Append"
+	StorageService_Read_FullMethodName                 = "/dms.cluster.storage.v1.StorageService/Read"
+	StorageService_GetLogInfo_FullMethodName           = "/dms.cluster.storage.v1.StorageService/GetLogInfo"
+	StorageService_DeleteLogs_FullMethodName           = "/dms.cluster.storage.v1.StorageService/DeleteLogs"
+	StorageService_FindOffset_FullMethodName           = "/dms.cluster.storage.v1.StorageService/FindOffset"
+	StorageService_TrimLog_FullMethodName              = "/dms.cluster.storage.v1.StorageService/TrimLog"
+	StorageService_Fetch_FullMethodName                = "/dms.cluster.storage.v1.StorageService/Fetch"
+	StorageService_OffsetForLeaderEpoch_FullMethodName = "/dms.cluster.storage.v1.StorageService/OffsetForLeaderEpoch"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -66,6 +68,19 @@ type StorageServiceClient interface {
 	// TrimLog deletes the records of an internal log below an offset, whole
 	// segments at a time: records of the segment holding the offset stay.
 	TrimLog(ctx context.Context, in *TrimLogRequest, opts ...grpc.CallOption) (*TrimLogResponse, error)
+	// Fetch is how a follower replicates: it names the units it follows on
+	// this leader with the next offset of each of their logs (everything
+	// below is on its disk), and gets the batches after them, waiting up to
+	// max_wait for one. The offsets it names are its acknowledgement: the
+	// leader's high watermark of a log is the lowest of them over the
+	// unit's in-sync replicas.
+	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// OffsetForLeaderEpoch tells a follower where its log diverges from the
+	// leader's: for each log and leader epoch asked, the largest epoch the
+	// leader knows at or below it and the offset where that epoch ends on
+	// the leader (Kafka's KIP-101 and KIP-279). The follower truncates there
+	// before it fetches.
+	OffsetForLeaderEpoch(ctx context.Context, in *OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*OffsetForLeaderEpochResponse, error)
 }
 
 type storageServiceClient struct {
@@ -136,6 +151,26 @@ func (c *storageServiceClient) TrimLog(ctx context.Context, in *TrimLogRequest, 
 	return out, nil
 }
 
+func (c *storageServiceClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchResponse)
+	err := c.cc.Invoke(ctx, StorageService_Fetch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) OffsetForLeaderEpoch(ctx context.Context, in *OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*OffsetForLeaderEpochResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OffsetForLeaderEpochResponse)
+	err := c.cc.Invoke(ctx, StorageService_OffsetForLeaderEpoch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -175,6 +210,19 @@ type StorageServiceServer interface {
 	// TrimLog deletes the records of an internal log below an offset, whole
 	// segments at a time: records of the segment holding the offset stay.
 	TrimLog(context.Context, *TrimLogRequest) (*TrimLogResponse, error)
+	// Fetch is how a follower replicates: it names the units it follows on
+	// this leader with the next offset of each of their logs (everything
+	// below is on its disk), and gets the batches after them, waiting up to
+	// max_wait for one. The offsets it names are its acknowledgement: the
+	// leader's high watermark of a log is the lowest of them over the
+	// unit's in-sync replicas.
+	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// OffsetForLeaderEpoch tells a follower where its log diverges from the
+	// leader's: for each log and leader epoch asked, the largest epoch the
+	// leader knows at or below it and the offset where that epoch ends on
+	// the leader (Kafka's KIP-101 and KIP-279). The follower truncates there
+	// before it fetches.
+	OffsetForLeaderEpoch(context.Context, *OffsetForLeaderEpochRequest) (*OffsetForLeaderEpochResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -202,6 +250,12 @@ func (UnimplementedStorageServiceServer) FindOffset(context.Context, *FindOffset
 }
 func (UnimplementedStorageServiceServer) TrimLog(context.Context, *TrimLogRequest) (*TrimLogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TrimLog not implemented")
+}
+func (UnimplementedStorageServiceServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedStorageServiceServer) OffsetForLeaderEpoch(context.Context, *OffsetForLeaderEpochRequest) (*OffsetForLeaderEpochResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OffsetForLeaderEpoch not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -332,6 +386,42 @@ func _StorageService_TrimLog_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).Fetch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_Fetch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).Fetch(ctx, req.(*FetchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_OffsetForLeaderEpoch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OffsetForLeaderEpochRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).OffsetForLeaderEpoch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_OffsetForLeaderEpoch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).OffsetForLeaderEpoch(ctx, req.(*OffsetForLeaderEpochRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -362,6 +452,14 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TrimLog",
 			Handler:    _StorageService_TrimLog_Handler,
+		},
+		{
+			MethodName: "Fetch",
+			Handler:    _StorageService_Fetch_Handler,
+		},
+		{
+			MethodName: "OffsetForLeaderEpoch",
+			Handler:    _StorageService_OffsetForLeaderEpoch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
