@@ -24,7 +24,6 @@ const (
 	// lookup found nothing.
 	deletedQueuePrefix = Prefix + "deleted-queues/" // {queue_id} → deletion time (Unix ms)
 	deletedGroupPrefix = Prefix + "deleted-groups/" // {queue_id}/{group_id} → deletion time (Unix ms)
-	MembersPrefix      = "/dms/members/"
 	ReceiptKeyKey      = "/dms/secrets/receipt-key"
 	ElectionPrefix     = "/dms/elections/"
 	// TimerBucketsPrefix lists the scheduler's timer bucket logs:

@@ -16,6 +16,7 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/placement"
 )
 
 // Engine creates and deletes catalog entries. Every change is one etcd
@@ -159,7 +160,7 @@ func (e *Engine) tombstone(ctx context.Context, key string) (clientv3.Op, error)
 
 // Members returns the dmsd processes registered in etcd.
 func (e *Engine) Members(ctx context.Context) ([]*metadatav1.Member, error) {
-	resp, err := e.cli.Get(ctx, catalog.MembersPrefix, clientv3.WithPrefix())
+	resp, err := e.cli.Get(ctx, placement.MembersPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -22,6 +23,7 @@ type Config struct {
 
 	Server  ListenConfig  `yaml:"server"`
 	Node    NodeConfig    `yaml:"node"`
+	Cluster ClusterConfig `yaml:"cluster"`
 	Log     LogConfig     `yaml:"log"`
 	Runtime RuntimeConfig `yaml:"runtime"`
 
@@ -53,6 +55,20 @@ type NodeConfig struct {
 	// Zone is the failure domain the node runs in; replicas are spread
 	// across zones first.
 	Zone string `yaml:"zone"`
+	// SessionTTL is how long the node's etcd lease lives without
+	// keep-alives: how long a node that is paused or cut off from etcd keeps
+	// its leaderships (it stops acting on them sooner, by its own clock).
+	// A node that dies is noticed sooner: see metadata's controller.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// ClusterConfig are settings fixed when a cluster is created (by its first
+// node); later nodes take the cluster's.
+type ClusterConfig struct {
+	// DeliveryShards and SchedulerShards split the consumer groups and the
+	// timers of all queues into shards, each owned by one node at a time.
+	DeliveryShards  int `yaml:"delivery_shards"`
+	SchedulerShards int `yaml:"scheduler_shards"`
 }
 
 // LogConfig configures logging.
@@ -85,6 +101,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Node.DataDir, "node.data-dir", "data", "Directory for the embedded etcd, the node's identity and the storage role's logs.")
 	f.StringVar(&c.Node.Name, "node.name", "", "Stable name of this node in the cluster; empty keeps the name stored in the data directory, or takes the host name the first time.")
 	f.StringVar(&c.Node.Zone, "node.zone", "", "Zone (failure domain) of this node; replicas are spread across zones first.")
+	f.DurationVar(&c.Node.SessionTTL, "node.session-ttl", 5*time.Second, "Life of the node's etcd lease without keep-alives (whole seconds, at least 2s): how long a paused or partitioned node keeps its leaderships before they move.")
+	f.IntVar(&c.Cluster.DeliveryShards, "cluster.delivery-shards", 8, "Shards of consumer-group state, each owned by one node; fixed when the cluster is created.")
+	f.IntVar(&c.Cluster.SchedulerShards, "cluster.scheduler-shards", 4, "Shards of scheduled messages, each owned by one node; fixed when the cluster is created.")
 	f.StringVar(&c.Log.Level, "log.level", "info", "Log level: debug, info, warn or error.")
 	// A message service allocates per message and keeps little live heap:
 	// collecting at 4x the live heap instead of 2x cut GC work enough to lift

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -19,16 +18,12 @@ import (
 	"github.com/opendms/dms/services/server/modules"
 )
 
-// sessionTTL is the life of the process's etcd lease without keep-alives:
-// how long a dead process keeps its memberships and elections.
-const sessionTTL = 10
-
 // initEtcd starts the embedded etcd unless external endpoints are given,
-// then opens the client and the process's session lease.
-func (s *Server) initEtcd(context.Context) (modules.Stopper, error) {
+// then opens the client and the node's session lease.
+func (s *Server) initEtcd(ctx context.Context) (modules.Stopper, error) {
 	stop := modules.StopFunc(func(context.Context) error {
 		if s.session != nil {
-			_ = s.session.Close()
+			s.session.Close()
 		}
 		if s.cli != nil {
 			_ = s.cli.Close()
@@ -38,14 +33,14 @@ func (s *Server) initEtcd(context.Context) (modules.Stopper, error) {
 		}
 		return nil
 	})
-	if err := s.openEtcd(); err != nil {
+	if err := s.openEtcd(ctx); err != nil {
 		_ = stop(context.Background())
 		return nil, err
 	}
 	return stop, nil
 }
 
-func (s *Server) openEtcd() error {
+func (s *Server) openEtcd(ctx context.Context) error {
 	endpoints := strings.Split(s.cfg.Etcd.Endpoints, ",")
 	if s.cfg.Etcd.Endpoints == "" {
 		ecfg := embed.NewConfig()
@@ -78,8 +73,9 @@ func (s *Server) openEtcd() error {
 		return fmt.Errorf("etcd client: %w", err)
 	}
 	s.cli = cli
-	if s.session, err = concurrency.NewSession(cli, concurrency.WithTTL(sessionTTL)); err != nil {
-		return fmt.Errorf("etcd session: %w", err)
+	ttl := max(s.cfg.Node.SessionTTL.Round(time.Second), 2*time.Second)
+	if s.session, err = newNodeSession(ctx, cli, ttl, s.logger); err != nil {
+		return err
 	}
 	return nil
 }

@@ -12,13 +12,14 @@ import (
 
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
-	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/server/modules"
 )
 
@@ -28,22 +29,48 @@ const nodeNameFile = "node-name"
 
 var nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
-// initMembership settles the node's name, follows the member registry and
-// gives the other modules connections to the roles.
-func (s *Server) initMembership(ctx context.Context) (modules.Stopper, error) {
-	name, err := nodeName(s.cfg.Node)
+// initNode locks the data directory and settles the node's name.
+func (s *Server) initNode(context.Context) (modules.Stopper, error) {
+	lock, err := lockDataDir(s.cfg.Node.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	s.NodeName = name
+	s.dataDirLock = lock
+	stop := modules.StopFunc(func(context.Context) error { return lock.Close() })
+	if s.NodeName, err = nodeName(s.cfg.Node); err != nil {
+		_ = stop(context.Background())
+		return nil, err
+	}
+	return stop, nil
+}
+
+// initMembership joins the cluster (or creates it), follows the member
+// registry and the placement, and gives the other modules connections to
+// the roles.
+func (s *Server) initMembership(ctx context.Context) (modules.Stopper, error) {
+	info, err := joinCluster(ctx, s.cli, s.cfg.Node.DataDir, s.newClusterInfo())
+	if err != nil {
+		return nil, err
+	}
+	s.clusterInfo = info
+	if err := s.takeOverRegistration(ctx); err != nil {
+		return nil, err
+	}
+	s.placement = placement.NewCache(s.cli, s.logger.With("component", "placement"))
+	if err := s.placement.Start(ctx); err != nil {
+		return nil, err
+	}
 	s.self = &metadatav1.Member{
-		Id: uuid.NewString(), Node: name, Zone: s.cfg.Node.Zone, Roles: s.Roles(),
+		Id: uuid.NewString(), Node: s.NodeName, Zone: s.cfg.Node.Zone, Roles: s.Roles(),
 		GrpcAddress: s.GRPCAddr, InternalGrpcAddress: s.InternalGRPCAddr, HttpAddress: s.HTTPAddr, StartTimeMs: s.now().UnixMilli(),
 	}
-	s.resolver = newRoleResolver(s.cli, s.self, s.logger)
-	if err := s.resolver.start(ctx); err != nil {
-		return nil, fmt.Errorf("member registry: %w", err)
-	}
+	s.session.OnRenew(func(*concurrency.Session) {
+		if err := s.announce(); err != nil {
+			s.logger.Error("registering again after the etcd session was renewed", "err", err)
+		}
+	})
+	s.resolver = newRoleResolver(s.placement, s.self)
+	s.resolver.start(ctx)
 	return modules.StopFunc(func(context.Context) error {
 		s.connsMu.Lock()
 		for _, cc := range s.conns {
@@ -123,7 +150,7 @@ func (s *Server) announce() error {
 	if err != nil {
 		return err
 	}
-	_, err = s.cli.Put(s.ctx, catalog.MembersPrefix+s.self.GetNode(), string(value), clientv3.WithLease(s.session.Lease()))
+	_, err = s.cli.Put(s.ctx, placement.MemberKey(s.self.GetNode()), string(value), clientv3.WithLease(s.session.Lease()))
 	if err != nil {
 		return fmt.Errorf("member registration: %w", err)
 	}
@@ -138,6 +165,6 @@ func (s *Server) withdraw() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	key := catalog.MembersPrefix + s.self.GetNode()
+	key := placement.MemberKey(s.self.GetNode())
 	_, _ = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.session.Lease())).Then(clientv3.OpDelete(key)).Commit()
 }

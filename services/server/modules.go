@@ -33,9 +33,10 @@ import (
 // The modules of a dmsd process. The roles are the user-visible ones, the
 // values of -target; the others are what the roles stand on.
 const (
+	moduleNode       = "node"       // the data directory's lock and the node's name
 	moduleEtcd       = "etcd"       // embedded etcd or the client of an external one, and the session lease
 	moduleServer     = "server"     // telemetry and the three listeners
-	moduleMembership = "membership" // the node's name, the member registry and connections to other roles
+	moduleMembership = "membership" // the cluster's identity, the member registry, the placement cache, connections to other roles
 	moduleCatalog    = "catalog"    // the watch-fed catalog cache
 
 	RoleStorage   = "storage"
@@ -53,7 +54,8 @@ const (
 // Register call here.
 func (s *Server) moduleManager() *modules.Manager {
 	m := modules.New(s.logger)
-	m.Register(moduleEtcd, s.initEtcd)
+	m.Register(moduleNode, s.initNode)
+	m.Register(moduleEtcd, s.initEtcd, modules.DependsOn(moduleNode))
 	m.Register(moduleServer, s.initServer)
 	m.Register(moduleMembership, s.initMembership, modules.DependsOn(moduleEtcd, moduleServer))
 	m.Register(moduleCatalog, s.initCatalog, modules.DependsOn(moduleEtcd))
@@ -202,7 +204,8 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 }
 
 func (s *Server) initScheduler(ctx context.Context) (modules.Stopper, error) {
-	s.scheduler = scheduler.New(s.cfg.Scheduler, s.session, s.self.GetId(), s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
+	session, _ := s.session.Session()
+	s.scheduler = scheduler.New(s.cfg.Scheduler, session, s.self.GetId(), s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
 	s.scheduler.Start(ctx)
 	schedulerv1.RegisterSchedulerServiceServer(s.internalGRPC, scheduler.NewHandler(s.scheduler))
 	return modules.StopFunc(func(context.Context) error { s.scheduler.Stop(); return nil }), nil

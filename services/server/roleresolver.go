@@ -2,32 +2,27 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"sync"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/resolver"
-	"google.golang.org/protobuf/proto"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
-	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/placement"
 )
 
 // roleScheme is the gRPC target scheme `dms-role:///{role}` that resolves to
 // the processes running a role, as registered in etcd.
 const roleScheme = "dms-role"
 
-// roleResolver watches the member registry in etcd and gives gRPC the
-// internal addresses of the members running each role. A role this process runs
-// itself resolves to this process only, so that an all-in-one dmsd never
-// sends a call to a neighbour.
+// roleResolver gives gRPC the internal addresses of the members running
+// each role, from the placement cache's view of the member registry. A role
+// this process runs itself resolves to this process only, so that an
+// all-in-one dmsd never sends a call to a neighbour.
 type roleResolver struct {
-	cli        *clientv3.Client
+	members    *placement.Cache
 	self       *metadatav1.Member
-	logger     *slog.Logger
 	mu         sync.Mutex
-	members    map[string]*metadatav1.Member
 	subs       map[*roleConn]struct{}
 	cancelFunc context.CancelFunc
 }
@@ -38,29 +33,24 @@ type roleConn struct {
 	r    *roleResolver
 }
 
-func newRoleResolver(cli *clientv3.Client, self *metadatav1.Member, logger *slog.Logger) *roleResolver {
-	return &roleResolver{cli: cli, self: self, logger: logger, members: map[string]*metadatav1.Member{}, subs: map[*roleConn]struct{}{}}
+func newRoleResolver(members *placement.Cache, self *metadatav1.Member) *roleResolver {
+	return &roleResolver{members: members, self: self, subs: map[*roleConn]struct{}{}}
 }
 
-// start loads the registry and follows it until stop.
-func (r *roleResolver) start(ctx context.Context) error {
+// start follows the member registry until stop.
+func (r *roleResolver) start(ctx context.Context) {
 	ctx, r.cancelFunc = context.WithCancel(ctx)
-	resp, err := r.cli.Get(ctx, catalog.MembersPrefix, clientv3.WithPrefix())
-	if err != nil {
-		return err
-	}
-	for _, kv := range resp.Kvs {
-		r.apply(string(kv.Key), kv.Value, false)
-	}
 	go func() {
-		for wr := range r.cli.Watch(ctx, catalog.MembersPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
-			for _, ev := range wr.Events {
-				r.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
-			}
+		for {
+			changed := r.members.Changed()
 			r.updateAll()
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
-	return nil
 }
 
 func (r *roleResolver) stop() {
@@ -69,28 +59,13 @@ func (r *roleResolver) stop() {
 	}
 }
 
-func (r *roleResolver) apply(key string, value []byte, deleted bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if deleted {
-		delete(r.members, key)
-		return
-	}
-	m := &metadatav1.Member{}
-	if err := proto.Unmarshal(value, m); err == nil {
-		r.members[key] = m
-	}
-}
-
 func (r *roleResolver) addresses(role string) []resolver.Address {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if slices.Contains(r.self.GetRoles(), role) {
 		return []resolver.Address{{Addr: r.self.GetInternalGrpcAddress()}}
 	}
 	var out []resolver.Address
-	for _, m := range r.members {
-		if slices.Contains(m.GetRoles(), role) {
+	for _, n := range r.members.Nodes() {
+		if m, ok := r.members.Member(n.Name); ok && n.Has(role) {
 			out = append(out, resolver.Address{Addr: m.GetInternalGrpcAddress()})
 		}
 	}

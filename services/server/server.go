@@ -20,13 +20,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/ingest"
+	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/scheduler"
 	"github.com/opendms/dms/services/server/modules"
 	"github.com/opendms/dms/services/storage"
@@ -57,9 +57,12 @@ type Server struct {
 	running *modules.Running
 
 	// What the modules build, in start order.
+	dataDirLock  *os.File
 	etcd         *embed.Etcd
 	cli          *clientv3.Client
-	session      *concurrency.Session
+	session      *nodeSession
+	clusterInfo  *metadatav1.ClusterInfo
+	placement    *placement.Cache
 	tel          *telemetry.Telemetry
 	publicGRPC   *grpc.Server
 	internalGRPC *grpc.Server
