@@ -15,6 +15,11 @@ type Config struct {
 	DefaultPartitions   int           `yaml:"default_partitions"`
 	MaxPartitions       int           `yaml:"max_partitions"`
 	DefaultRetention    time.Duration `yaml:"default_retention"`
+	// DefaultReplicationFactor and MinInsyncReplicas come from the storage
+	// role's flags (-storage.replication-factor, -storage.min-insync-replicas);
+	// the server copies them here.
+	DefaultReplicationFactor int `yaml:"-"`
+	MinInsyncReplicas        int `yaml:"-"`
 }
 
 // RegisterFlags registers the flags of the metadata role with their defaults.

@@ -21,18 +21,21 @@ import (
 
 // Engine creates and deletes catalog entries. Every change is one etcd
 // transaction guarded by a counter key, so that quotas and name uniqueness
-// hold with any number of metadata processes.
+// hold with any number of metadata processes; a queue's partitions are
+// placed on nodes in the transaction that creates it.
 type Engine struct {
-	cfg    Config
-	cli    *clientv3.Client
-	cache  *catalog.Cache
-	now    func() time.Time
-	logger *slog.Logger
+	cfg       Config
+	cli       *clientv3.Client
+	cache     *catalog.Cache
+	placement *placement.Cache
+	now       func() time.Time
+	logger    *slog.Logger
 }
 
-// NewEngine returns an engine over an etcd client and the catalog cache.
-func NewEngine(cfg Config, cli *clientv3.Client, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) *Engine {
-	return &Engine{cfg: cfg, cli: cli, cache: cache, now: now, logger: logger}
+// NewEngine returns an engine over an etcd client, the catalog cache and the
+// placement cache.
+func NewEngine(cfg Config, cli *clientv3.Client, cache *catalog.Cache, placements *placement.Cache, now func() time.Time, logger *slog.Logger) *Engine {
+	return &Engine{cfg: cfg, cli: cli, cache: cache, placement: placements, now: now, logger: logger}
 }
 
 // QueueSpec is what a client asks for when creating a queue.
@@ -44,6 +47,8 @@ type QueueSpec struct {
 	Retention         time.Duration // 0: default
 	DeadLetterEnabled bool
 	MaxConsumeCount   int32
+	// ReplicationFactor 0 takes the default.
+	ReplicationFactor int32
 }
 
 func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) {
@@ -84,7 +89,16 @@ func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) 
 	if spec.DeadLetterEnabled && (spec.MaxConsumeCount < 1 || spec.MaxConsumeCount > 100) {
 		return nil, errs.Wrapf(errs.ErrMaxConsumeCountInvalid, "max_consume_count must be 1 to 100 when dead letters are enabled, got %d", spec.MaxConsumeCount)
 	}
+	rf := spec.ReplicationFactor
+	if rf == 0 {
+		rf = int32(e.cfg.DefaultReplicationFactor)
+	}
+	if rf < 1 || rf > maxReplicationFactor {
+		return nil, errs.Wrapf(errs.ErrReplicationInvalid, "replication factor must be 1 to %d, got %d", maxReplicationFactor, rf)
+	}
 	return &metadatav1.QueueRecord{
+		ReplicationFactor: rf,
+		KeyPartitions:     partitions,
 		DisplayName:       spec.DisplayName,
 		Description:       spec.Description,
 		Mode:              mode,
@@ -95,7 +109,12 @@ func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) 
 	}, nil
 }
 
-// CreateQueue validates spec and adds the queue to the catalog.
+// maxReplicationFactor bounds the copies of a partition: more cost writes
+// and buy nothing a cluster of one region needs.
+const maxReplicationFactor = 7
+
+// CreateQueue validates spec, places the queue's partitions on nodes and
+// adds the queue to the catalog, in one transaction.
 func (e *Engine) CreateQueue(ctx context.Context, project string, spec QueueSpec) (*metadatav1.QueueRecord, error) {
 	rec, err := e.validateQueue(spec)
 	if err != nil {
@@ -108,18 +127,25 @@ func (e *Engine) CreateQueue(ctx context.Context, project string, spec QueueSpec
 	if err != nil {
 		return nil, fmt.Errorf("metadata: encoding queue: %w", err)
 	}
+	placements, err := e.placePartitions(rec, 0)
+	if err != nil {
+		return nil, err
+	}
 	nameKey := catalog.QueueNameKey(project, rec.GetDisplayName())
 	err = e.counterTxn(ctx, catalog.QueueCountKey(project), +1, e.cfg.MaxQueuesPerProject,
 		errs.Wrapf(errs.ErrQueueQuotaExceeded, "project %q already has the maximum of %d queues", project, e.cfg.MaxQueuesPerProject),
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0)},
 		errs.Wrapf(errs.ErrQueueAlreadyExists, "a queue named %q already exists in project %q", rec.GetDisplayName(), project),
-		clientv3.OpPut(nameKey, rec.GetId()),
-		clientv3.OpPut(catalog.QueueKey(rec.GetId()), string(value)),
+		append([]clientv3.Op{
+			clientv3.OpPut(nameKey, rec.GetId()),
+			clientv3.OpPut(catalog.QueueKey(rec.GetId()), string(value)),
+		}, placements...)...,
 	)
 	if err != nil {
 		return nil, err
 	}
-	e.logger.Info("queue created", "project", project, "queue", rec.GetDisplayName(), "id", rec.GetId(), "mode", rec.GetMode().String(), "partitions", rec.GetPartitionCount())
+	e.logger.Info("queue created", "project", project, "queue", rec.GetDisplayName(), "id", rec.GetId(), "mode", rec.GetMode().String(),
+		"partitions", rec.GetPartitionCount(), "replication_factor", rec.GetReplicationFactor())
 	return rec, nil
 }
 
@@ -140,12 +166,34 @@ func (e *Engine) DeleteQueue(ctx context.Context, q *metadatav1.QueueRecord) err
 		clientv3.OpDelete(catalog.GroupsOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
 		clientv3.OpDelete(catalog.GroupNamesOfQueuePrefix(q.GetId()), clientv3.WithPrefix()),
 		clientv3.OpDelete(catalog.GroupCountKey(q.GetId())),
+		clientv3.OpDelete(placement.QueuePlacementPrefix(q.GetId()), clientv3.WithPrefix()),
 		tombstone,
 	)
 	if err == nil {
 		e.logger.Info("queue deleted", "project", q.GetProject(), "queue", q.GetDisplayName(), "id", q.GetId())
 	}
 	return err
+}
+
+// placePartitions chooses replicas for the partitions of q from index
+// `from` on, and returns the writes of their placements.
+func (e *Engine) placePartitions(q *metadatav1.QueueRecord, from int32) ([]clientv3.Op, error) {
+	nodes, load := e.placement.Nodes(), e.placement.Load()
+	minInsync := placement.MinInsyncFor(int(q.GetReplicationFactor()), e.cfg.MinInsyncReplicas)
+	var ops []clientv3.Op
+	for p := from; p < q.GetPartitionCount(); p++ {
+		replicas, err := placement.ChooseReplicas(nodes, load, int(q.GetReplicationFactor()))
+		if err != nil {
+			return nil, err
+		}
+		u := placement.PartitionUnit(q.GetId(), p)
+		value, err := proto.Marshal(placement.NewPartitionState(u, replicas, minInsync))
+		if err != nil {
+			return nil, fmt.Errorf("metadata: encoding placement: %w", err)
+		}
+		ops = append(ops, clientv3.OpPut(placement.PlacementKey(u), string(value)))
+	}
+	return ops, nil
 }
 
 // tombstone returns the write of a tombstone key under a lease of
@@ -267,8 +315,11 @@ func (e *Engine) tryCounterTxn(ctx context.Context, counterKey string, delta, li
 	}
 	if txn.Succeeded {
 		// Read-your-writes: lists and lookups served from this process's
-		// cache must show the change before the client hears of it.
-		return e.cache.WaitForRevision(ctx, txn.Header.Revision)
+		// caches must show the change before the client hears of it.
+		if err := e.cache.WaitForRevision(ctx, txn.Header.Revision); err != nil {
+			return err
+		}
+		return e.placement.WaitForRevision(ctx, txn.Header.Revision)
 	}
 	// Tell a moved counter from a failed condition by asking again.
 	check, err := e.cli.Txn(ctx).If(cmps...).Commit()

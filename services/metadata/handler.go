@@ -47,6 +47,7 @@ func (h *Handler) CreateQueue(ctx context.Context, req *dmsv1.CreateQueueRequest
 		Retention:         q.GetRetention().AsDuration(),
 		DeadLetterEnabled: q.GetDeadLetterEnabled(),
 		MaxConsumeCount:   q.GetMaxConsumeCount(),
+		ReplicationFactor: q.GetReplicationFactor(),
 	})
 	if err != nil {
 		return nil, err
@@ -150,6 +151,29 @@ func (h *Handler) DeleteConsumerGroup(ctx context.Context, req *dmsv1.DeleteCons
 		return nil, err
 	}
 	return &dmsv1.DeleteConsumerGroupResponse{}, h.engine.DeleteGroup(ctx, q, g)
+}
+
+// DescribePlacement implements dms.cluster.metadata.v1.MetadataService.
+func (h *Handler) DescribePlacement(ctx context.Context, req *metadatav1.DescribePlacementRequest) (*metadatav1.DescribePlacementResponse, error) {
+	return &metadatav1.DescribePlacementResponse{Units: h.engine.DescribePlacement(req.GetQueueId()), Cluster: h.engine.placement.Info(), Controller: h.engine.ControllerNode(ctx)}, nil
+}
+
+// ElectLeader implements dms.cluster.metadata.v1.MetadataService.
+func (h *Handler) ElectLeader(ctx context.Context, req *metadatav1.ElectLeaderRequest) (*metadatav1.ElectLeaderResponse, error) {
+	st, discarded, err := h.engine.ElectLeader(ctx, req.GetUnit(), req.GetNode(), req.GetUnclean())
+	if err != nil {
+		return nil, err
+	}
+	return &metadatav1.ElectLeaderResponse{State: st, Discarded: discarded}, nil
+}
+
+// ReassignReplicas implements dms.cluster.metadata.v1.MetadataService.
+func (h *Handler) ReassignReplicas(ctx context.Context, req *metadatav1.ReassignReplicasRequest) (*metadatav1.ReassignReplicasResponse, error) {
+	st, err := h.engine.ReassignReplicas(ctx, req.GetUnit(), req.GetReplicas())
+	if err != nil {
+		return nil, err
+	}
+	return &metadatav1.ReassignReplicasResponse{State: st}, nil
 }
 
 // ListMembers implements dms.cluster.metadata.v1.MetadataService.

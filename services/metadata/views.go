@@ -137,6 +137,7 @@ func queueMessage(q *metadatav1.QueueRecord, messages int64, groups int32) *dmsv
 		MessageCount:      messages,
 		GroupCount:        groups,
 		MaxMessageBytes:   message.MaxBytes,
+		ReplicationFactor: q.GetReplicationFactor(),
 	}
 }
 

@@ -150,11 +150,13 @@ func (s *Server) announce() error {
 	if err != nil {
 		return err
 	}
-	_, err = s.cli.Put(s.ctx, placement.MemberKey(s.self.GetNode()), string(value), clientv3.WithLease(s.session.Lease()))
+	resp, err := s.cli.Put(s.ctx, placement.MemberKey(s.self.GetNode()), string(value), clientv3.WithLease(s.session.Lease()))
 	if err != nil {
 		return fmt.Errorf("member registration: %w", err)
 	}
-	return nil
+	// Placement decisions made here right after (a queue created at once)
+	// must count this node.
+	return s.placement.WaitForRevision(s.ctx, resp.Header.Revision)
 }
 
 // withdraw removes the registration of this run of the process, so that

@@ -174,14 +174,29 @@ func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	return modules.StopFunc(func(context.Context) error { return engine.Close() }), nil
 }
 
-func (s *Server) initMetadata(context.Context) (modules.Stopper, error) {
+func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	logger := s.logger.With("role", RoleMetadata)
-	engine := metadata.NewEngine(s.cfg.Metadata, s.cli, s.cache, s.now, logger)
+	cfg := s.cfg.Metadata
+	cfg.DefaultReplicationFactor, cfg.MinInsyncReplicas = s.cfg.Storage.ReplicationFactor, s.cfg.Storage.MinInsyncReplicas
+	engine := metadata.NewEngine(cfg, s.cli, s.cache, s.placement, s.now, logger)
 	views := metadata.NewViews(s.cache, s.storageClient(), deliveryv1.NewDeliveryServiceClient(s.roleConn(RoleDelivery)), s.schedulerClient(), logger)
 	h := metadata.NewHandler(engine, views, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
-	return nil, nil
+	controller := metadata.NewController(metadata.ControllerConfig{ReplicationFactor: s.cfg.Storage.ReplicationFactor, MinInsync: s.cfg.Storage.MinInsyncReplicas},
+		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, logger.With("component", "controller"))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { controller.Run(ctx); close(done) }()
+	return modules.StopFunc(func(stopCtx context.Context) error {
+		cancel()
+		select {
+		case <-done:
+			return nil
+		case <-stopCtx.Done():
+			return stopCtx.Err()
+		}
+	}), nil
 }
 
 func (s *Server) initIngest(context.Context) (modules.Stopper, error) {
