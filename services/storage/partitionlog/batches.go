@@ -55,7 +55,7 @@ func (v BatchView) LastOffset() int64 { return v.BaseOffset + int64(v.Count) - 1
 
 // Errors of the batch API.
 var (
-	ErrInvalidBatch   = errors.New("partitionlog: invalid batch")                     // AppendBatch: a malformed FormatRecords payload, a bad count
+	ErrInvalidBatch   = errors.New("partitionlog: invalid batch")                    // AppendBatch: a malformed FormatRecords payload, a bad count
 	ErrOffsetMismatch = errors.New("partitionlog: batch base offset does not match") // AppendBatchAt: the log's next offset is not the batch's base offset
 	ErrOpaqueBatch    = errors.New("partitionlog: opaque batch")                     // Read met a batch that is not FormatRecords; use ReadBatches
 )

@@ -529,4 +529,3 @@ func (l *Log) redoIntent() error {
 	}
 	return nil
 }
-
