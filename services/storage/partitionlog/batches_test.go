@@ -450,16 +450,19 @@ func TestAppendBatchAt(t *testing.T) {
 					time.Sleep(100 * time.Microsecond)
 				}
 			}
-			go func() { off, err := l.Append(ctx, []Record{{Data: []byte("held")}}); results <- result{"held", off, err} }()
+			go func() {
+				off, err := l.Append(ctx, []Record{{Data: []byte("held")}})
+				results <- result{"held", off, err}
+			}()
 			<-entered // offset 3 is being written
 			for i := range 4 {
 				enqueue(fmt.Sprintf("append%d", i), func() (int64, error) { return l.Append(ctx, []Record{{Data: []byte("q")}}) }) // 4..7
 			}
-			enqueue("at8", func() (int64, error) { return 8, l.AppendBatchAt(ctx, 8, opaque(2, 'c')) })    // 8..9
+			enqueue("at8", func() (int64, error) { return 8, l.AppendBatchAt(ctx, 8, opaque(2, 'c')) })      // 8..9
 			enqueue("at8again", func() (int64, error) { return 8, l.AppendBatchAt(ctx, 8, opaque(1, 'd')) }) // mismatch
-			enqueue("append", func() (int64, error) { return l.Append(ctx, []Record{{Data: []byte("r")}}) })  // 10
-			enqueue("at11", func() (int64, error) { return 11, l.AppendBatchAt(ctx, 11, opaque(1, 'e')) })  // 11
-			enqueue("at99", func() (int64, error) { return 99, l.AppendBatchAt(ctx, 99, opaque(1, 'f')) })  // mismatch
+			enqueue("append", func() (int64, error) { return l.Append(ctx, []Record{{Data: []byte("r")}}) }) // 10
+			enqueue("at11", func() (int64, error) { return 11, l.AppendBatchAt(ctx, 11, opaque(1, 'e')) })   // 11
+			enqueue("at99", func() (int64, error) { return 99, l.AppendBatchAt(ctx, 99, opaque(1, 'f')) })   // mismatch
 			close(release)
 			got := map[string]result{}
 			for range 10 {
