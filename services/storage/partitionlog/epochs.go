@@ -82,6 +82,9 @@ func (l *Log) checkOpen() error {
 func (l *Log) Epochs() []EpochEntry {
 	l.emu.Lock()
 	defer l.emu.Unlock()
+	if len(l.epochs) == 0 {
+		return nil
+	}
 	return slices.Clone(l.epochs)
 }
 

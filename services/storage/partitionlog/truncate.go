@@ -297,8 +297,65 @@ func (l *Log) reset(x int64) (changed bool, err error) {
 	if err := l.writeIntent(in); err != nil {
 		return false, err
 	}
+	if err := l.swapReset(in); err != nil {
+		// Nothing has changed yet: take the intent back if possible, else
+		// the reset stays committed and is finished before the next append.
+		if rerr := removeAndSync(l.dir, intentFileName); rerr != nil {
+			l.pending = in
+		}
+		return false, err
+	}
 	l.pending = in
-	return l.finishPendingLocked()
+	_, err = l.finishPendingLocked()
+	return true, err
+}
+
+// swapReset switches the in-memory state to an empty log at in.offset whose
+// only segment is in.offset's: the old segment of that base if there is one
+// (its files are cut to nothing afterwards, in place), else a new one. The
+// other segments' files are deleted afterwards by resetFiles.
+func (l *Log) swapReset(in *intent) error {
+	x := in.offset
+	l.mu.Lock()
+	var old *segment
+	for _, s := range l.segs {
+		if s.base == x {
+			old = s
+		}
+	}
+	l.mu.Unlock()
+	var ns *segment
+	var err error
+	switch {
+	case old == l.active:
+		ns = old
+	case old != nil:
+		ns, err = openSegmentFiles(l.dir, x, os.O_RDWR)
+	default:
+		ns, err = l.createSegment(x)
+	}
+	if err != nil {
+		return err
+	}
+	ns.w = writeState{next: x, maxTs: math.MinInt64}
+	l.mu.Lock()
+	l.gen.Add(1)
+	victims := l.segs
+	l.segs = []*segment{ns}
+	ns.publish(ns.w)
+	l.start.Store(x)
+	l.hw.Store(x)
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.mu.Unlock()
+	l.active = ns
+	for _, s := range victims {
+		if s != ns {
+			s.unref()
+		}
+	}
+	in.swapped = true
+	return nil
 }
 
 // finishPending finishes an interrupted truncation or reset before the
@@ -329,24 +386,13 @@ func (l *Log) finishPendingLocked() (changed bool, err error) {
 	}
 	if in.reset {
 		if !in.swapped {
-			ns, err := l.resetFiles(in.offset)
-			if err != nil {
+			if err := l.swapReset(in); err != nil {
 				return false, err
 			}
-			l.mu.Lock()
-			l.gen.Add(1)
-			old := l.segs
-			l.segs = []*segment{ns}
-			l.start.Store(in.offset)
-			l.hw.Store(in.offset)
-			close(l.notify)
-			l.notify = make(chan struct{})
-			l.mu.Unlock()
-			l.active = ns
-			for _, s := range old {
-				s.unref()
-			}
-			in.swapped, changed = true, true
+			changed = true
+		}
+		if err := l.resetFiles(in.offset); err != nil {
+			return changed, err
 		}
 	} else if err := l.truncateFiles(in); err != nil {
 		return false, err
@@ -414,22 +460,18 @@ func (l *Log) truncateFile(path string, size int64, mayBeMissing bool) error {
 	return nil
 }
 
-// resetFiles deletes every segment file and creates an empty segment at x
-// (a new file, even if x was the base of an old segment, so that readers
-// still holding old files read them unchanged).
-func (l *Log) resetFiles(x int64) (*segment, error) {
-	if err := l.removeSegmentFiles(func(int64) bool { return true }); err != nil {
-		return nil, err
+// resetFiles deletes every segment file but those of x and cuts those to
+// nothing, fsyncing all of it.
+func (l *Log) resetFiles(x int64) error {
+	if err := l.removeSegmentFiles(func(base int64) bool { return base != x }); err != nil {
+		return err
 	}
-	ns, err := l.createSegment(x)
-	if err != nil {
-		return nil, err
+	for _, ext := range []string{logExt, indexExt, timeIndexExt} {
+		if err := l.truncateFile(filepath.Join(l.dir, segmentFileName(x, ext)), 0, ext != logExt); err != nil {
+			return err
+		}
 	}
-	if err := syncDir(l.dir); err != nil {
-		ns.unref()
-		return nil, err
-	}
-	return ns, nil
+	return syncDir(l.dir)
 }
 
 // removeSegmentFiles deletes the segment files (logs first, so that a crash
@@ -516,11 +558,15 @@ func (l *Log) redoIntent() error {
 	}
 	l.logger.Warn("partitionlog: finishing an interrupted truncation or reset", "intent", in.String())
 	if in.reset {
-		ns, err := l.resetFiles(in.offset)
-		if err != nil {
-			return err
+		// There is no in-memory state yet: make sure the segment exists, and
+		// let resetFiles do the rest.
+		if _, err := os.Stat(filepath.Join(l.dir, segmentFileName(in.offset, logExt))); errors.Is(err, os.ErrNotExist) {
+			ns, err := createSegment(l.dir, in.offset)
+			if err != nil {
+				return err
+			}
+			ns.unref() // load opens it again
 		}
-		ns.unref() // load opens it again
 		in.swapped = true
 	}
 	l.pending = in
