@@ -577,12 +577,17 @@ func TestOnPublish(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			mu.Lock()
-			require.NotEmpty(t, seen)
-			require.True(t, isSorted(seen), "%v", seen)
-			require.Equal(t, int64(80), seen[len(seen)-1])
-			seen = nil
-			mu.Unlock()
+			got := func() []int64 {
+				mu.Lock()
+				defer mu.Unlock()
+				s := seen
+				seen = nil
+				return s
+			}
+			s := got()
+			require.NotEmpty(t, s)
+			require.True(t, isSorted(s), "%v", s)
+			require.Equal(t, int64(80), s[len(s)-1], "called before the appends returned")
 
 			next, err := l.TruncateTo(t.Context(), 30)
 			require.NoError(t, err)
@@ -592,9 +597,7 @@ func TestOnPublish(t *testing.T) {
 			require.NoError(t, err)
 			_, err = l.AppendBatch(t.Context(), Batch{Format: 2, Count: 3})
 			require.NoError(t, err)
-			mu.Lock()
-			require.Equal(t, []int64{30, 1000, 1003}, seen)
-			mu.Unlock()
+			require.Equal(t, []int64{30, 1000, 1003}, got())
 		})
 	}
 }

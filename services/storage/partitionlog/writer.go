@@ -379,10 +379,10 @@ func (l *Log) writeChunk(seg *segment, reqs []*appendReq) error {
 	}
 	l.publish(seg, *w)
 	l.dirty.Store(true)
+	l.onPublish(w.next) // before the appends return: they may rely on it
 	for _, r := range reqs {
 		complete(r, r.off, nil)
 	}
-	l.onPublish(w.next)
 	return nil
 }
 
@@ -484,6 +484,10 @@ func (l *Log) runSyncer() {
 			last := taken[len(taken)-1]
 			next := last.end.next // last goes back to the pool below
 			l.publish(last.seg, last.end)
+			// Before the appends return, so that OnPublish has seen their
+			// offsets by then; while syncing, so that a truncation (which
+			// settles the syncer first) cannot overtake the call.
+			l.onPublish(next)
 			for _, c := range taken {
 				for _, r := range c.reqs {
 					complete(r, r.off, nil)
@@ -492,9 +496,6 @@ func (l *Log) runSyncer() {
 				c.reqs, c.seg = c.reqs[:0], nil
 				chunkPool.Put(c)
 			}
-			// Still syncing: a truncation (which settles the syncer first)
-			// cannot overtake this call.
-			l.onPublish(next)
 			l.smu.Lock()
 		}
 		clear(taken)
