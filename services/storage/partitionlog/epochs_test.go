@@ -2,9 +2,12 @@ package partitionlog
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -189,4 +192,60 @@ func TestDamagedEpochFile(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	require.NoError(t, l.Close())
 	require.ErrorIs(t, l.AssignEpoch(5, 30), ErrClosed)
+}
+
+// TestEpochsConcurrent: the history is read while appends, assignments and
+// truncations change it (for the race detector), and always satisfies its
+// invariants.
+func TestEpochsConcurrent(t *testing.T) {
+	l := openTest(t, Options{SegmentBytes: 600})
+	ctx := context.Background()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				es := l.Epochs()
+				for i := 1; i < len(es); i++ {
+					if es[i].Epoch <= es[i-1].Epoch || es[i].StartOffset < es[i-1].StartOffset {
+						errs <- fmt.Sprintf("history out of order: %v", es)
+						return
+					}
+				}
+				if e, o := l.EndOffsetForEpoch(1 << 40); len(es) > 0 && (e < 0 || o < 0) {
+					errs <- fmt.Sprintf("EndOffsetForEpoch(max) = %d, %d with history %v", e, o, es)
+					return
+				}
+			}
+		}()
+	}
+	epoch := int64(0)
+	for round := range 40 {
+		for range 5 {
+			_, err := l.Append(ctx, []Record{{Data: make([]byte, 30)}})
+			require.NoError(t, err)
+		}
+		epoch++
+		require.NoError(t, l.AssignEpoch(epoch, l.NextOffset()-3))
+		if round%4 == 3 {
+			_, err := l.TruncateTo(ctx, l.NextOffset()-7)
+			require.NoError(t, err)
+			for _, e := range l.Epochs() {
+				require.Less(t, e.StartOffset, l.NextOffset())
+			}
+		}
+		if round%10 == 9 {
+			_, err := l.TrimBefore(l.NextOffset() - 20)
+			require.NoError(t, err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
 }
