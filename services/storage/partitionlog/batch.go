@@ -27,7 +27,11 @@ const (
 
 	// flagEncrypted: the records are sealed with AES-256-GCM (encryption.go).
 	flagEncrypted uint16 = 1 << 0
-	knownFlags           = flagEncrypted
+	// The high byte of flags is the batch's Format. Batches written before
+	// formats existed have flags 0 or 1, so they read as FormatRecords.
+	flagFormatShift        = 8
+	flagFormatMask  uint16 = 0xff << flagFormatShift
+	knownFlags             = flagEncrypted | flagFormatMask
 
 	// maxBatchLength bounds the length field accepted when reading, so that a
 	// corrupt length never causes a huge allocation.
@@ -56,6 +60,19 @@ func encodeBatch(dst []byte, recs []Record) (maxTs int64) {
 	return maxTs
 }
 
+// putHeader writes the header fields that follow the CRC (and the length),
+// leaving the base offset zero.
+func putHeader(dst []byte, flags uint16, count int32, firstTs, maxTs int64) {
+	be := binary.BigEndian
+	be.PutUint64(dst[offBaseOffset:], 0)
+	be.PutUint32(dst[offLength:], uint32(len(dst)-batchLogOverhead))
+	dst[offMagic] = batchMagic
+	be.PutUint16(dst[offFlags:], flags)
+	be.PutUint32(dst[offCount:], uint32(count))
+	be.PutUint64(dst[offFirstTs:], uint64(firstTs))
+	be.PutUint64(dst[offMaxTs:], uint64(maxTs))
+}
+
 // putBatch writes the header fields (all but the CRC) and the records, which
 // start at recStart and are followed by trailer unwritten bytes.
 func putBatch(dst []byte, recs []Record, recStart int, flags uint16, trailer int) (maxTs int64) {
@@ -74,14 +91,7 @@ func putBatch(dst []byte, recs []Record, recStart int, flags uint16, trailer int
 	if p+trailer != len(dst) {
 		panic("partitionlog: batch buffer size mismatch")
 	}
-	be := binary.BigEndian
-	be.PutUint64(dst[offBaseOffset:], 0)
-	be.PutUint32(dst[offLength:], uint32(len(dst)-batchLogOverhead))
-	dst[offMagic] = batchMagic
-	be.PutUint16(dst[offFlags:], flags)
-	be.PutUint32(dst[offCount:], uint32(len(recs)))
-	be.PutUint64(dst[offFirstTs:], uint64(first))
-	be.PutUint64(dst[offMaxTs:], uint64(maxTs))
+	putHeader(dst, flags, int32(len(recs)), first, maxTs)
 	return maxTs
 }
 
@@ -116,14 +126,16 @@ type batch struct {
 	firstTs int64
 	maxTs   int64
 	raw     []byte // the whole batch, header included (records decrypted in place)
-	recs    []byte // the records; nil for an encrypted batch the scanner did not open
+	recs    []byte // the records (or opaque payload); nil for an encrypted batch the scanner did not open
 }
+
+func (b *batch) format() Format { return Format(b.flags >> flagFormatShift) }
 
 func (b *batch) size() int64       { return int64(len(b.raw)) }
 func (b *batch) next() int64       { return b.base + int64(b.count) }
 func (b *batch) lastOffset() int64 { return b.base + int64(b.count) - 1 }
 
-// forEachRecord calls fn for every record of a verified batch; fn returning
+// forEachRecord calls fn for every record of a verified FormatRecords batch; fn returning
 // false stops the iteration. data aliases b.raw.
 func (b *batch) forEachRecord(fn func(off, ts int64, data []byte) bool) {
 	p := 0
@@ -298,7 +310,9 @@ func (s *scanner) next() (*batch, error) {
 			return nil, err
 		}
 	}
-	if b.recs != nil {
+	// An opaque payload belongs to the caller: the CRC (and tag) are all
+	// that can be checked.
+	if b.recs != nil && b.format() == FormatRecords {
 		if msg := validateRecords(b.recs, b.count, b.firstTs, b.maxTs); msg != "" {
 			return nil, s.corrupt("%s", msg)
 		}

@@ -4,7 +4,23 @@
 // It is modelled on Kafka's log: a directory of segments, each a file of
 // record batches with two sparse indexes. Records are opaque payloads with a
 // caller-supplied timestamp; the layer above encodes messages into
-// Record.Data. Offsets are consecutive int64s starting at 0.
+// Record.Data. Offsets are consecutive int64s starting at 0 (or at the
+// offset given to Reset).
+//
+// # Batches, formats and replication
+//
+// Append encodes records in this package's own format (FormatRecords). A
+// batch may instead carry an opaque payload with another Format tag (for
+// example a Kafka record batch, stored exactly as the producer sent it):
+// AppendBatch stores it with a record count and timestamps, ReadBatches
+// serves whole batches of any format, and Read, which decodes records,
+// refuses opaque batches with ErrOpaqueBatch. A follower copies its leader
+// with ReadBatches and AppendBatchAt, which lands a batch exactly at the
+// leader's base offset or stores nothing (ErrOffsetMismatch). When it finds
+// that its log diverged from the leader's (through the leader-epoch history,
+// AssignEpoch and EndOffsetForEpoch, as in Kafka's KIP-101 and KIP-279), it
+// cuts its log back with TruncateTo, or empties it at an offset with Reset.
+// Options.OnPublish tells a storage engine whenever NextOffset changes.
 //
 // # Writing
 //
@@ -43,9 +59,13 @@
 //	00000000000000000000.timeindex    sparse time index of the segment
 //	00000000000000001234.log          next segment, base offset 1234
 //	...
+//	leader-epochs                     leader-epoch history (if any was assigned)
+//	truncation-intent                 only while a truncation or reset is unfinished
 //
 // File names are the segment's base offset (its first offset), zero-padded to
-// 20 digits. The last segment is the active one; only it is written.
+// 20 digits. The last segment is the active one; only it is written. The
+// other files (and their name.tmp while they are replaced) are described
+// under "Metadata files".
 //
 // # Record batch format
 //
@@ -56,17 +76,32 @@
 //	8       4     length        int32, bytes following this field
 //	12      4     crc           uint32, CRC-32C (Castagnoli) of bytes 16..end
 //	16      1     magic         format version, currently 1
-//	17      2     flags         uint16; bit 0: encrypted; other bits must be 0
+//	17      2     flags         uint16; bit 0: encrypted; bits 8-15: format;
+//	                            bits 1-7 must be 0
 //	19      4     recordCount   int32, >= 1
 //	23      8     firstTimestamp int64, unix ms of the first record
 //	31      8     maxTimestamp  int64, largest record timestamp
-//	39      ...   records
+//	39      ...   payload
 //
-// Each record is
+// The format (flags >> 8, the Format type) says what the payload is. Format
+// 0 (FormatRecords; every batch written before formats existed has flags 0
+// or 1, so it is a format 0 batch) is records, each
 //
 //	uvarint  data length
 //	varint   timestamp - firstTimestamp (zig-zag)
 //	bytes    data
+//
+// exactly recordCount of them filling the payload, the first with delta 0,
+// the largest timestamp equal to maxTimestamp. Any other format is an opaque
+// payload of any length whose meaning belongs to the caller (1 is used for
+// Kafka record batches v2); it holds recordCount offsets, and its
+// timestamps are stored as given (maxTimestamp need not be >= firstTimestamp)
+// and stand for all its records: the time index, retention and OffsetForTime
+// use maxTimestamp, and OffsetForTime answers with the batch's base offset.
+// A reader treats a batch with flag bits outside bit 0 and bits 8-15 as
+// corrupt. Versions of this package older than formats treat every opaque
+// batch that way (their recovery would cut it off as a torn tail), so a log
+// that holds opaque batches must not be opened by them.
 //
 // An encrypted batch (Options.Keys set) has the same header, in the clear, so
 // that recovery, indexes, retention and time lookups need no key and the CRC
@@ -74,7 +109,7 @@
 //
 //	39      4     keyID         uint32, the Keyring id of the sealing key
 //	43      12    nonce         4 random bytes per Log, then a counter from a random start
-//	55      ...   records sealed with AES-256-GCM, followed by the 16-byte tag
+//	55      ...   payload sealed with AES-256-GCM, followed by the 16-byte tag
 //
 // The additional authenticated data is bytes 16..55, so a header field
 // changed on disk fails the tag even with its CRC fixed up. baseOffset and
@@ -93,7 +128,8 @@
 // baseOffset and length, so the writer can assign offsets without re-hashing;
 // readers instead check that batches' base offsets are contiguous, and every
 // batch read is checked against its CRC and for well-formed records before
-// anything in it is returned.
+// anything in it is returned (opaque payloads: only the CRC and, if
+// encrypted, the tag).
 //
 // # Index formats
 //
@@ -122,7 +158,7 @@
 // # Recovery
 //
 // Open scans only the last segment, batch by batch, verifying lengths, CRCs,
-// record structure (of plaintext batches) and offset continuity, truncates it
+// record structure (of plaintext FormatRecords batches) and offset continuity, truncates it
 // at the first torn or corrupt batch and rebuilds its indexes; recovery time is bounded by the size
 // of the active segment, not of the log. Older segments were fsynced when
 // rolled and are not scanned: their indexes get O(1) consistency checks (whole
@@ -132,4 +168,48 @@
 // found later while reading an older segment is reported as an error wrapping
 // ErrCorrupt that names the file, the position and the offsets it makes
 // unreadable; no unverified data is ever returned.
+//
+// Before any of that, Open finishes a truncation or reset that a crash (or
+// an I/O error) interrupted, as its intent file says; see below.
+//
+// # Truncation and reset
+//
+// TruncateTo and Reset are queued like appends and carried out by the
+// writer once everything before them is published. Each first writes its
+// intent file durably; from then on the operation is committed: the
+// in-memory state switches to the new log (readers that were reading bytes
+// about to be cut off notice a generation counter change and start over),
+// then the files are cut or deleted and fsynced, the directory fsynced, the
+// leader-epoch history updated, and the intent file removed (directory
+// fsynced again, before any append). A crash before the intent is durable
+// leaves the old log; after it, Open redoes every step (each is idempotent),
+// giving the new log. An I/O error after the intent leaves the log in the
+// new state in memory; the writer finishes the work before its next write.
+//
+// # Metadata files
+//
+// Both are text, replaced atomically (name.tmp written and fsynced, renamed
+// over name, directory fsynced; a leftover name.tmp is deleted by Open), and
+// end with a line "crc32c xxxxxxxx": the CRC-32C (Castagnoli), in 8
+// lowercase hex digits, of every byte before that line. A file that fails
+// its checksum or its syntax makes Open fail with an error wrapping
+// ErrCorrupt that names it, rather than losing entries silently.
+//
+//	leader-epochs:
+//	  dms partitionlog leader-epochs 1
+//	  <n>                         number of entries
+//	  <epoch> <startOffset>       n lines, increasing epochs, non-decreasing offsets
+//	  crc32c <hex>
+//
+//	truncation-intent:
+//	  dms partitionlog truncation-intent 1
+//	  truncate <next> <segmentBase> <logBytes> <indexBytes> <timeindexBytes>
+//	    or
+//	  reset <offset>
+//	  crc32c <hex>
+//
+// A truncation keeps the segment segmentBase, cut to the given file sizes
+// (its log ends just before the batch with base offset next), and deletes
+// every later segment. A reset deletes every segment but offset's and cuts
+// that one (created if missing) to nothing. All numbers are decimal.
 package partitionlog

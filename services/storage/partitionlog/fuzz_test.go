@@ -38,14 +38,39 @@ type refEntry struct {
 	data    string
 }
 
+// refBatch is a batch as an independent decoder sees it.
+type refBatch struct {
+	base, count    int64
+	format         Format
+	firstTs, maxTs int64
+	payload        string
+}
+
+// refLog is what referenceDecode accepts of a segment.
+type refLog struct {
+	batches  []refBatch
+	recs     []refEntry // the records of the FormatRecords batches
+	readRecs []refEntry // those before the first opaque batch (what Read returns)
+}
+
+func (r refLog) next() int64 {
+	if len(r.batches) == 0 {
+		return 0
+	}
+	b := r.batches[len(r.batches)-1]
+	return b.base + b.count
+}
+
 // referenceDecode decodes the valid prefix of a segment independently of the
-// scanner: contiguous offsets from 0, matching CRC, known flags, well-formed
-// records; encrypted batches are opened with aead (key id 1) if it is given.
+// scanner: contiguous offsets from 0, matching CRC, known flags (bit 0
+// encrypted, bits 8-15 the format), well-formed records in FormatRecords
+// batches; encrypted batches are opened with aead (key id 1) if it is given.
 // keyStop reports that decoding stopped at an intact encrypted batch that
 // cannot be opened (no keys, unknown key id or failed tag), which the log
 // must report as ErrEncryptionKey rather than as a torn tail.
-func referenceDecode(data []byte, aead cipher.AEAD) (out []refEntry, keyStop bool) {
+func referenceDecode(data []byte, aead cipher.AEAD) (out refLog, keyStop bool) {
 	next := int64(0)
+	opaqueSeen := false
 	for len(data) >= batchHeaderSize {
 		be := binary.BigEndian
 		length := int64(int32(be.Uint32(data[8:])))
@@ -58,11 +83,12 @@ func referenceDecode(data []byte, aead cipher.AEAD) (out []refEntry, keyStop boo
 		}
 		base, flags, count := int64(be.Uint64(b)), be.Uint16(b[17:]), int64(int32(be.Uint32(b[19:])))
 		firstTs, maxTs := int64(be.Uint64(b[23:])), int64(be.Uint64(b[31:]))
-		if base != next || count <= 0 || flags > 1 {
+		if base != next || count <= 0 || flags&^0xff01 != 0 {
 			break
 		}
+		format := Format(flags >> 8)
 		p := b[39:]
-		if flags == 1 {
+		if flags&1 != 0 {
 			if len(b) < 39+4+12+16 {
 				break
 			}
@@ -75,33 +101,107 @@ func referenceDecode(data []byte, aead cipher.AEAD) (out []refEntry, keyStop boo
 			}
 			p = plain
 		}
+		payload := string(p)
 		var recs []refEntry
-		ok, seenMax := true, int64(-1<<63)
-		for i := range count {
-			l, n := binary.Uvarint(p)
-			if n <= 0 {
-				ok = false
+		if format == FormatRecords {
+			ok, seenMax := true, int64(-1<<63)
+			for i := range count {
+				l, n := binary.Uvarint(p)
+				if n <= 0 {
+					ok = false
+					break
+				}
+				p = p[n:]
+				d, n := binary.Varint(p)
+				if n <= 0 || (i == 0 && d != 0) || l > uint64(len(p)-n) {
+					ok = false
+					break
+				}
+				p = p[n:]
+				recs = append(recs, refEntry{base + i, firstTs + d, string(p[:l])})
+				seenMax = max(seenMax, firstTs+d)
+				p = p[l:]
+			}
+			if !ok || len(p) != 0 || seenMax != maxTs {
 				break
 			}
-			p = p[n:]
-			d, n := binary.Varint(p)
-			if n <= 0 || (i == 0 && d != 0) || l > uint64(len(p)-n) {
-				ok = false
-				break
-			}
-			p = p[n:]
-			recs = append(recs, refEntry{base + i, firstTs + d, string(p[:l])})
-			seenMax = max(seenMax, firstTs+d)
-			p = p[l:]
+		} else {
+			opaqueSeen = true
 		}
-		if !ok || len(p) != 0 || seenMax != maxTs {
-			break
+		out.batches = append(out.batches, refBatch{base, count, format, firstTs, maxTs, payload})
+		out.recs = append(out.recs, recs...)
+		if !opaqueSeen {
+			out.readRecs = append(out.readRecs, recs...)
 		}
-		out = append(out, recs...)
 		next += count
 		data = data[12+length:]
 	}
 	return out, false
+}
+
+// refOffsetForTimeBatches is OffsetForTime over reference batches (an opaque
+// batch counts as one record with its max timestamp at its base offset).
+func refOffsetForTimeBatches(r refLog, ts int64) int64 {
+	ri := 0
+	for _, b := range r.batches {
+		if b.format != FormatRecords {
+			if b.maxTs >= ts {
+				return b.base
+			}
+			continue
+		}
+		for ; ri < len(r.recs) && r.recs[ri].off < b.base+b.count; ri++ {
+			if r.recs[ri].ts >= ts {
+				return r.recs[ri].off
+			}
+		}
+	}
+	return r.next()
+}
+
+func toRefBatches(bs []BatchView) []refBatch {
+	var out []refBatch
+	for _, b := range bs {
+		out = append(out, refBatch{b.BaseOffset, int64(b.Count), b.Format, b.FirstTimestamp, b.MaxTimestamp, string(b.Payload)})
+	}
+	return out
+}
+
+// encodeBatchesTestSegment encodes batches from offset 0 as AppendBatch
+// would, sealed with keys if it is not nil (nonces from the batch index).
+func encodeBatchesTestSegment(keys *Keyring, batches ...Batch) []byte {
+	var out []byte
+	next := int64(0)
+	for i, b := range batches {
+		flags := uint16(b.Format) << flagFormatShift
+		var buf []byte
+		if keys != nil {
+			buf = make([]byte, batchHeaderSize+len(b.Payload)+encryptionOverhead)
+			var nonce [nonceSize]byte
+			nonce[1] = byte(i)
+			encodeEncryptedPayload(buf, flags, b, keys.active, nonce)
+		} else {
+			buf = make([]byte, batchHeaderSize+len(b.Payload))
+			putHeader(buf, flags, int32(b.Count), b.FirstTimestamp, b.MaxTimestamp)
+			copy(buf[batchHeaderSize:], b.Payload)
+			putCRC(buf)
+		}
+		binary.BigEndian.PutUint64(buf, uint64(next))
+		next += int64(b.Count)
+		out = append(out, buf...)
+	}
+	return out
+}
+
+// mixedTestBatches are records and opaque batches for the fuzz seeds.
+func mixedTestBatches() []Batch {
+	return []Batch{
+		recordsBatch([]Record{{Timestamp: 5, Data: []byte("a")}, {Timestamp: 9, Data: []byte("bb")}}),
+		{Format: 1, Count: 3, FirstTimestamp: 10, MaxTimestamp: 12, Payload: []byte("kafka-batch-bytes")},
+		{Format: 255, Count: 1, FirstTimestamp: 20, MaxTimestamp: 15},
+		recordsBatch([]Record{{Timestamp: 30, Data: []byte("after")}}),
+		{Format: 2, Count: 2, FirstTimestamp: 40, MaxTimestamp: 41, Payload: make([]byte, 300)},
+	}
 }
 
 func toRef(es []Entry) []refEntry {
@@ -132,6 +232,15 @@ func FuzzSegmentReader(f *testing.F) {
 	enc := encodeEncryptedTestSegment(fuzzKey(), []string{"a", "bb"}, []string{"secret"})
 	f.Add(enc, false)
 	f.Add(enc, true)
+	mixed := encodeBatchesTestSegment(nil, mixedTestBatches()...)
+	f.Add(mixed, false)
+	f.Add(mixed, true)
+	badFlag := bytes.Clone(mixed)
+	putFlags(badFlag, 0, 1<<4) // an unknown flag bit outside the format byte
+	f.Add(badFlag, false)
+	opaqueFirst := bytes.Clone(valid)
+	putFlags(opaqueFirst, 0, 7<<8) // records bytes relabelled as format 7
+	f.Add(opaqueFirst, false)
 
 	f.Fuzz(func(t *testing.T, data []byte, sealed bool) {
 		checkSegmentBytes(t, data, sealed, nil)
@@ -152,6 +261,9 @@ func FuzzEncryptedSegmentReader(f *testing.F) {
 	mixed := append(encodeTestSegment([]string{"plain"}), encodeEncryptedTestSegmentFrom(key, 1, []string{"sealed", "too"})...)
 	f.Add(mixed, false)
 	f.Add(mixed, true)
+	opaque := encodeBatchesTestSegment(mustKeyring(f, key), mixedTestBatches()...)
+	f.Add(opaque, false)
+	f.Add(opaque, true)
 
 	f.Fuzz(func(t *testing.T, data []byte, sealed bool) {
 		checkSegmentBytes(t, data, sealed, mustKeyring(t, key))
@@ -198,6 +310,7 @@ func checkSegmentBytes(t *testing.T, data []byte, sealed bool, keys *Keyring) {
 	sc := newScanner(bytes.NewReader(data), "fuzz.log", 0, int64(len(data)), 0, nil)
 	sc.keys, sc.decrypt = keys, true
 	var got []refEntry
+	var gotBatches []refBatch
 	for {
 		b, err := sc.next()
 		if err != nil {
@@ -207,12 +320,16 @@ func checkSegmentBytes(t *testing.T, data []byte, sealed bool, keys *Keyring) {
 			require.Equal(t, keyStop, errors.Is(err, ErrEncryptionKey), "scanner error %v", err)
 			break
 		}
-		b.forEachRecord(func(off, ts int64, d []byte) bool {
-			got = append(got, refEntry{off, ts, string(d)})
-			return true
-		})
+		gotBatches = append(gotBatches, refBatch{b.base, int64(b.count), b.format(), b.firstTs, b.maxTs, string(b.recs)})
+		if b.format() == FormatRecords {
+			b.forEachRecord(func(off, ts int64, d []byte) bool {
+				got = append(got, refEntry{off, ts, string(d)})
+				return true
+			})
+		}
 	}
-	require.Equal(t, want, got)
+	require.Equal(t, want.recs, got)
+	require.Equal(t, want.batches, gotBatches)
 
 	// As a log directory.
 	dir := t.TempDir()
@@ -240,7 +357,9 @@ func checkSegmentBytes(t *testing.T, data []byte, sealed bool, keys *Keyring) {
 	for from < l.NextOffset() {
 		es, err := l.Read(from, 64)
 		if err != nil {
-			require.ErrorIs(t, err, ErrCorrupt)
+			if !errors.Is(err, ErrCorrupt) {
+				require.ErrorIs(t, err, ErrOpaqueBatch)
+			}
 			break
 		}
 		if len(es) == 0 {
@@ -249,12 +368,28 @@ func checkSegmentBytes(t *testing.T, data []byte, sealed bool, keys *Keyring) {
 		read = append(read, es...)
 		from = es[len(es)-1].Offset + 1
 	}
+	var batches []BatchView
+	for from := int64(0); from < l.NextOffset(); {
+		bs, err := l.ReadBatches(from, 64)
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+			break
+		}
+		if len(bs) == 0 {
+			break
+		}
+		batches = append(batches, bs...)
+		from = bs[len(bs)-1].LastOffset() + 1
+	}
 	if sealed {
-		require.Equal(t, want, toRef(read)[:min(len(read), len(want))])
-		require.LessOrEqual(t, len(read), len(want))
+		require.Equal(t, want.readRecs, toRef(read)[:min(len(read), len(want.readRecs))])
+		require.LessOrEqual(t, len(read), len(want.readRecs))
+		require.Equal(t, want.batches, toRefBatches(batches)[:min(len(batches), len(want.batches))])
+		require.LessOrEqual(t, len(batches), len(want.batches))
 	} else {
-		require.Equal(t, int64(len(want)), l.NextOffset())
-		require.Equal(t, want, toRef(read))
+		require.Equal(t, want.next(), l.NextOffset())
+		require.Equal(t, want.readRecs, toRef(read))
+		require.Equal(t, want.batches, toRefBatches(batches))
 		fi, err := os.Stat(filepath.Join(dir, segmentFileName(0, logExt)))
 		require.NoError(t, err)
 		require.LessOrEqual(t, fi.Size(), int64(len(data)))
@@ -266,15 +401,7 @@ func checkSegmentBytes(t *testing.T, data []byte, sealed bool, keys *Keyring) {
 			continue
 		}
 		if !sealed {
-			require.Equal(t, bruteOffsetForTime(toEntries(want), 0, ts), off)
+			require.Equal(t, refOffsetForTimeBatches(want, ts), off)
 		}
 	}
-}
-
-func toEntries(rs []refEntry) []Entry {
-	out := make([]Entry, len(rs))
-	for i, r := range rs {
-		out[i] = Entry{Offset: r.off, Timestamp: r.ts, Data: []byte(r.data)}
-	}
-	return out
 }

@@ -76,7 +76,20 @@ type Log struct {
 	tbuf   []byte
 
 	dirty       atomic.Bool // async mode: written but not yet fsynced
-	retentionMu sync.Mutex
+	retentionMu sync.Mutex  // serializes retention, TrimBefore, TruncateTo and Reset
+
+	// gen is incremented (under mu) whenever a truncation or reset changes
+	// the published state in a way that may let bytes a reader is reading
+	// be cut off or rewritten; readers that see it change start over.
+	gen atomic.Uint64
+	// pending is a truncation or reset whose intent is durable but whose
+	// work did not finish (an I/O error); owned by the writer goroutine,
+	// which finishes it before anything else is written.
+	pending *intent
+
+	// Leader-epoch history (epochs.go).
+	emu    sync.Mutex
+	epochs []EpochEntry
 
 	syncs atomic.Int64 // fsyncs of segment data, for tests and metrics
 	hooks *testHooks   // fault injection for tests; nil in production
@@ -90,6 +103,9 @@ type testHooks struct {
 	onEnqueue    func()
 	onHandOff    func(reqs int) // the writer handed a written chunk to the syncer
 	onLinger     func(expected, got int)
+	// truncStep is called before each step of a truncation or reset (see
+	// truncate.go); an error fails the step.
+	truncStep func(step string) error
 }
 
 // Open opens the log in opts.Dir, creating it if needed. If the log already
@@ -153,6 +169,12 @@ func Open(opts Options) (*Log, error) {
 // load opens the existing segments (or creates the first one) and recovers
 // the last segment.
 func (l *Log) load() error {
+	if err := l.loadEpochs(); err != nil {
+		return err
+	}
+	if err := l.redoIntent(); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("partitionlog: listing log directory: %w", err)
@@ -342,32 +364,43 @@ func putScanBuf(bp *[]byte) {
 // damaged batch yields an error wrapping ErrCorrupt naming the segment file
 // and position (entries before the damage are returned first, by an earlier
 // call). The returned data does not alias any internal buffer.
+//
+// Read decodes FormatRecords batches only: at a batch of another format it
+// stops with an error wrapping ErrOpaqueBatch that names the batch's offsets
+// (entries before it are returned first, by an earlier call).
 func (l *Log) Read(from int64, maxBytes int) ([]Entry, error) {
 	bp := getScanBuf()
 	defer putScanBuf(bp)
-	var out []Entry
-	used := 0
+	orig := from
 	for {
-		s, v, err := l.acquire(from)
-		if err != nil || s == nil {
-			if len(out) > 0 {
-				return out, nil
+		gen := l.gen.Load()
+		var out []Entry
+		used := 0
+		from = orig
+		var err error
+		for {
+			s, v, aerr := l.acquire(from)
+			if aerr != nil || s == nil {
+				err = aerr
+				break
 			}
-			return nil, err
-		}
-		var done bool
-		out, used, done, err = l.readSegment(s, v, from, maxBytes, out, used, bp)
-		s.unref()
-		if err != nil {
-			if len(out) > 0 {
-				return out, nil
+			var done bool
+			out, used, done, err = l.readSegment(s, v, from, maxBytes, out, used, bp)
+			s.unref()
+			if err != nil || done {
+				break
 			}
-			return nil, err
+			from = v.next
 		}
-		if done {
+		if l.gen.Load() != gen {
+			// A truncation or reset raced with the read: what was read may
+			// come from bytes that were cut off and rewritten. Start over.
+			continue
+		}
+		if len(out) > 0 {
 			return out, nil
 		}
-		from = v.next
+		return nil, err
 	}
 }
 
@@ -393,6 +426,9 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 		}
 		if b.lastOffset() < from {
 			continue
+		}
+		if b.format() != FormatRecords {
+			return out, used, false, opaqueError(b)
 		}
 		first, total := len(out), 0
 		b.forEachRecord(func(off, ts int64, data []byte) bool {
@@ -441,7 +477,22 @@ func missingTail(s *segment, sc *scanner, v segView) error {
 
 // OffsetForTime returns the first offset whose record timestamp is >= ts, or
 // NextOffset() if there is none.
+//
+// Within an opaque batch (a Format other than FormatRecords) the records'
+// timestamps are unknown: the batch counts as one record with its
+// MaxTimestamp, so the answer is the base offset of the first batch whose
+// MaxTimestamp is >= ts (no record with a timestamp >= ts is skipped).
 func (l *Log) OffsetForTime(ts int64) (int64, error) {
+	for {
+		gen := l.gen.Load()
+		off, err := l.offsetForTime(ts)
+		if l.gen.Load() == gen {
+			return off, err
+		}
+	}
+}
+
+func (l *Log) offsetForTime(ts int64) (int64, error) {
 	bp := getScanBuf()
 	defer putScanBuf(bp)
 	after := int64(-1 << 63)
@@ -501,6 +552,9 @@ func (l *Log) searchTime(s *segment, v segView, ts int64, bp *[]byte) (int64, bo
 		}
 		if b.lastOffset() < from || b.maxTs < ts {
 			continue
+		}
+		if b.format() != FormatRecords {
+			return max(b.base, from), true, nil
 		}
 		found := int64(-1)
 		b.forEachRecord(func(off, rts int64, _ []byte) bool {

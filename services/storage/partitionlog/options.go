@@ -63,6 +63,19 @@ type Options struct {
 	// Nil (the default) writes plaintext; a log holding encrypted batches
 	// then fails to Open with an error wrapping ErrEncryptionKey.
 	Keys *Keyring
+	// OnPublish, if set, is called with the new NextOffset whenever it
+	// changes: after a group commit (sync mode) or a write (async mode)
+	// publishes appends (before those appends return), and after TruncateTo
+	// and Reset. Calls are made one at a time, in order, from the log's
+	// writer or syncer goroutine, with no lock of the log held, so that one
+	// storage engine can wake long polls on many logs without a goroutine
+	// per log. The callback delays the appends being acknowledged and the
+	// log's next group, so it must be quick and must not block; it may
+	// call the log's read methods (NextOffset, Read, ReadBatches, WaitFor
+	// with a done context, ...), but must not wait for an Append,
+	// AppendBatch, AppendBatchAt, TruncateTo, Reset or Close of the same
+	// log, which would deadlock.
+	OnPublish func(next int64)
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -56,10 +56,18 @@ func (l *Log) dropLeading(why string, drop func(s *segment, total int64) bool) (
 	}
 	victims := append([]*segment(nil), l.segs[:n]...)
 	l.segs = append([]*segment(nil), l.segs[n:]...)
-	l.start.Store(l.segs[0].base)
+	start := l.segs[0].base
+	l.start.Store(start)
 	l.mu.Unlock()
 
 	var errs []error
+	// The leader-epoch entries wholly below the new start are compacted, as
+	// Kafka does when the log start offset moves. A crash between this and
+	// the deletions below only compacts the history a little early: it loses
+	// the epochs of offsets that were about to be deleted.
+	if err := l.truncateEpochsFromStart(start); err != nil {
+		errs = append(errs, err)
+	}
 	for _, s := range victims {
 		l.logger.Info("partitionlog: deleting segment", "why", why, "segment", s.logPath, "nextOffset", s.next)
 		for _, p := range s.paths() {

@@ -5,17 +5,22 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"time"
 )
 
-// appendReq is one Append call queued for the writer goroutine.
+// appendReq is one Append call (or a truncation or reset, see op) queued
+// for the writer goroutine.
 type appendReq struct {
 	ctx   context.Context
 	buf   *[]byte // encoded batch; the writer patches in the base offset
 	count int64
 	maxTs int64
+	exact bool  // AppendBatchAt: the batch must get base offset at
+	at    int64 // the required base offset (exact), or the truncation or reset offset (op)
+	op    reqOp
 
 	off  int64
 	err  error
@@ -82,7 +87,11 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 	} else {
 		r.maxTs = encodeBatch(*bp, recs)
 	}
+	return l.submit(ctx, r)
+}
 
+// submit queues r for the writer and waits for its completion or ctx.
+func (l *Log) submit(ctx context.Context, r *appendReq) (int64, error) {
 	l.qmu.Lock()
 	if l.qclosed {
 		l.qmu.Unlock()
@@ -108,7 +117,7 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 }
 
 func (l *Log) release(r *appendReq) {
-	if cap(*r.buf) <= maxPooledBatch {
+	if r.buf != nil && cap(*r.buf) <= maxPooledBatch {
 		batchPool.Put(r.buf)
 	}
 	*r = appendReq{done: r.done}
@@ -153,7 +162,7 @@ func (l *Log) runWriter() {
 				}
 				break
 			}
-			l.commit(reqs)
+			l.process(reqs)
 			clear(reqs)
 			l.qmu.Lock()
 			l.spare = reqs[:0]
@@ -200,6 +209,45 @@ func (l *Log) coalesce(timer *time.Timer) *time.Timer {
 	}
 }
 
+// process commits the appends of reqs and carries out the truncations and
+// resets among them, in queue order.
+func (l *Log) process(reqs []*appendReq) {
+	for len(reqs) > 0 {
+		i := 0
+		for i < len(reqs) && reqs[i].op == opAppend {
+			i++
+		}
+		if i > 0 {
+			l.commit(reqs[:i]) // reorders reqs[:i] only
+		}
+		if i == len(reqs) {
+			return
+		}
+		l.runControl(reqs[i])
+		reqs = reqs[i+1:]
+	}
+}
+
+// accept checks an append against the offset next it would get: an
+// AppendBatchAt whose base offset is not next, or a batch whose offsets
+// would pass math.MaxInt64, is refused.
+func accept(r *appendReq, next int64) error {
+	if r.exact && r.at != next {
+		return fmt.Errorf("%w: the batch's base offset is %d, but the log's next offset is %d", ErrOffsetMismatch, r.at, next)
+	}
+	if next > math.MaxInt64-r.count {
+		return fmt.Errorf("%w: %d records at offset %d would pass the largest offset", ErrOffsetOutOfRange, r.count, next)
+	}
+	return nil
+}
+
+// fits reports whether r can be written to seg at file position end and
+// offset next: within SegmentBytes, and with offsets relative to the
+// segment's base that fit the indexes' uint32 fields.
+func (l *Log) fits(seg *segment, end, next int64, r *appendReq) bool {
+	return end+int64(len(*r.buf)) <= l.opts.SegmentBytes && next+r.count-seg.base <= math.MaxUint32
+}
+
 func (l *Log) commit(reqs []*appendReq) {
 	l.settleSyncer(false)
 	live := reqs[:0]
@@ -211,24 +259,44 @@ func (l *Log) commit(reqs []*appendReq) {
 		}
 	}
 	for len(live) > 0 {
+		// An interrupted truncation or reset is finished before anything is
+		// written (it may replace the active segment).
+		err := l.finishPending()
 		seg := l.active
-		err := l.repairTail(seg)
-		if err == nil && seg.w.size > 0 && seg.w.size+int64(len(*live[0].buf)) > l.opts.SegmentBytes {
-			// Rolling seals the segment, so everything in flight must be
-			// durable and published first; a failed fsync found here rolls
-			// the segment back, which may make the batch fit again.
-			if l.settleSyncer(true) {
-				continue
+		if err == nil {
+			err = l.repairTail(seg)
+		}
+		if err == nil {
+			// Refused appends (AppendBatchAt at the wrong offset) fail alone.
+			for len(live) > 0 {
+				if aerr := accept(live[0], seg.w.next); aerr != nil {
+					complete(live[0], -1, aerr)
+					live = live[1:]
+					continue
+				}
+				break
 			}
-			if err = l.roll(); err == nil {
-				continue
+			if len(live) == 0 {
+				return
+			}
+			if seg.w.size > 0 && !l.fits(seg, seg.w.size, seg.w.next, live[0]) {
+				// Rolling seals the segment, so everything in flight must be
+				// durable and published first; a failed fsync found here rolls
+				// the segment back, which may make the batch fit again.
+				if l.settleSyncer(true) {
+					continue
+				}
+				if err = l.roll(); err == nil {
+					continue
+				}
 			}
 		}
 		n := 1
 		if err == nil {
-			end := seg.w.size + int64(len(*live[0].buf))
-			for n < len(live) && end+int64(len(*live[n].buf)) <= l.opts.SegmentBytes {
+			end, next := seg.w.size+int64(len(*live[0].buf)), seg.w.next+live[0].count
+			for n < len(live) && l.fits(seg, end, next, live[n]) && accept(live[n], next) == nil {
 				end += int64(len(*live[n].buf))
+				next += live[n].count
 				n++
 			}
 			err = l.writeChunk(seg, live[:n])
@@ -311,10 +379,18 @@ func (l *Log) writeChunk(seg *segment, reqs []*appendReq) error {
 	}
 	l.publish(seg, *w)
 	l.dirty.Store(true)
+	l.onPublish(w.next) // before the appends return: they may rely on it
 	for _, r := range reqs {
 		complete(r, r.off, nil)
 	}
 	return nil
+}
+
+// onPublish calls Options.OnPublish, if set, with no lock held.
+func (l *Log) onPublish(next int64) {
+	if f := l.opts.OnPublish; f != nil {
+		f(next)
+	}
 }
 
 // publish makes a segment's state ws (and the offsets below ws.next) visible
@@ -406,7 +482,12 @@ func (l *Log) runSyncer() {
 			expect = reqs + l.writtenReqs
 			l.smu.Unlock()
 			last := taken[len(taken)-1]
+			next := last.end.next // last goes back to the pool below
 			l.publish(last.seg, last.end)
+			// Before the appends return, so that OnPublish has seen their
+			// offsets by then; while syncing, so that a truncation (which
+			// settles the syncer first) cannot overtake the call.
+			l.onPublish(next)
 			for _, c := range taken {
 				for _, r := range c.reqs {
 					complete(r, r.off, nil)

@@ -1,0 +1,259 @@
+package partitionlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Format tells how the payload of a batch is to be read. It is stored in the
+// high byte of the batch header's flags (see doc.go).
+type Format uint8
+
+// FormatRecords is this package's own encoding of records (the one Append
+// writes): Read and ForEachRecord decode it. Every batch written before
+// formats existed is a FormatRecords batch. Any other value marks an opaque
+// payload whose meaning belongs to the caller (for example a Kafka record
+// batch): the log stores and serves its bytes without parsing them.
+const FormatRecords Format = 0
+
+// Batch is one batch handed to AppendBatch or AppendBatchAt: Count records
+// with consecutive offsets, stored as Payload.
+//
+// For FormatRecords, Payload is the records section of the format in doc.go
+// (per record: uvarint length, zig-zag varint timestamp delta from
+// FirstTimestamp, data), holding exactly Count records, the first with delta
+// zero and the largest timestamp equal to MaxTimestamp; AppendBatch checks
+// this. For any other format the payload is opaque and only Count >= 1 is
+// required; FirstTimestamp and MaxTimestamp are stored as given, and
+// MaxTimestamp is what the time index, OffsetForTime and age-based retention
+// use for the batch.
+type Batch struct {
+	Format         Format
+	Count          int
+	FirstTimestamp int64
+	MaxTimestamp   int64
+	Payload        []byte
+}
+
+// BatchView is one stored batch returned by ReadBatches. Payload is
+// decrypted and owned by the caller.
+type BatchView struct {
+	BaseOffset     int64
+	Count          int
+	Format         Format
+	FirstTimestamp int64
+	MaxTimestamp   int64
+	Payload        []byte
+}
+
+// LastOffset returns the offset of the batch's last record.
+func (v BatchView) LastOffset() int64 { return v.BaseOffset + int64(v.Count) - 1 }
+
+// Errors of the batch API.
+var (
+	ErrInvalidBatch   = errors.New("partitionlog: invalid batch")                    // AppendBatch: a malformed FormatRecords payload, a bad count
+	ErrOffsetMismatch = errors.New("partitionlog: batch base offset does not match") // AppendBatchAt: the log's next offset is not the batch's base offset
+	ErrOpaqueBatch    = errors.New("partitionlog: opaque batch")                     // Read met a batch that is not FormatRecords; use ReadBatches
+)
+
+// AppendBatch appends b as one batch with consecutive offsets and returns the
+// offset of its first record. Durability, group commit, encryption,
+// cancellation and MaxBatchBytes work as for Append. A FormatRecords payload
+// that is not well formed (see Batch), or a Count outside [1, 2^31-1], is
+// refused with an error wrapping ErrInvalidBatch and nothing is stored.
+//
+// The payload is copied (once, into the encoded batch) before AppendBatch
+// returns, so the caller may reuse it afterwards.
+func (l *Log) AppendBatch(ctx context.Context, b Batch) (baseOffset int64, err error) {
+	r, err := l.prepareBatch(ctx, b)
+	if err != nil {
+		return -1, err
+	}
+	return l.submit(ctx, r)
+}
+
+// AppendBatchAt is AppendBatch for a batch that must get base offset base,
+// as a follower copying its leader's batches needs. The writer checks the
+// log's next offset when it comes to the batch, after everything queued
+// before it; if that is not base, nothing is stored and the error wraps
+// ErrOffsetMismatch and says both offsets.
+func (l *Log) AppendBatchAt(ctx context.Context, base int64, b Batch) error {
+	if base < 0 {
+		return fmt.Errorf("%w: base offset %d is negative", ErrOffsetMismatch, base)
+	}
+	r, err := l.prepareBatch(ctx, b)
+	if err != nil {
+		return err
+	}
+	r.exact, r.at = true, base
+	_, err = l.submit(ctx, r)
+	return err
+}
+
+// prepareBatch checks b and encodes it into a queued request.
+func (l *Log) prepareBatch(ctx context.Context, b Batch) (*appendReq, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.Count < 1 || b.Count > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: record count %d not in [1, %d]", ErrInvalidBatch, b.Count, math.MaxInt32)
+	}
+	if b.Format == FormatRecords {
+		if msg := validateRecords(b.Payload, int32(b.Count), b.FirstTimestamp, b.MaxTimestamp); msg != "" {
+			return nil, fmt.Errorf("%w: records payload of %d records: %s", ErrInvalidBatch, b.Count, msg)
+		}
+	}
+	size := batchHeaderSize + len(b.Payload)
+	if l.keys != nil {
+		size += encryptionOverhead
+	}
+	if size > l.opts.MaxBatchBytes {
+		return nil, fmt.Errorf("%w: a batch of %d records with a %d-byte payload encodes to %d bytes, limit is %d",
+			ErrBatchTooLarge, b.Count, len(b.Payload), size, l.opts.MaxBatchBytes)
+	}
+	bp := batchPool.Get().(*[]byte)
+	if cap(*bp) < size {
+		*bp = make([]byte, size, max(size, 512))
+	}
+	*bp = (*bp)[:size]
+	flags := uint16(b.Format) << flagFormatShift
+	if l.keys != nil {
+		encodeEncryptedPayload(*bp, flags, b, l.keys.active, l.nextNonce())
+	} else {
+		dst := *bp
+		putHeader(dst, flags, int32(b.Count), b.FirstTimestamp, b.MaxTimestamp)
+		copy(dst[batchHeaderSize:], b.Payload)
+		putCRC(dst)
+	}
+	r := reqPool.Get().(*appendReq)
+	r.ctx, r.buf, r.count, r.maxTs = ctx, bp, int64(b.Count), b.MaxTimestamp
+	return r, nil
+}
+
+// ReadBatches returns whole visible batches in offset order: the first is the
+// one holding offset from (so it may start before from), and batches follow
+// until their payloads add up to about maxBytes; at least one batch is
+// returned if any visible batch holds an offset >= from. Payloads are
+// decrypted and do not alias any internal buffer. Visibility, reading at or
+// after NextOffset(), reading below StartOffset() (ErrOffsetOutOfRange) and
+// damaged data (ErrCorrupt, batches before the damage returned first) work
+// as for Read. Batches of every format are returned.
+func (l *Log) ReadBatches(from int64, maxBytes int) ([]BatchView, error) {
+	bp := getScanBuf()
+	defer putScanBuf(bp)
+	orig := from
+	for {
+		gen := l.gen.Load()
+		var out []BatchView
+		used := 0
+		from = orig
+		var err error
+		for {
+			s, v, aerr := l.acquire(from)
+			if aerr != nil || s == nil {
+				err = aerr
+				break
+			}
+			var done bool
+			out, used, done, err = l.readSegmentBatches(s, v, from, maxBytes, out, used, bp)
+			s.unref()
+			if err != nil || done {
+				break
+			}
+			from = v.next
+		}
+		if l.gen.Load() != gen {
+			// A truncation or reset raced with the read: what was read may
+			// come from bytes that were cut off and rewritten. Start over.
+			continue
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		return nil, err
+	}
+}
+
+// readSegmentBatches appends the batches of s from the one holding offset
+// from. done reports that the byte budget is exhausted.
+func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int, out []BatchView, used int, bp *[]byte) (_ []BatchView, _ int, done bool, _ error) {
+	pos, atRel, err := lookupOffset(s.idx, v.idxN, from-s.base)
+	if err != nil {
+		return out, used, false, err
+	}
+	if pos >= v.size {
+		pos, atRel = 0, 0 // defensive: never trust an entry past the visible end
+	}
+	sc := l.readScanner(s, v, pos, atRel, *bp)
+	defer func() { *bp = sc.buf[:0] }()
+	for {
+		b, err := sc.next()
+		if err == io.EOF {
+			return out, used, false, missingTail(s, sc, v)
+		}
+		if err != nil {
+			return out, used, false, err
+		}
+		if b.lastOffset() < from {
+			continue
+		}
+		n := max(len(b.recs), 1)
+		if len(out) > 0 && (maxBytes <= 0 || used+n > maxBytes) {
+			return out, used, true, nil
+		}
+		out = append(out, BatchView{
+			BaseOffset:     b.base,
+			Count:          int(b.count),
+			Format:         b.format(),
+			FirstTimestamp: b.firstTs,
+			MaxTimestamp:   b.maxTs,
+			Payload:        append([]byte(nil), b.recs...),
+		})
+		used += n
+		if maxBytes <= 0 || used >= maxBytes {
+			return out, used, true, nil
+		}
+	}
+}
+
+// ForEachRecord calls fn for every record of a FormatRecords batch, in order,
+// until fn returns false. data aliases v.Payload. It fails (calling fn for
+// nothing) with an error wrapping ErrOpaqueBatch for another format, and
+// with one wrapping ErrInvalidBatch for a payload that is not exactly
+// v.Count well-formed records consistent with the batch's timestamps.
+func ForEachRecord(v BatchView, fn func(offset, timestamp int64, data []byte) bool) error {
+	if v.Format != FormatRecords {
+		return fmt.Errorf("%w: offsets %d to %d hold a batch of format %d, not records", ErrOpaqueBatch, v.BaseOffset, v.LastOffset(), v.Format)
+	}
+	if v.Count < 1 || v.Count > math.MaxInt32 {
+		return fmt.Errorf("%w: record count %d", ErrInvalidBatch, v.Count)
+	}
+	if msg := validateRecords(v.Payload, int32(v.Count), v.FirstTimestamp, v.MaxTimestamp); msg != "" {
+		return fmt.Errorf("%w: batch at offset %d: %s", ErrInvalidBatch, v.BaseOffset, msg)
+	}
+	b := batch{base: v.BaseOffset, count: int32(v.Count), firstTs: v.FirstTimestamp, recs: v.Payload}
+	b.forEachRecord(fn)
+	return nil
+}
+
+// opaqueError is what Read returns for a batch it cannot decode.
+func opaqueError(b *batch) error {
+	return fmt.Errorf("%w: offsets %d to %d hold a batch of format %d, which Read cannot decode (use ReadBatches)",
+		ErrOpaqueBatch, b.base, b.lastOffset(), b.format())
+}
+
+// encodeEncryptedPayload encodes b like prepareBatch does for plaintext,
+// then seals the payload with key k (see encodeEncryptedBatch).
+func encodeEncryptedPayload(dst []byte, flags uint16, b Batch, k *keyEntry, nonce [nonceSize]byte) {
+	putHeader(dst, flags|flagEncrypted, int32(b.Count), b.FirstTimestamp, b.MaxTimestamp)
+	binary.BigEndian.PutUint32(dst[offKeyID:], k.id)
+	copy(dst[offNonce:], nonce[:])
+	plain := dst[encHeaderSize : len(dst)-tagSize]
+	copy(plain, b.Payload)
+	k.aead.Seal(plain[:0], nonce[:], plain, dst[offMagic:encHeaderSize])
+	putCRC(dst)
+}
