@@ -122,13 +122,24 @@ func nodeName(cfg NodeConfig) (string, error) {
 // roleConn returns the connection to whichever process runs role, over
 // its internal listener; this process itself when it runs the role.
 func (s *Server) roleConn(role string) *grpc.ClientConn {
+	return s.internalConn(roleScheme + ":///" + role)
+}
+
+// nodeConn returns the connection to a node's internal listener.
+func (s *Server) nodeConn(node string) *grpc.ClientConn {
+	return s.internalConn(nodeScheme + ":///" + node)
+}
+
+// internalConn returns the connection to a target of the role or node
+// resolver, made once.
+func (s *Server) internalConn(target string) *grpc.ClientConn {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
-	if cc := s.conns[role]; cc != nil {
+	if cc := s.conns[target]; cc != nil {
 		return cc
 	}
-	cc, err := grpc.NewClient(roleScheme+":///"+role,
-		grpc.WithResolvers(s.resolver),
+	cc, err := grpc.NewClient(target,
+		grpc.WithResolvers(s.resolver, nodeResolver{s.resolver}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(s.otelOptions()...)),
@@ -137,9 +148,9 @@ func (s *Server) roleConn(role string) *grpc.ClientConn {
 	if err != nil {
 		// NewClient fails only on a malformed target or options, which are
 		// fixed here.
-		panic(fmt.Sprintf("connection to the %s role: %v", role, err))
+		panic(fmt.Sprintf("connection to %s: %v", target, err))
 	}
-	s.conns[role] = cc
+	s.conns[target] = cc
 	return cc
 }
 

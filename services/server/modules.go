@@ -164,7 +164,8 @@ func (s *Server) initCatalog(ctx context.Context) (modules.Stopper, error) {
 func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	cfg := s.cfg.Storage
 	cfg.Dir = filepath.Join(s.cfg.Node.DataDir, "storage")
-	engine, err := storage.NewEngine(cfg, s.cache, s.now, s.logger.With("role", RoleStorage))
+	cluster := &storage.Cluster{Node: s.NodeName, Placement: s.placement, Etcd: s.cli, SessionValid: s.session.Valid, Dial: s.storageOn}
+	engine, err := storage.NewEngine(cfg, s.cache, cluster, s.now, s.logger.With("role", RoleStorage))
 	if err != nil {
 		return nil, err
 	}
@@ -235,14 +236,21 @@ func (s *Server) initGateway(ctx context.Context) (modules.Stopper, error) {
 	return nil, nil
 }
 
-// storageClient returns the storage contract: in-process when this process
-// runs the storage role, over the internal listener of the process that
-// does otherwise.
+// storageClient returns the storage contract for the other roles: each
+// call goes to the leader of its log, in-process when that is this node.
 func (s *Server) storageClient() storagev1.StorageServiceClient {
-	if s.storageHandler != nil {
-		return storage.LocalClient(s.storageHandler)
+	return storage.NewRoutedClient(s.placement, s.storageOn)
+}
+
+// storageOn returns the storage role of a node: in-process for this node.
+func (s *Server) storageOn(node string) (storagev1.StorageServiceClient, error) {
+	if node == s.NodeName {
+		if s.storageHandler == nil {
+			return nil, fmt.Errorf("node %s does not run the storage role", node)
+		}
+		return storage.LocalClient(s.storageHandler), nil
 	}
-	return storagev1.NewStorageServiceClient(s.roleConn(RoleStorage))
+	return storagev1.NewStorageServiceClient(s.nodeConn(node)), nil
 }
 
 // ingestClient returns the ingest contract, in-process when possible.

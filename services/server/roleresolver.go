@@ -28,7 +28,8 @@ type roleResolver struct {
 }
 
 type roleConn struct {
-	role string
+	role string // or node name, with node set
+	node bool
 	cc   resolver.ClientConn
 	r    *roleResolver
 }
@@ -99,8 +100,15 @@ func (r *roleResolver) Scheme() string { return roleScheme }
 
 func (c *roleConn) update() {
 	addrs := c.r.addresses(c.role)
+	if c.node {
+		addrs = c.r.nodeAddresses(c.role)
+	}
 	if len(addrs) == 0 {
-		c.cc.ReportError(errNoMember(c.role))
+		if c.node {
+			c.cc.ReportError(errNoNode(c.role))
+		} else {
+			c.cc.ReportError(errNoMember(c.role))
+		}
 		return
 	}
 	_ = c.cc.UpdateState(resolver.State{Addresses: addrs})
@@ -119,3 +127,37 @@ func (c *roleConn) Close() {
 type errNoMember string
 
 func (e errNoMember) Error() string { return "no running dmsd has the " + string(e) + " role" }
+
+// nodeScheme is the gRPC target scheme `dms-node:///{node}` that resolves to
+// a node's internal address, which changes when it restarts.
+const nodeScheme = "dms-node"
+
+// nodeResolver resolves node names from the member registry.
+type nodeResolver struct{ r *roleResolver }
+
+// Build implements resolver.Builder.
+func (n nodeResolver) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	rc := &roleConn{role: target.Endpoint(), cc: cc, r: n.r, node: true}
+	n.r.mu.Lock()
+	n.r.subs[rc] = struct{}{}
+	n.r.mu.Unlock()
+	rc.update()
+	return rc, nil
+}
+
+// Scheme implements resolver.Builder.
+func (nodeResolver) Scheme() string { return nodeScheme }
+
+func (r *roleResolver) nodeAddresses(node string) []resolver.Address {
+	if node == r.self.GetNode() {
+		return []resolver.Address{{Addr: r.self.GetInternalGrpcAddress()}}
+	}
+	if m, ok := r.members.Member(node); ok {
+		return []resolver.Address{{Addr: m.GetInternalGrpcAddress()}}
+	}
+	return nil
+}
+
+type errNoNode string
+
+func (e errNoNode) Error() string { return "node " + string(e) + " is not registered (down, or cut off from etcd)" }

@@ -20,13 +20,17 @@ import (
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
-// Engine owns the open logs of this storage node.
+// Engine owns the open logs of this storage node, leads the units the
+// placement gives it and follows the others it replicates.
 type Engine struct {
-	cfg    Config
-	cache  *catalog.Cache
-	now    func() time.Time
-	logger *slog.Logger
-	keys   *partitionlog.Keyring // nil: encryption at rest is off
+	cfg      Config
+	cache    *catalog.Cache
+	cluster  *Cluster // nil: standalone, nothing replicated
+	now      func() time.Time
+	logger   *slog.Logger
+	keys     *partitionlog.Keyring // nil: encryption at rest is off
+	units    *units
+	fetchers *fetchers
 
 	mu     sync.Mutex
 	logs   map[string]*openLog    // by logid.Key
@@ -44,7 +48,7 @@ type openLog struct {
 // data of queues and groups as the catalog drops them. It fails if the
 // encryption keys are malformed, or missing or different from the keys the
 // stored data was encrypted with (see keys.go).
-func NewEngine(cfg Config, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) (*Engine, error) {
+func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() time.Time, logger *slog.Logger) (*Engine, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
@@ -59,7 +63,12 @@ func NewEngine(cfg Config, cache *catalog.Cache, now func() time.Time, logger *s
 		active, _ := keys.Active()
 		logger.Info("storage: encryption at rest is on", "activeKeyID", active, "keyIDs", keys.IDs())
 	}
-	e := &Engine{cfg: cfg, cache: cache, now: now, logger: logger, keys: keys, logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}}
+	if cfg.ReplicaLagTime <= 0 {
+		cfg.ReplicaLagTime = 5 * time.Second
+	}
+	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(),
+		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}}
+	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
 }
@@ -126,6 +135,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		Now:           e.now,
 		Logger:        e.logger.With("log", key),
 		Keys:          e.keys,
+		OnPublish:     func(int64) { e.units.published() },
 	}
 	if !logid.IsInternal(id) {
 		opts.SegmentBytes = e.cfg.SegmentBytes
@@ -145,6 +155,9 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 	}
 	l = &openLog{Log: pl, id: id, durability: durability}
 	e.logs[key] = l
+	if e.cluster != nil {
+		e.units.addLog(e.unitOf(id), id)
+	}
 	return l, nil
 }
 
@@ -172,29 +185,93 @@ func normalDurability(d storagev1.Durability) storagev1.Durability {
 	return storagev1.Durability_DURABILITY_SYNC
 }
 
-// Append stores the records (or the pre-encoded batch) of req.
+// Append stores the records (or the pre-encoded batch) of req, on the
+// leader of the log's unit, and answers once the in-sync replicas have it
+// (once this node has it, for an asynchronous log).
 func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*storagev1.AppendResponse, error) {
 	id := req.GetLog()
-	if len(req.GetRecords()) > 0 && req.GetBatch() != nil {
-		return nil, errs.Wrapf(errs.ErrRequestInvalid, "storage: an append carries records or a batch, not both")
+	if err := logid.Validate(id); err != nil {
+		return nil, err
 	}
-	if req.GetBatch() != nil {
-		return nil, errs.Wrapf(errs.ErrNotImplemented, "storage: appending pre-encoded batches is not supported yet")
+	if (len(req.GetRecords()) > 0) == (req.GetBatch() != nil) {
+		return nil, errs.Wrapf(errs.ErrRequestInvalid, "storage: an append carries records or a batch, one of them")
+	}
+	u, err := e.leaderFor(id, req.GetLeaderEpoch())
+	if err != nil {
+		return nil, err
+	}
+	if u != nil {
+		if err := u.checkInsync(id); err != nil {
+			return nil, err
+		}
+		if logid.IsInternal(id) {
+			unlock, err := e.admitWriter(ctx, u, req.GetWriterEpoch())
+			if err != nil {
+				return nil, err
+			}
+			// Held until the write is durable: a new owner's fencing read
+			// waits for it.
+			defer unlock()
+		}
 	}
 	l, err := e.open(ctx, id, true, req.GetDurability())
 	if err != nil {
 		return nil, err
 	}
-	if normalDurability(req.GetDurability()) == storagev1.Durability_DURABILITY_SYNC && l.durability == storagev1.Durability_DURABILITY_ASYNC {
+	sync := normalDurability(req.GetDurability()) == storagev1.Durability_DURABILITY_SYNC
+	if sync && l.durability == storagev1.Durability_DURABILITY_ASYNC {
 		return nil, errs.Wrapf(errs.ErrRequestInvalid, "storage: %s is flushed asynchronously; it cannot take a synchronous append", logid.Describe(id))
 	}
-	records := req.GetRecords()
-	if key := req.GetIdempotenceKey(); key != "" && len(records) > 0 {
-		return e.appendIdempotent(ctx, l, key, records)
+	var resp *storagev1.AppendResponse
+	switch {
+	case req.GetBatch() != nil:
+		resp, err = e.appendBatch(ctx, l, req.GetBatch())
+	case req.GetIdempotenceKey() != "":
+		resp, err = e.appendIdempotent(ctx, l, req.GetIdempotenceKey(), req.GetRecords())
+	default:
+		var first int64
+		first, err = e.appendRecords(ctx, l, req.GetRecords())
+		resp = &storagev1.AppendResponse{FirstOffset: first}
 	}
-	first, err := e.appendRecords(ctx, l, records)
 	if err != nil {
 		return nil, err
+	}
+	if u != nil && sync {
+		count := int64(len(req.GetRecords()))
+		if b := req.GetBatch(); b != nil {
+			count = int64(b.GetRecordCount())
+		}
+		if resp.GetDuplicate() {
+			count = int64(len(resp.GetMessageIds()))
+		}
+		wctx, cancel := context.WithTimeout(ctx, replicationTimeout)
+		defer cancel()
+		if err := e.waitCommitted(wctx, u, l, resp.GetFirstOffset()+max(count, 1)-1); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// replicationTimeout bounds the wait for the in-sync replicas; past it the
+// append fails (it may still be kept: a retry with the same idempotence key
+// finds it).
+const replicationTimeout = 15 * time.Second
+
+// appendBatch stores a pre-encoded batch as it is.
+func (e *Engine) appendBatch(ctx context.Context, l *openLog, b *storagev1.RecordBatch) (*storagev1.AppendResponse, error) {
+	format, err := logFormat(b.GetFormat())
+	if err != nil {
+		return nil, err
+	}
+	first, err := l.AppendBatch(ctx, partitionlog.Batch{
+		Format: format, Count: int(b.GetRecordCount()), FirstTimestamp: b.GetFirstTimestampMs(), MaxTimestamp: b.GetMaxTimestampMs(), Payload: b.GetData(),
+	})
+	if errors.Is(err, partitionlog.ErrInvalidBatch) {
+		return nil, errs.Wrapf(errs.ErrRequestInvalid, "storage: %v", err)
+	}
+	if err != nil {
+		return nil, appendError(l.id, err)
 	}
 	return &storagev1.AppendResponse{FirstOffset: first}, nil
 }
@@ -231,51 +308,140 @@ func appendError(id logid.ID, err error) error {
 // ReadResult is what Read returns.
 type ReadResult struct {
 	Records     []*storagev1.StoredRecord
+	Batches     []*storagev1.RecordBatch
 	StartOffset int64
 	NextOffset  int64
 }
 
-// Read returns records from offset on (from the start of the log when offset
-// was already deleted by retention), waiting up to maxWait for one.
-func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, maxBytes int, maxWait time.Duration) (ReadResult, error) {
+// ReadOptions are the parameters of a read.
+type ReadOptions struct {
+	MaxBytes    int
+	MaxWait     time.Duration
+	RawBatches  bool
+	LeaderEpoch int64
+	WriterEpoch int64
+}
+
+// Read returns records (or whole batches) from offset on, from the start of
+// the log when offset was already deleted by retention, waiting up to
+// MaxWait for one. Only the leader of the log's unit serves reads, and only
+// below the high watermark: a reader never sees what the in-sync replicas
+// do not all have.
+func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadOptions) (ReadResult, error) {
+	if err := logid.Validate(id); err != nil {
+		return ReadResult{}, err
+	}
+	u, err := e.leaderFor(id, opts.LeaderEpoch)
+	if err != nil {
+		return ReadResult{}, err
+	}
 	// A reader that waits needs the log to exist to be woken by its first
 	// append; one that does not wait must not create logs for nothing.
-	l, err := e.open(ctx, id, maxWait > 0, storagev1.Durability_DURABILITY_UNSPECIFIED)
+	l, err := e.open(ctx, id, opts.MaxWait > 0, storagev1.Durability_DURABILITY_UNSPECIFIED)
 	if err != nil || l == nil {
 		return ReadResult{}, err
 	}
-	if maxWait > 0 && offset >= l.NextOffset() {
-		wctx, cancel := context.WithTimeout(ctx, maxWait)
-		werr := l.WaitFor(wctx, offset)
+	if u != nil && opts.WriterEpoch != 0 {
+		if err := e.fenceRead(ctx, u, l, opts.WriterEpoch); err != nil {
+			return ReadResult{}, err
+		}
+	}
+	visible := func() int64 {
+		if u == nil {
+			return l.NextOffset()
+		}
+		return u.hw(logid.Key(id), l.NextOffset())
+	}
+	if opts.MaxWait > 0 && offset >= visible() {
+		wctx, cancel := context.WithTimeout(ctx, opts.MaxWait)
+		werr := e.waitVisible(wctx, u, l, offset)
 		cancel()
 		if werr != nil && ctx.Err() != nil {
 			return ReadResult{}, ctx.Err()
 		}
 	}
+	hw := visible()
 	offset = max(offset, l.StartOffset())
-	entries, err := l.Read(offset, maxBytes)
+	out := ReadResult{StartOffset: l.StartOffset(), NextOffset: hw}
+	if offset >= hw {
+		return out, nil
+	}
+	if opts.RawBatches {
+		batches, err := l.ReadBatches(offset, opts.MaxBytes)
+		if errors.Is(err, partitionlog.ErrOffsetOutOfRange) {
+			batches, err = l.ReadBatches(l.StartOffset(), opts.MaxBytes)
+		}
+		if err != nil {
+			return ReadResult{}, fmt.Errorf("storage: %s: reading from offset %d: %w", logid.Describe(id), offset, err)
+		}
+		for _, b := range batches {
+			if b.BaseOffset >= hw {
+				break
+			}
+			out.Batches = append(out.Batches, batchMessage(b))
+		}
+		return out, nil
+	}
+	entries, err := l.Read(offset, opts.MaxBytes)
 	if errors.Is(err, partitionlog.ErrOffsetOutOfRange) {
 		// Retention removed the segment between StartOffset and Read.
-		entries, err = l.Read(l.StartOffset(), maxBytes)
+		entries, err = l.Read(l.StartOffset(), opts.MaxBytes)
 	}
 	if err != nil {
 		// A corrupt batch names its segment file, position and the offsets
 		// it makes unreadable.
 		return ReadResult{}, fmt.Errorf("storage: %s: reading from offset %d: %w", logid.Describe(id), offset, err)
 	}
-	out := ReadResult{StartOffset: l.StartOffset(), NextOffset: l.NextOffset(), Records: make([]*storagev1.StoredRecord, len(entries))}
-	for i, en := range entries {
+	out.Records = make([]*storagev1.StoredRecord, 0, len(entries))
+	for _, en := range entries {
+		if en.Offset >= hw {
+			break
+		}
 		rec := &storagev1.Record{}
 		if err := proto.Unmarshal(en.Data, rec); err != nil {
 			return ReadResult{}, fmt.Errorf("storage: %s offset %d: undecodable record: %w", logid.Describe(id), en.Offset, err)
 		}
-		out.Records[i] = &storagev1.StoredRecord{Offset: en.Offset, Record: rec}
+		out.Records = append(out.Records, &storagev1.StoredRecord{Offset: en.Offset, Record: rec})
 	}
 	return out, nil
 }
 
-// Info describes a log; a log never written to has empty ranges.
+// waitVisible waits until a log has a visible record at offset or ctx
+// ends.
+func (e *Engine) waitVisible(ctx context.Context, u *unit, l *openLog, offset int64) error {
+	if u == nil {
+		return l.WaitFor(ctx, offset)
+	}
+	for {
+		u.mu.Lock()
+		hw, changed := u.hwLocked(logid.Key(l.id), l.NextOffset()), u.hwChanged
+		alone := len(u.st.GetIsr()) <= 1
+		u.mu.Unlock()
+		if hw > offset {
+			return nil
+		}
+		if alone {
+			// Without followers the high watermark is the log's end.
+			return l.WaitFor(ctx, offset)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Info describes a log, on its leader: its next offset is the high
+// watermark. A log never written to has empty ranges.
 func (e *Engine) Info(ctx context.Context, id logid.ID) (*storagev1.LogInfo, error) {
+	if err := logid.Validate(id); err != nil {
+		return nil, err
+	}
+	u, err := e.leaderFor(id, 0)
+	if err != nil {
+		return nil, err
+	}
 	l, err := e.open(ctx, id, false, storagev1.Durability_DURABILITY_UNSPECIFIED)
 	if err != nil {
 		return nil, err
@@ -283,15 +449,21 @@ func (e *Engine) Info(ctx context.Context, id logid.ID) (*storagev1.LogInfo, err
 	info := &storagev1.LogInfo{Log: id}
 	if l != nil {
 		info.StartOffset, info.NextOffset, info.SizeBytes = l.StartOffset(), l.NextOffset(), l.Size()
+		if u != nil {
+			info.NextOffset = u.hw(logid.Key(id), l.NextOffset())
+		}
 	}
 	return info, nil
 }
 
 // TrimLog deletes the segments of an internal log below offset and returns
 // the log's new start.
-func (e *Engine) TrimLog(ctx context.Context, id logid.ID, before int64) (int64, error) {
+func (e *Engine) TrimLog(ctx context.Context, id logid.ID, before, writerEpoch int64) (int64, error) {
 	if !logid.IsInternal(id) {
 		return 0, errs.Wrapf(errs.ErrResourceNameInvalid, "storage: %s is not an internal log; queue partitions shrink by retention only", logid.Describe(id))
+	}
+	if err := e.checkWriter(ctx, id, writerEpoch); err != nil {
+		return 0, err
 	}
 	l, err := e.open(ctx, id, false, storagev1.Durability_DURABILITY_UNSPECIFIED)
 	if err != nil || l == nil {
@@ -305,6 +477,9 @@ func (e *Engine) TrimLog(ctx context.Context, id logid.ID, before int64) (int64,
 
 // FindOffset returns the first offset of a log stored at or after ts.
 func (e *Engine) FindOffset(ctx context.Context, id logid.ID, ts int64) (int64, error) {
+	if _, err := e.leaderFor(id, 0); err != nil {
+		return 0, err
+	}
 	l, err := e.open(ctx, id, false, storagev1.Durability_DURABILITY_UNSPECIFIED)
 	if err != nil || l == nil {
 		return 0, err

@@ -57,7 +57,7 @@ func writeKeyFile(t *testing.T, entries ...string) string {
 func TestEngineEncryptionKeys(t *testing.T) {
 	cache := catalog.NewCache(nil, quietLogger()) // only subscribed to here
 	newEngine := func(cfg Config) error {
-		e, err := NewEngine(cfg, cache, time.Now, quietLogger())
+		e, err := NewEngine(cfg, cache, nil, time.Now, quietLogger())
 		if err == nil {
 			require.NoError(t, e.Close())
 		}
@@ -176,7 +176,7 @@ func TestEngineReadCorruptMiddleSegment(t *testing.T) {
 			if encrypted {
 				cfg.EncryptionKeyFile = writeKeyFile(t, keyEntry(5, 5))
 			}
-			e, err := NewEngine(cfg, cache, time.Now, quietLogger())
+			e, err := NewEngine(cfg, cache, nil, time.Now, quietLogger())
 			require.NoError(t, err)
 			defer e.Close()
 			log := logid.Partition(q.GetId(), 2)
@@ -206,7 +206,7 @@ func TestEngineReadCorruptMiddleSegment(t *testing.T) {
 			var got []int64
 			var readErr error
 			for from := int64(0); ; {
-				res, err := e.Read(ctx, log, from, 1<<20, 0)
+				res, err := e.Read(ctx, log, from, ReadOptions{MaxBytes: 1 << 20})
 				if err != nil {
 					readErr = err
 					break
@@ -230,7 +230,7 @@ func TestEngineReadCorruptMiddleSegment(t *testing.T) {
 			}
 			// Later segments are still served.
 			base3 := segmentBase(t, segs[2])
-			res, err := e.Read(ctx, log, base3, 1<<20, 0)
+			res, err := e.Read(ctx, log, base3, ReadOptions{MaxBytes: 1 << 20})
 			require.NoError(t, err)
 			require.Equal(t, base3, res.Records[0].GetOffset())
 		})

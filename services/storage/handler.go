@@ -4,6 +4,8 @@ import (
 	"context"
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // defaultReadBytes bounds a read when the request names no budget.
@@ -31,11 +33,14 @@ func (h *Handler) Read(ctx context.Context, req *storagev1.ReadRequest) (*storag
 	if maxBytes <= 0 {
 		maxBytes = defaultReadBytes
 	}
-	res, err := h.engine.Read(ctx, req.GetLog(), req.GetOffset(), maxBytes, req.GetMaxWait().AsDuration())
+	res, err := h.engine.Read(ctx, req.GetLog(), req.GetOffset(), ReadOptions{
+		MaxBytes: maxBytes, MaxWait: req.GetMaxWait().AsDuration(), RawBatches: req.GetRawBatches(),
+		LeaderEpoch: req.GetLeaderEpoch(), WriterEpoch: req.GetWriterEpoch(),
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &storagev1.ReadResponse{Records: res.Records, StartOffset: res.StartOffset, NextOffset: res.NextOffset}, nil
+	return &storagev1.ReadResponse{Records: res.Records, Batches: res.Batches, StartOffset: res.StartOffset, NextOffset: res.NextOffset}, nil
 }
 
 // GetLogInfo implements dms.cluster.storage.v1.StorageService.
@@ -52,9 +57,18 @@ func (h *Handler) GetLogInfo(ctx context.Context, req *storagev1.GetLogInfoReque
 }
 
 // DeleteLogs implements dms.cluster.storage.v1.StorageService.
-func (h *Handler) DeleteLogs(_ context.Context, req *storagev1.DeleteLogsRequest) (*storagev1.DeleteLogsResponse, error) {
-	for _, name := range req.GetLogs() {
-		if err := h.engine.DeleteLog(name); err != nil {
+func (h *Handler) DeleteLogs(ctx context.Context, req *storagev1.DeleteLogsRequest) (*storagev1.DeleteLogsResponse, error) {
+	for _, id := range req.GetLogs() {
+		if err := logid.Validate(id); err != nil {
+			return nil, err
+		}
+		if !logid.IsInternal(id) {
+			return nil, errs.Wrapf(errs.ErrResourceNameInvalid, "storage: %s is a queue partition; it is deleted with its queue", logid.Describe(id))
+		}
+		if err := h.engine.checkWriter(ctx, id, req.GetWriterEpoch()); err != nil {
+			return nil, err
+		}
+		if err := h.engine.DeleteLog(id); err != nil {
 			return nil, err
 		}
 	}
@@ -70,9 +84,19 @@ func (h *Handler) FindOffset(ctx context.Context, req *storagev1.FindOffsetReque
 	return &storagev1.FindOffsetResponse{Offset: offset}, nil
 }
 
+// Fetch implements dms.cluster.storage.v1.StorageService.
+func (h *Handler) Fetch(ctx context.Context, req *storagev1.FetchRequest) (*storagev1.FetchResponse, error) {
+	return h.engine.Fetch(ctx, req)
+}
+
+// OffsetForLeaderEpoch implements dms.cluster.storage.v1.StorageService.
+func (h *Handler) OffsetForLeaderEpoch(ctx context.Context, req *storagev1.OffsetForLeaderEpochRequest) (*storagev1.OffsetForLeaderEpochResponse, error) {
+	return h.engine.OffsetForLeaderEpoch(ctx, req)
+}
+
 // TrimLog implements dms.cluster.storage.v1.StorageService.
 func (h *Handler) TrimLog(ctx context.Context, req *storagev1.TrimLogRequest) (*storagev1.TrimLogResponse, error) {
-	start, err := h.engine.TrimLog(ctx, req.GetLog(), req.GetBeforeOffset())
+	start, err := h.engine.TrimLog(ctx, req.GetLog(), req.GetBeforeOffset(), req.GetWriterEpoch())
 	if err != nil {
 		return nil, err
 	}

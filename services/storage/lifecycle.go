@@ -20,6 +20,13 @@ import (
 // started first.
 func (e *Engine) Start(ctx context.Context) {
 	e.removeDeleted(ctx)
+	if e.cluster != nil {
+		e.indexLogsOnDisk()
+		e.fetchers.start(ctx)
+		e.applyPlacement()
+		go e.placementLoop(ctx)
+		go e.isrLoop(ctx)
+	}
 	go func() {
 		t := time.NewTicker(e.cfg.RetentionInterval)
 		defer t.Stop()
@@ -45,6 +52,9 @@ func (e *Engine) DeleteLog(id logid.ID) error {
 	delete(e.logs, key)
 	delete(e.dedups, key)
 	e.mu.Unlock()
+	if e.cluster != nil {
+		e.units.removeLog(e.unitOf(id), id)
+	}
 	if l != nil {
 		if err := l.Remove(); err != nil {
 			return fmt.Errorf("storage: removing %s: %w", logid.Describe(id), err)
