@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -47,12 +48,13 @@ func (e *Engine) decode(acks []AckRequest) []ackItem {
 }
 
 // ackItem is an ack whose handle was decoded (or, for range acks, built from
-// what a subscription delivered).
+// what a session delivered).
 type ackItem struct {
 	receipt receipt
 	status  dmsv1.AckStatus
-	err     error         // decoding failed
+	err     error         // not to be applied: decoding failed, or the session did not deliver it
 	extend  time.Duration // when set, not an ack: the delivery's new visibility
+	failure string        // the reason a FAIL records, when not failureByConsumer
 	log     string        // the key of the state log of the consumption it belongs to
 }
 
@@ -195,7 +197,7 @@ func (e *Engine) settle(ctx context.Context, c *consumption, it ackItem, now tim
 	}
 	switch it.status {
 	case dmsv1.AckStatus_ACK_STATUS_FAIL:
-		return e.fail(ctx, c, r.partition, r.offset, failureByConsumer, now, batch)
+		return e.fail(ctx, c, r.partition, r.offset, cmp.Or(it.failure, failureByConsumer), now, batch)
 	case dmsv1.AckStatus_ACK_STATUS_REDELIVER:
 		return e.fail(ctx, c, r.partition, r.offset, failureRedeliver, now, batch)
 	}

@@ -24,6 +24,16 @@ const (
 	readBytes          = 256 << 10
 )
 
+// Defaults and ranges of receive parameters (the DMS ones: ack_wait 15 to
+// 300 s, default 30 s; time_wait up to 60 s).
+const (
+	DefaultMaxMessages = 10
+	DefaultVisibility  = 30 * time.Second
+	MinVisibility      = 15 * time.Second
+	MaxVisibility      = 300 * time.Second
+	MaxWaitTime        = 60 * time.Second
+)
+
 // ReceiveOptions are the parameters of one receive.
 type ReceiveOptions struct {
 	MaxMessages int
