@@ -4,6 +4,15 @@
 // retries and dead letters, and it makes every change durable in a state log
 // in storage before answering (a receive of a NORMAL queue excepted: see
 // receive).
+//
+// Each file is one job: engine.go the Engine and its registry of loaded
+// consumptions; replay.go loading one from its state log; receive.go
+// choosing what to deliver and waiting for it; failures.go visibility
+// expiry, retries and moves to dead letters; statelog.go and checkpoint.go
+// writing the state log; ack.go settling by receipt handle; session.go the
+// push session that streaming front ends drive; deadletters.go, seek.go and
+// stats.go those operations; handler.go the gRPC edge, which only
+// translates. partition.go is the state of one consumption in one log.
 package delivery
 
 import (
