@@ -3,9 +3,7 @@ package delivery
 import (
 	"sync"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
-	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/storage/logid"
 )
@@ -63,19 +61,6 @@ func stateLogID(kind consumptionKind, queueID, groupID, consumerID string) logid
 	return logid.GroupState(queueID, groupID)
 }
 
-// busyOffsets lists the offsets of a partition that are in flight or wait
-// for a retry; after a replay their ordering keys must be read back.
-func (p *partitionState) busyOffsets() []int64 {
-	out := make([]int64, 0, len(p.inflight)+len(p.retrying))
-	for o := range p.inflight {
-		out = append(out, o)
-	}
-	for o := range p.retrying {
-		out = append(out, o)
-	}
-	return out
-}
-
 // fifo reports whether one failed or in-flight message holds back the rest:
 // FIFO queues, and their dead letters, keep one order.
 func (c *consumption) fifo() bool { return c.queue.GetMode() == dmsv1.QueueMode_QUEUE_MODE_FIFO }
@@ -90,50 +75,4 @@ func (c *consumption) deadLettersEnabled() bool {
 func (c *consumption) signalChanged() {
 	close(c.changed)
 	c.changed = make(chan struct{})
-}
-
-// stateBatch gathers what one receive or ack changes, to be made durable in
-// one append per log (before the caller is answered, except a NORMAL
-// queue's receive: see Engine.receive).
-type stateBatch struct {
-	records     map[int32]*deliveryv1.StateRecord
-	order       []int32
-	deadLetters []*storagev1.Record
-	woke        bool // something became available at once
-}
-
-func (b *stateBatch) rec(partition int32) *deliveryv1.StateRecord {
-	if b.records == nil {
-		b.records = map[int32]*deliveryv1.StateRecord{}
-	}
-	r := b.records[partition]
-	if r == nil {
-		r = &deliveryv1.StateRecord{Partition: partition}
-		b.records[partition] = r
-		b.order = append(b.order, partition)
-	}
-	return r
-}
-
-func (b *stateBatch) empty() bool { return len(b.records) == 0 && len(b.deadLetters) == 0 }
-
-// stateWriter appends a consumption's state in the order the changes were
-// made in memory, one append for everything queued meanwhile, so that
-// concurrent receives and acks share writes and fsyncs and nobody holds the
-// consumption's lock while storage flushes.
-type stateWriter struct {
-	mu      sync.Mutex
-	pending []pendingState
-	active  bool
-	// sinceCheckpoint counts state bytes submitted since the last
-	// checkpoint; guarded by the consumption's mu, which submit holds.
-	sinceCheckpoint int
-}
-
-type pendingState struct {
-	state, deadLetters []*storagev1.Record
-	// checkpointAt is the index in state of the first snapshot record, or
-	// -1 when the batch carries no checkpoint.
-	checkpointAt int
-	done         chan error
 }

@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"context"
-	"time"
+	"errors"
+	"io"
+	"sync"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -13,16 +15,9 @@ import (
 	"github.com/opendms/dms/services/errs"
 )
 
-// Defaults and ranges of receive parameters (the DMS ones: ack_wait 15 to
-// 300 s, default 30 s; time_wait up to 60 s).
-const (
-	DefaultMaxMessages = 10
-	DefaultVisibility  = 30 * time.Second
-	MinVisibility      = 15 * time.Second
-	MaxVisibility      = 300 * time.Second
-	MaxWaitTime        = 60 * time.Second
-	MaxAcksPerRequest  = 1000
-)
+// MaxAcksPerRequest bounds the acks of one AckMessages or AckDeadLetters
+// request, and the handles of one ChangeVisibility (the DMS limit).
+const MaxAcksPerRequest = 1000
 
 // Handler serves the public ConsumerService and the internal DeliveryService.
 type Handler struct {
@@ -223,4 +218,104 @@ func (h *Handler) GetGroupStats(ctx context.Context, req *deliveryv1.GetGroupSta
 		out.TagFilters = append(out.TagFilters, filter)
 	}
 	return out, nil
+}
+
+// Subscribe implements dms.v1.ConsumerService over a Session: the first
+// request opens it, a loop sends what Next returns, and a reader turns the
+// client's credits into grants and its acks and ack ranges into settles.
+// When the client closes its side, the reader ends and cancels the loop,
+// and the stream ends cleanly. Unsettled deliveries stay in flight until
+// their visibility timeout, as the SDK documents.
+func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	start := first.GetStart()
+	if start == nil {
+		return errs.Wrapf(errs.ErrRequestInvalid, "the first message of a subscription must carry start")
+	}
+	opts, err := receiveOptions(0, nil, start.GetVisibilityTimeout())
+	if err != nil {
+		return err
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, start.GetGroup())
+	if err != nil {
+		return err
+	}
+	session, err := h.engine.OpenSession(ctx, q, g, SessionOptions{
+		Visibility: opts.Visibility,
+		Filter:     start.GetTagFilter(),
+		Credits:    int(start.GetCredits()) + int(first.GetCredits()),
+	})
+	if err != nil {
+		return err
+	}
+	defer session.Close(context.WithoutCancel(ctx)) // KeepInFlight: writes nothing
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var sendMu sync.Mutex // the loop sends messages, the reader ack results
+	send := func(resp *dmsv1.SubscribeResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(resp)
+	}
+	readerDone := make(chan error, 1)
+	go func() {
+		readerDone <- readSubscription(stream, session, send)
+		cancel()
+	}()
+	for {
+		msgs, err := session.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil && stream.Context().Err() == nil {
+				return <-readerDone
+			}
+			return err
+		}
+		if err := send(&dmsv1.SubscribeResponse{Messages: msgs}); err != nil {
+			return err
+		}
+	}
+}
+
+// readSubscription applies the client's credits and acks until the client
+// closes its side. The results of one request's acks go back in one
+// response, one per handle and then one per range.
+func readSubscription(stream dmsv1.ConsumerService_SubscribeServer, session *Session, send func(*dmsv1.SubscribeResponse) error) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if req.GetCredits() > 0 {
+			session.Grant(int(req.GetCredits()))
+		}
+		if len(req.GetAcks()) == 0 && len(req.GetAckRanges()) == 0 {
+			continue
+		}
+		ranges := make([]SettleRange, len(req.GetAckRanges()))
+		for i, r := range req.GetAckRanges() {
+			ranges[i] = SettleRange{Partition: r.GetPartition(), First: r.GetFirst(), Last: r.GetLast(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}
+		}
+		handleResults, rangeResults, err := session.Settle(stream.Context(), ackRequestsOf(req.GetAcks()), ranges)
+		if err != nil {
+			return err
+		}
+		if err := send(&dmsv1.SubscribeResponse{AckResults: append(handleResults, rangeResults...)}); err != nil {
+			return err
+		}
+	}
+}
+
+func ackRequestsOf(acks []*dmsv1.Ack) []AckRequest {
+	out := make([]AckRequest, len(acks))
+	for i, a := range acks {
+		out[i] = AckRequest{Handle: a.GetReceiptHandle(), Status: a.GetStatus()}
+	}
+	return out
 }

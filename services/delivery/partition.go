@@ -4,16 +4,8 @@ import (
 	"container/heap"
 	"time"
 
-	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/storage/logid"
-)
-
-// Why a delivery attempt failed, as recorded on dead letters.
-const (
-	failureByConsumer = "FAILED_BY_CONSUMER"
-	failureTimeout    = "VISIBILITY_TIMEOUT"
-	failureRedeliver  = "REDELIVER_REQUESTED"
 )
 
 // partitionState is one consumption's view of one log. Offsets below
@@ -232,61 +224,11 @@ func (p *partitionState) skipTo(start int64) {
 	}
 }
 
-// replay folds one state record into the partition.
-func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
-	if rec.GetSnapshot() != nil {
-		p.restore(rec.GetSnapshot())
-		return
-	}
-	if rec.SeekOffset != nil {
-		p.reset(rec.GetSeekOffset())
-	}
-	deadline := time.UnixMilli(rec.GetVisibleAtMs())
-	for _, o := range rec.GetDeliveredOffsets() {
-		if !p.settled(o) {
-			p.deliver(o, deadline)
-		}
-	}
-	for _, o := range rec.GetAckedOffsets() {
-		p.settle(o)
-	}
-	for _, o := range rec.GetDeadLetteredOffsets() {
-		p.settle(o)
-	}
-	for _, o := range rec.GetFailedOffsets() {
-		delete(p.inflight, o)
-	}
-	retryAt := time.UnixMilli(rec.GetRetryAtMs())
-	for _, o := range rec.GetRetryOffsets() {
-		if !p.settled(o) {
-			p.retry(o, retryAt)
-		}
-	}
-	for _, o := range rec.GetRedrivenOffsets() {
-		p.redrive(o)
-	}
-	extendedTo := time.UnixMilli(rec.GetExtendedVisibleAtMs())
-	for _, o := range rec.GetExtendedOffsets() {
-		p.extend(o, extendedTo)
-	}
-}
-
 // extend moves an in-flight offset's deadline.
 func (p *partitionState) extend(offset int64, deadline time.Time) {
 	if _, inflight := p.inflight[offset]; inflight {
 		p.inflight[offset] = deadline
 		heap.Push(&p.timers, deadlineEntry{deadline: deadline, offset: offset})
-	}
-}
-
-// finishReplay positions the reader after a replay: reading restarts at the
-// floor and skips what is settled or busy, so offsets that failed or were
-// never delivered come in order; redriven offsets below the floor wait in
-// the redelivery heap.
-func (p *partitionState) finishReplay() {
-	p.next, p.buffered, p.ready, p.held = p.ackFloor, nil, nil, nil
-	for o := range p.redriven {
-		heap.Push(&p.ready, o)
 	}
 }
 
