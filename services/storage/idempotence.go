@@ -74,9 +74,9 @@ func (e *Engine) dedup(l *openLog) (*dedupIndex, error) {
 
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// claim returns the earlier append with key, or registers this one as
-// pending and returns nil.
-func (ix *dedupIndex) claim(key string, next int64) *keyedAppend {
+// claim returns the earlier append with key (earlier), or registers this
+// one as pending and returns it (mine).
+func (ix *dedupIndex) claim(key string, next int64) (earlier, mine *keyedAppend) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for len(ix.order) > 0 && ix.order[0].first >= 0 && ix.order[0].first < next-dedupWindow {
@@ -84,12 +84,12 @@ func (ix *dedupIndex) claim(key string, next int64) *keyedAppend {
 		ix.order = ix.order[1:]
 	}
 	if a := ix.byKey[key]; a != nil {
-		return a
+		return a, nil
 	}
 	a := &keyedAppend{key: key, first: -1, done: make(chan struct{})}
 	ix.byKey[key] = a
 	ix.order = append(ix.order, a)
-	return nil
+	return nil, a
 }
 
 // settle completes a pending append; a failed one is forgotten so that a
@@ -111,8 +111,10 @@ func (e *Engine) appendIdempotent(ctx context.Context, l *openLog, key string, r
 	if err != nil {
 		return nil, err
 	}
+	var mine *keyedAppend
 	for {
-		earlier := ix.claim(key, l.NextOffset())
+		var earlier *keyedAppend
+		earlier, mine = ix.claim(key, l.NextOffset())
 		if earlier == nil {
 			break
 		}
@@ -131,7 +133,7 @@ func (e *Engine) appendIdempotent(ctx context.Context, l *openLog, key string, r
 	first.IdempotenceKey, first.IdempotentCount = key, int32(len(records))
 	keyed := append([]*storagev1.Record{first}, records[1:]...)
 	offset, err := e.appendRecords(ctx, l, keyed)
-	ix.settle(ix.byKey[key], offset, len(records), err)
+	ix.settle(mine, offset, len(records), err)
 	if err != nil {
 		return nil, err
 	}
