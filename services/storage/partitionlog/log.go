@@ -293,7 +293,11 @@ func (s *segment) diskSize() int64 {
 }
 
 // WaitFor blocks until NextOffset() > offset, ctx is done (returning
-// ctx.Err()) or the log is closed (returning ErrClosed).
+// ctx.Err()) or the log is closed (returning ErrClosed). NextOffset goes
+// down only through TruncateTo and Reset; a waiter for an offset they
+// removed is woken, finds it missing and waits on until the log grows past
+// it again (a caller that must notice truncations watches NextOffset, or
+// Options.OnPublish).
 func (l *Log) WaitFor(ctx context.Context, offset int64) error {
 	for {
 		if l.hw.Load() > offset {
