@@ -77,7 +77,7 @@ func (c *consumption) checkpointRecords() []*deliveryv1.StateRecord {
 func (e *Engine) trimState(c *consumption, checkpointOffset int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
 	defer cancel()
-	if _, err := e.storage.TrimLog(ctx, &storagev1.TrimLogRequest{Log: c.stateLog, BeforeOffset: checkpointOffset}); err != nil {
+	if _, err := e.storage.TrimLog(ctx, &storagev1.TrimLogRequest{Log: c.stateLog, BeforeOffset: checkpointOffset, WriterEpoch: c.epoch}); err != nil {
 		e.logger.Warn("delivery state log not trimmed", "log", c.key, "err", err)
 	}
 }

@@ -23,6 +23,8 @@ type consumption struct {
 	key string
 	// receiptPrefix starts the receipt handle of every delivery it makes.
 	receiptPrefix []byte
+	// epoch is the ownership epoch it was loaded in; its writes carry it.
+	epoch int64
 
 	writer stateWriter
 

@@ -25,14 +25,32 @@ import (
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/storage/logid"
 )
+
+// Ownership says which consumer groups this node serves: in a cluster the
+// groups of a queue belong to one delivery shard, owned by one node at a
+// time with an epoch that storage checks on every write of the shard's
+// logs, so that an owner that was replaced cannot write any more.
+type Ownership interface {
+	// DeliveryOwner returns the epoch in which this node owns the delivery
+	// shard of a queue, or mine false (and the owner, "" when none).
+	DeliveryOwner(queueID string) (epoch int64, owner string, mine bool)
+}
+
+// ownsAll is the ownership of a node alone: it owns everything, and its
+// writes take no part in fencing (epoch 0).
+type ownsAll struct{}
+
+func (ownsAll) DeliveryOwner(string) (int64, string, bool) { return 0, "", true }
 
 // Engine keeps the delivery state of the consumptions it serves.
 type Engine struct {
 	cfg     Config
 	storage storagev1.StorageServiceClient
 	cache   *catalog.Cache
+	own     Ownership
 	signer  signer
 	now     func() time.Time
 	logger  *slog.Logger
@@ -60,9 +78,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 }
 
 // NewEngine returns a delivery engine. receiptKey signs receipt handles and
-// must be the same in every delivery process of the cluster.
-func NewEngine(cfg Config, storage storagev1.StorageServiceClient, cache *catalog.Cache, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
-	e := &Engine{cfg: cfg, storage: storage, cache: cache, signer: newSigner(receiptKey), now: now, logger: logger, consumptions: map[string]*consumption{}}
+// must be the same in every delivery process of the cluster. A nil own
+// owns every group.
+func NewEngine(cfg Config, storage storagev1.StorageServiceClient, cache *catalog.Cache, own Ownership, receiptKey []byte, now func() time.Time, logger *slog.Logger) *Engine {
+	if own == nil {
+		own = ownsAll{}
+	}
+	e := &Engine{cfg: cfg, storage: storage, cache: cache, own: own, signer: newSigner(receiptKey), now: now, logger: logger, consumptions: map[string]*consumption{}}
 	cache.Subscribe(e.onCatalogEvent)
 	return e
 }
@@ -89,13 +111,19 @@ const (
 )
 
 // consumption returns the loaded consumption, replaying its state log on
-// first use.
+// first use, if this node owns it. A consumption loaded in an earlier
+// ownership epoch is loaded again: another node owned the group meanwhile.
 func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, consumerID string, start startPosition) (*consumption, error) {
+	epoch, owner, mine := e.own.DeliveryOwner(q.GetId())
+	if !mine {
+		return nil, errs.Wrapf(errs.ErrNotLeader, "delivery: the consumer groups of queue %s are served by node %q, not this one", q.GetId(), owner)
+	}
 	name := logid.Key(stateLogID(kind, q.GetId(), g.GetId(), consumerID))
 	e.mu.Lock()
 	c := e.consumptions[name]
-	if c == nil {
+	if c == nil || c.epoch != epoch {
 		c = newConsumption(kind, q, g, consumerID)
+		c.epoch = epoch
 		e.consumptions[name] = c
 	}
 	e.mu.Unlock()

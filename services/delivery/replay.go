@@ -22,7 +22,10 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 	}
 	replayed := 0
 	for offset := int64(0); ; {
-		resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: c.stateLog, Offset: offset, MaxBytes: 4 << 20})
+		// The owner's epoch makes the first read a fencing one: storage
+		// refuses the writes of older owners from then on and waits for
+		// those it accepted, so the replay sees all they were told stored.
+		resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: c.stateLog, Offset: offset, MaxBytes: 4 << 20, WriterEpoch: c.epoch})
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func startEngine(t *testing.T) *engineFixture {
 	key, err := cli.Get(ctx, catalog.ReceiptKeyKey)
 	require.NoError(t, err)
 	require.Len(t, key.Kvs, 1, "the server made the receipt key")
-	e := delivery.NewEngine(delivery.Config{}, storagev1.NewStorageServiceClient(s.Internal), cache, key.Kvs[0].Value, clock.Now, logger)
+	e := delivery.NewEngine(delivery.Config{}, storagev1.NewStorageServiceClient(s.Internal), cache, nil, key.Kvs[0].Value, clock.Now, logger)
 	t.Cleanup(func() {
 		stopCtx, cancel := context.WithTimeout(bg, 30*time.Second)
 		defer cancel()

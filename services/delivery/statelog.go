@@ -144,10 +144,10 @@ func (e *Engine) writeState(c *consumption) {
 			state = append(state, p.state...)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
-		_, err := e.appendChunked(ctx, logid.DeadLetters(c.queue.GetId(), c.group.GetId()), deadLetters)
+		_, err := e.appendChunked(ctx, logid.DeadLetters(c.queue.GetId(), c.group.GetId()), deadLetters, c.epoch)
 		var offsets []int64
 		if err == nil {
-			offsets, err = e.appendChunked(ctx, c.stateLog, state)
+			offsets, err = e.appendChunked(ctx, c.stateLog, state, c.epoch)
 		}
 		cancel()
 		if err == nil && checkpointAt >= 0 {
@@ -164,7 +164,7 @@ func (e *Engine) writeState(c *consumption) {
 
 // appendChunked appends records in appends of at most ~4 MiB and returns
 // the offset each record got.
-func (e *Engine) appendChunked(ctx context.Context, log logid.ID, records []*storagev1.Record) ([]int64, error) {
+func (e *Engine) appendChunked(ctx context.Context, log logid.ID, records []*storagev1.Record, writerEpoch int64) ([]int64, error) {
 	offsets := make([]int64, 0, len(records))
 	for len(records) > 0 {
 		n, size := 0, 0
@@ -172,7 +172,7 @@ func (e *Engine) appendChunked(ctx context.Context, log logid.ID, records []*sto
 			size += proto.Size(records[n])
 			n++
 		}
-		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: records[:n]})
+		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{Log: log, Records: records[:n], WriterEpoch: writerEpoch})
 		if err != nil {
 			return nil, err
 		}

@@ -47,6 +47,7 @@ type Controller struct {
 	placement *placement.Cache
 	catalog   *catalog.Cache
 	node      string
+	roles     []string
 	logger    *slog.Logger
 
 	catalogChanged chan struct{} // a catalog change to reconcile
@@ -68,11 +69,11 @@ type ControllerConfig struct {
 // NewController returns a controller that campaigns with the node's
 // session.
 func NewController(cfg ControllerConfig, cli *clientv3.Client, session func() (*concurrency.Session, <-chan struct{}),
-	placements *placement.Cache, cat *catalog.Cache, node string, logger *slog.Logger) *Controller {
+	placements *placement.Cache, cat *catalog.Cache, node string, roles []string, logger *slog.Logger) *Controller {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 250 * time.Millisecond
 	}
-	c := &Controller{cfg: cfg, cli: cli, session: session, placement: placements, catalog: cat, node: node, logger: logger, catalogChanged: make(chan struct{}, 1)}
+	c := &Controller{cfg: cfg, cli: cli, session: session, placement: placements, catalog: cat, node: node, roles: roles, logger: logger, catalogChanged: make(chan struct{}, 1)}
 	cat.Subscribe(func(catalog.Event) {
 		select {
 		case c.catalogChanged <- struct{}{}:
@@ -152,7 +153,12 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		return nil
 	}
 	nodes := c.placement.Nodes()
-	alive := func(n string) bool { return c.placement.Alive(n) }
+	// This node runs, whether or not it has registered yet (it registers
+	// once every module is up, and the controller starts before).
+	if !slices.ContainsFunc(nodes, func(n placement.Node) bool { return n.Name == c.node }) {
+		nodes = append(nodes, placement.Node{Name: c.node, Roles: c.roles})
+	}
+	alive := func(n string) bool { return n == c.node || c.placement.Alive(n) }
 	load := c.placement.Load()
 	var errsOut []error
 
@@ -247,7 +253,9 @@ func (c *Controller) heal(st *metadatav1.PartitionState, nodes []placement.Node,
 		ownerOK := owner != "" && alive(owner) && slices.ContainsFunc(nodes, func(n placement.Node) bool { return n.Name == owner && n.Has(role) })
 		leaderCanOwn := slices.ContainsFunc(nodes, func(n placement.Node) bool { return n.Name == st.GetLeader() && n.Has(role) })
 		if !ownerOK || (owner != st.GetLeader() && leaderCanOwn) {
-			if next := placement.ChooseOwner(st, nodes, role, load); next != owner {
+			// A gone owner is kept while no node can take over: nobody
+			// writes meanwhile, and its epoch stays the newest.
+			if next := placement.ChooseOwner(st, nodes, role, load); next != owner && next != "" {
 				load.Owned[owner]--
 				load.Owned[next]++
 				st.Owner = next

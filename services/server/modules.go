@@ -185,7 +185,7 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
 	controller := metadata.NewController(metadata.ControllerConfig{ReplicationFactor: s.cfg.Storage.ReplicationFactor, MinInsync: s.cfg.Storage.MinInsyncReplicas},
-		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, logger.With("component", "controller"))
+		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, s.Roles(), logger.With("component", "controller"))
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { controller.Run(ctx); close(done) }()
@@ -212,7 +212,7 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 	if err != nil {
 		return nil, err
 	}
-	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, key, s.now, s.logger.With("role", RoleDelivery))
+	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, ownership{s}, key, s.now, s.logger.With("role", RoleDelivery))
 	h := delivery.NewHandler(engine, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterConsumerServiceServer(r, h) })
 	deliveryv1.RegisterDeliveryServiceServer(s.internalGRPC, h)

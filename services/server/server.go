@@ -127,6 +127,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.announce(); err != nil {
 		return err
 	}
+	s.awaitShards()
 	s.ready.Store(true)
 	s.logger.Info("dmsd ready", "node", s.NodeName, "roles", strings.Join(s.Roles(), ","), "grpc", s.GRPCAddr, "internal_grpc", s.InternalGRPCAddr,
 		"http", s.HTTPAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
@@ -152,6 +153,46 @@ func (s *Server) serve() {
 			s.logger.Error("http server stopped", "err", err)
 		}
 	}()
+}
+
+// shardWait bounds how long a starting node waits for the delivery and
+// scheduler shards to be placed.
+const shardWait = 15 * time.Second
+
+// awaitShards waits, when the cluster has the storage nodes to place them,
+// until every delivery and scheduler shard has an owner, so that a node
+// that says it is ready can serve consumers at once. A cluster still
+// missing nodes starts serving what it can.
+func (s *Server) awaitShards() {
+	info := s.placement.Info()
+	want := int(info.GetDeliveryShards() + info.GetSchedulerShards())
+	deadline := time.NewTimer(shardWait)
+	defer deadline.Stop()
+	for {
+		changed := s.placement.Changed()
+		owned, storageNodes := 0, 0
+		for _, st := range s.placement.Units() {
+			if placement.OwnerRole(st.GetUnit()) != "" && st.GetOwner() != "" && s.placement.Alive(st.GetOwner()) {
+				owned++
+			}
+		}
+		for _, n := range s.placement.Nodes() {
+			if n.Has(RoleStorage) {
+				storageNodes++
+			}
+		}
+		if owned >= want || storageNodes < s.cfg.Storage.ReplicationFactor {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			s.logger.Warn("starting without every delivery and scheduler shard placed", "owned", owned, "shards", want)
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
