@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -22,6 +24,7 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/message"
+	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/storage/logid"
 )
 
@@ -105,9 +108,16 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		positions[p] = append(positions[p], i)
 		results[i] = &dmsv1.SendResult{MessageId: id, Partition: p}
 	}
+	appendKey := idempotenceKey
+	if appendKey == "" && q.GetReplicationFactor() > 1 {
+		// A replicated queue's leader can change under an append; the key
+		// lets the append be sent again to the new leader without storing
+		// it twice.
+		appendKey = "ingest:" + uuid.NewString()
+	}
 	for _, p := range order {
-		resp, err := e.storage.Append(ctx, &storagev1.AppendRequest{
-			Log: logid.Partition(q.GetId(), p), Records: byPart[p], IdempotenceKey: idempotenceKey, Durability: durability(q),
+		resp, err := e.appendRetrying(ctx, &storagev1.AppendRequest{
+			Log: logid.Partition(q.GetId(), p), Records: byPart[p], IdempotenceKey: appendKey, Durability: durability(q),
 		})
 		if err != nil {
 			return nil, err
@@ -132,6 +142,45 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		}
 	}
 	return results, nil
+}
+
+// retryFor bounds how long an append with an idempotence key is retried
+// through a failover: long enough for a leader to be replaced (a few
+// seconds), short enough for a producer to hear of a real outage.
+const retryFor = 15 * time.Second
+
+// appendRetrying appends, and when the request carries an idempotence key
+// repeats the append after a failure that leaves its outcome unknown or
+// passing (a leader gone mid-append, too few in-sync replicas during a
+// failover): the key makes storage keep it once.
+func (e *Engine) appendRetrying(ctx context.Context, req *storagev1.AppendRequest) (*storagev1.AppendResponse, error) {
+	giveUp := time.Now().Add(retryFor)
+	backoff := 50 * time.Millisecond
+	for {
+		resp, err := e.storage.Append(ctx, req)
+		if err == nil || req.GetIdempotenceKey() == "" || !retryable(err) || time.Now().Add(backoff).After(giveUp) {
+			return resp, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, err
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// retryable reports a failure after which an append may succeed if sent
+// again: the node or leader was unreachable or replaced, or the in-sync
+// replicas were too few for a moment.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		return true
+	case codes.FailedPrecondition:
+		return rpcstatus.Reason(err) == errs.ErrFenced.Reason
+	}
+	return false
 }
 
 // messageID returns the given id of message i, or a new one.

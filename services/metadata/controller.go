@@ -286,7 +286,13 @@ func (c *Controller) create(ctx context.Context, st *metadatav1.PartitionState) 
 		return err
 	}
 	key := placement.PlacementKey(st.GetUnit())
-	resp, err := c.cli.Txn(ctx).If(guard, clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(value))).Commit()
+	conds := []clientv3.Cmp{guard, clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	if q := st.GetUnit().GetQueueId(); q != "" {
+		// This node's catalog may not have seen the queue go yet: the queue
+		// must still exist when its partition is placed.
+		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(catalog.QueueKey(q)), ">", 0))
+	}
+	resp, err := c.cli.Txn(ctx).If(conds...).Then(clientv3.OpPut(key, string(value))).Commit()
 	if err != nil {
 		return fmt.Errorf("controller: creating %s: %w", placement.UnitKey(st.GetUnit()), err)
 	}

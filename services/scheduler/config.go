@@ -7,9 +7,6 @@ import (
 
 // Config of the scheduler role.
 type Config struct {
-	// Shards is the number of timer shards; a queue's timers belong to shard
-	// hash(queue id) mod Shards, and each shard has one elected owner.
-	Shards int `yaml:"shards"`
 	// TickInterval is how often an owned shard looks for due messages. A
 	// message is released at most about this much after its time (plus the
 	// time its batch takes), never before.
@@ -25,7 +22,6 @@ type Config struct {
 
 // RegisterFlags registers the flags of the scheduler role.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.IntVar(&c.Shards, "scheduler.shards", 1, "Number of timer shards, each with one elected owner.")
 	f.DurationVar(&c.TickInterval, "scheduler.tick-interval", 10*time.Millisecond, "How often an owned timer shard looks for due scheduled messages.")
 	f.IntVar(&c.ReleaseBatch, "scheduler.release-batch", 1000, "Most scheduled messages of one queue released in one batch (1 to 1000).")
 	f.DurationVar(&c.PrefetchAhead, "scheduler.prefetch-ahead", 3*time.Second, "How long before their time the bodies of scheduled messages are read into memory (0: read when due).")
@@ -33,9 +29,6 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Shards <= 0 {
-		c.Shards = 1
-	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = 10 * time.Millisecond
 	}

@@ -23,14 +23,11 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
@@ -38,23 +35,38 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/placement"
 )
 
 // ownershipWait is how long a call waits for this process to own the
-// queue's shard (a campaign that is about to be won, after a restart)
-// before it fails with UNAVAILABLE.
+// queue's shard (a takeover in progress) before it fails with NOT_LEADER,
+// for the caller to route it to the owner.
 const ownershipWait = 3 * time.Second
+
+// Ownership says which timer shards this node owns: each shard has one
+// owner at a time, chosen by the cluster's controller with an epoch that
+// storage checks on every write of the shard's buckets, so that a replaced
+// owner cannot write any more.
+type Ownership interface {
+	// SchedulerShards is the number of timer shards of the cluster.
+	SchedulerShards() int
+	// SchedulerShardOwner returns the epoch in which this node owns shard
+	// n, or mine false.
+	SchedulerShardOwner(n int) (epoch int64, mine bool)
+	// Changed returns a channel closed at the next change of ownership.
+	Changed() <-chan struct{}
+}
 
 // Engine keeps the timer shards this process owns.
 type Engine struct {
-	cfg      Config
-	session  *concurrency.Session
-	memberID string
-	storage  storagev1.StorageServiceClient
-	ingest   ingestv1.IngestServiceClient
-	cache    *catalog.Cache
-	now      func() time.Time
-	logger   *slog.Logger
+	cfg     Config
+	own     Ownership
+	etcd    *clientv3.Client
+	storage storagev1.StorageServiceClient
+	ingest  ingestv1.IngestServiceClient
+	cache   *catalog.Cache
+	now     func() time.Time
+	logger  *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,14 +77,16 @@ type Engine struct {
 	change []chan struct{} // closed when the owner of a shard changes
 }
 
-// New returns a scheduler that campaigns with the process's etcd session,
-// keeps its timers in storage and releases them through ingest.
-func New(cfg Config, session *concurrency.Session, memberID string, storage storagev1.StorageServiceClient,
+// New returns a scheduler that runs the shards own gives it, keeps its
+// timers in storage (and their registry in etcd) and releases them through
+// ingest.
+func New(cfg Config, own Ownership, etcd *clientv3.Client, storage storagev1.StorageServiceClient,
 	ingest ingestv1.IngestServiceClient, cache *catalog.Cache, now func() time.Time, logger *slog.Logger) *Engine {
 	cfg = cfg.withDefaults()
+	shards := max(own.SchedulerShards(), 1)
 	e := &Engine{
-		cfg: cfg, session: session, memberID: memberID, storage: storage, ingest: ingest, cache: cache, now: now, logger: logger,
-		owners: make([]*shard, cfg.Shards), change: make([]chan struct{}, cfg.Shards),
+		cfg: cfg, own: own, etcd: etcd, storage: storage, ingest: ingest, cache: cache, now: now, logger: logger,
+		owners: make([]*shard, shards), change: make([]chan struct{}, shards),
 	}
 	for i := range e.change {
 		e.change[i] = make(chan struct{})
@@ -81,24 +95,18 @@ func New(cfg Config, session *concurrency.Session, memberID string, storage stor
 	return e
 }
 
-func electionKey(shard int) string {
-	return fmt.Sprintf("%sscheduler/%d", catalog.ElectionPrefix, shard)
-}
+// ownershipKey names a shard's ownership for people: its placement unit.
+func ownershipKey(shard int) string { return placement.UnitKey(placement.SchedulerShard(int32(shard))) }
 
 func (e *Engine) shardOf(queueID string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(queueID))
-	return int(h.Sum32() % uint32(e.cfg.Shards))
+	return int(placement.ShardOf(queueID, int32(len(e.owners))))
 }
 
-// Start campaigns for every shard in the background until ctx ends or Stop
-// is called; a shard is owned from the moment its campaign wins until the
-// session is lost.
+// Start runs the shards this node owns, starting and stopping them as the
+// ownership moves, until ctx ends or Stop is called.
 func (e *Engine) Start(ctx context.Context) {
 	e.ctx, e.cancel = context.WithCancel(ctx)
-	for n := range e.cfg.Shards {
-		e.wg.Go(func() { e.campaign(n) })
-	}
+	e.wg.Go(e.followOwnership)
 }
 
 // Stop stops releasing, waits for the batches in flight and gives up the
@@ -111,29 +119,44 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
-func (e *Engine) campaign(n int) {
-	election := concurrency.NewElection(e.session, electionKey(n))
-	if err := election.Campaign(e.ctx, e.memberID); err != nil {
-		if e.ctx.Err() == nil {
-			e.logger.Error("scheduler campaign failed", "shard", n, "err", err)
+// followOwnership starts a shard when this node becomes its owner (again,
+// in a new epoch: a shard that was owned elsewhere meanwhile replays its
+// buckets) and stops it when the ownership moves.
+func (e *Engine) followOwnership() {
+	for {
+		changed := e.own.Changed()
+		for n := range e.owners {
+			epoch, mine := e.own.SchedulerShardOwner(n)
+			e.mu.Lock()
+			cur := e.owners[n]
+			e.mu.Unlock()
+			if cur != nil && (!mine || cur.epoch != epoch) {
+				cur.stop()
+				e.setOwner(n, nil)
+				e.logger.Info("scheduler shard given up", "shard", n, "epoch", cur.epoch)
+				cur = nil
+			}
+			if mine && cur == nil && e.ctx.Err() == nil {
+				sh := newShard(e, n, epoch)
+				e.setOwner(n, sh)
+				e.logger.Info("scheduler shard owned", "shard", n, "epoch", epoch)
+				sh.start()
+			}
 		}
-		return
-	}
-	sh := newShard(e, n)
-	e.setOwner(n, sh)
-	e.logger.Info("scheduler shard owned", "shard", n)
-	sh.start()
-	select {
-	case <-e.ctx.Done():
-	case <-e.session.Done():
-		e.logger.Error("scheduler shard lost: etcd session ended", "shard", n)
-	}
-	sh.stop()
-	e.setOwner(n, nil)
-	if e.ctx.Err() != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = election.Resign(ctx)
-		cancel()
+		select {
+		case <-e.ctx.Done():
+			e.mu.Lock()
+			owned := append([]*shard(nil), e.owners...)
+			e.mu.Unlock()
+			for n, sh := range owned {
+				if sh != nil {
+					sh.stop()
+					e.setOwner(n, nil)
+				}
+			}
+			return
+		case <-changed:
+		}
 	}
 }
 
@@ -168,8 +191,7 @@ func (e *Engine) shardFor(ctx context.Context, queueID string) (*shard, error) {
 		select {
 		case <-changed:
 		case <-timeout.C:
-			return nil, errs.Wrapf(errs.ErrUnavailable, "scheduler: this process does not own timer shard %d of queue %s "+
-				"(another scheduler process does, or the shard's election is not decided yet); calls are not routed to a remote owner yet", n, queueID)
+			return nil, errs.Wrapf(errs.ErrNotLeader, "scheduler: this node does not own timer shard %d of queue %s", n, queueID)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -255,7 +277,7 @@ func (e *Engine) Status() []*schedulerv1.ShardStatus {
 	e.mu.Unlock()
 	out := make([]*schedulerv1.ShardStatus, len(owners))
 	for n, sh := range owners {
-		out[n] = &schedulerv1.ShardStatus{Shard: int32(n), ElectionKey: electionKey(n)}
+		out[n] = &schedulerv1.ShardStatus{Shard: int32(n), ElectionKey: ownershipKey(n)}
 		if sh != nil {
 			out[n].Owner = true
 			out[n].Pending, out[n].Indexed = sh.counts()
@@ -283,7 +305,7 @@ func (e *Engine) onCatalogEvent(ev catalog.Event) {
 func (e *Engine) unregisterQueue(queueID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := e.session.Client().Delete(ctx, catalog.TimerBucketsOfQueuePrefix(queueID), clientv3.WithPrefix()); err != nil {
+	if _, err := e.etcd.Delete(ctx, catalog.TimerBucketsOfQueuePrefix(queueID), clientv3.WithPrefix()); err != nil {
 		e.logger.Warn("scheduler: unregistering the buckets of a deleted queue", "queue", queueID, "err", err)
 	}
 }

@@ -61,7 +61,7 @@ func (sh *shard) appendEntries(ctx context.Context, queueID string, hour int64, 
 	// after a restart.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	resp, err := sh.e.storage.Append(actx, &storagev1.AppendRequest{Log: b.log, Records: records, IdempotenceKey: idempotenceKey})
+	resp, err := sh.e.storage.Append(actx, &storagev1.AppendRequest{Log: b.log, Records: records, IdempotenceKey: idempotenceKey, WriterEpoch: sh.epoch})
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	b.busy--
@@ -91,7 +91,7 @@ func (sh *shard) appendMarker(ctx context.Context, b *bucket, m *schedulerv1.Tim
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	resp, err := sh.e.storage.Append(ctx, &storagev1.AppendRequest{Log: b.log, Records: []*storagev1.Record{{TimestampMs: sh.nowMs(), Payload: payload}}})
+	resp, err := sh.e.storage.Append(ctx, &storagev1.AppendRequest{Log: b.log, Records: []*storagev1.Record{{TimestampMs: sh.nowMs(), Payload: payload}}, WriterEpoch: sh.epoch})
 	return resp.GetFirstOffset(), err
 }
 

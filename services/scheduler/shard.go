@@ -36,6 +36,7 @@ const (
 type shard struct {
 	e      *Engine
 	n      int
+	epoch  int64 // the ownership epoch; every write of the shard carries it
 	logger *slog.Logger
 	ctx    context.Context
 	halt   context.CancelFunc
@@ -69,10 +70,10 @@ type queueTimers struct {
 	gone    bool // the queue was deleted
 }
 
-func newShard(e *Engine, n int) *shard {
+func newShard(e *Engine, n int, epoch int64) *shard {
 	ctx, cancel := context.WithCancel(e.ctx)
 	return &shard{
-		e: e, n: n, logger: e.logger.With("shard", n), ctx: ctx, halt: cancel,
+		e: e, n: n, epoch: epoch, logger: e.logger.With("shard", n, "epoch", epoch), ctx: ctx, halt: cancel,
 		listed: make(chan struct{}), ready: make(chan struct{}), queues: map[string]*queueTimers{},
 	}
 }
@@ -101,7 +102,7 @@ func inWindow(hour, nowMs int64) bool { return hour <= hourOf(nowMs)+1 }
 // deleted while nobody owned the shard are unregistered (storage deleted
 // their logs with the queue).
 func (sh *shard) list() error {
-	resp, err := sh.e.session.Client().Get(sh.ctx, catalog.TimerBucketsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := sh.e.etcd.Get(sh.ctx, catalog.TimerBucketsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return err
 	}
@@ -275,7 +276,9 @@ func (sh *shard) replay(b *bucket, index bool) error {
 	var open []releasingBatch
 	records := 0
 	for offset := int64(0); ; {
-		resp, err := sh.e.storage.Read(sh.ctx, &storagev1.ReadRequest{Log: b.log, Offset: offset, MaxBytes: replayReadBytes})
+		// The owner's epoch makes the replay a fencing read (see
+		// storage's fenceRead): a replaced owner's writes stop here.
+		resp, err := sh.e.storage.Read(sh.ctx, &storagev1.ReadRequest{Log: b.log, Offset: offset, MaxBytes: replayReadBytes, WriterEpoch: sh.epoch})
 		if err != nil {
 			return err
 		}
@@ -415,7 +418,7 @@ func (sh *shard) deleteBucket(b *bucket) {
 	defer cancel()
 	_, err := sh.e.storage.DeleteLogs(ctx, &storagev1.DeleteLogsRequest{Logs: []*storagev1.LogId{b.log}})
 	if err == nil {
-		_, err = sh.e.session.Client().Delete(ctx, catalog.TimerBucketKey(b.queue.id, b.hour))
+		_, err = sh.e.etcd.Delete(ctx, catalog.TimerBucketKey(b.queue.id, b.hour))
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -469,7 +472,7 @@ func (sh *shard) acquire(ctx context.Context, queueID string, hour int64) (*buck
 		b.busy++
 		sh.mu.Unlock()
 		if created {
-			_, err := sh.e.session.Client().Put(ctx, catalog.TimerBucketKey(queueID, hour), "")
+			_, err := sh.e.etcd.Put(ctx, catalog.TimerBucketKey(queueID, hour), "")
 			sh.mu.Lock()
 			if err != nil {
 				b.regErr = errs.Wrapf(errs.ErrUnavailable, "scheduler: registering timer bucket %s in etcd: %v", logid.Key(b.log), err)

@@ -128,6 +128,8 @@ var FlagAliases = map[string]string{
 	"grpc-addr": "server.grpc-addr",
 	"http-addr": "server.http-addr",
 	"data-dir":  "node.data-dir",
+	// The scheduler's shards are the cluster's since they are placed.
+	"scheduler.shards": "cluster.scheduler-shards",
 }
 
 // legacyYAML holds the top-level keys of earlier configuration files.

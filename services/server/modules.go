@@ -132,8 +132,8 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 func (s *Server) newGRPCServer() *grpc.Server {
 	return grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
-		grpc.ChainUnaryInterceptor(rpcstatus.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(rpcstatus.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(rpcstatus.UnaryServerInterceptor(), s.forwardUnary),
+		grpc.ChainStreamInterceptor(rpcstatus.StreamServerInterceptor(), s.forwardStream),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)
@@ -170,6 +170,7 @@ func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 		return nil, err
 	}
 	engine.Start(ctx)
+	s.storageEngine = engine
 	s.storageHandler = storage.NewHandler(engine)
 	storagev1.RegisterStorageServiceServer(s.internalGRPC, s.storageHandler)
 	return modules.StopFunc(func(context.Context) error { return engine.Close() }), nil
@@ -180,7 +181,7 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	cfg := s.cfg.Metadata
 	cfg.DefaultReplicationFactor, cfg.MinInsyncReplicas = s.cfg.Storage.ReplicationFactor, s.cfg.Storage.MinInsyncReplicas
 	engine := metadata.NewEngine(cfg, s.cli, s.cache, s.placement, s.now, logger)
-	views := metadata.NewViews(s.cache, s.storageClient(), deliveryv1.NewDeliveryServiceClient(s.roleConn(RoleDelivery)), s.schedulerClient(), logger)
+	views := metadata.NewViews(s.cache, s.storageClient(), deliveryRouter{s}, s.schedulerClient(), logger)
 	h := metadata.NewHandler(engine, views, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
@@ -220,8 +221,7 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 }
 
 func (s *Server) initScheduler(ctx context.Context) (modules.Stopper, error) {
-	session, _ := s.session.Session()
-	s.scheduler = scheduler.New(s.cfg.Scheduler, session, s.self.GetId(), s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
+	s.scheduler = scheduler.New(s.cfg.Scheduler, ownership{s}, s.cli, s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
 	s.scheduler.Start(ctx)
 	schedulerv1.RegisterSchedulerServiceServer(s.internalGRPC, scheduler.NewHandler(s.scheduler))
 	return modules.StopFunc(func(context.Context) error { s.scheduler.Stop(); return nil }), nil
@@ -261,9 +261,8 @@ func (s *Server) ingestClient() ingestv1.IngestServiceClient {
 	return ingestv1.NewIngestServiceClient(s.roleConn(RoleIngest))
 }
 
-// schedulerClient returns the scheduler contract. It is always reached
-// through the role connection: a scheduler process serves only the timer
-// shards it owns.
+// schedulerClient returns the scheduler contract: each call goes to the
+// owner of its queue's timer shard.
 func (s *Server) schedulerClient() schedulerv1.SchedulerServiceClient {
-	return schedulerv1.NewSchedulerServiceClient(s.roleConn(RoleScheduler))
+	return schedulerRouter{s}
 }

@@ -31,6 +31,18 @@ func (o ownership) DeliveryOwner(queueID string) (int64, string, bool) {
 	return o.owner(storagev1.UnitKind_UNIT_KIND_DELIVERY_SHARD, queueID)
 }
 
+// SchedulerShards implements scheduler.Ownership.
+func (o ownership) SchedulerShards() int { return int(o.s.placement.Info().GetSchedulerShards()) }
+
+// SchedulerShardOwner implements scheduler.Ownership.
+func (o ownership) SchedulerShardOwner(n int) (int64, bool) {
+	st, ok := o.s.placement.Unit(placement.SchedulerShard(int32(n)))
+	return st.GetOwnerEpoch(), ok && st.GetOwner() == o.s.NodeName
+}
+
+// Changed implements scheduler.Ownership.
+func (o ownership) Changed() <-chan struct{} { return o.s.placement.Changed() }
+
 // ownerNode returns the node owning a queue's shard of kind, waiting a
 // little while the shard has no owner (a failover, or a cluster starting).
 func (s *Server) ownerNode(ctx context.Context, kind storagev1.UnitKind, queueID string) (string, error) {

@@ -160,4 +160,6 @@ func (r *roleResolver) nodeAddresses(node string) []resolver.Address {
 
 type errNoNode string
 
-func (e errNoNode) Error() string { return "node " + string(e) + " is not registered (down, or cut off from etcd)" }
+func (e errNoNode) Error() string {
+	return "node " + string(e) + " is not registered (down, or cut off from etcd)"
+}

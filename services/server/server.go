@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/placement"
@@ -77,6 +78,7 @@ type Server struct {
 
 	// Handlers of roles in this process, called in-process by the others.
 	storageHandler *storage.Handler
+	storageEngine  *storage.Engine
 	ingestHandler  *ingest.Handler
 	scheduler      *scheduler.Engine
 }
@@ -159,40 +161,61 @@ func (s *Server) serve() {
 // scheduler shards to be placed.
 const shardWait = 15 * time.Second
 
-// awaitShards waits, when the cluster has the storage nodes to place them,
-// until every delivery and scheduler shard has an owner, so that a node
+// awaitShards waits, when the cluster has the nodes to place and own them,
+// until every delivery and scheduler shard has a live owner, so that a node
 // that says it is ready can serve consumers at once. A cluster still
 // missing nodes starts serving what it can.
 func (s *Server) awaitShards() {
-	info := s.placement.Info()
-	want := int(info.GetDeliveryShards() + info.GetSchedulerShards())
 	deadline := time.NewTimer(shardWait)
 	defer deadline.Stop()
 	for {
 		changed := s.placement.Changed()
-		owned, storageNodes := 0, 0
-		for _, st := range s.placement.Units() {
-			if placement.OwnerRole(st.GetUnit()) != "" && st.GetOwner() != "" && s.placement.Alive(st.GetOwner()) {
-				owned++
-			}
-		}
-		for _, n := range s.placement.Nodes() {
-			if n.Has(RoleStorage) {
-				storageNodes++
-			}
-		}
-		if owned >= want || storageNodes < s.cfg.Storage.ReplicationFactor {
+		if s.shardsSettled() {
 			return
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			s.logger.Warn("starting without every delivery and scheduler shard placed", "owned", owned, "shards", want)
+			s.logger.Warn("starting before every delivery and scheduler shard has a live owner")
 			return
 		case <-s.ctx.Done():
 			return
 		}
 	}
+}
+
+// shardsSettled reports whether every shard that can have a live owner
+// has one.
+func (s *Server) shardsSettled() bool {
+	info := s.placement.Info()
+	storageNodes, owners := 0, map[string]bool{}
+	for _, n := range s.placement.Nodes() {
+		if n.Has(RoleStorage) {
+			storageNodes++
+		}
+		for _, role := range []string{RoleDelivery, RoleScheduler} {
+			owners[role] = owners[role] || n.Has(role)
+		}
+	}
+	if storageNodes < s.cfg.Storage.ReplicationFactor {
+		return true // the shards cannot be placed yet
+	}
+	for _, shards := range []struct {
+		kind storagev1.UnitKind
+		n    int32
+		role string
+	}{{storagev1.UnitKind_UNIT_KIND_DELIVERY_SHARD, info.GetDeliveryShards(), RoleDelivery}, {storagev1.UnitKind_UNIT_KIND_SCHEDULER_SHARD, info.GetSchedulerShards(), RoleScheduler}} {
+		if !owners[shards.role] {
+			continue
+		}
+		for shard := range shards.n {
+			st, ok := s.placement.Unit(&storagev1.UnitId{Kind: shards.kind, Shard: shard})
+			if !ok || st.GetOwner() == "" || !s.placement.Alive(st.GetOwner()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -209,6 +232,9 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // and storage still run; etcd goes last).
 func (s *Server) Stop() {
 	s.ready.Store(false)
+	if s.storageEngine != nil {
+		s.storageEngine.Relinquish()
+	}
 	s.withdraw()
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

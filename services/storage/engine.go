@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,10 @@ type Engine struct {
 	keys     *partitionlog.Keyring // nil: encryption at rest is off
 	units    *units
 	fetchers *fetchers
+	// stopping is set when the node begins to stop: it leads nothing more
+	// (no writes, no changes of in-sync replicas), so that followers the
+	// stopping node no longer answers are not dropped from them.
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	logs   map[string]*openLog    // by logid.Key
@@ -72,6 +77,10 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
 }
+
+// Relinquish makes a stopping node lead nothing more; the controller moves
+// its units to in-sync replicas once the node withdraws its registration.
+func (e *Engine) Relinquish() { e.stopping.Store(true) }
 
 // Close closes every open log, flushing what is buffered.
 func (e *Engine) Close() error {

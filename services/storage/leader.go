@@ -130,9 +130,9 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 					}
 				}
 			}
-			if listed || len(lr.GetBatches()) > 0 || lr.GetStartOffset() > 0 {
-				res.Logs = append(res.Logs, lr)
-			}
+			// A log the follower lacks is always named, empty or not, so
+			// that it creates it and counts as caught up.
+			res.Logs = append(res.Logs, lr)
 		}
 		for k, off := range asked {
 			if !have[k] {
@@ -166,7 +166,7 @@ func (e *Engine) recordProgress(u *unit, follower string, positions map[string]i
 		if !slices.Contains(u.st.GetReplicas(), follower) && !slices.Contains(u.st.GetTarget(), follower) {
 			return
 		}
-		f = &followerProgress{pos: map[string]int64{}}
+		f = &followerProgress{pos: map[string]int64{}, endAtLastFetch: map[string]int64{}}
 		u.followers[follower] = f
 	}
 	now := time.Now()
@@ -174,15 +174,19 @@ func (e *Engine) recordProgress(u *unit, follower string, positions map[string]i
 	caughtUp := true
 	for _, id := range e.units.logsOf(u.key) {
 		k := logid.Key(id)
+		l := e.openedLog(id)
+		end := int64(0)
+		if l != nil {
+			end = l.NextOffset()
+		}
 		pos, ok := positions[k]
-		if !ok {
-			caughtUp = false
-			continue
+		if ok {
+			f.pos[k] = pos
 		}
-		f.pos[k] = pos
-		if l := e.openedLog(id); l != nil && pos < l.NextOffset() {
+		if !ok || (pos < end && pos < f.endAtLastFetch[k]) {
 			caughtUp = false
 		}
+		f.endAtLastFetch[k] = end
 	}
 	if caughtUp {
 		f.lastCaughtUp = now
@@ -283,7 +287,7 @@ func (e *Engine) isrLoop(ctx context.Context) {
 		e.units.mu.Unlock()
 		for _, u := range all {
 			if next := e.nextISR(u); next != nil {
-				if err := e.changeISR(ctx, u, next); err != nil {
+				if err := e.changeISR(ctx, u, next); err != nil && ctx.Err() == nil {
 					e.logger.Warn("storage: changing the in-sync replicas", "unit", u.key, "err", err)
 				}
 			}
@@ -296,7 +300,7 @@ func (e *Engine) isrLoop(ctx context.Context) {
 func (e *Engine) nextISR(u *unit) []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.leading || !e.cluster.SessionValid() {
+	if !u.leading || !e.cluster.SessionValid() || e.stopping.Load() {
 		return nil
 	}
 	now := time.Now()
@@ -314,7 +318,9 @@ func (e *Engine) nextISR(u *unit) []string {
 	candidates := append(slices.Clone(u.st.GetReplicas()), u.st.GetTarget()...)
 	for _, n := range candidates {
 		f := u.followers[n]
-		if slices.Contains(isr, n) || f == nil || now.Sub(f.lastCaughtUp) > e.cfg.ReplicaLagTime/2 {
+		// A node that is not registered is on its way out (or cut off
+		// from etcd): the controller takes it out, so it is not taken in.
+		if slices.Contains(isr, n) || f == nil || now.Sub(f.lastCaughtUp) > e.cfg.ReplicaLagTime/2 || !e.cluster.Placement.Alive(n) {
 			continue
 		}
 		inSync := true

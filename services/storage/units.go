@@ -58,9 +58,14 @@ type unit struct {
 }
 
 type followerProgress struct {
-	pos          map[string]int64 // next offset the follower asked for, by log key
-	lastFetch    time.Time
-	lastCaughtUp time.Time
+	pos map[string]int64 // next offset the follower asked for, by log key
+	// endAtLastFetch is the leader's end of each log when the follower
+	// last fetched: a follower that has that much is keeping up, though the
+	// leader has written more since (Kafka's rule; asking for the current
+	// end would never hold under steady writes).
+	endAtLastFetch map[string]int64
+	lastFetch      time.Time
+	lastCaughtUp   time.Time
 }
 
 func (u *unit) signalHW() {
@@ -175,6 +180,8 @@ func (e *Engine) leaderFor(id logid.ID, epoch int64) (*unit, error) {
 		return nil, errs.Wrapf(errs.ErrNotLeader, "storage: node %s does not lead %s (unit %s, epoch %d)", e.cluster.Node, logid.Describe(id), key, current)
 	case epoch != 0 && epoch != current:
 		return nil, errs.Wrapf(errs.ErrNotLeader, "storage: %s is led in epoch %d here, not %d", logid.Describe(id), current, epoch)
+	case e.stopping.Load():
+		return nil, errs.Wrapf(errs.ErrNotLeader, "storage: node %s is stopping; its units move to other replicas", e.cluster.Node)
 	case !e.cluster.SessionValid():
 		// The lease may have expired at etcd and a new leader been elected:
 		// this node must not take writes it might not be the leader for.
@@ -299,7 +306,7 @@ func (e *Engine) becomeLeader(u *unit, st *metadatav1.PartitionState) {
 	}
 	for _, n := range st.GetReplicas() {
 		if n != e.cluster.Node {
-			u.followers[n] = &followerProgress{pos: map[string]int64{}, lastCaughtUp: now}
+			u.followers[n] = &followerProgress{pos: map[string]int64{}, endAtLastFetch: map[string]int64{}, lastCaughtUp: now}
 		}
 	}
 	e.logger.Info("storage: leading", "unit", u.key, "epoch", st.GetLeaderEpoch(), "isr", st.GetIsr())

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -91,7 +92,11 @@ func (s *Server) start(t testing.TB) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		// DMS_TEST_LOG_LEVEL=info shows what the roles do, when a test
+		// needs explaining.
+		level := slog.LevelWarn
+		_ = level.UnmarshalText([]byte(os.Getenv("DMS_TEST_LOG_LEVEL")))
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	}
 	srv, err := server.New(s.cfg, logger)
 	if err != nil {
