@@ -44,6 +44,9 @@ type ListenConfig struct {
 	// delivery, scheduler, metadata) to the other dmsd processes. Clients
 	// never need it; keep it on a private network.
 	InternalGRPCAddr string `yaml:"internal_grpc_addr"`
+	// InternalAdvertiseAddr is the internal address other nodes dial, when
+	// it is not the listening one (a proxy, a NAT, 0.0.0.0).
+	InternalAdvertiseAddr string `yaml:"internal_advertise_addr"`
 }
 
 // NodeConfig names this process in the cluster and says where its data is.
@@ -98,6 +101,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Server.GRPCAddr, "server.grpc-addr", "127.0.0.1:9090", "Address of the public gRPC listener shared by all roles.")
 	f.StringVar(&c.Server.HTTPAddr, "server.http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
 	f.StringVar(&c.Server.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:0", "Address of the internal gRPC listener where the roles serve each other (port 0 picks a free one; the address is registered in etcd); other dmsd processes must reach it, clients never need it.")
+	f.StringVar(&c.Server.InternalAdvertiseAddr, "server.internal-advertise-addr", "", "Internal address the other nodes dial, when it differs from the listening one (behind a proxy or NAT, or when listening on 0.0.0.0); empty advertises the listening address.")
 	f.StringVar(&c.Node.DataDir, "node.data-dir", "data", "Directory for the embedded etcd, the node's identity and the storage role's logs.")
 	f.StringVar(&c.Node.Name, "node.name", "", "Stable name of this node in the cluster; empty keeps the name stored in the data directory, or takes the host name the first time.")
 	f.StringVar(&c.Node.Zone, "node.zone", "", "Zone (failure domain) of this node; replicas are spread across zones first.")

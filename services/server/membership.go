@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,14 +63,14 @@ func (s *Server) initMembership(ctx context.Context) (modules.Stopper, error) {
 	}
 	s.self = &metadatav1.Member{
 		Id: uuid.NewString(), Node: s.NodeName, Zone: s.cfg.Node.Zone, Roles: s.Roles(),
-		GrpcAddress: s.GRPCAddr, InternalGrpcAddress: s.InternalGRPCAddr, HttpAddress: s.HTTPAddr, StartTimeMs: s.now().UnixMilli(),
+		GrpcAddress: s.GRPCAddr, InternalGrpcAddress: cmp.Or(s.cfg.Server.InternalAdvertiseAddr, s.InternalGRPCAddr), HttpAddress: s.HTTPAddr, StartTimeMs: s.now().UnixMilli(),
 	}
 	s.session.OnRenew(func(*concurrency.Session) {
 		if err := s.announce(); err != nil {
 			s.logger.Error("registering again after the etcd session was renewed", "err", err)
 		}
 	})
-	s.resolver = newRoleResolver(s.placement, s.self)
+	s.resolver = newRoleResolver(s.placement, s.self, s.InternalGRPCAddr)
 	s.resolver.start(ctx)
 	return modules.StopFunc(func(context.Context) error {
 		s.connsMu.Lock()

@@ -22,6 +22,7 @@ const roleScheme = "dms-role"
 type roleResolver struct {
 	members    *placement.Cache
 	self       *metadatav1.Member
+	selfAddr   string // where this process listens, which it dials itself at
 	mu         sync.Mutex
 	subs       map[*roleConn]struct{}
 	cancelFunc context.CancelFunc
@@ -34,8 +35,8 @@ type roleConn struct {
 	r    *roleResolver
 }
 
-func newRoleResolver(members *placement.Cache, self *metadatav1.Member) *roleResolver {
-	return &roleResolver{members: members, self: self, subs: map[*roleConn]struct{}{}}
+func newRoleResolver(members *placement.Cache, self *metadatav1.Member, selfAddr string) *roleResolver {
+	return &roleResolver{members: members, self: self, selfAddr: selfAddr, subs: map[*roleConn]struct{}{}}
 }
 
 // start follows the member registry until stop.
@@ -62,7 +63,7 @@ func (r *roleResolver) stop() {
 
 func (r *roleResolver) addresses(role string) []resolver.Address {
 	if slices.Contains(r.self.GetRoles(), role) {
-		return []resolver.Address{{Addr: r.self.GetInternalGrpcAddress()}}
+		return []resolver.Address{{Addr: r.selfAddr}}
 	}
 	var out []resolver.Address
 	for _, n := range r.members.Nodes() {
@@ -150,7 +151,7 @@ func (nodeResolver) Scheme() string { return nodeScheme }
 
 func (r *roleResolver) nodeAddresses(node string) []resolver.Address {
 	if node == r.self.GetNode() {
-		return []resolver.Address{{Addr: r.self.GetInternalGrpcAddress()}}
+		return []resolver.Address{{Addr: r.selfAddr}}
 	}
 	if m, ok := r.members.Member(node); ok {
 		return []resolver.Address{{Addr: m.GetInternalGrpcAddress()}}
