@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -268,4 +269,45 @@ func fixCRCs(t *testing.T, data []byte) []byte {
 		pos = end
 	}
 	return data
+}
+
+// At startup the engine deletes the data of a queue the catalog no longer
+// has only when the catalog remembers deleting it (a tombstone): data of a
+// queue it does not know — another cluster's etcd, a catalog that lost its
+// data — is kept, as it is when etcd cannot be asked.
+func TestStartDeletesOnlyQueuesWithATombstone(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+	cfg := testConfig(t.TempDir())
+	unknown, deleted := catalog.NewQueueID(), catalog.NewQueueID()
+	for _, q := range []string{unknown, deleted} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cfg.Dir, "q", q, "0"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "q", q, "0", "00000000000000000000.log"), []byte{}, 0o644))
+	}
+	_, err := cli.Put(ctx, catalog.DeletedQueueKey(deleted), "1")
+	require.NoError(t, err)
+
+	e, err := NewEngine(cfg, cache, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	e.Start(ctx)
+	require.NoError(t, e.Close())
+	require.DirExists(t, filepath.Join(cfg.Dir, "q", unknown), "no tombstone: kept")
+	require.NoDirExists(t, filepath.Join(cfg.Dir, "q", deleted), "tombstone: deleted")
+
+	// etcd unreachable: nothing is deleted.
+	_, err = cli.Put(ctx, catalog.DeletedQueueKey(unknown), "1")
+	require.NoError(t, err)
+	unreachable, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	defer unreachable.Close()
+	blind := catalog.NewCache(unreachable, quietLogger())
+	e, err = NewEngine(cfg, blind, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	e.Start(short)
+	require.NoError(t, e.Close())
+	require.DirExists(t, filepath.Join(cfg.Dir, "q", unknown), "etcd unreachable: kept")
 }
