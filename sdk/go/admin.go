@@ -55,6 +55,9 @@ type QueueConfig struct {
 	DeadLetters bool
 	// MaxConsumeCount is 1 to 100; required when DeadLetters is set.
 	MaxConsumeCount int
+	// ReplicationFactor is how many nodes keep each partition; the
+	// cluster's default when zero.
+	ReplicationFactor int
 }
 
 // Queue is a queue as the server describes it.
@@ -79,6 +82,8 @@ type Queue struct {
 	// MaxMessageBytes is the largest accepted message (body plus
 	// attributes).
 	MaxMessageBytes int
+	// ReplicationFactor is how many nodes keep each partition.
+	ReplicationFactor int
 }
 
 // Group is a consumer group as the server describes it.
@@ -128,6 +133,7 @@ func (p *Project) CreateQueue(ctx context.Context, cfg QueueConfig) (*Queue, err
 		PartitionCount:    int32(cfg.Partitions),
 		DeadLetterEnabled: cfg.DeadLetters,
 		MaxConsumeCount:   int32(cfg.MaxConsumeCount),
+		ReplicationFactor: int32(cfg.ReplicationFactor),
 	}
 	if cfg.Retention != 0 {
 		q.Retention = durationpb.New(cfg.Retention)
@@ -186,6 +192,17 @@ func (p *Project) DeleteQueue(ctx context.Context, queue string) error {
 	return fromRPC(ctx, err)
 }
 
+// AddPartitions raises a normal queue's partition count to n while it is in
+// use. Messages with an ordering key keep the partition their key had, so
+// each key keeps its order; the new partitions take messages without a key.
+func (p *Project) AddPartitions(ctx context.Context, queue string, n int) (*Queue, error) {
+	resp, err := p.client.queues.AddPartitions(ctx, &dmsv1.AddPartitionsRequest{Name: p.queueResource(queue), PartitionCount: int32(n)})
+	if err != nil {
+		return nil, fromRPC(ctx, err)
+	}
+	return queueFromProto(resp.GetQueue()), nil
+}
+
 // CreateGroup creates a consumer group named name on a queue. A new group
 // starts at the earliest retained message of the queue.
 func (p *Project) CreateGroup(ctx context.Context, queue, name string) (*Group, error) {
@@ -230,17 +247,18 @@ func (p *Project) DeleteGroup(ctx context.Context, queue, group string) error {
 
 func queueFromProto(q *dmsv1.Queue) *Queue {
 	out := &Queue{
-		Name:            q.GetName(),
-		ID:              q.GetId(),
-		DisplayName:     q.GetDisplayName(),
-		Description:     q.GetDescription(),
-		Mode:            QueueMode(q.GetMode()),
-		Partitions:      int(q.GetPartitionCount()),
-		DeadLetters:     q.GetDeadLetterEnabled(),
-		MaxConsumeCount: int(q.GetMaxConsumeCount()),
-		MessageCount:    q.GetMessageCount(),
-		GroupCount:      int(q.GetGroupCount()),
-		MaxMessageBytes: int(q.GetMaxMessageBytes()),
+		Name:              q.GetName(),
+		ID:                q.GetId(),
+		DisplayName:       q.GetDisplayName(),
+		Description:       q.GetDescription(),
+		Mode:              QueueMode(q.GetMode()),
+		Partitions:        int(q.GetPartitionCount()),
+		DeadLetters:       q.GetDeadLetterEnabled(),
+		MaxConsumeCount:   int(q.GetMaxConsumeCount()),
+		MessageCount:      q.GetMessageCount(),
+		GroupCount:        int(q.GetGroupCount()),
+		MaxMessageBytes:   int(q.GetMaxMessageBytes()),
+		ReplicationFactor: int(q.GetReplicationFactor()),
 	}
 	if q.GetRetention() != nil {
 		out.Retention = q.GetRetention().AsDuration()

@@ -121,7 +121,9 @@ func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metad
 	name := logid.Key(stateLogID(kind, q.GetId(), g.GetId(), consumerID))
 	e.mu.Lock()
 	c := e.consumptions[name]
-	if c == nil || c.epoch != epoch {
+	// A queue that got partitions since the group was loaded is loaded
+	// again with them.
+	if c == nil || c.epoch != epoch || c.queue.GetPartitionCount() != q.GetPartitionCount() {
 		c = newConsumption(kind, q, g, consumerID)
 		c.epoch = epoch
 		e.consumptions[name] = c

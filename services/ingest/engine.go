@@ -69,7 +69,7 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 	batchPartition := e.roundRobin(q)
 	if idempotenceKey != "" {
 		// A retry must reach the partition of the first attempt.
-		batchPartition = keyPartition(idempotenceKey, q.GetPartitionCount())
+		batchPartition = keyPartition(idempotenceKey, keyPartitions(q))
 	}
 	ts := now.UnixMilli()
 	results := make([]*dmsv1.SendResult, len(msgs))
@@ -99,7 +99,7 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		}
 		p := batchPartition
 		if m.GetOrderingKey() != "" {
-			p = keyPartition(m.GetOrderingKey(), q.GetPartitionCount())
+			p = keyPartition(m.GetOrderingKey(), keyPartitions(q))
 		}
 		if _, seen := byPart[p]; !seen {
 			order = append(order, p)
@@ -257,6 +257,16 @@ func durability(q *metadatav1.QueueRecord) storagev1.Durability {
 		return storagev1.Durability_DURABILITY_ASYNC
 	}
 	return storagev1.Durability_DURABILITY_SYNC
+}
+
+// keyPartitions is how many partitions keys are spread over: those the
+// queue was created with, so that a key keeps its partition (and its
+// order) when partitions are added.
+func keyPartitions(q *metadatav1.QueueRecord) int32 {
+	if n := q.GetKeyPartitions(); n > 0 {
+		return n
+	}
+	return q.GetPartitionCount()
 }
 
 // keyPartition maps a key to a partition, the same way every time.

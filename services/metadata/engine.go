@@ -196,6 +196,68 @@ func (e *Engine) placePartitions(q *metadatav1.QueueRecord, from int32) ([]clien
 	return ops, nil
 }
 
+// AddPartitions raises the partition count of q to n and places the new
+// partitions, in one transaction that fails if the queue changed
+// meanwhile. Keys keep their partitions: ingest spreads them over the
+// key_partitions the queue was created with.
+func (e *Engine) AddPartitions(ctx context.Context, q *metadatav1.QueueRecord, n int32) (*metadatav1.QueueRecord, error) {
+	switch q.GetMode() {
+	case dmsv1.QueueMode_QUEUE_MODE_NORMAL, dmsv1.QueueMode_QUEUE_MODE_KAFKA_HA, dmsv1.QueueMode_QUEUE_MODE_KAFKA_HT:
+	default:
+		return nil, errs.Wrapf(errs.ErrPartitionCountInvalid, "a %s queue keeps its partitions; only NORMAL and Kafka queues get more", strings.TrimPrefix(q.GetMode().String(), "QUEUE_MODE_"))
+	}
+	if n <= q.GetPartitionCount() || int(n) > e.cfg.MaxPartitions {
+		return nil, errs.Wrapf(errs.ErrPartitionCountInvalid, "the new partition count must be %d to %d, got %d", q.GetPartitionCount()+1, e.cfg.MaxPartitions, n)
+	}
+	key := catalog.QueueKey(q.GetId())
+	resp, err := e.cli.Get(ctx, key)
+	if err != nil {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", q.GetId())
+	}
+	cur := &metadatav1.QueueRecord{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, cur); err != nil {
+		return nil, fmt.Errorf("metadata: decoding queue: %w", err)
+	}
+	if n <= cur.GetPartitionCount() {
+		return nil, errs.Wrapf(errs.ErrPartitionCountInvalid, "the queue has %d partitions already", cur.GetPartitionCount())
+	}
+	next := proto.CloneOf(cur)
+	next.PartitionCount = n
+	if next.GetKeyPartitions() == 0 {
+		next.KeyPartitions = cur.GetPartitionCount() // a queue from before partitions could be added
+	}
+	if next.GetReplicationFactor() == 0 {
+		next.ReplicationFactor = 1
+	}
+	placements, err := e.placePartitions(next, cur.GetPartitionCount())
+	if err != nil {
+		return nil, err
+	}
+	value, err := proto.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	txn, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+		Then(append([]clientv3.Op{clientv3.OpPut(key, string(value))}, placements...)...).Commit()
+	if err != nil {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: writing etcd: %v", err)
+	}
+	if !txn.Succeeded {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: queue %s changed meanwhile; try again", q.GetId())
+	}
+	if err := e.cache.WaitForRevision(ctx, txn.Header.Revision); err != nil {
+		return nil, err
+	}
+	if err := e.placement.WaitForRevision(ctx, txn.Header.Revision); err != nil {
+		return nil, err
+	}
+	e.logger.Info("partitions added", "queue", q.GetId(), "from", cur.GetPartitionCount(), "to", n)
+	return next, nil
+}
+
 // tombstone returns the write of a tombstone key under a lease of
 // catalog.TombstoneTTL, so that the catalog forgets it in time.
 func (e *Engine) tombstone(ctx context.Context, key string) (clientv3.Op, error) {

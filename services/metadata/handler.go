@@ -105,6 +105,23 @@ func (h *Handler) DeleteQueue(ctx context.Context, req *dmsv1.DeleteQueueRequest
 	return &dmsv1.DeleteQueueResponse{}, h.engine.DeleteQueue(ctx, q)
 }
 
+// AddPartitions implements dms.v1.QueueService.
+func (h *Handler) AddPartitions(ctx context.Context, req *dmsv1.AddPartitionsRequest) (*dmsv1.AddPartitionsResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	rec, err := h.engine.AddPartitions(ctx, q, req.GetPartitionCount())
+	if err != nil {
+		return nil, err
+	}
+	queues, err := h.views.Queues(ctx, []*metadatav1.QueueRecord{rec})
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.AddPartitionsResponse{Queue: queues[0]}, nil
+}
+
 // CreateConsumerGroup implements dms.v1.QueueService.
 func (h *Handler) CreateConsumerGroup(ctx context.Context, req *dmsv1.CreateConsumerGroupRequest) (*dmsv1.CreateConsumerGroupResponse, error) {
 	q, err := h.cache.ResolveQueueName(ctx, req.GetParent())

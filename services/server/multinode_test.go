@@ -169,3 +169,50 @@ func TestANodeThatLostItsLeaseRegistersAgain(t *testing.T) {
 	got := s.Receive(t, g, 10, 60*time.Second)
 	require.True(t, slices.Contains(testserver.Bodies(got), "back"))
 }
+
+// Partitions added to a queue in use take new messages at once; messages
+// with an ordering key stay on the partition their key had, so each key's
+// order holds across the change; consumer groups read the new partitions.
+func TestAddPartitionsKeepsKeysWhereTheyWere(t *testing.T) {
+	nodes := startNodes(t, 2)
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "growing", PartitionCount: 2})
+	g := nodes[0].CreateGroup(t, q, "g")
+	send := func(via *testserver.Server, key string) int32 {
+		resp, err := via.Producer().SendMessages(context.Background(), &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: []*dmsv1.Message{{Body: []byte(key), OrderingKey: key}}})
+		require.NoError(t, err)
+		return resp.GetResults()[0].GetPartition()
+	}
+	before := map[string]int32{}
+	for i := range 20 {
+		key := fmt.Sprintf("k%d", i)
+		before[key] = send(nodes[i%2], key)
+	}
+	resp, err := nodes[1].Queues().AddPartitions(context.Background(), &dmsv1.AddPartitionsRequest{Name: q.GetName(), PartitionCount: 5})
+	require.NoError(t, err)
+	require.EqualValues(t, 5, resp.GetQueue().GetPartitionCount())
+	for key, p := range before {
+		require.Equal(t, p, send(nodes[0], key), "key %s moved", key)
+	}
+	newPartitions := map[int32]bool{}
+	for range 30 {
+		r, err := nodes[1].Producer().SendMessages(context.Background(), &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: []*dmsv1.Message{{Body: []byte("unkeyed")}}})
+		require.NoError(t, err)
+		if p := r.GetResults()[0].GetPartition(); p >= 2 {
+			newPartitions[p] = true
+		}
+	}
+	require.NotEmpty(t, newPartitions, "unkeyed messages reach the new partitions")
+	got := 0
+	require.Eventually(t, func() bool {
+		msgs := nodes[got%2].Receive(t, g, 100, 60*time.Second)
+		nodes[0].Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, msgs...)
+		got += len(msgs)
+		return got == 20+20+30
+	}, 20*time.Second, 10*time.Millisecond, "every message delivered, the new partitions' too")
+
+	_, err = nodes[0].Queues().AddPartitions(context.Background(), &dmsv1.AddPartitionsRequest{Name: q.GetName(), PartitionCount: 5})
+	require.Error(t, err, "not more partitions")
+	fifo := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "fixed", Mode: dmsv1.QueueMode_QUEUE_MODE_FIFO})
+	_, err = nodes[0].Queues().AddPartitions(context.Background(), &dmsv1.AddPartitionsRequest{Name: fifo.GetName(), PartitionCount: 2})
+	require.Error(t, err, "a FIFO queue has one partition")
+}

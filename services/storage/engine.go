@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
@@ -178,13 +180,23 @@ func (e *Engine) checkOwnerExists(ctx context.Context, id logid.ID) error {
 		return err
 	}
 	switch {
-	case id.GetKind() == storagev1.LogKind_LOG_KIND_QUEUE_PARTITION && id.GetPartition() >= q.GetPartitionCount():
+	case id.GetKind() == storagev1.LogKind_LOG_KIND_QUEUE_PARTITION && id.GetPartition() >= q.GetPartitionCount() && !e.placed(id):
 		return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: queue %s has no partition %d", q.GetId(), id.GetPartition())
 	case logid.HasGroup(id):
 		_, err := e.cache.ResolveGroup(ctx, q, id.GetGroupId())
 		return err
 	}
 	return nil
+}
+
+// placed reports whether a log's unit has a placement that names this node:
+// a partition just added exists before this node's catalog shows it.
+func (e *Engine) placed(id logid.ID) bool {
+	if e.cluster == nil {
+		return false
+	}
+	st, ok := e.cluster.Placement.Unit(placement.UnitOfLog(id, 0, 0))
+	return ok && slices.Contains(st.GetReplicas(), e.cluster.Node)
 }
 
 func normalDurability(d storagev1.Durability) storagev1.Durability {

@@ -885,6 +885,108 @@ func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
 	return file_dms_v1_queue_proto_rawDescGZIP(), []int{10}
 }
 
+// AddPartitionsRequest is the request of QueueService.AddPartitions.
+type AddPartitionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The new partition count: more than the queue has, at most the
+	// cluster's maximum.
+	PartitionCount int32 `protobuf:"varint,2,opt,name=partition_count,json=partitionCount,proto3" json:"partition_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AddPartitionsRequest) Reset() {
+	*x = AddPartitionsRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPartitionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPartitionsRequest) ProtoMessage() {}
+
+func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPartitionsRequest.ProtoReflect.Descriptor instead.
+func (*AddPartitionsRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AddPartitionsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddPartitionsRequest) GetPartitionCount() int32 {
+	if x != nil {
+		return x.PartitionCount
+	}
+	return 0
+}
+
+// AddPartitionsResponse is the response of QueueService.AddPartitions.
+type AddPartitionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue with its new partitions.
+	Queue         *Queue `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPartitionsResponse) Reset() {
+	*x = AddPartitionsResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPartitionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPartitionsResponse) ProtoMessage() {}
+
+func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPartitionsResponse.ProtoReflect.Descriptor instead.
+func (*AddPartitionsResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AddPartitionsResponse) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
 // CreateConsumerGroupRequest is the request of QueueService.CreateConsumerGroup.
 type CreateConsumerGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -898,7 +1000,7 @@ type CreateConsumerGroupRequest struct {
 
 func (x *CreateConsumerGroupRequest) Reset() {
 	*x = CreateConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1012,7 @@ func (x *CreateConsumerGroupRequest) String() string {
 func (*CreateConsumerGroupRequest) ProtoMessage() {}
 
 func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1025,7 @@ func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateConsumerGroupRequest) GetParent() string {
@@ -951,7 +1053,7 @@ type CreateConsumerGroupResponse struct {
 
 func (x *CreateConsumerGroupResponse) Reset() {
 	*x = CreateConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1065,7 @@ func (x *CreateConsumerGroupResponse) String() string {
 func (*CreateConsumerGroupResponse) ProtoMessage() {}
 
 func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1078,7 @@ func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -997,7 +1099,7 @@ type GetConsumerGroupRequest struct {
 
 func (x *GetConsumerGroupRequest) Reset() {
 	*x = GetConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1111,7 @@ func (x *GetConsumerGroupRequest) String() string {
 func (*GetConsumerGroupRequest) ProtoMessage() {}
 
 func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1124,7 @@ func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetConsumerGroupRequest) GetName() string {
@@ -1043,7 +1145,7 @@ type GetConsumerGroupResponse struct {
 
 func (x *GetConsumerGroupResponse) Reset() {
 	*x = GetConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1157,7 @@ func (x *GetConsumerGroupResponse) String() string {
 func (*GetConsumerGroupResponse) ProtoMessage() {}
 
 func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1170,7 @@ func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1089,7 +1191,7 @@ type ListConsumerGroupsRequest struct {
 
 func (x *ListConsumerGroupsRequest) Reset() {
 	*x = ListConsumerGroupsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1203,7 @@ func (x *ListConsumerGroupsRequest) String() string {
 func (*ListConsumerGroupsRequest) ProtoMessage() {}
 
 func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1216,7 @@ func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListConsumerGroupsRequest) GetParent() string {
@@ -1135,7 +1237,7 @@ type ListConsumerGroupsResponse struct {
 
 func (x *ListConsumerGroupsResponse) Reset() {
 	*x = ListConsumerGroupsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1249,7 @@ func (x *ListConsumerGroupsResponse) String() string {
 func (*ListConsumerGroupsResponse) ProtoMessage() {}
 
 func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1262,7 @@ func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListConsumerGroupsResponse) GetGroups() []*ConsumerGroup {
@@ -1181,7 +1283,7 @@ type DeleteConsumerGroupRequest struct {
 
 func (x *DeleteConsumerGroupRequest) Reset() {
 	*x = DeleteConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1295,7 @@ func (x *DeleteConsumerGroupRequest) String() string {
 func (*DeleteConsumerGroupRequest) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1308,7 @@ func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteConsumerGroupRequest) GetName() string {
@@ -1225,7 +1327,7 @@ type DeleteConsumerGroupResponse struct {
 
 func (x *DeleteConsumerGroupResponse) Reset() {
 	*x = DeleteConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1339,7 @@ func (x *DeleteConsumerGroupResponse) String() string {
 func (*DeleteConsumerGroupResponse) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1352,7 @@ func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
 }
 
 var File_dms_v1_queue_proto protoreflect.FileDescriptor
@@ -1316,7 +1418,12 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"total_size\x18\x03 \x01(\x05R\ttotalSize\"-\n" +
 	"\x12DeleteQueueRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x15\n" +
-	"\x13DeleteQueueResponse\"k\n" +
+	"\x13DeleteQueueResponse\"]\n" +
+	"\x14AddPartitionsRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12,\n" +
+	"\x0fpartition_count\x18\x02 \x01(\x05B\x03\xe0A\x02R\x0epartitionCount\"<\n" +
+	"\x15AddPartitionsResponse\x12#\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"k\n" +
 	"\x1aCreateConsumerGroupRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x120\n" +
 	"\x05group\x18\x02 \x01(\v2\x15.dms.v1.ConsumerGroupB\x03\xe0A\x02R\x05group\"J\n" +
@@ -1339,13 +1446,14 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fQUEUE_MODE_FIFO\x10\x02\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HA\x10\x03\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HT\x10\x04\x12\x13\n" +
-	"\x0fQUEUE_MODE_AMQP\x10\x052\x8c\b\n" +
+	"\x0fQUEUE_MODE_AMQP\x10\x052\x94\t\n" +
 	"\fQueueService\x12u\n" +
 	"\vCreateQueue\x12\x1a.dms.v1.CreateQueueRequest\x1a\x1b.dms.v1.CreateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue\"\x1e/v1/{parent=projects/*}/queues\x12e\n" +
 	"\bGetQueue\x12\x17.dms.v1.GetQueueRequest\x1a\x18.dms.v1.GetQueueResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=projects/*/queues/*}\x12k\n" +
 	"\n" +
 	"ListQueues\x12\x19.dms.v1.ListQueuesRequest\x1a\x1a.dms.v1.ListQueuesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=projects/*}/queues\x12n\n" +
-	"\vDeleteQueue\x12\x1a.dms.v1.DeleteQueueRequest\x1a\x1b.dms.v1.DeleteQueueResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=projects/*/queues/*}\x12\x96\x01\n" +
+	"\vDeleteQueue\x12\x1a.dms.v1.DeleteQueueRequest\x1a\x1b.dms.v1.DeleteQueueResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=projects/*/queues/*}\x12\x85\x01\n" +
+	"\rAddPartitions\x12\x1c.dms.v1.AddPartitionsRequest\x1a\x1d.dms.v1.AddPartitionsResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/{name=projects/*/queues/*}:addPartitions\x12\x96\x01\n" +
 	"\x13CreateConsumerGroup\x12\".dms.v1.CreateConsumerGroupRequest\x1a#.dms.v1.CreateConsumerGroupResponse\"6\x82\xd3\xe4\x93\x020:\x05group\"'/v1/{parent=projects/*/queues/*}/groups\x12\x86\x01\n" +
 	"\x10GetConsumerGroup\x12\x1f.dms.v1.GetConsumerGroupRequest\x1a .dms.v1.GetConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{name=projects/*/queues/*/groups/*}\x12\x8c\x01\n" +
 	"\x12ListConsumerGroups\x12!.dms.v1.ListConsumerGroupsRequest\x1a\".dms.v1.ListConsumerGroupsResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{parent=projects/*/queues/*}/groups\x12\x8f\x01\n" +
@@ -1364,7 +1472,7 @@ func file_dms_v1_queue_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_queue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_dms_v1_queue_proto_goTypes = []any{
 	(QueueMode)(0),                      // 0: dms.v1.QueueMode
 	(*Queue)(nil),                       // 1: dms.v1.Queue
@@ -1378,56 +1486,61 @@ var file_dms_v1_queue_proto_goTypes = []any{
 	(*ListQueuesResponse)(nil),          // 9: dms.v1.ListQueuesResponse
 	(*DeleteQueueRequest)(nil),          // 10: dms.v1.DeleteQueueRequest
 	(*DeleteQueueResponse)(nil),         // 11: dms.v1.DeleteQueueResponse
-	(*CreateConsumerGroupRequest)(nil),  // 12: dms.v1.CreateConsumerGroupRequest
-	(*CreateConsumerGroupResponse)(nil), // 13: dms.v1.CreateConsumerGroupResponse
-	(*GetConsumerGroupRequest)(nil),     // 14: dms.v1.GetConsumerGroupRequest
-	(*GetConsumerGroupResponse)(nil),    // 15: dms.v1.GetConsumerGroupResponse
-	(*ListConsumerGroupsRequest)(nil),   // 16: dms.v1.ListConsumerGroupsRequest
-	(*ListConsumerGroupsResponse)(nil),  // 17: dms.v1.ListConsumerGroupsResponse
-	(*DeleteConsumerGroupRequest)(nil),  // 18: dms.v1.DeleteConsumerGroupRequest
-	(*DeleteConsumerGroupResponse)(nil), // 19: dms.v1.DeleteConsumerGroupResponse
-	(*durationpb.Duration)(nil),         // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
-	(*TagFilter)(nil),                   // 22: dms.v1.TagFilter
+	(*AddPartitionsRequest)(nil),        // 12: dms.v1.AddPartitionsRequest
+	(*AddPartitionsResponse)(nil),       // 13: dms.v1.AddPartitionsResponse
+	(*CreateConsumerGroupRequest)(nil),  // 14: dms.v1.CreateConsumerGroupRequest
+	(*CreateConsumerGroupResponse)(nil), // 15: dms.v1.CreateConsumerGroupResponse
+	(*GetConsumerGroupRequest)(nil),     // 16: dms.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),    // 17: dms.v1.GetConsumerGroupResponse
+	(*ListConsumerGroupsRequest)(nil),   // 18: dms.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),  // 19: dms.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),  // 20: dms.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil), // 21: dms.v1.DeleteConsumerGroupResponse
+	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*TagFilter)(nil),                   // 24: dms.v1.TagFilter
 }
 var file_dms_v1_queue_proto_depIdxs = []int32{
 	0,  // 0: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
-	20, // 1: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
-	21, // 2: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	21, // 3: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
-	21, // 4: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	22, // 1: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
+	23, // 2: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	23, // 3: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
+	23, // 4: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 5: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	22, // 6: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
-	20, // 7: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	24, // 6: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	22, // 7: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
 	1,  // 8: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
 	1,  // 9: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
 	1,  // 10: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
 	1,  // 11: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	2,  // 12: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 13: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 14: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 15: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	4,  // 16: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	6,  // 17: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	8,  // 18: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	10, // 19: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	12, // 20: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	14, // 21: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	16, // 22: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	18, // 23: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	5,  // 24: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	7,  // 25: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	9,  // 26: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	11, // 27: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	13, // 28: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	15, // 29: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	17, // 30: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	19, // 31: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	1,  // 12: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
+	2,  // 13: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 14: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 15: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	2,  // 16: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	4,  // 17: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	6,  // 18: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	8,  // 19: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	10, // 20: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	12, // 21: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
+	14, // 22: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	16, // 23: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	18, // 24: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	20, // 25: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	5,  // 26: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	7,  // 27: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	9,  // 28: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	11, // 29: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	13, // 30: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
+	15, // 31: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	17, // 32: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	19, // 33: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	21, // 34: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }
@@ -1442,7 +1555,7 @@ func file_dms_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_queue_proto_rawDesc), len(file_dms_v1_queue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	QueueService_GetQueue_FullMethodName            = "/dms.v1.QueueService/GetQueue"
 	QueueService_ListQueues_FullMethodName          = "/dms.v1.QueueService/ListQueues"
 	QueueService_DeleteQueue_FullMethodName         = "/dms.v1.QueueService/DeleteQueue"
+	QueueService_AddPartitions_FullMethodName       = "/dms.v1.QueueService/AddPartitions"
 	QueueService_CreateConsumerGroup_FullMethodName = "/dms.v1.QueueService/CreateConsumerGroup"
 	QueueService_GetConsumerGroup_FullMethodName    = "/dms.v1.QueueService/GetConsumerGroup"
 	QueueService_ListConsumerGroups_FullMethodName  = "/dms.v1.QueueService/ListConsumerGroups"
@@ -50,6 +51,13 @@ type QueueServiceClient interface {
 	// DeleteQueue deletes a queue, its consumer groups and all of its messages.
 	// The deletion cannot be undone.
 	DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error)
+	// AddPartitions raises the partition count of a NORMAL or Kafka queue
+	// while it is in use. Messages with an ordering key keep going to the
+	// partition their key went to before (keys are spread over the partitions
+	// the queue was created with), so every key keeps its order; the new
+	// partitions take messages without a key. Consumer groups read the new
+	// partitions from their first message.
+	AddPartitions(ctx context.Context, in *AddPartitionsRequest, opts ...grpc.CallOption) (*AddPartitionsResponse, error)
 	// CreateConsumerGroup creates a consumer group on a queue. A new group
 	// starts at the earliest retained message of the queue.
 	CreateConsumerGroup(ctx context.Context, in *CreateConsumerGroupRequest, opts ...grpc.CallOption) (*CreateConsumerGroupResponse, error)
@@ -105,6 +113,16 @@ func (c *queueServiceClient) DeleteQueue(ctx context.Context, in *DeleteQueueReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteQueueResponse)
 	err := c.cc.Invoke(ctx, QueueService_DeleteQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueServiceClient) AddPartitions(ctx context.Context, in *AddPartitionsRequest, opts ...grpc.CallOption) (*AddPartitionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddPartitionsResponse)
+	err := c.cc.Invoke(ctx, QueueService_AddPartitions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +190,13 @@ type QueueServiceServer interface {
 	// DeleteQueue deletes a queue, its consumer groups and all of its messages.
 	// The deletion cannot be undone.
 	DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error)
+	// AddPartitions raises the partition count of a NORMAL or Kafka queue
+	// while it is in use. Messages with an ordering key keep going to the
+	// partition their key went to before (keys are spread over the partitions
+	// the queue was created with), so every key keeps its order; the new
+	// partitions take messages without a key. Consumer groups read the new
+	// partitions from their first message.
+	AddPartitions(context.Context, *AddPartitionsRequest) (*AddPartitionsResponse, error)
 	// CreateConsumerGroup creates a consumer group on a queue. A new group
 	// starts at the earliest retained message of the queue.
 	CreateConsumerGroup(context.Context, *CreateConsumerGroupRequest) (*CreateConsumerGroupResponse, error)
@@ -204,6 +229,9 @@ func (UnimplementedQueueServiceServer) ListQueues(context.Context, *ListQueuesRe
 }
 func (UnimplementedQueueServiceServer) DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteQueue not implemented")
+}
+func (UnimplementedQueueServiceServer) AddPartitions(context.Context, *AddPartitionsRequest) (*AddPartitionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddPartitions not implemented")
 }
 func (UnimplementedQueueServiceServer) CreateConsumerGroup(context.Context, *CreateConsumerGroupRequest) (*CreateConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateConsumerGroup not implemented")
@@ -310,6 +338,24 @@ func _QueueService_DeleteQueue_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueueService_AddPartitions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddPartitionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).AddPartitions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_AddPartitions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).AddPartitions(ctx, req.(*AddPartitionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueueService_CreateConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateConsumerGroupRequest)
 	if err := dec(in); err != nil {
@@ -404,6 +450,10 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteQueue",
 			Handler:    _QueueService_DeleteQueue_Handler,
+		},
+		{
+			MethodName: "AddPartitions",
+			Handler:    _QueueService_AddPartitions_Handler,
 		},
 		{
 			MethodName: "CreateConsumerGroup",
