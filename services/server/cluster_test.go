@@ -189,3 +189,57 @@ func TestAcknowledgedSendsSurviveALeaderStop(t *testing.T) {
 		require.Contains(t, got, body, "an acknowledged message was lost")
 	}
 }
+
+// When every in-sync replica of a unit is gone, nothing elects a leader by
+// itself; an admin's unclean election of a replica that was not in sync
+// brings the unit back and says what may be lost, and the old leader, when
+// it returns, follows the new one.
+func TestUncleanElectionIsExplicit(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "unclean", PartitionCount: 1})
+	g := nodes[0].CreateGroup(t, q, "g")
+	u := placementOf(t, nodes[0], q.GetId())[0]
+	byName := map[string]*testserver.Server{nodes[0].NodeName: nodes[0], nodes[1].NodeName: nodes[1]}
+	leader, follower := byName[u.GetLeader()], byName[u.GetReplicas()[1]]
+	leader.Send(t, q, "before")
+
+	// The follower goes; the leader is then the only in-sync replica, and
+	// goes too.
+	follower.Server.Stop()
+	require.Eventually(t, func() bool {
+		st := placementOf(t, leader, q.GetId())[0]
+		return len(st.GetIsr()) == 1 && st.GetIsr()[0] == leader.NodeName
+	}, 20*time.Second, 20*time.Millisecond)
+	leader.Server.Stop()
+	follower.Restart(t)
+	time.Sleep(time.Second) // the controller would have acted by now, if it acted by itself
+	st := placementOf(t, follower, q.GetId())[0]
+	require.Equal(t, "", st.GetLeader(), "no clean choice, no automatic unclean one")
+
+	admin := metadatav1.NewMetadataServiceClient(follower.Internal)
+	_, err := admin.ElectLeader(context.Background(), &metadatav1.ElectLeaderRequest{Unit: st.GetUnit()})
+	require.Error(t, err, "a clean election has nobody to elect")
+	resp, err := admin.ElectLeader(context.Background(), &metadatav1.ElectLeaderRequest{Unit: st.GetUnit(), Node: follower.NodeName, Unclean: true})
+	require.NoError(t, err)
+	require.Equal(t, follower.NodeName, resp.GetState().GetLeader())
+	require.Contains(t, resp.GetDiscarded(), leader.NodeName)
+	// The shards that lost their last in-sync replica with it are offline
+	// too; the admin brings each back the same way.
+	all, err := admin.DescribePlacement(context.Background(), &metadatav1.DescribePlacementRequest{})
+	require.NoError(t, err)
+	for _, u := range all.GetUnits() {
+		if u.GetLeader() == "" {
+			_, err := admin.ElectLeader(context.Background(), &metadatav1.ElectLeaderRequest{Unit: u.GetUnit(), Node: follower.NodeName, Unclean: true})
+			require.NoError(t, err)
+		}
+	}
+
+	// With a minimum of 2 in-sync replicas the unit takes writes again once
+	// the old leader is back, following the new one and truncated to it.
+	leader.Restart(t)
+	require.Eventually(t, func() bool {
+		return len(placementOf(t, follower, q.GetId())[0].GetIsr()) == 2
+	}, 30*time.Second, 50*time.Millisecond, "the old leader follows and catches up")
+	leader.Send(t, q, "after")
+	require.ElementsMatch(t, []string{"before", "after"}, receiveAll(t, leader, g, 2), "what was acknowledged is still there")
+}
