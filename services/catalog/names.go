@@ -124,9 +124,6 @@ func ValidateGroupDisplayName(n string) error {
 	return nil
 }
 
-// MaxMessageBytes is the largest message (body plus attributes) a queue takes.
-const MaxMessageBytes = 512 * 1024
-
 var consumerIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // ValidateConsumerID checks the id a broadcast consumer names itself by.

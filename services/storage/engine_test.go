@@ -311,3 +311,49 @@ func TestStartDeletesOnlyQueuesWithATombstone(t *testing.T) {
 	require.NoError(t, e.Close())
 	require.DirExists(t, filepath.Join(cfg.Dir, "q", unknown), "etcd unreachable: kept")
 }
+
+// A pre-encoded batch (a Kafka record batch, say) is stored as it came and
+// served back as the same bytes; a reader of records is told to read it as
+// a batch instead of getting misread bytes.
+func TestOpaqueBatchesRoundTrip(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	q := &metadatav1.QueueRecord{Id: catalog.NewQueueID(), Project: "p", DisplayName: "k", Mode: dmsv1.QueueMode_QUEUE_MODE_KAFKA_HA, PartitionCount: 1, RetentionMs: 3600_000}
+	b, err := proto.Marshal(q)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, catalog.QueueKey(q.GetId()), string(b))
+	require.NoError(t, err)
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+	e, err := NewEngine(testConfig(t.TempDir()), cache, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	defer e.Close()
+
+	log := logid.Partition(q.GetId(), 0)
+	payload := []byte("a kafka record batch, opaque to storage")
+	resp, err := e.Append(ctx, &storagev1.AppendRequest{Log: log, Batch: &storagev1.RecordBatch{
+		Format: storagev1.BatchFormat_BATCH_FORMAT_KAFKA, RecordCount: 3, FirstTimestampMs: 10, MaxTimestampMs: 12, Data: payload,
+	}})
+	require.NoError(t, err)
+	require.EqualValues(t, 0, resp.GetFirstOffset())
+	_, err = e.Append(ctx, &storagev1.AppendRequest{Log: log, Records: []*storagev1.Record{{TimestampMs: 13, MessageId: "m", Message: &dmsv1.Message{Body: []byte("native")}}}})
+	require.NoError(t, err)
+
+	res, err := e.Read(ctx, log, 1, ReadOptions{MaxBytes: 1 << 20, RawBatches: true})
+	require.NoError(t, err)
+	require.Len(t, res.Batches, 2, "the batch holding offset 1 comes whole, then the next")
+	require.Equal(t, storagev1.BatchFormat_BATCH_FORMAT_KAFKA, res.Batches[0].GetFormat())
+	require.Equal(t, payload, res.Batches[0].GetData())
+	require.EqualValues(t, 3, res.Batches[0].GetRecordCount())
+	require.EqualValues(t, 3, res.Batches[1].GetBaseOffset())
+	require.Equal(t, storagev1.BatchFormat_BATCH_FORMAT_NATIVE, res.Batches[1].GetFormat())
+
+	_, err = e.Read(ctx, log, 0, ReadOptions{MaxBytes: 1 << 20})
+	require.ErrorIs(t, err, partitionlog.ErrOpaqueBatch)
+	res, err = e.Read(ctx, log, 3, ReadOptions{MaxBytes: 1 << 20})
+	require.NoError(t, err)
+	require.Equal(t, "native", string(res.Records[0].GetRecord().GetMessage().GetBody()))
+
+	_, err = e.Append(ctx, &storagev1.AppendRequest{Log: log, Batch: &storagev1.RecordBatch{Format: storagev1.BatchFormat_BATCH_FORMAT_NATIVE, RecordCount: 2, Data: []byte{1, 2, 3}}})
+	require.ErrorIs(t, err, errs.ErrRequestInvalid, "a malformed native batch is refused")
+}
