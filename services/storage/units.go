@@ -220,7 +220,10 @@ func (e *Engine) waitCommitted(ctx context.Context, u *unit, l *openLog, offset 
 		hw, leading, epoch, changed := u.hwLocked(key, l.NextOffset()), u.leading, u.st.GetLeaderEpoch(), u.hwChanged
 		u.mu.Unlock()
 		if !leading {
-			return errs.Wrapf(errs.ErrNotLeader, "storage: leadership of %s moved (epoch %d) before the write reached the in-sync replicas; it may or may not be kept", logid.Describe(l.id), epoch)
+			// Not NOT_LEADER, which says nothing was applied and invites a
+			// blind retry: this write is in the log and may be kept by the
+			// new leader; only a retry with an idempotence key is safe.
+			return errs.Wrapf(errs.ErrUnavailable, "storage: leadership of %s moved (epoch %d) before the write reached the in-sync replicas; it may or may not be kept", logid.Describe(l.id), epoch)
 		}
 		if hw > offset {
 			return nil
