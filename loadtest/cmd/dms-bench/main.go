@@ -57,6 +57,7 @@ type options struct {
 	format  string
 
 	dmsGRPC, dmsHTTP, dmsd, dmsSrc, dmsProject string
+	dmsReplication                             int
 	dmsPID                                     int
 	natsURL, amqpURL, kafkaBrokers, peersDir   string
 }
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, err
 	f.IntVar(&o.dmsPID, "dms-pid", 0, "Process id of the running dmsd, for its CPU and RSS.")
 	f.StringVar(&o.dmsd, "dmsd", "", "A dmsd binary to start instead of building one.")
 	f.StringVar(&o.dmsSrc, "dms-src", "", "Repository root to build dmsd from; found from the working directory when empty.")
+	f.IntVar(&o.dmsReplication, "dms-replication", 0, "Replication factor of the DMS benchmark queues; 0 takes the cluster's default (compare 1 and 3 on a three-node cluster).")
 	f.StringVar(&o.dmsProject, "dms-project", "0123456789abcdef0123456789abcdef", "DMS project that owns the benchmark queues.")
 	f.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server (loadtest/peers/nats.sh start).")
 	f.StringVar(&o.amqpURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ server (loadtest/peers/rabbitmq.sh start).")
@@ -189,7 +191,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer launcher.Close()
 	}
 	newDriver := func(name string) bench.Driver {
-		dmsCfg := dms.Config{GRPCAddr: o.dmsGRPC, HTTPAddr: o.dmsHTTP, PID: o.dmsPID, Project: o.dmsProject, Launcher: launcher}
+		dmsCfg := dms.Config{GRPCAddr: o.dmsGRPC, HTTPAddr: o.dmsHTTP, PID: o.dmsPID, Project: o.dmsProject, Launcher: launcher, ReplicationFactor: o.dmsReplication}
 		switch name {
 		case "dms-grpc":
 			return dms.NewGRPC(dmsCfg)

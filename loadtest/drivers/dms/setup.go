@@ -26,6 +26,9 @@ type Config struct {
 	Project string
 	// Launcher starts dmsd when no address is given.
 	Launcher *Launcher
+	// ReplicationFactor of the benchmark queues; 0 takes the cluster's
+	// default.
+	ReplicationFactor int
 }
 
 // maxMessageBytes bounds a gRPC message both ways: 1000 messages of 16 KiB
@@ -84,7 +87,7 @@ func (t *target) setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 	name := "bench-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + strconv.FormatInt(queueSeq.Add(1), 10)
 	created, err := queues.CreateQueue(ctx, &dmsv1.CreateQueueRequest{
 		Parent: "projects/" + t.cfg.Project,
-		Queue:  &dmsv1.Queue{DisplayName: name, Mode: mode, PartitionCount: int32(w.Partitions)},
+		Queue:  &dmsv1.Queue{DisplayName: name, Mode: mode, PartitionCount: int32(w.Partitions), ReplicationFactor: int32(t.cfg.ReplicationFactor)},
 	})
 	if err != nil {
 		return info, fmt.Errorf("creating queue %s: %w", name, err)
@@ -98,7 +101,7 @@ func (t *target) setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 		return info, fmt.Errorf("creating consumer group: %w", err)
 	}
 	t.group = group.GetGroup()
-	info.Notes = append(info.Notes, fmt.Sprintf("queue %s with %d partitions", t.queue.GetMode(), t.queue.GetPartitionCount()))
+	info.Notes = append(info.Notes, fmt.Sprintf("queue %s with %d partitions, replication factor %d", t.queue.GetMode(), t.queue.GetPartitionCount(), t.queue.GetReplicationFactor()))
 	return info, nil
 }
 
