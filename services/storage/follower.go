@@ -174,6 +174,13 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult) error {
 			return err
 		}
 	}
+	if start := lr.GetStartOffset(); start > l.StartOffset() && logid.IsInternal(id) {
+		// The owner trimmed the leader's copy after a checkpoint; this one
+		// follows (queue partitions expire by retention on each replica).
+		if _, err := l.TrimBefore(start); err != nil {
+			return err
+		}
+	}
 	for _, b := range lr.GetBatches() {
 		next := l.NextOffset()
 		if b.GetBaseOffset()+int64(b.GetRecordCount()) <= next {
