@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -242,4 +244,41 @@ func TestUncleanElectionIsExplicit(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "the old leader follows and catches up")
 	leader.Send(t, q, "after")
 	require.ElementsMatch(t, []string{"before", "after"}, receiveAll(t, leader, g, 2), "what was acknowledged is still there")
+}
+
+// A partition moves to other nodes while it is in use: the new replicas
+// catch up as followers first, then the old one leaves and the leadership
+// moves with it; nothing is lost and the old node deletes its copy.
+func TestReassignReplicasMovesAPartitionOnline(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "moving", PartitionCount: 1, ReplicationFactor: 1})
+	g := nodes[0].CreateGroup(t, q, "g")
+	st := placementOf(t, nodes[0], q.GetId())[0]
+	from := st.GetLeader()
+	var to []string
+	for _, s := range nodes {
+		if s.NodeName != from {
+			to = append(to, s.NodeName)
+		}
+	}
+	var sent []string
+	for i := range 100 {
+		sent = append(sent, fmt.Sprint(i))
+	}
+	nodes[1].Send(t, q, sent[:50]...)
+
+	admin := metadatav1.NewMetadataServiceClient(nodes[2].Internal)
+	_, err := admin.ReassignReplicas(context.Background(), &metadatav1.ReassignReplicasRequest{Unit: st.GetUnit(), Replicas: to})
+	require.NoError(t, err)
+	nodes[0].Send(t, q, sent[50:]...)
+	require.Eventually(t, func() bool {
+		st := placementOf(t, nodes[0], q.GetId())[0]
+		return len(st.GetTarget()) == 0 && slices.Equal(st.GetReplicas(), to) && slices.Contains(to, st.GetLeader()) && len(st.GetIsr()) == 2
+	}, 30*time.Second, 50*time.Millisecond, "moved to %v", to)
+	require.ElementsMatch(t, sent, receiveAll(t, nodes[1], g, len(sent)))
+	old := nodes[slices.IndexFunc(nodes, func(s *testserver.Server) bool { return s.NodeName == from })]
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(old.DataDir, "storage", "q", q.GetId(), "0"))
+		return os.IsNotExist(err)
+	}, 10*time.Second, 20*time.Millisecond, "the old replica deleted its copy")
 }

@@ -254,6 +254,41 @@ func (e *Engine) applyPlacement() {
 		}
 		e.applyUnit(u, st, replica)
 	}
+	e.dropMovedAway()
+}
+
+// dropMovedAway deletes this node's copies of units the placement has moved
+// to other nodes: their placement exists and names this node neither as a
+// replica nor as a target, which is positive evidence that the copy is no
+// longer needed (a unit without a placement is left alone).
+func (e *Engine) dropMovedAway() {
+	e.units.mu.Lock()
+	var keys []string
+	for key, logs := range e.units.logs {
+		if len(logs) > 0 {
+			keys = append(keys, key)
+		}
+	}
+	e.units.mu.Unlock()
+	for _, key := range keys {
+		u, ok := placement.ParseUnitKey(key)
+		if !ok {
+			continue
+		}
+		st, placed := e.cluster.Placement.Unit(u)
+		if !placed || slices.Contains(st.GetReplicas(), e.cluster.Node) || slices.Contains(st.GetTarget(), e.cluster.Node) {
+			continue
+		}
+		for _, id := range e.units.logsOf(key) {
+			e.logger.Info("storage: deleting the copy of a log whose unit moved to other nodes", "log", logid.Key(id), "unit", key, "replicas", st.GetReplicas())
+			if err := e.DeleteLog(id); err != nil {
+				e.logger.Error("storage: deleting a moved log", "log", logid.Key(id), "err", err)
+			}
+		}
+		e.units.mu.Lock()
+		delete(e.units.byKey, key)
+		e.units.mu.Unlock()
+	}
 }
 
 // applyUnit moves one unit to the placement st.
