@@ -149,6 +149,10 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 // seconds), short enough for a producer to hear of a real outage.
 const retryFor = 15 * time.Second
 
+// notEnoughReplicasWait bounds the retries of a send refused for too few
+// in-sync replicas.
+const notEnoughReplicasWait = 3 * time.Second
+
 // appendRetrying appends, and when the request carries an idempotence key
 // repeats the append after a failure that leaves its outcome unknown or
 // passing (a leader gone mid-append, too few in-sync replicas during a
@@ -160,6 +164,11 @@ func (e *Engine) appendRetrying(ctx context.Context, req *storagev1.AppendReques
 		resp, err := e.storage.Append(ctx, req)
 		if err == nil || req.GetIdempotenceKey() == "" || !retryable(err) || time.Now().Add(backoff).After(giveUp) {
 			return resp, err
+		}
+		if rpcstatus.Reason(err) == errs.ErrNotEnoughReplicas.Reason {
+			// The in-sync replicas are too few: worth a short wait while a
+			// follower catches up, not the whole failover budget.
+			giveUp = min(giveUp, time.Now().Add(notEnoughReplicasWait))
 		}
 		select {
 		case <-time.After(backoff):

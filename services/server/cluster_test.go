@@ -11,11 +11,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -281,4 +284,45 @@ func TestReassignReplicasMovesAPartitionOnline(t *testing.T) {
 		_, err := os.Stat(filepath.Join(old.DataDir, "storage", "q", q.GetId(), "0"))
 		return os.IsNotExist(err)
 	}, 10*time.Second, 20*time.Millisecond, "the old replica deleted its copy")
+}
+
+// With fewer in-sync replicas than the minimum, sends fail with a clear,
+// retryable reason and nothing is stored; they succeed again once a
+// replica is back.
+func TestTooFewInSyncReplicasRefuseSends(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "strict", PartitionCount: 1})
+	g := nodes[0].CreateGroup(t, q, "g")
+	nodes[0].Send(t, q, "one")
+	leader := placementOf(t, nodes[0], q.GetId())[0].GetLeader()
+	// Keep one follower alive; stop the other follower and the leader.
+	var stopped []*testserver.Server
+	var alive *testserver.Server
+	for _, s := range nodes {
+		if alive == nil && s.NodeName != leader {
+			alive = s
+		} else {
+			stopped = append(stopped, s)
+		}
+	}
+	require.Len(t, stopped, 2)
+	for _, s := range stopped {
+		s.Server.Stop()
+	}
+	require.Eventually(t, func() bool {
+		st := placementOf(t, alive, q.GetId())[0]
+		return st.GetLeader() == alive.NodeName && len(st.GetIsr()) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := alive.Producer().SendMessages(ctx, &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: []*dmsv1.Message{{Body: []byte("refused")}}})
+	require.Equal(t, "NOT_ENOUGH_REPLICAS", rpcstatus.Reason(err), "%v", err)
+	require.Equal(t, codes.Unavailable, status.Code(err))
+
+	stopped[0].Restart(t)
+	require.Eventually(t, func() bool {
+		return len(placementOf(t, alive, q.GetId())[0].GetIsr()) == 2
+	}, 30*time.Second, 50*time.Millisecond)
+	alive.Send(t, q, "two")
+	require.ElementsMatch(t, []string{"one", "two"}, receiveAll(t, alive, g, 2), "the refused send was not stored")
 }
