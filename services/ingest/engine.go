@@ -168,7 +168,9 @@ func (e *Engine) appendRetrying(ctx context.Context, req *storagev1.AppendReques
 		if rpcstatus.Reason(err) == errs.ErrNotEnoughReplicas.Reason {
 			// The in-sync replicas are too few: worth a short wait while a
 			// follower catches up, not the whole failover budget.
-			giveUp = min(giveUp, time.Now().Add(notEnoughReplicasWait))
+			if short := time.Now().Add(notEnoughReplicasWait); short.Before(giveUp) {
+				giveUp = short
+			}
 		}
 		select {
 		case <-time.After(backoff):
