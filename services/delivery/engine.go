@@ -26,6 +26,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/recordfmt"
 	"github.com/opendms/dms/services/storage/logid"
 )
 
@@ -142,7 +143,7 @@ func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metad
 
 // readOne reads the record at offset, or nil when retention deleted it.
 func (e *Engine) readOne(ctx context.Context, log logid.ID, offset int64) (*storagev1.StoredRecord, error) {
-	resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: log, Offset: offset, MaxBytes: 1})
+	resp, err := e.readRecords(ctx, log, offset, 1, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -150,4 +151,25 @@ func (e *Engine) readOne(ctx context.Context, log logid.ID, offset int64) (*stor
 		return recs[0], nil
 	}
 	return nil, nil
+}
+
+// readRecords reads whole batches of a log from offset on and decodes their
+// records at or after it (at most limit, when limit > 0), whatever format
+// the batches were stored in: storage serves bytes, delivery decodes once.
+func (e *Engine) readRecords(ctx context.Context, log logid.ID, offset int64, maxBytes int32, limit int) (*storagev1.ReadResponse, error) {
+	resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: log, Offset: offset, MaxBytes: maxBytes, RawBatches: true})
+	if err != nil {
+		return nil, err
+	}
+	var recs []*storagev1.StoredRecord
+	for _, b := range resp.GetBatches() {
+		if recs, err = recordfmt.Decode(b, offset, limit-len(recs), recs); err != nil {
+			return nil, fmt.Errorf("delivery: %s: %w", logid.Describe(log), err)
+		}
+		if limit > 0 && len(recs) >= limit {
+			break
+		}
+	}
+	resp.Records, resp.Batches = recs, nil
+	return resp, nil
 }

@@ -242,19 +242,19 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 }
 
 // readAhead reads the records after p.next. For unordered partitions it
-// releases the consumption's lock while storage reads and decodes, so that
-// the group's consumers overlap their reads; it returns nil when another
-// receive moved the position meanwhile. Ordered (FIFO) partitions keep the
-// lock: their per-key sequencing was decided under it.
+// releases the consumption's lock while storage reads and the batches are
+// decoded, so that the group's consumers overlap their reads; it returns nil
+// when another receive moved the position meanwhile. Ordered (FIFO)
+// partitions keep the lock: their per-key sequencing was decided under it.
 func (e *Engine) readAhead(ctx context.Context, c *consumption, p *partitionState) (*storagev1.ReadResponse, error) {
-	req := &storagev1.ReadRequest{Log: p.log, Offset: p.next, MaxBytes: readBytes}
+	from := p.next
 	if p.ordered {
-		return e.storage.Read(ctx, req)
+		return e.readRecords(ctx, p.log, from, readBytes, 0)
 	}
 	c.mu.Unlock()
-	resp, err := e.storage.Read(ctx, req)
+	resp, err := e.readRecords(ctx, p.log, from, readBytes, 0)
 	c.mu.Lock()
-	if p.next != req.GetOffset() || len(p.buffered) > 0 {
+	if p.next != from || len(p.buffered) > 0 {
 		return nil, nil
 	}
 	return resp, err
