@@ -101,6 +101,12 @@ const (
 	// ReasonReplicationInvalid: the replication factor cannot be satisfied
 	// by the cluster's nodes.
 	ReasonReplicationInvalid Reason = "REPLICATION_INVALID"
+	// ReasonOutOfOrderSequence: an idempotent producer's batch does not
+	// follow its last one (Kafka producers).
+	ReasonOutOfOrderSequence Reason = "OUT_OF_ORDER_SEQUENCE"
+	// ReasonProducerFenced: the producer's epoch was replaced (Kafka
+	// producers).
+	ReasonProducerFenced Reason = "PRODUCER_FENCED"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server

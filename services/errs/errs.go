@@ -100,6 +100,8 @@ var (
 	ErrNotLeader                = newError(KindUnavailable, "NOT_LEADER", "not the leader or owner")
 	ErrFenced                   = newError(KindFailedPrecondition, "FENCED", "refused from a replaced leader or owner")
 	ErrReplicationInvalid       = newError(KindFailedPrecondition, "REPLICATION_INVALID", "replication cannot be satisfied")
+	ErrOutOfOrderSequence       = newError(KindFailedPrecondition, "OUT_OF_ORDER_SEQUENCE", "producer sequence out of order")
+	ErrProducerFenced           = newError(KindFailedPrecondition, "PRODUCER_FENCED", "producer epoch replaced")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

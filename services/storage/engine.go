@@ -39,9 +39,10 @@ type Engine struct {
 	// stopping node no longer answers are not dropped from them.
 	stopping atomic.Bool
 
-	mu     sync.Mutex
-	logs   map[string]*openLog    // by logid.Key
-	dedups map[string]*dedupIndex // by logid.Key, for idempotent appends
+	mu        sync.Mutex
+	logs      map[string]*openLog    // by logid.Key
+	dedups    map[string]*dedupIndex // by logid.Key, for idempotent appends
+	producers map[string]*producers  // by logid.Key, for idempotent Kafka producers
 }
 
 // openLog is an open log with the durability it was created with.
@@ -74,7 +75,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
 	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(),
-		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}}
+		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
@@ -245,6 +246,8 @@ func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*sto
 	}
 	var resp *storagev1.AppendResponse
 	switch {
+	case req.GetBatch().GetFormat() == storagev1.BatchFormat_BATCH_FORMAT_KAFKA:
+		resp, err = e.appendKafkaBatch(ctx, l, req.GetBatch())
 	case req.GetBatch() != nil:
 		resp, err = e.appendBatch(ctx, l, req.GetBatch())
 	case req.GetIdempotenceKey() != "":

@@ -330,7 +330,7 @@ func TestOpaqueBatchesRoundTrip(t *testing.T) {
 	defer e.Close()
 
 	log := logid.Partition(q.GetId(), 0)
-	payload := []byte("a kafka record batch, opaque to storage")
+	payload := kafkaBatch(-1, 0, 0, 3, "records, opaque to storage")
 	resp, err := e.Append(ctx, &storagev1.AppendRequest{Log: log, Batch: &storagev1.RecordBatch{
 		Format: storagev1.BatchFormat_BATCH_FORMAT_KAFKA, RecordCount: 3, FirstTimestampMs: 10, MaxTimestampMs: 12, Data: payload,
 	}})
@@ -356,4 +356,70 @@ func TestOpaqueBatchesRoundTrip(t *testing.T) {
 
 	_, err = e.Append(ctx, &storagev1.AppendRequest{Log: log, Batch: &storagev1.RecordBatch{Format: storagev1.BatchFormat_BATCH_FORMAT_NATIVE, RecordCount: 2, Data: []byte{1, 2, 3}}})
 	require.ErrorIs(t, err, errs.ErrRequestInvalid, "a malformed native batch is refused")
+}
+
+// kafkaBatch is a Kafka record batch header (magic 2) with the producer
+// fields set, followed by opaque bytes.
+func kafkaBatch(producerID int64, epoch int16, seq, count int32, rest string) []byte {
+	b := make([]byte, 61, 61+len(rest))
+	be := binary.BigEndian
+	b[16] = 2
+	be.PutUint32(b[23:], uint32(count-1))
+	be.PutUint64(b[43:], uint64(producerID))
+	be.PutUint16(b[51:], uint16(epoch))
+	be.PutUint32(b[53:], uint32(seq))
+	be.PutUint32(b[57:], uint32(count))
+	return append(b, rest...)
+}
+
+// An idempotent Kafka producer's retried batch is stored once, a batch that
+// skips sequence numbers or comes from a replaced epoch is refused, and the
+// leader rebuilds what it knows of the producers from the log after a
+// restart.
+func TestKafkaProducerSequences(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	q := &metadatav1.QueueRecord{Id: catalog.NewQueueID(), Project: "p", DisplayName: "k", Mode: dmsv1.QueueMode_QUEUE_MODE_KAFKA_HA, PartitionCount: 1, RetentionMs: 3600_000}
+	b, err := proto.Marshal(q)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, catalog.QueueKey(q.GetId()), string(b))
+	require.NoError(t, err)
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+	cfg := testConfig(t.TempDir())
+	e, err := NewEngine(cfg, cache, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	log := logid.Partition(q.GetId(), 0)
+	send := func(e *Engine, pid int64, epoch int16, seq, count int32) (*storagev1.AppendResponse, error) {
+		return e.Append(ctx, &storagev1.AppendRequest{Log: log, Batch: &storagev1.RecordBatch{
+			Format: storagev1.BatchFormat_BATCH_FORMAT_KAFKA, RecordCount: count, Data: kafkaBatch(pid, epoch, seq, count, "x"),
+		}})
+	}
+	r, err := send(e, 7, 0, 10, 2) // the first batch of a producer may start anywhere
+	require.NoError(t, err)
+	require.EqualValues(t, 0, r.GetFirstOffset())
+	r, err = send(e, 7, 0, 12, 3)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, r.GetFirstOffset())
+	r, err = send(e, 7, 0, 10, 2)
+	require.NoError(t, err)
+	require.True(t, r.GetDuplicate())
+	require.EqualValues(t, 0, r.GetFirstOffset(), "a retry gets the first attempt's offset")
+	_, err = send(e, 7, 0, 16, 1)
+	require.ErrorIs(t, err, errs.ErrOutOfOrderSequence, "15 is missing")
+	_, err = send(e, 8, 0, 0, 1) // another producer is independent
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+
+	e, err = NewEngine(cfg, cache, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	defer e.Close()
+	r, err = send(e, 7, 0, 12, 3)
+	require.NoError(t, err)
+	require.True(t, r.GetDuplicate(), "rebuilt from the log after a restart")
+	require.EqualValues(t, 2, r.GetFirstOffset())
+	_, err = send(e, 7, 1, 0, 1) // a new epoch starts over
+	require.NoError(t, err)
+	_, err = send(e, 7, 0, 15, 1)
+	require.ErrorIs(t, err, errs.ErrProducerFenced)
 }

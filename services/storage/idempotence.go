@@ -9,6 +9,7 @@ import (
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/storage/logid"
+	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
 // dedupWindow is how many of a log's latest records an idempotence key is
@@ -51,22 +52,33 @@ func (e *Engine) dedup(l *openLog) (*dedupIndex, error) {
 	byKey := map[string]*keyedAppend{}
 	var order []*keyedAppend
 	for from := max(l.StartOffset(), l.NextOffset()-dedupWindow); from < l.NextOffset(); {
-		entries, err := l.Read(from, 4<<20)
+		batches, err := l.ReadBatches(from, 4<<20)
 		if err != nil {
 			return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", logid.Describe(l.id), err)
 		}
-		if len(entries) == 0 {
+		if len(batches) == 0 {
 			break
 		}
-		for _, en := range entries {
-			rec := &storagev1.Record{}
-			if proto.Unmarshal(en.Data, rec) == nil && rec.GetIdempotenceKey() != "" {
-				a := &keyedAppend{key: rec.GetIdempotenceKey(), first: en.Offset, count: int(rec.GetIdempotentCount()), done: closed}
-				byKey[a.key] = a
-				order = append(order, a)
+		for _, b := range batches {
+			from = b.BaseOffset + int64(b.Count)
+			if b.Format != partitionlog.FormatRecords {
+				continue // Kafka batches carry their producers' sequences instead
+			}
+			// The key travels on an append's first record, which is the
+			// first of its batch: only that one is decoded.
+			err := partitionlog.ForEachRecord(b, func(offset, _ int64, data []byte) bool {
+				rec := &storagev1.Record{}
+				if proto.Unmarshal(data, rec) == nil && rec.GetIdempotenceKey() != "" {
+					a := &keyedAppend{key: rec.GetIdempotenceKey(), first: offset, count: int(rec.GetIdempotentCount()), done: closed}
+					byKey[a.key] = a
+					order = append(order, a)
+				}
+				return false
+			})
+			if err != nil {
+				return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", logid.Describe(l.id), err)
 			}
 		}
-		from = entries[len(entries)-1].Offset + 1
 	}
 	ix.byKey, ix.order = byKey, order
 	return ix, nil

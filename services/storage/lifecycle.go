@@ -51,6 +51,7 @@ func (e *Engine) DeleteLog(id logid.ID) error {
 	l := e.logs[key]
 	delete(e.logs, key)
 	delete(e.dedups, key)
+	delete(e.producers, key)
 	e.mu.Unlock()
 	if e.cluster != nil {
 		e.units.removeLog(e.unitOf(id), id)

@@ -338,6 +338,7 @@ func (e *Engine) becomeLeader(u *unit, st *metadatav1.PartitionState) {
 		}
 		end := l.NextOffset()
 		u.epochStart[logid.Key(id)] = end
+		e.forgetTailState(id)
 		if err := l.AssignEpoch(st.GetLeaderEpoch(), end); err != nil {
 			e.logger.Error("storage: recording the leader epoch", "log", logid.Key(id), "epoch", st.GetLeaderEpoch(), "err", err)
 		}

@@ -108,6 +108,9 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// Only a queue created with a replication factor the cluster cannot
 	// give reaches DMS clients with this.
 	dmsv1.ErrorReason_ERROR_REASON_REPLICATION_INVALID: {http.StatusBadRequest, codeBadRequestFormat},
+	// Kafka producers' errors; DMS v1.0 sends cannot cause them.
+	dmsv1.ErrorReason_ERROR_REASON_OUT_OF_ORDER_SEQUENCE: {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_PRODUCER_FENCED:       {http.StatusBadRequest, codeBadRequestFormat},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

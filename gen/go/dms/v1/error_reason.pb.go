@@ -147,6 +147,13 @@ const (
 	// A replication factor or replica placement cannot be satisfied by the
 	// nodes of the cluster (too few nodes, or an unknown node).
 	ErrorReason_ERROR_REASON_REPLICATION_INVALID ErrorReason = 51
+	// An idempotent producer's batch does not follow the last one it stored
+	// in the partition (a batch was lost in between); Kafka clients see
+	// OUT_OF_ORDER_SEQUENCE_NUMBER.
+	ErrorReason_ERROR_REASON_OUT_OF_ORDER_SEQUENCE ErrorReason = 52
+	// The producer's epoch was replaced by a newer one (another instance of
+	// the producer took over); Kafka clients see INVALID_PRODUCER_EPOCH.
+	ErrorReason_ERROR_REASON_PRODUCER_FENCED ErrorReason = 53
 )
 
 // Enum value maps for ErrorReason.
@@ -204,6 +211,8 @@ var (
 		49: "ERROR_REASON_NOT_LEADER",
 		50: "ERROR_REASON_FENCED",
 		51: "ERROR_REASON_REPLICATION_INVALID",
+		52: "ERROR_REASON_OUT_OF_ORDER_SEQUENCE",
+		53: "ERROR_REASON_PRODUCER_FENCED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -258,6 +267,8 @@ var (
 		"ERROR_REASON_NOT_LEADER":                   49,
 		"ERROR_REASON_FENCED":                       50,
 		"ERROR_REASON_REPLICATION_INVALID":          51,
+		"ERROR_REASON_OUT_OF_ORDER_SEQUENCE":        52,
+		"ERROR_REASON_PRODUCER_FENCED":              53,
 	}
 )
 
@@ -292,7 +303,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8c\x0f\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xd6\x0f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -346,7 +357,9 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	" ERROR_REASON_NOT_ENOUGH_REPLICAS\x100\x12\x1b\n" +
 	"\x17ERROR_REASON_NOT_LEADER\x101\x12\x17\n" +
 	"\x13ERROR_REASON_FENCED\x102\x12$\n" +
-	" ERROR_REASON_REPLICATION_INVALID\x103B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	" ERROR_REASON_REPLICATION_INVALID\x103\x12&\n" +
+	"\"ERROR_REASON_OUT_OF_ORDER_SEQUENCE\x104\x12 \n" +
+	"\x1cERROR_REASON_PRODUCER_FENCED\x105B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once
