@@ -109,6 +109,8 @@ func UnitOfLog(id logid.ID, deliveryShards, schedulerShards int32) Unit {
 		return PartitionUnit(id.GetQueueId(), id.GetPartition())
 	case storagev1.LogKind_LOG_KIND_TIMER_BUCKET:
 		return SchedulerShard(ShardOf(id.GetQueueId(), schedulerShards))
+	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
+		return DeliveryShard(id.GetShard())
 	default:
 		return DeliveryShard(ShardOf(id.GetQueueId(), deliveryShards))
 	}

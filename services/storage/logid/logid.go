@@ -51,6 +51,16 @@ func TimerBucket(queueID string, hour int64) ID {
 	return &storagev1.LogId{Kind: storagev1.LogKind_LOG_KIND_TIMER_BUCKET, QueueId: queueID, Hour: hour}
 }
 
+// KafkaGroups names the log of the Kafka consumer groups of a delivery
+// shard.
+func KafkaGroups(shard int32) ID {
+	return &storagev1.LogId{Kind: storagev1.LogKind_LOG_KIND_KAFKA_GROUPS, Shard: shard}
+}
+
+// kafkaGroupsDir holds the Kafka group logs, one per shard, in the place
+// of a queue directory.
+const kafkaGroupsDir = "groups"
+
 // The first element of each kind's directory.
 var kindDirs = map[storagev1.LogKind]string{
 	storagev1.LogKind_LOG_KIND_QUEUE_PARTITION:   "q",
@@ -59,6 +69,7 @@ var kindDirs = map[storagev1.LogKind]string{
 	storagev1.LogKind_LOG_KIND_DEAD_LETTER_STATE: "y",
 	storagev1.LogKind_LOG_KIND_BROADCAST_STATE:   "b",
 	storagev1.LogKind_LOG_KIND_TIMER_BUCKET:      "t",
+	storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:      "k",
 }
 
 // KindDirs lists the first element of every kind's directory, each of which
@@ -69,6 +80,7 @@ func KindDirs() []string {
 		storagev1.LogKind_LOG_KIND_QUEUE_PARTITION, storagev1.LogKind_LOG_KIND_GROUP_STATE,
 		storagev1.LogKind_LOG_KIND_DEAD_LETTERS, storagev1.LogKind_LOG_KIND_DEAD_LETTER_STATE,
 		storagev1.LogKind_LOG_KIND_BROADCAST_STATE, storagev1.LogKind_LOG_KIND_TIMER_BUCKET,
+		storagev1.LogKind_LOG_KIND_KAFKA_GROUPS,
 	} {
 		out = append(out, kindDirs[k])
 	}
@@ -84,6 +96,12 @@ const broadcastSeparator = "~"
 func Validate(id ID) error {
 	if id == nil {
 		return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: no log named")
+	}
+	if id.GetKind() == storagev1.LogKind_LOG_KIND_KAFKA_GROUPS {
+		if id.GetShard() < 0 || id.GetQueueId() != "" {
+			return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: a Kafka groups log names a shard and no queue")
+		}
+		return nil
 	}
 	if !catalog.IsQueueID(id.GetQueueId()) {
 		return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: log %s: %q is not a queue id", Key(id), id.GetQueueId())
@@ -126,6 +144,8 @@ func Dir(id ID) string {
 		return d + "/" + q + "/" + id.GetGroupId() + broadcastSeparator + id.GetConsumerId()
 	case storagev1.LogKind_LOG_KIND_TIMER_BUCKET:
 		return d + "/" + q + "/" + strconv.FormatInt(id.GetHour(), 10)
+	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
+		return d + "/" + kafkaGroupsDir + "/" + strconv.Itoa(int(id.GetShard()))
 	default:
 		return d + "/" + q + "/" + id.GetGroupId()
 	}
@@ -172,6 +192,12 @@ func FromDir(dir string) (ID, bool) {
 			return nil, false
 		}
 		id = TimerBucket(parts[1], h)
+	case "k":
+		n, err := strconv.ParseInt(parts[2], 10, 32)
+		if err != nil || parts[1] != kafkaGroupsDir {
+			return nil, false
+		}
+		id = KafkaGroups(int32(n))
 	default:
 		return nil, false
 	}
@@ -197,6 +223,8 @@ func Describe(id ID) string {
 		return fmt.Sprintf("state of broadcast consumer %s of group %s of queue %s", id.GetConsumerId(), id.GetGroupId(), id.GetQueueId())
 	case storagev1.LogKind_LOG_KIND_TIMER_BUCKET:
 		return fmt.Sprintf("timer bucket %d of queue %s", id.GetHour(), id.GetQueueId())
+	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
+		return fmt.Sprintf("Kafka consumer groups of delivery shard %d", id.GetShard())
 	}
 	return Key(id)
 }

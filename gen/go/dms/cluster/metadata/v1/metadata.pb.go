@@ -801,8 +801,11 @@ type Member struct {
 	Zone string `protobuf:"bytes,7,opt,name=zone,proto3" json:"zone,omitempty"`
 	// Its internal gRPC address, where the roles' cluster APIs are served.
 	InternalGrpcAddress string `protobuf:"bytes,8,opt,name=internal_grpc_address,json=internalGrpcAddress,proto3" json:"internal_grpc_address,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The address its Kafka listener advertises to Kafka clients; empty when
+	// it runs none.
+	KafkaAddress  string `protobuf:"bytes,9,opt,name=kafka_address,json=kafkaAddress,proto3" json:"kafka_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -887,6 +890,13 @@ func (x *Member) GetZone() string {
 func (x *Member) GetInternalGrpcAddress() string {
 	if x != nil {
 		return x.InternalGrpcAddress
+	}
+	return ""
+}
+
+func (x *Member) GetKafkaAddress() string {
+	if x != nil {
+		return x.KafkaAddress
 	}
 	return ""
 }
@@ -1035,7 +1045,7 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12$\n" +
-	"\x0ecreate_time_ms\x18\x04 \x01(\x03R\fcreateTimeMs\"\xf4\x01\n" +
+	"\x0ecreate_time_ms\x18\x04 \x01(\x03R\fcreateTimeMs\"\x99\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12!\n" +
@@ -1044,7 +1054,8 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\rstart_time_ms\x18\x05 \x01(\x03R\vstartTimeMs\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12\x12\n" +
 	"\x04zone\x18\a \x01(\tR\x04zone\x122\n" +
-	"\x15internal_grpc_address\x18\b \x01(\tR\x13internalGrpcAddress\"\x14\n" +
+	"\x15internal_grpc_address\x18\b \x01(\tR\x13internalGrpcAddress\x12#\n" +
+	"\rkafka_address\x18\t \x01(\tR\fkafkaAddress\"\x14\n" +
 	"\x12ListMembersRequest\"P\n" +
 	"\x13ListMembersResponse\x129\n" +
 	"\amembers\x18\x01 \x03(\v2\x1f.dms.cluster.metadata.v1.MemberR\amembers2\xda\x03\n" +

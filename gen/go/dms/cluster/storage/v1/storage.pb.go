@@ -108,6 +108,11 @@ const (
 	// The scheduler's messages of a queue due in one hour, and the markers
 	// that settle them. On disk `t/{queue_id}/{hour}`.
 	LogKind_LOG_KIND_TIMER_BUCKET LogKind = 6
+	// The Kafka consumer groups of one delivery shard: their committed
+	// offsets and metadata, written by the shard's owner (Kafka's
+	// __consumer_offsets). It belongs to no queue. On disk
+	// `k/groups/{shard}`.
+	LogKind_LOG_KIND_KAFKA_GROUPS LogKind = 7
 )
 
 // Enum value maps for LogKind.
@@ -120,6 +125,7 @@ var (
 		4: "LOG_KIND_DEAD_LETTER_STATE",
 		5: "LOG_KIND_BROADCAST_STATE",
 		6: "LOG_KIND_TIMER_BUCKET",
+		7: "LOG_KIND_KAFKA_GROUPS",
 	}
 	LogKind_value = map[string]int32{
 		"LOG_KIND_UNSPECIFIED":       0,
@@ -129,6 +135,7 @@ var (
 		"LOG_KIND_DEAD_LETTER_STATE": 4,
 		"LOG_KIND_BROADCAST_STATE":   5,
 		"LOG_KIND_TIMER_BUCKET":      6,
+		"LOG_KIND_KAFKA_GROUPS":      7,
 	}
 )
 
@@ -1073,7 +1080,8 @@ type LogId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the log holds.
 	Kind LogKind `protobuf:"varint,1,opt,name=kind,proto3,enum=dms.cluster.storage.v1.LogKind" json:"kind,omitempty"`
-	// The queue the log belongs to; every kind has one.
+	// The queue the log belongs to; every kind but LOG_KIND_KAFKA_GROUPS has
+	// one.
 	QueueId string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	// The partition number, for LOG_KIND_QUEUE_PARTITION.
 	Partition int32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
@@ -1083,7 +1091,9 @@ type LogId struct {
 	// The broadcast consumer, for LOG_KIND_BROADCAST_STATE.
 	ConsumerId string `protobuf:"bytes,5,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Hours since the Unix epoch, for LOG_KIND_TIMER_BUCKET.
-	Hour          int64 `protobuf:"varint,6,opt,name=hour,proto3" json:"hour,omitempty"`
+	Hour int64 `protobuf:"varint,6,opt,name=hour,proto3" json:"hour,omitempty"`
+	// The delivery shard, for LOG_KIND_KAFKA_GROUPS.
+	Shard         int32 `protobuf:"varint,7,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1166,13 @@ func (x *LogId) GetConsumerId() string {
 func (x *LogId) GetHour() int64 {
 	if x != nil {
 		return x.Hour
+	}
+	return 0
+}
+
+func (x *LogId) GetShard() int32 {
+	if x != nil {
+		return x.Shard
 	}
 	return 0
 }
@@ -2290,7 +2307,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x1d\n" +
 	"\n" +
-	"end_offset\x18\x03 \x01(\x03R\tendOffset\"\xc5\x01\n" +
+	"end_offset\x18\x03 \x01(\x03R\tendOffset\"\xdb\x01\n" +
 	"\x05LogId\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.dms.cluster.storage.v1.LogKindR\x04kind\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12\x1c\n" +
@@ -2298,7 +2315,8 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x1f\n" +
 	"\vconsumer_id\x18\x05 \x01(\tR\n" +
 	"consumerId\x12\x12\n" +
-	"\x04hour\x18\x06 \x01(\x03R\x04hour\"\xfa\x01\n" +
+	"\x04hour\x18\x06 \x01(\x03R\x04hour\x12\x14\n" +
+	"\x05shard\x18\a \x01(\x05R\x05shard\"\xfa\x01\n" +
 	"\vRecordBatch\x12\x1f\n" +
 	"\vbase_offset\x18\x01 \x01(\x03R\n" +
 	"baseOffset\x12!\n" +
@@ -2380,7 +2398,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x15UNIT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19UNIT_KIND_QUEUE_PARTITION\x10\x01\x12\x1c\n" +
 	"\x18UNIT_KIND_DELIVERY_SHARD\x10\x02\x12\x1d\n" +
-	"\x19UNIT_KIND_SCHEDULER_SHARD\x10\x03*\xcf\x01\n" +
+	"\x19UNIT_KIND_SCHEDULER_SHARD\x10\x03*\xea\x01\n" +
 	"\aLogKind\x12\x18\n" +
 	"\x14LOG_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18LOG_KIND_QUEUE_PARTITION\x10\x01\x12\x18\n" +
@@ -2388,7 +2406,8 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x15LOG_KIND_DEAD_LETTERS\x10\x03\x12\x1e\n" +
 	"\x1aLOG_KIND_DEAD_LETTER_STATE\x10\x04\x12\x1c\n" +
 	"\x18LOG_KIND_BROADCAST_STATE\x10\x05\x12\x19\n" +
-	"\x15LOG_KIND_TIMER_BUCKET\x10\x06*S\n" +
+	"\x15LOG_KIND_TIMER_BUCKET\x10\x06\x12\x19\n" +
+	"\x15LOG_KIND_KAFKA_GROUPS\x10\a*S\n" +
 	"\n" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
