@@ -14,26 +14,7 @@ CACHE="${DMS_BENCH_PEERS_CACHE:-$REPO/.cache/peers}"
 log() { echo "$(basename "$0"): $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# apt_install installs Debian packages, NAME=VERSION (pinned) or NAME
-# (whatever Debian has), unless they are installed already; apt-get update
-# runs first, once.
-apt_install() {
-	local missing=() spec name version
-	for spec in "$@"; do
-		name="${spec%%=*}" version=""
-		[ "$name" != "$spec" ] && version="${spec#*=}"
-		if [ -n "$version" ]; then
-			[ "$(dpkg-query -W -f='${Version}' "$name" 2>/dev/null || true)" = "$version" ] && continue
-		else
-			dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "ok installed" && continue
-		fi
-		missing+=("$spec")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	log "installing ${missing[*]}"
-	apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+source "$REPO/scripts/apt.sh" # apt_install
 
 # wait_port waits until something accepts connections on 127.0.0.1:$1.
 wait_port() {
