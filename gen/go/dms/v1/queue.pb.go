@@ -398,8 +398,13 @@ type ConsumerGroupStats struct {
 	// Age of the oldest message this group has not acknowledged; zero when
 	// there is none.
 	OldestUnackedAge *durationpb.Duration `protobuf:"bytes,7,opt,name=oldest_unacked_age,json=oldestUnackedAge,proto3" json:"oldest_unacked_age,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Messages this group skipped because storage found them damaged on disk
+	// and could not repair them from a replica: they were never delivered and
+	// never will be. Their offsets are recorded in the group's state; the
+	// server's log names the damaged file.
+	LostMessages  int64 `protobuf:"varint,8,opt,name=lost_messages,json=lostMessages,proto3" json:"lost_messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumerGroupStats) Reset() {
@@ -479,6 +484,13 @@ func (x *ConsumerGroupStats) GetOldestUnackedAge() *durationpb.Duration {
 		return x.OldestUnackedAge
 	}
 	return nil
+}
+
+func (x *ConsumerGroupStats) GetLostMessages() int64 {
+	if x != nil {
+		return x.LostMessages
+	}
+	return 0
 }
 
 // CreateQueueRequest is the request of QueueService.CreateQueue.
@@ -1388,7 +1400,7 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"createTime\x125\n" +
 	"\x05stats\x18\x05 \x01(\v2\x1a.dms.v1.ConsumerGroupStatsB\x03\xe0A\x03R\x05stats\x125\n" +
 	"\n" +
-	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterB\x03\xe0A\x03R\ttagFilter\"\xfe\x02\n" +
+	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterB\x03\xe0A\x03R\ttagFilter\"\xa3\x03\n" +
 	"\x12ConsumerGroupStats\x12+\n" +
 	"\x11produced_messages\x18\x01 \x01(\x03R\x10producedMessages\x12+\n" +
 	"\x11consumed_messages\x18\x02 \x01(\x03R\x10consumedMessages\x12-\n" +
@@ -1396,7 +1408,8 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x12in_flight_messages\x18\x04 \x01(\x03R\x10inFlightMessages\x122\n" +
 	"\x15produced_dead_letters\x18\x05 \x01(\x03R\x13producedDeadLetters\x124\n" +
 	"\x16available_dead_letters\x18\x06 \x01(\x03R\x14availableDeadLetters\x12G\n" +
-	"\x12oldest_unacked_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\x10oldestUnackedAge\"[\n" +
+	"\x12oldest_unacked_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\x10oldestUnackedAge\x12#\n" +
+	"\rlost_messages\x18\b \x01(\x03R\flostMessages\"[\n" +
 	"\x12CreateQueueRequest\x12\x1b\n" +
 	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12(\n" +
 	"\x05queue\x18\x02 \x01(\v2\r.dms.v1.QueueB\x03\xe0A\x02R\x05queue\":\n" +

@@ -171,8 +171,12 @@ type StateRecord struct {
 	ExtendedOffsets []int64 `protobuf:"varint,13,rep,packed,name=extended_offsets,json=extendedOffsets,proto3" json:"extended_offsets,omitempty"`
 	// The new deadline of the extended offsets, in Unix milliseconds.
 	ExtendedVisibleAtMs int64 `protobuf:"varint,14,opt,name=extended_visible_at_ms,json=extendedVisibleAtMs,proto3" json:"extended_visible_at_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Offsets storage reported as lost (damaged on disk, not repairable from
+	// a replica): settled for the group without delivery, and kept as the
+	// record of what the group skipped.
+	LostOffsets   []*OffsetSpan `protobuf:"bytes,15,rep,name=lost_offsets,json=lostOffsets,proto3" json:"lost_offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateRecord) Reset() {
@@ -303,6 +307,13 @@ func (x *StateRecord) GetExtendedVisibleAtMs() int64 {
 	return 0
 }
 
+func (x *StateRecord) GetLostOffsets() []*OffsetSpan {
+	if x != nil {
+		return x.LostOffsets
+	}
+	return nil
+}
+
 // PartitionSnapshot is a checkpoint of one partition's delivery state.
 type PartitionSnapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -317,7 +328,10 @@ type PartitionSnapshot struct {
 	// Offsets waiting for a retry, with the retry time.
 	Retrying []*PendingOffset `protobuf:"bytes,5,rep,name=retrying,proto3" json:"retrying,omitempty"`
 	// Delivery counts of offsets that are neither settled nor in flight.
-	Attempted     []*PendingOffset `protobuf:"bytes,6,rep,name=attempted,proto3" json:"attempted,omitempty"`
+	Attempted []*PendingOffset `protobuf:"bytes,6,rep,name=attempted,proto3" json:"attempted,omitempty"`
+	// Every offset the group skipped as lost (see StateRecord.lost_offsets),
+	// so that the record survives checkpoints.
+	Lost          []*OffsetSpan `protobuf:"bytes,7,rep,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +404,13 @@ func (x *PartitionSnapshot) GetRetrying() []*PendingOffset {
 func (x *PartitionSnapshot) GetAttempted() []*PendingOffset {
 	if x != nil {
 		return x.Attempted
+	}
+	return nil
+}
+
+func (x *PartitionSnapshot) GetLost() []*OffsetSpan {
+	if x != nil {
+		return x.Lost
 	}
 	return nil
 }
@@ -525,7 +546,7 @@ const file_dms_cluster_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x15GetGroupStatsResponse\x120\n" +
 	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\x122\n" +
 	"\vtag_filters\x18\x02 \x03(\v2\x11.dms.v1.TagFilterR\n" +
-	"tagFilters\"\xfc\x04\n" +
+	"tagFilters\"\xc4\x05\n" +
 	"\vStateRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
 	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
@@ -543,15 +564,17 @@ const file_dms_cluster_delivery_v1_delivery_proto_rawDesc = "" +
 	"seekOffset\x88\x01\x01\x12F\n" +
 	"\bsnapshot\x18\f \x01(\v2*.dms.cluster.delivery.v1.PartitionSnapshotR\bsnapshot\x12)\n" +
 	"\x10extended_offsets\x18\r \x03(\x03R\x0fextendedOffsets\x123\n" +
-	"\x16extended_visible_at_ms\x18\x0e \x01(\x03R\x13extendedVisibleAtMsB\x0e\n" +
-	"\f_seek_offset\"\xd6\x02\n" +
+	"\x16extended_visible_at_ms\x18\x0e \x01(\x03R\x13extendedVisibleAtMs\x12F\n" +
+	"\flost_offsets\x18\x0f \x03(\v2#.dms.cluster.delivery.v1.OffsetSpanR\vlostOffsetsB\x0e\n" +
+	"\f_seek_offset\"\x8f\x03\n" +
 	"\x11PartitionSnapshot\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x03R\backFloor\x129\n" +
 	"\x05acked\x18\x02 \x03(\v2#.dms.cluster.delivery.v1.OffsetSpanR\x05acked\x12\x1a\n" +
 	"\bredriven\x18\x03 \x03(\x03R\bredriven\x12C\n" +
 	"\tin_flight\x18\x04 \x03(\v2&.dms.cluster.delivery.v1.PendingOffsetR\binFlight\x12B\n" +
 	"\bretrying\x18\x05 \x03(\v2&.dms.cluster.delivery.v1.PendingOffsetR\bretrying\x12D\n" +
-	"\tattempted\x18\x06 \x03(\v2&.dms.cluster.delivery.v1.PendingOffsetR\tattempted\"6\n" +
+	"\tattempted\x18\x06 \x03(\v2&.dms.cluster.delivery.v1.PendingOffsetR\tattempted\x127\n" +
+	"\x04lost\x18\a \x03(\v2#.dms.cluster.delivery.v1.OffsetSpanR\x04lost\"6\n" +
 	"\n" +
 	"OffsetSpan\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x12\n" +
@@ -587,21 +610,23 @@ var file_dms_cluster_delivery_v1_delivery_proto_goTypes = []any{
 	(*v1.TagFilter)(nil),          // 7: dms.v1.TagFilter
 }
 var file_dms_cluster_delivery_v1_delivery_proto_depIdxs = []int32{
-	6, // 0: dms.cluster.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
-	7, // 1: dms.cluster.delivery.v1.GetGroupStatsResponse.tag_filters:type_name -> dms.v1.TagFilter
-	7, // 2: dms.cluster.delivery.v1.StateRecord.tag_filter:type_name -> dms.v1.TagFilter
-	3, // 3: dms.cluster.delivery.v1.StateRecord.snapshot:type_name -> dms.cluster.delivery.v1.PartitionSnapshot
-	4, // 4: dms.cluster.delivery.v1.PartitionSnapshot.acked:type_name -> dms.cluster.delivery.v1.OffsetSpan
-	5, // 5: dms.cluster.delivery.v1.PartitionSnapshot.in_flight:type_name -> dms.cluster.delivery.v1.PendingOffset
-	5, // 6: dms.cluster.delivery.v1.PartitionSnapshot.retrying:type_name -> dms.cluster.delivery.v1.PendingOffset
-	5, // 7: dms.cluster.delivery.v1.PartitionSnapshot.attempted:type_name -> dms.cluster.delivery.v1.PendingOffset
-	0, // 8: dms.cluster.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.cluster.delivery.v1.GetGroupStatsRequest
-	1, // 9: dms.cluster.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.cluster.delivery.v1.GetGroupStatsResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: dms.cluster.delivery.v1.GetGroupStatsResponse.stats:type_name -> dms.v1.ConsumerGroupStats
+	7,  // 1: dms.cluster.delivery.v1.GetGroupStatsResponse.tag_filters:type_name -> dms.v1.TagFilter
+	7,  // 2: dms.cluster.delivery.v1.StateRecord.tag_filter:type_name -> dms.v1.TagFilter
+	3,  // 3: dms.cluster.delivery.v1.StateRecord.snapshot:type_name -> dms.cluster.delivery.v1.PartitionSnapshot
+	4,  // 4: dms.cluster.delivery.v1.StateRecord.lost_offsets:type_name -> dms.cluster.delivery.v1.OffsetSpan
+	4,  // 5: dms.cluster.delivery.v1.PartitionSnapshot.acked:type_name -> dms.cluster.delivery.v1.OffsetSpan
+	5,  // 6: dms.cluster.delivery.v1.PartitionSnapshot.in_flight:type_name -> dms.cluster.delivery.v1.PendingOffset
+	5,  // 7: dms.cluster.delivery.v1.PartitionSnapshot.retrying:type_name -> dms.cluster.delivery.v1.PendingOffset
+	5,  // 8: dms.cluster.delivery.v1.PartitionSnapshot.attempted:type_name -> dms.cluster.delivery.v1.PendingOffset
+	4,  // 9: dms.cluster.delivery.v1.PartitionSnapshot.lost:type_name -> dms.cluster.delivery.v1.OffsetSpan
+	0,  // 10: dms.cluster.delivery.v1.DeliveryService.GetGroupStats:input_type -> dms.cluster.delivery.v1.GetGroupStatsRequest
+	1,  // 11: dms.cluster.delivery.v1.DeliveryService.GetGroupStats:output_type -> dms.cluster.delivery.v1.GetGroupStatsResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_delivery_v1_delivery_proto_init() }

@@ -1714,7 +1714,13 @@ type ReadResponse struct {
 	// One past the last readable offset of the log.
 	NextOffset int64 `protobuf:"varint,3,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
 	// The batches, in offset order, when raw_batches was asked.
-	Batches       []*RecordBatch `protobuf:"bytes,4,rep,name=batches,proto3" json:"batches,omitempty"`
+	Batches []*RecordBatch `protobuf:"bytes,4,rep,name=batches,proto3" json:"batches,omitempty"`
+	// When set, the offsets right after the records (or batches) returned, or
+	// at the offset asked for when none are, cannot be served: storage found
+	// them damaged on disk, kept the damaged bytes aside and could not repair
+	// them from a replica. They will never be readable; a reader records them
+	// as lost and reads on after lost.last_offset.
+	Lost          *LostRange `protobuf:"bytes,5,opt,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,6 +1783,69 @@ func (x *ReadResponse) GetBatches() []*RecordBatch {
 	return nil
 }
 
+func (x *ReadResponse) GetLost() *LostRange {
+	if x != nil {
+		return x.Lost
+	}
+	return nil
+}
+
+// LostRange is a range of offsets whose data was damaged on disk and could
+// not be repaired.
+type LostRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first lost offset.
+	FirstOffset int64 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	// The last lost offset (inclusive).
+	LastOffset    int64 `protobuf:"varint,2,opt,name=last_offset,json=lastOffset,proto3" json:"last_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LostRange) Reset() {
+	*x = LostRange{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LostRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LostRange) ProtoMessage() {}
+
+func (x *LostRange) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LostRange.ProtoReflect.Descriptor instead.
+func (*LostRange) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LostRange) GetFirstOffset() int64 {
+	if x != nil {
+		return x.FirstOffset
+	}
+	return 0
+}
+
+func (x *LostRange) GetLastOffset() int64 {
+	if x != nil {
+		return x.LastOffset
+	}
+	return 0
+}
+
 // GetLogInfoRequest is the request of StorageService.GetLogInfo.
 type GetLogInfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1788,7 +1857,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1869,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1882,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{20}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetLogInfoRequest) GetLogs() []*LogId {
@@ -1840,7 +1909,7 @@ type LogInfo struct {
 
 func (x *LogInfo) Reset() {
 	*x = LogInfo{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1921,7 @@ func (x *LogInfo) String() string {
 func (*LogInfo) ProtoMessage() {}
 
 func (x *LogInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1934,7 @@ func (x *LogInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogInfo.ProtoReflect.Descriptor instead.
 func (*LogInfo) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{21}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogInfo) GetLog() *LogId {
@@ -1908,7 +1977,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +1989,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2002,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{22}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetLogInfoResponse) GetLogs() []*LogInfo {
@@ -1956,7 +2025,7 @@ type DeleteLogsRequest struct {
 
 func (x *DeleteLogsRequest) Reset() {
 	*x = DeleteLogsRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2037,7 @@ func (x *DeleteLogsRequest) String() string {
 func (*DeleteLogsRequest) ProtoMessage() {}
 
 func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2050,7 @@ func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{23}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteLogsRequest) GetLogs() []*LogId {
@@ -2007,7 +2076,7 @@ type DeleteLogsResponse struct {
 
 func (x *DeleteLogsResponse) Reset() {
 	*x = DeleteLogsResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2088,7 @@ func (x *DeleteLogsResponse) String() string {
 func (*DeleteLogsResponse) ProtoMessage() {}
 
 func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2101,7 @@ func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{24}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{25}
 }
 
 // FindOffsetRequest is the request of StorageService.FindOffset.
@@ -2048,7 +2117,7 @@ type FindOffsetRequest struct {
 
 func (x *FindOffsetRequest) Reset() {
 	*x = FindOffsetRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2129,7 @@ func (x *FindOffsetRequest) String() string {
 func (*FindOffsetRequest) ProtoMessage() {}
 
 func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2142,7 @@ func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetRequest.ProtoReflect.Descriptor instead.
 func (*FindOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{25}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FindOffsetRequest) GetLog() *LogId {
@@ -2102,7 +2171,7 @@ type FindOffsetResponse struct {
 
 func (x *FindOffsetResponse) Reset() {
 	*x = FindOffsetResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2183,7 @@ func (x *FindOffsetResponse) String() string {
 func (*FindOffsetResponse) ProtoMessage() {}
 
 func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2196,7 @@ func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetResponse.ProtoReflect.Descriptor instead.
 func (*FindOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{26}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FindOffsetResponse) GetOffset() int64 {
@@ -2152,7 +2221,7 @@ type TrimLogRequest struct {
 
 func (x *TrimLogRequest) Reset() {
 	*x = TrimLogRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2233,7 @@ func (x *TrimLogRequest) String() string {
 func (*TrimLogRequest) ProtoMessage() {}
 
 func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2246,7 @@ func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogRequest.ProtoReflect.Descriptor instead.
 func (*TrimLogRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{27}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TrimLogRequest) GetLog() *LogId {
@@ -2212,7 +2281,7 @@ type TrimLogResponse struct {
 
 func (x *TrimLogResponse) Reset() {
 	*x = TrimLogResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2293,7 @@ func (x *TrimLogResponse) String() string {
 func (*TrimLogResponse) ProtoMessage() {}
 
 func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2306,7 @@ func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogResponse.ProtoReflect.Descriptor instead.
 func (*TrimLogResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{28}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TrimLogResponse) GetStartOffset() int64 {
@@ -2361,13 +2430,18 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\fwriter_epoch\x18\a \x01(\x03R\vwriterEpoch\"^\n" +
 	"\fStoredRecord\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x126\n" +
-	"\x06record\x18\x02 \x01(\v2\x1e.dms.cluster.storage.v1.RecordR\x06record\"\xd1\x01\n" +
+	"\x06record\x18\x02 \x01(\v2\x1e.dms.cluster.storage.v1.RecordR\x06record\"\x88\x02\n" +
 	"\fReadResponse\x12>\n" +
 	"\arecords\x18\x01 \x03(\v2$.dms.cluster.storage.v1.StoredRecordR\arecords\x12!\n" +
 	"\fstart_offset\x18\x02 \x01(\x03R\vstartOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x03 \x01(\x03R\n" +
 	"nextOffset\x12=\n" +
-	"\abatches\x18\x04 \x03(\v2#.dms.cluster.storage.v1.RecordBatchR\abatches\"F\n" +
+	"\abatches\x18\x04 \x03(\v2#.dms.cluster.storage.v1.RecordBatchR\abatches\x125\n" +
+	"\x04lost\x18\x05 \x01(\v2!.dms.cluster.storage.v1.LostRangeR\x04lost\"O\n" +
+	"\tLostRange\x12!\n" +
+	"\ffirst_offset\x18\x01 \x01(\x03R\vfirstOffset\x12\x1f\n" +
+	"\vlast_offset\x18\x02 \x01(\x03R\n" +
+	"lastOffset\"F\n" +
 	"\x11GetLogInfoRequest\x121\n" +
 	"\x04logs\x18\x01 \x03(\v2\x1d.dms.cluster.storage.v1.LogIdR\x04logs\"\x9d\x01\n" +
 	"\aLogInfo\x12/\n" +
@@ -2443,7 +2517,7 @@ func file_dms_cluster_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_cluster_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_dms_cluster_storage_v1_storage_proto_goTypes = []any{
 	(UnitKind)(0),                        // 0: dms.cluster.storage.v1.UnitKind
 	(LogKind)(0),                         // 1: dms.cluster.storage.v1.LogKind
@@ -2469,23 +2543,24 @@ var file_dms_cluster_storage_v1_storage_proto_goTypes = []any{
 	(*ReadRequest)(nil),                  // 21: dms.cluster.storage.v1.ReadRequest
 	(*StoredRecord)(nil),                 // 22: dms.cluster.storage.v1.StoredRecord
 	(*ReadResponse)(nil),                 // 23: dms.cluster.storage.v1.ReadResponse
-	(*GetLogInfoRequest)(nil),            // 24: dms.cluster.storage.v1.GetLogInfoRequest
-	(*LogInfo)(nil),                      // 25: dms.cluster.storage.v1.LogInfo
-	(*GetLogInfoResponse)(nil),           // 26: dms.cluster.storage.v1.GetLogInfoResponse
-	(*DeleteLogsRequest)(nil),            // 27: dms.cluster.storage.v1.DeleteLogsRequest
-	(*DeleteLogsResponse)(nil),           // 28: dms.cluster.storage.v1.DeleteLogsResponse
-	(*FindOffsetRequest)(nil),            // 29: dms.cluster.storage.v1.FindOffsetRequest
-	(*FindOffsetResponse)(nil),           // 30: dms.cluster.storage.v1.FindOffsetResponse
-	(*TrimLogRequest)(nil),               // 31: dms.cluster.storage.v1.TrimLogRequest
-	(*TrimLogResponse)(nil),              // 32: dms.cluster.storage.v1.TrimLogResponse
-	(*durationpb.Duration)(nil),          // 33: google.protobuf.Duration
-	(*v1.Message)(nil),                   // 34: dms.v1.Message
-	(*v1.DeadLetterInfo)(nil),            // 35: dms.v1.DeadLetterInfo
+	(*LostRange)(nil),                    // 24: dms.cluster.storage.v1.LostRange
+	(*GetLogInfoRequest)(nil),            // 25: dms.cluster.storage.v1.GetLogInfoRequest
+	(*LogInfo)(nil),                      // 26: dms.cluster.storage.v1.LogInfo
+	(*GetLogInfoResponse)(nil),           // 27: dms.cluster.storage.v1.GetLogInfoResponse
+	(*DeleteLogsRequest)(nil),            // 28: dms.cluster.storage.v1.DeleteLogsRequest
+	(*DeleteLogsResponse)(nil),           // 29: dms.cluster.storage.v1.DeleteLogsResponse
+	(*FindOffsetRequest)(nil),            // 30: dms.cluster.storage.v1.FindOffsetRequest
+	(*FindOffsetResponse)(nil),           // 31: dms.cluster.storage.v1.FindOffsetResponse
+	(*TrimLogRequest)(nil),               // 32: dms.cluster.storage.v1.TrimLogRequest
+	(*TrimLogResponse)(nil),              // 33: dms.cluster.storage.v1.TrimLogResponse
+	(*durationpb.Duration)(nil),          // 34: google.protobuf.Duration
+	(*v1.Message)(nil),                   // 35: dms.v1.Message
+	(*v1.DeadLetterInfo)(nil),            // 36: dms.v1.DeadLetterInfo
 }
 var file_dms_cluster_storage_v1_storage_proto_depIdxs = []int32{
 	0,  // 0: dms.cluster.storage.v1.UnitId.kind:type_name -> dms.cluster.storage.v1.UnitKind
 	6,  // 1: dms.cluster.storage.v1.FetchRequest.units:type_name -> dms.cluster.storage.v1.FetchUnit
-	33, // 2: dms.cluster.storage.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	34, // 2: dms.cluster.storage.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
 	4,  // 3: dms.cluster.storage.v1.FetchUnit.unit:type_name -> dms.cluster.storage.v1.UnitId
 	7,  // 4: dms.cluster.storage.v1.FetchUnit.logs:type_name -> dms.cluster.storage.v1.FetchLog
 	16, // 5: dms.cluster.storage.v1.FetchLog.log:type_name -> dms.cluster.storage.v1.LogId
@@ -2503,44 +2578,45 @@ var file_dms_cluster_storage_v1_storage_proto_depIdxs = []int32{
 	16, // 17: dms.cluster.storage.v1.EpochEnd.log:type_name -> dms.cluster.storage.v1.LogId
 	1,  // 18: dms.cluster.storage.v1.LogId.kind:type_name -> dms.cluster.storage.v1.LogKind
 	3,  // 19: dms.cluster.storage.v1.RecordBatch.format:type_name -> dms.cluster.storage.v1.BatchFormat
-	34, // 20: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
-	35, // 21: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	35, // 20: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
+	36, // 21: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
 	16, // 22: dms.cluster.storage.v1.AppendRequest.log:type_name -> dms.cluster.storage.v1.LogId
 	18, // 23: dms.cluster.storage.v1.AppendRequest.records:type_name -> dms.cluster.storage.v1.Record
 	17, // 24: dms.cluster.storage.v1.AppendRequest.batch:type_name -> dms.cluster.storage.v1.RecordBatch
 	2,  // 25: dms.cluster.storage.v1.AppendRequest.durability:type_name -> dms.cluster.storage.v1.Durability
 	16, // 26: dms.cluster.storage.v1.ReadRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	33, // 27: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
+	34, // 27: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
 	18, // 28: dms.cluster.storage.v1.StoredRecord.record:type_name -> dms.cluster.storage.v1.Record
 	22, // 29: dms.cluster.storage.v1.ReadResponse.records:type_name -> dms.cluster.storage.v1.StoredRecord
 	17, // 30: dms.cluster.storage.v1.ReadResponse.batches:type_name -> dms.cluster.storage.v1.RecordBatch
-	16, // 31: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	16, // 32: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
-	25, // 33: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
-	16, // 34: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	16, // 35: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	16, // 36: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	19, // 37: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
-	21, // 38: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
-	24, // 39: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
-	27, // 40: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
-	29, // 41: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
-	31, // 42: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
-	5,  // 43: dms.cluster.storage.v1.StorageService.Fetch:input_type -> dms.cluster.storage.v1.FetchRequest
-	12, // 44: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:input_type -> dms.cluster.storage.v1.OffsetForLeaderEpochRequest
-	20, // 45: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
-	23, // 46: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
-	26, // 47: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
-	28, // 48: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
-	30, // 49: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
-	32, // 50: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
-	8,  // 51: dms.cluster.storage.v1.StorageService.Fetch:output_type -> dms.cluster.storage.v1.FetchResponse
-	14, // 52: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:output_type -> dms.cluster.storage.v1.OffsetForLeaderEpochResponse
-	45, // [45:53] is the sub-list for method output_type
-	37, // [37:45] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	24, // 31: dms.cluster.storage.v1.ReadResponse.lost:type_name -> dms.cluster.storage.v1.LostRange
+	16, // 32: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 33: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
+	26, // 34: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
+	16, // 35: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 36: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	16, // 37: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	19, // 38: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
+	21, // 39: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
+	25, // 40: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
+	28, // 41: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
+	30, // 42: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
+	32, // 43: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
+	5,  // 44: dms.cluster.storage.v1.StorageService.Fetch:input_type -> dms.cluster.storage.v1.FetchRequest
+	12, // 45: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:input_type -> dms.cluster.storage.v1.OffsetForLeaderEpochRequest
+	20, // 46: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
+	23, // 47: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
+	27, // 48: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
+	29, // 49: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
+	31, // 50: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
+	33, // 51: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
+	8,  // 52: dms.cluster.storage.v1.StorageService.Fetch:output_type -> dms.cluster.storage.v1.FetchResponse
+	14, // 53: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:output_type -> dms.cluster.storage.v1.OffsetForLeaderEpochResponse
+	46, // [46:54] is the sub-list for method output_type
+	38, // [38:46] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_storage_v1_storage_proto_init() }
@@ -2554,7 +2630,7 @@ func file_dms_cluster_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_storage_v1_storage_proto_rawDesc), len(file_dms_cluster_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
