@@ -76,7 +76,7 @@ func startServer(tmp string) (stop func(), err error) {
 	}
 	// The shortest retry schedule the server allows: a redelivered message
 	// comes back after 30 s, which no test waits for.
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-log.level", "warn",
+	cmd := exec.Command(bin, "-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn",
 		"-delivery.retry-delays", "30s")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	dieWithParent(cmd)

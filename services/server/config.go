@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendms/dms/services/delivery"
+	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
 	"github.com/opendms/dms/services/scheduler"
 	"github.com/opendms/dms/services/storage"
@@ -32,6 +33,15 @@ type Config struct {
 	Delivery  delivery.Config  `yaml:"delivery"`
 	Storage   storage.Config   `yaml:"storage"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
+	Kafka     kafka.Config     `yaml:"kafka"`
+	Protocols ProtocolsConfig  `yaml:"protocols"`
+}
+
+// ProtocolsConfig holds what the protocol front ends (Kafka) share.
+type ProtocolsConfig struct {
+	// DefaultProject is the project (a 32-hex id) whose queues a protocol
+	// connection sees while authentication is off.
+	DefaultProject string `yaml:"default_project"`
 }
 
 // ListenConfig says where the process listens.
@@ -125,7 +135,14 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Delivery.RegisterFlags(f)
 	c.Storage.RegisterFlags(f)
 	c.Scheduler.RegisterFlags(f)
+	c.Kafka.RegisterFlags(f)
+	f.StringVar(&c.Protocols.DefaultProject, "protocols.default-project", DefaultProject, "Project (32-hex id) whose queues Kafka connections see as topics while authentication is off.")
 }
+
+// DefaultProject is the project protocol connections act in by default:
+// the one the README's examples use, so that queues made there with curl
+// are Kafka topics too.
+const DefaultProject = "0123456789abcdef0123456789abcdef"
 
 // FlagAliases maps the flag names of earlier releases to today's.
 var FlagAliases = map[string]string{

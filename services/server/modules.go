@@ -22,6 +22,7 @@ import (
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/gateway"
 	"github.com/opendms/dms/services/ingest"
+	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
 	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/scheduler"
@@ -45,6 +46,7 @@ const (
 	RoleDelivery  = "delivery"
 	RoleScheduler = "scheduler"
 	RoleGateway   = "gateway"
+	RoleKafka     = "kafka"
 )
 
 // moduleManager registers every module with what it needs. A role lists the
@@ -73,7 +75,9 @@ func (s *Server) moduleManager() *modules.Manager {
 		modules.UserVisible("the admin API and the catalog of queues and groups"))
 	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the REST APIs: native (grpc-gateway) and DMS v1.0"))
-	m.RegisterGroup("all", RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway)
+	m.Register(RoleKafka, s.initKafka, roleDeps, modules.After(RoleStorage, RoleMetadata, RoleIngest, RoleDelivery),
+		modules.UserVisible("the Kafka protocol listener (-kafka.addr): topics are the project's KAFKA_HA and KAFKA_HT queues"))
+	m.RegisterGroup("all", RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka)
 	return m
 }
 
@@ -81,7 +85,7 @@ func (s *Server) moduleManager() *modules.Manager {
 func KnownTargets() []string { return (&Server{}).moduleManager().Targets() }
 
 func isRole(name string) bool {
-	return slices.Contains([]string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway}, name)
+	return slices.Contains([]string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka}, name)
 }
 
 // initServer opens the listeners and builds the gRPC and HTTP servers; they
@@ -234,6 +238,32 @@ func (s *Server) initGateway(ctx context.Context) (modules.Stopper, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return nil, nil
+}
+
+// initKafka opens the Kafka listener, unless -kafka.addr is empty, and
+// advertises its address in the member registry.
+func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
+	cfg := s.cfg.Kafka
+	if cfg.Addr == "" {
+		s.logger.Info("kafka listener disabled (-kafka.addr is empty)")
+		return nil, nil
+	}
+	cfg.DefaultProject = s.cfg.Protocols.DefaultProject
+	deps := kafka.Deps{
+		Node: s.NodeName, Catalog: s.cache, Placement: s.placement, Storage: s.storageClient(),
+		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Etcd: s.cli,
+	}
+	k, err := kafka.New(cfg, deps, s.logger.With("role", RoleKafka))
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Listen(); err != nil {
+		return nil, err
+	}
+	s.KafkaAddr = k.Addr()
+	s.self.KafkaAddress = k.AdvertisedAddr()
+	go k.Serve()
+	return modules.StopFunc(k.Close), nil
 }
 
 // storageClient returns the storage contract for the other roles: each

@@ -51,6 +51,8 @@ type Server struct {
 	InternalGRPCAddr string
 	EtcdEndpoint     string
 	NodeName         string
+	// KafkaAddr is where the Kafka listener listens; empty when disabled.
+	KafkaAddr string
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -132,7 +134,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.awaitShards()
 	s.ready.Store(true)
 	s.logger.Info("dmsd ready", "node", s.NodeName, "roles", strings.Join(s.Roles(), ","), "grpc", s.GRPCAddr, "internal_grpc", s.InternalGRPCAddr,
-		"http", s.HTTPAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
+		"http", s.HTTPAddr, "kafka", s.KafkaAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -77,7 +77,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if !given["node.name"] {
 		s.cfg.Node.Name = "test-" + strconv.Itoa(int(nodeCounter.Add(1)))
 	}
-	for name, addr := range map[string]*string{"server.grpc-addr": &s.cfg.Server.GRPCAddr, "server.http-addr": &s.cfg.Server.HTTPAddr, "server.internal-grpc-addr": &s.cfg.Server.InternalGRPCAddr} {
+	for name, addr := range map[string]*string{"server.grpc-addr": &s.cfg.Server.GRPCAddr, "server.http-addr": &s.cfg.Server.HTTPAddr, "server.internal-grpc-addr": &s.cfg.Server.InternalGRPCAddr,
+		// Not Kafka's 9092: tests start several servers, and loadtest runs a
+		// real Kafka there.
+		"kafka.addr": &s.cfg.Kafka.Addr} {
 		if !given[name] {
 			*addr = "127.0.0.1:0"
 		}

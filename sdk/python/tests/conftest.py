@@ -67,6 +67,7 @@ def dmsd(tmp_path_factory: pytest.TempPathFactory) -> Server:
                 "-data-dir", str(tmp / "data"),
                 "-grpc-addr", server.grpc_addr,
                 "-http-addr", server.http_addr,
+                "-kafka.addr", "127.0.0.1:0",
                 "-log.level", "warn",
             ],
             stdout=log,

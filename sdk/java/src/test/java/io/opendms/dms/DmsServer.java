@@ -51,6 +51,7 @@ final class DmsServer implements AutoCloseable {
                 "-data-dir", dataDir.toString(),
                 "-grpc-addr", grpc,
                 "-http-addr", http,
+                "-kafka.addr", "127.0.0.1:0",
                 "-log.level", "warn")
             .redirectErrorStream(true)
             .redirectOutput(ProcessBuilder.Redirect.appendTo(log))

@@ -1,0 +1,44 @@
+package kafka
+
+import (
+	"flag"
+	"time"
+)
+
+// Config of the Kafka front end.
+type Config struct {
+	// Addr is where the Kafka listener listens; empty disables it.
+	Addr string `yaml:"addr"`
+	// AdvertisedAddr is the address the node gives Kafka clients in
+	// Metadata (host:port); empty advertises the listening address.
+	AdvertisedAddr string `yaml:"advertised_addr"`
+	// AutoCreateTopics creates a topic that a producer or a Metadata
+	// request names and that does not exist, as Kafka's
+	// auto.create.topics.enable does.
+	AutoCreateTopics bool `yaml:"auto_create_topics"`
+	// DefaultTopicMode is the queue mode of topics created without the
+	// dms.queue.mode config: KAFKA_HA or KAFKA_HT.
+	DefaultTopicMode string `yaml:"default_topic_mode"`
+	// MaxRequestBytes bounds one request frame, as Kafka's
+	// socket.request.max.bytes does; a longer frame closes the connection.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// IdleTimeout closes a connection that sent nothing for this long, as
+	// Kafka's connections.max.idle.ms does.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+
+	// DefaultProject is the project Kafka connections act in while
+	// authentication is off; set from -protocols.default-project.
+	DefaultProject string `yaml:"-"`
+}
+
+// RegisterFlags registers the flags of the Kafka front end.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.StringVar(&c.Addr, "kafka.addr", "127.0.0.1:9092", "Address of the Kafka protocol listener (HOST:PORT); empty disables it.")
+	f.StringVar(&c.AdvertisedAddr, "kafka.advertised-addr", "", "Kafka address this node gives clients in Metadata responses; empty advertises the listener's address.")
+	f.BoolVar(&c.AutoCreateTopics, "kafka.auto-create-topics", true, "Create a topic (a KAFKA_HA or KAFKA_HT queue) when a producer or a Metadata request names one that does not exist.")
+	f.StringVar(&c.DefaultTopicMode, "kafka.default-topic-mode", "KAFKA_HA", "Queue mode of Kafka topics created without the dms.queue.mode topic config: KAFKA_HA (acknowledged once durable on the in-sync replicas) or KAFKA_HT (acknowledged after the leader's write).")
+	// Kafka's socket.request.max.bytes default.
+	f.IntVar(&c.MaxRequestBytes, "kafka.max-request-bytes", 100<<20, "Largest Kafka request frame; a client sending a larger one is disconnected.")
+	// Kafka's connections.max.idle.ms default: 10 minutes.
+	f.DurationVar(&c.IdleTimeout, "kafka.idle-timeout", 10*time.Minute, "Close a Kafka connection idle for this long.")
+}
