@@ -102,6 +102,10 @@ var (
 	ErrReplicationInvalid       = newError(KindFailedPrecondition, "REPLICATION_INVALID", "replication cannot be satisfied")
 	ErrOutOfOrderSequence       = newError(KindFailedPrecondition, "OUT_OF_ORDER_SEQUENCE", "producer sequence out of order")
 	ErrProducerFenced           = newError(KindFailedPrecondition, "PRODUCER_FENCED", "producer epoch replaced")
+	ErrMethodNotAllowed         = newError(KindUnimplemented, "METHOD_NOT_ALLOWED", "HTTP method not allowed on this URL")
+	ErrPageSizeInvalid          = newError(KindInvalidArgument, "PAGE_SIZE_INVALID", "invalid page_size")
+	ErrBroadcastStartInvalid    = newError(KindInvalidArgument, "BROADCAST_START_INVALID", "invalid broadcast start")
+	ErrTagFilterInvalid         = newError(KindInvalidArgument, "TAG_FILTER_INVALID", "invalid tag filter")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

@@ -18,7 +18,7 @@ import (
 // DMS limit of 10 per call; the native API takes up to 1000.
 func BenchmarkSend(b *testing.B) {
 	s := testserver.Start(b)
-	q := s.CreateQueue(b, "bench", &dmsv1.Queue{DisplayName: "bench"})
+	q := s.CreateQueue(b, "0123456789abcdef0123456789abcdef", &dmsv1.Queue{DisplayName: "bench"})
 	body := strings.Repeat("x", 1024)
 	for _, batch := range []int{1, 10, 100} {
 		msgs := make([]*dmsv1.Message, batch)
@@ -40,7 +40,7 @@ func BenchmarkSend(b *testing.B) {
 			items[i] = map[string]any{"body": body}
 		}
 		payload, _ := json.Marshal(map[string]any{"messages": items})
-		url := "http://" + s.HTTPAddr + "/v1.0/bench/queues/" + q.GetId() + "/messages"
+		url := "http://" + s.HTTPAddr + "/v1.0/0123456789abcdef0123456789abcdef/queues/" + q.GetId() + "/messages"
 		b.Run("dms-rest/batch="+itoa(batch), func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			b.SetParallelism(32)

@@ -34,7 +34,7 @@ func TestRolesSplitOverProcesses(t *testing.T) {
 
 	// The admin API is served by the metadata role's process, and counts
 	// come from the others.
-	q := data.CreateQueue(t, "p1", &dmsv1.Queue{DisplayName: "split"})
+	q := data.CreateQueue(t, "0123456789abcdef0123456789abcdef", &dmsv1.Queue{DisplayName: "split"})
 	g := data.CreateGroup(t, q, "billing")
 
 	// Producer and consumer APIs of the second process store in and read
@@ -66,7 +66,7 @@ func TestRolesSplitOverProcesses(t *testing.T) {
 
 	// The REST gateway of the third process reaches the roles of both.
 	body, _ := json.Marshal(map[string]any{"messages": []map[string]any{{"body": map[string]int{"n": 1}}}})
-	resp, err := http.Post("http://"+rest.HTTPAddr+"/v1.0/p1/queues/"+q.GetId()+"/messages", "application/json", bytes.NewReader(body))
+	resp, err := http.Post("http://"+rest.HTTPAddr+"/v1.0/0123456789abcdef0123456789abcdef/queues/"+q.GetId()+"/messages", "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

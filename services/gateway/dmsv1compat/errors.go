@@ -111,6 +111,14 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// Kafka producers' errors; DMS v1.0 sends cannot cause them.
 	dmsv1.ErrorReason_ERROR_REASON_OUT_OF_ORDER_SEQUENCE: {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_PRODUCER_FENCED:       {http.StatusBadRequest, codeBadRequestFormat},
+	// DMS documents no 405; its "URL not found" code is the closest, and
+	// the HTTP status and Allow header say the rest.
+	dmsv1.ErrorReason_ERROR_REASON_METHOD_NOT_ALLOWED: {http.StatusMethodNotAllowed, codeURLNotFound},
+	// Native-only parameters; DMS v1.0 requests cannot carry them.
+	dmsv1.ErrorReason_ERROR_REASON_PAGE_SIZE_INVALID:       {http.StatusBadRequest, codeURLParamsInvalid},
+	dmsv1.ErrorReason_ERROR_REASON_BROADCAST_START_INVALID: {http.StatusBadRequest, codeBadRequestFormat},
+	// A malformed tag or tag_type of a consume, as TAG_FILTER_CONFLICT.
+	dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_INVALID: {http.StatusBadRequest, codeURLParamsInvalid},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -60,11 +60,44 @@ func NewHandler(conn grpc.ClientConnInterface, cfg Config, logger *slog.Logger) 
 	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters", h.serve(h.consumeDeadLetters))
 	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters/ack", h.serve(h.ackDeadLetters))
 	mux.HandleFunc("GET /v1.0/{project_id}/quotas/dms", h.serve(h.quotas))
-	// A known URL with another method is an unknown URL too: DMS documents
-	// no 405.
-	mux.HandleFunc("/", h.serve(urlNotFound))
-	return mux
+	return h.routed(mux)
 }
+
+// routed answers what mux has no route for in the DMS error shape: an
+// unknown URL with 404 and the DMS code for it, and a known URL with a
+// method it does not serve with 405 and the Allow header (RFC 9110 §15.5.6),
+// which DMS does not document but every HTTP client understands.
+func (h *handler) routed(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the path values that Handler does not
+			return
+		}
+		// Without a pattern, mux's answer is its own 404 or 405; only its
+		// status and Allow header are kept.
+		probe := &statusProbe{header: http.Header{}}
+		route.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			h.writeError(w, r, errorFor(dmsv1.ErrorReason_ERROR_REASON_METHOD_NOT_ALLOWED,
+				"the DMS v1.0 API does not serve "+r.Method+" on "+r.URL.Path+"; it serves "+probe.header.Get("Allow")))
+			return
+		}
+		h.writeError(w, r, newError(http.StatusNotFound, codeURLNotFound, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
+			"no DMS v1.0 API serves "+r.Method+" "+r.URL.Path))
+	})
+}
+
+// statusProbe is a ResponseWriter that only remembers the status and headers.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
 type handler struct {
 	queues   dmsv1.QueueServiceClient
@@ -88,11 +121,6 @@ func (h *handler) serve(e endpoint) http.HandlerFunc {
 			h.writeError(w, r, err)
 		}
 	}
-}
-
-func urlNotFound(_ http.ResponseWriter, r *http.Request, _ target) error {
-	return newError(http.StatusNotFound, codeURLNotFound, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
-		"no DMS v1.0 API serves "+r.Method+" "+r.URL.Path)
 }
 
 // bodyRules says how large a request body may be and which DMS codes tell a
@@ -121,6 +149,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, rules bodyRules, v any) er
 	case err != nil:
 		return badRequest(rules.notJSONCode, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
 			"cannot read the request body: "+err.Error())
+	}
+	if err := checkUnicode(body, rules); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return badRequest(rules.notJSONCode, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,

@@ -2,6 +2,8 @@ package dmsv1compat_test
 
 import (
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,10 +14,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -25,8 +30,8 @@ import (
 func TestDMSV1API(t *testing.T) {
 	srv := testserver.Start(t)
 	base := "http://" + srv.HTTPAddr + "/v1.0/"
-	newClient := func(t *testing.T, project string) *client {
-		return &client{t: t, http: &http.Client{}, root: base, project: base + project}
+	newClient := func(t *testing.T, name string) *client {
+		return &client{t: t, http: &http.Client{}, root: base, project: base + projectID(name), srv: srv}
 	}
 	t.Run("queues", func(t *testing.T) { testQueues(t, newClient(t, "proj-queues")) })
 	t.Run("queue validation", func(t *testing.T) { testQueueValidation(t, newClient(t, "proj-queue-validation")) })
@@ -40,6 +45,15 @@ func TestDMSV1API(t *testing.T) {
 	t.Run("tags", func(t *testing.T) { testTags(t, newClient(t, "proj-tags")) })
 	t.Run("dead letters", func(t *testing.T) { testDeadLetters(t, newClient(t, "proj-dead-letters")) })
 	t.Run("delay", func(t *testing.T) { testDelay(t, newClient(t, "proj-delay")) })
+	t.Run("bytes kept", func(t *testing.T) { testBytesKept(t, newClient(t, "proj-bytes")) })
+	t.Run("project ids", func(t *testing.T) { testProjectIDs(t, newClient(t, "proj-ids")) })
+}
+
+// projectID gives each subtest a project id of the DMS form, 32 lowercase
+// hex digits, derived from a readable name.
+func projectID(name string) string {
+	sum := md5.Sum([]byte(name))
+	return hex.EncodeToString(sum[:])
 }
 
 var (
@@ -60,7 +74,7 @@ func testQueues(t *testing.T, c *client) {
 
 	kafka := c.createQueue(map[string]any{"name": "clicks", "queue_mode": "KAFKA_HA", "retention_hours": 36})
 	kafkaID := kafka["id"].(string)
-	assert.Equal(t, "k-proj-queues-"+kafkaID, kafka["kafka_topic"])
+	assert.Equal(t, "k-"+projectID("proj-queues")+"-"+kafkaID, kafka["kafka_topic"])
 
 	c.createQueue(map[string]any{
 		"name": "payments", "queue_mode": "FIFO", "redrive_policy": "enable", "max_consume_count": 5,
@@ -131,7 +145,7 @@ func testQueues(t *testing.T, c *client) {
 		assert.EqualValues(t, 0, q["group_count"])
 
 		k := c.getJSONObject("/queues/" + kafkaID + "?include_deadletter=true")
-		assert.Equal(t, "k-proj-queues-"+kafkaID, k["kafka_topic"])
+		assert.Equal(t, "k-"+projectID("proj-queues")+"-"+kafkaID, k["kafka_topic"])
 		assert.NotContains(t, k, "redrive_policy")
 	})
 
@@ -655,14 +669,38 @@ func testRouting(t *testing.T, c *client) {
 	}{
 		{http.MethodGet, "/nothing-here"},
 		{http.MethodGet, "/queues/" + queueID + "/nothing-here"},
-		{http.MethodPut, "/queues/" + queueID},
-		{http.MethodPost, "/queues/" + queueID},
-		{http.MethodDelete, "/queues/" + queueID + "/groups/" + groupID + "/deadletters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			c := c.with(t)
 			c.requireError(tt.method, tt.path, nil, http.StatusNotFound, 10240406)
+		})
+	}
+
+	// A URL the API has, with a method it does not serve there: 405 and the
+	// methods it does serve, in the DMS error shape.
+	notAllowed := []struct {
+		method, path string
+		wantAllow    []string
+	}{
+		{http.MethodPut, "/queues/" + queueID, []string{"GET", "HEAD", "DELETE"}},
+		{http.MethodPost, "/queues/" + queueID, []string{"GET", "HEAD", "DELETE"}},
+		{http.MethodPatch, "/queues", []string{"GET", "HEAD", "POST"}},
+		{http.MethodDelete, "/queues/" + queueID + "/groups/" + groupID + "/deadletters", []string{"GET", "HEAD"}},
+		{http.MethodGet, "/queues/" + queueID + "/groups/" + groupID + "/ack", []string{"POST"}},
+	}
+	for _, tt := range notAllowed {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			c := c.with(t)
+			req, err := http.NewRequest(tt.method, c.project+tt.path, nil)
+			require.NoError(t, err)
+			resp, err := c.http.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+			assert.ElementsMatch(t, tt.wantAllow, strings.Split(resp.Header.Get("Allow"), ", "))
+			e := c.requireError(tt.method, tt.path, nil, http.StatusMethodNotAllowed, 10240406)
+			assert.Equal(t, "METHOD_NOT_ALLOWED", e.Reason)
 		})
 	}
 
@@ -698,6 +736,7 @@ type client struct {
 	http    *http.Client
 	root    string // http://host:port/v1.0/
 	project string // root + project id
+	srv     *testserver.Server
 }
 
 // with returns the client for use in a subtest, so that its failures are
@@ -941,4 +980,72 @@ func testDeadLetters(t *testing.T, c *client) {
 	assert.JSONEq(t, `{"success":1,"fail":0}`, string(body))
 
 	c.requireError(http.MethodGet, "/queues/"+plainID+"/groups/"+plainGroup+"/deadletters", nil, http.StatusBadRequest, 10540010)
+}
+
+// testBytesKept checks that a message's bytes are never changed on the way
+// through: a body is stored as the exact JSON text that was sent, and a
+// request that is not Unicode text is refused rather than repaired.
+func testBytesKept(t *testing.T, c *client) {
+	queueID := c.createQueue(map[string]any{"name": "exact"})["id"].(string)
+	groupID := c.createGroups(queueID, "reader")[0]["id"].(string)
+	messages := "/queues/" + queueID + "/messages"
+
+	t.Run("a body is stored as sent", func(t *testing.T) {
+		c := c.with(t)
+		// Spacing, key order, escapes, a surrogate pair and a number that a
+		// float64 would round: each would change if the body were decoded
+		// and encoded again.
+		const body = "{ \"b\" : [1, 2.50, 12345678901234567890] ,\n\t\"a\":\"\\u00e9 é \\ud83d\\ude00 \\/ <&>\" }"
+		status, resp := c.do(http.MethodPost, messages, `{"messages":[{"body":`+body+`}]}`)
+		require.Equal(t, http.StatusCreated, status, string(resp))
+		received, err := dmsv1.NewConsumerServiceClient(c.srv.Conn).ReceiveMessages(t.Context(), &dmsv1.ReceiveMessagesRequest{
+			Group: "projects/" + projectID("proj-bytes") + "/queues/" + queueID + "/groups/" + groupID, WaitTime: durationpb.New(5 * time.Second),
+		})
+		require.NoError(t, err)
+		require.Len(t, received.GetMessages(), 1)
+		assert.Equal(t, body, string(received.GetMessages()[0].GetMessage().GetBody()), "the stored bytes are the sent JSON text")
+	})
+
+	t.Run("text that is not Unicode is refused", func(t *testing.T) {
+		c := c.with(t)
+		before := c.getJSONObject("/queues/" + queueID)["produced_messages"]
+		tests := []struct{ name, body string }{
+			{"invalid UTF-8 in a body string", "{\"messages\":[{\"body\":\"caf\xe9\"}]}"},
+			{"invalid UTF-8 in an object body", "{\"messages\":[{\"body\":{\"k\":\"\xff\xfe\"}}]}"},
+			{"invalid UTF-8 in an attribute", "{\"messages\":[{\"body\":1,\"attributes\":{\"a\":\"\xc3\"}}]}"},
+			{"invalid UTF-8 in a tag", "{\"messages\":[{\"body\":1,\"tags\":[\"t\x80\"]}]}"},
+			{"a lone high surrogate", `{"messages":[{"body":"\ud800x"}]}`},
+			{"a lone low surrogate", `{"messages":[{"body":1,"attributes":{"a":"\udc00"}}]}`},
+			{"a high surrogate at the end", `{"messages":[{"body":"\ud83d"}]}`},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				c := c.with(t)
+				e := c.requireError(http.MethodPost, messages, tt.body, http.StatusBadRequest, 10540012)
+				assert.Equal(t, "REQUEST_INVALID", e.Reason)
+				assert.True(t, utf8.ValidString(e.Message), "the answer itself is valid UTF-8")
+			})
+		}
+		c.requireError(http.MethodPost, "/queues", "{\"name\":\"q\xff\"}", http.StatusBadRequest, 10240009)
+		c.requireError(http.MethodPost, "/queues/"+queueID+"/groups/"+groupID+"/ack",
+			"{\"message\":[{\"handler\":\"h\xff\"}]}", http.StatusBadRequest, 10540012)
+		assert.Equal(t, before, c.getJSONObject("/queues/" + queueID)["produced_messages"], "nothing was stored")
+	})
+}
+
+// testProjectIDs checks that the DMS surface takes only project ids of the
+// DMS form, 32 lowercase hex digits, while the native API takes more.
+func testProjectIDs(t *testing.T, c *client) {
+	for _, bad := range []string{"abc", "proj-ids", strings.Repeat("a", 31), strings.Repeat("a", 33),
+		"0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcdeg"} {
+		t.Run(bad, func(t *testing.T) {
+			c := c.with(t)
+			c.project = c.root + bad
+			e := c.requireError(http.MethodGet, "/queues", nil, http.StatusBadRequest, 10240005)
+			assert.Equal(t, "PROJECT_INVALID", e.Reason)
+			c.requireError(http.MethodPost, "/queues", map[string]any{"name": "q"}, http.StatusBadRequest, 10240005)
+		})
+	}
+	_, err := dmsv1.NewQueueServiceClient(c.srv.Conn).ListQueues(t.Context(), &dmsv1.ListQueuesRequest{Parent: "projects/abc"})
+	require.NoError(t, err, "the native API takes project ids of 1 to 64 characters of [A-Za-z0-9_-]")
 }

@@ -93,8 +93,8 @@ func (h *handler) sendMessages(w http.ResponseWriter, r *http.Request, t target)
 }
 
 // parseMessage translates one DMS message. Its body may be any JSON value
-// and is stored as its compact JSON text, so that consumers get back the
-// same value.
+// and is stored as the JSON text it was sent as, so that consumers get back
+// the same value (and native consumers the same bytes).
 func parseMessage(raw json.RawMessage) (*dmsv1.Message, *apiError) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
@@ -109,11 +109,10 @@ func parseMessage(raw json.RawMessage) (*dmsv1.Message, *apiError) {
 			if isNull {
 				continue
 			}
-			var body bytes.Buffer
-			if err := json.Compact(&body, value); err != nil {
-				return nil, invalidMessage("body: " + err.Error())
-			}
-			m.Body = body.Bytes()
+			// The body is stored as the exact JSON text that was sent,
+			// spacing and escapes included: a message's bytes are never
+			// changed on the way through.
+			m.Body = value
 		case "attributes":
 			if isNull {
 				continue
@@ -347,7 +346,9 @@ func intQuery(query url.Values, name string, def, lo, hi int, reason dmsv1.Error
 // through other APIs need not be JSON: text becomes a JSON string and other
 // bytes a base64 JSON string.
 func bodyJSON(body []byte) json.RawMessage {
-	if json.Valid(body) {
+	// JSON text is UTF-8; a native producer may have sent JSON-looking
+	// bytes that are not.
+	if json.Valid(body) && utf8.Valid(body) {
 		return body
 	}
 	var encoded []byte

@@ -27,9 +27,9 @@ func parseTarget(r *http.Request) (target, error) {
 		queueID:   r.PathValue("queue_id"),
 		groupID:   r.PathValue("group_id"),
 	}
-	if t.projectID != "" && catalog.ValidateProject(t.projectID) != nil {
+	if t.projectID != "" && !isDMSProjectID(t.projectID) {
 		return t, badRequest(codeProjectIDInvalid, dmsv1.ErrorReason_ERROR_REASON_PROJECT_INVALID,
-			"project id "+quote(t.projectID)+" is not 1 to 64 characters of [A-Za-z0-9_-]")
+			"project id "+quote(t.projectID)+" is not 32 lowercase hexadecimal characters, the form of a DMS project id")
 	}
 	if t.queueID != "" && !catalog.IsQueueID(t.queueID) {
 		return t, badRequest(codeQueueIDInvalid, dmsv1.ErrorReason_ERROR_REASON_RESOURCE_NAME_INVALID,
@@ -40,6 +40,22 @@ func parseTarget(r *http.Request) (target, error) {
 			"consumer group id "+quote(t.groupID)+" is not g- followed by a UUID")
 	}
 	return t, nil
+}
+
+// isDMSProjectID reports whether id has the form of a Huawei Cloud project
+// id: 32 lowercase hex digits. The native API takes any project id of 1 to
+// 64 characters of [A-Za-z0-9_-] (catalog.ValidateProject), a superset, so
+// every DMS project is a native one but not the reverse.
+func isDMSProjectID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (t target) project() string { return "projects/" + t.projectID }

@@ -154,6 +154,16 @@ const (
 	// The producer's epoch was replaced by a newer one (another instance of
 	// the producer took over); Kafka clients see INVALID_PRODUCER_EPOCH.
 	ErrorReason_ERROR_REASON_PRODUCER_FENCED ErrorReason = 53
+	// The URL exists but not with this HTTP method; the `Allow` header of
+	// the 405 answer lists the methods it has.
+	ErrorReason_ERROR_REASON_METHOD_NOT_ALLOWED ErrorReason = 54
+	// page_size is negative.
+	ErrorReason_ERROR_REASON_PAGE_SIZE_INVALID ErrorReason = 55
+	// broadcast.start is not one of the known BroadcastStart values.
+	ErrorReason_ERROR_REASON_BROADCAST_START_INVALID ErrorReason = 56
+	// The tag filter is malformed: its match is not one of the known TagMatch
+	// values, or its tags are not 1 to 3 valid tags.
+	ErrorReason_ERROR_REASON_TAG_FILTER_INVALID ErrorReason = 57
 )
 
 // Enum value maps for ErrorReason.
@@ -213,6 +223,10 @@ var (
 		51: "ERROR_REASON_REPLICATION_INVALID",
 		52: "ERROR_REASON_OUT_OF_ORDER_SEQUENCE",
 		53: "ERROR_REASON_PRODUCER_FENCED",
+		54: "ERROR_REASON_METHOD_NOT_ALLOWED",
+		55: "ERROR_REASON_PAGE_SIZE_INVALID",
+		56: "ERROR_REASON_BROADCAST_START_INVALID",
+		57: "ERROR_REASON_TAG_FILTER_INVALID",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -269,6 +283,10 @@ var (
 		"ERROR_REASON_REPLICATION_INVALID":          51,
 		"ERROR_REASON_OUT_OF_ORDER_SEQUENCE":        52,
 		"ERROR_REASON_PRODUCER_FENCED":              53,
+		"ERROR_REASON_METHOD_NOT_ALLOWED":           54,
+		"ERROR_REASON_PAGE_SIZE_INVALID":            55,
+		"ERROR_REASON_BROADCAST_START_INVALID":      56,
+		"ERROR_REASON_TAG_FILTER_INVALID":           57,
 	}
 )
 
@@ -303,7 +321,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xd6\x0f\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xee\x10\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -359,7 +377,11 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x13ERROR_REASON_FENCED\x102\x12$\n" +
 	" ERROR_REASON_REPLICATION_INVALID\x103\x12&\n" +
 	"\"ERROR_REASON_OUT_OF_ORDER_SEQUENCE\x104\x12 \n" +
-	"\x1cERROR_REASON_PRODUCER_FENCED\x105B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1cERROR_REASON_PRODUCER_FENCED\x105\x12#\n" +
+	"\x1fERROR_REASON_METHOD_NOT_ALLOWED\x106\x12\"\n" +
+	"\x1eERROR_REASON_PAGE_SIZE_INVALID\x107\x12(\n" +
+	"$ERROR_REASON_BROADCAST_START_INVALID\x108\x12#\n" +
+	"\x1fERROR_REASON_TAG_FILTER_INVALID\x109B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package dmsv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1589,7 +1590,13 @@ type AckResult struct {
 	// without its prefix, such as RECEIPT_HANDLE_EXPIRED).
 	ErrorReason string `protobuf:"bytes,2,opt,name=error_reason,json=errorReason,proto3" json:"error_reason,omitempty"`
 	// When not applied: what went wrong, for people.
-	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorMessage string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// When not applied: error_reason as a value of the enum, for clients
+	// that switch on it (RECEIPT_HANDLE_INVALID for a forged, damaged or
+	// unparsable handle, RECEIPT_HANDLE_MISMATCH for one of another queue or
+	// group, RECEIPT_HANDLE_EXPIRED for a delivery that timed out, was
+	// settled already or was delivered again since).
+	Reason        ErrorReason `protobuf:"varint,4,opt,name=reason,proto3,enum=dms.v1.ErrorReason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1643,6 +1650,13 @@ func (x *AckResult) GetErrorMessage() string {
 		return x.ErrorMessage
 	}
 	return ""
+}
+
+func (x *AckResult) GetReason() ErrorReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ErrorReason_ERROR_REASON_UNSPECIFIED
 }
 
 // AckMessagesResponse is the response of ConsumerService.AckMessages.
@@ -2774,29 +2788,29 @@ var File_dms_v1_message_proto protoreflect.FileDescriptor
 
 const file_dms_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x14dms/v1/message.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
+	"\x14dms/v1/message.proto\x12\x06dms.v1\x1a\x19dms/v1/error_reason.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa2\x01\n" +
 	"\x0eAttributeValue\x12#\n" +
 	"\fstring_value\x18\x01 \x01(\tH\x00R\vstringValue\x12\x1d\n" +
 	"\tint_value\x18\x02 \x01(\x03H\x00R\bintValue\x12#\n" +
 	"\fdouble_value\x18\x03 \x01(\x01H\x00R\vdoubleValue\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValueB\x06\n" +
-	"\x04kind\"\xdc\x02\n" +
+	"\x04kind\"\xe4\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12?\n" +
 	"\n" +
 	"attributes\x18\x02 \x03(\v2\x1f.dms.v1.Message.AttributesEntryR\n" +
-	"attributes\x12\x12\n" +
-	"\x04tags\x18\x03 \x03(\tR\x04tags\x12!\n" +
+	"attributes\x12\x1a\n" +
+	"\x04tags\x18\x03 \x03(\tB\x06\x92A\x03\xa0\x01\x03R\x04tags\x12!\n" +
 	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\x12/\n" +
 	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12=\n" +
 	"\fdeliver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x1aU\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"\x95\x01\n" +
 	"\x13SendMessagesRequest\x12\x19\n" +
-	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x120\n" +
-	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\x03\xe0A\x02R\bmessages\x12'\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12:\n" +
+	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\bmessages\x12'\n" +
 	"\x0fidempotence_key\x18\x03 \x01(\tR\x0eidempotenceKey\"\xc1\x01\n" +
 	"\n" +
 	"SendResult\x12\x1d\n" +
@@ -2808,10 +2822,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"scheduleId\x12=\n" +
 	"\fdeliver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"D\n" +
 	"\x14SendMessagesResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"c\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"m\n" +
 	"\x1eCancelScheduledMessagesRequest\x12\x19\n" +
-	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12&\n" +
-	"\fschedule_ids\x18\x02 \x03(\tB\x03\xe0A\x02R\vscheduleIds\"\x95\x01\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x120\n" +
+	"\fschedule_ids\x18\x02 \x03(\tB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\vscheduleIds\"\x95\x01\n" +
 	"\fCancelResult\x12\x1f\n" +
 	"\vschedule_id\x18\x01 \x01(\tR\n" +
 	"scheduleId\x12\x1c\n" +
@@ -2831,19 +2845,19 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"scheduleId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12=\n" +
-	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xe3\x02\n" +
+	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xfc\x02\n" +
 	"\x16ReceiveMessagesRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
-	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12:\n" +
+	"\fmax_messages\x18\x02 \x01(\x05B\x17\x92A\x14Y\x00\x00\x00\x00\x00@\x8f@i\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\vmaxMessages\x126\n" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\x12\x1f\n" +
 	"\vconsumer_id\x18\x05 \x01(\tR\n" +
 	"consumerId\x120\n" +
 	"\n" +
 	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x126\n" +
-	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"G\n" +
-	"\tTagFilter\x12\x12\n" +
-	"\x04tags\x18\x01 \x03(\tR\x04tags\x12&\n" +
+	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"R\n" +
+	"\tTagFilter\x12\x1d\n" +
+	"\x04tags\x18\x01 \x03(\tB\t\x92A\x06\xa0\x01\x03\xa8\x01\x01R\x04tags\x12&\n" +
 	"\x05match\x18\x02 \x01(\x0e2\x10.dms.v1.TagMatchR\x05match\"[\n" +
 	"\x10BroadcastOptions\x12,\n" +
 	"\x05start\x18\x01 \x01(\x0e2\x16.dms.v1.BroadcastStartR\x05start\x12\x19\n" +
@@ -2869,15 +2883,16 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\\\n" +
 	"\x03Ack\x12*\n" +
 	"\x0ereceipt_handle\x18\x01 \x01(\tB\x03\xe0A\x02R\rreceiptHandle\x12)\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x11.dms.v1.AckStatusR\x06status\"\x88\x01\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x11.dms.v1.AckStatusR\x06status\"\x92\x01\n" +
 	"\x12AckMessagesRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
-	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
-	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"m\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12.\n" +
+	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x04acks\x121\n" +
+	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"\x9a\x01\n" +
 	"\tAckResult\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12!\n" +
 	"\ferror_reason\x18\x02 \x01(\tR\verrorReason\x12#\n" +
-	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"B\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12+\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x13.dms.v1.ErrorReasonR\x06reason\"B\n" +
 	"\x13AckMessagesResponse\x12+\n" +
 	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xaf\x01\n" +
 	"\x10SubscribeRequest\x12,\n" +
@@ -2901,28 +2916,28 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\x11SubscribeResponse\x123\n" +
 	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\x122\n" +
 	"\vack_results\x18\x02 \x03(\v2\x11.dms.v1.AckResultR\n" +
-	"ackResults\"\xdb\x01\n" +
+	"ackResults\"\xf4\x01\n" +
 	"\x19ReceiveDeadLettersRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
-	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12:\n" +
+	"\fmax_messages\x18\x02 \x01(\x05B\x17\x92A\x14Y\x00\x00\x00\x00\x00@\x8f@i\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\vmaxMessages\x126\n" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\"Q\n" +
 	"\x1aReceiveDeadLettersResponse\x123\n" +
-	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x8b\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x95\x01\n" +
 	"\x15AckDeadLettersRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
-	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12.\n" +
+	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x04acks\x121\n" +
 	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"E\n" +
 	"\x16AckDeadLettersResponse\x12+\n" +
-	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xc5\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xe5\x01\n" +
 	"\x19RedriveDeadLettersRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12\x1f\n" +
 	"\vmessage_ids\x18\x02 \x03(\tR\n" +
 	"messageIds\x120\n" +
 	"\n" +
-	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
-	"\x0emax_per_second\x18\x04 \x01(\x05R\fmaxPerSecond\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\x92\x01\n" +
+	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x124\n" +
+	"\x0emax_per_second\x18\x04 \x01(\x05B\x0e\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\fmaxPerSecond\x12$\n" +
+	"\x05limit\x18\x05 \x01(\x05B\x0e\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\x05limit\"\x92\x01\n" +
 	"\rRedriveResult\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1a\n" +
@@ -2943,10 +2958,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\x0e2\x14.dms.v1.SeekPositionH\x00R\bpositionB\b\n" +
 	"\x06target\"R\n" +
 	"\x19SeekConsumerGroupResponse\x125\n" +
-	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions\"\xb1\x01\n" +
+	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions\"\xbb\x01\n" +
 	"\x17ChangeVisibilityRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12,\n" +
-	"\x0freceipt_handles\x18\x02 \x03(\tB\x03\xe0A\x02R\x0ereceiptHandles\x12M\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x126\n" +
+	"\x0freceipt_handles\x18\x02 \x03(\tB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x0ereceiptHandles\x12M\n" +
 	"\x12visibility_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x03\xe0A\x02R\x11visibilityTimeout\"G\n" +
 	"\x18ChangeVisibilityResponse\x12+\n" +
 	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults*K\n" +
@@ -3041,6 +3056,7 @@ var file_dms_v1_message_proto_goTypes = []any{
 	nil,                                     // 41: dms.v1.Message.AttributesEntry
 	(*durationpb.Duration)(nil),             // 42: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
+	(ErrorReason)(0),                        // 44: dms.v1.ErrorReason
 }
 var file_dms_v1_message_proto_depIdxs = []int32{
 	41, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
@@ -3066,56 +3082,57 @@ var file_dms_v1_message_proto_depIdxs = []int32{
 	18, // 20: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
 	2,  // 21: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
 	20, // 22: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
-	22, // 23: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
-	25, // 24: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
-	20, // 25: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
-	26, // 26: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
-	42, // 27: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
-	15, // 28: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
-	18, // 29: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
-	22, // 30: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
-	42, // 31: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
-	42, // 32: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	18, // 33: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
-	20, // 34: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
-	22, // 35: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
-	15, // 36: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
-	33, // 37: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
-	35, // 38: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
-	43, // 39: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
-	36, // 40: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
-	3,  // 41: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
-	35, // 42: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
-	42, // 43: dms.v1.ChangeVisibilityRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	22, // 44: dms.v1.ChangeVisibilityResponse.results:type_name -> dms.v1.AckResult
-	4,  // 45: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
-	6,  // 46: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
-	9,  // 47: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
-	12, // 48: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
-	14, // 49: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
-	21, // 50: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
-	39, // 51: dms.v1.ConsumerService.ChangeVisibility:input_type -> dms.v1.ChangeVisibilityRequest
-	24, // 52: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
-	28, // 53: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
-	30, // 54: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
-	32, // 55: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
-	37, // 56: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
-	8,  // 57: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
-	11, // 58: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
-	13, // 59: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
-	19, // 60: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
-	23, // 61: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
-	40, // 62: dms.v1.ConsumerService.ChangeVisibility:output_type -> dms.v1.ChangeVisibilityResponse
-	27, // 63: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
-	29, // 64: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
-	31, // 65: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
-	34, // 66: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
-	38, // 67: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
-	57, // [57:68] is the sub-list for method output_type
-	46, // [46:57] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	44, // 23: dms.v1.AckResult.reason:type_name -> dms.v1.ErrorReason
+	22, // 24: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
+	25, // 25: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
+	20, // 26: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
+	26, // 27: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
+	42, // 28: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
+	15, // 29: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
+	18, // 30: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
+	22, // 31: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
+	42, // 32: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
+	42, // 33: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	18, // 34: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
+	20, // 35: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
+	22, // 36: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
+	15, // 37: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
+	33, // 38: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
+	35, // 39: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
+	43, // 40: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
+	36, // 41: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
+	3,  // 42: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
+	35, // 43: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
+	42, // 44: dms.v1.ChangeVisibilityRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	22, // 45: dms.v1.ChangeVisibilityResponse.results:type_name -> dms.v1.AckResult
+	4,  // 46: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
+	6,  // 47: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
+	9,  // 48: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
+	12, // 49: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
+	14, // 50: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
+	21, // 51: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
+	39, // 52: dms.v1.ConsumerService.ChangeVisibility:input_type -> dms.v1.ChangeVisibilityRequest
+	24, // 53: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
+	28, // 54: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
+	30, // 55: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
+	32, // 56: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
+	37, // 57: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
+	8,  // 58: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
+	11, // 59: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
+	13, // 60: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
+	19, // 61: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
+	23, // 62: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
+	40, // 63: dms.v1.ConsumerService.ChangeVisibility:output_type -> dms.v1.ChangeVisibilityResponse
+	27, // 64: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
+	29, // 65: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
+	31, // 66: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
+	34, // 67: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
+	38, // 68: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
+	58, // [58:69] is the sub-list for method output_type
+	47, // [47:58] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_message_proto_init() }
@@ -3123,6 +3140,7 @@ func file_dms_v1_message_proto_init() {
 	if File_dms_v1_message_proto != nil {
 		return
 	}
+	file_dms_v1_error_reason_proto_init()
 	file_dms_v1_message_proto_msgTypes[0].OneofWrappers = []any{
 		(*AttributeValue_StringValue)(nil),
 		(*AttributeValue_IntValue)(nil),
