@@ -107,6 +107,17 @@ const (
 	// ReasonProducerFenced: the producer's epoch was replaced (Kafka
 	// producers).
 	ReasonProducerFenced Reason = "PRODUCER_FENCED"
+	// ReasonMethodNotAllowed: the REST URL exists but not with the HTTP
+	// method used.
+	ReasonMethodNotAllowed Reason = "METHOD_NOT_ALLOWED"
+	// ReasonPageSizeInvalid: a page size is negative.
+	ReasonPageSizeInvalid Reason = "PAGE_SIZE_INVALID"
+	// ReasonBroadcastStartInvalid: a broadcast start is not one of the
+	// known values.
+	ReasonBroadcastStartInvalid Reason = "BROADCAST_START_INVALID"
+	// ReasonTagFilterInvalid: a tag filter's match is not one of the known
+	// values.
+	ReasonTagFilterInvalid Reason = "TAG_FILTER_INVALID"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server

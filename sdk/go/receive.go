@@ -2,6 +2,7 @@ package dms
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -219,7 +220,9 @@ type Ack struct {
 type AckResult struct {
 	// Applied says whether the ack took effect.
 	Applied bool
-	// Reason says why not, when not applied: for example
+	// Reason says why not, when not applied: ReasonReceiptHandleInvalid
+	// for a handle that is forged, damaged or not a handle at all,
+	// ReasonReceiptHandleMismatch for one issued to another queue or group,
 	// ReasonReceiptHandleExpired when the visibility timeout had passed, the
 	// delivery was settled already or the message was delivered again.
 	Reason Reason
@@ -289,5 +292,10 @@ func acksToProto(acks []Ack) []*dmsv1.Ack {
 }
 
 func ackResultFromProto(r *dmsv1.AckResult) AckResult {
-	return AckResult{Applied: r.GetApplied(), Reason: Reason(r.GetErrorReason()), Message: r.GetErrorMessage()}
+	reason := Reason(r.GetErrorReason())
+	// The enum is authoritative; servers from before it had only the name.
+	if r.GetReason() != dmsv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		reason = Reason(strings.TrimPrefix(r.GetReason().String(), "ERROR_REASON_"))
+	}
+	return AckResult{Applied: r.GetApplied(), Reason: reason, Message: r.GetErrorMessage()}
 }

@@ -158,8 +158,16 @@ func isSuccess(s dmsv1.AckStatus) bool {
 	return s == dmsv1.AckStatus_ACK_STATUS_UNSPECIFIED || s == dmsv1.AckStatus_ACK_STATUS_SUCCESS
 }
 
+// notApplied is the result of an ack that was refused, with its reason both
+// as the enum and as its name.
 func notApplied(err error) *dmsv1.AckResult {
-	return &dmsv1.AckResult{Applied: false, ErrorReason: errs.Of(err).Reason, ErrorMessage: err.Error()}
+	reason := errs.Of(err).Reason
+	return &dmsv1.AckResult{
+		Applied:      false,
+		ErrorReason:  reason,
+		ErrorMessage: err.Error(),
+		Reason:       dmsv1.ErrorReason(dmsv1.ErrorReason_value["ERROR_REASON_"+reason]),
+	}
 }
 
 // settle applies one ack to a consumption and adds it to the batch.

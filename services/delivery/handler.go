@@ -45,6 +45,9 @@ func (h *Handler) ReceiveMessages(ctx context.Context, req *dmsv1.ReceiveMessage
 		return nil, err
 	}
 	opts.Filter = req.GetTagFilter()
+	if err := validateBroadcast(req.GetBroadcast()); err != nil {
+		return nil, err
+	}
 	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
@@ -54,6 +57,15 @@ func (h *Handler) ReceiveMessages(ctx context.Context, req *dmsv1.ReceiveMessage
 		return nil, err
 	}
 	return &dmsv1.ReceiveMessagesResponse{Messages: msgs}, nil
+}
+
+// validateBroadcast refuses a start that is no BroadcastStart value, which
+// would otherwise be read as the default.
+func validateBroadcast(b *dmsv1.BroadcastOptions) error {
+	if _, known := dmsv1.BroadcastStart_name[int32(b.GetStart())]; !known {
+		return errs.Wrapf(errs.ErrBroadcastStartInvalid, "broadcast start %d is not one of EARLIEST (1), COMMITTED (2) and LATEST (3)", b.GetStart())
+	}
+	return nil
 }
 
 func receiveOptions(maxMessages int32, wait, visibility *durationpb.Duration) (ReceiveOptions, error) {
@@ -155,6 +167,10 @@ func (h *Handler) AckDeadLetters(ctx context.Context, req *dmsv1.AckDeadLettersR
 
 // RedriveDeadLetters implements dms.v1.ConsumerService.
 func (h *Handler) RedriveDeadLetters(ctx context.Context, req *dmsv1.RedriveDeadLettersRequest) (*dmsv1.RedriveDeadLettersResponse, error) {
+	if req.GetMaxPerSecond() < 0 || req.GetLimit() < 0 {
+		return nil, errs.Wrapf(errs.ErrRequestInvalid, "max_per_second and limit must be 0 (the default, 1000) or more, got %d and %d",
+			req.GetMaxPerSecond(), req.GetLimit())
+	}
 	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
@@ -239,6 +255,9 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 	opts, err := receiveOptions(0, nil, start.GetVisibilityTimeout())
 	if err != nil {
 		return err
+	}
+	if start.GetCredits() < 0 || first.GetCredits() < 0 {
+		return errs.Wrapf(errs.ErrRequestInvalid, "credits must be 0 or more, got %d", min(start.GetCredits(), first.GetCredits()))
 	}
 	q, g, err := h.cache.ResolveGroupName(ctx, start.GetGroup())
 	if err != nil {

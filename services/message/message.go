@@ -212,7 +212,7 @@ func NormalizeTagFilter(f *dmsv1.TagFilter) (*dmsv1.TagFilter, error) {
 		match = dmsv1.TagMatch_TAG_MATCH_ANY
 	case dmsv1.TagMatch_TAG_MATCH_ANY, dmsv1.TagMatch_TAG_MATCH_ALL:
 	default:
-		return nil, errs.Wrapf(errs.ErrTagInvalid, "tag filter match %d is not one of TAG_MATCH_ANY (1) and TAG_MATCH_ALL (2)", match)
+		return nil, errs.Wrapf(errs.ErrTagFilterInvalid, "tag filter match %d is not one of TAG_MATCH_ANY (1) and TAG_MATCH_ALL (2)", match)
 	}
 	tags := slices.Clone(f.GetTags())
 	slices.Sort(tags)

@@ -74,6 +74,9 @@ func (h *Handler) ListQueues(ctx context.Context, req *dmsv1.ListQueuesRequest) 
 	if err != nil {
 		return nil, err
 	}
+	if req.GetPageSize() < 0 {
+		return nil, errs.Wrapf(errs.ErrPageSizeInvalid, "page_size must be 0 (all) or more, got %d", req.GetPageSize())
+	}
 	all := h.cache.Queues(project)
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {

@@ -8,7 +8,6 @@ import (
 	"errors"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -78,21 +77,6 @@ func Reason(err error) string {
 		}
 	}
 	return ""
-}
-
-// UnaryServerInterceptor converts domain errors returned by handlers.
-func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		resp, err := handler(ctx, req)
-		return resp, Error(err)
-	}
-}
-
-// StreamServerInterceptor converts domain errors returned by stream handlers.
-func StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return Error(handler(srv, ss))
-	}
 }
 
 // Local calls a handler of a role in the same process in place of a gRPC

@@ -134,10 +134,12 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 }
 
 func (s *Server) newGRPCServer() *grpc.Server {
+	edge := rpcstatus.NewServerEdge()
 	return grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
-		grpc.ChainUnaryInterceptor(rpcstatus.UnaryServerInterceptor(), s.forwardUnary),
-		grpc.ChainStreamInterceptor(rpcstatus.StreamServerInterceptor(), s.forwardStream),
+		grpc.ForceServerCodecV2(edge.Codec()),
+		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.forwardUnary),
+		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.forwardStream),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)

@@ -117,7 +117,7 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// Native-only parameters; DMS v1.0 requests cannot carry them.
 	dmsv1.ErrorReason_ERROR_REASON_PAGE_SIZE_INVALID:       {http.StatusBadRequest, codeURLParamsInvalid},
 	dmsv1.ErrorReason_ERROR_REASON_BROADCAST_START_INVALID: {http.StatusBadRequest, codeBadRequestFormat},
-	// A malformed tag or tag_type of a consume, as TAG_FILTER_CONFLICT.
+	// A malformed tag_type of a consume: the code of TAG_FILTER_CONFLICT.
 	dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_INVALID: {http.StatusBadRequest, codeURLParamsInvalid},
 }
 

@@ -544,7 +544,7 @@ func testConsume(t *testing.T, c *client) {
 			{"time_wait=61", 10240021, ""},
 			{"ack_wait=14", 10542206, ""},
 			{"ack_wait=301", 10542206, ""},
-			{"tag=t1&tag_type=xor", 10540014, "TAG_FILTER_CONFLICT"},
+			{"tag=t1&tag_type=xor", 10540014, "TAG_FILTER_INVALID"},
 			{"tag=a%20b", 10240004, "TAG_INVALID"},
 		}
 		for _, tt := range tests {

@@ -299,7 +299,7 @@ func tagFilter(query url.Values) (*dmsv1.TagFilter, error) {
 	case "and":
 		match = dmsv1.TagMatch_TAG_MATCH_ALL
 	default:
-		return nil, badRequest(codeURLParamsInvalid, dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_CONFLICT,
+		return nil, badRequest(codeURLParamsInvalid, dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_INVALID,
 			"tag_type "+strconv.Quote(query.Get("tag_type"))+" is neither and nor or")
 	}
 	if len(tags) == 0 {
@@ -440,6 +440,14 @@ func (h *handler) ack(w http.ResponseWriter, r *http.Request, send func([]*dmsv1
 	for succeeded < len(acks) && succeeded < len(results) &&
 		results[succeeded].GetApplied() && acks[succeeded].GetStatus() == dmsv1.AckStatus_ACK_STATUS_SUCCESS {
 		succeeded++
+	}
+	// The DMS answer has counts only; why an ack was refused is in the log
+	// (and in the native API's per-handle results).
+	for i, result := range results {
+		if !result.GetApplied() && result.GetReason() != dmsv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+			h.logger.DebugContext(r.Context(), "dms v1.0 ack not applied", "path", r.URL.Path, "index", i,
+				"reason", reasonName(result.GetReason()), "error", result.GetErrorMessage())
+		}
 	}
 	writeJSON(w, http.StatusOK, ackResponse{Success: succeeded, Fail: len(acks) - succeeded})
 	return nil

@@ -161,8 +161,8 @@ const (
 	ErrorReason_ERROR_REASON_PAGE_SIZE_INVALID ErrorReason = 55
 	// broadcast.start is not one of the known BroadcastStart values.
 	ErrorReason_ERROR_REASON_BROADCAST_START_INVALID ErrorReason = 56
-	// The tag filter is malformed: its match is not one of the known TagMatch
-	// values, or its tags are not 1 to 3 valid tags.
+	// The tag filter is malformed: its match (TagMatch, or DMS tag_type) is
+	// not one of the known values. Malformed tags of a filter are TAG_INVALID.
 	ErrorReason_ERROR_REASON_TAG_FILTER_INVALID ErrorReason = 57
 )
 
