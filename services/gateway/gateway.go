@@ -31,10 +31,21 @@ type Config struct {
 
 // Register adds the REST routes to mux.
 func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, logger *slog.Logger) error {
-	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}))
+	routes, err := routesOf(openapi.Document)
+	if err != nil {
+		return err
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			// Zero values are written, so that clients see every field;
+			// unset messages are left out rather than written as null,
+			// which the OpenAPI document does not allow for them.
+			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithRoutingErrorHandler(routingErrors(routes)),
+		runtime.WithErrorHandler(withReason),
+	)
 	if err := dmsv1.RegisterQueueServiceHandlerClient(ctx, gw, dmsv1.NewQueueServiceClient(conns.Metadata)); err != nil {
 		return err
 	}
