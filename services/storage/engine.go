@@ -338,6 +338,9 @@ type ReadResult struct {
 	Batches     []*storagev1.RecordBatch
 	StartOffset int64
 	NextOffset  int64
+	// Lost, when set, is a range of offsets after the records (or at the
+	// offset asked for) whose data was damaged on disk: never readable.
+	Lost *storagev1.LostRange
 }
 
 // ReadOptions are the parameters of a read.
@@ -398,8 +401,12 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 		if errors.Is(err, partitionlog.ErrOffsetOutOfRange) {
 			batches, err = l.ReadBatches(l.StartOffset(), opts.MaxBytes)
 		}
+		if lost, ok := e.lostRange(id, err, hw); ok {
+			out.Lost = lost
+			return out, nil
+		}
 		if err != nil {
-			return ReadResult{}, fmt.Errorf("storage: %s: reading from offset %d: %w", logid.Describe(id), offset, err)
+			return ReadResult{}, e.readError(id, offset, err)
 		}
 		for _, b := range batches {
 			if b.BaseOffset >= hw {
@@ -414,10 +421,12 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 		// Retention removed the segment between StartOffset and Read.
 		entries, err = l.Read(l.StartOffset(), opts.MaxBytes)
 	}
+	if lost, ok := e.lostRange(id, err, hw); ok {
+		out.Lost = lost
+		return out, nil
+	}
 	if err != nil {
-		// A corrupt batch names its segment file, position and the offsets
-		// it makes unreadable.
-		return ReadResult{}, fmt.Errorf("storage: %s: reading from offset %d: %w", logid.Describe(id), offset, err)
+		return ReadResult{}, e.readError(id, offset, err)
 	}
 	out.Records = make([]*storagev1.StoredRecord, 0, len(entries))
 	for _, en := range entries {
@@ -431,6 +440,29 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 		out.Records = append(out.Records, &storagev1.StoredRecord{Offset: en.Offset, Record: rec})
 	}
 	return out, nil
+}
+
+// lostRange turns a read's LostRangeError into the range a reader skips
+// (below the high watermark hw).
+func (e *Engine) lostRange(id logid.ID, err error, hw int64) (*storagev1.LostRange, bool) {
+	var lost *partitionlog.LostRangeError
+	if !errors.As(err, &lost) {
+		return nil, false
+	}
+	e.logger.Debug("storage: a read met lost data", "log", logid.Describe(id), "from", lost.From, "to", lost.To, "detail", lost.Detail)
+	return &storagev1.LostRange{FirstOffset: lost.From, LastOffset: min(lost.To, hw-1)}, true
+}
+
+// readError is what a failed read answers. Damage that is not a lost range
+// (an encrypted batch that fails authentication: tampering or a wrong key)
+// names the file and position in the server's log only, never to the
+// client, which learns the log and the offset.
+func (e *Engine) readError(id logid.ID, offset int64, err error) error {
+	if errors.Is(err, partitionlog.ErrCorrupt) {
+		e.logger.Error("storage: a read found data that fails verification", "log", logid.Describe(id), "offset", offset, "err", err)
+		return errs.Wrapf(errs.ErrInternal, "storage: %s: the data at offset %d fails verification (encrypted data that does not authenticate); the server log names the file", logid.Describe(id), offset)
+	}
+	return fmt.Errorf("storage: %s: reading from offset %d: %w", logid.Describe(id), offset, err)
 }
 
 // waitVisible waits until a log has a visible record at offset or ctx

@@ -40,7 +40,7 @@ func (h *Handler) Read(ctx context.Context, req *storagev1.ReadRequest) (*storag
 	if err != nil {
 		return nil, err
 	}
-	return &storagev1.ReadResponse{Records: res.Records, Batches: res.Batches, StartOffset: res.StartOffset, NextOffset: res.NextOffset}, nil
+	return &storagev1.ReadResponse{Records: res.Records, Batches: res.Batches, StartOffset: res.StartOffset, NextOffset: res.NextOffset, Lost: res.Lost}, nil
 }
 
 // GetLogInfo implements dms.cluster.storage.v1.StorageService.

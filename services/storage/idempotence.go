@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -53,6 +54,11 @@ func (e *Engine) dedup(l *openLog) (*dedupIndex, error) {
 	var order []*keyedAppend
 	for from := max(l.StartOffset(), l.NextOffset()-dedupWindow); from < l.NextOffset(); {
 		batches, err := l.ReadBatches(from, 4<<20)
+		var lost *partitionlog.LostRangeError
+		if errors.As(err, &lost) {
+			from = lost.To + 1 // lost data has no keys to remember
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("storage: rebuilding idempotence keys of %s: %w", logid.Describe(l.id), err)
 		}

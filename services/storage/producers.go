@@ -3,12 +3,14 @@ package storage
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/storage/logid"
+	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
 // Idempotent Kafka producers stamp each batch with a producer id, an epoch
@@ -78,6 +80,11 @@ func (e *Engine) producersOf(l *openLog) (*producers, error) {
 	ps.byID = map[int64]*producer{}
 	for from := max(l.StartOffset(), l.NextOffset()-dedupWindow); from < l.NextOffset(); {
 		batches, err := l.ReadBatches(from, 4<<20)
+		var lost *partitionlog.LostRangeError
+		if errors.As(err, &lost) {
+			from = lost.To + 1 // lost data has no keys to remember
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("storage: rebuilding the producer state of %s: %w", logid.Describe(l.id), err)
 		}

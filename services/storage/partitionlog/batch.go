@@ -31,7 +31,7 @@ const (
 	// formats existed have flags 0 or 1, so they read as FormatRecords.
 	flagFormatShift        = 8
 	flagFormatMask  uint16 = 0xff << flagFormatShift
-	knownFlags             = flagEncrypted | flagFormatMask
+	knownFlags             = flagEncrypted | flagLost | flagFormatMask
 
 	// maxBatchLength bounds the length field accepted when reading, so that a
 	// corrupt length never causes a huge allocation.
@@ -301,10 +301,16 @@ func (s *scanner) next() (*batch, error) {
 	if b.base != s.expect {
 		return nil, s.corrupt("base offset %d out of sequence", b.base)
 	}
-	if b.flags&^knownFlags != 0 {
+	if b.flags&^knownFlags != 0 || (b.flags&flagLost != 0 && b.flags != flagLost) {
 		return nil, s.corrupt("unsupported flags %#x", b.flags)
 	}
 	b.recs = raw[batchHeaderSize:]
+	if b.flags == flagLost {
+		// A lost batch's payload is a note; readers report its offsets lost.
+		s.pos += total
+		s.expect = b.next()
+		return b, nil
+	}
 	if b.flags&flagEncrypted != 0 {
 		if err := s.open(b); err != nil {
 			return nil, err

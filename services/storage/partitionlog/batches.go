@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 )
 
@@ -191,15 +190,15 @@ func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int
 	sc := l.readScanner(s, v, pos, atRel, *bp)
 	defer func() { *bp = sc.buf[:0] }()
 	for {
-		b, err := sc.next()
-		if err == io.EOF {
-			return out, used, false, missingTail(s, sc, v)
-		}
-		if err != nil {
+		b, err := l.nextForRead(s, v, &sc, pos, from)
+		if err != nil || b == nil {
 			return out, used, false, err
 		}
 		if b.lastOffset() < from {
 			continue
+		}
+		if b.lost() {
+			return out, used, false, lostError(s, b, from)
 		}
 		n := max(len(b.recs), 1)
 		if len(out) > 0 && (maxBytes <= 0 || used+n > maxBytes) {

@@ -272,7 +272,7 @@ func TestLegacyFlagsReadAsRecords(t *testing.T) {
 	require.Equal(t, FormatRecords, bs[0].Format)
 	require.NoError(t, l.Close())
 
-	for _, bad := range []uint16{1 << 1, 1 << 7, 1<<8 | 1<<3} {
+	for _, bad := range []uint16{1 << 2, 1 << 7, 1<<8 | 1<<3, flagLost | 1<<8, flagLost | flagEncrypted} {
 		seg := bytes.Clone(data)
 		putFlags(seg, 0, bad)
 		sc := newScanner(bytes.NewReader(seg), "x.log", 0, int64(len(seg)), 0, nil)

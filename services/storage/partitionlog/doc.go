@@ -76,8 +76,8 @@
 //	8       4     length        int32, bytes following this field
 //	12      4     crc           uint32, CRC-32C (Castagnoli) of bytes 16..end
 //	16      1     magic         format version, currently 1
-//	17      2     flags         uint16; bit 0: encrypted; bits 8-15: format;
-//	                            bits 1-7 must be 0
+//	17      2     flags         uint16; bit 0: encrypted; bit 1: lost;
+//	                            bits 8-15: format; bits 2-7 must be 0
 //	19      4     recordCount   int32, >= 1
 //	23      8     firstTimestamp int64, unix ms of the first record
 //	31      8     maxTimestamp  int64, largest record timestamp
@@ -98,8 +98,9 @@
 // timestamps are stored as given (maxTimestamp need not be >= firstTimestamp)
 // and stand for all its records: the time index, retention and OffsetForTime
 // use maxTimestamp, and OffsetForTime answers with the batch's base offset.
-// A reader treats a batch with flag bits outside bit 0 and bits 8-15 as
-// corrupt. Versions of this package older than formats treat every opaque
+// A reader treats a batch with flag bits outside bits 0, 1 and 8-15 as
+// corrupt. A lost batch (flags exactly 2, see "Damage") holds a note instead
+// of records. Versions of this package older than formats treat every opaque
 // batch that way (their recovery would cut it off as a torn tail), so a log
 // that holds opaque batches must not be opened by them.
 //
@@ -158,20 +159,62 @@
 // # Recovery
 //
 // Open scans only the last segment, batch by batch, verifying lengths, CRCs,
-// record structure (of plaintext FormatRecords batches) and offset continuity, truncates it
-// at the first torn or corrupt batch and rebuilds its indexes; recovery time is bounded by the size
-// of the active segment, not of the log. Older segments were fsynced when
-// rolled and are not scanned: their indexes get O(1) consistency checks (whole
-// entries, a seal entry matching the next segment's base offset, a last offset
-// entry that points at the right batch) and are rebuilt from the log only if
-// missing or inconsistent. Index files without a log file are deleted. Damage
-// found later while reading an older segment is reported as an error wrapping
-// ErrCorrupt that names the file, the position and the offsets it makes
-// unreadable; no unverified data is ever returned.
+// record structure (of plaintext FormatRecords batches) and offset
+// continuity, repairs what it finds damaged (see "Damage") and rebuilds its
+// indexes; recovery time is bounded by the size of the active segment, not
+// of the log. Older segments were fsynced when rolled and are not scanned:
+// their indexes get O(1) consistency checks (whole entries, a seal entry
+// matching the next segment's base offset, a last offset entry that points
+// at the right batch) and are rebuilt from the log only if missing or
+// inconsistent. Index files without a log file are deleted. Damage found
+// later in an older segment, by a reader or by Scrub, is repaired then. If
+// the last segment ends before a batch its old offset index named (a file cut
+// short), Open logs it as an error.
 //
 // Before any of that, Open finishes a truncation or reset that a crash (or
 // an I/O error) interrupted, as its intent file says; see below.
 //
+// # Damage
+//
+// A damaged range is a run of bytes where the scan finds no valid batch
+// (a failed CRC, a broken header, a base offset out of sequence) up to the
+// next valid batch. To find that one, the scan looks, from at least a
+// header's length on, for a position holding a whole batch whose CRC matches,
+// whose base offset continues past the damage (above the expected one, by no
+// more offsets than the damage has bytes) and which is followed by the end of
+// the data or by a batch header continuing its offsets (the CRC does not
+// cover the base offset).
+//
+//   - Damage followed by a valid batch: its bytes are first copied, durably,
+//     to <base>-<position>.quarantine beside the segment (an existing copy is
+//     kept: a repair interrupted by a crash may have overwritten part of the
+//     range), then overwritten in place by a lost batch of exactly the same
+//     size: base offset and record count are the offsets the range held,
+//     flags 2, timestamps math.MinInt64 (so that it never counts for time),
+//     and a payload noting the range, the quarantine file and the cause,
+//     padded with zeros. The lost batch is an ordinary, checksummed batch:
+//     every batch before and after it stays readable, and readers (Read,
+//     ReadBatches) report its offsets with a LostRangeError, which callers
+//     skip. The log and DamageStats count it.
+//   - Damage running to the end of the last segment is a torn write (never
+//     acknowledged: a batch is acknowledged only once written, and fsynced
+//     in sync mode, after every batch before it): it is quarantined and cut
+//     off. A damaged last batch of the last segment cannot be told from a
+//     torn write, so it is treated as one.
+//   - Damage running to the end of a sealed segment, and a sealed segment
+//     that ends before its offsets do (cut short), get a lost batch for the
+//     offsets up to the next segment's base.
+//
+// Readers that meet damage before it was repaired (a sealed segment, or the
+// last one damaged while open) find the next valid batch the same way and
+// report the same LostRangeError; a sealed segment is then repaired in the
+// background (its indexes rewritten to new files and renamed over the old
+// ones, so that readers of the old state keep consistent files), the last one
+// at the next Open. A scan that starts at an index entry and fails on its
+// first batch starts over from the segment's start, since the index may be
+// what is damaged. Scrub verifies every sealed segment and its indexes at a
+// bounded rate and repairs what it finds.
+
 // # Truncation and reset
 //
 // TruncateTo and Reset are queued like appends and carried out by the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,7 +91,14 @@ type Log struct {
 	epochs []EpochEntry
 
 	syncs atomic.Int64 // fsyncs of segment data, for tests and metrics
-	hooks *testHooks   // fault injection for tests; nil in production
+
+	// Damage found since Open (damage.go).
+	dmgRanges, dmgOffsets, dmgBytes, dmgTorn atomic.Int64
+	repairing                                atomic.Bool    // a background repair runs
+	repairQueue                              map[int64]bool // sealed segments to repair; guarded by mu
+	repairWG                                 sync.WaitGroup // the background repair, waited for by Close
+	reported                                 sync.Map       // damage positions already logged by readers
+	hooks                                    *testHooks     // fault injection for tests; nil in production
 }
 
 // testHooks lets tests inject faults and observe the writer.
@@ -230,14 +236,19 @@ func (l *Log) load() error {
 				l.logger.Error("partitionlog: sealed segment is corrupt; reads past the damage will fail", "segment", s.logPath, "err", corrupt)
 			}
 		}
-		s, cut, corrupt, err := recoverActiveSegment(l.dir, bases[len(bases)-1], interval, kc)
+		s, repairs, indexedBeyond, err := recoverActiveSegment(l.dir, bases[len(bases)-1], interval, kc)
 		if err != nil {
 			return err
 		}
 		l.segs = append(l.segs, s)
-		if cut > 0 {
-			l.logger.Warn("partitionlog: truncated torn or corrupt tail of last segment",
-				"segment", s.logPath, "bytes", cut, "validBytes", s.size, "nextOffset", s.next, "reason", corrupt)
+		for _, r := range repairs {
+			l.reportRepair(r)
+		}
+		if indexedBeyond >= 0 {
+			l.logger.Error("partitionlog: the last segment ends before a batch its index names: it was cut short, or lost writes a crash interrupted before their fsync (never acknowledged)",
+				"segment", s.logPath, "validBytes", s.size, "nextOffset", s.next, "indexedOffset", indexedBeyond)
+			l.dmgRanges.Add(1)
+			l.dmgOffsets.Add(indexedBeyond - s.next + 1)
 		}
 	}
 	if dirChanged {
@@ -421,15 +432,15 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 	sc := l.readScanner(s, v, pos, atRel, *bp)
 	defer func() { *bp = sc.buf[:0] }()
 	for {
-		b, err := sc.next()
-		if err == io.EOF {
-			return out, used, false, missingTail(s, sc, v)
-		}
-		if err != nil {
+		b, err := l.nextForRead(s, v, &sc, pos, from)
+		if err != nil || b == nil {
 			return out, used, false, err
 		}
 		if b.lastOffset() < from {
 			continue
+		}
+		if b.lost() {
+			return out, used, false, lostError(s, b, from)
 		}
 		if b.format() != FormatRecords {
 			return out, used, false, opaqueError(b)
@@ -467,16 +478,6 @@ func (l *Log) readScanner(s *segment, v segView, pos, atRel int64, buf []byte) *
 	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, buf)
 	sc.keys, sc.decrypt, sc.segNext = l.keys, true, v.next
 	return sc
-}
-
-// missingTail reports a segment whose data ends before the offset at which
-// the next segment starts (only possible if a sealed segment lost data).
-func missingTail(s *segment, sc *scanner, v segView) error {
-	if sc.expect < v.next {
-		return fmt.Errorf("%w: segment %s: data ends at position %d with offset %d, but the segment holds offsets up to %d (offsets %d to %d unreadable)",
-			ErrCorrupt, s.logPath, sc.pos, sc.expect, v.next-1, sc.expect, v.next-1)
-	}
-	return nil
 }
 
 // OffsetForTime returns the first offset whose record timestamp is >= ts, or
@@ -547,14 +548,16 @@ func (l *Log) searchTime(s *segment, v segView, ts int64, bp *[]byte) (int64, bo
 	defer func() { *bp = sc.buf[:0] }()
 	from := s.base + rel
 	for {
-		b, err := sc.next()
-		if err == io.EOF {
-			return 0, false, missingTail(s, sc, v)
+		b, err := l.nextForRead(s, v, &sc, pos, from)
+		if errors.Is(err, ErrLost) || (err == nil && b == nil) {
+			// The end, or lost data to the segment's end: the answer is in
+			// a later segment.
+			return 0, false, nil
 		}
 		if err != nil {
 			return 0, false, err
 		}
-		if b.lastOffset() < from || b.maxTs < ts {
+		if b.lost() || b.lastOffset() < from || b.maxTs < ts {
 			continue
 		}
 		if b.format() != FormatRecords {
@@ -587,6 +590,7 @@ func (l *Log) Close() error {
 	l.qmu.Unlock()
 	l.signalWriter()
 	<-l.writerDone
+	l.repairWG.Wait()
 	if l.flusherStop != nil {
 		close(l.flusherStop)
 		<-l.flusherDone

@@ -185,16 +185,35 @@ type keyCheck struct {
 // sealNext >= 0 a sealing time index entry for a segment ending at offset
 // sealNext is appended and the indexes are fsynced.
 func indexSegment(s *segment, end int64, interval int64, sealNext int64, kc keyCheck) (scanResult, error) {
-	res := scanResult{next: s.base, maxTs: math.MinInt64}
 	for _, f := range []*os.File{s.idx, s.tidx} {
 		if err := f.Truncate(0); err != nil {
-			return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+			return scanResult{}, fmt.Errorf("partitionlog: rebuilding index: %w", err)
 		}
 	}
 	iw := bufio.NewWriterSize(io.NewOffsetWriter(s.idx, 0), 32<<10)
 	tw := bufio.NewWriterSize(io.NewOffsetWriter(s.tidx, 0), 32<<10)
+	res, err := scanIndexes(s.log, s.logPath, s.base, end, interval, sealNext, kc, iw, tw)
+	if err != nil {
+		return res, err
+	}
+	if err := errors.Join(iw.Flush(), tw.Flush()); err != nil {
+		return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+	}
+	if sealNext >= 0 {
+		if err := errors.Join(s.idx.Sync(), s.tidx.Sync()); err != nil {
+			return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// scanIndexes scans a segment's log from the start to end, verifying every
+// batch, and writes the index entries it should have to iw and tw (with the
+// sealing time index entry if sealNext >= 0). See indexSegment.
+func scanIndexes(r io.ReaderAt, name string, base, end, interval, sealNext int64, kc keyCheck, iw, tw io.Writer) (scanResult, error) {
+	res := scanResult{next: base, maxTs: math.MinInt64}
 	var ebuf [tidxEntrySize]byte
-	sc := newScanner(s.log, s.logPath, 0, end, s.base, nil)
+	sc := newScanner(r, name, 0, end, base, nil)
 	sc.readAhead = 1 << 20
 	sc.keys, sc.verified = kc.keys, kc.verified
 	for {
@@ -210,7 +229,7 @@ func indexSegment(s *segment, end int64, interval int64, sealNext int64, kc keyC
 			return res, err
 		}
 		if res.sinceIdx >= interval {
-			rel := uint32(b.base - s.base)
+			rel := uint32(b.base - base)
 			iw.Write(putIdxEntry(ebuf[:0], rel, uint32(b.pos)))
 			tw.Write(putTidxEntry(ebuf[:0], res.maxTs, rel))
 			res.idxN++
@@ -223,48 +242,53 @@ func indexSegment(s *segment, end int64, interval int64, sealNext int64, kc keyC
 		res.next = b.next()
 	}
 	if sealNext >= 0 {
-		tw.Write(putTidxEntry(ebuf[:0], res.maxTs, uint32(sealNext-s.base)))
+		tw.Write(putTidxEntry(ebuf[:0], res.maxTs, uint32(sealNext-base)))
 		res.tidxN++
-	}
-	if err := errors.Join(iw.Flush(), tw.Flush()); err != nil {
-		return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
-	}
-	if sealNext >= 0 {
-		if err := errors.Join(s.idx.Sync(), s.tidx.Sync()); err != nil {
-			return res, fmt.Errorf("partitionlog: rebuilding index: %w", err)
-		}
 	}
 	return res, nil
 }
 
-// recoverActiveSegment opens the last segment of the log, verifies it batch by
-// batch, truncates it after the last complete, valid batch and rebuilds its
-// indexes. It reports how many bytes were cut off.
-func recoverActiveSegment(dir string, base int64, interval int64, kc keyCheck) (*segment, int64, error, error) {
+// recoverActiveSegment opens the last segment of the log and verifies it batch
+// by batch. Damage followed by valid batches is quarantined and marked lost
+// (see damageScan); a damaged tail (a torn write) is quarantined and cut
+// off. Its indexes are then rebuilt. It reports what it repaired and, when
+// the segment's old offset index named a batch beyond the recovered end (a
+// file cut short), that batch's offset (-1 otherwise).
+func recoverActiveSegment(dir string, base int64, interval int64, kc keyCheck) (_ *segment, repairs []Repair, indexedBeyond int64, _ error) {
 	s, err := openSegmentFiles(dir, base, os.O_RDWR)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, nil, -1, err
 	}
-	fail := func(err error) (*segment, int64, error, error) {
+	fail := func(err error) (*segment, []Repair, int64, error) {
 		s.closeFiles()
-		return nil, 0, nil, err
+		return nil, nil, -1, err
 	}
 	fi, err := s.log.Stat()
 	if err != nil {
 		return fail(fmt.Errorf("partitionlog: recovering segment: %w", err))
 	}
-	res, err := indexSegment(s, fi.Size(), interval, -1, kc)
+	lastRel, lastPos, hasLast := lastIndexEntry(s.idx)
+	size := fi.Size()
+	res, err := indexSegment(s, size, interval, -1, kc)
 	if err != nil {
 		return fail(err)
 	}
-	cut := fi.Size() - res.end
-	if cut > 0 {
-		if err := s.log.Truncate(res.end); err != nil {
-			return fail(fmt.Errorf("partitionlog: truncating torn tail of %s: %w", s.logPath, err))
+	if res.corrupt != nil {
+		// Rare: only now pay for a second scan, which repairs.
+		if repairs, size, err = damageScan(dir, s.log, s.log, s.logPath, base, size, -1, kc, true); err != nil {
+			return fail(err)
 		}
-		if err := s.log.Sync(); err != nil {
-			return fail(fmt.Errorf("partitionlog: truncating torn tail of %s: %w", s.logPath, err))
+		if res, err = indexSegment(s, size, interval, -1, kc); err != nil {
+			return fail(err)
 		}
+		if res.corrupt != nil || res.end != size {
+			return fail(fmt.Errorf("partitionlog: %s is still damaged after its repair: %w", s.logPath, res.corrupt))
+		}
+	}
+	indexedBeyond = -1
+	torn := len(repairs) > 0 && repairs[len(repairs)-1].Torn
+	if hasLast && !torn && lastPos >= res.end && base+lastRel >= res.next {
+		indexedBeyond = base + lastRel
 	}
 	s.w = writeState{
 		size:     res.end,
@@ -275,7 +299,21 @@ func recoverActiveSegment(dir string, base int64, interval int64, kc keyCheck) (
 		maxTs:    res.maxTs,
 	}
 	s.publish(s.w)
-	return s, cut, res.corrupt, nil
+	return s, repairs, indexedBeyond, nil
+}
+
+// lastIndexEntry returns the last whole entry of an offset index file.
+func lastIndexEntry(f *os.File) (rel, pos int64, ok bool) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < idxEntrySize {
+		return 0, 0, false
+	}
+	n := fi.Size() / idxEntrySize
+	e, err := readEntries(f, idxEntrySize, n-1, n, nil)
+	if err != nil {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint32(e)), int64(binary.BigEndian.Uint32(e[4:])), true
 }
 
 // openSealedSegment opens a segment that is followed by another one starting

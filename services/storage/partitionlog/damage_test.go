@@ -1,0 +1,348 @@
+package partitionlog
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// readSkippingLost reads every entry of l from 0, skipping the ranges
+// reported lost, and returns the entries and the lost ranges.
+func readSkippingLost(t testing.TB, l *Log, maxBytes int) ([]Entry, [][2]int64) {
+	t.Helper()
+	var out []Entry
+	var lost [][2]int64
+	for from := l.StartOffset(); from < l.NextOffset(); {
+		es, err := l.Read(from, maxBytes)
+		var le *LostRangeError
+		if errors.As(err, &le) {
+			require.Equal(t, from, le.From)
+			require.GreaterOrEqual(t, le.To, le.From)
+			if n := len(lost); n > 0 && lost[n-1][1]+1 == le.From {
+				lost[n-1][1] = le.To // one range reported in parts by reads that started inside it
+			} else {
+				lost = append(lost, [2]int64{le.From, le.To})
+			}
+			from = le.To + 1
+			continue
+		}
+		require.NoError(t, err)
+		require.NotEmpty(t, es)
+		out = append(out, es...)
+		from = es[len(es)-1].Offset + 1
+	}
+	return out, lost
+}
+
+// damageOutcome is what a damaged log must look like once opened: the lost
+// offset ranges, and the next offset.
+type damageOutcome struct {
+	lost [][2]int64
+	next int64
+}
+
+// expectLost returns the outcome of damaging bytes [lo, hi) of a segment
+// whose batches are bounds: every batch touching the range is lost (as one
+// range), unless they are the last ones of the last segment, which recovery
+// cuts off as a torn tail.
+func expectLost(bounds []batchBound, base, lo, hi, next int64, last bool) damageOutcome {
+	first, end := -1, -1
+	for i, b := range bounds {
+		if b.end > lo && b.pos < hi {
+			if first < 0 {
+				first = i
+			}
+			end = i
+		}
+	}
+	if first < 0 {
+		return damageOutcome{next: next}
+	}
+	from := base
+	if first > 0 {
+		from = bounds[first-1].next
+	}
+	if last && end == len(bounds)-1 {
+		return damageOutcome{next: from}
+	}
+	return damageOutcome{lost: [][2]int64{{from, bounds[end].next - 1}}, next: next}
+}
+
+// checkDamaged opens the log in dir and checks that exactly the intact
+// entries of m are readable, the outcome's ranges reported lost, and that
+// appends go on at the next offset.
+func checkDamaged(t *testing.T, opts Options, dir string, m *model, want damageOutcome) *Log {
+	t.Helper()
+	opts.Dir = dir
+	l, err := Open(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	require.Equal(t, want.next, l.NextOffset())
+	var intact []Entry
+	for _, e := range m.entries[:want.next] {
+		if !slices.ContainsFunc(want.lost, func(r [2]int64) bool { return e.Offset >= r[0] && e.Offset <= r[1] }) {
+			intact = append(intact, e)
+		}
+	}
+	for _, budget := range []int{1 << 20, 0, 97} {
+		got, lost := readSkippingLost(t, l, budget)
+		requireEntries(t, intact, got)
+		require.Equal(t, want.lost, lost)
+	}
+	// Reads that start inside a lost range are told where it ends.
+	for _, r := range want.lost {
+		_, err := l.Read((r[0]+r[1])/2, 100)
+		var le *LostRangeError
+		require.ErrorAs(t, err, &le)
+		require.Equal(t, [2]int64{(r[0] + r[1]) / 2, r[1]}, [2]int64{le.From, le.To})
+		_, err = l.ReadBatches(r[0], 100)
+		require.ErrorIs(t, err, ErrLost)
+	}
+	off, err := l.Append(context.Background(), []Record{{Timestamp: 5, Data: []byte("after damage")}})
+	require.NoError(t, err)
+	require.Equal(t, want.next, off)
+	return l
+}
+
+// quarantined returns the quarantine files of dir with their sizes.
+func quarantined(t *testing.T, dir string) map[string]int64 {
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := map[string]int64{}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".quarantine") {
+			fi, err := e.Info()
+			require.NoError(t, err)
+			out[e.Name()] = fi.Size()
+		}
+	}
+	return out
+}
+
+// TestDamagedFiles is the table of damage done to a log's files and what
+// must happen: intact batches before and after the damage stay readable,
+// the damaged offsets are reported lost (never silently skipped, never
+// failing the reads after them), the damaged bytes are kept in a
+// quarantine file, and only a torn tail of the last segment is cut off.
+func TestDamagedFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts, m := buildDamageLog(t, dir, 3)
+	segs := segmentLogs(t, dir)
+	last, lastBase := lastSegment(t, dir)
+	lastBounds := batchBounds(t, last, lastBase)
+	first := segs[0]
+	firstBounds := batchBounds(t, first, 0)
+	require.Greater(t, len(firstBounds), 6)
+	require.Greater(t, len(lastBounds), 4)
+	mid := firstBounds[len(firstBounds)/2]
+	lmid := lastBounds[len(lastBounds)/2]
+	next := m.next()
+
+	type damage struct {
+		name   string
+		file   string                       // which segment's log
+		damage func(data []byte) []byte     // returns the new file contents
+		want   func() damageOutcome         // computed from the batch bounds
+		check  func(t *testing.T, d string) // extra checks
+	}
+	flip := func(p int64) func([]byte) []byte {
+		return func(b []byte) []byte { b[p] ^= 0x10; return b }
+	}
+	cases := []damage{
+		{name: "flip in the middle of the last segment", file: last, damage: flip(lmid.pos + batchHeaderSize + 1),
+			want: func() damageOutcome {
+				return expectLost(lastBounds, lastBase, lmid.pos+batchHeaderSize+1, lmid.pos+batchHeaderSize+2, next, true)
+			}},
+		{name: "flip in the length field in the middle of the last segment", file: last, damage: flip(lmid.pos + offLength + 3),
+			want: func() damageOutcome { return expectLost(lastBounds, lastBase, lmid.pos, lmid.pos+1, next, true) }},
+		{name: "flip in the last batch (a torn tail)", file: last, damage: flip(lastBounds[len(lastBounds)-1].end - 1),
+			want: func() damageOutcome {
+				return damageOutcome{next: lastBounds[len(lastBounds)-2].next}
+			}},
+		{name: "last segment cut inside its last batch (a torn tail)", file: last,
+			damage: func(b []byte) []byte { return b[:lastBounds[len(lastBounds)-1].end-3] },
+			want:   func() damageOutcome { return damageOutcome{next: lastBounds[len(lastBounds)-2].next} }},
+		{name: "flip in a sealed segment", file: first, damage: flip(mid.pos + batchHeaderSize),
+			want: func() damageOutcome { return expectLost(firstBounds, 0, mid.pos, mid.pos+1, next, false) }},
+		{name: "flip in the first batch of a sealed segment", file: first, damage: flip(offCRC),
+			want: func() damageOutcome { return expectLost(firstBounds, 0, 0, 1, next, false) }},
+		{name: "flip in the last batch of a sealed segment", file: first, damage: flip(firstBounds[len(firstBounds)-1].end - 1),
+			want: func() damageOutcome {
+				b := firstBounds[len(firstBounds)-1]
+				return expectLost(firstBounds, 0, b.end-1, b.end, next, false)
+			}},
+		{name: "sealed segment cut short at a batch boundary", file: first,
+			damage: func(b []byte) []byte { return b[:firstBounds[len(firstBounds)-3].end] },
+			want: func() damageOutcome {
+				return damageOutcome{lost: [][2]int64{{firstBounds[len(firstBounds)-3].next, firstBounds[len(firstBounds)-1].next - 1}}, next: next}
+			}},
+		{name: "zero a page of a sealed segment", file: first,
+			damage: func(b []byte) []byte {
+				lo, hi := firstBounds[1].pos+5, min(firstBounds[1].pos+5+512, firstBounds[len(firstBounds)-2].pos)
+				clear(b[lo:hi])
+				return b
+			},
+			want: func() damageOutcome {
+				lo, hi := firstBounds[1].pos+5, min(firstBounds[1].pos+5+512, firstBounds[len(firstBounds)-2].pos)
+				return expectLost(firstBounds, 0, lo, hi, next, false)
+			}},
+		{name: "zero a page in the middle of the last segment", file: last,
+			damage: func(b []byte) []byte {
+				clear(b[lastBounds[1].pos+3 : lastBounds[3].pos+13])
+				return b
+			},
+			want: func() damageOutcome {
+				return expectLost(lastBounds, lastBase, lastBounds[1].pos+3, lastBounds[3].pos+13, next, true)
+			}},
+		{name: "swap two batches of a sealed segment", file: first,
+			damage: func(b []byte) []byte {
+				x, y := firstBounds[2], firstBounds[3]
+				out := slices.Clone(b[:x.pos])
+				out = append(out, b[y.pos:y.end]...)
+				out = append(out, b[x.pos:x.end]...)
+				return append(out, b[y.end:]...)
+			},
+			// Both are intact but out of order: their offsets are lost (their
+			// bytes kept), everything around them stays readable.
+			want: func() damageOutcome {
+				return expectLost(firstBounds, 0, firstBounds[2].pos, firstBounds[3].end, next, false)
+			}},
+		{name: "garbage offset index entries of a sealed segment", file: strings.TrimSuffix(first, logExt) + indexExt,
+			damage: func(b []byte) []byte {
+				for i := idxEntrySize; i < len(b)-idxEntrySize; i++ {
+					b[i] ^= 0x5a
+				}
+				return b
+			},
+			want: func() damageOutcome { return damageOutcome{next: next} }},
+		{name: "garbage time index entries of a sealed segment", file: strings.TrimSuffix(first, logExt) + timeIndexExt,
+			damage: func(b []byte) []byte {
+				for i := 0; i < len(b)-tidxEntrySize; i++ {
+					b[i] ^= 0x5a
+				}
+				return b
+			},
+			want: func() damageOutcome { return damageOutcome{next: next} }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := copyDir(t, dir)
+			path := filepath.Join(d, filepath.Base(tc.file))
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			orig := slices.Clone(data)
+			require.NoError(t, os.WriteFile(path, tc.damage(data), 0o644))
+			want := tc.want()
+			l := checkDamaged(t, opts, d, m, want)
+			if strings.HasSuffix(tc.file, logExt) && tc.file != last || len(want.lost) > 0 {
+				// Scrubbing (or the repair a reader started) quarantines the
+				// damage of sealed segments; the result reads the same.
+				_, err := l.Scrub(context.Background(), 0)
+				require.NoError(t, err)
+				got, lost := readSkippingLost(t, l, 1<<20)
+				require.Equal(t, want.lost, lost)
+				require.Len(t, got, int(l.NextOffset())-lostCount(want.lost))
+			}
+			if (len(want.lost) > 0 || want.next < next) && !strings.Contains(tc.name, "cut short at a batch boundary") {
+				q := quarantined(t, d)
+				require.NotEmpty(t, q, "the damaged bytes must be kept")
+				var kept int64
+				for _, n := range q {
+					kept += n
+				}
+				require.Positive(t, kept)
+			}
+			if strings.HasSuffix(tc.file, "index") {
+				// Scrubbing rebuilt the index as it should be.
+				_, err := l.Scrub(context.Background(), 0)
+				require.NoError(t, err)
+				got, err := os.ReadFile(path)
+				require.NoError(t, err)
+				require.Equal(t, orig, got)
+			}
+			require.NoError(t, l.Close())
+			// Reopened, the log reads the same (the repair is durable) and
+			// the next offset is where appends went on.
+			want.next++
+			m2 := &model{entries: append(slices.Clone(m.entries[:want.next-1]), Entry{Offset: want.next - 1, Timestamp: 5, Data: []byte("after damage")})}
+			checkDamaged(t, opts, d, m2, want).Close()
+		})
+	}
+}
+
+// buildDamageLog is buildLog with a few more small batches, so that the
+// last segment has a middle.
+func buildDamageLog(t *testing.T, dir string, seed uint64) (Options, *model) {
+	opts, m := buildLog(t, dir, seed)
+	l, err := Open(opts)
+	require.NoError(t, err)
+	for i := range 8 {
+		m.appendBatch(t, l, []int{10, 3}, []int64{int64(2_000_000_000_000 + i), int64(2_000_000_000_000 + i)})
+	}
+	require.NoError(t, l.Close())
+	return opts, m
+}
+
+func lostCount(rs [][2]int64) int {
+	n := 0
+	for _, r := range rs {
+		n += int(r[1] - r[0] + 1)
+	}
+	return n
+}
+
+// TestRandomDamageKeepsIntactBatches damages random byte ranges of random
+// segments and checks that every batch outside the damage stays readable.
+func TestRandomDamageKeepsIntactBatches(t *testing.T) {
+	dir := t.TempDir()
+	opts, m := buildDamageLog(t, dir, 11)
+	segs := segmentLogs(t, dir)
+	rng := rand.New(rand.NewPCG(12, 13))
+	for i := range 30 {
+		si := rng.IntN(len(segs))
+		path := segs[si]
+		base, _, _ := parseSegmentFileName(filepath.Base(path))
+		bounds := batchBounds(t, path, base)
+		size := bounds[len(bounds)-1].end
+		lo := rng.Int64N(size)
+		hi := min(size, lo+1+rng.Int64N(200))
+		d := copyDir(t, dir)
+		p := filepath.Join(d, filepath.Base(path))
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		for j := lo; j < hi; j++ {
+			data[j] = byte(rng.Uint32())
+		}
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		want := expectLost(bounds, base, lo, hi, m.next(), si == len(segs)-1)
+		t.Logf("case %d: segment %d bytes [%d, %d): %+v", i, si, lo, hi, want)
+		checkDamaged(t, opts, d, m, want).Close()
+		os.RemoveAll(d)
+	}
+}
+
+// TestReaderRepairsSealedSegment: damage a reader meets in a sealed segment
+// is repaired in the background; the log keeps serving meanwhile.
+func TestReaderRepairsSealedSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts, m := buildLog(t, dir, 5)
+	first := segmentLogs(t, dir)[0]
+	bounds := batchBounds(t, first, 0)
+	data, err := os.ReadFile(first)
+	require.NoError(t, err)
+	data[bounds[2].pos+batchHeaderSize] ^= 1
+	require.NoError(t, os.WriteFile(first, data, 0o644))
+	want := expectLost(bounds, 0, bounds[2].pos, bounds[2].pos+1, m.next(), false)
+	l := checkDamaged(t, opts, dir, m, want)
+	require.Eventually(t, func() bool { return len(quarantined(t, dir)) == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return l.Damage().Ranges == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, want.lost[0][1]-want.lost[0][0]+1, l.Damage().Offsets)
+}
