@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test bench bench-load bench-target bench-backlog
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated lint-proto breaking build vet go-test python-test java-test
+test: tools check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -48,6 +48,9 @@ go-test:
 
 python-test: ## The Python SDK against a dmsd built from this tree (needs python3, pip, PyPI).
 	bash sdk/python/scripts/test.sh
+
+api-fuzz: ## Property-based tests of the native REST API: schemathesis against /openapi.json of a real dmsd (~1 min).
+	./scripts/schemathesis/run.sh
 
 java-test: ## The Java SDK: stubs generated from proto/ at build time, tests against a real dmsd.
 	bash sdk/java/scripts/test.sh
