@@ -7,7 +7,7 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz bench bench-load bench-target bench-backlog
+.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
@@ -51,6 +51,12 @@ python-test: ## The Python SDK against a dmsd built from this tree (needs python
 
 api-fuzz: ## Property-based tests of the native REST API: schemathesis against /openapi.json of a real dmsd (~1 min).
 	./scripts/schemathesis/run.sh
+
+fuzz: ## Every Go fuzz target of the repository for FUZZTIME each (default 2m; long).
+	FUZZTIME=$${FUZZTIME:-2m} ./scripts/fuzz.sh
+
+fuzz-short: ## Every Go fuzz target for a few seconds each.
+	FUZZTIME=$${FUZZTIME:-5s} ./scripts/fuzz.sh
 
 java-test: ## The Java SDK: stubs generated from proto/ at build time, tests against a real dmsd.
 	bash sdk/java/scripts/test.sh
