@@ -106,6 +106,11 @@ func (s signer) encode(prefix []byte, partition int32, offset int64, count int32
 	return string(text[:n])
 }
 
+// handleDecoding is strict: the unused bits of a handle's last character
+// must be zero, or several texts would settle one delivery (a flipped bit
+// among them).
+var handleDecoding = base64.RawURLEncoding.Strict()
+
 func (s signer) decode(handle string) (receipt, error) {
 	invalid := func() (receipt, error) {
 		return receipt{}, errs.Wrapf(errs.ErrReceiptHandleInvalid, "the receipt handle is malformed or was not issued by this service")
@@ -116,7 +121,7 @@ func (s signer) decode(handle string) (receipt, error) {
 	if base64.RawURLEncoding.DecodedLen(len(handle)) > len(raw) {
 		return invalid()
 	}
-	n, err := base64.RawURLEncoding.Decode(raw, []byte(handle))
+	n, err := handleDecoding.Decode(raw, []byte(handle))
 	if err != nil || n < 2+32+4+macBytes || raw[0] != receiptVersion {
 		return invalid()
 	}
