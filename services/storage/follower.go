@@ -49,10 +49,8 @@ func (fs *fetchers) want(leader string, follow bool) {
 
 // followedOn returns the units this node follows whose leader is node.
 func (fs *fetchers) followedOn(node string) []*unit {
-	fs.e.units.mu.Lock()
-	defer fs.e.units.mu.Unlock()
 	var out []*unit
-	for _, u := range fs.e.units.byKey {
+	for _, u := range fs.e.units.all() {
 		u.mu.Lock()
 		if u.following && u.st.GetLeader() == node {
 			out = append(out, u)

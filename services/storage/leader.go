@@ -279,13 +279,7 @@ func (e *Engine) isrLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		e.units.mu.Lock()
-		all := make([]*unit, 0, len(e.units.byKey))
-		for _, u := range e.units.byKey {
-			all = append(all, u)
-		}
-		e.units.mu.Unlock()
-		for _, u := range all {
+		for _, u := range e.units.all() {
 			if next := e.nextISR(u); next != nil {
 				if err := e.changeISR(ctx, u, next); err != nil && ctx.Err() == nil {
 					e.logger.Warn("storage: changing the in-sync replicas", "unit", u.key, "err", err)

@@ -74,7 +74,9 @@ func (u *unit) signalHW() {
 }
 
 // units is the set of units this node replicates, and the logs it has of
-// each.
+// each. Its mutex is taken last: code holding a unit's mutex asks for the
+// unit's logs, so nothing may take a unit's mutex while holding this one
+// (iterate over a snapshot from all instead).
 type units struct {
 	mu     sync.Mutex
 	byKey  map[string]*unit
@@ -90,6 +92,17 @@ func (us *units) get(key string) *unit {
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	return us.byKey[key]
+}
+
+// all returns the units, for going over them without holding us.mu.
+func (us *units) all() []*unit {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	out := make([]*unit, 0, len(us.byKey))
+	for _, u := range us.byKey {
+		out = append(out, u)
+	}
+	return out
 }
 
 func (us *units) addLog(unitKey string, id logid.ID) {
