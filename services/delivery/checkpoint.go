@@ -22,6 +22,9 @@ func (p *partitionState) snapshot() *deliveryv1.PartitionSnapshot {
 	for o := range p.redriven {
 		s.Redriven = append(s.Redriven, o)
 	}
+	for _, r := range p.lost.ranges {
+		s.Lost = append(s.Lost, &deliveryv1.OffsetSpan{First: r.first, Last: r.last})
+	}
 	for o, attempts := range p.attempts {
 		pending := &deliveryv1.PendingOffset{Offset: o, Attempts: attempts}
 		if d, ok := p.inflight[o]; ok {
@@ -47,6 +50,12 @@ func (p *partitionState) restore(s *deliveryv1.PartitionSnapshot) {
 	}
 	for _, o := range s.GetRedriven() {
 		p.redriven[o] = struct{}{}
+	}
+	p.lost = offsetSet{}
+	for _, r := range s.GetLost() {
+		for o := r.GetFirst(); o <= r.GetLast(); o++ {
+			p.lost.add(o)
+		}
 	}
 	for _, pending := range s.GetInFlight() {
 		p.attempts[pending.GetOffset()] = pending.GetAttempts() - 1

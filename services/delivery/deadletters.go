@@ -108,6 +108,10 @@ func (e *Engine) redriveRound(ctx context.Context, dl, msgs *consumption, ids []
 		if err != nil {
 			return nil, 0, err
 		}
+		if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
+			from = lost.GetLastOffset() + 1 // nothing there can be redriven
+			continue
+		}
 		if len(resp.GetRecords()) == 0 {
 			from = -1
 			break

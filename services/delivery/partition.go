@@ -24,6 +24,11 @@ type partitionState struct {
 	timers   deadlineHeap        // deadlines of inflight and retrying, pruned lazily
 	ready    offsetHeap          // offsets to deliver again, lowest first
 
+	// lost holds the offsets storage reported damaged beyond repair: settled
+	// without delivery, counted in the group's stats and kept in
+	// checkpoints as the record of what the group skipped.
+	lost offsetSet
+
 	buffered []*storagev1.StoredRecord // read from storage, not delivered yet
 	next     int64                     // next offset to read from storage
 
@@ -135,6 +140,16 @@ func (p *partitionState) settle(offset int64) {
 	if last, ok := p.acked.takeFrom(p.ackFloor); ok {
 		p.ackFloor = last + 1
 	}
+}
+
+// skipLost settles first..last, which storage reported lost, and records
+// them as lost.
+func (p *partitionState) skipLost(first, last int64) {
+	for o := first; o <= last; o++ {
+		p.settle(o)
+		p.lost.add(o)
+	}
+	p.next = max(p.next, last+1)
 }
 
 // release makes an offset available for delivery again at once.

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -213,6 +214,10 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 				if resp.GetStartOffset() > p.ackFloor {
 					p.skipTo(resp.GetStartOffset())
 				}
+				if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
+					e.skipLost(c, p, pi, lost, &batch)
+					continue
+				}
 				if len(resp.GetRecords()) == 0 {
 					break
 				}
@@ -239,6 +244,22 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 	}
 	c.rotation = (c.rotation + 1) % n
 	return out, e.submit(c, &batch), nil
+}
+
+// skipLost moves a partition past offsets storage reported lost (damaged on
+// disk, not repairable): they are settled without delivery and recorded as
+// lost in the state log, so that the group never stalls on them and its
+// stats say what it skipped.
+func (e *Engine) skipLost(c *consumption, p *partitionState, partition int32, lost *storagev1.LostRange, batch *stateBatch) {
+	first, last := max(lost.GetFirstOffset(), p.next), lost.GetLastOffset()
+	if last < first {
+		return
+	}
+	e.logger.Error("delivery: skipping messages lost to damaged data; they are recorded as lost for the group",
+		"consumption", c.key, "partition", partition, "fromOffset", first, "toOffset", last)
+	p.skipLost(first, last)
+	rec := batch.rec(partition)
+	rec.LostOffsets = append(rec.LostOffsets, &deliveryv1.OffsetSpan{First: first, Last: last})
 }
 
 // readAhead reads the records after p.next. For unordered partitions it

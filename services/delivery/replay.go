@@ -43,6 +43,15 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 			offset = r.GetOffset() + 1
 			replayed++
 		}
+		if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
+			// State records damaged beyond repair: what they said is
+			// forgotten, so messages they acknowledged are delivered again
+			// (at least once), never lost.
+			e.logger.Error("delivery: state records of the group are lost (damaged on disk); messages they settled may be delivered again",
+				"log", c.key, "fromOffset", lost.GetFirstOffset(), "toOffset", lost.GetLastOffset())
+			offset = lost.GetLastOffset() + 1
+			continue
+		}
 		if len(resp.GetRecords()) == 0 || offset >= resp.GetNextOffset() {
 			break
 		}
@@ -113,6 +122,9 @@ func (p *partitionState) replay(rec *deliveryv1.StateRecord) {
 	}
 	for _, o := range rec.GetDeadLetteredOffsets() {
 		p.settle(o)
+	}
+	for _, r := range rec.GetLostOffsets() {
+		p.skipLost(r.GetFirst(), r.GetLast())
 	}
 	for _, o := range rec.GetFailedOffsets() {
 		delete(p.inflight, o)

@@ -63,9 +63,13 @@ func (e *Engine) count(ctx context.Context, c *consumption, stats *dmsv1.Consume
 		p := c.parts[i]
 		start, next := li.GetStartOffset(), li.GetNextOffset()
 		consumed := max(0, min(p.ackFloor, next)-start) - int64(len(p.redriven)) + p.acked.countIn(start, next)
+		// Lost offsets are settled but were never acknowledged: counted
+		// apart, neither consumed nor available.
+		lost := p.lost.countIn(start, next)
 		stats.ProducedMessages += next - start
-		stats.ConsumedMessages += consumed
+		stats.ConsumedMessages += consumed - lost
 		stats.InFlightMessages += int64(len(p.inflight))
+		stats.LostMessages += lost
 		if p.ackFloor < next {
 			if r, err := e.readOne(ctx, p.log, max(p.ackFloor, start)); err == nil && r != nil {
 				if ts := r.GetRecord().GetTimestampMs(); oldest == 0 || ts < oldest {
@@ -74,6 +78,6 @@ func (e *Engine) count(ctx context.Context, c *consumption, stats *dmsv1.Consume
 			}
 		}
 	}
-	stats.AvailableMessages = stats.ProducedMessages - stats.ConsumedMessages
+	stats.AvailableMessages = stats.ProducedMessages - stats.ConsumedMessages - stats.LostMessages
 	return oldest, nil
 }

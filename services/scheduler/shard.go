@@ -315,6 +315,15 @@ func (sh *shard) replay(b *bucket, index bool) error {
 		}
 		sh.mu.Unlock()
 		records += len(resp.GetRecords())
+		if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
+			// Damaged beyond repair: the timers stored there are gone, and
+			// markers there are forgotten (what they settled may be released
+			// again: at least once, never lost).
+			sh.logger.Error("scheduler: timer records lost to damaged data are skipped",
+				"log", logid.Key(b.log), "fromOffset", lost.GetFirstOffset(), "toOffset", lost.GetLastOffset())
+			offset = lost.GetLastOffset() + 1
+			continue
+		}
 		if len(resp.GetRecords()) == 0 || offset >= resp.GetNextOffset() {
 			break
 		}

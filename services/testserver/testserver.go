@@ -134,6 +134,16 @@ func (s *Server) Restart(t testing.TB) {
 	s.start(t)
 }
 
+// RestartWith stops the server, calls between (which may change the data
+// directory, as damage or an operator would) and starts it again on the same
+// data directory.
+func (s *Server) RestartWith(t testing.TB, between func()) {
+	t.Helper()
+	s.stop()
+	between()
+	s.start(t)
+}
+
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
