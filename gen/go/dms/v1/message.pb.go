@@ -7,7 +7,6 @@
 package dmsv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -2788,29 +2787,29 @@ var File_dms_v1_message_proto protoreflect.FileDescriptor
 
 const file_dms_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x14dms/v1/message.proto\x12\x06dms.v1\x1a\x19dms/v1/error_reason.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xa2\x01\n" +
+	"\x14dms/v1/message.proto\x12\x06dms.v1\x1a\x19dms/v1/error_reason.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
 	"\x0eAttributeValue\x12#\n" +
 	"\fstring_value\x18\x01 \x01(\tH\x00R\vstringValue\x12\x1d\n" +
 	"\tint_value\x18\x02 \x01(\x03H\x00R\bintValue\x12#\n" +
 	"\fdouble_value\x18\x03 \x01(\x01H\x00R\vdoubleValue\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValueB\x06\n" +
-	"\x04kind\"\xe4\x02\n" +
+	"\x04kind\"\xdc\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12?\n" +
 	"\n" +
 	"attributes\x18\x02 \x03(\v2\x1f.dms.v1.Message.AttributesEntryR\n" +
-	"attributes\x12\x1a\n" +
-	"\x04tags\x18\x03 \x03(\tB\x06\x92A\x03\xa0\x01\x03R\x04tags\x12!\n" +
+	"attributes\x12\x12\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12!\n" +
 	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\x12/\n" +
 	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12=\n" +
 	"\fdeliver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x1aU\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.dms.v1.AttributeValueR\x05value:\x028\x01\"\x8b\x01\n" +
 	"\x13SendMessagesRequest\x12\x19\n" +
-	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12:\n" +
-	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\bmessages\x12'\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x120\n" +
+	"\bmessages\x18\x02 \x03(\v2\x0f.dms.v1.MessageB\x03\xe0A\x02R\bmessages\x12'\n" +
 	"\x0fidempotence_key\x18\x03 \x01(\tR\x0eidempotenceKey\"\xc1\x01\n" +
 	"\n" +
 	"SendResult\x12\x1d\n" +
@@ -2822,10 +2821,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"scheduleId\x12=\n" +
 	"\fdeliver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"D\n" +
 	"\x14SendMessagesResponse\x12,\n" +
-	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"m\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.dms.v1.SendResultR\aresults\"c\n" +
 	"\x1eCancelScheduledMessagesRequest\x12\x19\n" +
-	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x120\n" +
-	"\fschedule_ids\x18\x02 \x03(\tB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\vscheduleIds\"\x95\x01\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12&\n" +
+	"\fschedule_ids\x18\x02 \x03(\tB\x03\xe0A\x02R\vscheduleIds\"\x95\x01\n" +
 	"\fCancelResult\x12\x1f\n" +
 	"\vschedule_id\x18\x01 \x01(\tR\n" +
 	"scheduleId\x12\x1c\n" +
@@ -2845,19 +2844,19 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"scheduleId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12=\n" +
-	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xfc\x02\n" +
+	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xe3\x02\n" +
 	"\x16ReceiveMessagesRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12:\n" +
-	"\fmax_messages\x18\x02 \x01(\x05B\x17\x92A\x14Y\x00\x00\x00\x00\x00@\x8f@i\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\vmaxMessages\x126\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
+	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\x12\x1f\n" +
 	"\vconsumer_id\x18\x05 \x01(\tR\n" +
 	"consumerId\x120\n" +
 	"\n" +
 	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x126\n" +
-	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"R\n" +
-	"\tTagFilter\x12\x1d\n" +
-	"\x04tags\x18\x01 \x03(\tB\t\x92A\x06\xa0\x01\x03\xa8\x01\x01R\x04tags\x12&\n" +
+	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"G\n" +
+	"\tTagFilter\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\x12&\n" +
 	"\x05match\x18\x02 \x01(\x0e2\x10.dms.v1.TagMatchR\x05match\"[\n" +
 	"\x10BroadcastOptions\x12,\n" +
 	"\x05start\x18\x01 \x01(\x0e2\x16.dms.v1.BroadcastStartR\x05start\x12\x19\n" +
@@ -2883,10 +2882,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\\\n" +
 	"\x03Ack\x12*\n" +
 	"\x0ereceipt_handle\x18\x01 \x01(\tB\x03\xe0A\x02R\rreceiptHandle\x12)\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x11.dms.v1.AckStatusR\x06status\"\x92\x01\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x11.dms.v1.AckStatusR\x06status\"\x88\x01\n" +
 	"\x12AckMessagesRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12.\n" +
-	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x04acks\x121\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
+	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
 	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"\x9a\x01\n" +
 	"\tAckResult\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12!\n" +
@@ -2916,28 +2915,28 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\x11SubscribeResponse\x123\n" +
 	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\x122\n" +
 	"\vack_results\x18\x02 \x03(\v2\x11.dms.v1.AckResultR\n" +
-	"ackResults\"\xf4\x01\n" +
+	"ackResults\"\xdb\x01\n" +
 	"\x19ReceiveDeadLettersRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12:\n" +
-	"\fmax_messages\x18\x02 \x01(\x05B\x17\x92A\x14Y\x00\x00\x00\x00\x00@\x8f@i\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\vmaxMessages\x126\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
+	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\"Q\n" +
 	"\x1aReceiveDeadLettersResponse\x123\n" +
-	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x95\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x8b\x01\n" +
 	"\x15AckDeadLettersRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12.\n" +
-	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x04acks\x121\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
+	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
 	"\x15stop_at_first_failure\x18\x03 \x01(\bR\x12stopAtFirstFailure\"E\n" +
 	"\x16AckDeadLettersResponse\x12+\n" +
-	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xe5\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults\"\xc5\x01\n" +
 	"\x19RedriveDeadLettersRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12\x1f\n" +
 	"\vmessage_ids\x18\x02 \x03(\tR\n" +
 	"messageIds\x120\n" +
 	"\n" +
-	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x124\n" +
-	"\x0emax_per_second\x18\x04 \x01(\x05B\x0e\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\fmaxPerSecond\x12$\n" +
-	"\x05limit\x18\x05 \x01(\x05B\x0e\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\x05limit\"\x92\x01\n" +
+	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12$\n" +
+	"\x0emax_per_second\x18\x04 \x01(\x05R\fmaxPerSecond\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\x92\x01\n" +
 	"\rRedriveResult\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1a\n" +
@@ -2958,10 +2957,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\x0e2\x14.dms.v1.SeekPositionH\x00R\bpositionB\b\n" +
 	"\x06target\"R\n" +
 	"\x19SeekConsumerGroupResponse\x125\n" +
-	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions\"\xbb\x01\n" +
+	"\tpositions\x18\x01 \x03(\v2\x17.dms.v1.PartitionOffsetR\tpositions\"\xb1\x01\n" +
 	"\x17ChangeVisibilityRequest\x12\x19\n" +
-	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x126\n" +
-	"\x0freceipt_handles\x18\x02 \x03(\tB\r\x92A\a\xa0\x01\xe8\a\xa8\x01\x01\xe0A\x02R\x0ereceiptHandles\x12M\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12,\n" +
+	"\x0freceipt_handles\x18\x02 \x03(\tB\x03\xe0A\x02R\x0ereceiptHandles\x12M\n" +
 	"\x12visibility_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x03\xe0A\x02R\x11visibilityTimeout\"G\n" +
 	"\x18ChangeVisibilityResponse\x12+\n" +
 	"\aresults\x18\x01 \x03(\v2\x11.dms.v1.AckResultR\aresults*K\n" +

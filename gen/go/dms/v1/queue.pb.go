@@ -7,7 +7,6 @@
 package dmsv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1373,17 +1372,17 @@ var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xd6\x06\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
-	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12A\n" +
-	"\fdisplay_name\x18\x03 \x01(\tB\x1e\x92A\x18x@\x80\x01\x01\x8a\x01\x10^[A-Za-z0-9_-]+$\xe0A\x02R\vdisplayName\x123\n" +
-	"\vdescription\x18\x04 \x01(\tB\x11\x92A\x0ex\xa0\x01\x8a\x01\b^[^<>]*$R\vdescription\x12*\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x11.dms.v1.QueueModeB\x03\xe0A\x05R\x04mode\x12:\n" +
-	"\x0fpartition_count\x18\x06 \x01(\x05B\x11\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01\xe0A\x05R\x0epartitionCount\x127\n" +
+	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\x03\xe0A\x02R\vdisplayName\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12*\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x11.dms.v1.QueueModeB\x03\xe0A\x05R\x04mode\x12,\n" +
+	"\x0fpartition_count\x18\x06 \x01(\x05B\x03\xe0A\x05R\x0epartitionCount\x127\n" +
 	"\tretention\x18\a \x01(\v2\x19.google.protobuf.DurationR\tretention\x12.\n" +
-	"\x13dead_letter_enabled\x18\b \x01(\bR\x11deadLetterEnabled\x12C\n" +
-	"\x11max_consume_count\x18\t \x01(\x05B\x17\x92A\x14Y\x00\x00\x00\x00\x00\x00Y@i\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\x0fmaxConsumeCount\x12@\n" +
+	"\x13dead_letter_enabled\x18\b \x01(\bR\x11deadLetterEnabled\x12*\n" +
+	"\x11max_consume_count\x18\t \x01(\x05R\x0fmaxConsumeCount\x12@\n" +
 	"\vcreate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12(\n" +
@@ -1392,12 +1391,12 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"groupCount\x12/\n" +
 	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\x12;\n" +
 	"\x17scheduled_message_count\x18\x0e \x01(\x03B\x03\xe0A\x03R\x15scheduledMessageCount\x12O\n" +
-	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\x12@\n" +
-	"\x12replication_factor\x18\x10 \x01(\x05B\x11\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01\xe0A\x05R\x11replicationFactor\"\xb0\x02\n" +
+	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\x122\n" +
+	"\x12replication_factor\x18\x10 \x01(\x05B\x03\xe0A\x05R\x11replicationFactor\"\x95\x02\n" +
 	"\rConsumerGroup\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
-	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12A\n" +
-	"\fdisplay_name\x18\x03 \x01(\tB\x1e\x92A\x18x \x80\x01\x01\x8a\x01\x10^[A-Za-z0-9_-]+$\xe0A\x02R\vdisplayName\x12@\n" +
+	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\x03\xe0A\x02R\vdisplayName\x12@\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x125\n" +
 	"\x05stats\x18\x05 \x01(\v2\x1a.dms.v1.ConsumerGroupStatsB\x03\xe0A\x03R\x05stats\x125\n" +
@@ -1420,10 +1419,10 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fGetQueueRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"7\n" +
 	"\x10GetQueueResponse\x12#\n" +
-	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"|\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"l\n" +
 	"\x11ListQueuesRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12+\n" +
-	"\tpage_size\x18\x02 \x01(\x05B\x0e\x92A\vi\x00\x00\x00\x00\x00\x00\xf0\xbfp\x01R\bpageSize\x12\x1d\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n" +
 	"\x12ListQueuesResponse\x12%\n" +
@@ -1433,10 +1432,10 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"total_size\x18\x03 \x01(\x05R\ttotalSize\"-\n" +
 	"\x12DeleteQueueRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x15\n" +
-	"\x13DeleteQueueResponse\"i\n" +
+	"\x13DeleteQueueResponse\"]\n" +
 	"\x14AddPartitionsRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x128\n" +
-	"\x0fpartition_count\x18\x02 \x01(\x05B\x0f\x92A\ti\x00\x00\x00\x00\x00\x00\xf0?\xe0A\x02R\x0epartitionCount\"<\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12,\n" +
+	"\x0fpartition_count\x18\x02 \x01(\x05B\x03\xe0A\x02R\x0epartitionCount\"<\n" +
 	"\x15AddPartitionsResponse\x12#\n" +
 	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"k\n" +
 	"\x1aCreateConsumerGroupRequest\x12\x1b\n" +

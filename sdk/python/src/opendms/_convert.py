@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from opendms._gen.dms.v1 import error_reason_pb2 as epb
 from opendms._gen.dms.v1 import message_pb2 as pb
 from opendms._gen.dms.v1 import queue_pb2 as qpb
 from opendms.types import (
@@ -177,7 +178,12 @@ def acks_to_proto(acks: Iterable[Ack]) -> list[pb.Ack]:
 
 
 def ack_result_from_proto(r: pb.AckResult) -> AckResult:
-    return AckResult(r.applied, r.error_reason, r.error_message)
+    # The enum is authoritative; servers from before it sent only the name,
+    # and a value newer than these stubs keeps its name too.
+    reason = r.error_reason
+    if r.reason in epb.ErrorReason.values() and r.reason != epb.ERROR_REASON_UNSPECIFIED:
+        reason = epb.ErrorReason.Name(r.reason).removeprefix("ERROR_REASON_")
+    return AckResult(r.applied, reason, r.error_message)
 
 
 def redrive_result_from_proto(r: pb.RedriveResult) -> RedriveResult:
