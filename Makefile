@@ -7,7 +7,7 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
+.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
@@ -77,3 +77,7 @@ bench-target: ## dms-bench: end to end, 1 KiB, fsync before ack, 60 s at max rat
 
 bench-backlog: ## dms-bench: 100 B at 150k msg/s on the empty queue, then at the top of 100M stored messages (~10 GB per system), DMS and Kafka (~25 min).
 	cd loadtest && PEERS=kafka ./peers/with-peers.sh sync -- go run ./cmd/dms-bench -drivers dms-grpc,kafka -workload top -backlog 100000000 -size 100 -rate 150000 -duration 60s -warmup 5s -receive-max 1000 -batch 1000 -producers 4 -consumers 6 -partitions 3 -interval 10s -out $(CURDIR)/.cache/bench-backlog
+
+FAULT_CYCLES ?= 100
+fault-test: ## Fault harness: 3 dmsd processes under load, FAULT_CYCLES rounds of every fault kind (kill, pause, etcd loss, partition); prints the figures.
+	cd services && FAULT_CYCLES=$(FAULT_CYCLES) go test -count=1 -timeout 0 -run '^TestFaults$$' -v ./faulttest/
