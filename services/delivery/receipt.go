@@ -108,7 +108,7 @@ func (s signer) encode(prefix []byte, partition int32, offset int64, count int32
 
 // handleDecoding is strict: the unused bits of a handle's last character
 // must be zero, or several texts would settle one delivery (a flipped bit
-// among them).
+// among them). decode also refuses the line breaks it would skip.
 var handleDecoding = base64.RawURLEncoding.Strict()
 
 func (s signer) decode(handle string) (receipt, error) {
@@ -122,7 +122,8 @@ func (s signer) decode(handle string) (receipt, error) {
 		return invalid()
 	}
 	n, err := handleDecoding.Decode(raw, []byte(handle))
-	if err != nil || n < 2+32+4+macBytes || raw[0] != receiptVersion {
+	// The decoder skips \r and \n; a handle is only its own characters.
+	if err != nil || handleDecoding.EncodedLen(n) != len(handle) || n < 2+32+4+macBytes || raw[0] != receiptVersion {
 		return invalid()
 	}
 	payload, sum := raw[:n-macBytes], raw[n-macBytes:n]
