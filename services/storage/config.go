@@ -30,6 +30,9 @@ type Config struct {
 	// ReplicaLagTime is how long a follower may stay behind the leader
 	// before the leader drops it from the in-sync replicas.
 	ReplicaLagTime time.Duration `yaml:"replica_lag_time"`
+	// ScrubBytesPerSecond bounds how fast the scrubber reads sealed
+	// segments to verify their checksums; 0 turns it off.
+	ScrubBytesPerSecond int64 `yaml:"scrub_bytes_per_second"`
 }
 
 // RegisterFlags registers the flags of the storage role with their defaults.
@@ -41,5 +44,6 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.ReplicationFactor, "storage.replication-factor", 1, "Default number of nodes keeping each partition (a queue may ask for another), and the copies of the delivery and scheduler shards. 1 suits a single node; a cluster typically uses 3.")
 	f.IntVar(&c.MinInsyncReplicas, "storage.min-insync-replicas", 2, "Writes are refused while fewer replicas than this (at most the replication factor) are in sync.")
 	f.DurationVar(&c.ReplicaLagTime, "storage.replica-lag-time", 5*time.Second, "How long a follower may lag behind its leader before it leaves the in-sync replicas.")
+	f.Int64Var(&c.ScrubBytesPerSecond, "storage.scrub-bytes-per-second", 8<<20, "How fast the background scrubber reads sealed segments to verify their checksums (the last segment of each log is verified at every start); damage it finds is quarantined and repaired. 8 MiB/s reads 1 TB in about 36 hours. 0 turns the scrubber off.")
 	f.StringVar(&c.EncryptionKeyFile, "storage.encryption-key-file", "", "Turns on encryption at rest (AES-256-GCM per record batch): a file of keys, one id:base64key entry per line (id a decimal number, key 32 bytes); the last line's key encrypts new data, the others stay readable. "+keysEnv+" may hold the same entries instead. Off when neither is set.")
 }

@@ -27,6 +27,9 @@ func (e *Engine) Start(ctx context.Context) {
 		go e.placementLoop(ctx)
 		go e.isrLoop(ctx)
 	}
+	if e.cfg.ScrubBytesPerSecond > 0 {
+		go e.scrubLoop(ctx)
+	}
 	go func() {
 		t := time.NewTicker(e.cfg.RetentionInterval)
 		defer t.Stop()

@@ -60,31 +60,39 @@ func readChecksummedFile(dir, name string) (lines []string, exists bool, err err
 	if err != nil {
 		return nil, true, fmt.Errorf("partitionlog: reading %s: %w", path, err)
 	}
+	lines, err = parseChecksummed(data, path)
+	return lines, true, err
+}
+
+// parseChecksummed checks the content of a checksummed file (path names it
+// in errors) and returns its lines before the checksum line. Damage is
+// reported as an error wrapping ErrCorrupt.
+func parseChecksummed(data []byte, path string) (lines []string, err error) {
 	damaged := func(why string) error {
 		return fmt.Errorf("%w: %s is damaged: %s", ErrCorrupt, path, why)
 	}
 	text := string(data)
 	if !strings.HasSuffix(text, "\n") {
-		return nil, true, damaged("it does not end with a complete line")
+		return nil, damaged("it does not end with a complete line")
 	}
 	i := strings.LastIndex(text[:len(text)-1], "\n") + 1
 	body, sum := text[:i], strings.TrimSuffix(text[i:], "\n")
 	hex, ok := strings.CutPrefix(sum, checksumPrefix)
 	if !ok || len(hex) != 8 {
-		return nil, true, damaged("its last line is not a checksum")
+		return nil, damaged("its last line is not a checksum")
 	}
 	want, perr := strconv.ParseUint(hex, 16, 32)
 	if perr != nil {
-		return nil, true, damaged("its checksum is not hexadecimal")
+		return nil, damaged("its checksum is not hexadecimal")
 	}
 	if got := crc32.Checksum([]byte(body), castagnoli); uint32(want) != got {
-		return nil, true, damaged(fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got))
+		return nil, damaged(fmt.Sprintf("checksum mismatch (stored %08x, computed %08x)", want, got))
 	}
 	lines = strings.Split(strings.TrimSuffix(body, "\n"), "\n")
 	if body == "" {
 		lines = nil
 	}
-	return lines, true, nil
+	return lines, nil
 }
 
 // parseInts parses a line of n space-separated decimal int64s.

@@ -225,7 +225,13 @@ type Repair struct {
 	Bytes      int64
 	From, To   int64
 	Torn       bool
+	Recorded   bool // a lost batch written by an earlier repair (Quarantine holds its note)
 	Quarantine string
+}
+
+// unrecorded returns the repairs that still need doing.
+func unrecorded(rs []Repair) []Repair {
+	return slices.DeleteFunc(slices.Clone(rs), func(r Repair) bool { return r.Recorded })
 }
 
 // damageScan walks a segment's batches from the start, like recovery does,
@@ -242,12 +248,16 @@ func damageScan(dir string, r io.ReaderAt, f *os.File, path string, base, size, 
 	for {
 		sc := newScanner(r, path, pos, size, expect, nil)
 		sc.readAhead = 1 << 20
-		sc.keys, sc.verified = kc.keys, kc.verified
+		sc.keys, sc.verified, sc.crcOnly = kc.keys, kc.verified, kc.crcOnly
 		var cause error
 		for {
-			_, err := sc.next()
+			b, err := sc.next()
 			if err == io.EOF {
 				break
+			}
+			if err == nil && b.lost() && !fix {
+				out = append(out, Repair{Segment: filepath.Base(path), Position: b.pos, Bytes: b.size(), From: b.base, To: b.lastOffset(), Recorded: true,
+					Quarantine: strings.TrimRight(string(b.recs), "\x00")})
 			}
 			if errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrEncryptionKey) {
 				cause = err
@@ -622,7 +632,7 @@ func (l *Log) Scrub(ctx context.Context, bytesPerSecond int64) (ScrubResult, err
 func (l *Log) verifySealed(s *segment, v segView, r io.ReaderAt) ([]Repair, bool, error) {
 	kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
 	repairs, _, err := damageScan(l.dir, r, nil, s.logPath, s.base, v.size, v.next, kc, false)
-	if err != nil || len(repairs) > 0 {
+	if repairs = unrecorded(repairs); err != nil || len(repairs) > 0 {
 		return repairs, false, err
 	}
 	ok, err := indexesMatch(r, s.idx, s.tidx, s.logPath, s.base, v.size, v.next, int64(l.opts.IndexIntervalBytes), kc, v.idxN, v.tidxN)

@@ -346,3 +346,65 @@ func TestReaderRepairsSealedSegment(t *testing.T) {
 	require.Eventually(t, func() bool { return l.Damage().Ranges == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, want.lost[0][1]-want.lost[0][0]+1, l.Damage().Offsets)
 }
+
+// TestCheck: the offline check finds each kind of damage without changing
+// anything, and finds nothing to do once the log repaired itself.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	opts, m := buildDamageLog(t, dir, 21)
+	l, err := Open(opts)
+	require.NoError(t, err)
+	require.NoError(t, l.AssignEpoch(3, m.next()))
+	require.NoError(t, l.Close())
+	rep, err := Check(dir, nil)
+	require.NoError(t, err)
+	require.Zero(t, rep.Problems(), "%+v", rep)
+	require.Equal(t, len(segmentLogs(t, dir)), rep.Segments)
+
+	first := segmentLogs(t, dir)[0]
+	bounds := batchBounds(t, first, 0)
+	data, err := os.ReadFile(first)
+	require.NoError(t, err)
+	data[bounds[3].pos+batchHeaderSize] ^= 4
+	require.NoError(t, os.WriteFile(first, data, 0o644))
+	idx := strings.TrimSuffix(segmentLogs(t, dir)[1], logExt) + indexExt
+	ib, err := os.ReadFile(idx)
+	require.NoError(t, err)
+	require.NotEmpty(t, ib)
+	ib[len(ib)-1] ^= 0x40
+	require.NoError(t, os.WriteFile(idx, ib, 0o644))
+	ep, err := os.ReadFile(filepath.Join(dir, epochFileName))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, epochFileName), append([]byte("x"), ep...), 0o644))
+
+	before := map[string][]byte{}
+	for _, p := range []string{first, idx} {
+		before[p], _ = os.ReadFile(p)
+	}
+	rep, err = Check(dir, nil)
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Problems(), "%+v", rep)
+	require.Len(t, rep.Damage, 1)
+	want := expectLost(bounds, 0, bounds[3].pos, bounds[3].pos+1, m.next(), false)
+	require.Equal(t, want.lost[0], [2]int64{rep.Damage[0].From, rep.Damage[0].To})
+	require.Equal(t, bounds[3].pos, rep.Damage[0].Position)
+	require.Len(t, rep.Indexes, 1)
+	require.Len(t, rep.Files, 1)
+	for p, b := range before {
+		after, _ := os.ReadFile(p)
+		require.Equal(t, b, after, "check changed %s", p)
+	}
+	require.Empty(t, quarantined(t, dir))
+
+	// The log repairs what it can (the epochs file it refuses to guess).
+	require.NoError(t, os.WriteFile(filepath.Join(dir, epochFileName), ep, 0o644))
+	l, err = Open(opts)
+	require.NoError(t, err)
+	_, err = l.Scrub(context.Background(), 0)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	rep, err = Check(dir, nil)
+	require.NoError(t, err)
+	require.Zero(t, rep.Problems(), "%+v", rep)
+	require.Len(t, rep.Lost, 1)
+}

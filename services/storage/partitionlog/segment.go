@@ -176,6 +176,7 @@ type scanResult struct {
 type keyCheck struct {
 	keys     *Keyring
 	verified map[uint32]bool
+	crcOnly  bool // no keys at hand: encrypted batches are checked by CRC only
 }
 
 // indexSegment scans the log from the start to end, verifying every batch, and
@@ -215,7 +216,7 @@ func scanIndexes(r io.ReaderAt, name string, base, end, interval, sealNext int64
 	var ebuf [tidxEntrySize]byte
 	sc := newScanner(r, name, 0, end, base, nil)
 	sc.readAhead = 1 << 20
-	sc.keys, sc.verified = kc.keys, kc.verified
+	sc.keys, sc.verified, sc.crcOnly = kc.keys, kc.verified, kc.crcOnly
 	for {
 		b, err := sc.next()
 		if err == io.EOF {
