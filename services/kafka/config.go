@@ -22,6 +22,10 @@ type Config struct {
 	// MaxRequestBytes bounds one request frame, as Kafka's
 	// socket.request.max.bytes does; a longer frame closes the connection.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// MaxMessageBytes bounds one record batch of a Produce, as Kafka's
+	// max.message.bytes does; a larger batch is refused with
+	// MESSAGE_TOO_LARGE and nothing of it is stored.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// IdleTimeout closes a connection that sent nothing for this long, as
 	// Kafka's connections.max.idle.ms does.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -39,6 +43,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.DefaultTopicMode, "kafka.default-topic-mode", "KAFKA_HA", "Queue mode of Kafka topics created without the dms.queue.mode topic config: KAFKA_HA (acknowledged once durable on the in-sync replicas) or KAFKA_HT (acknowledged after the leader's write).")
 	// Kafka's socket.request.max.bytes default.
 	f.IntVar(&c.MaxRequestBytes, "kafka.max-request-bytes", 100<<20, "Largest Kafka request frame; a client sending a larger one is disconnected.")
+	// Kafka's max.message.bytes default (1 MiB plus a batch header); at most
+	// storage's batch limit (8 MiB).
+	f.IntVar(&c.MaxMessageBytes, "kafka.max-message-bytes", 1048588, "Largest record batch a Kafka producer may send (the topics' max.message.bytes); larger batches are refused with MESSAGE_TOO_LARGE.")
 	// Kafka's connections.max.idle.ms default: 10 minutes.
 	f.DurationVar(&c.IdleTimeout, "kafka.idle-timeout", 10*time.Minute, "Close a Kafka connection idle for this long.")
 }

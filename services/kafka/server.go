@@ -14,7 +14,13 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/placement"
+	"github.com/opendms/dms/services/recordfmt"
 )
+
+// maxStoredBatchBytes is the largest batch storage takes by default (its
+// partition logs' 8 MiB batch limit, less room for the log's own header
+// and encryption).
+const maxStoredBatchBytes = 8<<20 - 1024
 
 // Deps are what the front end calls: it keeps no data of its own.
 type Deps struct {
@@ -57,6 +63,9 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	if _, err := parseTopicMode(cfg.DefaultTopicMode); err != nil {
 		return nil, fmt.Errorf("kafka: -kafka.default-topic-mode: %w", err)
+	}
+	if cfg.MaxMessageBytes < recordfmt.KafkaBatchHeaderSize || cfg.MaxMessageBytes > maxStoredBatchBytes {
+		return nil, fmt.Errorf("kafka: -kafka.max-message-bytes %d is not in [%d, %d]", cfg.MaxMessageBytes, recordfmt.KafkaBatchHeaderSize, maxStoredBatchBytes)
 	}
 	s := &Server{cfg: cfg, deps: deps, logger: logger, conns: map[net.Conn]struct{}{}}
 	s.producerID = newProducerIDs(deps.Etcd)
