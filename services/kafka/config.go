@@ -30,6 +30,17 @@ type Config struct {
 	// Kafka's connections.max.idle.ms does.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 
+	// GroupInitialRebalanceDelay holds the first rebalance of an empty
+	// consumer group, as Kafka's group.initial.rebalance.delay.ms does.
+	GroupInitialRebalanceDelay time.Duration `yaml:"group_initial_rebalance_delay"`
+	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound the session
+	// timeouts consumer group members ask for.
+	GroupMinSessionTimeout time.Duration `yaml:"group_min_session_timeout"`
+	GroupMaxSessionTimeout time.Duration `yaml:"group_max_session_timeout"`
+	// GroupCheckpointBytes is how much a delivery shard's Kafka group log
+	// grows between checkpoints, which bound its replay.
+	GroupCheckpointBytes int64 `yaml:"group_checkpoint_bytes"`
+
 	// DefaultProject is the project Kafka connections act in while
 	// authentication is off; set from -protocols.default-project.
 	DefaultProject string `yaml:"-"`
@@ -48,4 +59,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxMessageBytes, "kafka.max-message-bytes", 1048588, "Largest record batch a Kafka producer may send (the topics' max.message.bytes); larger batches are refused with MESSAGE_TOO_LARGE.")
 	// Kafka's connections.max.idle.ms default: 10 minutes.
 	f.DurationVar(&c.IdleTimeout, "kafka.idle-timeout", 10*time.Minute, "Close a Kafka connection idle for this long.")
+	// Kafka's defaults: 3 s, 6 s and 30 min.
+	f.DurationVar(&c.GroupInitialRebalanceDelay, "kafka.group-initial-rebalance-delay", 3*time.Second, "Hold the first rebalance of an empty consumer group this long, so that members starting together join one generation.")
+	f.DurationVar(&c.GroupMinSessionTimeout, "kafka.group-min-session-timeout", 6*time.Second, "Shortest session timeout a consumer group member may ask for.")
+	f.DurationVar(&c.GroupMaxSessionTimeout, "kafka.group-max-session-timeout", 30*time.Minute, "Longest session timeout a consumer group member may ask for.")
+	f.Int64Var(&c.GroupCheckpointBytes, "kafka.group-checkpoint-bytes", 16<<20, "Bytes a delivery shard's Kafka consumer group log grows between two checkpoints (a checkpoint bounds the replay when a node takes the shard over).")
 }

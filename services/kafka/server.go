@@ -13,6 +13,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/kafka/groups"
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/recordfmt"
 )
@@ -48,6 +49,7 @@ type Server struct {
 	lis        net.Listener
 	advertised string
 	producerID *producerIDs
+	groups     *groups.Coordinator
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -69,6 +71,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, logger: logger, conns: map[net.Conn]struct{}{}}
 	s.producerID = newProducerIDs(deps.Etcd)
+	s.groups = newGroupCoordinator(cfg, deps, s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -143,7 +146,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.groups.Close(); close(done) }()
 	select {
 	case <-done:
 		return nil
