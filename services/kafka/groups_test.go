@@ -26,14 +26,6 @@ const defaultProject = "0123456789abcdef0123456789abcdef"
 // member joins (Kafka's 3 s is for production).
 var groupFlags = []string{"-kafka.group-initial-rebalance-delay=100ms"}
 
-func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(cl.Close)
-	return cl
-}
-
 func createTopic(t testing.TB, srv *testserver.Server, name string, partitions int32) {
 	t.Helper()
 	srv.CreateQueue(t, defaultProject, &dmsv1.Queue{DisplayName: name, Mode: dmsv1.QueueMode_QUEUE_MODE_KAFKA_HA, PartitionCount: partitions})
