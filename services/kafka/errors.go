@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -70,4 +71,13 @@ func errorMessage(err error) *string {
 	}
 	msg := err.Error()
 	return &msg
+}
+
+// reasonError is the Kafka error for a DMS reason a storage answer carries
+// in its body rather than as a gRPC status.
+func reasonError(reason string) error {
+	if code, ok := kafkaCodes[reason]; ok {
+		return fmt.Errorf("%w: storage answered %s", code, reason)
+	}
+	return fmt.Errorf("%w: storage answered %s", kerr.UnknownServerError, reason)
 }

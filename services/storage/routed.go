@@ -193,7 +193,16 @@ func (c *RoutedClient) Fetch(context.Context, *storagev1.FetchRequest, ...grpc.C
 	return nil, status.Error(codes.Unimplemented, "storage: Fetch is addressed to a leader, not routed")
 }
 
-// OffsetForLeaderEpoch implements StorageServiceClient; not routed either.
-func (c *RoutedClient) OffsetForLeaderEpoch(context.Context, *storagev1.OffsetForLeaderEpochRequest, ...grpc.CallOption) (*storagev1.OffsetForLeaderEpochResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "storage: OffsetForLeaderEpoch is addressed to a leader, not routed")
+// OffsetForLeaderEpoch implements StorageServiceClient for readers that
+// check their position against a log's epoch history (Kafka consumers,
+// KIP-320): asked of the unit's leader in the epoch the placement gives.
+// Followers address their leader directly with their own epoch instead.
+func (c *RoutedClient) OffsetForLeaderEpoch(ctx context.Context, in *storagev1.OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*storagev1.OffsetForLeaderEpochResponse, error) {
+	if len(in.GetQueries()) == 0 {
+		return &storagev1.OffsetForLeaderEpochResponse{}, nil
+	}
+	return call(ctx, c, in.GetQueries()[0].GetLog(), func(s storagev1.StorageServiceClient, epoch int64) (*storagev1.OffsetForLeaderEpochResponse, error) {
+		in.LeaderEpoch = epoch
+		return s.OffsetForLeaderEpoch(ctx, in, opts...)
+	})
 }
