@@ -43,6 +43,11 @@ type Engine struct {
 	logs      map[string]*openLog    // by logid.Key
 	dedups    map[string]*dedupIndex // by logid.Key, for idempotent appends
 	producers map[string]*producers  // by logid.Key, for idempotent Kafka producers
+	// deleted are the logs deleted here since this process started (by
+	// logid.Key), removed again when a log of that name is created: the
+	// positive evidence a leader needs before it tells a follower to delete
+	// its copy of a log the leader does not have.
+	deleted map[string]bool
 }
 
 // openLog is an open log with the durability it was created with.
@@ -75,7 +80,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
 	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(),
-		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}}
+		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
 	return e, nil
@@ -167,6 +172,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 	}
 	l = &openLog{Log: pl, id: id, durability: durability}
 	e.logs[key] = l
+	delete(e.deleted, key)
 	if e.cluster != nil {
 		e.units.addLog(e.unitOf(id), id)
 	}
@@ -242,6 +248,12 @@ func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*sto
 	l, err := e.open(ctx, id, true, req.GetDurability())
 	if err != nil {
 		return nil, err
+	}
+	if u != nil {
+		// Before the write: what it adds belongs to this epoch.
+		if err := e.stampEpoch(u, l); err != nil {
+			return nil, errs.Wrapf(errs.ErrUnavailable, "storage: recording leader epoch of %s: %v", logid.Describe(id), err)
+		}
 	}
 	sync := normalDurability(req.GetDurability()) == storagev1.Durability_DURABILITY_SYNC
 	if sync && l.durability == storagev1.Durability_DURABILITY_ASYNC {

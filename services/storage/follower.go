@@ -10,6 +10,7 @@ import (
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
@@ -132,21 +133,53 @@ func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader stri
 		return err
 	}
 	var wg sync.WaitGroup
-	errCh := make(chan error, len(resp.GetUnits()))
+	errCh := make(chan error, len(resp.GetUnits())+1)
 	for _, res := range resp.GetUnits() {
 		if res.GetErrorReason() != "" {
 			// The leader moved; the placement will say where.
 			errCh <- errors.New(res.GetErrorReason() + ": " + res.GetErrorMessage())
 			continue
 		}
-		for _, lr := range res.GetLogs() {
-			wg.Go(func() {
-				if err := fs.apply(lr); err != nil {
-					e.logger.Warn("storage: applying fetched batches", "log", logid.Key(lr.GetLog()), "err", err)
-					errCh <- err
-				}
-			})
+		u := e.units.get(placement.UnitKey(res.GetUnit()))
+		if u == nil {
+			continue
 		}
+		wg.Go(func() {
+			if err := fs.applyUnit(u, leader, epochs[u.key], res.GetLogs()); err != nil {
+				errCh <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errCh)
+	return <-errCh
+}
+
+// applyUnit applies what a leader sent of one unit's logs, provided the unit
+// still follows that leader in the epoch the fetch was made in: an answer
+// that arrives after the unit moved on (to a new leader, whose fetch loop
+// may already be applying) is dropped, not written over the new leader's.
+func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*storagev1.FetchLogResult) error {
+	u.applyMu.RLock()
+	defer u.applyMu.RUnlock()
+	u.mu.Lock()
+	current := u.following && u.truncated && u.st.GetLeader() == leader && u.st.GetLeaderEpoch() == epoch
+	u.mu.Unlock()
+	if !current {
+		return nil
+	}
+	var wg sync.WaitGroup
+	errCh := make(chan error, 1)
+	for _, lr := range logs {
+		wg.Go(func() {
+			if err := fs.apply(lr); err != nil {
+				fs.e.logger.Warn("storage: applying fetched batches", "log", logid.Key(lr.GetLog()), "err", err)
+				select {
+				case errCh <- err:
+				default:
+				}
+			}
+		})
 	}
 	wg.Wait()
 	close(errCh)
@@ -158,16 +191,28 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult) error {
 	e := fs.e
 	id := lr.GetLog()
 	if lr.GetDeleted() {
-		// The leader has no such log, so nothing of it was committed.
+		// The leader deleted the log (it says so only when it did).
+		e.logger.Info("storage: deleting a follower's copy of a log its leader deleted", "log", logid.Key(id))
 		return e.DeleteLog(id)
 	}
 	l, err := e.open(fs.ctx, id, true, lr.GetDurability())
 	if err != nil {
 		return err
 	}
-	if l.NextOffset() < lr.GetStartOffset() || l.NextOffset() > lr.GetEndOffset() {
-		// Behind the leader's retention, or ahead of it (what an unclean
-		// election discarded): start over at the leader's start.
+	switch next := l.NextOffset(); {
+	case next > lr.GetEndOffset() && lr.GetEndOffset() >= l.StartOffset():
+		// Ahead of the leader, which holds everything committed: the rest
+		// was never committed (or an unclean election gave it up).
+		e.logger.Warn("storage: truncating a follower's log to its leader's end",
+			"log", logid.Key(id), "from", next, "to", lr.GetEndOffset())
+		if _, err := l.TruncateTo(fs.ctx, lr.GetEndOffset()); err != nil {
+			return err
+		}
+	case next < lr.GetStartOffset() || next > lr.GetEndOffset():
+		// Behind the leader's retention (or wholly beyond its end): start
+		// over at the leader's start.
+		e.logger.Info("storage: a follower's log starts over at its leader's start",
+			"log", logid.Key(id), "from", next, "start", lr.GetStartOffset(), "end", lr.GetEndOffset())
 		if err := l.Reset(fs.ctx, lr.GetStartOffset()); err != nil {
 			return err
 		}
@@ -227,8 +272,15 @@ func (fs *fetchers) truncate(client storagev1.StorageServiceClient, u *unit, epo
 	}
 	var queries []query
 	req := &storagev1.OffsetForLeaderEpochRequest{Unit: u.id, LeaderEpoch: epoch}
+	u.applyMu.Lock() // no fetched batches land while the logs are compared
+	defer u.applyMu.Unlock()
 	for _, id := range e.units.logsOf(u.key) {
-		l := e.openedOrOpen(id)
+		l, err := e.open(fs.ctx, id, false, storagev1.Durability_DURABILITY_UNSPECIFIED)
+		if err != nil {
+			// A log this node cannot look at now is not compared, and the
+			// unit does not fetch until it can be.
+			return err
+		}
 		if l == nil {
 			continue
 		}
@@ -254,9 +306,10 @@ func (fs *fetchers) truncate(client storagev1.StorageServiceClient, u *unit, epo
 			target := q.l.NextOffset()
 			switch {
 			case end.GetEpoch() < 0:
-				// The leader keeps no epoch this old: everything here predates
-				// its retained history, which starts later.
-				target = 0
+				// The leader has no such log: nothing to compare with. The
+				// copy is kept; once the leader writes the log, its epochs
+				// say where the two differ.
+				continue
 			case end.GetEpoch() == q.latest.Epoch:
 				target = min(target, end.GetEndOffset())
 			default:
@@ -265,7 +318,8 @@ func (fs *fetchers) truncate(client storagev1.StorageServiceClient, u *unit, epo
 			}
 			if target < q.l.NextOffset() {
 				e.logger.Warn("storage: truncating a follower's log where it diverges from the new leader's",
-					"log", logid.Key(q.l.id), "from", q.l.NextOffset(), "to", target, "epoch", epoch)
+					"log", logid.Key(q.l.id), "from", q.l.NextOffset(), "to", target, "epoch", epoch,
+					"my_latest_epoch", q.latest.Epoch, "leader_epoch", end.GetEpoch(), "leader_end", end.GetEndOffset())
 				if _, err := q.l.TruncateTo(fs.ctx, target); err != nil {
 					return err
 				}

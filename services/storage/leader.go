@@ -101,8 +101,17 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 			if err != nil || l == nil {
 				continue
 			}
+			if err := e.stampEpoch(u, l); err != nil {
+				e.logger.Warn("storage: recording the leader epoch of a log", "log", k, "err", err)
+				continue
+			}
 			from, listed := asked[k]
 			lr := &storagev1.FetchLogResult{Log: id, StartOffset: l.StartOffset(), EndOffset: l.NextOffset(), HighWatermark: u.hw(k, l.NextOffset()), Durability: l.durability}
+			// The history goes with every answer, so that a follower has the
+			// epochs of what it holds before it ever needs to compare them.
+			for _, ep := range l.Epochs() {
+				lr.Epochs = append(lr.Epochs, &storagev1.EpochStart{Epoch: ep.Epoch, StartOffset: ep.StartOffset})
+			}
 			if !listed {
 				from = l.StartOffset()
 				any = true // the follower learns of a log
@@ -125,9 +134,6 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 				}
 				if len(batches) > 0 {
 					any = true
-					for _, ep := range l.Epochs() {
-						lr.Epochs = append(lr.Epochs, &storagev1.EpochStart{Epoch: ep.Epoch, StartOffset: ep.StartOffset})
-					}
 				}
 			}
 			// A log the follower lacks is always named, empty or not, so
@@ -135,9 +141,11 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 			res.Logs = append(res.Logs, lr)
 		}
 		for k, off := range asked {
-			if !have[k] {
-				// The leader has no such log: it was deleted, or was never
-				// committed here (written by an earlier leader that lost it).
+			if !have[k] && e.wasDeleted(k) {
+				// The leader deleted the log: the follower's copy goes too.
+				// A log the leader merely lacks is not named: whatever the
+				// follower holds of it is kept until this leader writes
+				// the log and its epochs say where the two differ.
 				res.Logs = append(res.Logs, &storagev1.FetchLogResult{Log: idOf(fu, k), Deleted: true, EndOffset: off})
 				any = true
 			}
@@ -229,7 +237,7 @@ func logFormat(f storagev1.BatchFormat) (partitionlog.Format, error) {
 }
 
 // OffsetForLeaderEpoch answers a follower about to truncate.
-func (e *Engine) OffsetForLeaderEpoch(_ context.Context, req *storagev1.OffsetForLeaderEpochRequest) (*storagev1.OffsetForLeaderEpochResponse, error) {
+func (e *Engine) OffsetForLeaderEpoch(ctx context.Context, req *storagev1.OffsetForLeaderEpochRequest) (*storagev1.OffsetForLeaderEpochResponse, error) {
 	if e.cluster == nil {
 		return nil, errs.Wrapf(errs.ErrNotImplemented, "storage: this engine does not replicate")
 	}
@@ -250,13 +258,48 @@ func (e *Engine) OffsetForLeaderEpoch(_ context.Context, req *storagev1.OffsetFo
 	}
 	resp := &storagev1.OffsetForLeaderEpochResponse{}
 	for _, q := range req.GetQueries() {
+		// Epoch -1: this node has no such log, and the follower keeps its
+		// copy as it is.
 		end := &storagev1.EpochEnd{Log: q.GetLog(), Epoch: -1, EndOffset: -1}
-		if l := e.openedOrOpen(q.GetLog()); l != nil {
+		l, err := e.open(ctx, q.GetLog(), false, storagev1.Durability_DURABILITY_UNSPECIFIED)
+		if err == nil && l != nil {
+			err = e.stampEpoch(u, l)
+		}
+		if err != nil {
+			// Not an answer: a follower truncates on what the leader holds,
+			// never on what it could not look at.
+			return &storagev1.OffsetForLeaderEpochResponse{ErrorReason: errs.ErrUnavailable.Reason}, nil
+		}
+		if l != nil {
 			end.Epoch, end.EndOffset = l.EndOffsetForEpoch(q.GetEpoch())
 		}
 		resp.Ends = append(resp.Ends, end)
 	}
 	return resp, nil
+}
+
+// stampEpoch records the epoch this node leads u in on one of u's logs, if
+// the log's history does not have it yet: a log created (or reset) after
+// this node became leader. Every offset a leader writes is then covered by
+// its epoch, which is how a follower finds where its copy diverges.
+func (e *Engine) stampEpoch(u *unit, l *openLog) error {
+	u.mu.Lock()
+	leading, epoch := u.leading, u.st.GetLeaderEpoch()
+	u.mu.Unlock()
+	if !leading {
+		return nil
+	}
+	if latest, ok := l.LatestEpoch(); ok && latest.Epoch >= epoch {
+		return nil
+	}
+	return l.AssignEpoch(epoch, l.NextOffset())
+}
+
+// wasDeleted reports whether this node deleted a log since it started.
+func (e *Engine) wasDeleted(logKey string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.deleted[logKey]
 }
 
 func (e *Engine) openedOrOpen(id logid.ID) *openLog {

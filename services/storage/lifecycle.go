@@ -55,6 +55,7 @@ func (e *Engine) DeleteLog(id logid.ID) error {
 	delete(e.logs, key)
 	delete(e.dedups, key)
 	delete(e.producers, key)
+	e.deleted[key] = true
 	e.mu.Unlock()
 	if e.cluster != nil {
 		e.units.removeLog(e.unitOf(id), id)

@@ -40,6 +40,10 @@ type unit struct {
 	leading   bool            // this node leads st.LeaderEpoch
 	following bool            // this node follows st.Leader in st.LeaderEpoch
 	truncated bool            // as a follower: logs truncated to the leader's for this epoch
+	// applyMu orders a follower's writes to the unit's logs: fetched
+	// batches are applied under it shared, the comparison with a new
+	// leader's logs (truncate) takes it exclusively.
+	applyMu sync.RWMutex
 
 	// Leader side.
 	followers map[string]*followerProgress // by node

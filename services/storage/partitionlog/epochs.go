@@ -98,19 +98,27 @@ func (l *Log) LatestEpoch() (EpochEntry, bool) {
 	return l.epochs[len(l.epochs)-1], true
 }
 
-// EndOffsetForEpoch answers a follower's OffsetForLeaderEpoch request: the
-// largest known epoch <= epoch, and its end offset, which is the start offset
-// of the next higher known epoch, or NextOffset() if it is the latest. It
-// returns (-1, -1) if epoch is below every known epoch or the history is
-// empty.
+// EndOffsetForEpoch answers a follower's OffsetForLeaderEpoch request as
+// Kafka's LeaderEpochFileCache.endOffsetFor does: the largest known epoch <=
+// epoch, and its end offset, which is the start offset of the next higher
+// known epoch, or NextOffset() if it is the latest. An epoch below every
+// known one answers epoch itself, ending where the first known epoch
+// starts: what a follower holds of older epochs up to there is what this log
+// holds too (history below it was compacted by retention or never
+// recorded), and what it holds beyond was written by a leader this log
+// never followed. It returns (-1, -1) for a negative epoch or an empty
+// history.
 func (l *Log) EndOffsetForEpoch(epoch int64) (foundEpoch, endOffset int64) {
 	l.emu.Lock()
 	defer l.emu.Unlock()
 	es := l.epochs
+	if epoch < 0 || len(es) == 0 {
+		return -1, -1
+	}
 	i := sort.Search(len(es), func(i int) bool { return es[i].Epoch > epoch }) - 1
 	switch {
 	case i < 0:
-		return -1, -1
+		return epoch, es[0].StartOffset
 	case i == len(es)-1:
 		return es[i].Epoch, l.NextOffset()
 	default:

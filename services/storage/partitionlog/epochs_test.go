@@ -75,8 +75,8 @@ func TestEndOffsetForEpoch(t *testing.T) {
 		require.NoError(t, l.AssignEpoch(a.Epoch, a.StartOffset))
 	}
 	for _, c := range []struct{ req, epoch, end int64 }{
-		{0, -1, -1}, // below every known epoch
-		{1, -1, -1},
+		{0, 0, 6}, // below every known epoch: ends where the first known starts
+		{1, 1, 6},
 		{2, 2, 10},   // a known epoch ends where the next one starts
 		{3, 2, 10},   // an unknown epoch between two: the one below it
 		{4, 4, 15},   //
