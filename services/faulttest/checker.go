@@ -35,13 +35,15 @@ type Report struct {
 	// happen, a cluster that did not settle.
 	Problems []string
 	Errors   map[string]int
+	// ErrorSamples is the first message of each kind of client error.
+	ErrorSamples map[string]string
 }
 
 // Check compares what was acknowledged with what was delivered.
 func Check(rec *Record, fifoQueue string) *Report {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	r := &Report{Acknowledged: len(rec.sends), Unanswered: rec.unanswered, Delivered: len(rec.deliveries), Errors: maps.Clone(rec.errors)}
+	r := &Report{Acknowledged: len(rec.sends), Unanswered: rec.unanswered, Delivered: len(rec.deliveries), Errors: maps.Clone(rec.errors), ErrorSamples: maps.Clone(rec.errorSample)}
 
 	idsOf := map[string]map[string]bool{} // body → the message ids it was delivered as
 	deliveredIDs := map[string]bool{}
@@ -135,6 +137,9 @@ func (r *Report) String() string {
 			errs = append(errs, fmt.Sprintf("%s %d", k, r.Errors[k]))
 		}
 		fmt.Fprintf(&b, "  client errors (retried): %s\n", strings.Join(errs, ", "))
+		for _, k := range slices.Sorted(maps.Keys(r.ErrorSamples)) {
+			fmt.Fprintf(&b, "    first %s: %s\n", k, r.ErrorSamples[k])
+		}
 	}
 	return b.String()
 }

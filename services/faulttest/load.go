@@ -15,12 +15,13 @@ import (
 // Record is what the load saw: every acknowledged send, every delivery and
 // every applied ack, for the checker.
 type Record struct {
-	mu         sync.Mutex
-	sends      []send               // acknowledged sends, one per message
-	unanswered int                  // messages whose sends were never acknowledged (may be stored or not)
-	deliveries []delivery           // in the order they were received
-	acked      map[string]time.Time // message id → when its ack was answered as applied
-	errors     map[string]int       // send and receive errors by gRPC code, for the report
+	mu          sync.Mutex
+	sends       []send               // acknowledged sends, one per message
+	unanswered  int                  // messages whose sends were never acknowledged (may be stored or not)
+	deliveries  []delivery           // in the order they were received
+	acked       map[string]time.Time // message id → when its ack was answered as applied
+	errors      map[string]int       // send and receive errors by gRPC code, for the report
+	errorSample map[string]string    // the first message of each kind of error
 }
 
 // send is one acknowledged message.
@@ -38,12 +39,16 @@ type delivery struct {
 }
 
 func newRecord() *Record {
-	return &Record{acked: map[string]time.Time{}, errors: map[string]int{}}
+	return &Record{acked: map[string]time.Time{}, errors: map[string]int{}, errorSample: map[string]string{}}
 }
 
 func (r *Record) countError(what string, err error) {
 	r.mu.Lock()
-	r.errors[what+" "+status.Code(err).String()]++
+	key := what + " " + status.Code(err).String()
+	r.errors[key]++
+	if _, seen := r.errorSample[key]; !seen {
+		r.errorSample[key] = status.Convert(err).Message()
+	}
 	r.mu.Unlock()
 }
 
