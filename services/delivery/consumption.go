@@ -21,6 +21,9 @@ type consumption struct {
 	logs       []logid.ID
 	// key names the consumption in the engine's map: its state log's key.
 	key string
+	// dropped is set when the engine forgot the consumption after a state
+	// write failed: it serves nothing more (guarded by mu).
+	dropped bool
 	// receiptPrefix starts the receipt handle of every delivery it makes.
 	receiptPrefix []byte
 	// epoch is the ownership epoch it was loaded in; its writes carry it.

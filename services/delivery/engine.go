@@ -103,6 +103,20 @@ func (e *Engine) onCatalogEvent(ev catalog.Event) {
 	}
 }
 
+// drop forgets a loaded consumption, so that the next call loads it again
+// from its state log.
+func (e *Engine) drop(c *consumption) {
+	e.mu.Lock()
+	if e.consumptions[c.key] == c {
+		delete(e.consumptions, c.key)
+	}
+	e.mu.Unlock()
+	c.mu.Lock()
+	c.dropped = true
+	c.signalChanged() // receivers waiting on it stop using it
+	c.mu.Unlock()
+}
+
 // startPosition says where a consumption without state begins.
 type startPosition int
 

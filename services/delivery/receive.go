@@ -117,6 +117,9 @@ func (e *Engine) receive(ctx context.Context, c *consumption, opts ReceiveOption
 
 // collect takes what is available now and records it durably.
 func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOptions, filter *dmsv1.TagFilter) ([]*dmsv1.ReceivedMessage, <-chan error, error) {
+	if c.dropped {
+		return nil, nil, errs.Wrapf(errs.ErrUnavailable, "delivery: the state of consumer group %s could not be written; it is being loaded again from its log, retry", c.group.GetDisplayName())
+	}
 	var batch stateBatch
 	switch {
 	case filter != nil && c.filter == nil:

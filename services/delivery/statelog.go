@@ -49,6 +49,12 @@ type stateWriter struct {
 	// sinceCheckpoint counts state bytes submitted since the last
 	// checkpoint; guarded by the consumption's mu, which submit holds.
 	sinceCheckpoint int
+	// failed is the error of a write that did not become durable (or may
+	// not have): from then on the consumption's memory holds changes its
+	// log may lack, so nothing more is written after them — later writes
+	// fail with it, and the engine drops the consumption so that the next
+	// call loads it again from what the log holds.
+	failed error
 }
 
 type pendingState struct {
@@ -97,6 +103,11 @@ func (e *Engine) submit(c *consumption, batch *stateBatch) <-chan error {
 		}
 	}
 	w.mu.Lock()
+	if w.failed != nil {
+		w.mu.Unlock()
+		done <- w.failed
+		return done
+	}
 	w.pending = append(w.pending, pending)
 	start := !w.active
 	w.active = true
@@ -154,10 +165,19 @@ func (e *Engine) writeState(c *consumption) {
 			e.background.Go(func() { e.trimState(c, offsets[checkpointAt]) })
 		}
 		if err != nil {
-			e.logger.Error("delivery state not written", "log", c.key, "err", err)
+			e.logger.Error("delivery state not written; the consumption is loaded again from its log", "log", c.key, "err", err)
+			w.mu.Lock()
+			w.failed = err
+			queued = append(queued, w.pending...)
+			w.pending, w.active = nil, false
+			w.mu.Unlock()
+			e.drop(c)
 		}
 		for _, p := range queued {
 			p.done <- err
+		}
+		if err != nil {
+			return
 		}
 	}
 }
