@@ -14,7 +14,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/kafka/groups"
+	"github.com/opendms/dms/services/placement"
+	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/testserver"
 )
 
@@ -659,4 +663,36 @@ func TestFindCoordinator(t *testing.T) {
 	fc.CoordinatorType = 1
 	r = c.roundTrip(fc).(*kmsg.FindCoordinatorResponse)
 	require.Equal(t, kerr.InvalidRequest.Code, r.Coordinators[0].ErrorCode)
+}
+
+// TestGroupLogIsCheckpointedAndTrimmed commits many times with a tiny
+// checkpoint threshold and small segments: the shard's log is trimmed before its latest
+// checkpoint, and a restart replays the checkpoint into the same offsets.
+func TestGroupLogIsCheckpointedAndTrimmed(t *testing.T) {
+	srv := startServer(t, append([]string{"-kafka.group-checkpoint-bytes=1", "-cluster.delivery-shards=8", "-storage.internal-segment-bytes=1024"}, groupFlags...)...)
+	createTopic(t, srv, "orders", 2)
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	for i := range int64(40) {
+		commit(t, adm, "g", map[string]map[int32]int64{"orders": {0: i, 1: 2 * i}})
+	}
+	commit(t, adm, "deleted", map[string]map[int32]int64{"orders": {0: 1}})
+	deleted, err := adm.DeleteGroups(context.Background(), "deleted")
+	require.NoError(t, err)
+	require.NoError(t, deleted.Error())
+	commit(t, adm, "g", map[string]map[int32]int64{"orders": {1: 100}})
+
+	log := logid.KafkaGroups(placement.ShardOf(groups.Key(defaultProject, "g"), 8))
+	st := storagev1.NewStorageServiceClient(srv.Internal)
+	require.Eventually(t, func() bool {
+		info, err := st.GetLogInfo(context.Background(), &storagev1.GetLogInfoRequest{Logs: []*storagev1.LogId{log}})
+		return err == nil && info.GetLogs()[0].GetStartOffset() > 0
+	}, time.Minute, 20*time.Millisecond, "the log was never trimmed")
+
+	srv.Restart(t)
+	adm = kadm.NewClient(newClient(t, srv.KafkaAddr))
+	require.Equal(t, map[string]map[int32]int64{"orders": {0: 39, 1: 100}}, fetched(t, adm, "g"))
+	require.Empty(t, fetched(t, adm, "deleted"))
+	listed, err := adm.ListGroups(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"g"}, listed.Groups())
 }

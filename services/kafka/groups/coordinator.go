@@ -49,6 +49,10 @@ type Coordinator struct {
 	now     func() time.Time
 	logger  *slog.Logger
 
+	// ctx ends at Close: background writes (checkpoints, the metadata of
+	// a group emptied by a timer) and loads stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 	mu     sync.Mutex
 	shards map[int32]*shard
 	closed bool
@@ -60,11 +64,14 @@ func New(cfg Config, storage storagev1.StorageServiceClient, own Ownership, now 
 	if cfg.CheckpointBytes <= 0 {
 		cfg.CheckpointBytes = 16 << 20
 	}
-	return &Coordinator{cfg: cfg, storage: storage, own: own, now: now, logger: logger, shards: map[int32]*shard{}}
+	c := &Coordinator{cfg: cfg, storage: storage, own: own, now: now, logger: logger, shards: map[int32]*shard{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
 }
 
 // Close stops every group's timers and waits for background work.
 func (c *Coordinator) Close() {
+	c.cancel()
 	c.mu.Lock()
 	c.closed = true
 	for _, sh := range c.shards {

@@ -24,9 +24,9 @@
 // tombstone. The latest record of a key wins. Group metadata (generation,
 // protocol, leader, members with their assignments) is written when a
 // rebalance completes with the leader's SyncGroup and when a group becomes
-// empty; an offset when it is committed. A checkpoint is an empty record
+// empty; an offset when it is committed. A checkpoint is a record with an empty key
 // followed by the current value of every live key; the log before the
-// empty record is then trimmed, so a replay reads at most about
+// record is then trimmed, so a replay reads at most about
 // CheckpointBytes plus the shard's live state.
 //
 // # The state machine

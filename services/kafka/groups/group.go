@@ -164,7 +164,7 @@ func (g *group) metadataValue() *kmsg.GroupMetadataValue {
 
 // persist writes the group's metadata. Called with mu held.
 func (g *group) persist() error {
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	ctx, cancel := context.WithTimeout(g.sh.c.ctx, writeTimeout)
 	defer cancel()
 	return g.sh.appendEntries(ctx, []entry{groupEntry(g.key, g.metadataValue())})
 }

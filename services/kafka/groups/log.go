@@ -42,18 +42,22 @@ func newShard(c *Coordinator, id int32, epoch int64) *shard {
 
 func (sh *shard) isClosed() bool { return sh.closed.Load() }
 
-// close stops the timers of the shard's groups; its state is dropped. A
-// request still holding one of its groups writes with the old epoch, which
-// storage refuses once another owner fenced it.
+// close drops the shard's state: its timers do nothing from now on and are
+// stopped. A request still holding one of its groups writes with the old
+// epoch, which storage refuses once another owner fenced it. close may be
+// called with a group's lock held (a write that found the shard fenced),
+// so the timers are stopped without waiting for the locks.
 func (sh *shard) close() {
 	if sh.closed.Swap(true) {
 		return
 	}
-	for _, g := range sh.list() {
-		g.mu.Lock()
-		g.stopTimers()
-		g.mu.Unlock()
-	}
+	go func() {
+		for _, g := range sh.list() {
+			g.mu.Lock()
+			g.stopTimers()
+			g.mu.Unlock()
+		}
+	}()
 }
 
 // list returns the shard's groups.
@@ -215,7 +219,7 @@ func (sh *shard) checkpoint() {
 		sh.checkpointing = false
 		sh.cpMu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+	ctx, cancel := context.WithTimeout(sh.c.ctx, checkpointTimeout)
 	defer cancel()
 	marker, err := sh.appendRaw(ctx, []entry{{}})
 	if err != nil {
@@ -248,7 +252,7 @@ const loadTimeout = 5 * time.Minute
 // load replays the shard's log into its groups.
 func (sh *shard) load() {
 	defer close(sh.loaded)
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	ctx, cancel := context.WithTimeout(sh.c.ctx, loadTimeout)
 	defer cancel()
 	metas := map[string]*kmsg.GroupMetadataValue{}
 	offsets := map[string]map[TopicPartition]Offset{}
@@ -266,11 +270,7 @@ func (sh *shard) load() {
 		for _, r := range resp.GetRecords() {
 			offset = r.GetOffset() + 1
 			replayed++
-			p := r.GetRecord().GetPayload()
-			if len(p) == 0 {
-				continue // a checkpoint marker
-			}
-			if err := replay(p, metas, offsets); err != nil {
+			if err := replay(r.GetRecord().GetPayload(), metas, offsets); err != nil {
 				sh.c.logger.Error("kafka groups: a record of the log is not understood; skipped", "shard", sh.id, "offset", r.GetOffset(), "err", err)
 			}
 		}
@@ -320,6 +320,9 @@ func replay(p []byte, metas map[string]*kmsg.GroupMetadataValue, offsets map[str
 	e, err := decodeEntry(p)
 	if err != nil {
 		return err
+	}
+	if len(e.key) == 0 {
+		return nil // a checkpoint marker
 	}
 	if len(e.key) < 2 {
 		return errors.New("groups: record key too short")
