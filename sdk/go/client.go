@@ -54,6 +54,28 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *clientOptions) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
+// WithToken makes every call carry `authorization: Bearer token`, for a
+// server with authentication on: a token from POST /v3/auth/tokens (in its
+// X-Subject-Token header) or an API token from IdentityService.CreateApiToken.
+// Without WithTransportCredentials the token travels in the clear: use TLS
+// to reach a server on another host.
+func WithToken(token string) Option {
+	return func(o *clientOptions) {
+		o.dialOpts = append(o.dialOpts, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+}
+
+// bearerToken is gRPC per-call credentials of a fixed token.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+// RequireTransportSecurity is false so that a server on the local host can
+// be used without TLS, as the rest of the client allows.
+func (t bearerToken) RequireTransportSecurity() bool { return false }
+
 // WithMaxMessageSize sets the largest gRPC message sent or received, in
 // bytes; DefaultMaxMessageSize when not set.
 func WithMaxMessageSize(n int) Option {

@@ -118,6 +118,23 @@ const (
 	// ReasonTagFilterInvalid: a tag filter's match is not one of the known
 	// values.
 	ReasonTagFilterInvalid Reason = "TAG_FILTER_INVALID"
+	// ReasonUnauthenticated: the server has authentication on and the call
+	// carried no credential (see WithToken).
+	ReasonUnauthenticated Reason = "UNAUTHENTICATED"
+	// ReasonCredentialInvalid: the token is unknown, malformed or revoked.
+	ReasonCredentialInvalid Reason = "CREDENTIAL_INVALID"
+	// ReasonCredentialExpired: the token expired; get a new one.
+	ReasonCredentialExpired Reason = "CREDENTIAL_EXPIRED"
+	// ReasonPermissionDenied: no role or policy allows the call.
+	ReasonPermissionDenied Reason = "PERMISSION_DENIED"
+	// ReasonProjectScopeMismatch: the token is scoped to another project.
+	ReasonProjectScopeMismatch Reason = "PROJECT_SCOPE_MISMATCH"
+	// ReasonIdentityNotFound: no account, project, user or key has the id.
+	ReasonIdentityNotFound Reason = "IDENTITY_NOT_FOUND"
+	// ReasonIdentityAlreadyExists: the account, project or user exists.
+	ReasonIdentityAlreadyExists Reason = "IDENTITY_ALREADY_EXISTS"
+	// ReasonIdentityInvalid: a malformed identity request.
+	ReasonIdentityInvalid Reason = "IDENTITY_INVALID"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server

@@ -23,6 +23,8 @@ const (
 	KindFailedPrecondition
 	KindUnavailable
 	KindUnimplemented
+	KindUnauthenticated
+	KindPermissionDenied
 )
 
 // Error is a domain error sentinel.
@@ -106,6 +108,14 @@ var (
 	ErrPageSizeInvalid          = newError(KindInvalidArgument, "PAGE_SIZE_INVALID", "invalid page_size")
 	ErrBroadcastStartInvalid    = newError(KindInvalidArgument, "BROADCAST_START_INVALID", "invalid broadcast start")
 	ErrTagFilterInvalid         = newError(KindInvalidArgument, "TAG_FILTER_INVALID", "invalid tag filter")
+	ErrUnauthenticated          = newError(KindUnauthenticated, "UNAUTHENTICATED", "authentication required")
+	ErrCredentialInvalid        = newError(KindUnauthenticated, "CREDENTIAL_INVALID", "invalid credential")
+	ErrCredentialExpired        = newError(KindUnauthenticated, "CREDENTIAL_EXPIRED", "credential expired")
+	ErrPermissionDenied         = newError(KindPermissionDenied, "PERMISSION_DENIED", "permission denied")
+	ErrProjectScopeMismatch     = newError(KindPermissionDenied, "PROJECT_SCOPE_MISMATCH", "the token is scoped to another project")
+	ErrIdentityNotFound         = newError(KindNotFound, "IDENTITY_NOT_FOUND", "no such account, project, user or key")
+	ErrIdentityAlreadyExists    = newError(KindAlreadyExists, "IDENTITY_ALREADY_EXISTS", "account, project or user already exists")
+	ErrIdentityInvalid          = newError(KindInvalidArgument, "IDENTITY_INVALID", "invalid identity request")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -45,6 +46,12 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 		}),
 		runtime.WithRoutingErrorHandler(routingErrors(routes)),
 		runtime.WithErrorHandler(withReason),
+		// Who made the request, as the server's authentication put it in the
+		// request's context (services/server/auth.go), goes to the roles.
+		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
+			md, _ := metadata.FromOutgoingContext(r.Context())
+			return md
+		}),
 	)
 	if err := dmsv1.RegisterQueueServiceHandlerClient(ctx, gw, dmsv1.NewQueueServiceClient(conns.Metadata)); err != nil {
 		return err

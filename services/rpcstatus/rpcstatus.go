@@ -26,6 +26,8 @@ var kindCodes = map[errs.Kind]codes.Code{
 	errs.KindFailedPrecondition: codes.FailedPrecondition,
 	errs.KindUnavailable:        codes.Unavailable,
 	errs.KindUnimplemented:      codes.Unimplemented,
+	errs.KindUnauthenticated:    codes.Unauthenticated,
+	errs.KindPermissionDenied:   codes.PermissionDenied,
 }
 
 // New builds the status of a domain error. Errors that already are gRPC

@@ -35,6 +35,22 @@ type Config struct {
 	Scheduler scheduler.Config `yaml:"scheduler"`
 	Kafka     kafka.Config     `yaml:"kafka"`
 	Protocols ProtocolsConfig  `yaml:"protocols"`
+	Auth      AuthConfig       `yaml:"auth"`
+}
+
+// AuthConfig turns authentication and authorization on.
+type AuthConfig struct {
+	// Enabled makes every public API and protocol authenticate its callers
+	// and authorize each call (services/authz); off, anyone who reaches a
+	// listener may do anything, so dmsd then binds loopback addresses only.
+	Enabled bool `yaml:"enabled"`
+	// AllowAnonymous lets dmsd bind non-loopback addresses with
+	// authentication off.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// TokenTTL is the life of the tokens POST /v3/auth/tokens issues.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// Region is the region named in the service catalog of a token.
+	Region string `yaml:"region"`
 }
 
 // ProtocolsConfig holds what the protocol front ends (Kafka) share.
@@ -136,6 +152,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Storage.RegisterFlags(f)
 	c.Scheduler.RegisterFlags(f)
 	c.Kafka.RegisterFlags(f)
+	f.BoolVar(&c.Auth.Enabled, "auth.enabled", false, "Authenticate every caller (Keystone-style tokens from POST /v3/auth/tokens, X-Auth-Token, AK/SK-signed requests, authorization: Bearer) and authorize every call by project roles. On first start it creates the account Default, its administrator admin (password from DMS_ADMIN_PASSWORD, or generated into {data-dir}/admin-password) and the project of -protocols.default-project.")
+	f.BoolVar(&c.Auth.AllowAnonymous, "auth.allow-anonymous", false, "Allow listening on non-loopback addresses with authentication off: anyone who reaches a port may then do anything.")
+	f.DurationVar(&c.Auth.TokenTTL, "auth.token-ttl", 24*time.Hour, "Life of the tokens that POST /v3/auth/tokens issues.")
+	f.StringVar(&c.Auth.Region, "auth.region", "local", "Region named in the service catalog of the tokens that POST /v3/auth/tokens issues.")
 	f.StringVar(&c.Protocols.DefaultProject, "protocols.default-project", DefaultProject, "Project (32-hex id) whose queues Kafka connections see as topics while authentication is off.")
 }
 

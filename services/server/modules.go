@@ -21,6 +21,7 @@ import (
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/gateway"
+	"github.com/opendms/dms/services/identity"
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
@@ -39,6 +40,7 @@ const (
 	moduleServer     = "server"     // telemetry and the three listeners
 	moduleMembership = "membership" // the cluster's identity, the member registry, the placement cache, connections to other roles
 	moduleCatalog    = "catalog"    // the watch-fed catalog cache
+	moduleIdentity   = "identity"   // the watch-fed identity cache, the authenticator, the first identities
 
 	RoleStorage   = "storage"
 	RoleMetadata  = "metadata"
@@ -61,8 +63,9 @@ func (s *Server) moduleManager() *modules.Manager {
 	m.Register(moduleServer, s.initServer)
 	m.Register(moduleMembership, s.initMembership, modules.DependsOn(moduleEtcd, moduleServer))
 	m.Register(moduleCatalog, s.initCatalog, modules.DependsOn(moduleEtcd))
+	m.Register(moduleIdentity, s.initIdentity, modules.DependsOn(moduleEtcd))
 
-	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog)
+	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity)
 	m.Register(RoleStorage, s.initStorage, roleDeps,
 		modules.UserVisible("keeps the logs: queue partitions and the other roles' state"))
 	m.Register(RoleScheduler, s.initScheduler, roleDeps, modules.After(RoleStorage, RoleIngest),
@@ -73,7 +76,7 @@ func (s *Server) moduleManager() *modules.Manager {
 		modules.UserVisible("the consumers' front door: receives, acks, dead letters, rewind"))
 	m.Register(RoleMetadata, s.initMetadata, roleDeps, modules.After(RoleStorage, RoleDelivery, RoleScheduler),
 		modules.UserVisible("the admin API and the catalog of queues and groups"))
-	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
+	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership, moduleIdentity), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the REST APIs: native (grpc-gateway) and DMS v1.0"))
 	m.Register(RoleKafka, s.initKafka, roleDeps, modules.After(RoleStorage, RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the Kafka protocol listener (-kafka.addr): topics are the project's KAFKA_HA and KAFKA_HT queues"))
@@ -122,7 +125,7 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 		return nil, errs
 	}
 	s.GRPCAddr, s.InternalGRPCAddr, s.HTTPAddr = s.listeners.public.Addr().String(), s.listeners.internal.Addr().String(), s.listeners.http.Addr().String()
-	s.publicGRPC, s.internalGRPC = s.newGRPCServer(), s.newGRPCServer()
+	s.publicGRPC, s.internalGRPC = s.newGRPCServer(true), s.newGRPCServer(false)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.Handle("GET /metrics", s.tel.MetricsHandler())
@@ -133,13 +136,13 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 	return stop, nil
 }
 
-func (s *Server) newGRPCServer() *grpc.Server {
+func (s *Server) newGRPCServer(public bool) *grpc.Server {
 	edge := rpcstatus.NewServerEdge()
 	return grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		grpc.ForceServerCodecV2(edge.Codec()),
-		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.forwardUnary),
-		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.forwardStream),
+		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.authUnary(public), s.forwardUnary),
+		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.authStream(public), s.forwardStream),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)
@@ -190,6 +193,8 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	views := metadata.NewViews(s.cache, s.storageClient(), deliveryRouter{s}, s.schedulerClient(), logger)
 	h := metadata.NewHandler(engine, views, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
+	idh := identity.NewHandler(s.identityStore)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterIdentityServiceServer(r, idh) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
 	controller := metadata.NewController(metadata.ControllerConfig{ReplicationFactor: s.cfg.Storage.ReplicationFactor, MinInsync: s.cfg.Storage.MinInsyncReplicas},
 		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, s.Roles(), logger.With("component", "controller"))

@@ -26,6 +26,7 @@ import (
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/identity"
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/scheduler"
@@ -78,6 +79,11 @@ type Server struct {
 	conns        map[string]*grpc.ClientConn
 	cache        *catalog.Cache
 
+	// Identities and authentication (auth.go).
+	identityCache *identity.Cache
+	identityStore *identity.Store
+	authn         *identity.Authenticator
+
 	// Handlers of roles in this process, called in-process by the others.
 	storageHandler *storage.Handler
 	storageEngine  *storage.Engine
@@ -121,6 +127,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.Stop()
 		}
 	}()
+	if err := s.checkListenAddrs(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(s.cfg.Node.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -151,7 +160,7 @@ func (s *Server) serve() {
 			}
 		}()
 	}
-	s.httpSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: s.authHTTP(s.mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.httpSrv.Serve(s.listeners.http); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("http server stopped", "err", err)

@@ -119,6 +119,22 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_BROADCAST_START_INVALID: {http.StatusBadRequest, codeBadRequestFormat},
 	// A malformed tag_type of a consume: the code of TAG_FILTER_CONFLICT.
 	dmsv1.ErrorReason_ERROR_REASON_TAG_FILTER_INVALID: {http.StatusBadRequest, codeURLParamsInvalid},
+	// DMS's 401 codes: 10240101 invalid token, 10240102 expired, 10240103
+	// missing; an AK/SK signature that does not verify is an invalid
+	// credential too.
+	dmsv1.ErrorReason_ERROR_REASON_UNAUTHENTICATED:    {http.StatusUnauthorized, 10240103},
+	dmsv1.ErrorReason_ERROR_REASON_CREDENTIAL_INVALID: {http.StatusUnauthorized, 10240101},
+	dmsv1.ErrorReason_ERROR_REASON_CREDENTIAL_EXPIRED: {http.StatusUnauthorized, 10240102},
+	dmsv1.ErrorReason_ERROR_REASON_PERMISSION_DENIED:  {http.StatusForbidden, 10240309},
+	// DMS documents 10240104 "project and token do not match" under 401;
+	// the caller is authenticated, though, and asking again with the same
+	// token cannot help, so the status is 403 with DMS's code for it.
+	dmsv1.ErrorReason_ERROR_REASON_PROJECT_SCOPE_MISMATCH: {http.StatusForbidden, 10240104},
+	// The identity API is not part of DMS v1.0; these cannot come from it
+	// but every reason has an entry.
+	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_NOT_FOUND:      {http.StatusNotFound, codeURLNotFound},
+	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_ALREADY_EXISTS: {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_INVALID:        {http.StatusBadRequest, codeBadRequestFormat},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

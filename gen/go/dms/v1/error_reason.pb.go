@@ -7,11 +7,12 @@
 package dmsv1
 
 import (
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
+
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -164,6 +165,27 @@ const (
 	// The tag filter is malformed: its match (TagMatch, or DMS tag_type) is
 	// not one of the known values. Malformed tags of a filter are TAG_INVALID.
 	ErrorReason_ERROR_REASON_TAG_FILTER_INVALID ErrorReason = 57
+	// The request carries no credential and the API needs one
+	// (authentication is on). DMS code 10240103, HTTP 401.
+	ErrorReason_ERROR_REASON_UNAUTHENTICATED ErrorReason = 58
+	// The credential is not valid: an unknown or malformed token, a wrong
+	// password, an unknown or revoked access key, a bad signature.
+	ErrorReason_ERROR_REASON_CREDENTIAL_INVALID ErrorReason = 59
+	// The token expired, or a signed request's X-Sdk-Date is outside the
+	// 15-minute replay window.
+	ErrorReason_ERROR_REASON_CREDENTIAL_EXPIRED ErrorReason = 60
+	// The principal has no role or policy that allows the action on the
+	// resource.
+	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 61
+	// The token is scoped to another project than the one the request names.
+	ErrorReason_ERROR_REASON_PROJECT_SCOPE_MISMATCH ErrorReason = 62
+	// No account, project, user, access key or API token has the id given.
+	ErrorReason_ERROR_REASON_IDENTITY_NOT_FOUND ErrorReason = 63
+	// An account, project or user of that name (or project of that id)
+	// exists already.
+	ErrorReason_ERROR_REASON_IDENTITY_ALREADY_EXISTS ErrorReason = 64
+	// A name, id, role, password or action of an identity call is malformed.
+	ErrorReason_ERROR_REASON_IDENTITY_INVALID ErrorReason = 65
 )
 
 // Enum value maps for ErrorReason.
@@ -227,6 +249,14 @@ var (
 		55: "ERROR_REASON_PAGE_SIZE_INVALID",
 		56: "ERROR_REASON_BROADCAST_START_INVALID",
 		57: "ERROR_REASON_TAG_FILTER_INVALID",
+		58: "ERROR_REASON_UNAUTHENTICATED",
+		59: "ERROR_REASON_CREDENTIAL_INVALID",
+		60: "ERROR_REASON_CREDENTIAL_EXPIRED",
+		61: "ERROR_REASON_PERMISSION_DENIED",
+		62: "ERROR_REASON_PROJECT_SCOPE_MISMATCH",
+		63: "ERROR_REASON_IDENTITY_NOT_FOUND",
+		64: "ERROR_REASON_IDENTITY_ALREADY_EXISTS",
+		65: "ERROR_REASON_IDENTITY_INVALID",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -287,6 +317,14 @@ var (
 		"ERROR_REASON_PAGE_SIZE_INVALID":            55,
 		"ERROR_REASON_BROADCAST_START_INVALID":      56,
 		"ERROR_REASON_TAG_FILTER_INVALID":           57,
+		"ERROR_REASON_UNAUTHENTICATED":              58,
+		"ERROR_REASON_CREDENTIAL_INVALID":           59,
+		"ERROR_REASON_CREDENTIAL_EXPIRED":           60,
+		"ERROR_REASON_PERMISSION_DENIED":            61,
+		"ERROR_REASON_PROJECT_SCOPE_MISMATCH":       62,
+		"ERROR_REASON_IDENTITY_NOT_FOUND":           63,
+		"ERROR_REASON_IDENTITY_ALREADY_EXISTS":      64,
+		"ERROR_REASON_IDENTITY_INVALID":             65,
 	}
 )
 
@@ -321,7 +359,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xee\x10\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x99\x13\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -381,7 +419,15 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x1fERROR_REASON_METHOD_NOT_ALLOWED\x106\x12\"\n" +
 	"\x1eERROR_REASON_PAGE_SIZE_INVALID\x107\x12(\n" +
 	"$ERROR_REASON_BROADCAST_START_INVALID\x108\x12#\n" +
-	"\x1fERROR_REASON_TAG_FILTER_INVALID\x109B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1fERROR_REASON_TAG_FILTER_INVALID\x109\x12 \n" +
+	"\x1cERROR_REASON_UNAUTHENTICATED\x10:\x12#\n" +
+	"\x1fERROR_REASON_CREDENTIAL_INVALID\x10;\x12#\n" +
+	"\x1fERROR_REASON_CREDENTIAL_EXPIRED\x10<\x12\"\n" +
+	"\x1eERROR_REASON_PERMISSION_DENIED\x10=\x12'\n" +
+	"#ERROR_REASON_PROJECT_SCOPE_MISMATCH\x10>\x12#\n" +
+	"\x1fERROR_REASON_IDENTITY_NOT_FOUND\x10?\x12(\n" +
+	"$ERROR_REASON_IDENTITY_ALREADY_EXISTS\x10@\x12!\n" +
+	"\x1dERROR_REASON_IDENTITY_INVALID\x10AB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

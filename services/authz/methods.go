@@ -1,0 +1,102 @@
+package authz
+
+import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+)
+
+// HandlerDecides marks the methods that authorize in their handler (the
+// identity API, whose resource is known only from its records).
+const HandlerDecides Action = ""
+
+// Methods maps every method of the public gRPC API to the action it is.
+// A method missing here is refused with authentication on, so that a new
+// method cannot be served unchecked (a test lists the services' methods
+// against it).
+var Methods = map[string]Action{
+	dmsv1.QueueService_CreateQueue_FullMethodName:         CreateQueue,
+	dmsv1.QueueService_GetQueue_FullMethodName:            GetQueue,
+	dmsv1.QueueService_ListQueues_FullMethodName:          ListQueues,
+	dmsv1.QueueService_DeleteQueue_FullMethodName:         DeleteQueue,
+	dmsv1.QueueService_AddPartitions_FullMethodName:       UpdateQueue,
+	dmsv1.QueueService_CreateConsumerGroup_FullMethodName: CreateGroup,
+	dmsv1.QueueService_GetConsumerGroup_FullMethodName:    GetGroups,
+	dmsv1.QueueService_ListConsumerGroups_FullMethodName:  GetGroups,
+	dmsv1.QueueService_DeleteConsumerGroup_FullMethodName: DeleteGroup,
+
+	dmsv1.ProducerService_SendMessages_FullMethodName:            ProduceMessages,
+	dmsv1.ProducerService_CancelScheduledMessages_FullMethodName: ProduceMessages,
+	dmsv1.ProducerService_RescheduleMessage_FullMethodName:       ProduceMessages,
+
+	dmsv1.ConsumerService_ReceiveMessages_FullMethodName:    ConsumeMessages,
+	dmsv1.ConsumerService_AckMessages_FullMethodName:        ConsumeMessages,
+	dmsv1.ConsumerService_ChangeVisibility_FullMethodName:   ConsumeMessages,
+	dmsv1.ConsumerService_Subscribe_FullMethodName:          ConsumeMessages,
+	dmsv1.ConsumerService_ReceiveDeadLetters_FullMethodName: ConsumeMessages,
+	dmsv1.ConsumerService_AckDeadLetters_FullMethodName:     ConsumeMessages,
+	dmsv1.ConsumerService_RedriveDeadLetters_FullMethodName: ConsumeMessages,
+	dmsv1.ConsumerService_SeekConsumerGroup_FullMethodName:  ConsumeMessages,
+
+	dmsv1.IdentityService_CreateAccount_FullMethodName:    HandlerDecides,
+	dmsv1.IdentityService_ListAccounts_FullMethodName:     HandlerDecides,
+	dmsv1.IdentityService_CreateProject_FullMethodName:    HandlerDecides,
+	dmsv1.IdentityService_ListProjects_FullMethodName:     HandlerDecides,
+	dmsv1.IdentityService_CreateUser_FullMethodName:       HandlerDecides,
+	dmsv1.IdentityService_ListUsers_FullMethodName:        HandlerDecides,
+	dmsv1.IdentityService_SetUserPassword_FullMethodName:  HandlerDecides,
+	dmsv1.IdentityService_DeleteUser_FullMethodName:       HandlerDecides,
+	dmsv1.IdentityService_GrantRole_FullMethodName:        HandlerDecides,
+	dmsv1.IdentityService_RevokeRole_FullMethodName:       HandlerDecides,
+	dmsv1.IdentityService_ListRoleBindings_FullMethodName: HandlerDecides,
+	dmsv1.IdentityService_CreateAccessKey_FullMethodName:  HandlerDecides,
+	dmsv1.IdentityService_ListAccessKeys_FullMethodName:   HandlerDecides,
+	dmsv1.IdentityService_RotateAccessKey_FullMethodName:  HandlerDecides,
+	dmsv1.IdentityService_DeleteAccessKey_FullMethodName:  HandlerDecides,
+	dmsv1.IdentityService_CreateApiToken_FullMethodName:   HandlerDecides,
+	dmsv1.IdentityService_ListApiTokens_FullMethodName:    HandlerDecides,
+	dmsv1.IdentityService_RevokeApiToken_FullMethodName:   HandlerDecides,
+	dmsv1.IdentityService_ExplainAccess_FullMethodName:    HandlerDecides,
+}
+
+// ResourceOf reads the resource a public API request names: its group,
+// queue, name or parent field (for Subscribe, start.group), whichever it
+// has. ok is false when it names none that parses.
+func ResourceOf(req proto.Message) (Resource, bool) {
+	m := req.ProtoReflect()
+	if start := m.Descriptor().Fields().ByName("start"); start != nil && start.Kind() == protoreflect.MessageKind {
+		if !m.Has(start) {
+			return Resource{}, false
+		}
+		m = m.Get(start).Message()
+	}
+	fields := m.Descriptor().Fields()
+	for _, name := range []protoreflect.Name{"group", "queue", "name", "parent"} {
+		fd := fields.ByName(name)
+		if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+			continue
+		}
+		v := m.Get(fd).String()
+		if g, err := catalog.ParseGroupName(v); err == nil {
+			return Resource{Project: g.Project, Queue: g.Queue}, true
+		}
+		if q, err := catalog.ParseQueueName(v); err == nil {
+			return Resource{Project: q.Project, Queue: q.Queue}, true
+		}
+		if p, err := catalog.ParseProject(v); err == nil {
+			return Resource{Project: p}, true
+		}
+		return Resource{}, false
+	}
+	return Resource{}, false
+}
+
+// OpensStream reports whether a stream's request message opens it (has
+// its start set), which names the resource anew.
+func OpensStream(req proto.Message) bool {
+	m := req.ProtoReflect()
+	start := m.Descriptor().Fields().ByName("start")
+	return start != nil && m.Has(start)
+}
