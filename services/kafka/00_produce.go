@@ -17,7 +17,8 @@ package kafka
 // is answered once the in-sync replicas have the batch on disk, a KAFKA_HT
 // topic once the leader has written it. acks=1 and acks=all are therefore
 // the same on one topic (on KAFKA_HA, acks=1 waits for the replicas too);
-// acks=0 gets no response, as in Kafka. Idempotent producers are checked
+// acks=0 gets no response, as in Kafka, and a failure closes the
+// connection. Idempotent producers are checked
 // by storage on the leader (the last five batches of each producer: a
 // retry answers with the first write's offset, a gap is
 // OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EPOCH). A
@@ -103,6 +104,16 @@ func (s *Server) produce(ctx context.Context, r *request, req *kmsg.ProduceReque
 	}
 	wg.Wait()
 	if req.Acks == 0 {
+		// No answer; but a failed write closes the connection, as Kafka
+		// does, so that the producer notices (it refreshes its metadata
+		// and reconnects) instead of sending into a void.
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if rp.ErrorCode != 0 {
+					return nil, fmt.Errorf("kafka: an acks=0 produce to %s partition %d failed: %s", rt.Topic, rp.Partition, kerr.ErrorForCode(rp.ErrorCode))
+				}
+			}
+		}
 		return nil, nil
 	}
 	return resp, nil

@@ -130,6 +130,11 @@ func (s *Server) fetchPass(ctx context.Context, parts []*fetchPart, maxBytes int
 		fp.resp.RecordBatches = fp.resp.RecordBatches[:0]
 		budget := min(int(fp.req.PartitionMaxBytes), maxBytes-total)
 		if total > 0 && budget <= 0 {
+			// No room left, but the offsets are still due.
+			if err := s.fetchPartitionOffsets(ctx, fp); err != nil {
+				fp.fail(err)
+				failed = true
+			}
 			continue
 		}
 		budget = max(budget, 1)
@@ -174,6 +179,18 @@ func (s *Server) fetchPartition(ctx context.Context, fp *fetchPart, budget int) 
 		out = appendLostBatch(out, lost)
 	}
 	fp.resp.RecordBatches = out
+	return nil
+}
+
+// fetchPartitionOffsets fills in a partition's offsets without reading records.
+func (s *Server) fetchPartitionOffsets(ctx context.Context, fp *fetchPart) error {
+	info, err := s.deps.Storage.GetLogInfo(ctx, &storagev1.GetLogInfoRequest{Logs: []*storagev1.LogId{logid.Partition(fp.q.GetId(), fp.req.Partition)}})
+	if err != nil {
+		return err
+	}
+	li := info.GetLogs()[0]
+	fp.resp.HighWatermark, fp.resp.LastStableOffset, fp.resp.LogStartOffset = li.GetNextOffset(), li.GetNextOffset(), li.GetStartOffset()
+	fp.end = max(fp.req.FetchOffset, li.GetNextOffset())
 	return nil
 }
 

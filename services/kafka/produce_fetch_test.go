@@ -164,3 +164,52 @@ func TestFetchOffsetOutOfRange(t *testing.T) {
 	require.Equal(t, int64(3), p.LastStableOffset)
 	require.Zero(t, p.LogStartOffset)
 }
+
+// TestFetchLongPollAndByteLimits checks that a fetch at the end waits for
+// a record produced after it was sent, that a partition's byte limit still
+// returns the first batch whole (KIP-74) and no more, and that a partition
+// left out by the request's byte limit still gets its offsets.
+func TestFetchLongPollAndByteLimits(t *testing.T) {
+	srv := startServer(t)
+	topic := "poll"
+	prod := dialRaw(t, srv.KafkaAddr)
+	for i := range 3 {
+		require.Zero(t, produceRaw(prod, topic, rawBatch(t, -1, 0, 0, fmt.Sprintf("batch-%d-a", i), fmt.Sprintf("batch-%d-b", i))).ErrorCode)
+	}
+
+	// One byte allowed: the first batch, whole.
+	c := dialRaw(t, srv.KafkaAddr)
+	req := fetchRequest(topic, 0, 0)
+	req.Topics[0].Partitions[0].PartitionMaxBytes = 1
+	p := c.roundTrip(req).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	require.Zero(t, p.ErrorCode)
+	var b kmsg.RecordBatch
+	require.NoError(t, b.ReadFrom(p.RecordBatches))
+	require.Equal(t, int(b.Length)+12, len(p.RecordBatches), "one batch")
+	require.Equal(t, int64(6), p.HighWatermark)
+
+	// The request's limit spent on the first partition: the second gets
+	// no records but its offsets.
+	req = fetchRequest(topic, 0, 0)
+	req.MaxBytes = 1
+	second := kmsg.NewFetchRequestTopicPartition()
+	second.Partition, second.FetchOffset, second.PartitionMaxBytes = 0, 2, 1<<20
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, second)
+	ps := c.roundTrip(req).(*kmsg.FetchResponse).Topics[0].Partitions
+	require.NotEmpty(t, ps[0].RecordBatches)
+	require.Empty(t, ps[1].RecordBatches)
+	require.Equal(t, int64(6), ps[1].HighWatermark)
+
+	// A long poll at the end is answered by the next produce.
+	req = fetchRequest(topic, 0, 6)
+	req.MaxWaitMillis = 60000
+	corr := c.send(req)
+	require.Zero(t, produceRaw(prod, topic, rawBatch(t, -1, 0, 0, "late")).ErrorCode)
+	resp, err := c.receive(req, corr)
+	require.NoError(t, err)
+	p = resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	require.Zero(t, p.ErrorCode)
+	require.NoError(t, b.ReadFrom(p.RecordBatches))
+	require.Equal(t, int64(6), b.FirstOffset)
+	require.Equal(t, int64(7), p.HighWatermark)
+}

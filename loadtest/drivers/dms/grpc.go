@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/loadtest/bench"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/loadtest/bench"
 )
 
 // GRPC is the dms-grpc driver: unary SendMessages, ReceiveMessages and

@@ -90,8 +90,10 @@ func (l *Launcher) Close() error {
 type Server struct {
 	GRPCAddr string
 	HTTPAddr string
-	PID      int
-	Version  string
+	// KafkaAddr is the Kafka listener's address.
+	KafkaAddr string
+	PID       int
+	Version   string
 
 	cmd     *exec.Cmd
 	dataDir string
@@ -99,11 +101,14 @@ type Server struct {
 	exited  chan struct{}
 }
 
-var listeningLine = regexp.MustCompile(`dmsd listening: grpc=(\S+) http=(\S+)`)
+var (
+	listeningLine = regexp.MustCompile(`dmsd listening: grpc=(\S+) http=(\S+)`)
+	kafkaAddr     = regexp.MustCompile(` kafka=(\S+)`)
+)
 
 // Start runs a dmsd on free loopback ports with a new data dir and waits
-// until it answers /healthz.
-func (l *Launcher) Start(ctx context.Context) (*Server, error) {
+// until it answers /healthz; extra are further flags.
+func (l *Launcher) Start(ctx context.Context, extra ...string) (*Server, error) {
 	bin, err := l.binary(ctx)
 	if err != nil {
 		return nil, err
@@ -114,6 +119,7 @@ func (l *Launcher) Start(ctx context.Context) (*Server, error) {
 	}
 	s := &Server{dataDir: dataDir, stderr: new(tailBuffer), exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-kafka.addr", "127.0.0.1:0", "-log.level", "warn")
+	s.cmd.Args = append(s.cmd.Args, extra...)
 	s.cmd.Stderr = s.stderr
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -129,7 +135,11 @@ func (l *Launcher) Start(ctx context.Context) (*Server, error) {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := listeningLine.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- m[1:]
+				k := kafkaAddr.FindStringSubmatch(sc.Text())
+				if k == nil {
+					k = []string{"", ""}
+				}
+				addrs <- append(m[1:], k[1])
 			}
 		}
 	}()
@@ -141,7 +151,7 @@ func (l *Launcher) Start(ctx context.Context) (*Server, error) {
 	}
 	select {
 	case a := <-addrs:
-		s.GRPCAddr, s.HTTPAddr = a[0], a[1]
+		s.GRPCAddr, s.HTTPAddr, s.KafkaAddr = a[0], a[1], a[2]
 	case <-s.exited:
 		return fail(errors.New("it exited"))
 	case <-time.After(2 * time.Minute):

@@ -8,10 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
-	"github.com/opendms/dms/loadtest/bench"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/loadtest/bench"
 )
 
 // Config says which dmsd the DMS drivers use.
@@ -20,6 +21,9 @@ type Config struct {
 	// driver starts its own through Launcher for each run.
 	GRPCAddr string
 	HTTPAddr string
+	// KafkaAddr is the Kafka listener of the dmsd named by GRPCAddr (for
+	// dms-kafka).
+	KafkaAddr string
 	// PID is the running dmsd's process id, for its CPU and RSS; 0 if unknown.
 	PID int
 	// Project owns the benchmark queues.

@@ -25,6 +25,22 @@ import (
 type Config struct {
 	Brokers  []string
 	PeersDir string
+	// Target, when set, is a broker other than peers/kafka.sh's (DMS's
+	// Kafka front end): it says how to create the topic for a workload and
+	// replaces what the driver reads from the peers' state.
+	Target *Target
+}
+
+// Target describes a Kafka-protocol server that is not Apache Kafka.
+type Target struct {
+	// Info is the system, durability, notes and server pid to report.
+	Info bench.SetupInfo
+	// TopicConfigs are the configs of the workload's topic.
+	TopicConfigs map[string]*string
+	// MaxBatchBytes is the largest record batch the server takes.
+	MaxBatchBytes int
+	// ReplicationFactor of the topic; -1 takes the server's default.
+	ReplicationFactor int16
 }
 
 // Driver is the kafka driver.
@@ -62,6 +78,9 @@ func (d *Driver) Setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 		return info, err
 	}
 	d.admin, d.w = cl, w
+	if t := d.cfg.Target; t != nil {
+		return d.setupTarget(ctx, w, t)
+	}
 	// flush.messages is the topic's own log.flush.interval.messages, so the
 	// topic's durability does not depend on how the broker was started; the
 	// broker setting still decides for the consumer offsets topic.
@@ -91,6 +110,30 @@ func (d *Driver) Setup(ctx context.Context, w bench.Workload) (bench.SetupInfo, 
 	return info, nil
 }
 
+// setupTarget creates the workload's topic on a server that is not Apache
+// Kafka, with the target's configs.
+func (d *Driver) setupTarget(ctx context.Context, w bench.Workload, t *Target) (bench.SetupInfo, error) {
+	info := t.Info
+	info.Notes = append(info.Notes,
+		"idempotent producer, no compression, each send batch flushed as one produce request and awaited",
+		"consumer group, one synchronous offset commit per received batch")
+	n := strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + strconv.FormatInt(seq.Add(1), 10)
+	d.topic, d.group = "bench-"+n, "bench-"+n
+	if _, err := kadm.NewClient(d.admin).CreateTopic(ctx, int32(w.Partitions), t.ReplicationFactor, t.TopicConfigs, d.topic); err != nil {
+		d.topic = ""
+		return info, fmt.Errorf("creating topic on %s: %w", strings.Join(d.cfg.Brokers, ","), err)
+	}
+	return info, nil
+}
+
+// batchBytes is the largest record batch producers send.
+func (d *Driver) batchBytes() int32 {
+	if d.cfg.Target != nil && d.cfg.Target.MaxBatchBytes > 0 {
+		return int32(d.cfg.Target.MaxBatchBytes)
+	}
+	return maxBatchBytes
+}
+
 // Teardown implements bench.Driver.
 func (d *Driver) Teardown(ctx context.Context) error {
 	if d.admin == nil {
@@ -112,7 +155,7 @@ func (d *Driver) NewProducer(context.Context) (bench.Producer, error) {
 		kgo.DefaultProduceTopic(d.topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.ProducerBatchMaxBytes(maxBatchBytes),
+		kgo.ProducerBatchMaxBytes(d.batchBytes()),
 		// A send is one batch sent at once (Flush), as with the other drivers,
 		// rather than records lingering for a batch to fill.
 		kgo.ManualFlushing(),
