@@ -696,3 +696,23 @@ func TestGroupLogIsCheckpointedAndTrimmed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"g"}, listed.Groups())
 }
+
+// TestGroupAPIsAdvertised pins the versions of the group APIs: the minima
+// old clients need (librdkafka before 2.11 and kafka-go join with v0-v2;
+// Java batches FindCoordinator v4+ and OffsetFetch v8+).
+func TestGroupAPIsAdvertised(t *testing.T) {
+	srv := startServer(t)
+	c := dialRaw(t, srv.KafkaAddr)
+	versions := c.roundTrip(&kmsg.ApiVersionsRequest{Version: 3}).(*kmsg.ApiVersionsResponse)
+	got := map[int16][2]int16{}
+	for _, k := range versions.ApiKeys {
+		got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
+	}
+	for key, want := range map[kmsg.Key][2]int16{
+		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 9}, kmsg.FindCoordinator: {0, 6}, kmsg.JoinGroup: {0, 9},
+		kmsg.Heartbeat: {0, 4}, kmsg.LeaveGroup: {0, 5}, kmsg.SyncGroup: {0, 5}, kmsg.DescribeGroups: {0, 6},
+		kmsg.ListGroups: {0, 5}, kmsg.DeleteGroups: {0, 3}, kmsg.OffsetDelete: {0, 0},
+	} {
+		require.Equal(t, want, got[key.Int16()], key.Name())
+	}
+}

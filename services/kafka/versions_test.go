@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,13 +14,51 @@ import (
 var sweepRequests = map[int16]func(kmsg.Request){
 	kmsg.Produce.Int16(): func(r kmsg.Request) { r.(*kmsg.ProduceRequest).Acks = -1 },
 	kmsg.Fetch.Int16():   func(r kmsg.Request) { r.(*kmsg.FetchRequest).MaxWaitMillis = 0 },
+
+	// Group requests name a group, so that they reach its coordinator;
+	// each JoinGroup a group of its own, which a lone member completes at
+	// once (the sweep's server has no initial rebalance delay).
+	kmsg.FindCoordinator.Int16(): func(r kmsg.Request) {
+		fc := r.(*kmsg.FindCoordinatorRequest)
+		fc.CoordinatorKey, fc.CoordinatorKeys = "sweep", []string{"sweep", "other"}
+	},
+	kmsg.JoinGroup.Int16(): func(r kmsg.Request) {
+		j := r.(*kmsg.JoinGroupRequest)
+		sweepJoins++
+		j.Group = fmt.Sprintf("sweep-%d", sweepJoins)
+		j.SessionTimeoutMillis, j.RebalanceTimeoutMillis, j.ProtocolType = 10000, 10000, "consumer"
+		j.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: (&kmsg.ConsumerMemberMetadata{Topics: []string{"t"}}).AppendTo(nil)}}
+	},
+	kmsg.SyncGroup.Int16():  func(r kmsg.Request) { r.(*kmsg.SyncGroupRequest).Group = "sweep-1" },
+	kmsg.Heartbeat.Int16():  func(r kmsg.Request) { r.(*kmsg.HeartbeatRequest).Group = "sweep-1" },
+	kmsg.LeaveGroup.Int16(): func(r kmsg.Request) { r.(*kmsg.LeaveGroupRequest).Group = "sweep-1" },
+	kmsg.OffsetCommit.Int16(): func(r kmsg.Request) {
+		c := r.(*kmsg.OffsetCommitRequest)
+		c.Group, c.Generation = "sweep-commit", -1
+		c.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+	},
+	kmsg.OffsetFetch.Int16(): func(r kmsg.Request) {
+		f := r.(*kmsg.OffsetFetchRequest)
+		f.Group, f.Groups = "sweep-commit", []kmsg.OffsetFetchRequestGroup{{Group: "sweep-commit"}, {Group: "sweep-1"}}
+		f.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+	},
+	kmsg.DescribeGroups.Int16(): func(r kmsg.Request) { r.(*kmsg.DescribeGroupsRequest).Groups = []string{"sweep-1", "nope"} },
+	kmsg.DeleteGroups.Int16():   func(r kmsg.Request) { r.(*kmsg.DeleteGroupsRequest).Groups = []string{"nope"} },
+	kmsg.OffsetDelete.Int16(): func(r kmsg.Request) {
+		d := r.(*kmsg.OffsetDeleteRequest)
+		d.Group = "sweep-commit"
+		d.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	},
 }
+
+// sweepJoins numbers the sweep's JoinGroup requests.
+var sweepJoins int
 
 // TestEveryAdvertisedVersionRoundTrips sends every API the server
 // advertises, at every version it advertises, encoded by kmsg, and decodes
 // the answer at that version.
 func TestEveryAdvertisedVersionRoundTrips(t *testing.T) {
-	srv := startServer(t)
+	srv := startServer(t, "-kafka.group-initial-rebalance-delay=0")
 	c := dialRaw(t, srv.KafkaAddr)
 	versions := c.roundTrip(&kmsg.ApiVersionsRequest{Version: 0}).(*kmsg.ApiVersionsResponse)
 	require.Zero(t, versions.ErrorCode)
