@@ -226,10 +226,10 @@ func Decide(dir Directory, p Principal, action Action, res Resource) Decision {
 	operator := user.AccountAdmin && user.AccountID == dir.OperatorAccount()
 	switch action {
 	case ManageAccounts:
-		if operator {
+		if operator && p.ScopeProject == "" {
 			return allow("account-admin:" + user.AccountID)
 		}
-		return deny("default-deny", errs.ErrPermissionDenied, "%s needs an administrator of the operator's account", action)
+		return deny("default-deny", errs.ErrPermissionDenied, "%s needs an administrator of the operator's account with an unscoped credential", action)
 	case ManageIdentities, ManageCredentials:
 		if p.ScopeProject != "" {
 			return deny("scope:"+p.ScopeProject, errs.ErrPermissionDenied, "a token scoped to project %s cannot %s; use an unscoped credential", p.ScopeProject, action)
