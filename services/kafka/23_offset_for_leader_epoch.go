@@ -52,11 +52,9 @@ func (s *Server) offsetForLeaderEpoch(ctx context.Context, r *request, req *kmsg
 				case len(out.GetEnds()) == 1:
 					rp.LeaderEpoch, rp.EndOffset = int32(out.GetEnds()[0].GetEpoch()), out.GetEnds()[0].GetEndOffset()
 					if current := s.leaderEpoch(q, p.Partition); rp.LeaderEpoch < 0 && current >= 0 && p.LeaderEpoch >= current {
-						// Storage records an epoch in a log's history when
-						// its node starts leading a log that exists then; a
-						// log created later has none. Everything in it was
-						// written in the current epoch, which ends at the
-						// log's end.
+						// A log no write has reached yet has no epoch
+						// history; what it will hold is the current
+						// epoch's, which ends at the log's end.
 						rp.LeaderEpoch, rp.EndOffset, err = s.currentEpochEnd(ctx, id, current)
 					}
 				}

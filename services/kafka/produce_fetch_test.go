@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -72,11 +73,18 @@ func TestProduceWithEachAcksAndConsume(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		acks kgo.Acks
-	}{{"acks0", kgo.NoAck()}, {"acks1", kgo.LeaderAck()}, {"acksall", kgo.AllISRAcks()}} {
+		ht   bool
+	}{{"acks0", kgo.NoAck(), false}, {"acks1", kgo.LeaderAck(), false}, {"acksall", kgo.AllISRAcks(), false}, {"acksall-ht", kgo.AllISRAcks(), true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "t-" + tc.name
+			if tc.ht {
+				mode := "KAFKA_HT"
+				created, err := kadm.NewClient(newClient(t, srv.KafkaAddr)).CreateTopics(ctxT(t), 3, -1, map[string]*string{"dms.queue.mode": &mode}, topic)
+				require.NoError(t, err)
+				require.NoError(t, created[topic].Err)
+			}
 			opts := []kgo.Opt{kgo.RequiredAcks(tc.acks), kgo.DefaultProduceTopic(topic)}
-			if tc.name != "acksall" {
+			if tc.acks != kgo.AllISRAcks() {
 				opts = append(opts, kgo.DisableIdempotentWrite())
 			}
 			cl := newClient(t, srv.KafkaAddr, opts...)
