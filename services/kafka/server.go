@@ -36,6 +36,9 @@ type Deps struct {
 	Storage storagev1.StorageServiceClient
 	// Queues creates, deletes and grows topics through the metadata role.
 	Queues dmsv1.QueueServiceClient
+	// Consumer serves share groups (KIP-932) from DMS consumer groups:
+	// receives with a visibility timeout, acks.
+	Consumer dmsv1.ConsumerServiceClient
 	// Etcd keeps the producer id counter.
 	Etcd *clientv3.Client
 }
@@ -50,6 +53,7 @@ type Server struct {
 	advertised string
 	producerID *producerIDs
 	groups     *groups.Coordinator
+	shares     *shareState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -72,6 +76,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, logger: logger, conns: map[net.Conn]struct{}{}}
 	s.producerID = newProducerIDs(deps.Etcd)
 	s.groups = newGroupCoordinator(cfg, deps, s)
+	s.shares = newShareState()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }

@@ -258,7 +258,7 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 	cfg.DefaultProject = s.cfg.Protocols.DefaultProject
 	deps := kafka.Deps{
 		Node: s.NodeName, Catalog: s.cache, Placement: s.placement, Storage: s.storageClient(),
-		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Etcd: s.cli,
+		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Consumer: dmsv1.NewConsumerServiceClient(s.roleConn(RoleDelivery)), Etcd: s.cli,
 	}
 	k, err := kafka.New(cfg, deps, s.logger.With("role", RoleKafka))
 	if err != nil {

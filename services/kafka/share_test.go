@@ -1,0 +1,107 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+)
+
+// TestShareGroupConsumersShareTheMessages runs two franz-go share
+// consumers (KIP-932) of one share group over a topic of two partitions:
+// between them they get every record once (each accepted when polled
+// again). The share group is the DMS consumer group of the same name, so a
+// DMS consumer of it afterwards finds nothing left, and what it is sent
+// through the native API reaches the share consumers.
+func TestShareGroupConsumersShareTheMessages(t *testing.T) {
+	srv := startServer(t)
+	createTopic(t, srv, "jobs", 2)
+	produceAll(t, newClient(t, srv.KafkaAddr), records("jobs", 200, "a")...)
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	count := func(prefix string) (distinct, total int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for v, n := range seen {
+			if len(v) > len(prefix) && v[:len(prefix)] == prefix {
+				distinct++
+				total += n
+			}
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	perConsumer := make([]int, 2)
+	for i := range 2 {
+		cl := newClient(t, srv.KafkaAddr, kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"), kgo.ShareMaxRecords(20))
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				fs := cl.PollFetches(ctx)
+				fs.EachRecord(func(r *kgo.Record) {
+					mu.Lock()
+					seen[string(r.Value)]++
+					perConsumer[i]++
+					mu.Unlock()
+				})
+			}
+		})
+	}
+	require.Eventually(t, func() bool { d, _ := count("a-"); return d == 200 }, time.Minute, 20*time.Millisecond)
+
+	// Sent through the DMS API, read by the share consumers.
+	q, err := srv.Queues().GetQueue(context.Background(), &dmsv1.GetQueueRequest{Name: "projects/" + defaultProject + "/queues/jobs"})
+	require.NoError(t, err)
+	for i := range 10 {
+		srv.Send(t, q.GetQueue(), fmt.Sprintf("native-%d", i))
+	}
+	require.Eventually(t, func() bool { d, _ := count("native-"); return d == 10 }, time.Minute, 20*time.Millisecond)
+	cancel()
+	wg.Wait()
+	_, total := count("a-")
+	require.Equal(t, 200, total, "a record was delivered twice")
+	t.Logf("records per consumer: %v", perConsumer)
+
+	// The DMS group behind the share group: every record accepted.
+	g := &dmsv1.ConsumerGroup{Name: "projects/" + defaultProject + "/queues/jobs/groups/workers"}
+	require.Empty(t, srv.Receive(t, g, 10, 30*time.Second))
+}
+
+// TestShareGroupReleasedRecordsComeBack releases records: they are
+// delivered again with a higher delivery count.
+func TestShareGroupReleasedRecordsComeBack(t *testing.T) {
+	srv := startServer(t)
+	createTopic(t, srv, "jobs", 1)
+	produceAll(t, newClient(t, srv.KafkaAddr), records("jobs", 5, "a")...)
+	cl := newClient(t, srv.KafkaAddr, kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	released := map[string]bool{}
+	for len(released) < 5 {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		fs.EachRecord(func(r *kgo.Record) {
+			r.Ack(kgo.AckRelease)
+			released[string(r.Value)] = true
+		})
+	}
+	again := map[string]int32{}
+	for len(again) < 5 {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		fs.EachRecord(func(r *kgo.Record) {
+			again[string(r.Value)] = r.DeliveryCount()
+		})
+	}
+	for v, dc := range again {
+		require.GreaterOrEqual(t, dc, int32(2), "%s delivered again with its count", v)
+	}
+}
