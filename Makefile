@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
+.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated lint-proto breaking build vet go-test python-test java-test api-fuzz
+test: tools check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test api-fuzz
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -41,13 +41,16 @@ build:
 
 vet:
 	@for m in $(modules); do echo "go vet $$m"; (cd $$m && go vet ./...) || exit 1; done
-	@test -z "$$(gofmt -l $(GO_MODULES))" || { gofmt -l $(GO_MODULES); echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l $(GO_MODULES) tests)" || { gofmt -l $(GO_MODULES) tests; echo "gofmt needed"; exit 1; }
 
 go-test:
 	@for m in $(modules); do (cd $$m && go test -count=1 -timeout 20m ./...) || exit 1; done
 
 python-test: ## The Python SDK against a dmsd built from this tree (needs python3, pip, PyPI).
 	bash sdk/python/scripts/test.sh
+
+kafka-clients-test: ## Real Kafka clients (sarama, kafka-go, confluent-kafka-python, kafka-python, kcat, Java kafka-clients) against a real dmsd; installs the pinned clients.
+	bash tests/kafkaclients/run.sh
 
 api-fuzz: ## Property-based tests of the native REST API: schemathesis against /openapi.json of a real dmsd (~1 min).
 	./scripts/schemathesis/run.sh

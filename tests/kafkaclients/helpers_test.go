@@ -123,11 +123,18 @@ func tool(t testing.TB, env string) string {
 // its standard error goes to the test log on failure.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
+	return runWithInput(t, "", name, args...)
+}
+
+// runWithInput is run with input on the client's standard input.
+func runWithInput(t testing.TB, input, name string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	cmd.Stdin = strings.NewReader(input)
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s %s\nstderr:\n%s\nstdout:\n%s", name, strings.Join(args, " "), stderr.String(), out)
 	return string(out)

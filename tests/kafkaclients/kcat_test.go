@@ -1,0 +1,54 @@
+package kafkaclients_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestKcat: kcat from Debian (librdkafka 2.0 there, older than the Python
+// wheel's) produces with acks=all and each codec, and consumes with a
+// balanced consumer group (-G) whose commits reach the end of the topic.
+func TestKcat(t *testing.T) {
+	kcat := tool(t, "DMS_KAFKA_KCAT")
+	srv := startServer(t)
+	addr := srv.KafkaAddr
+
+	produce := func(t *testing.T, topic, prefix string, n int, codec string) {
+		var in strings.Builder
+		for i := range n {
+			fmt.Fprintf(&in, "k%d:%s-%03d\n", i%5, prefix, i)
+		}
+		runWithInput(t, in.String(), kcat, "-b", addr, "-P", "-t", topic, "-K", ":", "-z", codec,
+			"-X", "acks=all", "-X", "enable.idempotence=true")
+	}
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+		t.Run("produce "+codec, func(t *testing.T) {
+			topic := "kcat-" + codec
+			const n = 100
+			produce(t, topic, topic, n, codec)
+			var got []string
+			for _, r := range readAll(t, addr, topic, n) {
+				got = append(got, string(r.Value))
+			}
+			require.Equal(t, expectedValues(topic, n), valueSet(t, got))
+		})
+	}
+	t.Run("consumer group", func(t *testing.T) {
+		const topic, group, n = "kcat-group", "kcat-members", 120
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 3, 1, nil, topic)
+		require.NoError(t, err)
+		produce(t, topic, "g", n, "zstd")
+		consume := func(n int) []string {
+			out := run(t, kcat, "-b", addr, "-G", group, "-c", fmt.Sprint(n), "-f", "%s\n",
+				"-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=true", topic)
+			return strings.Fields(out)
+		}
+		require.Equal(t, expectedValues("g", n), valueSet(t, consume(n)))
+		require.Equal(t, endOffsets(t, addr, topic), committed(t, addr, group, topic))
+		produce(t, topic, "h", 15, "lz4")
+		require.Equal(t, expectedValues("h", 15), valueSet(t, consume(15)), "the group resumes at its commits")
+	})
+}

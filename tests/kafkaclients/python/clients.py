@@ -1,0 +1,147 @@
+"""Kafka client scenarios for tests/kafkaclients, one per subcommand.
+
+The Go tests run this with the venv's python against a real dmsd; each
+scenario prints one JSON document on stdout and exits non-zero on any client
+error. Usage: clients.py CLIENT ACTION --bootstrap HOST:PORT [options], where
+CLIENT is confluent (confluent-kafka, librdkafka) or kafkapython (kafka-python).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+
+def confluent_produce(a):
+    from confluent_kafka import Producer
+
+    p = Producer({
+        "bootstrap.servers": a.bootstrap,
+        "enable.idempotence": True,  # implies acks=all and InitProducerId
+        "acks": "all",
+        "compression.type": a.compression,
+        "linger.ms": 5,
+    })
+    errors = []
+    delivered = []
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            delivered.append(msg.offset())
+
+    for i in range(a.n):
+        p.produce(a.topic, key=f"k{i % 5}", value=f"{a.prefix}-{i:03d}",
+                  headers=[("i", str(i).encode())], on_delivery=report)
+        p.poll(0)
+    left = p.flush(60)
+    if errors or left or len(delivered) != a.n:
+        sys.exit(f"produce: {len(delivered)} delivered, {left} left, errors {errors[:5]}")
+    return {"delivered": len(delivered)}
+
+
+def confluent_consume(a):
+    from confluent_kafka import Consumer, KafkaException
+
+    c = Consumer({
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+    })
+    c.subscribe([a.topic])
+    values = []
+    deadline = time.time() + 60
+    try:
+        while len(values) < a.n and time.time() < deadline:
+            msgs = c.consume(num_messages=100, timeout=0.5)
+            for m in msgs:
+                if m.error():
+                    raise KafkaException(m.error())
+                values.append(m.value().decode())
+            if msgs:
+                c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return {"values": values}
+
+
+def confluent_admin(a):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    ad = AdminClient({"bootstrap.servers": a.bootstrap})
+    for f in ad.create_topics([NewTopic(a.topic, num_partitions=3, replication_factor=1)]).values():
+        f.result(30)
+    md = ad.list_topics(a.topic, timeout=30)
+    partitions = len(md.topics[a.topic].partitions)
+    for f in ad.delete_topics([a.topic]).values():
+        f.result(30)
+    deadline = time.time() + 10
+    while a.topic in ad.list_topics(timeout=30).topics and time.time() < deadline:
+        time.sleep(0.05)
+    return {"partitions": partitions, "listed_after_delete": a.topic in ad.list_topics(timeout=30).topics}
+
+
+def kafkapython_produce(a):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=a.bootstrap, acks="all", enable_idempotence=True,
+                      compression_type=None if a.compression == "none" else a.compression, linger_ms=5)
+    futures = [p.send(a.topic, key=f"k{i % 5}".encode(), value=f"{a.prefix}-{i:03d}".encode(),
+                      headers=[("i", str(i).encode())]) for i in range(a.n)]
+    offsets = [f.get(timeout=60).offset for f in futures]
+    p.close()
+    return {"delivered": len(offsets)}
+
+
+def kafkapython_consume(a):
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(a.topic, bootstrap_servers=a.bootstrap, group_id=a.group,
+                      auto_offset_reset="earliest", enable_auto_commit=False)
+    values = []
+    deadline = time.time() + 60
+    try:
+        while len(values) < a.n and time.time() < deadline:
+            batches = c.poll(timeout_ms=500)
+            for records in batches.values():
+                values.extend(r.value.decode() for r in records)
+            if batches:
+                c.commit()
+    finally:
+        c.close()
+    return {"values": values}
+
+
+def kafkapython_admin(a):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    ad = KafkaAdminClient(bootstrap_servers=a.bootstrap)
+    ad.create_topics([NewTopic(a.topic, num_partitions=3, replication_factor=1)])
+    described = ad.describe_topics([a.topic])
+    partitions = len(described[0]["partitions"])
+    ad.delete_topics([a.topic])
+    listed = a.topic in ad.list_topics()
+    ad.close()
+    return {"partitions": partitions, "listed_after_delete": listed}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("client", choices=["confluent", "kafkapython"])
+    ap.add_argument("action", choices=["produce", "consume", "admin"])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--group", default="")
+    ap.add_argument("--prefix", default="m")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--compression", default="none")
+    a = ap.parse_args()
+    result = globals()[f"{a.client}_{a.action}"](a)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+package kafkaclients_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// pythonClient runs a scenario of python/clients.py with the venv's python
+// (DMS_KAFKA_PYTHON, set by run.sh) and decodes its JSON answer.
+func pythonClient(t *testing.T, client, action string, out any, args ...string) {
+	t.Helper()
+	python := tool(t, "DMS_KAFKA_PYTHON")
+	stdout := run(t, python, append([]string{"python/clients.py", client, action}, args...)...)
+	require.NoError(t, json.Unmarshal([]byte(stdout), out), "%s", stdout)
+}
+
+type produced struct{ Delivered int }
+type consumedValues struct{ Values []string }
+type adminResult struct {
+	Partitions        int
+	ListedAfterDelete bool `json:"listed_after_delete"`
+}
+
+// testPythonClient: produce (idempotent, acks=all) with the given codecs
+// and check every record with franz-go, consume with a group committing as
+// it goes and check the commits, create/describe/delete a topic.
+func testPythonClient(t *testing.T, client string, codecs []string) {
+	srv := startServer(t)
+	addr := srv.KafkaAddr
+
+	t.Run("admin", func(t *testing.T) {
+		var res adminResult
+		pythonClient(t, client, "admin", &res, "--bootstrap", addr, "--topic", client+"-admin")
+		require.Equal(t, adminResult{Partitions: 3}, res)
+		ends, err := admin(t, addr).ListTopics(ctxT(t), client+"-admin")
+		require.NoError(t, err)
+		require.False(t, ends.Has(client+"-admin"))
+	})
+	for _, codec := range codecs {
+		t.Run("produce "+codec, func(t *testing.T) {
+			topic := client + "-" + codec
+			const n = 150
+			var res produced
+			pythonClient(t, client, "produce", &res, "--bootstrap", addr, "--topic", topic, "--prefix", topic, "--n", fmt.Sprint(n), "--compression", codec)
+			require.Equal(t, n, res.Delivered)
+			var got []string
+			for _, r := range readAll(t, addr, topic, n) {
+				got = append(got, string(r.Value))
+				require.Len(t, r.Headers, 1)
+			}
+			require.Equal(t, expectedValues(topic, n), valueSet(t, got))
+			require.Equal(t, int64(n), sum(endOffsets(t, addr, topic)), "idempotent retries wrote nothing twice")
+		})
+	}
+	t.Run("consumer group", func(t *testing.T) {
+		topic, group := client+"-group", client+"-members"
+		const n = 200
+		var res produced
+		pythonClient(t, client, "produce", &res, "--bootstrap", addr, "--topic", topic, "--prefix", "g", "--n", fmt.Sprint(n))
+		var got consumedValues
+		pythonClient(t, client, "consume", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", fmt.Sprint(n))
+		require.Equal(t, expectedValues("g", n), valueSet(t, got.Values))
+		require.Equal(t, endOffsets(t, addr, topic), committed(t, addr, group, topic))
+
+		// The group resumes at its commits: a second run gets only what
+		// was produced since.
+		pythonClient(t, client, "produce", &res, "--bootstrap", addr, "--topic", topic, "--prefix", "h", "--n", "20")
+		pythonClient(t, client, "consume", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", "20")
+		require.Equal(t, expectedValues("h", 20), valueSet(t, got.Values))
+	})
+}
+
+func sum(m map[int32]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+// TestConfluentKafkaPython: confluent-kafka (librdkafka bundled in its
+// wheel) with every codec, a consumer group and its admin client.
+func TestConfluentKafkaPython(t *testing.T) {
+	testPythonClient(t, "confluent", []string{"none", "gzip", "snappy", "lz4", "zstd"})
+}
+
+// TestKafkaPython: kafka-python, pure Python: gzip is the codec it has
+// without optional packages.
+func TestKafkaPython(t *testing.T) {
+	testPythonClient(t, "kafkapython", []string{"none", "gzip"})
+}
