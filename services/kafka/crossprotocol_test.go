@@ -142,3 +142,54 @@ func TestNativeProducedConsumedByKafka(t *testing.T) {
 		require.False(t, r.Timestamp.IsZero())
 	}
 }
+
+// TestKafkaProducedDeadLetters produces with a Kafka client to a KAFKA_HA
+// queue with dead letters on; a DMS consumer group fails a record until it
+// is a dead letter, which keeps the record's key, headers and offset.
+func TestKafkaProducedDeadLetters(t *testing.T) {
+	srv := startServer(t)
+	q := srv.CreateQueue(t, server.DefaultProject, &dmsv1.Queue{DisplayName: "poisoned", Mode: dmsv1.QueueMode_QUEUE_MODE_KAFKA_HA, PartitionCount: 1, DeadLetterEnabled: true, MaxConsumeCount: 2})
+	g := srv.CreateGroup(t, q, "g")
+	cl := newClient(t, srv.KafkaAddr, kgo.DefaultProduceTopic("poisoned"), kgo.ProducerBatchCompression(kgo.GzipCompression()))
+	produceAll(t, cl, &kgo.Record{Key: []byte("pk"), Value: []byte("poison"), Headers: []kgo.RecordHeader{{Key: "why", Value: []byte("test")}}},
+		&kgo.Record{Value: []byte("fine")})
+
+	var poison *dmsv1.ReceivedMessage
+	for attempt := range 2 {
+		var got []*dmsv1.ReceivedMessage
+		require.Eventually(t, func() bool {
+			got = append(got, srv.Receive(t, g, 10, time.Minute)...)
+			for _, m := range got {
+				if string(m.GetMessage().GetBody()) == "poison" {
+					poison = m
+					return true
+				}
+			}
+			return false
+		}, 20*time.Second, 20*time.Millisecond, "attempt %d", attempt)
+		var fine []*dmsv1.ReceivedMessage
+		for _, m := range got {
+			if m != poison {
+				fine = append(fine, m)
+			}
+		}
+		if len(fine) > 0 {
+			srv.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, fine...)
+		}
+		for _, r := range srv.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_FAIL, poison) {
+			require.True(t, r.GetApplied(), r.GetErrorMessage())
+		}
+	}
+	var dl []*dmsv1.ReceivedMessage
+	require.Eventually(t, func() bool {
+		resp, err := srv.Consumer().ReceiveDeadLetters(ctxT(t), &dmsv1.ReceiveDeadLettersRequest{Group: g.GetName(), MaxMessages: 10})
+		require.NoError(t, err)
+		dl = resp.GetMessages()
+		return len(dl) == 1
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Equal(t, "poison", string(dl[0].GetMessage().GetBody()))
+	require.Equal(t, "pk", dl[0].GetMessage().GetOrderingKey())
+	require.Equal(t, "test", dl[0].GetMessage().GetAttributes()["why"].GetStringValue())
+	require.Equal(t, poison.GetOffset(), dl[0].GetDeadLetter().GetSourceOffset())
+	require.Equal(t, poison.GetMessageId(), dl[0].GetMessageId())
+}
