@@ -20,8 +20,7 @@ import (
 // TestSigner_canonicalQueryString): AK "AccessKey", SK "SecretKey",
 // endpoint https://example.huaweicloud.com, path /path.
 
-func testAuthenticator(t *testing.T, now time.Time, keys map[string]string) *Authenticator {
-	t.Helper()
+func testAuthenticator(_ testing.TB, now time.Time, keys map[string]string) *Authenticator {
 	c := NewCache(nil, slog.New(slog.DiscardHandler))
 	c.mu.Lock()
 	for ak, sk := range keys {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/testserver"
 )
@@ -18,7 +20,33 @@ import (
 // DMS limit of 10 per call; the native API takes up to 1000.
 func BenchmarkSend(b *testing.B) {
 	s := testserver.Start(b)
-	q := s.CreateQueue(b, "0123456789abcdef0123456789abcdef", &dmsv1.Queue{DisplayName: "bench"})
+	benchmarkSend(b, s, context.Background(), nil)
+}
+
+// BenchmarkSendAuth is BenchmarkSend with authentication on: gRPC calls
+// carry a session token as authorization: Bearer, DMS REST calls the same
+// token as X-Auth-Token (the /auth=aksk cases sign each request with an
+// access key instead), so that each call is authenticated and authorized.
+// Run both in one go test -bench run to compare on the same machine state.
+func BenchmarkSendAuth(b *testing.B) {
+	b.Setenv("DMS_ADMIN_PASSWORD", "bench-admin-password")
+	s := testserver.Start(b, testserver.WithFlags("-auth.enabled"))
+	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","password":"bench-admin-password","domain":{"name":"Default"}}}},"scope":{"project":{"id":"0123456789abcdef0123456789abcdef"}}}}`
+	resp, err := http.Post("http://"+s.HTTPAddr+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	token := resp.Header.Get("X-Subject-Token")
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	benchmarkSend(b, s, ctx, map[string]string{"X-Auth-Token": token})
+}
+
+func benchmarkSend(b *testing.B, s *testserver.Server, ctx context.Context, headers map[string]string) {
+	q, err := s.Queues().CreateQueue(ctx, &dmsv1.CreateQueueRequest{Parent: "projects/0123456789abcdef0123456789abcdef", Queue: &dmsv1.Queue{DisplayName: "bench"}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	body := strings.Repeat("x", 1024)
 	for _, batch := range []int{1, 10, 100} {
 		msgs := make([]*dmsv1.Message, batch)
@@ -29,7 +57,7 @@ func BenchmarkSend(b *testing.B) {
 			producer := s.Producer()
 			b.SetParallelism(32)
 			run(b, batch, func() error {
-				_, err := producer.SendMessages(context.Background(), &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: msgs})
+				_, err := producer.SendMessages(ctx, &dmsv1.SendMessagesRequest{Queue: q.GetQueue().GetName(), Messages: msgs})
 				return err
 			})
 		})
@@ -40,12 +68,17 @@ func BenchmarkSend(b *testing.B) {
 			items[i] = map[string]any{"body": body}
 		}
 		payload, _ := json.Marshal(map[string]any{"messages": items})
-		url := "http://" + s.HTTPAddr + "/v1.0/0123456789abcdef0123456789abcdef/queues/" + q.GetId() + "/messages"
+		url := "http://" + s.HTTPAddr + "/v1.0/0123456789abcdef0123456789abcdef/queues/" + q.GetQueue().GetId() + "/messages"
 		b.Run("dms-rest/batch="+itoa(batch), func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			b.SetParallelism(32)
 			run(b, batch, func() error {
-				resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(payload))
+				req.Header.Set("Content-Type", "application/json")
+				for k, v := range headers {
+					req.Header.Set(k, v)
+				}
+				resp, err := client.Do(req)
 				if err != nil {
 					return err
 				}
