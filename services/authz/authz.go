@@ -13,16 +13,24 @@
 //  3. A project must be registered, and a credential restricted to a
 //     project (a project-scoped token) acts in that project only
 //     (PROJECT_SCOPE_MISMATCH).
-//  4. Administrators of the operator's account may do everything;
-//     administrators of an account everything in its projects.
-//  5. A role of the user in the project that allows the action allows it.
-//  6. Otherwise: denied (PERMISSION_DENIED).
+//  4. A statement of the queue's policy that denies the action to the
+//     principal denies it, whatever else would allow it.
+//  5. Administrators of the operator's account may do everything;
+//     administrators of an account everything in its projects; a role of
+//     the user in the project that allows the action allows it. (Not for a
+//     credential scoped to another project.)
+//  6. A statement of the queue's policy that allows the action to the
+//     principal (the user, or a project it has a role in or is scoped to)
+//     allows it: that is how a queue is shared.
+//  7. Otherwise: denied (PERMISSION_DENIED, or PROJECT_SCOPE_MISMATCH for a
+//     credential scoped to another project).
 package authz
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
@@ -47,6 +55,8 @@ const (
 	// ConsumeMessages covers receiving, acknowledging, dead letters,
 	// seeking and redriving a group: what a consumer of a group does.
 	ConsumeMessages Action = "ConsumeMessages"
+	// ManageQueuePolicy reads and sets a queue's policy.
+	ManageQueuePolicy Action = "ManageQueuePolicy"
 )
 
 // The actions of the identity API. Their resource is an account (and a
@@ -63,7 +73,10 @@ const (
 
 // QueueActions lists the actions on queues and messages, for explain
 // calls and tests.
-var QueueActions = []Action{CreateQueue, ListQueues, GetQueue, UpdateQueue, DeleteQueue, CreateGroup, GetGroups, DeleteGroup, ProduceMessages, ConsumeMessages}
+var QueueActions = []Action{CreateQueue, ListQueues, GetQueue, UpdateQueue, DeleteQueue, CreateGroup, GetGroups, DeleteGroup, ProduceMessages, ConsumeMessages, ManageQueuePolicy}
+
+// policyActions are the actions a queue policy can allow or deny.
+var policyActions = []Action{GetQueue, CreateGroup, GetGroups, DeleteGroup, ProduceMessages, ConsumeMessages}
 
 // Kind says what sort of principal a call acts for.
 type Kind int
@@ -158,6 +171,9 @@ type Directory interface {
 	// OperatorAccount is the account whose administrators administer every
 	// account (the `Default` one made on first start).
 	OperatorAccount() string
+	// QueuePolicy returns the policy of a queue of a project (named by id
+	// or display name), nil when it has none.
+	QueuePolicy(project, queue string) *dmsv1.QueuePolicy
 }
 
 // Decision is the answer of Decide.
@@ -180,7 +196,7 @@ func deny(by string, sentinel *errs.Error, format string, args ...any) Decision 
 
 // roleActions is what each project role allows.
 var roleActions = map[dmsv1.Role][]Action{
-	dmsv1.Role_ROLE_ADMIN:    {CreateQueue, ListQueues, GetQueue, UpdateQueue, DeleteQueue, CreateGroup, GetGroups, DeleteGroup, ProduceMessages, ConsumeMessages},
+	dmsv1.Role_ROLE_ADMIN:    {CreateQueue, ListQueues, GetQueue, UpdateQueue, DeleteQueue, CreateGroup, GetGroups, DeleteGroup, ProduceMessages, ConsumeMessages, ManageQueuePolicy},
 	dmsv1.Role_ROLE_PRODUCER: {ListQueues, GetQueue, GetGroups, ProduceMessages},
 	dmsv1.Role_ROLE_CONSUMER: {ListQueues, GetQueue, GetGroups, ConsumeMessages},
 	dmsv1.Role_ROLE_VIEWER:   {ListQueues, GetQueue, GetGroups},
@@ -253,20 +269,63 @@ func Decide(dir Directory, p Principal, action Action, res Resource) Decision {
 		// Not "not found": who may not see a project may not learn of it.
 		return deny("default-deny", errs.ErrPermissionDenied, "%s on %s is not allowed: project %s is not registered or not yours", action, res, res.Project)
 	}
-	if p.ScopeProject != "" && p.ScopeProject != res.Project {
-		return deny("scope:"+p.ScopeProject, errs.ErrProjectScopeMismatch, "the token is scoped to project %s, not %s", p.ScopeProject, res.Project)
+	inScope := p.ScopeProject == "" || p.ScopeProject == res.Project
+	var policy *dmsv1.QueuePolicy
+	if res.Queue != "" && slices.Contains(policyActions, action) {
+		policy = dir.QueuePolicy(res.Project, res.Queue)
 	}
-	if operator || (user.AccountAdmin && user.AccountID == account) {
-		return allow("account-admin:" + user.AccountID)
+	if i, ok := matchStatement(dir, policy, dmsv1.PolicyEffect_POLICY_EFFECT_DENY, p, user, action); ok {
+		return deny(fmt.Sprintf("policy:%s#%d", res, i), errs.ErrPermissionDenied, "%s on %s is denied by statement %d of the queue's policy", action, res, i)
 	}
-	if user.AccountID == account {
-		for _, role := range dir.Roles(res.Project, user.ID) {
-			if RoleAllows(role, action) {
-				return allow(fmt.Sprintf("role:%s@%s", RoleName(role), res.Project))
+	if inScope {
+		if operator || (user.AccountAdmin && user.AccountID == account) {
+			return allow("account-admin:" + user.AccountID)
+		}
+		if user.AccountID == account {
+			for _, role := range dir.Roles(res.Project, user.ID) {
+				if RoleAllows(role, action) {
+					return allow(fmt.Sprintf("role:%s@%s", RoleName(role), res.Project))
+				}
 			}
 		}
 	}
-	return deny("default-deny", errs.ErrPermissionDenied, "%s on %s is not allowed: user %s has no role in project %s that allows it", action, res, user.ID, res.Project)
+	if i, ok := matchStatement(dir, policy, dmsv1.PolicyEffect_POLICY_EFFECT_ALLOW, p, user, action); ok {
+		return allow(fmt.Sprintf("policy:%s#%d", res, i))
+	}
+	if !inScope {
+		return deny("scope:"+p.ScopeProject, errs.ErrProjectScopeMismatch, "the token is scoped to project %s, not %s, and no policy of the queue shares it", p.ScopeProject, res.Project)
+	}
+	return deny("default-deny", errs.ErrPermissionDenied, "%s on %s is not allowed: user %s has no role in project %s and no policy of the queue allows it", action, res, user.ID, res.Project)
+}
+
+// matchStatement finds the first statement of a policy with an effect that
+// names the action and the principal: the user itself, or a project the
+// principal is scoped to or (unscoped) has a role in or administers.
+func matchStatement(dir Directory, policy *dmsv1.QueuePolicy, effect dmsv1.PolicyEffect, p Principal, user UserInfo, action Action) (int, bool) {
+	for i, st := range policy.GetStatements() {
+		if st.GetEffect() != effect || !slices.Contains(st.GetActions(), string(action)) {
+			continue
+		}
+		for _, pr := range st.GetPrincipals() {
+			kind, id, _ := strings.Cut(pr, "/")
+			switch {
+			case kind == "users" && id == user.ID:
+				return i, true
+			case kind == "projects" && p.ScopeProject != "":
+				if id == p.ScopeProject {
+					return i, true
+				}
+			case kind == "projects":
+				if len(dir.Roles(id, user.ID)) > 0 {
+					return i, true
+				}
+				if account, ok := dir.ProjectAccount(id); ok && user.AccountAdmin && account == user.AccountID {
+					return i, true
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 type principalKey struct{}

@@ -59,6 +59,8 @@ var Methods = map[string]Action{
 	dmsv1.IdentityService_ListApiTokens_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_RevokeApiToken_FullMethodName:   HandlerDecides,
 	dmsv1.IdentityService_ExplainAccess_FullMethodName:    HandlerDecides,
+	dmsv1.IdentityService_SetQueuePolicy_FullMethodName:   HandlerDecides,
+	dmsv1.IdentityService_GetQueuePolicy_FullMethodName:   HandlerDecides,
 }
 
 // ResourceOf reads the resource a public API request names: its group,

@@ -33,7 +33,11 @@ type Cache struct {
 	bindings     map[string]map[string]*metadatav1.RoleBindingRecord // project → user → binding
 	accessKeys   map[string]*metadatav1.AccessKeyRecord
 	apiTokens    map[string]*metadatav1.ApiTokenRecord
+	policies     map[string]*metadatav1.QueuePolicyRecord // queue id → policy
 	operator     string
+	// resolveQueue finds a queue's id from its project and id or display
+	// name (the catalog's); nil resolves ids only.
+	resolveQueue func(project, ref string) (string, bool)
 
 	revision int64
 	advanced chan struct{}
@@ -52,6 +56,7 @@ func (c *Cache) reset() {
 	c.users, c.userNames = map[string]*metadatav1.UserRecord{}, map[string]string{}
 	c.bindings = map[string]map[string]*metadatav1.RoleBindingRecord{}
 	c.accessKeys, c.apiTokens = map[string]*metadatav1.AccessKeyRecord{}, map[string]*metadatav1.ApiTokenRecord{}
+	c.policies = map[string]*metadatav1.QueuePolicyRecord{}
 	c.operator = ""
 }
 
@@ -189,6 +194,12 @@ func (c *Cache) applyLocked(key string, value []byte, deleted bool) {
 		if rec, ok := decodeInto(c, key, value, &metadatav1.AccessKeyRecord{}); !deleted && ok {
 			c.accessKeys[ak] = rec
 		}
+	case strings.HasPrefix(key, policyPrefix):
+		id := strings.TrimPrefix(key, policyPrefix)
+		delete(c.policies, id)
+		if rec, ok := decodeInto(c, key, value, &metadatav1.QueuePolicyRecord{}); !deleted && ok {
+			c.policies[id] = rec
+		}
 	case strings.HasPrefix(key, apiTokenPrefix):
 		id := strings.TrimPrefix(key, apiTokenPrefix)
 		delete(c.apiTokens, id)
@@ -227,6 +238,33 @@ func (c *Cache) Roles(project, userID string) []dmsv1.Role {
 		out = append(out, dmsv1.Role(r))
 	}
 	return out
+}
+
+// SetQueueResolver gives the cache the catalog's lookup of queue ids, so
+// that a policy applies to a queue named by its display name too.
+func (c *Cache) SetQueueResolver(resolve func(project, ref string) (string, bool)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resolveQueue = resolve
+}
+
+// QueuePolicy implements authz.Directory.
+func (c *Cache) QueuePolicy(project, queue string) *dmsv1.QueuePolicy {
+	c.mu.RLock()
+	resolve := c.resolveQueue
+	rec, none := c.policies[queue], len(c.policies) == 0
+	c.mu.RUnlock()
+	if rec == nil && !none && resolve != nil {
+		if id, ok := resolve(project, queue); ok {
+			c.mu.RLock()
+			rec = c.policies[id]
+			c.mu.RUnlock()
+		}
+	}
+	if rec == nil || rec.GetProjectId() != project {
+		return nil
+	}
+	return rec.GetPolicy()
 }
 
 // OperatorAccount implements authz.Directory.
@@ -381,4 +419,21 @@ func (c *Cache) userBindings(user string) []string {
 		}
 	}
 	return projects
+}
+
+// queueID resolves a queue reference to its id.
+func (c *Cache) queueID(project, ref string) (string, bool) {
+	c.mu.RLock()
+	resolve := c.resolveQueue
+	c.mu.RUnlock()
+	if resolve == nil {
+		return ref, true
+	}
+	return resolve(project, ref)
+}
+
+func (c *Cache) queuePolicy(queueID string) *dmsv1.QueuePolicy {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.policies[queueID].GetPolicy()
 }

@@ -408,6 +408,51 @@ func (h *Handler) RevokeApiToken(ctx context.Context, req *dmsv1.RevokeApiTokenR
 	return &dmsv1.RevokeApiTokenResponse{}, nil
 }
 
+// queueForPolicy authorizes managing a queue's policy and returns the
+// queue's project and id.
+func (h *Handler) queueForPolicy(ctx context.Context, name string) (string, string, error) {
+	res, err := ParseResource(name)
+	if err != nil || res.Queue == "" {
+		return "", "", errs.Wrapf(errs.ErrResourceNameInvalid, "%q is not a queue name of the form projects/{project}/queues/{queue}", name)
+	}
+	if err := h.authorize(ctx, authz.ManageQueuePolicy, res); err != nil {
+		return "", "", err
+	}
+	id, ok := h.cache.queueID(res.Project, res.Queue)
+	if !ok {
+		return "", "", errs.Wrapf(errs.ErrQueueNotFound, "project %s has no queue %q", res.Project, res.Queue)
+	}
+	return res.Project, id, nil
+}
+
+// SetQueuePolicy implements dmsv1.IdentityServiceServer.
+func (h *Handler) SetQueuePolicy(ctx context.Context, req *dmsv1.SetQueuePolicyRequest) (*dmsv1.SetQueuePolicyResponse, error) {
+	project, id, err := h.queueForPolicy(ctx, req.GetQueue())
+	if err == nil {
+		err = h.store.SetQueuePolicy(ctx, project, id, req.GetPolicy())
+	}
+	if err != nil {
+		return nil, rpcstatus.Error(err)
+	}
+	return &dmsv1.SetQueuePolicyResponse{Policy: h.policyOut(id)}, nil
+}
+
+// GetQueuePolicy implements dmsv1.IdentityServiceServer.
+func (h *Handler) GetQueuePolicy(ctx context.Context, req *dmsv1.GetQueuePolicyRequest) (*dmsv1.GetQueuePolicyResponse, error) {
+	_, id, err := h.queueForPolicy(ctx, req.GetQueue())
+	if err != nil {
+		return nil, rpcstatus.Error(err)
+	}
+	return &dmsv1.GetQueuePolicyResponse{Policy: h.policyOut(id)}, nil
+}
+
+func (h *Handler) policyOut(queueID string) *dmsv1.QueuePolicy {
+	if p := h.cache.queuePolicy(queueID); p != nil {
+		return p
+	}
+	return &dmsv1.QueuePolicy{}
+}
+
 // ExplainAccess implements dmsv1.IdentityServiceServer. Asking about
 // oneself needs nothing; asking about another user needs the right to
 // manage that user's account.

@@ -9,15 +9,16 @@ package identity
 // The etcd key layout. Records are protobuf (dms.cluster.metadata.v1).
 const (
 	Prefix            = "/dms/identity/"
-	accountPrefix     = Prefix + "accounts/"      // {account_id} → AccountRecord
-	accountNamePrefix = Prefix + "account-names/" // {name} → account_id
-	projectPrefix     = Prefix + "projects/"      // {project_id} → ProjectRecord
-	projectNamePrefix = Prefix + "project-names/" // {account_id}/{name} → project_id
-	userPrefix        = Prefix + "users/"         // {user_id} → UserRecord
-	userNamePrefix    = Prefix + "user-names/"    // {account_id}/{name} → user_id
-	bindingPrefix     = Prefix + "bindings/"      // {project_id}/{user_id} → RoleBindingRecord
-	accessKeyPrefix   = Prefix + "access-keys/"   // {ak} → AccessKeyRecord
-	apiTokenPrefix    = Prefix + "api-tokens/"    // {token_id} → ApiTokenRecord
+	accountPrefix     = Prefix + "accounts/"       // {account_id} → AccountRecord
+	accountNamePrefix = Prefix + "account-names/"  // {name} → account_id
+	projectPrefix     = Prefix + "projects/"       // {project_id} → ProjectRecord
+	projectNamePrefix = Prefix + "project-names/"  // {account_id}/{name} → project_id
+	userPrefix        = Prefix + "users/"          // {user_id} → UserRecord
+	userNamePrefix    = Prefix + "user-names/"     // {account_id}/{name} → user_id
+	bindingPrefix     = Prefix + "bindings/"       // {project_id}/{user_id} → RoleBindingRecord
+	accessKeyPrefix   = Prefix + "access-keys/"    // {ak} → AccessKeyRecord
+	apiTokenPrefix    = Prefix + "api-tokens/"     // {token_id} → ApiTokenRecord
+	policyPrefix      = Prefix + "queue-policies/" // {queue_id} → QueuePolicyRecord
 	// operatorKey names the operator's account (the Default one), whose
 	// administrators administer every account.
 	operatorKey = Prefix + "operator-account"
@@ -36,3 +37,5 @@ func userNameKey(account, name string) string    { return userNamePrefix + accou
 func bindingKey(project, user string) string     { return bindingPrefix + project + "/" + user }
 func accessKeyKey(ak string) string              { return accessKeyPrefix + ak }
 func apiTokenKey(id string) string               { return apiTokenPrefix + id }
+
+func policyKey(queueID string) string { return policyPrefix + queueID }

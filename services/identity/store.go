@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -387,4 +388,49 @@ func (s *Store) UserByName(account, name string) (*metadatav1.UserRecord, error)
 		return u, nil
 	}
 	return nil, errs.Wrapf(errs.ErrIdentityNotFound, "no user named %q in account %s", name, account)
+}
+
+// maxStatements bounds a queue policy, so that deciding stays cheap.
+const maxStatements = 32
+
+// PolicyActions are the actions a queue policy may name (DMS's).
+var PolicyActions = []string{"GetQueue", "CreateGroup", "GetGroups", "DeleteGroup", "ProduceMessages", "ConsumeMessages"}
+
+func checkPolicy(p *dmsv1.QueuePolicy) error {
+	if n := len(p.GetStatements()); n > maxStatements {
+		return errs.Wrapf(errs.ErrIdentityInvalid, "a queue policy has at most %d statements, this one %d", maxStatements, n)
+	}
+	for i, st := range p.GetStatements() {
+		if st.GetEffect() != dmsv1.PolicyEffect_POLICY_EFFECT_ALLOW && st.GetEffect() != dmsv1.PolicyEffect_POLICY_EFFECT_DENY {
+			return errs.Wrapf(errs.ErrIdentityInvalid, "statement %d: effect must be POLICY_EFFECT_ALLOW or POLICY_EFFECT_DENY", i)
+		}
+		if len(st.GetPrincipals()) == 0 || len(st.GetActions()) == 0 {
+			return errs.Wrapf(errs.ErrIdentityInvalid, "statement %d: needs principals and actions", i)
+		}
+		for _, pr := range st.GetPrincipals() {
+			kind, id, _ := strings.Cut(pr, "/")
+			if (kind != "projects" && kind != "users") || !projectIDPattern.MatchString(id) {
+				return errs.Wrapf(errs.ErrIdentityInvalid, "statement %d: principal %q is not projects/{32-hex id} or users/{32-hex id}", i, pr)
+			}
+		}
+		for _, a := range st.GetActions() {
+			if !slices.Contains(PolicyActions, a) {
+				return errs.Wrapf(errs.ErrIdentityInvalid, "statement %d: action %q is not one of %v", i, a, PolicyActions)
+			}
+		}
+	}
+	return nil
+}
+
+// SetQueuePolicy replaces the policy of a queue; an empty one removes it.
+func (s *Store) SetQueuePolicy(ctx context.Context, project, queueID string, p *dmsv1.QueuePolicy) error {
+	if err := checkPolicy(p); err != nil {
+		return err
+	}
+	op := clientv3.OpDelete(policyKey(queueID))
+	if len(p.GetStatements()) > 0 {
+		op = clientv3.OpPut(policyKey(queueID), marshal(&metadatav1.QueuePolicyRecord{ProjectId: project, QueueId: queueID, Policy: p}))
+	}
+	_, err := s.commit(ctx, s.cli.Txn(ctx).Then(op))
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -43,6 +44,12 @@ func (s *Server) initIdentity(ctx context.Context) (modules.Stopper, error) {
 	}
 	sealer := identity.NewSealer(ring)
 	s.identityCache = identity.NewCache(s.cli, logger)
+	s.identityCache.SetQueueResolver(func(project, ref string) (string, bool) {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		q, err := s.cache.ResolveQueue(ctx, project, ref)
+		return q.GetId(), err == nil
+	})
 	if err := s.identityCache.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -88,6 +88,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	projectB := projB.GetProject().GetId()
+	projC, err := id.CreateProject(actx, &dmsv1.CreateProjectRequest{AccountId: account, Project: &dmsv1.Project{Name: "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	projectC := projC.GetProject().GetId()
 
 	newUser := func(name string, project string, role dmsv1.Role) string {
 		u, err := id.CreateUser(actx, &dmsv1.CreateUserRequest{AccountId: account, User: &dmsv1.User{Name: name}, Password: "password-of-" + name})
@@ -115,6 +120,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	aConsumer := newUser("a-consumer", projectA, dmsv1.Role_ROLE_CONSUMER)
 	aViewer := newUser("a-viewer", projectA, dmsv1.Role_ROLE_VIEWER)
 	bAdmin := newUser("b-admin", projectB, dmsv1.Role_ROLE_ADMIN)
+	cAdmin := newUser("c-admin", projectC, dmsv1.Role_ROLE_ADMIN)
 
 	key, err := id.CreateAccessKey(actx, &dmsv1.CreateAccessKeyRequest{UserId: aProducer, Description: "matrix"})
 	if err != nil {
@@ -142,9 +148,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if _, _, code := keystoneToken(t, s, "Default", "b-admin", "password-of-b-admin", projectA); code != http.StatusUnauthorized {
 		t.Fatalf("b-admin got a token scoped to project A: %d", code)
 	}
+	cScoped, _, code := keystoneToken(t, s, "Default", "c-admin", "password-of-c-admin", projectC)
+	if code != http.StatusCreated {
+		t.Fatalf("c-admin token: %d", code)
+	}
 
 	all := actionSet(matrixActions...)
 	read := []string{"ListQueues", "GetQueue", "GetGroups"}
+	sharedActions := []string{"GetQueue", "GetGroups", "ProduceMessages", "ConsumeMessages"}
+	shared := actionSet(sharedActions...)
 	principals := []matrixPrincipal{
 		{name: "operator-admin", token: unscoped, allowed: all},
 		{name: "operator-admin-scoped-A", token: adminToken, allowed: all},
@@ -153,8 +165,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{name: "A-producer-aksk", token: apiToken(aProducer, "", time.Time{}), ak: key.GetAccessKey().GetAccessKey(), sk: key.GetSecretKey(), allowed: actionSet(append(read, "ProduceMessages")...)},
 		{name: "A-consumer", token: apiToken(aConsumer, "", time.Time{}), allowed: actionSet(append(read, "ConsumeMessages")...)},
 		{name: "A-viewer", token: apiToken(aViewer, "", time.Time{}), allowed: actionSet(read...)},
-		{name: "B-admin", token: apiToken(bAdmin, "", time.Time{}), denial: "PERMISSION_DENIED"},
-		{name: "B-admin-scoped-B", token: bScoped, denial: "PROJECT_SCOPE_MISMATCH"},
+		// Every queue of the matrix is shared with project B (its policy
+		// allows these actions to projects/B), none with project C.
+		{name: "B-admin-shared", token: apiToken(bAdmin, "", time.Time{}), allowed: shared, denial: "PERMISSION_DENIED"},
+		{name: "B-admin-scoped-B-shared", token: bScoped, allowed: shared, denial: "PROJECT_SCOPE_MISMATCH"},
+		{name: "C-admin-not-shared", token: apiToken(cAdmin, "", time.Time{}), denial: "PERMISSION_DENIED"},
+		{name: "C-admin-scoped-C-not-shared", token: cScoped, denial: "PROJECT_SCOPE_MISMATCH"},
 		{name: "anonymous", denial: "UNAUTHENTICATED"},
 		{name: "revoked-access-key", token: revokedToken, ak: revoked.GetAccessKey().GetAccessKey(), sk: revoked.GetSecretKey(), denial: "CREDENTIAL_INVALID"},
 		{name: "expired-token", token: apiToken(aAdmin, "", time.Now().Add(-time.Minute)), denial: "CREDENTIAL_EXPIRED"},
@@ -172,6 +188,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 		g, err := sys.CreateConsumerGroup(ctx, &dmsv1.CreateConsumerGroupRequest{Parent: q.GetQueue().GetName(), Group: &dmsv1.ConsumerGroup{DisplayName: "g"}})
 		if err != nil {
+			t.Fatal(err)
+		}
+		policy := &dmsv1.QueuePolicy{Statements: []*dmsv1.PolicyStatement{{
+			Effect: dmsv1.PolicyEffect_POLICY_EFFECT_ALLOW, Principals: []string{"projects/" + projectB}, Actions: sharedActions,
+		}}}
+		if _, err := id.SetQueuePolicy(actx, &dmsv1.SetQueuePolicyRequest{Queue: q.GetQueue().GetName(), Policy: policy}); err != nil {
 			t.Fatal(err)
 		}
 		return q.GetQueue(), g.GetGroup()

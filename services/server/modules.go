@@ -63,7 +63,7 @@ func (s *Server) moduleManager() *modules.Manager {
 	m.Register(moduleServer, s.initServer)
 	m.Register(moduleMembership, s.initMembership, modules.DependsOn(moduleEtcd, moduleServer))
 	m.Register(moduleCatalog, s.initCatalog, modules.DependsOn(moduleEtcd))
-	m.Register(moduleIdentity, s.initIdentity, modules.DependsOn(moduleEtcd))
+	m.Register(moduleIdentity, s.initIdentity, modules.DependsOn(moduleEtcd, moduleCatalog))
 
 	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity)
 	m.Register(RoleStorage, s.initStorage, roleDeps,

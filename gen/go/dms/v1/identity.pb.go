@@ -7,14 +7,13 @@
 package dmsv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -84,6 +83,60 @@ func (x Role) Number() protoreflect.EnumNumber {
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_dms_v1_identity_proto_rawDescGZIP(), []int{0}
+}
+
+// PolicyEffect is what a policy statement does.
+type PolicyEffect int32
+
+const (
+	// Not an effect; refused.
+	PolicyEffect_POLICY_EFFECT_UNSPECIFIED PolicyEffect = 0
+	// The statement allows its actions to its principals.
+	PolicyEffect_POLICY_EFFECT_ALLOW PolicyEffect = 1
+	// The statement denies its actions to its principals, whatever else
+	// allows them.
+	PolicyEffect_POLICY_EFFECT_DENY PolicyEffect = 2
+)
+
+// Enum value maps for PolicyEffect.
+var (
+	PolicyEffect_name = map[int32]string{
+		0: "POLICY_EFFECT_UNSPECIFIED",
+		1: "POLICY_EFFECT_ALLOW",
+		2: "POLICY_EFFECT_DENY",
+	}
+	PolicyEffect_value = map[string]int32{
+		"POLICY_EFFECT_UNSPECIFIED": 0,
+		"POLICY_EFFECT_ALLOW":       1,
+		"POLICY_EFFECT_DENY":        2,
+	}
+)
+
+func (x PolicyEffect) Enum() *PolicyEffect {
+	p := new(PolicyEffect)
+	*p = x
+	return p
+}
+
+func (x PolicyEffect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyEffect) Descriptor() protoreflect.EnumDescriptor {
+	return file_dms_v1_identity_proto_enumTypes[1].Descriptor()
+}
+
+func (PolicyEffect) Type() protoreflect.EnumType {
+	return &file_dms_v1_identity_proto_enumTypes[1]
+}
+
+func (x PolicyEffect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyEffect.Descriptor instead.
+func (PolicyEffect) EnumDescriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{1}
 }
 
 // Account owns projects and users; Keystone calls it a domain.
@@ -2452,6 +2505,311 @@ func (x *ExplainAccessResponse) GetMessage() string {
 	return ""
 }
 
+// PolicyStatement is one rule of a queue policy, as DMS documents them.
+type PolicyStatement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Allow or deny.
+	Effect PolicyEffect `protobuf:"varint,1,opt,name=effect,proto3,enum=dms.v1.PolicyEffect" json:"effect,omitempty"`
+	// Whom it is about: `projects/{project_id}` (the users with a role in
+	// that project, or a token scoped to it) or `users/{user_id}`.
+	Principals []string `protobuf:"bytes,2,rep,name=principals,proto3" json:"principals,omitempty"`
+	// The actions: GetQueue, CreateGroup, GetGroups, DeleteGroup,
+	// ProduceMessages, ConsumeMessages.
+	Actions       []string `protobuf:"bytes,3,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyStatement) Reset() {
+	*x = PolicyStatement{}
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyStatement) ProtoMessage() {}
+
+func (x *PolicyStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyStatement.ProtoReflect.Descriptor instead.
+func (*PolicyStatement) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *PolicyStatement) GetEffect() PolicyEffect {
+	if x != nil {
+		return x.Effect
+	}
+	return PolicyEffect_POLICY_EFFECT_UNSPECIFIED
+}
+
+func (x *PolicyStatement) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *PolicyStatement) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+// QueuePolicy is the policy of one queue.
+type QueuePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The statements, at most 32.
+	Statements    []*PolicyStatement `protobuf:"bytes,1,rep,name=statements,proto3" json:"statements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePolicy) Reset() {
+	*x = QueuePolicy{}
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePolicy) ProtoMessage() {}
+
+func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePolicy.ProtoReflect.Descriptor instead.
+func (*QueuePolicy) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *QueuePolicy) GetStatements() []*PolicyStatement {
+	if x != nil {
+		return x.Statements
+	}
+	return nil
+}
+
+// SetQueuePolicyRequest is the request of IdentityService.SetQueuePolicy.
+type SetQueuePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}` (id or display name).
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The policy; empty statements remove it.
+	Policy        *QueuePolicy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetQueuePolicyRequest) Reset() {
+	*x = SetQueuePolicyRequest{}
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetQueuePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetQueuePolicyRequest) ProtoMessage() {}
+
+func (x *SetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetQueuePolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetQueuePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetQueuePolicyRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *SetQueuePolicyRequest) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// SetQueuePolicyResponse is the response of IdentityService.SetQueuePolicy.
+type SetQueuePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy now.
+	Policy        *QueuePolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetQueuePolicyResponse) Reset() {
+	*x = SetQueuePolicyResponse{}
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetQueuePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetQueuePolicyResponse) ProtoMessage() {}
+
+func (x *SetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetQueuePolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetQueuePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SetQueuePolicyResponse) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// GetQueuePolicyRequest is the request of IdentityService.GetQueuePolicy.
+type GetQueuePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Queue         string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueuePolicyRequest) Reset() {
+	*x = GetQueuePolicyRequest{}
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuePolicyRequest) ProtoMessage() {}
+
+func (x *GetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuePolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetQueuePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetQueuePolicyRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+// GetQueuePolicyResponse is the response of IdentityService.GetQueuePolicy.
+type GetQueuePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy; empty when none was set.
+	Policy        *QueuePolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueuePolicyResponse) Reset() {
+	*x = GetQueuePolicyResponse{}
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuePolicyResponse) ProtoMessage() {}
+
+func (x *GetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuePolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetQueuePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *GetQueuePolicyResponse) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 var File_dms_v1_identity_proto protoreflect.FileDescriptor
 
 const file_dms_v1_identity_proto_rawDesc = "" +
@@ -2611,14 +2969,37 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"decided_by\x18\x02 \x01(\tR\tdecidedBy\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage*c\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"y\n" +
+	"\x0fPolicyStatement\x12,\n" +
+	"\x06effect\x18\x01 \x01(\x0e2\x14.dms.v1.PolicyEffectR\x06effect\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x02 \x03(\tR\n" +
+	"principals\x12\x18\n" +
+	"\aactions\x18\x03 \x03(\tR\aactions\"F\n" +
+	"\vQueuePolicy\x127\n" +
+	"\n" +
+	"statements\x18\x01 \x03(\v2\x17.dms.v1.PolicyStatementR\n" +
+	"statements\"_\n" +
+	"\x15SetQueuePolicyRequest\x12\x19\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12+\n" +
+	"\x06policy\x18\x02 \x01(\v2\x13.dms.v1.QueuePolicyR\x06policy\"E\n" +
+	"\x16SetQueuePolicyResponse\x12+\n" +
+	"\x06policy\x18\x01 \x01(\v2\x13.dms.v1.QueuePolicyR\x06policy\"2\n" +
+	"\x15GetQueuePolicyRequest\x12\x19\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\"E\n" +
+	"\x16GetQueuePolicyResponse\x12+\n" +
+	"\x06policy\x18\x01 \x01(\v2\x13.dms.v1.QueuePolicyR\x06policy*c\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x01\x12\x11\n" +
 	"\rROLE_PRODUCER\x10\x02\x12\x11\n" +
 	"\rROLE_CONSUMER\x10\x03\x12\x0f\n" +
-	"\vROLE_VIEWER\x10\x042\xcc\v\n" +
+	"\vROLE_VIEWER\x10\x04*^\n" +
+	"\fPolicyEffect\x12\x1d\n" +
+	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\xee\f\n" +
 	"\x0fIdentityService\x12L\n" +
 	"\rCreateAccount\x12\x1c.dms.v1.CreateAccountRequest\x1a\x1d.dms.v1.CreateAccountResponse\x12I\n" +
 	"\fListAccounts\x12\x1b.dms.v1.ListAccountsRequest\x1a\x1c.dms.v1.ListAccountsResponse\x12L\n" +
@@ -2640,7 +3021,9 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\x0fDeleteAccessKey\x12\x1e.dms.v1.DeleteAccessKeyRequest\x1a\x1f.dms.v1.DeleteAccessKeyResponse\x12O\n" +
 	"\x0eCreateApiToken\x12\x1d.dms.v1.CreateApiTokenRequest\x1a\x1e.dms.v1.CreateApiTokenResponse\x12L\n" +
 	"\rListApiTokens\x12\x1c.dms.v1.ListApiTokensRequest\x1a\x1d.dms.v1.ListApiTokensResponse\x12O\n" +
-	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\x12L\n" +
+	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\x12O\n" +
+	"\x0eSetQueuePolicy\x12\x1d.dms.v1.SetQueuePolicyRequest\x1a\x1e.dms.v1.SetQueuePolicyResponse\x12O\n" +
+	"\x0eGetQueuePolicy\x12\x1d.dms.v1.GetQueuePolicyRequest\x1a\x1e.dms.v1.GetQueuePolicyResponse\x12L\n" +
 	"\rExplainAccess\x12\x1c.dms.v1.ExplainAccessRequest\x1a\x1d.dms.v1.ExplainAccessResponseB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
@@ -2655,128 +3038,144 @@ func file_dms_v1_identity_proto_rawDescGZIP() []byte {
 	return file_dms_v1_identity_proto_rawDescData
 }
 
-var file_dms_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_dms_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_dms_v1_identity_proto_goTypes = []any{
 	(Role)(0),                        // 0: dms.v1.Role
-	(*Account)(nil),                  // 1: dms.v1.Account
-	(*Project)(nil),                  // 2: dms.v1.Project
-	(*User)(nil),                     // 3: dms.v1.User
-	(*RoleBinding)(nil),              // 4: dms.v1.RoleBinding
-	(*AccessKey)(nil),                // 5: dms.v1.AccessKey
-	(*ApiToken)(nil),                 // 6: dms.v1.ApiToken
-	(*CreateAccountRequest)(nil),     // 7: dms.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),    // 8: dms.v1.CreateAccountResponse
-	(*ListAccountsRequest)(nil),      // 9: dms.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),     // 10: dms.v1.ListAccountsResponse
-	(*CreateProjectRequest)(nil),     // 11: dms.v1.CreateProjectRequest
-	(*CreateProjectResponse)(nil),    // 12: dms.v1.CreateProjectResponse
-	(*ListProjectsRequest)(nil),      // 13: dms.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),     // 14: dms.v1.ListProjectsResponse
-	(*CreateUserRequest)(nil),        // 15: dms.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 16: dms.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 17: dms.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 18: dms.v1.ListUsersResponse
-	(*SetUserPasswordRequest)(nil),   // 19: dms.v1.SetUserPasswordRequest
-	(*SetUserPasswordResponse)(nil),  // 20: dms.v1.SetUserPasswordResponse
-	(*DeleteUserRequest)(nil),        // 21: dms.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 22: dms.v1.DeleteUserResponse
-	(*GrantRoleRequest)(nil),         // 23: dms.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),        // 24: dms.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),        // 25: dms.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),       // 26: dms.v1.RevokeRoleResponse
-	(*ListRoleBindingsRequest)(nil),  // 27: dms.v1.ListRoleBindingsRequest
-	(*ListRoleBindingsResponse)(nil), // 28: dms.v1.ListRoleBindingsResponse
-	(*CreateAccessKeyRequest)(nil),   // 29: dms.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil),  // 30: dms.v1.CreateAccessKeyResponse
-	(*ListAccessKeysRequest)(nil),    // 31: dms.v1.ListAccessKeysRequest
-	(*ListAccessKeysResponse)(nil),   // 32: dms.v1.ListAccessKeysResponse
-	(*RotateAccessKeyRequest)(nil),   // 33: dms.v1.RotateAccessKeyRequest
-	(*RotateAccessKeyResponse)(nil),  // 34: dms.v1.RotateAccessKeyResponse
-	(*DeleteAccessKeyRequest)(nil),   // 35: dms.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil),  // 36: dms.v1.DeleteAccessKeyResponse
-	(*CreateApiTokenRequest)(nil),    // 37: dms.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),   // 38: dms.v1.CreateApiTokenResponse
-	(*ListApiTokensRequest)(nil),     // 39: dms.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),    // 40: dms.v1.ListApiTokensResponse
-	(*RevokeApiTokenRequest)(nil),    // 41: dms.v1.RevokeApiTokenRequest
-	(*RevokeApiTokenResponse)(nil),   // 42: dms.v1.RevokeApiTokenResponse
-	(*ExplainAccessRequest)(nil),     // 43: dms.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),    // 44: dms.v1.ExplainAccessResponse
-	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
+	(PolicyEffect)(0),                // 1: dms.v1.PolicyEffect
+	(*Account)(nil),                  // 2: dms.v1.Account
+	(*Project)(nil),                  // 3: dms.v1.Project
+	(*User)(nil),                     // 4: dms.v1.User
+	(*RoleBinding)(nil),              // 5: dms.v1.RoleBinding
+	(*AccessKey)(nil),                // 6: dms.v1.AccessKey
+	(*ApiToken)(nil),                 // 7: dms.v1.ApiToken
+	(*CreateAccountRequest)(nil),     // 8: dms.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),    // 9: dms.v1.CreateAccountResponse
+	(*ListAccountsRequest)(nil),      // 10: dms.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),     // 11: dms.v1.ListAccountsResponse
+	(*CreateProjectRequest)(nil),     // 12: dms.v1.CreateProjectRequest
+	(*CreateProjectResponse)(nil),    // 13: dms.v1.CreateProjectResponse
+	(*ListProjectsRequest)(nil),      // 14: dms.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 15: dms.v1.ListProjectsResponse
+	(*CreateUserRequest)(nil),        // 16: dms.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 17: dms.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 18: dms.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 19: dms.v1.ListUsersResponse
+	(*SetUserPasswordRequest)(nil),   // 20: dms.v1.SetUserPasswordRequest
+	(*SetUserPasswordResponse)(nil),  // 21: dms.v1.SetUserPasswordResponse
+	(*DeleteUserRequest)(nil),        // 22: dms.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 23: dms.v1.DeleteUserResponse
+	(*GrantRoleRequest)(nil),         // 24: dms.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),        // 25: dms.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),        // 26: dms.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),       // 27: dms.v1.RevokeRoleResponse
+	(*ListRoleBindingsRequest)(nil),  // 28: dms.v1.ListRoleBindingsRequest
+	(*ListRoleBindingsResponse)(nil), // 29: dms.v1.ListRoleBindingsResponse
+	(*CreateAccessKeyRequest)(nil),   // 30: dms.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),  // 31: dms.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),    // 32: dms.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),   // 33: dms.v1.ListAccessKeysResponse
+	(*RotateAccessKeyRequest)(nil),   // 34: dms.v1.RotateAccessKeyRequest
+	(*RotateAccessKeyResponse)(nil),  // 35: dms.v1.RotateAccessKeyResponse
+	(*DeleteAccessKeyRequest)(nil),   // 36: dms.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),  // 37: dms.v1.DeleteAccessKeyResponse
+	(*CreateApiTokenRequest)(nil),    // 38: dms.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),   // 39: dms.v1.CreateApiTokenResponse
+	(*ListApiTokensRequest)(nil),     // 40: dms.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),    // 41: dms.v1.ListApiTokensResponse
+	(*RevokeApiTokenRequest)(nil),    // 42: dms.v1.RevokeApiTokenRequest
+	(*RevokeApiTokenResponse)(nil),   // 43: dms.v1.RevokeApiTokenResponse
+	(*ExplainAccessRequest)(nil),     // 44: dms.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),    // 45: dms.v1.ExplainAccessResponse
+	(*PolicyStatement)(nil),          // 46: dms.v1.PolicyStatement
+	(*QueuePolicy)(nil),              // 47: dms.v1.QueuePolicy
+	(*SetQueuePolicyRequest)(nil),    // 48: dms.v1.SetQueuePolicyRequest
+	(*SetQueuePolicyResponse)(nil),   // 49: dms.v1.SetQueuePolicyResponse
+	(*GetQueuePolicyRequest)(nil),    // 50: dms.v1.GetQueuePolicyRequest
+	(*GetQueuePolicyResponse)(nil),   // 51: dms.v1.GetQueuePolicyResponse
+	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
 }
 var file_dms_v1_identity_proto_depIdxs = []int32{
-	45, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	45, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
-	45, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	52, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	52, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
+	52, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: dms.v1.RoleBinding.roles:type_name -> dms.v1.Role
-	45, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
-	45, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
-	45, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
-	45, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: dms.v1.CreateAccountRequest.account:type_name -> dms.v1.Account
-	1,  // 9: dms.v1.CreateAccountResponse.account:type_name -> dms.v1.Account
-	1,  // 10: dms.v1.ListAccountsResponse.accounts:type_name -> dms.v1.Account
-	2,  // 11: dms.v1.CreateProjectRequest.project:type_name -> dms.v1.Project
-	2,  // 12: dms.v1.CreateProjectResponse.project:type_name -> dms.v1.Project
-	2,  // 13: dms.v1.ListProjectsResponse.projects:type_name -> dms.v1.Project
-	3,  // 14: dms.v1.CreateUserRequest.user:type_name -> dms.v1.User
-	3,  // 15: dms.v1.CreateUserResponse.user:type_name -> dms.v1.User
-	3,  // 16: dms.v1.ListUsersResponse.users:type_name -> dms.v1.User
+	52, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	52, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
+	52, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
+	52, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 8: dms.v1.CreateAccountRequest.account:type_name -> dms.v1.Account
+	2,  // 9: dms.v1.CreateAccountResponse.account:type_name -> dms.v1.Account
+	2,  // 10: dms.v1.ListAccountsResponse.accounts:type_name -> dms.v1.Account
+	3,  // 11: dms.v1.CreateProjectRequest.project:type_name -> dms.v1.Project
+	3,  // 12: dms.v1.CreateProjectResponse.project:type_name -> dms.v1.Project
+	3,  // 13: dms.v1.ListProjectsResponse.projects:type_name -> dms.v1.Project
+	4,  // 14: dms.v1.CreateUserRequest.user:type_name -> dms.v1.User
+	4,  // 15: dms.v1.CreateUserResponse.user:type_name -> dms.v1.User
+	4,  // 16: dms.v1.ListUsersResponse.users:type_name -> dms.v1.User
 	0,  // 17: dms.v1.GrantRoleRequest.role:type_name -> dms.v1.Role
-	4,  // 18: dms.v1.GrantRoleResponse.binding:type_name -> dms.v1.RoleBinding
+	5,  // 18: dms.v1.GrantRoleResponse.binding:type_name -> dms.v1.RoleBinding
 	0,  // 19: dms.v1.RevokeRoleRequest.role:type_name -> dms.v1.Role
-	4,  // 20: dms.v1.RevokeRoleResponse.binding:type_name -> dms.v1.RoleBinding
-	4,  // 21: dms.v1.ListRoleBindingsResponse.bindings:type_name -> dms.v1.RoleBinding
-	5,  // 22: dms.v1.CreateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
-	5,  // 23: dms.v1.ListAccessKeysResponse.access_keys:type_name -> dms.v1.AccessKey
-	5,  // 24: dms.v1.RotateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
-	45, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 26: dms.v1.CreateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
-	6,  // 27: dms.v1.ListApiTokensResponse.api_tokens:type_name -> dms.v1.ApiToken
-	7,  // 28: dms.v1.IdentityService.CreateAccount:input_type -> dms.v1.CreateAccountRequest
-	9,  // 29: dms.v1.IdentityService.ListAccounts:input_type -> dms.v1.ListAccountsRequest
-	11, // 30: dms.v1.IdentityService.CreateProject:input_type -> dms.v1.CreateProjectRequest
-	13, // 31: dms.v1.IdentityService.ListProjects:input_type -> dms.v1.ListProjectsRequest
-	15, // 32: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
-	17, // 33: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
-	19, // 34: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
-	21, // 35: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
-	23, // 36: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
-	25, // 37: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
-	27, // 38: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
-	29, // 39: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
-	31, // 40: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
-	33, // 41: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
-	35, // 42: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
-	37, // 43: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
-	39, // 44: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
-	41, // 45: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
-	43, // 46: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
-	8,  // 47: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
-	10, // 48: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
-	12, // 49: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
-	14, // 50: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
-	16, // 51: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
-	18, // 52: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
-	20, // 53: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
-	22, // 54: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
-	24, // 55: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
-	26, // 56: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
-	28, // 57: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
-	30, // 58: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
-	32, // 59: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
-	34, // 60: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
-	36, // 61: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
-	38, // 62: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
-	40, // 63: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
-	42, // 64: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
-	44, // 65: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
-	47, // [47:66] is the sub-list for method output_type
-	28, // [28:47] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 20: dms.v1.RevokeRoleResponse.binding:type_name -> dms.v1.RoleBinding
+	5,  // 21: dms.v1.ListRoleBindingsResponse.bindings:type_name -> dms.v1.RoleBinding
+	6,  // 22: dms.v1.CreateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
+	6,  // 23: dms.v1.ListAccessKeysResponse.access_keys:type_name -> dms.v1.AccessKey
+	6,  // 24: dms.v1.RotateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
+	52, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 26: dms.v1.CreateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
+	7,  // 27: dms.v1.ListApiTokensResponse.api_tokens:type_name -> dms.v1.ApiToken
+	1,  // 28: dms.v1.PolicyStatement.effect:type_name -> dms.v1.PolicyEffect
+	46, // 29: dms.v1.QueuePolicy.statements:type_name -> dms.v1.PolicyStatement
+	47, // 30: dms.v1.SetQueuePolicyRequest.policy:type_name -> dms.v1.QueuePolicy
+	47, // 31: dms.v1.SetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	47, // 32: dms.v1.GetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	8,  // 33: dms.v1.IdentityService.CreateAccount:input_type -> dms.v1.CreateAccountRequest
+	10, // 34: dms.v1.IdentityService.ListAccounts:input_type -> dms.v1.ListAccountsRequest
+	12, // 35: dms.v1.IdentityService.CreateProject:input_type -> dms.v1.CreateProjectRequest
+	14, // 36: dms.v1.IdentityService.ListProjects:input_type -> dms.v1.ListProjectsRequest
+	16, // 37: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
+	18, // 38: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
+	20, // 39: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
+	22, // 40: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
+	24, // 41: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
+	26, // 42: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
+	28, // 43: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
+	30, // 44: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
+	32, // 45: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
+	34, // 46: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
+	36, // 47: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
+	38, // 48: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
+	40, // 49: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
+	42, // 50: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
+	48, // 51: dms.v1.IdentityService.SetQueuePolicy:input_type -> dms.v1.SetQueuePolicyRequest
+	50, // 52: dms.v1.IdentityService.GetQueuePolicy:input_type -> dms.v1.GetQueuePolicyRequest
+	44, // 53: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
+	9,  // 54: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
+	11, // 55: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
+	13, // 56: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
+	15, // 57: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
+	17, // 58: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
+	19, // 59: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
+	21, // 60: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
+	23, // 61: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
+	25, // 62: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
+	27, // 63: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
+	29, // 64: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
+	31, // 65: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
+	33, // 66: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
+	35, // 67: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
+	37, // 68: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
+	39, // 69: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
+	41, // 70: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
+	43, // 71: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
+	49, // 72: dms.v1.IdentityService.SetQueuePolicy:output_type -> dms.v1.SetQueuePolicyResponse
+	51, // 73: dms.v1.IdentityService.GetQueuePolicy:output_type -> dms.v1.GetQueuePolicyResponse
+	45, // 74: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
+	54, // [54:75] is the sub-list for method output_type
+	33, // [33:54] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_identity_proto_init() }
@@ -2789,8 +3188,8 @@ func file_dms_v1_identity_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_identity_proto_rawDesc), len(file_dms_v1_identity_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   44,
+			NumEnums:      2,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

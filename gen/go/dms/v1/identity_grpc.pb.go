@@ -8,7 +8,6 @@ package dmsv1
 
 import (
 	context "context"
-
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -38,6 +37,8 @@ const (
 	IdentityService_CreateApiToken_FullMethodName   = "/dms.v1.IdentityService/CreateApiToken"
 	IdentityService_ListApiTokens_FullMethodName    = "/dms.v1.IdentityService/ListApiTokens"
 	IdentityService_RevokeApiToken_FullMethodName   = "/dms.v1.IdentityService/RevokeApiToken"
+	IdentityService_SetQueuePolicy_FullMethodName   = "/dms.v1.IdentityService/SetQueuePolicy"
+	IdentityService_GetQueuePolicy_FullMethodName   = "/dms.v1.IdentityService/GetQueuePolicy"
 	IdentityService_ExplainAccess_FullMethodName    = "/dms.v1.IdentityService/ExplainAccess"
 )
 
@@ -102,6 +103,13 @@ type IdentityServiceClient interface {
 	ListApiTokens(ctx context.Context, in *ListApiTokensRequest, opts ...grpc.CallOption) (*ListApiTokensResponse, error)
 	// RevokeApiToken revokes an API token.
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*RevokeApiTokenResponse, error)
+	// SetQueuePolicy replaces the policy of a queue: statements that allow or
+	// deny actions on it to other projects and users (sharing). A deny
+	// beats an allow, which beats the default deny; a deny beats roles too.
+	// Needs the admin role in the queue's project.
+	SetQueuePolicy(ctx context.Context, in *SetQueuePolicyRequest, opts ...grpc.CallOption) (*SetQueuePolicyResponse, error)
+	// GetQueuePolicy returns the policy of a queue (empty when none was set).
+	GetQueuePolicy(ctx context.Context, in *GetQueuePolicyRequest, opts ...grpc.CallOption) (*GetQueuePolicyResponse, error)
 	// ExplainAccess says whether a principal may do an action on a resource,
 	// and which role, policy or rule decided it, without doing the action.
 	ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error)
@@ -295,6 +303,26 @@ func (c *identityServiceClient) RevokeApiToken(ctx context.Context, in *RevokeAp
 	return out, nil
 }
 
+func (c *identityServiceClient) SetQueuePolicy(ctx context.Context, in *SetQueuePolicyRequest, opts ...grpc.CallOption) (*SetQueuePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetQueuePolicyResponse)
+	err := c.cc.Invoke(ctx, IdentityService_SetQueuePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) GetQueuePolicy(ctx context.Context, in *GetQueuePolicyRequest, opts ...grpc.CallOption) (*GetQueuePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueuePolicyResponse)
+	err := c.cc.Invoke(ctx, IdentityService_GetQueuePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *identityServiceClient) ExplainAccess(ctx context.Context, in *ExplainAccessRequest, opts ...grpc.CallOption) (*ExplainAccessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExplainAccessResponse)
@@ -366,6 +394,13 @@ type IdentityServiceServer interface {
 	ListApiTokens(context.Context, *ListApiTokensRequest) (*ListApiTokensResponse, error)
 	// RevokeApiToken revokes an API token.
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error)
+	// SetQueuePolicy replaces the policy of a queue: statements that allow or
+	// deny actions on it to other projects and users (sharing). A deny
+	// beats an allow, which beats the default deny; a deny beats roles too.
+	// Needs the admin role in the queue's project.
+	SetQueuePolicy(context.Context, *SetQueuePolicyRequest) (*SetQueuePolicyResponse, error)
+	// GetQueuePolicy returns the policy of a queue (empty when none was set).
+	GetQueuePolicy(context.Context, *GetQueuePolicyRequest) (*GetQueuePolicyResponse, error)
 	// ExplainAccess says whether a principal may do an action on a resource,
 	// and which role, policy or rule decided it, without doing the action.
 	ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error)
@@ -432,6 +467,12 @@ func (UnimplementedIdentityServiceServer) ListApiTokens(context.Context, *ListAp
 }
 func (UnimplementedIdentityServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
+}
+func (UnimplementedIdentityServiceServer) SetQueuePolicy(context.Context, *SetQueuePolicyRequest) (*SetQueuePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetQueuePolicy not implemented")
+}
+func (UnimplementedIdentityServiceServer) GetQueuePolicy(context.Context, *GetQueuePolicyRequest) (*GetQueuePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueuePolicy not implemented")
 }
 func (UnimplementedIdentityServiceServer) ExplainAccess(context.Context, *ExplainAccessRequest) (*ExplainAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExplainAccess not implemented")
@@ -781,6 +822,42 @@ func _IdentityService_RevokeApiToken_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_SetQueuePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetQueuePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).SetQueuePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_SetQueuePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).SetQueuePolicy(ctx, req.(*SetQueuePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_GetQueuePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueuePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).GetQueuePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_GetQueuePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).GetQueuePolicy(ctx, req.(*GetQueuePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IdentityService_ExplainAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExplainAccessRequest)
 	if err := dec(in); err != nil {
@@ -877,6 +954,14 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiToken",
 			Handler:    _IdentityService_RevokeApiToken_Handler,
+		},
+		{
+			MethodName: "SetQueuePolicy",
+			Handler:    _IdentityService_SetQueuePolicy_Handler,
+		},
+		{
+			MethodName: "GetQueuePolicy",
+			Handler:    _IdentityService_GetQueuePolicy_Handler,
 		},
 		{
 			MethodName: "ExplainAccess",

@@ -7,12 +7,12 @@
 package metadatav1
 
 import (
+	v1 "github.com/opendms/dms/gen/go/dms/v1"
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
-
-	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
-	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 )
 
 const (
@@ -694,11 +694,76 @@ func (x *PrincipalAssertion) GetRefusalMessage() string {
 	return ""
 }
 
+// QueuePolicyRecord is the policy of a queue, kept by queue id (a queue
+// made again under the same name does not inherit it).
+type QueuePolicyRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue's project.
+	ProjectId string `protobuf:"bytes,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	// The queue's id.
+	QueueId string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// The policy.
+	Policy        *v1.QueuePolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePolicyRecord) Reset() {
+	*x = QueuePolicyRecord{}
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePolicyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePolicyRecord) ProtoMessage() {}
+
+func (x *QueuePolicyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePolicyRecord.ProtoReflect.Descriptor instead.
+func (*QueuePolicyRecord) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *QueuePolicyRecord) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *QueuePolicyRecord) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *QueuePolicyRecord) GetPolicy() *v1.QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 var File_dms_cluster_metadata_v1_identity_proto protoreflect.FileDescriptor
 
 const file_dms_cluster_metadata_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"&dms/cluster/metadata/v1/identity.proto\x12\x17dms.cluster.metadata.v1\"Y\n" +
+	"&dms/cluster/metadata/v1/identity.proto\x12\x17dms.cluster.metadata.v1\x1a\x15dms/v1/identity.proto\"Y\n" +
 	"\rAccountRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12$\n" +
@@ -754,7 +819,12 @@ const file_dms_cluster_metadata_v1_identity_proto_rawDesc = "" +
 	"\x10scope_project_id\x18\x03 \x01(\tR\x0escopeProjectId\x12\x16\n" +
 	"\x06method\x18\x04 \x01(\tR\x06method\x12%\n" +
 	"\x0erefusal_reason\x18\x05 \x01(\tR\rrefusalReason\x12'\n" +
-	"\x0frefusal_message\x18\x06 \x01(\tR\x0erefusalMessageBBZ@github.com/opendms/dms/gen/go/dms/cluster/metadata/v1;metadatav1b\x06proto3"
+	"\x0frefusal_message\x18\x06 \x01(\tR\x0erefusalMessage\"z\n" +
+	"\x11QueuePolicyRecord\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x01 \x01(\tR\tprojectId\x12\x19\n" +
+	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12+\n" +
+	"\x06policy\x18\x03 \x01(\v2\x13.dms.v1.QueuePolicyR\x06policyBBZ@github.com/opendms/dms/gen/go/dms/cluster/metadata/v1;metadatav1b\x06proto3"
 
 var (
 	file_dms_cluster_metadata_v1_identity_proto_rawDescOnce sync.Once
@@ -768,7 +838,7 @@ func file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP() []byte {
 	return file_dms_cluster_metadata_v1_identity_proto_rawDescData
 }
 
-var file_dms_cluster_metadata_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_dms_cluster_metadata_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_dms_cluster_metadata_v1_identity_proto_goTypes = []any{
 	(*AccountRecord)(nil),      // 0: dms.cluster.metadata.v1.AccountRecord
 	(*ProjectRecord)(nil),      // 1: dms.cluster.metadata.v1.ProjectRecord
@@ -778,13 +848,16 @@ var file_dms_cluster_metadata_v1_identity_proto_goTypes = []any{
 	(*ApiTokenRecord)(nil),     // 5: dms.cluster.metadata.v1.ApiTokenRecord
 	(*SessionTokenClaims)(nil), // 6: dms.cluster.metadata.v1.SessionTokenClaims
 	(*PrincipalAssertion)(nil), // 7: dms.cluster.metadata.v1.PrincipalAssertion
+	(*QueuePolicyRecord)(nil),  // 8: dms.cluster.metadata.v1.QueuePolicyRecord
+	(*v1.QueuePolicy)(nil),     // 9: dms.v1.QueuePolicy
 }
 var file_dms_cluster_metadata_v1_identity_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	9, // 0: dms.cluster.metadata.v1.QueuePolicyRecord.policy:type_name -> dms.v1.QueuePolicy
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_metadata_v1_identity_proto_init() }
@@ -798,7 +871,7 @@ func file_dms_cluster_metadata_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_metadata_v1_identity_proto_rawDesc), len(file_dms_cluster_metadata_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
