@@ -44,18 +44,14 @@ func (p *partitionState) snapshot() *deliveryv1.PartitionSnapshot {
 func (p *partitionState) restore(s *deliveryv1.PartitionSnapshot) {
 	p.reset(s.GetAckFloor())
 	for _, r := range s.GetAcked() {
-		for o := r.GetFirst(); o <= r.GetLast(); o++ {
-			p.acked.add(o)
-		}
+		p.acked.addRange(r.GetFirst(), r.GetLast())
 	}
 	for _, o := range s.GetRedriven() {
 		p.redriven[o] = struct{}{}
 	}
 	p.lost = offsetSet{}
 	for _, r := range s.GetLost() {
-		for o := r.GetFirst(); o <= r.GetLast(); o++ {
-			p.lost.add(o)
-		}
+		p.lost.addRange(r.GetFirst(), r.GetLast())
 	}
 	for _, pending := range s.GetInFlight() {
 		p.attempts[pending.GetOffset()] = pending.GetAttempts() - 1

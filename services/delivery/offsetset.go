@@ -1,6 +1,9 @@
 package delivery
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // offsetSet is a set of offsets kept as sorted, disjoint, non-adjacent
 // ranges, so that acks that arrive out of order cost memory per gap, not per
@@ -47,6 +50,25 @@ func (s *offsetSet) add(o int64) {
 		copy(s.ranges[i+1:], s.ranges[i:])
 		s.ranges[i] = offsetRange{o, o}
 	}
+}
+
+// addRange inserts first to last (first <= last, both in [0, MaxInt64)),
+// merging with the ranges it overlaps or touches: a lost range of a million
+// offsets costs one range and no loop over its offsets.
+func (s *offsetSet) addRange(first, last int64) {
+	if last < first {
+		return
+	}
+	i := s.find(first - 1) // the first range that overlaps or touches
+	j := i
+	var covered int64
+	for j < len(s.ranges) && s.ranges[j].first <= last+1 {
+		first, last = min(first, s.ranges[j].first), max(last, s.ranges[j].last)
+		covered += s.ranges[j].last - s.ranges[j].first + 1
+		j++
+	}
+	s.ranges = slices.Replace(s.ranges, i, j, offsetRange{first, last})
+	s.count += last - first + 1 - covered
 }
 
 // remove deletes o, splitting its range if needed.

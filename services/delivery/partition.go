@@ -144,12 +144,47 @@ func (p *partitionState) settle(offset int64) {
 
 // skipLost settles first..last, which storage reported lost, and records
 // them as lost.
+// It works on ranges: a lost range may hold millions of offsets.
 func (p *partitionState) skipLost(first, last int64) {
-	for o := first; o <= last; o++ {
-		p.settle(o)
-		p.lost.add(o)
+	if last < first {
+		return
 	}
+	p.settleRange(first, last)
+	p.lost.addRange(first, last)
 	p.next = max(p.next, last+1)
+}
+
+// settleRange settles first..last: the busy offsets in it one by one, the
+// rest as one acked range.
+func (p *partitionState) settleRange(first, last int64) {
+	in := func(o int64) bool { return o >= first && o <= last }
+	var busy []int64
+	for o := range p.attempts {
+		if in(o) {
+			busy = append(busy, o)
+		}
+	}
+	for _, m := range []map[int64]time.Time{p.inflight, p.retrying} {
+		for o := range m {
+			if in(o) {
+				busy = append(busy, o)
+			}
+		}
+	}
+	for _, o := range busy {
+		p.settle(o)
+	}
+	for o := range p.redriven {
+		if in(o) {
+			delete(p.redriven, o)
+		}
+	}
+	if lo := max(first, p.ackFloor); lo <= last {
+		p.acked.addRange(lo, last)
+		if l, ok := p.acked.takeFrom(p.ackFloor); ok {
+			p.ackFloor = l + 1
+		}
+	}
 }
 
 // release makes an offset available for delivery again at once.

@@ -4,13 +4,13 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
-	"github.com/opendms/dms/services/storage/logid"
 )
 
 // load replays the consumption's state log; one without state starts at the
@@ -30,17 +30,20 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 			return err
 		}
 		for _, r := range resp.GetRecords() {
-			rec := &deliveryv1.StateRecord{}
-			if err := proto.Unmarshal(r.GetRecord().GetPayload(), rec); err != nil {
-				return fmt.Errorf("delivery: %s offset %d: %w", logid.Describe(c.stateLog), r.GetOffset(), err)
+			offset = r.GetOffset() + 1
+			rec, err := decodeStateRecord(r.GetRecord().GetPayload(), len(c.parts))
+			if err != nil {
+				// Skipped like a lost record: what it said is forgotten
+				// (messages it settled are delivered again), and the
+				// group loads rather than staying down for good.
+				e.logger.Error("delivery: skipping a state record that does not decode; messages it settled may be delivered again",
+					"log", c.key, "offset", r.GetOffset(), "err", err)
+				continue
 			}
 			if rec.GetTagFilter() != nil {
 				c.filter = rec.GetTagFilter()
 			}
-			if p := int(rec.GetPartition()); p >= 0 && p < len(c.parts) {
-				c.parts[p].replay(rec)
-			}
-			offset = r.GetOffset() + 1
+			c.parts[rec.GetPartition()].replay(rec)
 			replayed++
 		}
 		if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
@@ -87,6 +90,67 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 		e.logger.Info("delivery state loaded", "log", c.key, "records", replayed)
 	}
 	return nil
+}
+
+// decodeStateRecord decodes one state-log record of a consumption with
+// parts partitions and checks that it can be replayed: a known partition,
+// every offset in [0, MaxInt64), spans with first <= last. Storage checksums
+// what it stores, so a record that fails here was written wrong, not
+// damaged on disk; load skips it (at least once: what it settled is
+// delivered again) instead of failing for good. Whatever bytes it is given,
+// it neither panics nor returns a record whose replay could (FuzzStateRecord).
+func decodeStateRecord(payload []byte, parts int) (*deliveryv1.StateRecord, error) {
+	rec := &deliveryv1.StateRecord{}
+	if err := proto.Unmarshal(payload, rec); err != nil {
+		return nil, fmt.Errorf("delivery: state record: %w", err)
+	}
+	if p := rec.GetPartition(); p < 0 || int(p) >= parts {
+		return nil, fmt.Errorf("delivery: state record of partition %d; the queue has %d", p, parts)
+	}
+	bad := func(what string, o int64) error {
+		return fmt.Errorf("delivery: state record of partition %d: %s offset %d is out of range", rec.GetPartition(), what, o)
+	}
+	lists := []struct {
+		what    string
+		offsets []int64
+	}{{"delivered", rec.GetDeliveredOffsets()}, {"acked", rec.GetAckedOffsets()}, {"failed", rec.GetFailedOffsets()},
+		{"retry", rec.GetRetryOffsets()}, {"dead-lettered", rec.GetDeadLetteredOffsets()}, {"redriven", rec.GetRedrivenOffsets()},
+		{"extended", rec.GetExtendedOffsets()}}
+	spans := [][]*deliveryv1.OffsetSpan{rec.GetLostOffsets()}
+	if rec.SeekOffset != nil {
+		lists = append(lists, struct {
+			what    string
+			offsets []int64
+		}{"seek", []int64{rec.GetSeekOffset()}})
+	}
+	if s := rec.GetSnapshot(); s != nil {
+		snap := []int64{s.GetAckFloor()}
+		for _, l := range [][]*deliveryv1.PendingOffset{s.GetInFlight(), s.GetRetrying(), s.GetAttempted()} {
+			for _, p := range l {
+				snap = append(snap, p.GetOffset())
+			}
+		}
+		lists = append(lists, struct {
+			what    string
+			offsets []int64
+		}{"snapshot", append(snap, s.GetRedriven()...)})
+		spans = append(spans, s.GetAcked(), s.GetLost())
+	}
+	for _, l := range lists {
+		for _, o := range l.offsets {
+			if o < 0 || o == math.MaxInt64 {
+				return nil, bad(l.what, o)
+			}
+		}
+	}
+	for _, l := range spans {
+		for _, sp := range l {
+			if sp.GetFirst() < 0 || sp.GetLast() < sp.GetFirst() || sp.GetLast() == math.MaxInt64 {
+				return nil, fmt.Errorf("delivery: state record of partition %d: span %d to %d is out of range", rec.GetPartition(), sp.GetFirst(), sp.GetLast())
+			}
+		}
+	}
+	return rec, nil
 }
 
 // busyOffsets lists the offsets of a partition that are in flight or wait
