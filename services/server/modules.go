@@ -178,6 +178,9 @@ func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := engine.RegisterMetrics(s.tel.MeterProvider); err != nil {
+		return nil, err
+	}
 	engine.Start(ctx)
 	s.storageEngine = engine
 	s.storageHandler = storage.NewHandler(engine)

@@ -34,6 +34,7 @@ type Engine struct {
 	keys     *partitionlog.Keyring // nil: encryption at rest is off
 	units    *units
 	fetchers *fetchers
+	repairs  *repairs // lost ranges of this node's copies, and damage counters
 	// stopping is set when the node begins to stop: it leads nothing more
 	// (no writes, no changes of in-sync replicas), so that followers the
 	// stopping node no longer answers are not dropped from them.
@@ -79,7 +80,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	if cfg.ReplicaLagTime <= 0 {
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
-	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(),
+	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(),
 		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
@@ -153,6 +154,8 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		Logger:        e.logger.With("log", key),
 		Keys:          e.keys,
 		OnPublish:     func(int64) { e.units.published() },
+		OnDamage:      func(r partitionlog.Repair) { e.repairs.counts.found(id, r) },
+		OnLost:        func(from, to int64) { e.noteLost(id, from, to) },
 	}
 	if !logid.IsInternal(id) {
 		opts.SegmentBytes = e.cfg.SegmentBytes
@@ -414,6 +417,9 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 			batches, err = l.ReadBatches(l.StartOffset(), opts.MaxBytes)
 		}
 		if lost, ok := e.lostRange(id, err, hw); ok {
+			if err := e.leaderLost(u, id, err); err != nil {
+				return ReadResult{}, err
+			}
 			out.Lost = lost
 			return out, nil
 		}
@@ -434,6 +440,9 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 		entries, err = l.Read(l.StartOffset(), opts.MaxBytes)
 	}
 	if lost, ok := e.lostRange(id, err, hw); ok {
+		if err := e.leaderLost(u, id, err); err != nil {
+			return ReadResult{}, err
+		}
 		out.Lost = lost
 		return out, nil
 	}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -122,7 +123,7 @@ func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader stri
 			if l == nil {
 				continue
 			}
-			fu.Logs = append(fu.Logs, &storagev1.FetchLog{Log: id, FetchOffset: l.NextOffset()})
+			fu.Logs = append(fu.Logs, &storagev1.FetchLog{Log: id, FetchOffset: e.fetchFrom(l)})
 		}
 		req.Units = append(req.Units, fu)
 	}
@@ -164,6 +165,7 @@ func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*stora
 	defer u.applyMu.RUnlock()
 	u.mu.Lock()
 	current := u.following && u.truncated && u.st.GetLeader() == leader && u.st.GetLeaderEpoch() == epoch
+	inISR := slices.Contains(u.st.GetIsr(), fs.e.cluster.Node)
 	u.mu.Unlock()
 	if !current {
 		return nil
@@ -172,7 +174,7 @@ func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*stora
 	errCh := make(chan error, 1)
 	for _, lr := range logs {
 		wg.Go(func() {
-			if err := fs.apply(lr); err != nil {
+			if err := fs.apply(lr, inISR); err != nil {
 				fs.e.logger.Warn("storage: applying fetched batches", "log", logid.Key(lr.GetLog()), "err", err)
 				select {
 				case errCh <- err:
@@ -186,8 +188,10 @@ func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*stora
 	return <-errCh
 }
 
-// apply makes a local log match what the leader sent of it.
-func (fs *fetchers) apply(lr *storagev1.FetchLogResult) error {
+// apply makes a local log match what the leader sent of it; inISR says
+// whether this node is among the unit's in-sync replicas (a damaged copy is
+// repaired only once it is not, see repair.go).
+func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR bool) error {
 	e := fs.e
 	id := lr.GetLog()
 	if lr.GetDeleted() {
@@ -223,6 +227,9 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult) error {
 		if _, err := l.TrimBefore(start); err != nil {
 			return err
 		}
+	}
+	if err := fs.repairFromFetch(l, lr, inISR); err != nil {
+		return err
 	}
 	for _, b := range lr.GetBatches() {
 		next := l.NextOffset()

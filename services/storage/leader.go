@@ -189,6 +189,13 @@ func (e *Engine) recordProgress(u *unit, follower string, positions map[string]i
 		}
 		pos, ok := positions[k]
 		if ok {
+			if prev, had := f.pos[k]; had && pos < prev && pos < u.hwLocked(k, end) {
+				// The follower no longer has what it acknowledged (its copy
+				// was damaged and it fetches the range again, see
+				// repair.go): it is out of sync at the next check.
+				f.lastCaughtUp = time.Time{}
+				caughtUp = false
+			}
 			f.pos[k] = pos
 		}
 		if !ok || (pos < end && pos < f.endAtLastFetch[k]) {

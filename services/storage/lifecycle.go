@@ -26,6 +26,7 @@ func (e *Engine) Start(ctx context.Context) {
 		e.applyPlacement()
 		go e.placementLoop(ctx)
 		go e.isrLoop(ctx)
+		go e.repairLoop(ctx)
 	}
 	if e.cfg.ScrubBytesPerSecond > 0 {
 		go e.scrubLoop(ctx)

@@ -198,7 +198,7 @@ func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int
 			continue
 		}
 		if b.lost() {
-			return out, used, false, lostError(s, b, from)
+			return out, used, false, l.lostAt(s, b, from)
 		}
 		n := max(len(b.recs), 1)
 		if len(out) > 0 && (maxBytes <= 0 || used+n > maxBytes) {

@@ -347,8 +347,28 @@ func writeLost(f *os.File, pos, base, count int64, size int, note string) error 
 	return nil
 }
 
+// noteLost tells Options.OnLost of a lost range.
+func (l *Log) noteLost(from, to int64) {
+	if l.opts.OnLost != nil && from <= to {
+		l.opts.OnLost(from, to)
+	}
+}
+
+// lostAt is lostError for a reader, which also tells Options.OnLost.
+func (l *Log) lostAt(s *segment, b *batch, from int64) *LostRangeError {
+	e := lostError(s, b, from)
+	l.noteLost(b.base, e.To)
+	return e
+}
+
 // reportRepair logs and counts one repaired range.
 func (l *Log) reportRepair(r Repair) {
+	if l.opts.OnDamage != nil {
+		l.opts.OnDamage(r)
+	}
+	if !r.Torn {
+		l.noteLost(r.From, r.To)
+	}
 	l.dmgBytes.Add(r.Bytes)
 	if r.Torn {
 		l.dmgTorn.Add(r.Bytes)
@@ -427,6 +447,7 @@ func (l *Log) readerFoundDamage(s *segment, v segView, pos int64, lost *LostRang
 			"segment", s.logPath, "position", pos, "fromOffset", lost.From, "toOffset", lost.To, "err", lost.Detail)
 	}
 	l.requestRepair(s)
+	l.noteLost(lost.From, lost.To)
 	return lost
 }
 
@@ -632,6 +653,11 @@ func (l *Log) Scrub(ctx context.Context, bytesPerSecond int64) (ScrubResult, err
 func (l *Log) verifySealed(s *segment, v segView, r io.ReaderAt) ([]Repair, bool, error) {
 	kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
 	repairs, _, err := damageScan(l.dir, r, nil, s.logPath, s.base, v.size, v.next, kc, false)
+	for _, rp := range repairs {
+		if rp.Recorded {
+			l.noteLost(rp.From, rp.To) // lost earlier: a replica may still have it
+		}
+	}
 	if repairs = unrecorded(repairs); err != nil || len(repairs) > 0 {
 		return repairs, false, err
 	}

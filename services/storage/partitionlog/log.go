@@ -440,7 +440,7 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 			continue
 		}
 		if b.lost() {
-			return out, used, false, lostError(s, b, from)
+			return out, used, false, l.lostAt(s, b, from)
 		}
 		if b.format() != FormatRecords {
 			return out, used, false, opaqueError(b)

@@ -76,6 +76,18 @@ type Options struct {
 	// AppendBatch, AppendBatchAt, TruncateTo, Reset or Close of the same
 	// log, which would deadlock.
 	OnPublish func(next int64)
+	// OnDamage, if set, is told of every damaged range the log quarantines
+	// (at Open, by a background repair or by Scrub; r.Torn for a torn tail
+	// cut off), after it is repaired: for metrics.
+	OnDamage func(r Repair)
+	// OnLost, if set, is told of offsets the log holds as lost: whenever a
+	// repair marks a damaged range lost, and whenever a reader or Scrub
+	// meets such a range (or damage not yet repaired). A replicated log
+	// uses it to fetch those offsets again from another replica. It may be
+	// called for the same range many times, from any goroutine, possibly
+	// during Open and with the log's internal locks held: it must be quick,
+	// must not block, and must not call the log.
+	OnLost func(from, to int64)
 }
 
 func (o Options) withDefaults() (Options, error) {
