@@ -38,7 +38,8 @@ func runWithServer(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	stop, err := startServer(tmp)
+	stop, addr, _, err := startServer(tmp, nil, nil)
+	serverAddr = addr
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dms sdk tests:", err)
 		return 1
@@ -47,41 +48,49 @@ func runWithServer(m *testing.M) int {
 	return m.Run()
 }
 
-func startServer(tmp string) (stop func(), err error) {
+// dmsdBin is the dmsd binary the tests run, once built.
+var dmsdBin string
+
+// startServer runs a dmsd with extra flags and environment in tmp and
+// returns its gRPC and HTTP addresses once it is healthy.
+func startServer(tmp string, extra, env []string) (stop func(), grpcAddr, httpAddr string, err error) {
 	services, err := filepath.Abs(filepath.Join("..", "..", "services"))
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	// DMS_TEST_DMSD runs a dmsd binary built elsewhere instead.
 	bin := os.Getenv("DMS_TEST_DMSD")
+	if bin == "" && dmsdBin != "" {
+		bin = dmsdBin
+	}
 	if bin == "" {
 		bin = filepath.Join(tmp, "dmsd")
 		build := exec.Command("go", "build", "-o", bin, "github.com/opendms/dms/services/cmd/dmsd")
 		build.Dir = services
 		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building dmsd in %s: %v\n%s", services, err, out)
+			return nil, "", "", fmt.Errorf("building dmsd in %s: %v\n%s", services, err, out)
 		}
+		dmsdBin = bin
 	}
-	grpcAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	if grpcAddr, err = freeAddr(); err != nil {
+		return nil, "", "", err
 	}
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	if httpAddr, err = freeAddr(); err != nil {
+		return nil, "", "", err
 	}
 	logFile, err := os.Create(filepath.Join(tmp, "dmsd.log"))
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	// The shortest retry schedule the server allows: a redelivered message
 	// comes back after 30 s, which no test waits for.
-	cmd := exec.Command(bin, "-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn",
-		"-delivery.retry-delays", "30s")
+	cmd := exec.Command(bin, append([]string{"-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn",
+		"-delivery.retry-delays", "30s"}, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -103,17 +112,16 @@ func startServer(tmp string) (stop func(), err error) {
 		case err := <-exited:
 			log, _ := os.ReadFile(logFile.Name())
 			logFile.Close()
-			return nil, fmt.Errorf("dmsd exited: %v\n%s", err, log)
+			return nil, "", "", fmt.Errorf("dmsd exited: %v\n%s", err, log)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
 			log, _ := os.ReadFile(logFile.Name())
-			return nil, fmt.Errorf("dmsd did not become healthy within 60 s\n%s", log)
+			return nil, "", "", fmt.Errorf("dmsd did not become healthy within 60 s\n%s", log)
 		}
 	}
-	serverAddr = grpcAddr
-	return stop, nil
+	return stop, grpcAddr, httpAddr, nil
 }
 
 func freeAddr() (string, error) {

@@ -270,7 +270,16 @@ func (a *authorizedStream) RecvMsg(m any) error {
 // checkListenAddrs refuses, with authentication off, every listen address
 // that is not a loopback one, unless -auth.allow-anonymous says so.
 func (s *Server) checkListenAddrs() error {
-	if s.cfg.Auth.Enabled || s.cfg.Auth.AllowAnonymous {
+	if s.cfg.Auth.AllowAnonymous {
+		return nil
+	}
+	if s.cfg.Auth.Enabled {
+		// The Kafka listener authenticates nobody yet (SASL is to come), so
+		// with authentication on it too stays on loopback unless told.
+		if a := s.cfg.Kafka.Addr; a != "" && !isLoopback(a) {
+			return fmt.Errorf("-kafka.addr=%s is not a loopback address, and the Kafka listener does not authenticate its clients yet: "+
+				"bind it to loopback, disable it with -kafka.addr=, or accept that with -auth.allow-anonymous", a)
+		}
 		return nil
 	}
 	addrs := []struct{ flag, addr string }{
