@@ -11,7 +11,8 @@ package kafka
 // available again at once). A share session (epoch 0 opens, -1 closes and
 // releases what it holds, any other must be the next epoch) keeps the
 // partitions fetched and the receipt handles of the messages held; it
-// lives on the node serving the fetch. max_wait_ms is the receive's wait;
+// lives on the node serving the fetch and ends with its connection,
+// releasing what it holds, as in Kafka. max_wait_ms is the receive's wait;
 // max_records bounds the messages (500 when unset); min_bytes, max_bytes
 // and batch_size are not used (a receive counts messages). Messages of
 // partitions the session does not fetch (in a cluster, partitions led by
@@ -56,7 +57,7 @@ func (s *Server) shareFetch(ctx context.Context, r *request, req *kmsg.ShareFetc
 			}
 		}
 	}
-	sess, err := s.shares.session(groups.Key(project, group)+"\x00"+member, req.ShareSessionEpoch)
+	sess, err := s.session(r, groups.Key(project, group)+"\x00"+member, req.ShareSessionEpoch)
 	if err != nil {
 		resp.ErrorCode, resp.ErrorMessage = errorCode(err), errorMessage(err)
 		return resp, nil

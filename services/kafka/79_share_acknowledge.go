@@ -33,7 +33,7 @@ func (s *Server) shareAcknowledge(ctx context.Context, r *request, req *kmsg.Sha
 		resp.ErrorCode = kerr.InvalidShareSessionEpoch.Code
 		return resp, nil
 	}
-	sess, err := s.shares.session(groups.Key(project, group)+"\x00"+member, req.ShareSessionEpoch)
+	sess, err := s.session(r, groups.Key(project, group)+"\x00"+member, req.ShareSessionEpoch)
 	if err != nil {
 		resp.ErrorCode, resp.ErrorMessage = errorCode(err), errorMessage(err)
 		return resp, nil

@@ -38,6 +38,7 @@ type frame struct {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
 	defer nc.Close()
+	defer s.connClosed(c)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	frames := make(chan frame, readAhead)

@@ -81,6 +81,9 @@ type sharePartition struct {
 // shareSession is a member's fetch session: its epoch, the partitions it
 // fetches, and the receipt handle of each message it holds.
 type shareSession struct {
+	// conn is the connection the session was opened on: as in Kafka, a
+	// session ends with its connection and what it holds is released.
+	conn    *conn
 	mu      sync.Mutex
 	epoch   int32
 	parts   map[sharePartition]bool
@@ -120,15 +123,20 @@ func (s *Server) ensureShareGroup(ctx context.Context, project string, q *metada
 }
 
 // session returns the share session a request names, applying the epoch
-// rules: 0 opens a new one (replacing any), -1 closes it after this
-// request, any other must be the session's next epoch.
-func (ss *shareState) session(key string, epoch int32) (*shareSession, error) {
+// rules: 0 opens a new one on the request's connection (replacing any; the
+// replaced one's messages are released), -1 closes it after this request,
+// any other must be the session's next epoch.
+func (s *Server) session(r *request, key string, epoch int32) (*shareSession, error) {
+	ss := s.shares
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	sess := ss.sessions[key]
 	switch {
 	case epoch == 0:
-		sess = &shareSession{epoch: 1, parts: map[sharePartition]bool{}, handles: map[sharePartition]map[int64]heldMessage{}}
+		if sess != nil {
+			go s.releaseAll(sess)
+		}
+		sess = &shareSession{conn: r.conn, epoch: 1, parts: map[sharePartition]bool{}, handles: map[sharePartition]map[int64]heldMessage{}}
 		ss.sessions[key] = sess
 		return sess, nil
 	case sess == nil:
@@ -147,6 +155,29 @@ func (ss *shareState) session(key string, epoch int32) (*shareSession, error) {
 		sess.epoch = 1
 	}
 	return sess, nil
+}
+
+// connClosed ends the share sessions opened on a connection, releasing the
+// messages they hold for other consumers.
+func (s *Server) connClosed(c *conn) {
+	if s.ctx.Err() != nil {
+		// The server stops: the roles behind it stop too, and the
+		// messages come back when their lock expires.
+		return
+	}
+	ss := s.shares
+	var ended []*shareSession
+	ss.mu.Lock()
+	for key, sess := range ss.sessions {
+		if sess.conn == c {
+			delete(ss.sessions, key)
+			ended = append(ended, sess)
+		}
+	}
+	ss.mu.Unlock()
+	for _, sess := range ended {
+		s.releaseAll(sess)
+	}
 }
 
 // ackBatch is an acknowledgement batch of either request.

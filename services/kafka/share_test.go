@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 )
@@ -104,4 +106,73 @@ func TestShareGroupReleasedRecordsComeBack(t *testing.T) {
 	for v, dc := range again {
 		require.GreaterOrEqual(t, dc, int32(2), "%s delivered again with its count", v)
 	}
+}
+
+// shareFetchRaw opens a share session on a connection of its own and
+// fetches from one partition until it gets records; it returns the
+// connection and the acquired records.
+func shareFetchRaw(t *testing.T, addr string, topicID [16]byte, member string) (*rawClient, []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord) {
+	c := dialRaw(t, addr)
+	group := "workers"
+	for epoch := int32(0); ; epoch++ {
+		req := kmsg.NewPtrShareFetchRequest()
+		req.Version, req.GroupID, req.MemberID, req.ShareSessionEpoch = 1, &group, &member, epoch
+		req.MaxWaitMillis, req.MaxRecords, req.BatchSize = 500, 100, 100
+		tp := kmsg.NewShareFetchRequestTopicPartition()
+		tp.Partition = 0
+		req.Topics = []kmsg.ShareFetchRequestTopic{{TopicID: topicID, Partitions: []kmsg.ShareFetchRequestTopicPartition{tp}}}
+		resp := c.roundTrip(req).(*kmsg.ShareFetchResponse)
+		require.Zero(t, resp.ErrorCode)
+		require.EqualValues(t, 30000, resp.AcquisitionLockTimeoutMillis)
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				require.Zero(t, rp.ErrorCode)
+				if len(rp.AcquiredRecords) > 0 {
+					require.NotEmpty(t, rp.Records)
+					return c, rp.AcquiredRecords
+				}
+			}
+		}
+		require.Less(t, epoch, int32(100), "no records acquired")
+	}
+}
+
+// TestShareSessionEndsWithItsConnection acquires records on a raw
+// connection and closes it: the records are released at once (not after
+// their 30 s lock) and another session acquires them, delivered a second
+// time. A wrong session epoch is refused.
+func TestShareSessionEndsWithItsConnection(t *testing.T) {
+	srv := startServer(t)
+	createTopic(t, srv, "jobs", 1)
+	produceAll(t, newClient(t, srv.KafkaAddr), records("jobs", 5, "a")...)
+	md := dialRaw(t, srv.KafkaAddr).roundTrip(&kmsg.MetadataRequest{Version: 12, Topics: []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr("jobs")}}}).(*kmsg.MetadataResponse)
+	topicID := md.Topics[0].TopicID
+
+	c, acquired := shareFetchRaw(t, srv.KafkaAddr, topicID, "m1")
+	require.Equal(t, []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord{{FirstOffset: 0, LastOffset: 4, DeliveryCount: 1}}, acquired)
+
+	bad := kmsg.NewPtrShareAcknowledgeRequest()
+	bad.Version, bad.GroupID, bad.MemberID, bad.ShareSessionEpoch = 1, kmsg.StringPtr("workers"), kmsg.StringPtr("m1"), 7
+	require.Equal(t, kerr.InvalidShareSessionEpoch.Code, c.roundTrip(bad).(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+	bad.MemberID = kmsg.StringPtr("nobody")
+	require.Equal(t, kerr.ShareSessionNotFound.Code, c.roundTrip(bad).(*kmsg.ShareAcknowledgeResponse).ErrorCode)
+
+	require.NoError(t, c.conn.Close())
+	c, acquired = shareFetchRaw(t, srv.KafkaAddr, topicID, "m2")
+	require.Equal(t, []kmsg.ShareFetchResponseTopicPartitionAcquiredRecord{{FirstOffset: 0, LastOffset: 4, DeliveryCount: 2}}, acquired)
+
+	// Accepting them and closing the session (epoch -1) settles them;
+	// offset 5 was never held.
+	ack := kmsg.NewPtrShareAcknowledgeRequest()
+	ack.Version, ack.GroupID, ack.MemberID, ack.ShareSessionEpoch = 1, kmsg.StringPtr("workers"), kmsg.StringPtr("m2"), -1
+	tp := kmsg.NewShareAcknowledgeRequestTopicPartition()
+	tp.AcknowledgementBatches = []kmsg.ShareAcknowledgeRequestTopicPartitionAcknowledgementBatch{{FirstOffset: 0, LastOffset: 4, AcknowledgeTypes: []int8{1}}}
+	ack.Topics = []kmsg.ShareAcknowledgeRequestTopic{{TopicID: topicID, Partitions: []kmsg.ShareAcknowledgeRequestTopicPartition{tp}}}
+	ar := c.roundTrip(ack).(*kmsg.ShareAcknowledgeResponse)
+	require.Zero(t, ar.ErrorCode)
+	require.Zero(t, ar.Topics[0].Partitions[0].ErrorCode)
+	ack.MemberID, ack.ShareSessionEpoch = kmsg.StringPtr("m2"), 1
+	require.Equal(t, kerr.ShareSessionNotFound.Code, c.roundTrip(ack).(*kmsg.ShareAcknowledgeResponse).ErrorCode, "the session is closed")
+	g := &dmsv1.ConsumerGroup{Name: "projects/" + defaultProject + "/queues/jobs/groups/workers"}
+	require.Empty(t, srv.Receive(t, g, 10, 30*time.Second), "accepted records are settled")
 }
