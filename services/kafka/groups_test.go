@@ -716,3 +716,21 @@ func TestGroupAPIsAdvertised(t *testing.T) {
 		require.Equal(t, want, got[key.Int16()], key.Name())
 	}
 }
+
+// TestRefusedJoinLeavesNoGroup checks that a JoinGroup refused (another
+// protocol type against nothing, here no protocols) leaves no group behind
+// for ListGroups or DescribeGroups.
+func TestRefusedJoinLeavesNoGroup(t *testing.T) {
+	srv := startServer(t, groupFlags...)
+	c := dialRaw(t, srv.KafkaAddr)
+	join := joinReq(4, "ghost", "", nil)
+	join.Protocols = nil
+	require.Equal(t, kerr.InconsistentGroupProtocol.Code, c.roundTrip(join).(*kmsg.JoinGroupResponse).ErrorCode)
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	listed, err := adm.ListGroups(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, listed.Groups())
+	d, err := adm.DescribeGroups(context.Background(), "ghost")
+	require.NoError(t, err)
+	require.Equal(t, "Dead", d["ghost"].State)
+}

@@ -187,7 +187,7 @@ func (c *Coordinator) List(ctx context.Context, project string) ([]Listing, erro
 				continue
 			}
 			g.mu.Lock()
-			if g.state != Dead {
+			if g.state != Dead && !g.isShell() {
 				out = append(out, Listing{Group: g.name, ProtocolType: g.protocolType, State: g.state})
 			}
 			g.mu.Unlock()

@@ -130,6 +130,13 @@ func restoreGroup(sh *shard, key string, v *kmsg.GroupMetadataValue) *group {
 	return g
 }
 
+// isShell reports whether the group never held anything: created by a
+// request that then failed (a JoinGroup refused, say). Such a group is
+// neither listed nor written.
+func (g *group) isShell() bool {
+	return g.state == Empty && g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0
+}
+
 // snapshot returns the records of the group's whole state, for a
 // checkpoint.
 func (g *group) snapshot() []entry {

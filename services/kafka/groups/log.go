@@ -229,7 +229,7 @@ func (sh *shard) checkpoint() {
 	for _, g := range sh.list() {
 		g.mu.Lock()
 		var entries []entry
-		if g.state != Dead {
+		if g.state != Dead && !g.isShell() {
 			entries = g.snapshot()
 		}
 		_, err := sh.appendRaw(ctx, entries)

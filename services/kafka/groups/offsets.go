@@ -127,6 +127,9 @@ func (c *Coordinator) Describe(ctx context.Context, project, name string) (Descr
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.isShell() {
+		return Description{State: Dead}, nil
+	}
 	d := Description{State: g.state, ProtocolType: g.protocolType}
 	if g.state == Stable || g.state == CompletingRebalance {
 		d.Protocol = g.protocol

@@ -1,0 +1,69 @@
+package kafka_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// BenchmarkOffsetCommit commits the offsets of ten partitions per op
+// through one connection: each commit is durable (fsynced in the delivery
+// shard's log) before its answer, as Kafka's acks=all commit is.
+//
+//	go test -run x -bench BenchmarkOffsetCommit -benchtime 3s ./kafka/
+func BenchmarkOffsetCommit(b *testing.B) {
+	srv := startServer(b, groupFlags...)
+	createTopic(b, srv, "orders", 10)
+	c := dialRaw(b, srv.KafkaAddr)
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version, req.Group, req.Generation = 8, "bench", -1
+	t := kmsg.NewOffsetCommitRequestTopic()
+	t.Topic = "orders"
+	for p := range int32(10) {
+		tp := kmsg.NewOffsetCommitRequestTopicPartition()
+		tp.Partition = p
+		t.Partitions = append(t.Partitions, tp)
+	}
+	req.Topics = []kmsg.OffsetCommitRequestTopic{t}
+	b.ResetTimer()
+	for i := range b.N {
+		for p := range t.Partitions {
+			req.Topics[0].Partitions[p].Offset = int64(i)
+		}
+		resp := c.roundTrip(req).(*kmsg.OffsetCommitResponse)
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			b.Fatalf("commit: error %d", code)
+		}
+	}
+}
+
+// BenchmarkJoinSyncLeave measures a whole membership: a member joins a
+// group of its own (JoinGroup v3, so without the MEMBER_ID_REQUIRED round),
+// leads it, syncs its assignment (durable) and leaves (durable: the group
+// is written empty).
+//
+//	go test -run x -bench BenchmarkJoinSyncLeave -benchtime 3s ./kafka/
+func BenchmarkJoinSyncLeave(b *testing.B) {
+	srv := startServer(b, "-kafka.group-initial-rebalance-delay=0")
+	c := dialRaw(b, srv.KafkaAddr)
+	b.ResetTimer()
+	for i := range b.N {
+		group := fmt.Sprintf("g%d", i%64)
+		jr := c.roundTrip(joinReq(3, group, "", nil)).(*kmsg.JoinGroupResponse)
+		if jr.ErrorCode != 0 {
+			b.Fatalf("join: error %d", jr.ErrorCode)
+		}
+		sync := kmsg.NewPtrSyncGroupRequest()
+		sync.Version, sync.Group, sync.MemberID, sync.Generation = 3, group, jr.MemberID, jr.Generation
+		sync.GroupAssignment = assignRoundRobin("orders", 4, jr.Members)
+		if sr := c.roundTrip(sync).(*kmsg.SyncGroupResponse); sr.ErrorCode != 0 {
+			b.Fatalf("sync: error %d", sr.ErrorCode)
+		}
+		leave := kmsg.NewPtrLeaveGroupRequest()
+		leave.Version, leave.Group, leave.MemberID = 2, group, jr.MemberID
+		if lr := c.roundTrip(leave).(*kmsg.LeaveGroupResponse); lr.ErrorCode != 0 {
+			b.Fatalf("leave: error %d", lr.ErrorCode)
+		}
+	}
+}
