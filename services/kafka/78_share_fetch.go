@@ -16,7 +16,7 @@ package kafka
 // max_records bounds the messages (500 when unset); min_bytes, max_bytes
 // and batch_size are not used (a receive counts messages). Messages of
 // partitions the session does not fetch (in a cluster, partitions led by
-// other nodes) are made visible again at once. The member id is not
+// other nodes) are released at once, a delivery counted (see share.go). The member id is not
 // checked against the group's membership, which its coordinator keeps.
 // Versions 0 (Kafka 4.0's early access) and 2 (lock renewal, KIP-1222) are
 // not served.

@@ -275,7 +275,12 @@ type acquired struct {
 // shareReceive receives up to max messages of the session's partitions of
 // one topic, waiting up to wait, and returns them by partition with the
 // stored batches holding them. Messages of partitions outside the session
-// are made visible again at once.
+// are released at once. That happens in a cluster, where a member fetches
+// each partition from its leader and the DMS group hands out messages of
+// any partition: every node's fetch may take messages of the others'
+// partitions, and each such bounce counts as a delivery (toward the
+// queue's dead-letter limit). A receive restricted to partitions, in the
+// delivery role, would end it.
 func (s *Server) shareReceive(ctx context.Context, project string, q *metadatav1.QueueRecord, group string, sess *shareSession, max int32, wait time.Duration) (map[int32]*acquired, error) {
 	name := shareGroupName(project, q, group)
 	resp, err := s.deps.Consumer.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{Group: name, MaxMessages: max,
@@ -301,7 +306,13 @@ func (s *Server) shareReceive(ctx context.Context, project string, q *metadatav1
 	}
 	sess.mu.Unlock()
 	if len(foreign) > 0 {
-		if _, err := s.deps.Consumer.ChangeVisibility(ctx, &dmsv1.ChangeVisibilityRequest{Group: name, ReceiptHandles: foreign, VisibilityTimeout: durationpb.New(0)}); err != nil {
+		// Released at once (a failure: the delivery was counted when it
+		// was received, as a lock expiry would count it).
+		acks := make([]*dmsv1.Ack, len(foreign))
+		for i, h := range foreign {
+			acks[i] = &dmsv1.Ack{ReceiptHandle: h, Status: dmsv1.AckStatus_ACK_STATUS_FAIL}
+		}
+		if _, err := s.deps.Consumer.AckMessages(ctx, &dmsv1.AckMessagesRequest{Group: name, Acks: acks}); err != nil {
 			s.logger.Warn("kafka: messages of partitions outside a share session not released; they come back after their lock", "err", err)
 		}
 	}
