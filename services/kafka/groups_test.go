@@ -734,3 +734,66 @@ func TestRefusedJoinLeavesNoGroup(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Dead", d["ghost"].State)
 }
+
+// TestSilentMembersAreRemoved checks the two timers: a member that stops
+// heartbeating is removed after its session timeout and the group
+// rebalances without it; a member that does not rejoin a rebalance within
+// the rebalance timeout is removed when it ends, and the others complete
+// it without waiting longer.
+func TestSilentMembersAreRemoved(t *testing.T) {
+	srv := startServer(t, "-kafka.group-initial-rebalance-delay=0", "-kafka.group-min-session-timeout=100ms")
+	createTopic(t, srv, "orders", 2)
+	a, b := dialRaw(t, srv.KafkaAddr), dialRaw(t, srv.KafkaAddr)
+	join := func(c *rawClient, memberID string, session int32) *kmsg.JoinGroupRequest {
+		j := joinReq(3, "g", memberID, nil)
+		j.SessionTimeoutMillis, j.RebalanceTimeoutMillis = session, 2000
+		return j
+	}
+	syncAll := func(c *rawClient, jr *kmsg.JoinGroupResponse) {
+		sync := kmsg.NewPtrSyncGroupRequest()
+		sync.Group, sync.MemberID, sync.Generation = "g", jr.MemberID, jr.Generation
+		if jr.LeaderID == jr.MemberID {
+			sync.GroupAssignment = assignRoundRobin("orders", 2, jr.Members)
+		}
+		require.Zero(t, c.roundTrip(sync).(*kmsg.SyncGroupResponse).ErrorCode)
+	}
+
+	// A joins with a long session, B with a short one; both sync.
+	jrA := a.roundTrip(join(a, "", 30000)).(*kmsg.JoinGroupResponse)
+	require.Zero(t, jrA.ErrorCode)
+	syncAll(a, jrA)
+	corr := b.send(join(b, "", 500))
+	require.Eventually(t, func() bool {
+		return heartbeatCode(a, "g", jrA.MemberID, jrA.Generation, nil) == kerr.RebalanceInProgress.Code
+	},
+		time.Minute, 20*time.Millisecond)
+	jrA = a.roundTrip(join(a, jrA.MemberID, 30000)).(*kmsg.JoinGroupResponse)
+	resp, err := b.receive(join(b, "", 500), corr)
+	require.NoError(t, err)
+	jrB := resp.(*kmsg.JoinGroupResponse)
+	require.Zero(t, jrB.ErrorCode)
+	require.Len(t, jrA.Members, 2)
+	syncAll(a, jrA)
+	syncAll(b, jrB)
+
+	// B goes silent: after its session the group rebalances without it.
+	require.Eventually(t, func() bool {
+		return heartbeatCode(a, "g", jrA.MemberID, jrA.Generation, nil) == kerr.RebalanceInProgress.Code
+	},
+		time.Minute, 20*time.Millisecond, "B's session never expired")
+	jrA2 := a.roundTrip(join(a, jrA.MemberID, 30000)).(*kmsg.JoinGroupResponse)
+	require.Zero(t, jrA2.ErrorCode)
+	require.Greater(t, jrA2.Generation, jrA.Generation)
+	require.Len(t, jrA2.Members, 1)
+	require.Equal(t, kerr.UnknownMemberID.Code, heartbeatCode(b, "g", jrB.MemberID, jrB.Generation, nil))
+	syncAll(a, jrA2)
+
+	// C joins and A never rejoins: when the rebalance timeout (2 s) ends,
+	// A is removed and C alone makes the next generation.
+	c := dialRaw(t, srv.KafkaAddr)
+	jrC := c.roundTrip(join(c, "", 30000)).(*kmsg.JoinGroupResponse)
+	require.Zero(t, jrC.ErrorCode)
+	require.Len(t, jrC.Members, 1)
+	require.Equal(t, jrC.MemberID, jrC.LeaderID)
+	require.Equal(t, kerr.UnknownMemberID.Code, heartbeatCode(a, "g", jrA2.MemberID, jrA2.Generation, nil))
+}
