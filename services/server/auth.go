@@ -336,6 +336,20 @@ func (s *Server) authHTTP(next http.Handler) http.Handler {
 			keystone.ServeHTTP(w, r)
 			return
 		}
+		if strings.HasPrefix(path, "/debug/") {
+			// Profiles and traces show what the process holds: for the
+			// operator's administrators only.
+			if d := authz.Decide(s.identityCache, s.authn.FromHTTP(r), authz.ManageAccounts, authz.Resource{}); !d.Allowed {
+				status := http.StatusForbidden
+				if k := errs.Of(d.Err).Kind; k == errs.KindUnauthenticated {
+					status = http.StatusUnauthorized
+				}
+				http.Error(w, errs.Of(d.Err).Reason+": "+d.Err.Error(), status)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
 		if !strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/v1.0/") {
 			next.ServeHTTP(w, r)
 			return

@@ -172,6 +172,23 @@ func TestAuthKeystoneTokenAndDMSRest(t *testing.T) {
 		t.Fatalf("forged token: %d %v, want 401 10240101", code, body)
 	}
 
+	// Profiles are for the operator's administrators with an unscoped
+	// credential; health and the OpenAPI document stay open.
+	if code, _ := call(t, "GET", "http://"+s.HTTPAddr+"/debug/pprof/", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("anonymous pprof: %d", code)
+	}
+	if code, _ := call(t, "GET", "http://"+s.HTTPAddr+"/debug/pprof/", "", hdr); code != http.StatusForbidden {
+		t.Fatalf("pprof with a project-scoped token: %d", code)
+	}
+	if code, _ := call(t, "GET", "http://"+s.HTTPAddr+"/debug/pprof/", "", map[string]string{"X-Auth-Token": unscopedToken(t, s, "Default", "admin", adminPassword)}); code != http.StatusOK {
+		t.Fatalf("pprof for the operator: %d", code)
+	}
+	for _, open := range []string{"/healthz", "/openapi.json"} {
+		if code, _ := call(t, "GET", "http://"+s.HTTPAddr+open, "", nil); code != http.StatusOK {
+			t.Fatalf("%s: %d", open, code)
+		}
+	}
+
 	// gRPC with the same token as a bearer.
 	ctx := context.Background()
 	if _, err := s.Queues().ListQueues(ctx, &dmsv1.ListQueuesRequest{Parent: "projects/" + project}); status.Code(err) != codes.Unauthenticated || rpcstatus.Reason(err) != "UNAUTHENTICATED" {

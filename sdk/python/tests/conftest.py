@@ -5,6 +5,7 @@ end. No server is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -44,20 +45,26 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def dmsd(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    tmp = tmp_path_factory.mktemp("dmsd")
+def _binary(tmp: Path) -> str:
     binary = os.environ.get("DMS_TEST_DMSD")
-    if not binary:
-        binary = str(tmp / "dmsd")
-        build = subprocess.run(
-            ["go", "build", "-o", binary, "./cmd/dmsd"],
-            cwd=REPO / "services",
-            capture_output=True,
-            text=True,
-        )
-        if build.returncode != 0:
-            pytest.fail(f"building dmsd failed:\n{build.stdout}{build.stderr}", pytrace=False)
+    if binary:
+        return binary
+    binary = str(tmp / "dmsd")
+    build = subprocess.run(
+        ["go", "build", "-o", binary, "./cmd/dmsd"],
+        cwd=REPO / "services",
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"building dmsd failed:\n{build.stdout}{build.stderr}", pytrace=False)
+    return binary
+
+
+@contextlib.contextmanager
+def run_dmsd(tmp: Path, extra: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    """Runs a dmsd in tmp until the block ends; yields its Server."""
+    binary = _binary(tmp)
     server = Server(_free_addr(), _free_addr())
     log_path = tmp / "dmsd.log"
     with open(log_path, "wb") as log:
@@ -69,10 +76,12 @@ def dmsd(tmp_path_factory: pytest.TempPathFactory) -> Server:
                 "-http-addr", server.http_addr,
                 "-kafka.addr", "127.0.0.1:0",
                 "-log.level", "warn",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            env={**os.environ, **(env or {})},
         )
     try:
         deadline = time.monotonic() + 60
@@ -92,6 +101,12 @@ def dmsd(tmp_path_factory: pytest.TempPathFactory) -> Server:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dmsd(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    with run_dmsd(tmp_path_factory.mktemp("dmsd")) as server:
+        yield server
 
 
 def unique(prefix: str) -> str:

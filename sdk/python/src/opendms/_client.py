@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import grpc
 
 from opendms import _calls
+from opendms._auth import TokenInterceptor
 from opendms._batching import ProducerOptions
 from opendms._calls import Call, Calls
 from opendms._consumer import Consumer, ConsumerOptions
@@ -65,7 +66,10 @@ class Client:
     connects in the background: a call made while the server cannot be
     reached fails with :class:`opendms.UnavailableError`. Every call takes an
     optional ``timeout`` in seconds; without one, ``timeout`` of the client
-    applies (30 s; receives get their wait time on top).
+    applies (30 s; receives get their wait time on top). ``token`` is sent
+    as ``authorization: Bearer <token>`` on every call, for a server with
+    authentication on: a token from its Keystone endpoint (``POST
+    /v3/auth/tokens``, header ``X-Subject-Token``) or an API token.
 
     Wherever a method takes a queue or a consumer group, it may be named by
     its display name or by its id. The client is safe to share between
@@ -83,6 +87,7 @@ class Client:
         options: Sequence[tuple[str, Any]] = (),
         timeout: float | None = DEFAULT_TIMEOUT,
         channel: grpc.Channel | None = None,
+        token: str | None = None,
     ) -> None:
         if channel is None:
             if not target:
@@ -92,6 +97,8 @@ class Client:
                 channel = grpc.insecure_channel(target, options=opts)
             else:
                 channel = grpc.secure_channel(target, credentials, options=opts)
+            if token:
+                channel = grpc.intercept_channel(channel, TokenInterceptor(token))
             self._owns_channel = True
         else:
             self._owns_channel = False

@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 
 from opendms import _calls
+from opendms._auth import aio_token_interceptors
 from opendms._batching import ProducerOptions
 from opendms._calls import Call, Calls
 from opendms._client import DEFAULT_TIMEOUT, channel_options
@@ -61,15 +62,17 @@ class Client:
         options: Sequence[tuple[str, Any]] = (),
         timeout: float | None = DEFAULT_TIMEOUT,
         channel: grpc.aio.Channel | None = None,
+        token: str | None = None,
     ) -> None:
         if channel is None:
             if not target:
                 raise ValueError("a target (host:port) or a channel is required")
             opts = channel_options(options)
+            interceptors = aio_token_interceptors(token) if token else None
             if credentials is None:
-                channel = grpc.aio.insecure_channel(target, options=opts)
+                channel = grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
             else:
-                channel = grpc.aio.secure_channel(target, credentials, options=opts)
+                channel = grpc.aio.secure_channel(target, credentials, options=opts, interceptors=interceptors)
             self._owns_channel = True
         else:
             self._owns_channel = False
