@@ -8,7 +8,9 @@ import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
+import io.grpc.stub.MetadataUtils;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
@@ -45,6 +47,12 @@ public final class DmsClient implements AutoCloseable {
         Grpc.newChannelBuilder(b.target, b.credentials)
             .maxInboundMessageSize(b.maxMessageSize)
             .userAgent("dms-java");
+    if (b.token != null) {
+      Metadata headers = new Metadata();
+      headers.put(
+          Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + b.token);
+      cb.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
     if (b.configurer != null) {
       b.configurer.accept(cb);
     }
@@ -106,8 +114,20 @@ public final class DmsClient implements AutoCloseable {
     private Duration callTimeout = Duration.ofSeconds(30);
     private int listPageSize = 100;
     private Consumer<ManagedChannelBuilder<?>> configurer;
+    private String token;
 
     private Builder() {}
+
+    /**
+     * Sends {@code authorization: Bearer <token>} on every call, for a server with
+     * authentication on ({@code dmsd -auth.enabled}): a token from its Keystone endpoint
+     * ({@code POST /v3/auth/tokens}, header {@code X-Subject-Token}) or an API token. Without
+     * transport security the token travels in the clear: use TLS for a server on another host.
+     */
+    public Builder token(String token) {
+      this.token = Objects.requireNonNull(token, "token");
+      return this;
+    }
 
     /**
      * The server's gRPC address: a gRPC target such as {@code localhost:9090} or {@code

@@ -36,6 +36,12 @@ final class DmsServer implements AutoCloseable {
   }
 
   static DmsServer start() throws IOException, InterruptedException {
+    return start(List.of(), java.util.Map.of());
+  }
+
+  /** Starts a dmsd with extra flags and environment variables. */
+  static DmsServer start(List<String> extraArgs, java.util.Map<String, String> env)
+      throws IOException, InterruptedException {
     Path buildDir = Paths.get(System.getProperty("dms.build.dir", "target")).toAbsolutePath();
     Files.createDirectories(buildDir);
     Path binary = binary(buildDir);
@@ -45,17 +51,22 @@ final class DmsServer implements AutoCloseable {
     String grpc = "127.0.0.1:" + grpcPort;
     String http = "127.0.0.1:" + httpPort;
     File log = buildDir.resolve("dmsd.log").toFile();
-    Process p =
-        new ProcessBuilder(
+    List<String> command =
+        new java.util.ArrayList<>(
+            List.of(
                 binary.toString(),
                 "-data-dir", dataDir.toString(),
                 "-grpc-addr", grpc,
                 "-http-addr", http,
                 "-kafka.addr", "127.0.0.1:0",
-                "-log.level", "warn")
+                "-log.level", "warn"));
+    command.addAll(extraArgs);
+    ProcessBuilder pb =
+        new ProcessBuilder(command)
             .redirectErrorStream(true)
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(log))
-            .start();
+            .redirectOutput(ProcessBuilder.Redirect.appendTo(log));
+    pb.environment().putAll(env);
+    Process p = pb.start();
     DmsServer server = new DmsServer(p, dataDir, grpc, "http://" + http);
     try {
       server.awaitHealthy(Duration.ofSeconds(60), log);
