@@ -40,6 +40,10 @@ type Config struct {
 	// GroupCheckpointBytes is how much a delivery shard's Kafka group log
 	// grows between checkpoints, which bound its replay.
 	GroupCheckpointBytes int64 `yaml:"group_checkpoint_bytes"`
+	// GroupOffsetsRetention deletes an empty consumer group with its
+	// committed offsets this long after it became empty and its last
+	// commit, as Kafka's offsets.retention.minutes; 0 keeps them.
+	GroupOffsetsRetention time.Duration `yaml:"group_offsets_retention"`
 
 	// DefaultProject is the project Kafka connections act in while
 	// authentication is off; set from -protocols.default-project.
@@ -63,5 +67,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.GroupInitialRebalanceDelay, "kafka.group-initial-rebalance-delay", 3*time.Second, "Hold the first rebalance of an empty consumer group this long, so that members starting together join one generation.")
 	f.DurationVar(&c.GroupMinSessionTimeout, "kafka.group-min-session-timeout", 6*time.Second, "Shortest session timeout a consumer group member may ask for.")
 	f.DurationVar(&c.GroupMaxSessionTimeout, "kafka.group-max-session-timeout", 30*time.Minute, "Longest session timeout a consumer group member may ask for.")
+	// Kafka's offsets.retention.minutes default: 7 days.
+	f.DurationVar(&c.GroupOffsetsRetention, "kafka.group-offsets-retention", 7*24*time.Hour, "Delete an empty Kafka consumer group with its committed offsets this long after it became empty and its last commit; 0 keeps them forever.")
 	f.Int64Var(&c.GroupCheckpointBytes, "kafka.group-checkpoint-bytes", 16<<20, "Bytes a delivery shard's Kafka consumer group log grows between two checkpoints (a checkpoint bounds the replay when a node takes the shard over).")
 }

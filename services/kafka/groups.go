@@ -36,6 +36,7 @@ func newGroupCoordinator(cfg Config, deps Deps, s *Server) *groups.Coordinator {
 		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
 		CheckpointBytes:       cfg.GroupCheckpointBytes,
+		OffsetsRetention:      cfg.GroupOffsetsRetention,
 	}, deps.Storage, groupOwnership{p: deps.Placement, node: deps.Node}, time.Now, s.logger)
 }
 

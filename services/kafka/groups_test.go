@@ -797,3 +797,57 @@ func TestSilentMembersAreRemoved(t *testing.T) {
 	require.Equal(t, jrC.MemberID, jrC.LeaderID)
 	require.Equal(t, kerr.UnknownMemberID.Code, heartbeatCode(a, "g", jrA2.MemberID, jrA2.Generation, nil))
 }
+
+// TestEmptyGroupsExpireWithTheirOffsets sets a short offsets retention: an
+// empty group's offsets are deleted once it passed since the last commit,
+// also after a restart; a group with a member keeps them.
+func TestEmptyGroupsExpireWithTheirOffsets(t *testing.T) {
+	srv := startServer(t, append([]string{"-kafka.group-offsets-retention=1s"}, groupFlags...)...)
+	createTopic(t, srv, "orders", 2)
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	m := startMember(t, srv.KafkaAddr, "live", "orders", 2, nil)
+	require.Eventually(t, func() bool { _, ok := settled([]*groupMember{m}, 2, 0); return ok }, time.Minute, 20*time.Millisecond)
+	id, gen, _ := m.state()
+	c := dialRaw(t, srv.KafkaAddr)
+	require.Zero(t, commitCode(c, "live", id, gen, "orders", 0, ""))
+	commit(t, adm, "idle", map[string]map[int32]int64{"orders": {0: 5}})
+	require.Eventually(t, func() bool {
+		listed, err := adm.ListGroups(context.Background())
+		return err == nil && slices.Equal(listed.Groups(), []string{"live"})
+	}, time.Minute, 50*time.Millisecond, "the idle group never expired")
+	require.Empty(t, fetched(t, adm, "idle"))
+	require.Equal(t, map[string]map[int32]int64{"orders": {0: 1}}, fetched(t, adm, "live"), "a group with members keeps its offsets")
+
+	srv.Restart(t)
+	adm = kadm.NewClient(newClient(t, srv.KafkaAddr))
+	require.Empty(t, fetched(t, adm, "idle"), "the expiry is durable")
+}
+
+// TestOffsetDelete deletes committed offsets: those of a topic the
+// group's members subscribe to are refused with GROUP_SUBSCRIBED_TO_TOPIC,
+// the others go.
+func TestOffsetDelete(t *testing.T) {
+	srv := startServer(t, groupFlags...)
+	createTopic(t, srv, "orders", 1)
+	createTopic(t, srv, "refunds", 1)
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	m := startMember(t, srv.KafkaAddr, "g", "orders", 1, nil)
+	require.Eventually(t, func() bool { _, ok := settled([]*groupMember{m}, 1, 0); return ok }, time.Minute, 20*time.Millisecond)
+	id, gen, _ := m.state()
+	c := dialRaw(t, srv.KafkaAddr)
+	require.Zero(t, commitCode(c, "g", id, gen, "orders", 0, ""))
+	require.Zero(t, commitCode(c, "g", id, gen, "refunds", 0, ""))
+
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = "g"
+	for _, topic := range []string{"orders", "refunds"} {
+		od.Topics = append(od.Topics, kmsg.OffsetDeleteRequestTopic{Topic: topic, Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}})
+	}
+	resp := c.roundTrip(od).(*kmsg.OffsetDeleteResponse)
+	require.Zero(t, resp.ErrorCode)
+	require.Equal(t, kerr.GroupSubscribedToTopic.Code, resp.Topics[0].Partitions[0].ErrorCode)
+	require.Zero(t, resp.Topics[1].Partitions[0].ErrorCode)
+	require.Equal(t, map[string]map[int32]int64{"orders": {0: 1}}, fetched(t, adm, "g"))
+	od.Group = "nope"
+	require.Equal(t, kerr.GroupIDNotFound.Code, c.roundTrip(od).(*kmsg.OffsetDeleteResponse).ErrorCode)
+}

@@ -39,6 +39,10 @@ type Config struct {
 	// CheckpointBytes is how much a shard's log grows between two
 	// checkpoints.
 	CheckpointBytes int64
+	// OffsetsRetention deletes an Empty group with its offsets this long
+	// after it became empty and its last commit (Kafka's
+	// offsets.retention.minutes); 0 keeps them forever.
+	OffsetsRetention time.Duration
 }
 
 // Coordinator serves the groups of the delivery shards this node owns.

@@ -83,6 +83,10 @@ type group struct {
 	pending      map[string]*time.Timer // member ids given with MEMBER_ID_REQUIRED
 	joinSeq      int64
 	offsets      map[TopicPartition]Offset
+	// emptySince is when the group last became Empty (zero for a group
+	// that never had members); its offsets expire a retention after the
+	// later of that and their last commit.
+	emptySince time.Time
 
 	// The rebalance in progress: its sequence number (a timer of an
 	// older one does nothing), the earliest time it may complete (the
@@ -126,6 +130,8 @@ func restoreGroup(sh *shard, key string, v *kmsg.GroupMetadataValue) *group {
 	}
 	if len(g.members) > 0 {
 		g.state = Stable
+	} else if v.CurrentStateTimestamp > 0 {
+		g.emptySince = time.UnixMilli(v.CurrentStateTimestamp)
 	}
 	return g
 }
@@ -150,6 +156,9 @@ func (g *group) snapshot() []entry {
 // metadataValue is the group's metadata as Kafka writes it.
 func (g *group) metadataValue() *kmsg.GroupMetadataValue {
 	v := &kmsg.GroupMetadataValue{ProtocolType: g.protocolType, Generation: g.generation, CurrentStateTimestamp: g.sh.c.now().UnixMilli()}
+	if g.state == Empty && !g.emptySince.IsZero() {
+		v.CurrentStateTimestamp = g.emptySince.UnixMilli()
+	}
 	if g.protocol != "" {
 		v.Protocol = &g.protocol
 	}
@@ -353,6 +362,7 @@ func (g *group) completeJoin() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = Empty, "", ""
+		g.emptySince = g.sh.c.now()
 		if err := g.persist(); err != nil {
 			g.sh.c.logger.Warn("kafka groups: empty group not written", "group", g.key, "err", err)
 		}

@@ -300,6 +300,9 @@ func (sh *shard) load() {
 		g.offsets = offs
 	}
 	sh.mu.Unlock()
+	if sh.c.cfg.OffsetsRetention > 0 {
+		sh.c.bg.Go(sh.expireLoop)
+	}
 	if replayed > 0 {
 		sh.c.logger.Info("kafka groups loaded", "shard", sh.id, "epoch", sh.epoch, "records", replayed, "groups", len(sh.groups))
 	}
@@ -366,4 +369,34 @@ func replay(p []byte, metas map[string]*kmsg.GroupMetadataValue, offsets map[str
 		return fmt.Errorf("groups: record key version %d", version)
 	}
 	return nil
+}
+
+// expireLoop deletes the groups whose offsets expired, at an interval of
+// a tenth of the retention, at most Kafka's ten minutes
+// (offsets.retention.check.interval.ms), until the shard is dropped.
+func (sh *shard) expireLoop() {
+	interval := min(sh.c.cfg.OffsetsRetention/10, 10*time.Minute)
+	t := time.NewTicker(max(interval, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-sh.c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if sh.isClosed() {
+			return
+		}
+		for _, g := range sh.list() {
+			g.mu.Lock()
+			if g.expired(sh.c.now(), sh.c.cfg.OffsetsRetention) {
+				if err := g.delete(sh.c.ctx); err != nil {
+					sh.c.logger.Warn("kafka groups: expired group not deleted", "group", g.key, "err", err)
+				} else {
+					sh.c.logger.Info("kafka groups: group expired with its offsets", "group", g.key)
+				}
+			}
+			g.mu.Unlock()
+		}
+	}
 }

@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -164,9 +165,14 @@ func (c *Coordinator) Delete(ctx context.Context, project, name string) error {
 	default:
 		return kerr.NonEmptyGroup
 	}
+	return g.delete(ctx)
+}
+
+// delete writes the group's tombstone, which deletes its offsets too (see
+// replay), and drops it. Called with mu held.
+func (g *group) delete(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	// The group's tombstone deletes its offsets too (see replay).
 	if err := g.sh.appendEntries(wctx, []entry{groupEntry(g.key, nil)}); err != nil {
 		return err
 	}
@@ -178,6 +184,21 @@ func (c *Coordinator) Delete(ctx context.Context, project, name string) error {
 	}
 	g.sh.mu.Unlock()
 	return nil
+}
+
+// expired reports whether an Empty group's offsets are past their
+// retention: since it became empty and since its last commit.
+func (g *group) expired(now time.Time, retention time.Duration) bool {
+	if g.state != Empty || len(g.pending) > 0 || g.isShell() {
+		return false
+	}
+	last := g.emptySince
+	for _, o := range g.offsets {
+		if t := time.UnixMilli(o.CommitMillis); t.After(last) {
+			last = t
+		}
+	}
+	return now.Sub(last) > retention
 }
 
 // DeleteOffsets deletes committed offsets of a group. The partitions of
