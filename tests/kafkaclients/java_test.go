@@ -30,8 +30,10 @@ func javaClient(t *testing.T, classpath string, out any, args ...string) {
 
 // TestJavaKafkaClients: Java kafka-clients 4.x, the reference client: an
 // idempotent producer with every codec, a consumer group committing
-// synchronously and resuming at its commits, and AdminClient creating,
-// describing, listing and deleting a topic.
+// synchronously and resuming at its commits, AdminClient creating,
+// describing, listing and deleting a topic, listing and describing the
+// group and its offsets, describing configs and adding partitions, and
+// offsets looked up by time.
 func TestJavaKafkaClients(t *testing.T) {
 	cp := compileJava(t)
 	srv := startServer(t)
@@ -77,5 +79,46 @@ func TestJavaKafkaClients(t *testing.T) {
 		javaClient(t, cp, &res, "produce", addr, topic, "20", "h", "gzip")
 		javaClient(t, cp, &got, "consume", addr, topic, "20", group)
 		require.Equal(t, expectedValues("h", 20), valueSet(t, got.Values), "the group resumes at its commits")
+
+		var seen struct {
+			Listed         bool
+			State          string
+			Members        int
+			Committed      int64
+			RetentionMs    string `json:"retention_ms"`
+			Partitions     int
+			OffsetAt0      int64 `json:"offset_at_0"`
+			OffsetInAnHour int64 `json:"offset_in_an_hour"`
+		}
+		javaClient(t, cp, &seen, "inspect", addr, topic, group)
+
+		require.True(t, seen.Listed, "ListGroups has the group")
+		require.Equal(t, "Empty", seen.State, "its members left")
+		require.Zero(t, seen.Members)
+		require.Equal(t, int64(n+20), seen.Committed)
+		require.NotEmpty(t, seen.RetentionMs)
+		require.Equal(t, 4, seen.Partitions, "CreatePartitions added one")
+		require.Zero(t, seen.OffsetAt0, "the first record is at or after time 0")
+		require.EqualValues(t, -1, seen.OffsetInAnHour, "no record an hour from now")
+	})
+
+	t.Run("cooperative rebalance", func(t *testing.T) {
+		const topic, group, n = "java-coop", "java-coop-members", 600
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 6, 1, nil, topic)
+		require.NoError(t, err)
+		var res produced
+		javaClient(t, cp, &res, "produce", addr, topic, fmt.Sprint(n), "c", "lz4")
+		var got struct {
+			MembersAssigned int `json:"members_assigned"`
+			Values          []string
+		}
+		javaClient(t, cp, &got, "cooperative", addr, topic, fmt.Sprint(n), group)
+		union := map[string]bool{}
+		for _, v := range got.Values {
+			union[v] = true
+		}
+		require.Equal(t, expectedValues("c", n), union, "every record consumed (a record may come twice around a rebalance)")
+		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
+		require.Equal(t, endOffsets(t, addr, topic), committed(t, addr, group, topic))
 	})
 }

@@ -6,7 +6,15 @@
 // Usage: KafkaClients ACTION BOOTSTRAP TOPIC [N PREFIX COMPRESSION | N GROUP]
 //   produce: an idempotent producer (acks=all) sends N records;
 //   consume: a consumer of GROUP reads N records, committing synchronously;
-//   admin:   AdminClient creates, describes, lists and deletes TOPIC.
+//   admin:   AdminClient creates, describes, lists and deletes TOPIC;
+//   cooperative: two consumers of GROUP with the cooperative-sticky assignor,
+//            the second joining once the first has records (an incremental
+//            rebalance), read N records between them, committing
+//            synchronously;
+//   inspect: with a GROUP that consumed TOPIC and has no members left,
+//            AdminClient lists and describes the group and its offsets,
+//            describes the topic's configs and adds a partition, and a
+//            consumer looks offsets up by time.
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -18,6 +26,14 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -37,6 +53,8 @@ public class KafkaClients {
             case "produce" -> produce(bootstrap, topic, Integer.parseInt(args[3]), args[4], args[5]);
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
+            case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "cooperative" -> cooperative(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             default -> throw new IllegalArgumentException("unknown action " + action);
         }
     }
@@ -89,6 +107,69 @@ public class KafkaClients {
         System.out.println(out.append("]}"));
     }
 
+    static void cooperative(String bootstrap, String topic, int n, String group) throws Exception {
+        List<String> values = java.util.Collections.synchronizedList(new ArrayList<>());
+        java.util.Set<String> members = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.CountDownLatch firstHasRecords = new java.util.concurrent.CountDownLatch(1);
+        List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        Runnable member = () -> {
+            Properties p = new Properties();
+            p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+            p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+            p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 20);
+            // Members learn of a rebalance from heartbeats: every 200 ms
+            // rather than 3 s, so that it completes within the run.
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 200);
+            p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, org.apache.kafka.clients.consumer.CooperativeStickyAssignor.class.getName());
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+                consumer.subscribe(List.of(topic), new org.apache.kafka.clients.consumer.ConsumerRebalanceListener() {
+                    public void onPartitionsRevoked(java.util.Collection<TopicPartition> parts) {}
+                    public void onPartitionsAssigned(java.util.Collection<TopicPartition> parts) {
+                        if (!parts.isEmpty()) members.add(Thread.currentThread().getName());
+                    }
+                });
+                while (!done.get() && System.nanoTime() < deadline) {
+                    var records = consumer.poll(Duration.ofMillis(100));
+                    for (ConsumerRecord<String, String> r : records) {
+                        values.add(r.value());
+                    }
+                    if (!records.isEmpty()) {
+                        try {
+                            consumer.commitSync();
+                        } catch (org.apache.kafka.common.errors.RebalanceInProgressException e) {
+                            // The member is between the two rounds of a
+                            // cooperative rebalance; the next poll finishes
+                            // it, and the records come again if need be.
+                        }
+                        firstHasRecords.countDown();
+                        Thread.sleep(50); // work, so that the second member joins midway
+                    }
+                    if (new java.util.HashSet<>(values).size() >= n) done.set(true);
+                }
+            } catch (Throwable e) {
+                errors.add(e);
+            }
+        };
+        Thread a = new Thread(member), b = new Thread(member);
+        a.start();
+        firstHasRecords.await(60, TimeUnit.SECONDS);
+        b.start();
+        a.join();
+        b.join();
+        if (!errors.isEmpty()) throw new RuntimeException(errors.get(0));
+        StringBuilder out = new StringBuilder("{\"members_assigned\": " + members.size() + ", \"values\": [");
+        synchronized (values) {
+            for (int i = 0; i < values.size(); i++) {
+                out.append(i > 0 ? ", " : "").append('"').append(values.get(i)).append('"');
+            }
+        }
+        System.out.println(out.append("]}"));
+    }
+
     static void admin(String bootstrap, String topic) throws Exception {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -101,5 +182,42 @@ public class KafkaClients {
             boolean listedAfter = admin.listTopics().names().get(30, TimeUnit.SECONDS).contains(topic);
             System.out.println("{\"partitions\": " + partitions + ", \"listed\": " + listed + ", \"listed_after_delete\": " + listedAfter + "}");
         }
+    }
+
+    static void inspect(String bootstrap, String topic, String group) throws Exception {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        StringBuilder out = new StringBuilder("{");
+        try (Admin admin = Admin.create(p)) {
+            boolean listed = false;
+            for (ConsumerGroupListing l : admin.listConsumerGroups().all().get(30, TimeUnit.SECONDS)) {
+                listed |= l.groupId().equals(group);
+            }
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get(30, TimeUnit.SECONDS);
+            long committed = 0;
+            for (OffsetAndMetadata o : admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS).values()) {
+                committed += o.offset();
+            }
+            ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            Config config = admin.describeConfigs(List.of(res)).all().get(30, TimeUnit.SECONDS).get(res);
+            admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(4))).all().get(30, TimeUnit.SECONDS);
+            int partitions = admin.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS).get(topic).partitions().size();
+            out.append("\"listed\": ").append(listed)
+               .append(", \"state\": \"").append(d.groupState()).append('"')
+               .append(", \"members\": ").append(d.members().size())
+               .append(", \"committed\": ").append(committed)
+               .append(", \"retention_ms\": \"").append(config.get("retention.ms") == null ? "" : config.get("retention.ms").value()).append('"')
+               .append(", \"partitions\": ").append(partitions);
+        }
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c, new StringDeserializer(), new StringDeserializer())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            Map<TopicPartition, OffsetAndTimestamp> early = consumer.offsetsForTimes(Map.of(tp, 0L), Duration.ofSeconds(30));
+            Map<TopicPartition, OffsetAndTimestamp> late = consumer.offsetsForTimes(Map.of(tp, System.currentTimeMillis() + 3_600_000L), Duration.ofSeconds(30));
+            out.append(", \"offset_at_0\": ").append(early.get(tp) == null ? -1 : early.get(tp).offset())
+               .append(", \"offset_in_an_hour\": ").append(late.get(tp) == null ? -1 : late.get(tp).offset());
+        }
+        System.out.println(out.append("}"));
     }
 }
