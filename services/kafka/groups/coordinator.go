@@ -142,6 +142,12 @@ func (c *Coordinator) shard(ctx context.Context, id int32) (*shard, error) {
 		return nil, ctx.Err()
 	}
 	if sh.loadErr != nil {
+		// Dropped, so that the next request loads it again.
+		c.mu.Lock()
+		if c.shards[id] == sh {
+			delete(c.shards, id)
+		}
+		c.mu.Unlock()
 		return nil, sh.loadErr
 	}
 	return sh, nil
