@@ -69,6 +69,20 @@ func endOffsets(t testing.TB, addr, topic string) map[int32]int64 {
 	return out
 }
 
+// wantCommitted is what a group that consumed a whole topic has committed:
+// the end offset of every partition that has records (a group commits no
+// offset for a partition it never read from).
+func wantCommitted(t testing.TB, addr, topic string) map[int32]int64 {
+	t.Helper()
+	ends := endOffsets(t, addr, topic)
+	for p, end := range ends {
+		if end == 0 {
+			delete(ends, p)
+		}
+	}
+	return ends
+}
+
 // readAll reads every record of a topic from the start with franz-go,
 // without a group, until it has n.
 func readAll(t testing.TB, addr, topic string, n int) []*kgo.Record {

@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 // TestKcat: kcat from Debian (librdkafka 2.0 there, older than the Python
 // wheel's) produces with acks=all and each codec, and consumes with a
-// balanced consumer group (-G) whose commits reach the end of the topic.
+// balanced consumer group (-G) whose commits reach the end of the topic;
+// lists metadata (-L) and looks offsets up by time (-Q).
 func TestKcat(t *testing.T) {
 	kcat := tool(t, "DMS_KAFKA_KCAT")
 	srv := startServer(t)
@@ -47,8 +49,15 @@ func TestKcat(t *testing.T) {
 			return strings.Fields(out)
 		}
 		require.Equal(t, expectedValues("g", n), valueSet(t, consume(n)))
-		require.Equal(t, endOffsets(t, addr, topic), committed(t, addr, group, topic))
+		require.Equal(t, wantCommitted(t, addr, topic), committed(t, addr, group, topic))
 		produce(t, topic, "h", 15, "lz4")
 		require.Equal(t, expectedValues("h", 15), valueSet(t, consume(15)), "the group resumes at its commits")
+	})
+	t.Run("metadata and offsets by time", func(t *testing.T) {
+		out := run(t, kcat, "-b", addr, "-L", "-t", "kcat-group")
+		require.Contains(t, out, `topic "kcat-group" with 3 partitions`)
+		out = run(t, kcat, "-b", addr, "-Q", "-t", "kcat-group:0:0", "-t", fmt.Sprintf("kcat-group:1:%d", time.Now().Add(time.Hour).UnixMilli()))
+		require.Contains(t, out, "kcat-group [0] offset 0\n", "the first record is at or after time 0")
+		require.Contains(t, out, "kcat-group [1] offset -1\n", "no record an hour from now")
 	})
 }

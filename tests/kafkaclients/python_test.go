@@ -27,7 +27,8 @@ type adminResult struct {
 // testPythonClient: produce (idempotent, acks=all) with the given codecs
 // and check every record with franz-go, consume with a group committing as
 // it goes and check the commits, create/describe/delete a topic.
-func testPythonClient(t *testing.T, client string, codecs []string) {
+// It returns the Kafka address of the dmsd, for more.
+func testPythonClient(t *testing.T, client string, codecs []string) string {
 	srv := startServer(t)
 	addr := srv.KafkaAddr
 
@@ -63,7 +64,7 @@ func testPythonClient(t *testing.T, client string, codecs []string) {
 		var got consumedValues
 		pythonClient(t, client, "consume", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", fmt.Sprint(n))
 		require.Equal(t, expectedValues("g", n), valueSet(t, got.Values))
-		require.Equal(t, endOffsets(t, addr, topic), committed(t, addr, group, topic))
+		require.Equal(t, wantCommitted(t, addr, topic), committed(t, addr, group, topic))
 
 		// The group resumes at its commits: a second run gets only what
 		// was produced since.
@@ -71,6 +72,7 @@ func testPythonClient(t *testing.T, client string, codecs []string) {
 		pythonClient(t, client, "consume", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", "20")
 		require.Equal(t, expectedValues("h", 20), valueSet(t, got.Values))
 	})
+	return addr
 }
 
 func sum(m map[int32]int64) int64 {
@@ -82,9 +84,54 @@ func sum(m map[int32]int64) int64 {
 }
 
 // TestConfluentKafkaPython: confluent-kafka (librdkafka bundled in its
-// wheel) with every codec, a consumer group and its admin client.
+// wheel) with every codec, a consumer group and its admin client; then the
+// admin client lists and describes the group and its offsets, describes
+// topic configs and adds a partition, the consumer looks offsets up by
+// time, and two consumers with the cooperative-sticky assignor rebalance
+// incrementally.
 func TestConfluentKafkaPython(t *testing.T) {
-	testPythonClient(t, "confluent", []string{"none", "gzip", "snappy", "lz4", "zstd"})
+	addr := testPythonClient(t, "confluent", []string{"none", "gzip", "snappy", "lz4", "zstd"})
+
+	t.Run("inspect", func(t *testing.T) {
+		var seen struct {
+			Listed         bool
+			State          string
+			Members        int
+			Committed      int64
+			RetentionMs    string `json:"retention_ms"`
+			Partitions     int
+			OffsetAt0      int64 `json:"offset_at_0"`
+			OffsetInAnHour int64 `json:"offset_in_an_hour"`
+		}
+		pythonClient(t, "confluent", "inspect", &seen, "--bootstrap", addr, "--topic", "confluent-group", "--group", "confluent-members")
+		require.True(t, seen.Listed, "ListGroups has the group")
+		require.Equal(t, "EMPTY", seen.State, "its members left")
+		require.Zero(t, seen.Members)
+		require.Equal(t, sum(endOffsets(t, addr, "confluent-group")), seen.Committed)
+		require.NotEmpty(t, seen.RetentionMs)
+		require.Equal(t, 4, seen.Partitions, "CreatePartitions added one")
+		require.Zero(t, seen.OffsetAt0)
+		require.EqualValues(t, -1, seen.OffsetInAnHour, "no record an hour from now (OFFSET_END)")
+	})
+	t.Run("cooperative rebalance", func(t *testing.T) {
+		const topic, group, n = "confluent-coop", "confluent-coop-members", 600
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 6, 1, nil, topic)
+		require.NoError(t, err)
+		var res produced
+		pythonClient(t, "confluent", "produce", &res, "--bootstrap", addr, "--topic", topic, "--prefix", "c", "--n", fmt.Sprint(n), "--compression", "zstd")
+		var got struct {
+			MembersAssigned int `json:"members_assigned"`
+			Values          []string
+		}
+		pythonClient(t, "confluent", "cooperative", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", fmt.Sprint(n))
+		union := map[string]bool{}
+		for _, v := range got.Values {
+			union[v] = true
+		}
+		require.Equal(t, expectedValues("c", n), union)
+		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
+		require.Equal(t, wantCommitted(t, addr, topic), committed(t, addr, group, topic))
+	})
 }
 
 // TestKafkaPython: kafka-python, pure Python: gzip is the codec it has

@@ -84,6 +84,88 @@ def confluent_admin(a):
     return {"partitions": partitions, "listed_after_delete": a.topic in ad.list_topics(timeout=30).topics}
 
 
+def confluent_inspect(a):
+    """With a group that consumed the topic and has no members left: list and
+    describe the group and its offsets, describe the topic's configs, add a
+    partition, look offsets up by time."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, ResourceType
+
+    ad = AdminClient({"bootstrap.servers": a.bootstrap})
+    listed = [g.group_id for g in ad.list_consumer_groups().result(30).valid]
+    desc = ad.describe_consumer_groups([a.group])[a.group].result(30)
+    offsets = ad.list_consumer_group_offsets([ConsumerGroupTopicPartitions(a.group)])[a.group].result(30)
+    res = ConfigResource(ResourceType.TOPIC, a.topic)
+    configs = ad.describe_configs([res])[res].result(30)
+    for f in ad.create_partitions([NewPartitions(a.topic, 4)]).values():
+        f.result(30)
+    partitions = len(ad.list_topics(a.topic, timeout=30).topics[a.topic].partitions)
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group + "-lookups"})
+    early = c.offsets_for_times([TopicPartition(a.topic, 0, 0)], timeout=30)[0]
+    late = c.offsets_for_times([TopicPartition(a.topic, 0, int(time.time() * 1000) + 3600_000)], timeout=30)[0]
+    c.close()
+    return {
+        "listed": a.group in listed,
+        "state": desc.state.name,
+        "members": len(desc.members),
+        "committed": sum(tp.offset for tp in offsets.topic_partitions),
+        "retention_ms": configs["retention.ms"].value if "retention.ms" in configs else "",
+        "partitions": partitions,
+        "offset_at_0": early.offset,
+        "offset_in_an_hour": late.offset,
+    }
+
+
+def confluent_cooperative(a):
+    """Two consumers of a group with the cooperative-sticky assignor, the
+    second joining once the first has records; both read until they have
+    a.n distinct records between them, committing synchronously."""
+    from confluent_kafka import Consumer, KafkaException
+
+    assigned = set()
+
+    def member(name):
+        c = Consumer({
+            "bootstrap.servers": a.bootstrap, "group.id": a.group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky",
+            "heartbeat.interval.ms": 200, "session.timeout.ms": 6000,
+        })
+
+        def on_assign(consumer, partitions):
+            if partitions:
+                assigned.add(name)
+
+        c.subscribe([a.topic], on_assign=on_assign)
+        return c
+
+    values = []
+    first = member("first")
+    second = None
+    deadline = time.time() + 60
+    try:
+        while len(set(values)) < a.n and time.time() < deadline:
+            for c in [first] + ([second] if second else []):
+                for m in c.consume(num_messages=20, timeout=0.05):
+                    if m.error():
+                        raise KafkaException(m.error())
+                    values.append(m.value().decode())
+                    try:
+                        c.commit(message=m, asynchronous=False)
+                    except KafkaException as e:
+                        # Between the rounds of a cooperative rebalance a
+                        # commit may be refused; the record comes again.
+                        if "REBALANCE_IN_PROGRESS" not in str(e) and "ILLEGAL_GENERATION" not in str(e):
+                            raise
+            if second is None and values:
+                second = member("second")
+            time.sleep(0.02)
+    finally:
+        first.close()
+        if second:
+            second.close()
+    return {"members_assigned": len(assigned), "values": values}
+
+
 def kafkapython_produce(a):
     from kafka import KafkaProducer
 
@@ -131,7 +213,7 @@ def kafkapython_admin(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("client", choices=["confluent", "kafkapython"])
-    ap.add_argument("action", choices=["produce", "consume", "admin"])
+    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", default="")
