@@ -36,9 +36,9 @@ import (
 //   - gives each delivery and scheduler shard an owner, next to its leader
 //     when it can, with a new epoch at every change;
 //   - completes replica reassignments once the new replicas are in sync;
-//   - notices a node that died at once: a node whose internal port refuses
-//     connections is not running, so its lease is revoked instead of
-//     waiting for it to expire. A node that is paused or cut off does not
+//   - notices a node that died at once (on every node, elected or not): a
+//     node whose internal port refuses connections is not running, so its
+//     lease is revoked instead of waiting for it to expire. A node that is paused or cut off does not
 //     refuse connections; its lease expires and it fences itself.
 type Controller struct {
 	cfg       ControllerConfig
@@ -86,6 +86,10 @@ func NewController(cfg ControllerConfig, cli *clientv3.Client, session func() (*
 // Run campaigns and, while elected, reconciles, until ctx ends. A lost
 // session ends the term; the controller campaigns again with the next one.
 func (c *Controller) Run(ctx context.Context) {
+	// Every node probes, not only the elected controller: when the node
+	// that dies is the controller, a survivor revokes its lease, which also
+	// ends its term, instead of everyone waiting for the lease to expire.
+	go c.probeLoop(ctx)
 	for ctx.Err() == nil {
 		s, lost := c.session()
 		election := concurrency.NewElection(s, placement.ControllerKey)
@@ -127,9 +131,8 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 // lead reconciles on every change of the placement or the catalog, and at
-// least every second, and probes the nodes.
+// least every second.
 func (c *Controller) lead(ctx context.Context) {
-	go c.probeLoop(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
