@@ -47,7 +47,8 @@ func Check(rec *Record, fifoQueue string) *Report {
 
 	idsOf := map[string]map[string]bool{} // body → the message ids it was delivered as
 	deliveredIDs := map[string]bool{}
-	last := map[string]int{} // FIFO sequence → the highest number delivered
+	last := map[string]int{}        // FIFO sequence → the highest number delivered
+	lastAt := map[string]delivery{} // FIFO sequence → the delivery of that number
 	for _, d := range rec.deliveries {
 		if idsOf[d.body] == nil {
 			idsOf[d.body] = map[string]bool{}
@@ -68,9 +69,14 @@ func Check(rec *Record, fifoQueue string) *Report {
 		if d.queue == fifoQueue {
 			seqName, seq := splitSeq(d.body)
 			if hi, ok := last[seqName]; ok && seq < hi {
-				r.FIFOViolations = append(r.FIFOViolations, fmt.Sprintf("%s delivered after %s-%d", d.body, seqName, hi))
+				h := lastAt[seqName]
+				r.FIFOViolations = append(r.FIFOViolations, fmt.Sprintf("%s (offset %d, delivery %d, via %s, receive begun %s) delivered after %s (offset %d, delivery %d, via %s, receive begun %s)",
+					d.body, d.offset, d.deliveryCount, d.via, d.receiveStarted.Format(time.TimeOnly+".000"),
+					h.body, h.offset, h.deliveryCount, h.via, h.receiveStarted.Format(time.TimeOnly+".000")))
 			}
-			last[seqName] = max(last[seqName], seq)
+			if seq >= last[seqName] {
+				last[seqName], lastAt[seqName] = seq, d
+			}
 		}
 	}
 	for _, s := range rec.sends {

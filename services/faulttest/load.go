@@ -35,6 +35,9 @@ type send struct {
 type delivery struct {
 	queue, body, id string
 	partition       int32
+	offset          int64
+	deliveryCount   int32
+	via             string    // the node the receive went to
 	receiveStarted  time.Time // when the receive call that brought it began
 }
 
@@ -148,7 +151,8 @@ func (l *Load) consume(ctx context.Context, q *dmsv1.Queue, group *dmsv1.Consume
 		acks := make([]*dmsv1.Ack, len(resp.GetMessages()))
 		l.rec.mu.Lock()
 		for i, m := range resp.GetMessages() {
-			l.rec.deliveries = append(l.rec.deliveries, delivery{queue: q.GetName(), body: string(m.GetMessage().GetBody()), id: m.GetMessageId(), partition: m.GetPartition(), receiveStarted: started})
+			l.rec.deliveries = append(l.rec.deliveries, delivery{queue: q.GetName(), body: string(m.GetMessage().GetBody()), id: m.GetMessageId(), partition: m.GetPartition(),
+				offset: m.GetOffset(), deliveryCount: m.GetDeliveryCount(), via: n.Name, receiveStarted: started})
 			acks[i] = &dmsv1.Ack{ReceiptHandle: m.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}
 		}
 		l.rec.mu.Unlock()

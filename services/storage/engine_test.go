@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -438,4 +439,66 @@ func TestKafkaProducerSequences(t *testing.T) {
 	require.NoError(t, err)
 	_, err = send(e, 7, 0, 15, 1)
 	require.ErrorIs(t, err, errs.ErrProducerFenced)
+}
+
+// TestKeyedAppendsWhoseCallerGaveUpAreStoredOnce: a caller that gives up
+// (its context ends) while its keyed append is being written does not know
+// whether it was stored; its retry with the same key must find it, never
+// store the records a second time.
+func TestKeyedAppendsWhoseCallerGaveUpAreStoredOnce(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	q := &metadatav1.QueueRecord{Id: catalog.NewQueueID(), Project: "p", DisplayName: "n", Mode: dmsv1.QueueMode_QUEUE_MODE_NORMAL, PartitionCount: 1, RetentionMs: 3600_000}
+	b, err := proto.Marshal(q)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, catalog.QueueKey(q.GetId()), string(b))
+	require.NoError(t, err)
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+	e, err := NewEngine(testConfig(t.TempDir()), cache, nil, time.Now, quietLogger())
+	require.NoError(t, err)
+	defer e.Close()
+
+	log := logid.Partition(q.GetId(), 0)
+	const keys = 3000
+	gaveUp := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() {
+			req := &storagev1.AppendRequest{Log: log, IdempotenceKey: fmt.Sprint("k", i), Durability: storagev1.Durability_DURABILITY_SYNC,
+				Records: []*storagev1.Record{{TimestampMs: 1, MessageId: fmt.Sprint("m", i), Message: &dmsv1.Message{Body: []byte(fmt.Sprint(i))}}}}
+			// The first attempt's caller gives up somewhere between before
+			// the write and after its fsync.
+			actx, cancel := context.WithTimeout(ctx, time.Duration(i%60)*100*time.Microsecond)
+			_, err := e.Append(actx, req)
+			cancel()
+			if err != nil {
+				mu.Lock()
+				gaveUp++
+				mu.Unlock()
+				_, err = e.Append(ctx, req)
+			}
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	t.Logf("%d of %d first attempts ended with their caller giving up", gaveUp, keys)
+
+	stored := map[string]int{}
+	for from := int64(0); ; {
+		res, err := e.Read(ctx, log, from, ReadOptions{MaxBytes: 1 << 20})
+		require.NoError(t, err)
+		if len(res.Records) == 0 {
+			break
+		}
+		for _, r := range res.Records {
+			stored[string(r.GetRecord().GetMessage().GetBody())]++
+			from = r.GetOffset() + 1
+		}
+	}
+	require.Len(t, stored, keys, "every key stored")
+	for body, n := range stored {
+		require.Equal(t, 1, n, "message %s stored %d times", body, n)
+	}
 }

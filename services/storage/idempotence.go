@@ -150,7 +150,10 @@ func (e *Engine) appendIdempotent(ctx context.Context, l *openLog, key string, r
 	proto.Merge(first, records[0])
 	first.IdempotenceKey, first.IdempotentCount = key, int32(len(records))
 	keyed := append([]*storagev1.Record{first}, records[1:]...)
-	offset, err := e.appendRecords(ctx, l, keyed)
+	// Not cancelled with the caller: an append whose caller gave up may
+	// still be written, and its key must then be remembered, or the retry
+	// that follows would store the records a second time.
+	offset, err := e.appendRecords(context.WithoutCancel(ctx), l, keyed)
 	ix.settle(mine, offset, len(records), err)
 	if err != nil {
 		return nil, err

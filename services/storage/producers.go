@@ -161,7 +161,10 @@ func (e *Engine) appendKafkaBatch(ctx context.Context, l *openLog, b *storagev1.
 			return nil, errs.Wrapf(errs.ErrOutOfOrderSequence, "storage: producer %d sent sequence %d after %d", id, seq, last)
 		}
 	}
-	resp, err := e.appendBatch(ctx, l, b)
+	// Not cancelled with the caller: a cancelled append may still be
+	// written, and a batch written without its sequence recorded would be
+	// stored again by the producer's retry.
+	resp, err := e.appendBatch(context.WithoutCancel(ctx), l, b)
 	if err != nil {
 		return nil, err
 	}

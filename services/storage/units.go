@@ -235,6 +235,11 @@ func (e *Engine) waitCommitted(ctx context.Context, u *unit, l *openLog, offset 
 	for {
 		u.mu.Lock()
 		hw, leading, epoch, changed := u.hwLocked(key, l.NextOffset()), u.leading, u.st.GetLeaderEpoch(), u.hwChanged
+		// The in-sync replicas may have shrunk since the write was taken:
+		// the high watermark of a lone leader is its own end, which is not
+		// the min-insync copies the write was promised (Kafka answers
+		// NOT_ENOUGH_REPLICAS_AFTER_APPEND; this waits for them instead).
+		enough := int32(len(u.st.GetIsr())) >= max(u.st.GetMinInsync(), 1)
 		u.mu.Unlock()
 		if !leading {
 			// Not NOT_LEADER, which says nothing was applied and invites a
@@ -242,7 +247,7 @@ func (e *Engine) waitCommitted(ctx context.Context, u *unit, l *openLog, offset 
 			// new leader; only a retry with an idempotence key is safe.
 			return errs.Wrapf(errs.ErrUnavailable, "storage: leadership of %s moved (epoch %d) before the write reached the in-sync replicas; it may or may not be kept", logid.Describe(l.id), epoch)
 		}
-		if hw > offset {
+		if hw > offset && enough {
 			return nil
 		}
 		select {
