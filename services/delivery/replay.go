@@ -11,6 +11,8 @@ import (
 
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // load replays the consumption's state log; one without state starts at the
@@ -72,6 +74,16 @@ func (e *Engine) load(ctx context.Context, c *consumption, start startPosition) 
 				r, err := e.readOne(ctx, p.log, o)
 				if err != nil {
 					return err
+				}
+				if r == nil && o < info.GetLogs()[i].GetStartOffset() {
+					continue // deleted by retention: nothing to hold back
+				}
+				if r == nil {
+					// Not readable yet: above the high watermark of a
+					// partition whose leader just changed. Loading without
+					// its key would let the key's later messages overtake it.
+					return errs.Wrapf(errs.ErrUnavailable, "delivery: message %d of %s is in flight but cannot be read yet (its partition is changing leaders); the group loads on the next call",
+						o, logid.Describe(p.log))
 				}
 				p.track(o, r.GetRecord().GetMessage().GetOrderingKey())
 			}
