@@ -1,6 +1,8 @@
 package kafka
 
-// Produce (key 0): versions 0-11 advertised, 3-11 served.
+// Produce (key 0): versions 0-12 advertised, 3-12 served (Kafka 4.0's
+// range; v12 only changes how transactions are verified, and transactions
+// are not served).
 //
 // Each partition's record batch is appended to the queue partition through
 // the routed storage client, which takes it to the partition's leader
@@ -48,7 +50,7 @@ import (
 	"github.com/opendms/dms/services/storage/logid"
 )
 
-func init() { register(kmsg.Produce.Int16(), 0, 11, (*Server).produce) }
+func init() { register(kmsg.Produce.Int16(), 0, 12, (*Server).produce) }
 
 func (s *Server) produce(ctx context.Context, r *request, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)

@@ -1,6 +1,7 @@
 package kafka
 
-// Fetch (key 1): versions 4-16.
+// Fetch (key 1): versions 4-17 (Kafka 4.0's range; v17 adds only a field
+// of replicas).
 //
 // Each partition is read on its leader through the routed storage client
 // as stored batches (Read with raw_batches), and the batches are returned
@@ -46,7 +47,7 @@ import (
 	"github.com/opendms/dms/services/storage/logid"
 )
 
-func init() { register(kmsg.Fetch.Int16(), 4, 16, (*Server).fetch) }
+func init() { register(kmsg.Fetch.Int16(), 4, 17, (*Server).fetch) }
 
 // fetchPart is one partition of a fetch: where it reads and what it has
 // read.
