@@ -108,6 +108,59 @@ func keystoneError(w http.ResponseWriter, status int, title, message string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": status, "title": title, "message": message}})
 }
 
+// Version answers GET /v3: the version document that Keystone clients
+// (keystoneauth's discovery) read before they authenticate.
+func (k *Keystone) Version(w http.ResponseWriter, r *http.Request) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"version": map[string]any{
+		"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+		"links":       []map[string]string{{"rel": "self", "href": scheme + "://" + r.Host + "/v3/"}},
+		"media-types": []map[string]string{{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}},
+	}})
+}
+
+// Validate answers GET /v3/auth/tokens: whether the token in
+// X-Subject-Token is valid (200 with its user, project and expiry) or not
+// (404, as Keystone), asked with any valid token in X-Auth-Token.
+func (k *Keystone) Validate(w http.ResponseWriter, r *http.Request) {
+	if _, err := k.Auth.Bearer(r.Header.Get("X-Auth-Token")); err != nil {
+		keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+		return
+	}
+	token := r.Header.Get("X-Subject-Token")
+	if !strings.HasPrefix(token, sessionTokenPrefix) {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
+		return
+	}
+	claims, err := k.Auth.sessionClaims(token)
+	if err != nil {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
+		return
+	}
+	u, ok := k.Auth.cache.user(claims.GetUserId())
+	if !ok {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
+		return
+	}
+	account, _ := k.Auth.cache.account(u.GetAccountId())
+	body := map[string]any{
+		"methods": []string{"password"}, "issued_at": keystoneTime(claims.GetIssueTimeMs()), "expires_at": keystoneTime(claims.GetExpireTimeMs()),
+		"user": map[string]any{"id": u.GetId(), "name": u.GetName(), "domain": map[string]string{"id": account.GetId(), "name": account.GetName()}},
+	}
+	if p, ok := k.Auth.cache.project(claims.GetProjectId()); ok {
+		owner, _ := k.Auth.cache.account(p.GetAccountId())
+		body["project"] = map[string]any{"id": p.GetId(), "name": p.GetName(), "domain": map[string]string{"id": owner.GetId(), "name": owner.GetName()}}
+		body["roles"] = k.rolesOf(u.GetId(), u.GetAccountAdmin() && (u.GetAccountId() == p.GetAccountId() || u.GetAccountId() == k.Auth.cache.OperatorAccount()), p.GetId())
+	}
+	w.Header().Set("X-Subject-Token", token)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"token": body})
+}
+
 // ServeHTTP implements http.Handler for POST /v3/auth/tokens.
 func (k *Keystone) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req keystoneRequest

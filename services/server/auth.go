@@ -327,13 +327,19 @@ func (s *Server) authHTTP(next http.Handler) http.Handler {
 	keystone := &identity.Keystone{Auth: s.authn, Region: s.cfg.Auth.Region}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path := r.URL.Path
-		if path == "/v3/auth/tokens" {
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", http.MethodPost)
-				http.Error(w, "only POST /v3/auth/tokens is served", http.StatusMethodNotAllowed)
-				return
-			}
+		switch {
+		case path == "/v3/auth/tokens" && r.Method == http.MethodPost:
 			keystone.ServeHTTP(w, r)
+			return
+		case path == "/v3/auth/tokens" && r.Method == http.MethodGet:
+			keystone.Validate(w, r)
+			return
+		case path == "/v3/auth/tokens":
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "/v3/auth/tokens serves GET and POST", http.StatusMethodNotAllowed)
+			return
+		case (path == "/v3" || path == "/v3/") && r.Method == http.MethodGet:
+			keystone.Version(w, r)
 			return
 		}
 		if strings.HasPrefix(path, "/debug/") {

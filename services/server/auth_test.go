@@ -161,6 +161,16 @@ func TestAuthKeystoneTokenAndDMSRest(t *testing.T) {
 	if !strings.Contains(string(catalog), `"type":"dms"`) || !strings.Contains(string(catalog), s.HTTPAddr+"/v1.0/"+project) {
 		t.Fatalf("catalog names no DMS endpoint of this server: %s", catalog)
 	}
+	// Discovery and validation, as keystoneauth does them.
+	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v3", "", nil); code != http.StatusOK || body["version"].(map[string]any)["id"] != "v3.14" {
+		t.Fatalf("GET /v3: %d %v", code, body)
+	}
+	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v3/auth/tokens", "", map[string]string{"X-Auth-Token": token, "X-Subject-Token": token}); code != http.StatusOK || body["token"].(map[string]any)["project"].(map[string]any)["id"] != project {
+		t.Fatalf("validate a token: %d %v", code, body)
+	}
+	if code, _ := call(t, "GET", "http://"+s.HTTPAddr+"/v3/auth/tokens", "", map[string]string{"X-Auth-Token": token, "X-Subject-Token": token[:len(token)-2]}); code != http.StatusNotFound {
+		t.Fatalf("validate a forged token: %d", code)
+	}
 	if _, _, code := keystoneToken(t, s, "Default", "admin", "wrong-password-here", project); code != http.StatusUnauthorized {
 		t.Fatalf("wrong password: %d, want 401", code)
 	}
