@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
@@ -192,4 +193,34 @@ func TestKafkaProducedDeadLetters(t *testing.T) {
 	require.Equal(t, "test", dl[0].GetMessage().GetAttributes()["why"].GetStringValue())
 	require.Equal(t, poison.GetOffset(), dl[0].GetDeadLetter().GetSourceOffset())
 	require.Equal(t, poison.GetMessageId(), dl[0].GetMessageId())
+}
+
+// TestKafkaProducedTagFilters filters Kafka-produced records by their
+// dms.tags header in a DMS consumer group, while a Kafka consumer of the
+// same log still reads every record.
+func TestKafkaProducedTagFilters(t *testing.T) {
+	srv := startServer(t)
+	topic := "tagged"
+	cl := newClient(t, srv.KafkaAddr, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	tagged := func(value, tags string) *kgo.Record {
+		r := &kgo.Record{Value: []byte(value)}
+		if tags != "" {
+			r.Headers = []kgo.RecordHeader{{Key: "dms.tags", Value: []byte(tags)}}
+		}
+		return r
+	}
+	produceAll(t, cl, tagged("r1", "red"), tagged("b1", "blue"), tagged("none", ""), tagged("rb", "blue,red"))
+
+	g := srv.CreateGroup(t, queueNamed(t, srv.Queues(), topic), "reds")
+	var got []string
+	require.Eventually(t, func() bool {
+		resp, err := srv.Consumer().ReceiveMessages(ctxT(t), &dmsv1.ReceiveMessagesRequest{
+			Group: g.GetName(), MaxMessages: 10, VisibilityTimeout: durationpb.New(time.Minute), TagFilter: &dmsv1.TagFilter{Tags: []string{"red"}},
+		})
+		require.NoError(t, err)
+		got = append(got, testserverBodies(resp.GetMessages())...)
+		return len(got) >= 2
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Equal(t, []string{"r1", "rb"}, got)
+	require.Len(t, consumeN(t, srv.KafkaAddr, topic, []int32{0}, 4), 4, "Kafka consumers see the whole log")
 }
