@@ -183,3 +183,32 @@ func TestDamagedLeaderCopyHandsOffAndIsRepaired(t *testing.T) {
 	require.NotEqual(t, victim.NodeName, now.GetLeader(), "the damaged copy handed off its leadership")
 	require.Equal(t, segmentFiles(t, partDir(nodeNamed(nodes, now.GetLeader()))), segmentFiles(t, partDir(victim)), "the repaired copy is the new leader's")
 }
+
+// A follower in sync whose sealed segment rots while it runs: the scrubber
+// finds it, the follower asks its leader for the range, the leader drops it
+// from the in-sync replicas (it no longer has what it acknowledged), and
+// only then does it truncate and fetch again; it rejoins with a copy equal
+// to the leader's, and serves every message once it leads.
+func TestScrubbedFollowerCopyIsRepairedWhileInSync(t *testing.T) {
+	nodes, q, g, sent, partDir := repairSetup(t, "-storage.segment-bytes", "4096", "-storage.scrub-interval", "200ms")
+	u := placementOf(t, nodes[0], q.GetId())[0]
+	require.Len(t, u.GetIsr(), 3)
+	leader := nodeNamed(nodes, u.GetLeader())
+	var follower *testserver.Server
+	for _, r := range u.GetReplicas() {
+		if r != u.GetLeader() {
+			follower = nodeNamed(nodes, r)
+			break
+		}
+	}
+	bs := partitionBatches(t, partDir(follower))
+	require.NotEqual(t, bs[0].file, bs[len(bs)-1].file, "the partition has sealed segments")
+	damageBatch(t, bs[1])
+	waitRepaired(t, follower, q)
+	require.Equal(t, segmentFiles(t, partDir(leader)), segmentFiles(t, partDir(follower)), "the repaired copy is the leader's")
+	require.GreaterOrEqual(t, metricValue(t, follower, "dms_storage_damaged_ranges_total", `kind="queue_partition"`), 1.0)
+
+	electLeader(t, nodes[0], q, follower.NodeName)
+	got := receiveAll(t, nodes[0], g, len(sent))
+	require.ElementsMatch(t, sent, got)
+}

@@ -133,6 +133,17 @@ func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader stri
 	if err != nil {
 		return err
 	}
+	// An answer that carries less than half the byte budget was not cut
+	// short by it: a log it has nothing of had nothing to send.
+	payload := 0
+	for _, res := range resp.GetUnits() {
+		for _, lr := range res.GetLogs() {
+			for _, b := range lr.GetBatches() {
+				payload += len(b.GetData())
+			}
+		}
+	}
+	full := payload >= defaultFetchBytes/2
 	var wg sync.WaitGroup
 	errCh := make(chan error, len(resp.GetUnits())+1)
 	for _, res := range resp.GetUnits() {
@@ -146,7 +157,7 @@ func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader stri
 			continue
 		}
 		wg.Go(func() {
-			if err := fs.applyUnit(u, leader, epochs[u.key], res.GetLogs()); err != nil {
+			if err := fs.applyUnit(u, leader, epochs[u.key], res.GetLogs(), full); err != nil {
 				errCh <- err
 			}
 		})
@@ -160,7 +171,8 @@ func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader stri
 // still follows that leader in the epoch the fetch was made in: an answer
 // that arrives after the unit moved on (to a new leader, whose fetch loop
 // may already be applying) is dropped, not written over the new leader's.
-func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*storagev1.FetchLogResult) error {
+// full says the fetch answer was cut short by its byte budget.
+func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*storagev1.FetchLogResult, full bool) error {
 	u.applyMu.RLock()
 	defer u.applyMu.RUnlock()
 	u.mu.Lock()
@@ -174,7 +186,7 @@ func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*stora
 	errCh := make(chan error, 1)
 	for _, lr := range logs {
 		wg.Go(func() {
-			if err := fs.apply(lr, inISR); err != nil {
+			if err := fs.apply(lr, inISR, full); err != nil {
 				fs.e.logger.Warn("storage: applying fetched batches", "log", logid.Key(lr.GetLog()), "err", err)
 				select {
 				case errCh <- err:
@@ -190,8 +202,9 @@ func (fs *fetchers) applyUnit(u *unit, leader string, epoch int64, logs []*stora
 
 // apply makes a local log match what the leader sent of it; inISR says
 // whether this node is among the unit's in-sync replicas (a damaged copy is
-// repaired only once it is not, see repair.go).
-func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR bool) error {
+// repaired only once it is not, see repair.go), full whether the answer was
+// cut short by its byte budget.
+func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR, full bool) error {
 	e := fs.e
 	id := lr.GetLog()
 	if lr.GetDeleted() {
@@ -228,7 +241,7 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR bool) error {
 			return err
 		}
 	}
-	if err := fs.repairFromFetch(l, lr, inISR); err != nil {
+	if err := fs.repairFromFetch(l, lr, inISR, full); err != nil {
 		return err
 	}
 	for _, b := range lr.GetBatches() {

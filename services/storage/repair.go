@@ -27,7 +27,10 @@ import (
 //     range: its fetch for the log starts at the range's first offset. The
 //     leader takes a fetch position that moved back below the high
 //     watermark as a follower that lost data, and drops it from the in-sync
-//     replicas at its next check. Once the follower is out of them (so it
+//     replicas at its next check (meanwhile the high watermark holds at the
+//     range's start, so writes wait a moment rather than be acknowledged
+//     without that copy, which fetches nothing new while it asks for the
+//     range). Once the follower is out of them (so it
 //     can no longer be elected without the range) and the leader's answer
 //     holds the whole range intact, the follower truncates its log to the
 //     start of the first batch of that answer and appends what came; the
@@ -37,8 +40,8 @@ import (
 //     ranged replace of a sealed segment below intact data would save that
 //     but needs a segment rewrite beside readers, which partitionlog does
 //     not have. A follower whose leader answers without the range (its copy
-//     is lost too) gives up after repairMisses answers and keeps its lost
-//     range.
+//     is lost too) gives up after repairMisses answers that had room for it
+//     and keeps its lost range.
 //   - A leader whose copy of a replicated log is damaged does not serve the
 //     range as data, neither to followers (ReadBatches stops at the range)
 //     nor to readers: a read that meets it answers NOT_LEADER while an
@@ -137,15 +140,15 @@ func (e *Engine) fetchFrom(l *openLog) int64 {
 // repairFromFetch repairs a follower's lost range from what its leader sent
 // of the log, if the answer holds the range and this node is out of the
 // in-sync replicas; see the comment at the top of this file.
-func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, inISR bool) error {
+func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, inISR, full bool) error {
 	e := fs.e
 	key := logid.Key(l.id)
 	c, ok := e.pendingRepair(key)
 	if !ok {
 		return nil
 	}
-	if c.from >= l.NextOffset() || c.from < l.StartOffset() {
-		e.repairDone(key) // truncated away meanwhile, or expired
+	if c.from >= l.NextOffset() || c.from < l.StartOffset() || c.from < lr.GetStartOffset() {
+		e.repairDone(key) // truncated away meanwhile, or expired (here or at the leader)
 		return nil
 	}
 	bs := lr.GetBatches()
@@ -164,7 +167,9 @@ func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, in
 	// intact run from its start.
 	covered := end > c.to || (end > c.from && bytes >= defaultFetchBytes/2)
 	if !covered {
-		if lr.GetEndOffset() > c.from && e.repairMissed(key) {
+		// Only an answer with room to spare says the leader cannot send
+		// the range; a full one may simply not have reached this log.
+		if !full && lr.GetEndOffset() > c.from && e.repairMissed(key) {
 			e.logger.Error("storage: the leader's copy lacks the offsets this replica lost too; they stay lost",
 				"log", logid.Key(l.id), "fromOffset", c.from, "toOffset", c.to)
 			e.repairDone(key)

@@ -17,10 +17,6 @@ import (
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
-// scrubPause is the rest between two scrub passes over every log, so that an
-// idle node with little data does not reread it all the time.
-const scrubPause = time.Hour
-
 // scrubLoop verifies the sealed segments of every open log at the configured
 // rate, one log after another, again and again; damage is repaired by the
 // log (quarantined and marked lost) and counted.
@@ -52,9 +48,18 @@ func (e *Engine) scrubLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(scrubPause):
+		case <-time.After(scrubInterval(e.cfg)):
 		}
 	}
+}
+
+// scrubInterval is the configured rest between scrub passes, an hour when
+// unset.
+func scrubInterval(cfg Config) time.Duration {
+	if cfg.ScrubInterval <= 0 {
+		return time.Hour
+	}
+	return cfg.ScrubInterval
 }
 
 // LoadKeyring returns the encryption keys the configuration names (nil when
