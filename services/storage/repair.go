@@ -217,7 +217,7 @@ func (e *Engine) repairLoop(ctx context.Context) {
 			if u == nil {
 				continue
 			}
-			if next := e.handOffTarget(u, k, c); next != "" {
+			if next, _ := e.handOffTarget(u, k, c); next != "" {
 				// A placement that changed meanwhile is most often this
 				// hand-off, not yet applied here; the next round sees.
 				if err := e.handOff(ctx, u, next, k, c); err != nil && ctx.Err() == nil && !errors.Is(err, errPlacementChanged) {
@@ -231,20 +231,33 @@ func (e *Engine) repairLoop(ctx context.Context) {
 // handOffTarget returns the in-sync follower a leader whose copy of log k
 // lost c hands u to: alive, and past the range. "" when this node does not
 // lead u or no follower qualifies.
-func (e *Engine) handOffTarget(u *unit, k string, c lostCopy) string {
+// unknown reports that an alive in-sync follower has not fetched the log
+// from this leader yet, so it may still turn out to have the range.
+func (e *Engine) handOffTarget(u *unit, k string, c lostCopy) (target string, unknown bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.leading || e.stopping.Load() || !e.cluster.SessionValid() {
-		return ""
+		return "", false
 	}
 	for _, n := range u.st.GetReplicas() {
-		f := u.followers[n]
-		if n == e.cluster.Node || !slices.Contains(u.st.GetIsr(), n) || f == nil || !e.cluster.Placement.Alive(n) || f.pos[k] <= c.to {
+		if n == e.cluster.Node || !slices.Contains(u.st.GetIsr(), n) || !e.cluster.Placement.Alive(n) {
 			continue
 		}
-		return n
+		f := u.followers[n]
+		if f == nil {
+			unknown = true
+			continue
+		}
+		pos, known := f.pos[k]
+		if !known {
+			unknown = true
+			continue
+		}
+		if pos > c.to {
+			return n, false
+		}
 	}
-	return ""
+	return "", unknown
 }
 
 // handOff makes next the leader of u in a new epoch, with this node out of
@@ -278,8 +291,9 @@ func (e *Engine) handOff(ctx context.Context, u *unit, next, k string, c lostCop
 
 // leaderLost decides what a read that met lost offsets on this leader
 // answers: NOT_LEADER while an in-sync follower has the range (the
-// leadership moves there; the reader asks again), nil when no replica can
-// repair it and the reader is to skip it.
+// leadership moves there; the reader asks again), UNAVAILABLE while an
+// alive in-sync follower has not said how far it is, nil when no replica
+// can repair it and the reader is to skip it.
 func (e *Engine) leaderLost(u *unit, id logid.ID, err error) error {
 	var lost *partitionlog.LostRangeError
 	if u == nil || e.cluster == nil || !errors.As(err, &lost) {
@@ -290,7 +304,11 @@ func (e *Engine) leaderLost(u *unit, id logid.ID, err error) error {
 	if pc, ok := e.pendingRepair(k); ok {
 		c.to = max(c.to, pc.to)
 	}
-	next := e.handOffTarget(u, k, c)
+	next, unknown := e.handOffTarget(u, k, c)
+	if unknown && next == "" {
+		// A new leader hears from its followers within a fetch wait.
+		return errs.Wrapf(errs.ErrUnavailable, "storage: offsets %d to %d of %s are damaged on this node, which is learning whether an in-sync replica has them; try again", lost.From, lost.To, logid.Describe(id))
+	}
 	if next == "" {
 		return nil
 	}
