@@ -132,5 +132,5 @@ func TestNativeSendsConsumedByKafkaGoGroup(t *testing.T) {
 	}
 	require.Equal(t, sentAt, gotAt, "each message at the partition and offset its send answered")
 	require.NoError(t, r.Close())
-	require.Equal(t, wantCommitted(t, srv.KafkaAddr, q.GetDisplayName()), committed(t, srv.KafkaAddr, "kafkago-natives", q.GetDisplayName()))
+	requireCommittedToEnd(t, srv.KafkaAddr, "kafkago-natives", q.GetDisplayName())
 }

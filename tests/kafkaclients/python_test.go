@@ -64,7 +64,7 @@ func testPythonClient(t *testing.T, client string, codecs []string) string {
 		var got consumedValues
 		pythonClient(t, client, "consume", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", fmt.Sprint(n))
 		require.Equal(t, expectedValues("g", n), valueSet(t, got.Values))
-		require.Equal(t, wantCommitted(t, addr, topic), committed(t, addr, group, topic))
+		requireCommittedToEnd(t, addr, group, topic)
 
 		// The group resumes at its commits: a second run gets only what
 		// was produced since.
@@ -130,7 +130,7 @@ func TestConfluentKafkaPython(t *testing.T) {
 		}
 		require.Equal(t, expectedValues("c", n), union)
 		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
-		require.Equal(t, wantCommitted(t, addr, topic), committed(t, addr, group, topic))
+		requireCommittedToEnd(t, addr, group, topic)
 	})
 }
 
