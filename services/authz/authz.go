@@ -24,6 +24,17 @@
 //     allows it: that is how a queue is shared.
 //  7. Otherwise: denied (PERMISSION_DENIED, or PROJECT_SCOPE_MISMATCH for a
 //     credential scoped to another project).
+//
+// A protocol front end (Kafka, AMQP) authenticates its connection with the
+// identity package (identity.Authenticator.PasswordPrincipal for SASL
+// PLAIN, Bearer for a token), keeps the principal with the connection, and
+// before each request calls
+//
+//	d := authz.Decide(directory, principal, authz.ProduceMessages, authz.Resource{Project: p, Queue: queueID})
+//
+// where directory is the process's identity cache (server.Server has it);
+// a denial's d.Err carries the stable reason (errs.Of(d.Err).Reason) to map
+// to the protocol's error code, and d.DecidedBy says why.
 package authz
 
 import (

@@ -105,6 +105,17 @@ func (a *Authenticator) Password(ctx context.Context, ref UserRef, password stri
 
 var dummyHash, _ = hashPassword("not a password of anyone")
 
+// PasswordPrincipal authenticates a user by password, as a protocol's
+// PLAIN mechanism does, and returns the principal (not scoped to a
+// project: each request is decided against the project it names).
+func (a *Authenticator) PasswordPrincipal(ctx context.Context, ref UserRef, password string) (authz.Principal, error) {
+	u, err := a.Password(ctx, ref, password)
+	if err != nil {
+		return authz.Principal{}, err
+	}
+	return authz.Principal{Kind: authz.User, UserID: u.GetId(), Method: "password"}, nil
+}
+
 // sessionTokenPrefix starts every session token: `dms1.{claims}.{mac}`.
 const sessionTokenPrefix = "dms1."
 

@@ -39,6 +39,9 @@ func (h *Handler) authorize(ctx context.Context, action authz.Action, res authz.
 func (h *Handler) userOrCaller(ctx context.Context, id string) (*metadatav1.UserRecord, error) {
 	if id == "" {
 		p := authz.FromContext(ctx)
+		if p.Kind == authz.Anonymous || p.Kind == authz.Refused {
+			return nil, authz.Decide(h.cache, p, authz.ManageCredentials, authz.Resource{}).Err
+		}
 		if p.Kind != authz.User {
 			return nil, errs.Wrapf(errs.ErrIdentityInvalid, "user_id is required when the caller is not a user")
 		}
