@@ -16,4 +16,14 @@
 // Topics are the KAFKA_HA and KAFKA_HT queues of the connection's project
 // (-protocols.default-project while authentication is off), by display
 // name; a topic's id is its queue's id.
+//
+// The data path keeps one copy of the data, in storage: a producer's
+// record batch is appended as a Kafka-format batch, byte for byte, and
+// Fetch serves stored batches back as bytes; batches written through the
+// DMS APIs are encoded as Kafka batches when read (records.go), and
+// services/recordfmt decodes Kafka batches into messages for DMS consumer
+// groups, so that both kinds of consumer read one log. Beside the API
+// files: records.go (stored batches as Kafka batches), partitions.go
+// (leader epoch checks), topicconfig.go (the configs a topic reports and
+// takes), producerids.go (producer ids from etcd).
 package kafka
