@@ -222,3 +222,39 @@ func TestBadFramesCloseTheConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestProduceErrorsPerPartitionAndAcksZero checks that one request's bad
+// partition does not keep its good one from being stored, and that an
+// acks=0 produce that fails closes the connection (it has no answer to
+// carry the error), as Kafka does, while one that succeeds gets no answer.
+func TestProduceErrorsPerPartitionAndAcksZero(t *testing.T) {
+	srv := startServer(t)
+	topic := "mixed"
+	c := dialRaw(t, srv.KafkaAddr)
+	bad := rawBatch(t, -1, 0, 0, "bad")
+	bad[len(bad)-1] ^= 1
+	req := produceRequest(topic, 0, rawBatch(t, -1, 0, 0, "good"))
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = 1, bad
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	ps := c.roundTrip(req).(*kmsg.ProduceResponse).Topics[0].Partitions
+	require.Zero(t, ps[0].ErrorCode)
+	require.Equal(t, kerr.CorruptMessage.Code, ps[1].ErrorCode)
+	require.Equal(t, int64(1), highWatermark(t, c, topic))
+	p1 := c.roundTrip(fetchRequest(topic, 1, 0)).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	require.Zero(t, p1.HighWatermark, "nothing of the bad batch")
+
+	// acks=0: a good batch gets no answer (the next answer is the fetch's),
+	// a bad one closes the connection.
+	quiet := produceRequest(topic, 0, rawBatch(t, -1, 0, 0, "quiet"))
+	quiet.Acks = 0
+	c.send(quiet)
+	require.Equal(t, int64(2), highWatermark(t, c, topic))
+	loud := produceRequest(topic, 0, bad)
+	loud.Acks = 0
+	c.send(loud)
+	// Were the connection still open, this request would be answered.
+	_, _ = c.conn.Write(kmsg.NewRequestFormatter().AppendRequest(nil, &kmsg.ApiVersionsRequest{Version: 0}, 99))
+	require.True(t, c.closed(), "the connection is closed")
+	require.Equal(t, int64(2), highWatermark(t, dialRaw(t, srv.KafkaAddr), topic))
+}
