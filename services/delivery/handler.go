@@ -45,6 +45,12 @@ func (h *Handler) ReceiveMessages(ctx context.Context, req *dmsv1.ReceiveMessage
 		return nil, err
 	}
 	opts.Filter = req.GetTagFilter()
+	if ps := req.GetPartitions(); len(ps) > 0 {
+		opts.Partitions = make(map[int32]bool, len(ps))
+		for _, p := range ps {
+			opts.Partitions[p] = true
+		}
+	}
 	if err := validateBroadcast(req.GetBroadcast()); err != nil {
 		return nil, err
 	}

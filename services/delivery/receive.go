@@ -42,6 +42,8 @@ type ReceiveOptions struct {
 	Visibility  time.Duration
 	Filter      *dmsv1.TagFilter
 	AutoAck     bool
+	// Partitions, when set, are the only partitions received from.
+	Partitions map[int32]bool
 }
 
 // Receive delivers messages of a consumer group; with broadcast set, to one
@@ -141,6 +143,9 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 	n := len(c.parts)
 	for i := 0; i < n && !full(); i++ {
 		pi := int32((c.rotation + i) % n)
+		if opts.Partitions != nil && !opts.Partitions[pi] {
+			continue
+		}
 		p := c.parts[pi]
 		// Ordered partitions: a key with a message in flight or waiting for a
 		// retry gets nothing more; the others may take consecutive messages.

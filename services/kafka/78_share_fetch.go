@@ -14,9 +14,9 @@ package kafka
 // lives on the node serving the fetch and ends with its connection,
 // releasing what it holds, as in Kafka. max_wait_ms is the receive's wait;
 // max_records bounds the messages (500 when unset); min_bytes, max_bytes
-// and batch_size are not used (a receive counts messages). Messages of
-// partitions the session does not fetch (in a cluster, partitions led by
-// other nodes) are released at once, a delivery counted (see share.go). The member id is not
+// and batch_size are not used (a receive counts messages). The receive
+// names the session's partitions, so that in a cluster each node hands out
+// the messages of the partitions it leads, which clients fetch from it. The member id is not
 // checked against the group's membership, which its coordinator keeps.
 // Versions 0 (Kafka 4.0's early access) and 2 (lock renewal, KIP-1222) are
 // not served.

@@ -121,3 +121,43 @@ func TestGroupCoordinatorFailsOverWithItsShard(t *testing.T) {
 
 // kgoSeeds seeds a client with every address (the last SeedBrokers wins).
 func kgoSeeds(addrs []string) []kgo.Opt { return []kgo.Opt{kgo.SeedBrokers(addrs...)} }
+
+// TestShareGroupInACluster runs a franz-go share consumer against a
+// cluster of three, where it fetches each partition from its leader: each
+// node hands out only the messages of the partitions it is asked for, so
+// every record comes once, at its first delivery.
+func TestShareGroupInACluster(t *testing.T) {
+	nodes := startKafkaCluster(t)
+	createTopic(t, nodes[0], "jobs", 6)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.KafkaAddr)
+	}
+	leaders := map[string]bool{}
+	resp, err := metadatav1.NewMetadataServiceClient(nodes[0].Internal).DescribePlacement(context.Background(), &metadatav1.DescribePlacementRequest{})
+	require.NoError(t, err)
+	for _, u := range resp.GetUnits() {
+		if u.GetUnit().GetKind() == storagev1.UnitKind_UNIT_KIND_QUEUE_PARTITION {
+			leaders[u.GetLeader()] = true
+		}
+	}
+	t.Logf("partitions led by %d nodes", len(leaders))
+	produceAll(t, newClient(t, addrs[0], kgoSeeds(addrs)...), records("jobs", 150, "a")...)
+
+	cl := newClient(t, addrs[0], append(kgoSeeds(addrs), kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"))...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seen := map[string]int32{}
+	for len(seen) < 150 {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "%d of 150 records", len(seen))
+		fs.EachRecord(func(r *kgo.Record) {
+			_, dup := seen[string(r.Value)]
+			require.False(t, dup, "record %s delivered twice", r.Value)
+			seen[string(r.Value)] = r.DeliveryCount()
+		})
+	}
+	for v, dc := range seen {
+		require.Equal(t, int32(1), dc, "record %s bounced between nodes before its delivery", v)
+	}
+}

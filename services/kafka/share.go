@@ -274,21 +274,31 @@ type acquired struct {
 
 // shareReceive receives up to max messages of the session's partitions of
 // one topic, waiting up to wait, and returns them by partition with the
-// stored batches holding them. Messages of partitions outside the session
-// are released at once. That happens in a cluster, where a member fetches
-// each partition from its leader and the DMS group hands out messages of
-// any partition: every node's fetch may take messages of the others'
-// partitions, and each such bounce counts as a delivery (toward the
-// queue's dead-letter limit). A receive restricted to partitions, in the
-// delivery role, would end it.
+// stored batches holding them. The receive names the session's partitions:
+// in a cluster a member fetches each partition from its leader, and each
+// node must hand out only the messages of the partitions it was asked for.
+// Messages of other partitions (from a delivery node that does not know
+// the partitions field yet) are released at once; that counts a delivery,
+// as a lock expiry would.
 func (s *Server) shareReceive(ctx context.Context, project string, q *metadatav1.QueueRecord, group string, sess *shareSession, max int32, wait time.Duration) (map[int32]*acquired, error) {
 	name := shareGroupName(project, q, group)
+	tid := topicID(q)
+	var partitions []int32
+	sess.mu.Lock()
+	for p := range sess.parts {
+		if p.topic == tid {
+			partitions = append(partitions, p.partition)
+		}
+	}
+	sess.mu.Unlock()
+	if len(partitions) == 0 {
+		return nil, nil
+	}
 	resp, err := s.deps.Consumer.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{Group: name, MaxMessages: max,
-		WaitTime: durationpb.New(wait), VisibilityTimeout: durationpb.New(shareLock)})
+		WaitTime: durationpb.New(wait), VisibilityTimeout: durationpb.New(shareLock), Partitions: partitions})
 	if err != nil {
 		return nil, err
 	}
-	tid := topicID(q)
 	byPart := map[int32][]*dmsv1.ReceivedMessage{}
 	var foreign []string
 	sess.mu.Lock()

@@ -1021,7 +1021,12 @@ type ReceiveMessagesRequest struct {
 	// When set, this consumer receives every message of the group's queue by
 	// itself (broadcast) instead of sharing them with the group's other
 	// consumers.
-	Broadcast     *BroadcastOptions `protobuf:"bytes,7,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	Broadcast *BroadcastOptions `protobuf:"bytes,7,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	// Receive only messages of these partitions of the queue; empty receives
+	// from every partition. Numbers the queue does not have match nothing.
+	// (Kafka share consumers fetch each partition from its leader: a node
+	// serving them receives the partitions it leads.)
+	Partitions    []int32 `protobuf:"varint,8,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1106,13 @@ func (x *ReceiveMessagesRequest) GetTagFilter() *TagFilter {
 func (x *ReceiveMessagesRequest) GetBroadcast() *BroadcastOptions {
 	if x != nil {
 		return x.Broadcast
+	}
+	return nil
+}
+
+func (x *ReceiveMessagesRequest) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
 	}
 	return nil
 }
@@ -2844,7 +2856,7 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"scheduleId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12=\n" +
-	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xe3\x02\n" +
+	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\x83\x03\n" +
 	"\x16ReceiveMessagesRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12!\n" +
 	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x126\n" +
@@ -2854,7 +2866,10 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"consumerId\x120\n" +
 	"\n" +
 	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x126\n" +
-	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\"G\n" +
+	"\tbroadcast\x18\a \x01(\v2\x18.dms.v1.BroadcastOptionsR\tbroadcast\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\b \x03(\x05R\n" +
+	"partitions\"G\n" +
 	"\tTagFilter\x12\x12\n" +
 	"\x04tags\x18\x01 \x03(\tR\x04tags\x12&\n" +
 	"\x05match\x18\x02 \x01(\x0e2\x10.dms.v1.TagMatchR\x05match\"[\n" +
