@@ -7,9 +7,13 @@ package kafka
 // advertises; v4+ asks for several groups at once. While the shard has no
 // owner (a failover), or its owner runs no Kafka listener, the answer is
 // COORDINATOR_NOT_AVAILABLE, which clients retry. DMS serves no Kafka
-// transactions and no share groups yet: transaction (1) and share (2)
-// coordinators are refused with INVALID_REQUEST, an error clients do not
-// retry.
+// transactions: a transaction coordinator (1) is refused with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId refuses a
+// transactional id, because that is the refusal clients stop at: Java's
+// initTransactions throws TransactionalIdAuthorizationException at once and
+// librdkafka raises a fatal error, where INVALID_REQUEST left librdkafka
+// retrying until its timeout and Java with a bare KafkaException. Other
+// coordinator types are refused with INVALID_REQUEST.
 
 import (
 	"context"
@@ -48,7 +52,7 @@ func (s *Server) coordinator(r *request, keyType int8, key string, brokers map[s
 	switch keyType {
 	case 0:
 	case 1:
-		return fmt.Errorf("%w: DMS does not serve Kafka transactions", kerr.InvalidRequest)
+		return fmt.Errorf("%w: DMS does not serve Kafka transactions", kerr.TransactionalIDAuthorizationFailed)
 	default:
 		return fmt.Errorf("%w: coordinator type %d is not served; DMS serves classic consumer groups (type 0)", kerr.InvalidRequest, keyType)
 	}

@@ -662,7 +662,7 @@ func TestFindCoordinator(t *testing.T) {
 	}
 	fc.CoordinatorType = 1
 	r = c.roundTrip(fc).(*kmsg.FindCoordinatorResponse)
-	require.Equal(t, kerr.InvalidRequest.Code, r.Coordinators[0].ErrorCode)
+	require.Equal(t, kerr.TransactionalIDAuthorizationFailed.Code, r.Coordinators[0].ErrorCode, "the refusal transactional clients stop at")
 }
 
 // TestGroupLogIsCheckpointedAndTrimmed commits many times with a tiny
