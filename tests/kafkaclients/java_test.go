@@ -121,4 +121,11 @@ func TestJavaKafkaClients(t *testing.T) {
 		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
 		requireCommittedToEnd(t, addr, group, topic)
 	})
+
+	t.Run("transactions refused", func(t *testing.T) {
+		var res struct{ Refused string }
+		javaClient(t, cp, &res, "transactions", addr, "java-tx")
+		require.Equal(t, "org.apache.kafka.common.errors.TransactionalIdAuthorizationException", res.Refused,
+			"initTransactions fails at once with the error DMS answers, not after max.block.ms")
+	})
 }

@@ -132,6 +132,16 @@ func TestConfluentKafkaPython(t *testing.T) {
 		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
 		requireCommittedToEnd(t, addr, group, topic)
 	})
+	t.Run("transactions refused", func(t *testing.T) {
+		var res struct {
+			Refused   string
+			Fatal     bool
+			Retriable bool
+		}
+		pythonClient(t, "confluent", "transactions", &res, "--bootstrap", addr, "--topic", "confluent-tx")
+		require.Equal(t, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", res.Refused)
+		require.False(t, res.Retriable)
+	})
 }
 
 // TestKafkaPython: kafka-python, pure Python: gzip is the codec it has

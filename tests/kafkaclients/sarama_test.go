@@ -163,6 +163,35 @@ func TestSarama(t *testing.T) {
 		})
 	}
 
+	// Many sarama users keep its default protocol version (2.8 in 1.61),
+	// which asks for older versions of the APIs than MaxVersion does.
+	t.Run("default protocol version", func(t *testing.T) {
+		const topic, group, n = "sarama-default", "sarama-default-members", 50
+		c := sarama.NewConfig()
+		c.Producer.Return.Successes = true
+		c.Producer.RequiredAcks = sarama.WaitForAll
+		c.Consumer.Offsets.Initial = sarama.OffsetOldest
+		p, err := sarama.NewSyncProducer([]string{addr}, c)
+		require.NoError(t, err)
+		for i := range n {
+			_, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprintf("v-%03d", i))})
+			require.NoError(t, err)
+		}
+		require.NoError(t, p.Close())
+		cg, err := sarama.NewConsumerGroup([]string{addr}, group, c)
+		require.NoError(t, err)
+		m := &saramaMember{headers: map[string]string{}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- cg.Consume(ctx, []string{topic}, m) }()
+		require.Eventually(t, func() bool { return len(m.seen()) >= n }, 30*time.Second, 20*time.Millisecond)
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, cg.Close())
+		require.Equal(t, expectedValues("v", n), valueSet(t, m.seen()))
+		requireCommittedToEnd(t, addr, group, topic)
+	})
+
 	t.Run("consumer group", func(t *testing.T) {
 		const topic, group, n = "sarama-group", "sarama-members", 300
 		ca, err := sarama.NewClusterAdmin([]string{addr}, saramaConfig())

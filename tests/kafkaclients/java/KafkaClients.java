@@ -11,6 +11,8 @@
 //            the second joining once the first has records (an incremental
 //            rebalance), read N records between them, committing
 //            synchronously;
+//   transactions: a transactional producer's initTransactions, which DMS
+//            refuses (no transactions); prints the exception's class;
 //   inspect: with a GROUP that consumed TOPIC and has no members left,
 //            AdminClient lists and describes the group and its offsets,
 //            describes the topic's configs and adds a partition, and a
@@ -54,6 +56,7 @@ public class KafkaClients {
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
             case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "transactions" -> transactions(bootstrap, topic);
             case "cooperative" -> cooperative(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             default -> throw new IllegalArgumentException("unknown action " + action);
         }
@@ -168,6 +171,20 @@ public class KafkaClients {
             }
         }
         System.out.println(out.append("]}"));
+    }
+
+    static void transactions(String bootstrap, String topic) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "tx-" + topic);
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 20000);
+        String refused = "";
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+            producer.initTransactions();
+        } catch (Exception e) {
+            refused = e.getClass().getName();
+        }
+        System.out.println("{\"refused\": \"" + refused + "\"}");
     }
 
     static void admin(String bootstrap, String topic) throws Exception {

@@ -41,6 +41,19 @@ def confluent_produce(a):
     return {"delivered": len(delivered)}
 
 
+def confluent_transactions(a):
+    """A transactional producer's init_transactions, which DMS refuses."""
+    from confluent_kafka import KafkaException, Producer
+
+    p = Producer({"bootstrap.servers": a.bootstrap, "transactional.id": "tx-" + a.topic})
+    try:
+        p.init_transactions(20)
+    except KafkaException as e:
+        err = e.args[0]
+        return {"refused": err.name(), "fatal": err.fatal(), "retriable": err.retriable()}
+    return {"refused": ""}
+
+
 def confluent_consume(a):
     from confluent_kafka import Consumer, KafkaException
 
@@ -213,7 +226,7 @@ def kafkapython_admin(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("client", choices=["confluent", "kafkapython"])
-    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative"])
+    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative", "transactions"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", default="")
