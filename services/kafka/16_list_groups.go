@@ -5,8 +5,10 @@ package kafka
 // Lists the consumer groups of the project that this node coordinates (the
 // groups of the delivery shards it owns); admin clients ask every broker
 // and merge, as with Kafka. A shard still loading answers
-// COORDINATOR_LOAD_IN_PROGRESS. States (v4+) filter case-insensitively;
-// every group is of type "classic" (v5+).
+// COORDINATOR_LOAD_IN_PROGRESS. States (v4+) filter case-insensitively.
+// Share groups (KIP-932) whose members this node keeps are listed too, of
+// type "share" (v5+), Stable with members and Empty without; the others
+// are of type "classic".
 
 import (
 	"context"
@@ -36,6 +38,14 @@ func (s *Server) listGroups(ctx context.Context, r *request, req *kmsg.ListGroup
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.Group, g.ProtocolType, g.State.String(), "classic"
+		resp.Groups = append(resp.Groups, lg)
+	}
+	for _, g := range s.shareGroups(s.project(r)) {
+		if !want(req.StatesFilter, g.state) || !want(req.TypesFilter, "share") {
+			continue
+		}
+		lg := kmsg.NewListGroupsResponseGroup()
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.name, "share", g.state, "share"
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp, nil

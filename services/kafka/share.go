@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,34 @@ type shareMember struct {
 	topics   []string
 	assigned map[[16]byte][]int32 // the assignment last sent
 	seen     time.Time
+}
+
+// listedShareGroup is a share group as ListGroups shows it.
+type listedShareGroup struct{ name, state string }
+
+// shareGroups lists the share groups of a project this node keeps the
+// members of (their coordinator), by name.
+func (s *Server) shareGroups(project string) []listedShareGroup {
+	ss := s.shares
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []listedShareGroup
+	prefix := project + "/"
+	now := time.Now()
+	for key, g := range ss.groups {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		state := "Empty"
+		for _, m := range g.members {
+			if now.Sub(m.seen) <= shareSessionTimeout {
+				state = "Stable"
+			}
+		}
+		out = append(out, listedShareGroup{name: key[len(prefix):], state: state})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
 }
 
 // sharePartition names a partition of a session.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -175,4 +176,28 @@ func TestShareSessionEndsWithItsConnection(t *testing.T) {
 	require.Equal(t, kerr.ShareSessionNotFound.Code, c.roundTrip(ack).(*kmsg.ShareAcknowledgeResponse).ErrorCode, "the session is closed")
 	g := &dmsv1.ConsumerGroup{Name: "projects/" + defaultProject + "/queues/jobs/groups/workers"}
 	require.Empty(t, srv.Receive(t, g, 10, 30*time.Second), "accepted records are settled")
+}
+
+// TestShareGroupsAreListed lists groups with kadm while a share consumer
+// runs: the share group is there, of type share.
+func TestShareGroupsAreListed(t *testing.T) {
+	srv := startServer(t)
+	createTopic(t, srv, "jobs", 1)
+	produceAll(t, newClient(t, srv.KafkaAddr), records("jobs", 1, "a")...)
+	cl := newClient(t, srv.KafkaAddr, kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for len(cl.PollFetches(ctx).Records()) == 0 {
+		require.NoError(t, ctx.Err())
+	}
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	listed, err := adm.ListGroups(context.Background())
+	require.NoError(t, err)
+	g, ok := listed["workers"]
+	require.True(t, ok, "%v", listed)
+	require.Equal(t, "share", g.GroupType)
+	require.Equal(t, "Stable", g.State)
+	stable, err := adm.ListGroups(context.Background(), "Stable")
+	require.NoError(t, err)
+	require.Contains(t, stable.Groups(), "workers")
 }
