@@ -175,7 +175,7 @@ func checkProducedBatch(data []byte) (kmsg.RecordBatch, error) {
 	case b.Attributes&recordfmt.KafkaTransactional != 0:
 		return b, fmt.Errorf("%w: a transactional batch; transactions are not served", kerr.TransactionalIDAuthorizationFailed)
 	}
-	if _, err := recordfmt.KafkaRecords(&b); err != nil {
+	if err := recordfmt.CheckKafkaRecords(&b); err != nil {
 		if errors.Is(err, recordfmt.ErrKafkaBatch) {
 			return b, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -118,30 +119,51 @@ func ParseKafkaBatch(data []byte) (kmsg.RecordBatch, error) {
 // fails unless the record section holds exactly NumRecords records with
 // the offset deltas 0, 1, 2, ...
 func KafkaRecords(b *kmsg.RecordBatch) ([]kmsg.Record, error) {
+	var recs []kmsg.Record
+	err := eachKafkaRecord(b, func(r *kmsg.Record) {
+		if recs == nil {
+			recs = make([]kmsg.Record, 0, b.NumRecords)
+		}
+		c := *r
+		// The record's headers slice is reused by the next decode.
+		c.Headers = slices.Clone(r.Headers)
+		recs = append(recs, c)
+	})
+	return recs, err
+}
+
+// CheckKafkaRecords is KafkaRecords for a caller that only needs to know
+// the records are well formed: it keeps none of them.
+func CheckKafkaRecords(b *kmsg.RecordBatch) error {
+	return eachKafkaRecord(b, func(*kmsg.Record) {})
+}
+
+// eachKafkaRecord decodes a batch's records one at a time into one
+// kmsg.Record and calls fn with each (fn must copy what it keeps).
+func eachKafkaRecord(b *kmsg.RecordBatch, fn func(*kmsg.Record)) error {
 	raw, err := decompress(b.Records, b.Attributes&KafkaCodecMask)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKafkaBatch, err)
+		return fmt.Errorf("%w: %v", ErrKafkaBatch, err)
 	}
-	recs := make([]kmsg.Record, 0, min(int(b.NumRecords), len(raw)/7+1))
+	var r kmsg.Record
 	for i := int32(0); i < b.NumRecords; i++ {
 		l, n := binary.Varint(raw)
 		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
-			return nil, fmt.Errorf("%w: record %d of %d is truncated", ErrKafkaBatch, i, b.NumRecords)
+			return fmt.Errorf("%w: record %d of %d is truncated", ErrKafkaBatch, i, b.NumRecords)
 		}
-		var r kmsg.Record
 		if err := r.ReadFrom(raw[:n+int(l)]); err != nil {
-			return nil, fmt.Errorf("%w: record %d: %v", ErrKafkaBatch, i, err)
+			return fmt.Errorf("%w: record %d: %v", ErrKafkaBatch, i, err)
 		}
 		if r.OffsetDelta != i {
-			return nil, fmt.Errorf("%w: record %d has offset delta %d", ErrKafkaBatch, i, r.OffsetDelta)
+			return fmt.Errorf("%w: record %d has offset delta %d", ErrKafkaBatch, i, r.OffsetDelta)
 		}
-		recs = append(recs, r)
+		fn(&r)
 		raw = raw[n+int(l):]
 	}
 	if len(raw) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last of %d records", ErrKafkaBatch, len(raw), b.NumRecords)
+		return fmt.Errorf("%w: %d bytes after the last of %d records", ErrKafkaBatch, len(raw), b.NumRecords)
 	}
-	return recs, nil
+	return nil
 }
 
 // xerialPrefix starts snappy data in the xerial framing Java clients
