@@ -109,6 +109,14 @@ func (s *Server) fetch(ctx context.Context, r *request, req *kmsg.FetchRequest) 
 			break
 		}
 	}
+	for _, fp := range parts {
+		// A partition without records gets empty records, never null
+		// (length -1), as Kafka's broker answers: kafka-python fails on a
+		// null.
+		if fp.resp.RecordBatches == nil {
+			fp.resp.RecordBatches = []byte{}
+		}
+	}
 	return resp, ctx.Err()
 }
 

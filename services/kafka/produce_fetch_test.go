@@ -165,9 +165,11 @@ func TestFetchOffsetOutOfRange(t *testing.T) {
 	c := dialRaw(t, srv.KafkaAddr)
 	p := c.roundTrip(fetchRequest(topic, 0, 4)).(*kmsg.FetchResponse).Topics[0].Partitions[0]
 	require.Equal(t, kerr.OffsetOutOfRange.Code, p.ErrorCode)
+	require.NotNil(t, p.RecordBatches, "records are empty, never null (kafka-python cannot read null)")
 	p = c.roundTrip(fetchRequest(topic, 0, 3)).(*kmsg.FetchResponse).Topics[0].Partitions[0]
 	require.Zero(t, p.ErrorCode)
 	require.Empty(t, p.RecordBatches)
+	require.NotNil(t, p.RecordBatches, "records are empty, never null (kafka-python cannot read null)")
 	require.Equal(t, int64(3), p.HighWatermark)
 	require.Equal(t, int64(3), p.LastStableOffset)
 	require.Zero(t, p.LogStartOffset)
