@@ -128,4 +128,32 @@ func TestJavaKafkaClients(t *testing.T) {
 		require.Equal(t, "org.apache.kafka.common.errors.TransactionalIdAuthorizationException", res.Refused,
 			"initTransactions fails at once with the error DMS answers, not after max.block.ms")
 	})
+
+	t.Run("acks 0 and 1", func(t *testing.T) {
+		const topic, n = "java-acks", 50
+		var res produced
+		javaClient(t, cp, &res, "acks", addr, topic, fmt.Sprint(n), "a")
+		var got []string
+		for _, r := range readAll(t, addr, topic, 2*n) {
+			got = append(got, string(r.Value))
+		}
+		want := map[string]bool{}
+		for _, acks := range []string{"0", "1"} {
+			for v := range expectedValues("a-"+acks, n) {
+				want[v] = true
+			}
+		}
+		require.Equal(t, want, valueSet(t, got))
+	})
+	t.Run("large records and small fetch limits", func(t *testing.T) {
+		var res struct {
+			Consumed int
+			Intact   bool
+		}
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 1, 1, nil, "java-large")
+		require.NoError(t, err)
+		javaClient(t, cp, &res, "large", addr, "java-large", "4", fmt.Sprint(900<<10))
+		require.Equal(t, 4, res.Consumed, "each fetch returns at least the first batch, however large")
+		require.True(t, res.Intact)
+	})
 }

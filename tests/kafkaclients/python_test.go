@@ -144,8 +144,27 @@ func TestConfluentKafkaPython(t *testing.T) {
 	})
 }
 
-// TestKafkaPython: kafka-python, pure Python: gzip is the codec it has
-// without optional packages.
+// TestKafkaPython: kafka-python, pure Python (gzip is the codec it has
+// without optional packages), and two members of a group rebalancing.
 func TestKafkaPython(t *testing.T) {
-	testPythonClient(t, "kafkapython", []string{"none", "gzip"})
+	addr := testPythonClient(t, "kafkapython", []string{"none", "gzip"})
+	t.Run("rebalance", func(t *testing.T) {
+		const topic, group, n = "kafkapython-pair", "kafkapython-pair-members", 600
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 6, 1, nil, topic)
+		require.NoError(t, err)
+		var res produced
+		pythonClient(t, "kafkapython", "produce", &res, "--bootstrap", addr, "--topic", topic, "--prefix", "p", "--n", fmt.Sprint(n))
+		var got struct {
+			MembersAssigned int `json:"members_assigned"`
+			Values          []string
+		}
+		pythonClient(t, "kafkapython", "pair", &got, "--bootstrap", addr, "--topic", topic, "--group", group, "--n", fmt.Sprint(n))
+		union := map[string]bool{}
+		for _, v := range got.Values {
+			union[v] = true
+		}
+		require.Equal(t, expectedValues("p", n), union)
+		require.Equal(t, 2, got.MembersAssigned, "both members were given partitions")
+		requireCommittedToEnd(t, addr, group, topic)
+	})
 }

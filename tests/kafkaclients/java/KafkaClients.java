@@ -13,6 +13,11 @@
 //            synchronously;
 //   transactions: a transactional producer's initTransactions, which DMS
 //            refuses (no transactions); prints the exception's class;
+//   acks:    N records with acks=0 and N with acks=1, values PREFIX-0-i
+//            and PREFIX-1-i (not idempotent: that needs acks=all);
+//   large:   N records of SIZE bytes, then reads them back with a consumer
+//            whose fetch limits are 1 KiB (a fetch returns the first batch
+//            whole however large);
 //   inspect: with a GROUP that consumed TOPIC and has no members left,
 //            AdminClient lists and describes the group and its offsets,
 //            describes the topic's configs and adds a partition, and a
@@ -56,6 +61,8 @@ public class KafkaClients {
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
             case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "acks" -> acks(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
+            case "large" -> large(bootstrap, topic, Integer.parseInt(args[3]), Integer.parseInt(args[4]));
             case "transactions" -> transactions(bootstrap, topic);
             case "cooperative" -> cooperative(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             default -> throw new IllegalArgumentException("unknown action " + action);
@@ -185,6 +192,58 @@ public class KafkaClients {
             refused = e.getClass().getName();
         }
         System.out.println("{\"refused\": \"" + refused + "\"}");
+    }
+
+    static void acks(String bootstrap, String topic, int n, String prefix) throws Exception {
+        for (String acks : List.of("0", "1")) {
+            Properties p = new Properties();
+            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, false);
+            p.put(ProducerConfig.ACKS_CONFIG, acks);
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+                List<Future<RecordMetadata>> sent = new ArrayList<>();
+                for (int i = 0; i < n; i++) {
+                    sent.add(producer.send(new ProducerRecord<>(topic, String.format("%s-%s-%03d", prefix, acks, i))));
+                }
+                for (Future<RecordMetadata> f : sent) {
+                    f.get(60, TimeUnit.SECONDS);
+                }
+            }
+        }
+        System.out.println("{\"delivered\": " + 2 * n + "}");
+    }
+
+    static void large(String bootstrap, String topic, int n, int size) throws Exception {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(p, new StringSerializer(), new org.apache.kafka.common.serialization.ByteArraySerializer())) {
+            for (int i = 0; i < n; i++) {
+                byte[] value = new byte[size];
+                java.util.Arrays.fill(value, (byte) ('a' + i % 26));
+                producer.send(new ProducerRecord<>(topic, 0, null, value)).get(60, TimeUnit.SECONDS);
+            }
+        }
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        c.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, 1024);
+        c.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, 1024);
+        int got = 0;
+        boolean intact = true;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(c, new StringDeserializer(), new org.apache.kafka.common.serialization.ByteArrayDeserializer())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            consumer.assign(List.of(tp));
+            consumer.seekToBeginning(List.of(tp));
+            while (got < n && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, byte[]> r : consumer.poll(Duration.ofMillis(500))) {
+                    byte want = (byte) ('a' + (int) r.offset() % 26);
+                    intact &= r.value().length == size && r.value()[0] == want && r.value()[size - 1] == want;
+                    got++;
+                }
+            }
+        }
+        System.out.println("{\"consumed\": " + got + ", \"intact\": " + intact + "}");
     }
 
     static void admin(String bootstrap, String topic) throws Exception {

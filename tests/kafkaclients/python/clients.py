@@ -210,6 +210,45 @@ def kafkapython_consume(a):
     return {"values": values}
 
 
+def kafkapython_pair(a):
+    """Two consumers of a group (eager rebalancing: kafka-python has no
+    cooperative assignor), the second joining once the first has records;
+    both read until they have a.n distinct records between them, committing
+    synchronously."""
+    from kafka import KafkaConsumer
+    from kafka.errors import CommitFailedError, RebalanceInProgressError
+
+    def member():
+        return KafkaConsumer(a.topic, bootstrap_servers=a.bootstrap, group_id=a.group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             heartbeat_interval_ms=200, session_timeout_ms=6000, max_poll_records=20)
+
+    members = [member()]
+    assigned = set()
+    values = []
+    deadline = time.time() + 60
+    try:
+        while len(set(values)) < a.n and time.time() < deadline:
+            for i, c in enumerate(members):
+                batches = c.poll(timeout_ms=50)
+                for records in batches.values():
+                    values.extend(r.value.decode() for r in records)
+                if c.assignment():
+                    assigned.add(i)
+                if batches:
+                    try:
+                        c.commit()
+                    except (CommitFailedError, RebalanceInProgressError):
+                        pass  # the group moved on; the records come again
+            if len(members) == 1 and values:
+                members.append(member())
+            time.sleep(0.02)
+    finally:
+        for c in members:
+            c.close()
+    return {"members_assigned": len(assigned), "values": values}
+
+
 def kafkapython_admin(a):
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -226,7 +265,7 @@ def kafkapython_admin(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("client", choices=["confluent", "kafkapython"])
-    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative", "transactions"])
+    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative", "transactions", "pair"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", default="")
