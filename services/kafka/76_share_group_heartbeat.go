@@ -65,7 +65,10 @@ func (s *Server) shareGroupHeartbeat(ctx context.Context, r *request, req *kmsg.
 	m := g.members[memberID]
 	switch {
 	case req.MemberEpoch == -1:
-		delete(g.members, memberID)
+		if g.members[memberID] != nil {
+			delete(g.members, memberID)
+			g.epoch++
+		}
 		ss.mu.Unlock()
 		resp.MemberEpoch = -1
 		return resp, nil
@@ -83,7 +86,7 @@ func (s *Server) shareGroupHeartbeat(ctx context.Context, r *request, req *kmsg.
 		ss.mu.Unlock()
 		return fail(kerr.FencedMemberEpoch)
 	}
-	m.seen = now
+	m.seen, m.clientID, m.clientHost = now, r.clientID, clientHost(r)
 	if req.SubscribedTopicNames != nil {
 		m.topics = slices.Sorted(slices.Values(req.SubscribedTopicNames))
 	}
@@ -113,6 +116,7 @@ func (s *Server) shareGroupHeartbeat(ctx context.Context, r *request, req *kmsg.
 		return fail(kerr.UnknownMemberID) // left meanwhile
 	}
 	if m.epoch == 0 || !sameAssignment(m.assigned, assigned) {
+		g.epoch++
 		m.epoch++
 		m.assigned = assigned
 		a := kmsg.NewShareGroupHeartbeatResponseAssignment()

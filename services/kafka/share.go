@@ -64,13 +64,16 @@ func newShareState() *shareState {
 
 type shareGroup struct {
 	members map[string]*shareMember
+	// epoch counts the group's changes of membership and assignment.
+	epoch int32
 }
 
 type shareMember struct {
-	epoch    int32
-	topics   []string
-	assigned map[[16]byte][]int32 // the assignment last sent
-	seen     time.Time
+	clientID, clientHost string
+	epoch                int32
+	topics               []string
+	assigned             map[[16]byte][]int32 // the assignment last sent
+	seen                 time.Time
 }
 
 // listedShareGroup is a share group as ListGroups shows it.

@@ -201,3 +201,36 @@ func TestShareGroupsAreListed(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, stable.Groups(), "workers")
 }
+
+// TestShareGroupDescribe describes a share group with kadm while two
+// share consumers run: both members, each assigned every partition.
+func TestShareGroupDescribe(t *testing.T) {
+	srv := startServer(t)
+	createTopic(t, srv, "jobs", 2)
+	produceAll(t, newClient(t, srv.KafkaAddr), records("jobs", 4, "a")...)
+	for range 2 {
+		cl := newClient(t, srv.KafkaAddr, kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"), kgo.ClientID("sharer"))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		cl.PollFetches(ctx) // joins
+		cancel()
+	}
+	adm := kadm.NewClient(newClient(t, srv.KafkaAddr))
+	var d kadm.DescribedShareGroup
+	require.Eventually(t, func() bool {
+		described, err := adm.DescribeShareGroups(context.Background(), "workers")
+		if err != nil {
+			return false
+		}
+		d = described["workers"]
+		return d.Err == nil && len(d.Members) == 2
+	}, time.Minute, 50*time.Millisecond)
+	require.Equal(t, "Stable", d.GroupState)
+	for _, m := range d.Members {
+		require.Equal(t, "sharer", m.ClientID)
+		require.Equal(t, []string{"jobs"}, m.SubscribedTopicNames)
+		require.Len(t, m.Assignment["jobs"], 2, "every partition")
+	}
+	described, err := adm.DescribeShareGroups(context.Background(), "nope")
+	require.NoError(t, err)
+	require.ErrorIs(t, described["nope"].Err, kerr.GroupIDNotFound)
+}
