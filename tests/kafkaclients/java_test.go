@@ -100,6 +100,24 @@ func TestJavaKafkaClients(t *testing.T) {
 		require.Equal(t, 4, seen.Partitions, "CreatePartitions added one")
 		require.Zero(t, seen.OffsetAt0, "the first record is at or after time 0")
 		require.EqualValues(t, -1, seen.OffsetInAnHour, "no record an hour from now")
+
+		var ga struct {
+			ResetP0           int64  `json:"reset_p0"`
+			ResetP1           int64  `json:"reset_p1"`
+			P1AfterDelete     bool   `json:"p1_after_delete"`
+			EarliestP0        int64  `json:"earliest_p0"`
+			LatestP0          int64  `json:"latest_p0"`
+			DeleteRecords     string `json:"delete_records"`
+			ListedAfterDelete bool   `json:"listed_after_delete"`
+		}
+		javaClient(t, cp, &ga, "groupadmin", addr, topic, group)
+		require.EqualValues(t, 1, ga.ResetP0, "offsets reset by the admin client")
+		require.EqualValues(t, 2, ga.ResetP1)
+		require.False(t, ga.P1AfterDelete, "OffsetDelete removed partition 1's offset")
+		require.Zero(t, ga.EarliestP0)
+		require.Equal(t, endOffsets(t, addr, topic)[0], ga.LatestP0)
+		require.Equal(t, "org.apache.kafka.common.errors.PolicyViolationException", ga.DeleteRecords, "DMS refuses DeleteRecords")
+		require.False(t, ga.ListedAfterDelete, "the group is deleted")
 	})
 
 	t.Run("cooperative rebalance", func(t *testing.T) {

@@ -18,6 +18,11 @@
 //   large:   N records of SIZE bytes, then reads them back with a consumer
 //            whose fetch limits are 1 KiB (a fetch returns the first batch
 //            whole however large);
+//   groupadmin: with a GROUP that consumed TOPIC and has no members left,
+//            AdminClient resets the group's offsets (as kafka-consumer-groups
+//            --reset-offsets does), reads them back, deletes one partition's
+//            offset, lists offsets earliest and latest, tries DeleteRecords
+//            (refused by DMS) and deletes the group;
 //   inspect: with a GROUP that consumed TOPIC and has no members left,
 //            AdminClient lists and describes the group and its offsets,
 //            describes the topic's configs and adds a partition, and a
@@ -61,6 +66,7 @@ public class KafkaClients {
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
             case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "groupadmin" -> groupAdmin(bootstrap, topic, args[3]);
             case "acks" -> acks(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "large" -> large(bootstrap, topic, Integer.parseInt(args[3]), Integer.parseInt(args[4]));
             case "transactions" -> transactions(bootstrap, topic);
@@ -244,6 +250,40 @@ public class KafkaClients {
             }
         }
         System.out.println("{\"consumed\": " + got + ", \"intact\": " + intact + "}");
+    }
+
+    static void groupAdmin(String bootstrap, String topic, String group) throws Exception {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        StringBuilder out = new StringBuilder("{");
+        try (Admin admin = Admin.create(p)) {
+            TopicPartition p0 = new TopicPartition(topic, 0), p1 = new TopicPartition(topic, 1);
+            admin.alterConsumerGroupOffsets(group, Map.of(p0, new OffsetAndMetadata(1), p1, new OffsetAndMetadata(2))).all().get(30, TimeUnit.SECONDS);
+            Map<TopicPartition, OffsetAndMetadata> reset = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);
+            admin.deleteConsumerGroupOffsets(group, java.util.Set.of(p1)).all().get(30, TimeUnit.SECONDS);
+            Map<TopicPartition, OffsetAndMetadata> left = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);
+            var earliest = admin.listOffsets(Map.of(p0, org.apache.kafka.clients.admin.OffsetSpec.earliest())).all().get(30, TimeUnit.SECONDS);
+            var latest = admin.listOffsets(Map.of(p0, org.apache.kafka.clients.admin.OffsetSpec.latest())).all().get(30, TimeUnit.SECONDS);
+            String deleteRecords = "";
+            try {
+                admin.deleteRecords(Map.of(p0, org.apache.kafka.clients.admin.RecordsToDelete.beforeOffset(1))).all().get(30, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                deleteRecords = e.getCause().getClass().getName();
+            }
+            admin.deleteConsumerGroups(List.of(group)).all().get(30, TimeUnit.SECONDS);
+            boolean listed = false;
+            for (ConsumerGroupListing l : admin.listConsumerGroups().all().get(30, TimeUnit.SECONDS)) {
+                listed |= l.groupId().equals(group);
+            }
+            out.append("\"reset_p0\": ").append(reset.get(p0).offset())
+               .append(", \"reset_p1\": ").append(reset.get(p1).offset())
+               .append(", \"p1_after_delete\": ").append(left.containsKey(p1) && left.get(p1) != null)
+               .append(", \"earliest_p0\": ").append(earliest.get(p0).offset())
+               .append(", \"latest_p0\": ").append(latest.get(p0).offset())
+               .append(", \"delete_records\": \"").append(deleteRecords).append('"')
+               .append(", \"listed_after_delete\": ").append(listed);
+        }
+        System.out.println(out.append("}"));
     }
 
     static void admin(String bootstrap, String topic) throws Exception {
