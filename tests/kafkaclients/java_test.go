@@ -174,4 +174,30 @@ func TestJavaKafkaClients(t *testing.T) {
 		require.Equal(t, 4, res.Consumed, "each fetch returns at least the first batch, however large")
 		require.True(t, res.Intact)
 	})
+
+	t.Run("static member", func(t *testing.T) {
+		const topic, group = "java-static", "java-static-members"
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 2, 1, nil, topic)
+		require.NoError(t, err)
+		var res produced
+		javaClient(t, cp, &res, "produce", addr, topic, "40", "s", "none")
+		type run struct {
+			Generation int
+			Values     []string
+		}
+		var first, second run
+		javaClient(t, cp, &first, "static", addr, topic, "40", group, "instance-1")
+		require.Equal(t, expectedValues("s", 40), valueSet(t, first.Values))
+		javaClient(t, cp, &res, "produce", addr, topic, "10", "t", "none")
+		// The member comes back within its session: the group does not
+		// rebalance, and it resumes at its commits.
+		javaClient(t, cp, &second, "static", addr, topic, "10", group, "instance-1")
+		require.Equal(t, expectedValues("t", 10), valueSet(t, second.Values))
+		require.Equal(t, first.Generation, second.Generation, "a static member's return keeps the generation")
+		described, err := admin(t, addr).DescribeGroups(ctxT(t), group)
+		require.NoError(t, err)
+		require.Equal(t, "Stable", described[group].State)
+		require.Len(t, described[group].Members, 1)
+		require.Equal(t, "instance-1", *described[group].Members[0].InstanceID)
+	})
 }

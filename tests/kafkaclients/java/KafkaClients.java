@@ -23,6 +23,9 @@
 //            --reset-offsets does), reads them back, deletes one partition's
 //            offset, lists offsets earliest and latest, tries DeleteRecords
 //            (refused by DMS) and deletes the group;
+//   static:  a static member (group.instance.id INSTANCE) of GROUP reads N
+//            records, committing, and closes without leaving the group;
+//            prints the generation it had;
 //   inspect: with a GROUP that consumed TOPIC and has no members left,
 //            AdminClient lists and describes the group and its offsets,
 //            describes the topic's configs and adds a partition, and a
@@ -66,6 +69,7 @@ public class KafkaClients {
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
             case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "static" -> staticMember(bootstrap, topic, Integer.parseInt(args[3]), args[4], args[5]);
             case "groupadmin" -> groupAdmin(bootstrap, topic, args[3]);
             case "acks" -> acks(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "large" -> large(bootstrap, topic, Integer.parseInt(args[3]), Integer.parseInt(args[4]));
@@ -284,6 +288,39 @@ public class KafkaClients {
                .append(", \"listed_after_delete\": ").append(listed);
         }
         System.out.println(out.append("}"));
+    }
+
+    static void staticMember(String bootstrap, String topic, int n, String group, String instance) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instance);
+        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 30000);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        List<String> values = new ArrayList<>();
+        int generation;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            consumer.subscribe(List.of(topic));
+            while (values.size() < n && System.nanoTime() < deadline) {
+                var records = consumer.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : records) {
+                    values.add(r.value());
+                }
+                if (!records.isEmpty()) {
+                    consumer.commitSync();
+                }
+            }
+            generation = consumer.groupMetadata().generationId();
+            // Closing a static member does not send LeaveGroup: the group
+            // keeps its assignment until the session times out.
+        }
+        StringBuilder out = new StringBuilder("{\"generation\": " + generation + ", \"values\": [");
+        for (int i = 0; i < values.size(); i++) {
+            out.append(i > 0 ? ", " : "").append('"').append(values.get(i)).append('"');
+        }
+        System.out.println(out.append("]}"));
     }
 
     static void admin(String bootstrap, String topic) throws Exception {
