@@ -212,3 +212,60 @@ func TestScrubbedFollowerCopyIsRepairedWhileInSync(t *testing.T) {
 	got := receiveAll(t, nodes[0], g, len(sent))
 	require.ElementsMatch(t, sent, got)
 }
+
+// A leader whose copy lost a range that no other replica has (its only
+// follower was down while the range was written) sends the range to the
+// follower as lost when it comes back: the follower records it lost too and
+// catches up past it, instead of stalling there for good and keeping the
+// partition below two in-sync replicas. Consumers skip exactly that range.
+func TestRangeNoReplicaHasIsReplicatedAsLost(t *testing.T) {
+	_, nodes := startCluster(t, 3, "-storage.min-insync-replicas", "1", "-storage.scrub-bytes-per-second", "0")
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "lossy", PartitionCount: 1, ReplicationFactor: 2})
+	g := nodes[0].CreateGroup(t, q, "g")
+	u := placementOf(t, nodes[0], q.GetId())[0]
+	require.Len(t, u.GetReplicas(), 2)
+	leader := nodeNamed(nodes, u.GetLeader())
+	var follower *testserver.Server
+	for _, r := range u.GetReplicas() {
+		if r != u.GetLeader() {
+			follower = nodeNamed(nodes, r)
+		}
+	}
+	partDir := filepath.Join(leader.DataDir, "storage", "q", q.GetId(), "0")
+	var sent []string
+	var damaged segmentBatch
+	follower.RestartWith(t, func() {
+		require.Eventually(t, func() bool {
+			return slices.Equal(placementOf(t, leader, q.GetId())[0].GetIsr(), []string{leader.NodeName})
+		}, 30*time.Second, 20*time.Millisecond, "the stopped follower leaves the in-sync replicas")
+		for i := range 20 {
+			batch := make([]string, 5)
+			for j := range batch {
+				batch[j] = fmt.Sprintf("m-%03d", i*5+j)
+			}
+			leader.Send(t, q, batch...)
+			sent = append(sent, batch...)
+		}
+		bs := partitionBatches(t, partDir)
+		damaged = bs[len(bs)/2]
+		damageBatch(t, damaged)
+	})
+	require.Eventually(t, func() bool {
+		return len(placementOf(t, leader, q.GetId())[0].GetIsr()) == 2
+	}, 60*time.Second, 50*time.Millisecond, "the follower catches up past the lost range and is in sync again")
+	var lostInCopy []segmentBatch
+	for _, b := range partitionBatches(t, filepath.Join(follower.DataDir, "storage", "q", q.GetId(), "0")) {
+		data, err := os.ReadFile(b.file)
+		require.NoError(t, err)
+		if data[b.pos+17] == 0 && data[b.pos+18] == 2 { // flags: lost
+			lostInCopy = append(lostInCopy, b)
+		}
+	}
+	require.Len(t, lostInCopy, 1)
+	require.Equal(t, [2]int64{damaged.firstOff, damaged.lastOf}, [2]int64{lostInCopy[0].firstOff, lostInCopy[0].lastOf})
+
+	got := receiveAll(t, nodes[0], g, len(sent)-int(damaged.lastOf-damaged.firstOff+1))
+	require.ElementsMatch(t, slices.Delete(slices.Clone(sent), int(damaged.firstOff), int(damaged.lastOf+1)), got)
+	require.Equal(t, leader.NodeName, placementOf(t, leader, q.GetId())[0].GetLeader(),
+		"no hand-off to a follower that has the range only as lost")
+}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -247,6 +248,19 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR, full bool) error 
 	for _, b := range lr.GetBatches() {
 		next := l.NextOffset()
 		if b.GetBaseOffset()+int64(b.GetRecordCount()) <= next {
+			continue
+		}
+		if b.GetFormat() == storagev1.BatchFormat_BATCH_FORMAT_LOST {
+			// The leader lost these offsets and no replica has them: so
+			// does this copy (never over data it holds).
+			if b.GetBaseOffset() != next {
+				return fmt.Errorf("storage: the leader lost offsets %d to %d of %s; this copy ends at %d", b.GetBaseOffset(), b.GetBaseOffset()+int64(b.GetRecordCount())-1, logid.Key(id), next)
+			}
+			e.logger.Error("storage: the leader lost offsets to damage on disk and no replica has them; this copy records them lost too",
+				"log", logid.Key(id), "fromOffset", b.GetBaseOffset(), "toOffset", b.GetBaseOffset()+int64(b.GetRecordCount())-1)
+			if err := l.AppendLostAt(fs.ctx, b.GetBaseOffset(), int64(b.GetRecordCount()), "offsets lost on the leader (damaged on disk, no replica had them)"); err != nil {
+				return err
+			}
 			continue
 		}
 		if b.GetBaseOffset() < next {

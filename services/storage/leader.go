@@ -125,7 +125,9 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 			}
 			if from < l.NextOffset() && budget > 0 {
 				batches, err := l.ReadBatches(from, budget)
-				if err != nil {
+				if lost := e.unrepairable(u, k, err); len(batches) == 0 && lost != nil {
+					batches = []partitionlog.BatchView{*lost}
+				} else if err != nil && !errors.Is(err, partitionlog.ErrLost) {
 					e.logger.Error("storage: reading batches for a follower", "log", k, "from", from, "err", err)
 				}
 				for _, b := range batches {
@@ -223,12 +225,20 @@ func batchMessage(b partitionlog.BatchView) *storagev1.RecordBatch {
 	}
 }
 
-// The batch formats of the contract and of the log.
-const kafkaFormat partitionlog.Format = 1
+// The batch formats of the contract and of the log. lostFormat is no
+// format of the log: a BatchView of it stands for a lost range that
+// collectFetch sends as BATCH_FORMAT_LOST.
+const (
+	kafkaFormat partitionlog.Format = 1
+	lostFormat  partitionlog.Format = 255
+)
 
 func formatOf(f partitionlog.Format) storagev1.BatchFormat {
-	if f == kafkaFormat {
+	switch f {
+	case kafkaFormat:
 		return storagev1.BatchFormat_BATCH_FORMAT_KAFKA
+	case lostFormat:
+		return storagev1.BatchFormat_BATCH_FORMAT_LOST
 	}
 	return storagev1.BatchFormat_BATCH_FORMAT_NATIVE
 }

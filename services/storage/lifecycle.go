@@ -61,6 +61,7 @@ func (e *Engine) DeleteLog(id logid.ID) error {
 	if e.cluster != nil {
 		e.units.removeLog(e.unitOf(id), id)
 	}
+	e.repairDone(key)
 	if l != nil {
 		if err := l.Remove(); err != nil {
 			return fmt.Errorf("storage: removing %s: %w", logid.Describe(id), err)

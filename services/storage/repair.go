@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -49,8 +50,13 @@ import (
 //     follower (a new leader epoch, itself out of the in-sync replicas),
 //     after which it repairs its copy as a follower. A follower that has the
 //     range never truncates it because the leader's copy is damaged.
-//   - A log with no other replica (or whose replicas all lost the range)
-//     keeps it lost: readers skip it and delivery records it.
+//   - A range no in-sync follower has (a follower was down when it was
+//     written, or lost it too) stays lost: readers skip it and delivery
+//     records it, and a follower that fetches it gets it as a
+//     BATCH_FORMAT_LOST batch, which it stores as lost (AppendLostAt) before
+//     fetching on, instead of stalling there for good. A node hands a unit
+//     off at most once for a range, and never for one it sent as lost
+//     (settled): a follower past such a range may hold it only as lost.
 
 // repairMisses is how many fetch answers without the lost range a follower
 // waits for before it gives up repairing from that leader.
@@ -67,14 +73,34 @@ type lostCopy struct {
 
 // repairs are the lost ranges of this node's logs, by log key.
 type repairs struct {
-	mu     sync.Mutex
-	byLog  map[string]*lostCopy
-	kick   chan struct{}
-	counts damageCounters
+	mu    sync.Mutex
+	byLog map[string]*lostCopy
+	// settled are lost ranges, by log key, that this node no longer hands
+	// a unit off for: it did once already, or it told a follower that no
+	// replica has them. A follower that has such a range may have it as
+	// lost too, and handing off again would move the leadership back and
+	// forth for every reader of the range.
+	settled map[string][]lostCopy
+	kick    chan struct{}
+	counts  damageCounters
 }
 
 func newRepairs() *repairs {
-	return &repairs{byLog: map[string]*lostCopy{}, kick: make(chan struct{}, 1)}
+	return &repairs{byLog: map[string]*lostCopy{}, settled: map[string][]lostCopy{}, kick: make(chan struct{}, 1)}
+}
+
+// settle stops hand-offs for a lost range of log k.
+func (e *Engine) settle(k string, c lostCopy) {
+	e.repairs.mu.Lock()
+	defer e.repairs.mu.Unlock()
+	e.repairs.settled[k] = append(e.repairs.settled[k], lostCopy{from: c.from, to: c.to})
+}
+
+// isSettled reports whether c overlaps a settled range of log k.
+func (e *Engine) isSettled(k string, c lostCopy) bool {
+	e.repairs.mu.Lock()
+	defer e.repairs.mu.Unlock()
+	return slices.ContainsFunc(e.repairs.settled[k], func(s lostCopy) bool { return s.from <= c.to && c.from <= s.to })
 }
 
 // noteLost records a lost range of a log (OnLost of partitionlog).
@@ -153,15 +179,22 @@ func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, in
 	}
 	bs := lr.GetBatches()
 	end, bytes := int64(-1), 0
-	if len(bs) > 0 && bs[0].GetBaseOffset() <= c.from {
+	if len(bs) > 0 && bs[0].GetBaseOffset() <= c.from && bs[0].GetFormat() != storagev1.BatchFormat_BATCH_FORMAT_LOST {
 		end = bs[0].GetBaseOffset()
 		for _, b := range bs {
-			if b.GetBaseOffset() != end {
+			if b.GetBaseOffset() != end || b.GetFormat() == storagev1.BatchFormat_BATCH_FORMAT_LOST {
 				break
 			}
 			end += int64(b.GetRecordCount())
 			bytes += len(b.GetData())
 		}
+	}
+	if len(bs) > 0 && bs[0].GetFormat() == storagev1.BatchFormat_BATCH_FORMAT_LOST && bs[0].GetBaseOffset() <= c.from {
+		// The leader says no replica has the range.
+		e.logger.Error("storage: no replica has the offsets this copy lost; they stay lost",
+			"log", logid.Key(l.id), "fromOffset", c.from, "toOffset", c.to)
+		e.repairDone(key)
+		return nil
 	}
 	// The whole range, or as much as a fetch's byte budget carries of an
 	// intact run from its start.
@@ -234,6 +267,9 @@ func (e *Engine) repairLoop(ctx context.Context) {
 // unknown reports that an alive in-sync follower has not fetched the log
 // from this leader yet, so it may still turn out to have the range.
 func (e *Engine) handOffTarget(u *unit, k string, c lostCopy) (target string, unknown bool) {
+	if e.isSettled(k, c) {
+		return "", false
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.leading || e.stopping.Load() || !e.cluster.SessionValid() {
@@ -284,6 +320,7 @@ func (e *Engine) handOff(ctx context.Context, u *unit, next, k string, c lostCop
 	if !resp.Succeeded {
 		return errPlacementChanged
 	}
+	e.settle(k, c)
 	e.logger.Error("storage: DAMAGED DATA on the leader: leadership handed to an in-sync replica that has the range; this copy is repaired from it as a follower",
 		"unit", u.key, "log", k, "fromOffset", c.from, "toOffset", c.to, "newLeader", next, "epoch", st.GetLeaderEpoch())
 	return e.cluster.Placement.WaitForRevision(ctx, resp.Header.Revision)
@@ -321,4 +358,24 @@ func (e *Engine) openedLogByKey(k string) *openLog {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.logs[k]
+}
+
+// unrepairable returns, for a follower's read of a leader's log that met a
+// lost range (err), a batch standing for that range when no in-sync
+// follower can have it (and every alive one has said how far it is): the
+// follower then records the range lost too and fetches on past it, rather
+// than stall there for good (and drag the unit below its minimum of
+// in-sync replicas). nil otherwise: no lost range, or the leadership is to
+// move to a follower that has it.
+func (e *Engine) unrepairable(u *unit, k string, err error) *partitionlog.BatchView {
+	var lost *partitionlog.LostRangeError
+	if !errors.As(err, &lost) {
+		return nil
+	}
+	c := lostCopy{from: lost.From, to: lost.To}
+	if next, unknown := e.handOffTarget(u, k, c); next != "" || unknown {
+		return nil
+	}
+	e.settle(k, c)
+	return &partitionlog.BatchView{BaseOffset: lost.From, Count: int(min(lost.To-lost.From+1, math.MaxInt32)), Format: lostFormat}
 }

@@ -717,3 +717,32 @@ func (t *throttledReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// AppendLostAt appends a lost batch for count offsets from base, as a
+// follower copying a leader whose data for them was lost to damage (and no
+// replica has it) must: readers report them with a LostRangeError, as they
+// do for damage found here. base must be the log's next offset when the
+// writer comes to it (ErrOffsetMismatch otherwise, nothing stored); count is
+// 1 to 2^31-1. note says where the loss comes from. A lost batch is never
+// encrypted: it holds no data.
+func (l *Log) AppendLostAt(ctx context.Context, base, count int64, note string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if base < 0 {
+		return fmt.Errorf("%w: base offset %d is negative", ErrOffsetMismatch, base)
+	}
+	if count < 1 || count > math.MaxInt32 {
+		return fmt.Errorf("%w: lost offset count %d not in [1, %d]", ErrInvalidBatch, count, math.MaxInt32)
+	}
+	if len(note) > 256 {
+		note = note[:256]
+	}
+	bp := batchPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], encodeLostBatch(base, count, batchHeaderSize+len(note), note)...)
+	r := reqPool.Get().(*appendReq)
+	r.ctx, r.buf, r.count, r.maxTs = ctx, bp, count, math.MinInt64
+	r.exact, r.at = true, base
+	_, err := l.submit(ctx, r)
+	return err
+}

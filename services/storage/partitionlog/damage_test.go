@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -439,4 +440,46 @@ func FuzzIndexReader(f *testing.F) {
 			require.Equal(t, want.recs[from:], toRef(es))
 		}
 	})
+}
+
+// A follower records a range its leader lost with AppendLostAt: readers
+// report exactly that range lost and read on past it, also after a reopen
+// (plaintext and encrypted logs), and OnLost hears of it when read.
+func TestAppendLostAt(t *testing.T) {
+	for _, encrypted := range []bool{false, true} {
+		t.Run(fmt.Sprint("encrypted=", encrypted), func(t *testing.T) {
+			var lostSeen [][2]int64
+			opts := Options{Dir: t.TempDir(), Logger: quietLogger(), OnLost: func(from, to int64) { lostSeen = append(lostSeen, [2]int64{from, to}) }}
+			if encrypted {
+				opts.Keys = mustKeyring(t, testKey(1, 1))
+			}
+			l := openTest(t, opts)
+			ctx := context.Background()
+			_, err := l.Append(ctx, []Record{{Data: []byte("a"), Timestamp: 1}, {Data: []byte("b"), Timestamp: 1}})
+			require.NoError(t, err)
+			require.ErrorIs(t, l.AppendLostAt(ctx, 3, 5, "x"), ErrOffsetMismatch)
+			require.ErrorIs(t, l.AppendLostAt(ctx, 2, 0, "x"), ErrInvalidBatch)
+			require.NoError(t, l.AppendLostAt(ctx, 2, 5, "the leader lost offsets 2 to 6"))
+			_, err = l.Append(ctx, []Record{{Data: []byte("c"), Timestamp: 2}})
+			require.NoError(t, err)
+			require.EqualValues(t, 8, l.NextOffset())
+			check := func(l *Log) {
+				_, err := l.Read(2, 1<<20)
+				var lost *LostRangeError
+				require.ErrorAs(t, err, &lost)
+				require.Equal(t, [2]int64{2, 6}, [2]int64{lost.From, lost.To})
+				got, err := l.Read(7, 1<<20)
+				require.NoError(t, err)
+				require.Len(t, got, 1)
+				require.Equal(t, "c", string(got[0].Data))
+				bs, err := l.ReadBatches(0, 1<<20)
+				require.NoError(t, err)
+				require.Len(t, bs, 1, "batches stop before the lost range")
+			}
+			check(l)
+			require.NotEmpty(t, lostSeen)
+			require.NoError(t, l.Close())
+			check(openTest(t, opts))
+		})
+	}
 }

@@ -233,6 +233,11 @@ const (
 	BatchFormat_BATCH_FORMAT_NATIVE BatchFormat = 1
 	// A Kafka record batch (magic 2) as a producer sent it.
 	BatchFormat_BATCH_FORMAT_KAFKA BatchFormat = 2
+	// Offsets whose data the leader's copy lost to damage on disk and that no
+	// in-sync replica has: record_count offsets from base_offset, no data.
+	// Sent only in Fetch answers, so that a follower records the range as
+	// lost too and fetches on past it instead of stalling.
+	BatchFormat_BATCH_FORMAT_LOST BatchFormat = 3
 )
 
 // Enum value maps for BatchFormat.
@@ -241,11 +246,13 @@ var (
 		0: "BATCH_FORMAT_UNSPECIFIED",
 		1: "BATCH_FORMAT_NATIVE",
 		2: "BATCH_FORMAT_KAFKA",
+		3: "BATCH_FORMAT_LOST",
 	}
 	BatchFormat_value = map[string]int32{
 		"BATCH_FORMAT_UNSPECIFIED": 0,
 		"BATCH_FORMAT_NATIVE":      1,
 		"BATCH_FORMAT_KAFKA":       2,
+		"BATCH_FORMAT_LOST":        3,
 	}
 )
 
@@ -2486,11 +2493,12 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDURABILITY_SYNC\x10\x01\x12\x14\n" +
-	"\x10DURABILITY_ASYNC\x10\x02*\\\n" +
+	"\x10DURABILITY_ASYNC\x10\x02*s\n" +
 	"\vBatchFormat\x12\x1c\n" +
 	"\x18BATCH_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13BATCH_FORMAT_NATIVE\x10\x01\x12\x16\n" +
-	"\x12BATCH_FORMAT_KAFKA\x10\x022\xa1\x06\n" +
+	"\x12BATCH_FORMAT_KAFKA\x10\x02\x12\x15\n" +
+	"\x11BATCH_FORMAT_LOST\x10\x032\xa1\x06\n" +
 	"\x0eStorageService\x12W\n" +
 	"\x06Append\x12%.dms.cluster.storage.v1.AppendRequest\x1a&.dms.cluster.storage.v1.AppendResponse\x12Q\n" +
 	"\x04Read\x12#.dms.cluster.storage.v1.ReadRequest\x1a$.dms.cluster.storage.v1.ReadResponse\x12c\n" +
