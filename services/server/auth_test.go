@@ -199,6 +199,28 @@ func TestAuthKeystoneTokenAndDMSRest(t *testing.T) {
 		}
 	}
 
+	// The identity API over native REST, with an unscoped token.
+	adminREST := map[string]string{"Authorization": "Bearer " + unscopedToken(t, s, "Default", "admin", adminPassword)}
+	code, accounts := call(t, "GET", "http://"+s.HTTPAddr+"/v1/accounts", "", adminREST)
+	if code != http.StatusOK || len(accounts["accounts"].([]any)) != 1 {
+		t.Fatalf("GET /v1/accounts: %d %v", code, accounts)
+	}
+	account := accounts["accounts"].([]any)[0].(map[string]any)["id"].(string)
+	code, user := call(t, "POST", "http://"+s.HTTPAddr+"/v1/accounts/"+account+"/users", `{"user":{"name":"rest-user"},"password":"rest user password"}`, adminREST)
+	if code != http.StatusOK {
+		t.Fatalf("create user over REST: %d %v", code, user)
+	}
+	userID := user["user"].(map[string]any)["id"].(string)
+	if code, body := call(t, "POST", "http://"+s.HTTPAddr+"/v1/projects/"+project+"/roleBindings:grant", `{"userId":"`+userID+`","role":"ROLE_VIEWER"}`, adminREST); code != http.StatusOK {
+		t.Fatalf("grant over REST: %d %v", code, body)
+	}
+	if code, body := call(t, "POST", "http://"+s.HTTPAddr+"/v1/access:explain", `{"userId":"`+userID+`","action":"GetQueue","resource":"projects/`+project+`/queues/orders"}`, adminREST); code != http.StatusOK || body["allowed"] != true || body["decidedBy"] != "role:viewer@"+project {
+		t.Fatalf("explain over REST: %d %v", code, body)
+	}
+	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v1/accounts", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("anonymous GET /v1/accounts: %d %v", code, body)
+	}
+
 	// gRPC with the same token as a bearer.
 	ctx := context.Background()
 	if _, err := s.Queues().ListQueues(ctx, &dmsv1.ListQueuesRequest{Parent: "projects/" + project}); status.Code(err) != codes.Unauthenticated || rpcstatus.Reason(err) != "UNAUTHENTICATED" {

@@ -2814,7 +2814,7 @@ var File_dms_v1_identity_proto protoreflect.FileDescriptor
 
 const file_dms_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"\x15dms/v1/identity.proto\x12\x06dms.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
+	"\x15dms/v1/identity.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n" +
 	"\aAccount\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x03R\x02id\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tB\x03\xe0A\x02R\x04name\x12@\n" +
@@ -2999,32 +2999,32 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\fPolicyEffect\x12\x1d\n" +
 	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
-	"\x12POLICY_EFFECT_DENY\x10\x022\xee\f\n" +
-	"\x0fIdentityService\x12L\n" +
-	"\rCreateAccount\x12\x1c.dms.v1.CreateAccountRequest\x1a\x1d.dms.v1.CreateAccountResponse\x12I\n" +
-	"\fListAccounts\x12\x1b.dms.v1.ListAccountsRequest\x1a\x1c.dms.v1.ListAccountsResponse\x12L\n" +
-	"\rCreateProject\x12\x1c.dms.v1.CreateProjectRequest\x1a\x1d.dms.v1.CreateProjectResponse\x12I\n" +
-	"\fListProjects\x12\x1b.dms.v1.ListProjectsRequest\x1a\x1c.dms.v1.ListProjectsResponse\x12C\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\xa2\x13\n" +
+	"\x0fIdentityService\x12k\n" +
+	"\rCreateAccount\x12\x1c.dms.v1.CreateAccountRequest\x1a\x1d.dms.v1.CreateAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\aaccount\"\f/v1/accounts\x12_\n" +
+	"\fListAccounts\x12\x1b.dms.v1.ListAccountsRequest\x1a\x1c.dms.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/accounts\x12\x81\x01\n" +
+	"\rCreateProject\x12\x1c.dms.v1.CreateProjectRequest\x1a\x1d.dms.v1.CreateProjectResponse\"3\x82\xd3\xe4\x93\x02-:\aproject\"\"/v1/accounts/{account_id}/projects\x12u\n" +
+	"\fListProjects\x12\x1b.dms.v1.ListProjectsRequest\x1a\x1c.dms.v1.ListProjectsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/accounts/{account_id}/projects\x12o\n" +
 	"\n" +
-	"CreateUser\x12\x19.dms.v1.CreateUserRequest\x1a\x1a.dms.v1.CreateUserResponse\x12@\n" +
-	"\tListUsers\x12\x18.dms.v1.ListUsersRequest\x1a\x19.dms.v1.ListUsersResponse\x12R\n" +
-	"\x0fSetUserPassword\x12\x1e.dms.v1.SetUserPasswordRequest\x1a\x1f.dms.v1.SetUserPasswordResponse\x12C\n" +
+	"CreateUser\x12\x19.dms.v1.CreateUserRequest\x1a\x1a.dms.v1.CreateUserResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/accounts/{account_id}/users\x12i\n" +
+	"\tListUsers\x12\x18.dms.v1.ListUsersRequest\x1a\x19.dms.v1.ListUsersResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/accounts/{account_id}/users\x12~\n" +
+	"\x0fSetUserPassword\x12\x1e.dms.v1.SetUserPasswordRequest\x1a\x1f.dms.v1.SetUserPasswordResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/users/{user_id}:setPassword\x12`\n" +
 	"\n" +
-	"DeleteUser\x12\x19.dms.v1.DeleteUserRequest\x1a\x1a.dms.v1.DeleteUserResponse\x12@\n" +
-	"\tGrantRole\x12\x18.dms.v1.GrantRoleRequest\x1a\x19.dms.v1.GrantRoleResponse\x12C\n" +
+	"DeleteUser\x12\x19.dms.v1.DeleteUserRequest\x1a\x1a.dms.v1.DeleteUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x12y\n" +
+	"\tGrantRole\x12\x18.dms.v1.GrantRoleRequest\x1a\x19.dms.v1.GrantRoleResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/projects/{project_id}/roleBindings:grant\x12}\n" +
 	"\n" +
-	"RevokeRole\x12\x19.dms.v1.RevokeRoleRequest\x1a\x1a.dms.v1.RevokeRoleResponse\x12U\n" +
-	"\x10ListRoleBindings\x12\x1f.dms.v1.ListRoleBindingsRequest\x1a .dms.v1.ListRoleBindingsResponse\x12R\n" +
-	"\x0fCreateAccessKey\x12\x1e.dms.v1.CreateAccessKeyRequest\x1a\x1f.dms.v1.CreateAccessKeyResponse\x12O\n" +
-	"\x0eListAccessKeys\x12\x1d.dms.v1.ListAccessKeysRequest\x1a\x1e.dms.v1.ListAccessKeysResponse\x12R\n" +
-	"\x0fRotateAccessKey\x12\x1e.dms.v1.RotateAccessKeyRequest\x1a\x1f.dms.v1.RotateAccessKeyResponse\x12R\n" +
-	"\x0fDeleteAccessKey\x12\x1e.dms.v1.DeleteAccessKeyRequest\x1a\x1f.dms.v1.DeleteAccessKeyResponse\x12O\n" +
-	"\x0eCreateApiToken\x12\x1d.dms.v1.CreateApiTokenRequest\x1a\x1e.dms.v1.CreateApiTokenResponse\x12L\n" +
-	"\rListApiTokens\x12\x1c.dms.v1.ListApiTokensRequest\x1a\x1d.dms.v1.ListApiTokensResponse\x12O\n" +
-	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\x12O\n" +
-	"\x0eSetQueuePolicy\x12\x1d.dms.v1.SetQueuePolicyRequest\x1a\x1e.dms.v1.SetQueuePolicyResponse\x12O\n" +
-	"\x0eGetQueuePolicy\x12\x1d.dms.v1.GetQueuePolicyRequest\x1a\x1e.dms.v1.GetQueuePolicyResponse\x12L\n" +
-	"\rExplainAccess\x12\x1c.dms.v1.ExplainAccessRequest\x1a\x1d.dms.v1.ExplainAccessResponseB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"RevokeRole\x12\x19.dms.v1.RevokeRoleRequest\x1a\x1a.dms.v1.RevokeRoleResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/projects/{project_id}/roleBindings:revoke\x12\x85\x01\n" +
+	"\x10ListRoleBindings\x12\x1f.dms.v1.ListRoleBindingsRequest\x1a .dms.v1.ListRoleBindingsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/projects/{project_id}/roleBindings\x12m\n" +
+	"\x0fCreateAccessKey\x12\x1e.dms.v1.CreateAccessKeyRequest\x1a\x1f.dms.v1.CreateAccessKeyResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/accessKeys\x12g\n" +
+	"\x0eListAccessKeys\x12\x1d.dms.v1.ListAccessKeysRequest\x1a\x1e.dms.v1.ListAccessKeysResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/accessKeys\x12\x81\x01\n" +
+	"\x0fRotateAccessKey\x12\x1e.dms.v1.RotateAccessKeyRequest\x1a\x1f.dms.v1.RotateAccessKeyResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/accessKeys/{access_key}:rotate\x12w\n" +
+	"\x0fDeleteAccessKey\x12\x1e.dms.v1.DeleteAccessKeyRequest\x1a\x1f.dms.v1.DeleteAccessKeyResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/accessKeys/{access_key}\x12i\n" +
+	"\x0eCreateApiToken\x12\x1d.dms.v1.CreateApiTokenRequest\x1a\x1e.dms.v1.CreateApiTokenResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/apiTokens\x12c\n" +
+	"\rListApiTokens\x12\x1c.dms.v1.ListApiTokensRequest\x1a\x1d.dms.v1.ListApiTokensResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/apiTokens\x12k\n" +
+	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/apiTokens/{id}\x12\x85\x01\n" +
+	"\x0eSetQueuePolicy\x12\x1d.dms.v1.SetQueuePolicyRequest\x1a\x1e.dms.v1.SetQueuePolicyResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{queue=projects/*/queues/*}:setPolicy\x12\x7f\n" +
+	"\x0eGetQueuePolicy\x12\x1d.dms.v1.GetQueuePolicyRequest\x1a\x1e.dms.v1.GetQueuePolicyResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/{queue=projects/*/queues/*}/policy\x12k\n" +
+	"\rExplainAccess\x12\x1c.dms.v1.ExplainAccessRequest\x1a\x1d.dms.v1.ExplainAccessResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/access:explainB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_identity_proto_rawDescOnce sync.Once
