@@ -2,7 +2,9 @@ package kafkaclients_test
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,6 +54,33 @@ func TestKcat(t *testing.T) {
 		requireCommittedToEnd(t, addr, group, topic)
 		produce(t, topic, "h", 15, "lz4")
 		require.Equal(t, expectedValues("h", 15), valueSet(t, consume(15)), "the group resumes at its commits")
+	})
+	t.Run("two members", func(t *testing.T) {
+		const topic, group, n = "kcat-pair", "kcat-pair-members", 400
+		_, err := admin(t, addr).CreateTopic(ctxT(t), 4, 1, nil, topic)
+		require.NoError(t, err)
+		produce(t, topic, "p", n, "snappy")
+		// Two members at once; each exits (-e) once its partitions are at
+		// their end, and the other then takes them over.
+		outs, errs := make([][]byte, 2), make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range outs {
+			wg.Go(func() {
+				cmd := exec.CommandContext(ctxT(t), kcat, "-b", addr, "-G", group, "-e", "-f", "%s\n", "-X", "auto.offset.reset=earliest",
+					"-X", "heartbeat.interval.ms=200", topic)
+				outs[i], errs[i] = cmd.Output()
+			})
+		}
+		wg.Wait()
+		union := map[string]bool{}
+		for i, out := range outs {
+			require.NoError(t, errs[i], "member %d", i)
+			for _, v := range strings.Fields(string(out)) {
+				union[v] = true
+			}
+		}
+		require.Equal(t, expectedValues("p", n), union)
+		requireCommittedToEnd(t, addr, group, topic)
 	})
 	t.Run("metadata and offsets by time", func(t *testing.T) {
 		out := run(t, kcat, "-b", addr, "-L", "-t", "kcat-group")
