@@ -19,8 +19,16 @@ import (
 
 // scrubLoop verifies the sealed segments of every open log at the configured
 // rate, one log after another, again and again; damage is repaired by the
-// log (quarantined and marked lost) and counted.
+// log (quarantined and marked lost) and counted. The first pass waits a
+// little (a minute at most): logs open lazily, and a pass at startup would
+// see only those of the units this node leads, leaving the ones it follows
+// (opened by its fetch loops a moment later) unverified for an interval.
 func (e *Engine) scrubLoop(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(min(scrubInterval(e.cfg), time.Minute)):
+	}
 	for {
 		e.mu.Lock()
 		logs := make([]*openLog, 0, len(e.logs))
