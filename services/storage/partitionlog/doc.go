@@ -214,6 +214,12 @@
 // first batch starts over from the segment's start, since the index may be
 // what is damaged. Scrub verifies every sealed segment and its indexes at a
 // bounded rate and repairs what it finds.
+//
+// Options.OnDamage hears of every range quarantined, Options.OnLost of every
+// lost range a repair writes or a reader or Scrub meets, so that a replicated
+// log can fetch the offsets again from another copy (cutting the damaged one
+// back with TruncateTo). A follower whose leader lost a range that no copy
+// has records it with AppendLostAt: a lost batch at the leader's offsets.
 
 // # Truncation and reset
 //
