@@ -1,9 +1,12 @@
 package kafka_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -66,4 +69,76 @@ func BenchmarkJoinSyncLeave(b *testing.B) {
 			b.Fatalf("leave: error %d", lr.ErrorCode)
 		}
 	}
+}
+
+// BenchmarkShareConsume measures a franz-go share consumer (KIP-932) over
+// the DMS group behind it: each op is one record received (with its 30 s
+// lock, durably recorded) and accepted. The records (1 KiB) are produced
+// before the timer starts.
+//
+//	go test -run x -bench BenchmarkShareConsume -benchtime 20000x ./kafka/
+func BenchmarkShareConsume(b *testing.B) {
+	srv := startServer(b)
+	createTopic(b, srv, "jobs", 4)
+	value := make([]byte, 1024)
+	producer := newClient(b, srv.KafkaAddr, kgo.DefaultProduceTopic("jobs"))
+	for i := 0; i < b.N; i += 500 {
+		var recs []*kgo.Record
+		for j := i; j < min(b.N, i+500); j++ {
+			recs = append(recs, &kgo.Record{Value: value})
+		}
+		if err := producer.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cl := newClient(b, srv.KafkaAddr, kgo.ShareGroup("bench"), kgo.ConsumeTopics("jobs"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	for got := 0; got < b.N; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.Fatalf("%d of %d records", got, b.N)
+		}
+		got += len(fs.Records())
+	}
+	b.StopTimer()
+	cl.Close() // accepts what the last poll returned
+}
+
+// BenchmarkGroupConsume is BenchmarkShareConsume's workload read by a
+// classic consumer group member instead (Fetch of the stored batches,
+// offsets committed on close): the price of per-record state is the
+// difference.
+//
+//	go test -run x -bench BenchmarkGroupConsume -benchtime 20000x ./kafka/
+func BenchmarkGroupConsume(b *testing.B) {
+	srv := startServer(b, groupFlags...)
+	createTopic(b, srv, "jobs", 4)
+	value := make([]byte, 1024)
+	producer := newClient(b, srv.KafkaAddr, kgo.DefaultProduceTopic("jobs"))
+	for i := 0; i < b.N; i += 500 {
+		var recs []*kgo.Record
+		for j := i; j < min(b.N, i+500); j++ {
+			recs = append(recs, &kgo.Record{Value: value})
+		}
+		if err := producer.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cl := newClient(b, srv.KafkaAddr, kgo.ConsumerGroup("bench"), kgo.ConsumeTopics("jobs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	for got := 0; got < b.N; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.Fatalf("%d of %d records", got, b.N)
+		}
+		got += len(fs.Records())
+	}
+	b.StopTimer()
+	cl.Close()
 }
