@@ -57,6 +57,7 @@ var Methods = map[string]Action{
 	dmsv1.IdentityService_DeleteAccessKey_FullMethodName:  HandlerDecides,
 	dmsv1.IdentityService_CreateApiToken_FullMethodName:   HandlerDecides,
 	dmsv1.IdentityService_ListApiTokens_FullMethodName:    HandlerDecides,
+	dmsv1.IdentityService_RotateApiToken_FullMethodName:   HandlerDecides,
 	dmsv1.IdentityService_RevokeApiToken_FullMethodName:   HandlerDecides,
 	dmsv1.IdentityService_ExplainAccess_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_SetQueuePolicy_FullMethodName:   HandlerDecides,

@@ -392,6 +392,26 @@ func (h *Handler) ListApiTokens(ctx context.Context, req *dmsv1.ListApiTokensReq
 	return out, nil
 }
 
+// RotateApiToken implements dmsv1.IdentityServiceServer.
+func (h *Handler) RotateApiToken(ctx context.Context, req *dmsv1.RotateApiTokenRequest) (*dmsv1.RotateApiTokenResponse, error) {
+	t, ok := h.cache.apiToken(req.GetId())
+	var err error
+	if !ok {
+		err = errs.Wrapf(errs.ErrIdentityNotFound, "no API token %q", req.GetId())
+	}
+	if err == nil {
+		_, err = h.credentialsOf(ctx, t.GetUserId())
+	}
+	var token string
+	if err == nil {
+		t, token, err = h.store.RotateApiToken(ctx, req.GetId())
+	}
+	if err != nil {
+		return nil, rpcstatus.Error(err)
+	}
+	return &dmsv1.RotateApiTokenResponse{ApiToken: apiTokenOut(t), Token: token}, nil
+}
+
 // RevokeApiToken implements dmsv1.IdentityServiceServer.
 func (h *Handler) RevokeApiToken(ctx context.Context, req *dmsv1.RevokeApiTokenRequest) (*dmsv1.RevokeApiTokenResponse, error) {
 	t, ok := h.cache.apiToken(req.GetId())

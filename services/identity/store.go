@@ -365,6 +365,33 @@ func (s *Store) CreateApiToken(ctx context.Context, userID, projectID, descripti
 	return rec, apiTokenPrefixText + id + "." + secret, nil
 }
 
+// RotateApiToken gives an API token a new secret and returns the token once.
+func (s *Store) RotateApiToken(ctx context.Context, id string) (*metadatav1.ApiTokenRecord, string, error) {
+	resp, err := s.cli.Get(ctx, apiTokenKey(id))
+	if err != nil {
+		return nil, "", errs.Wrapf(errs.ErrUnavailable, "identity: reading etcd: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, "", errs.Wrapf(errs.ErrIdentityNotFound, "no API token %q", id)
+	}
+	rec := &metadatav1.ApiTokenRecord{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, rec); err != nil {
+		return nil, "", err
+	}
+	secret := newSecret(32)
+	sum := sha256.Sum256([]byte(secret))
+	rec.SecretSha256 = sum[:]
+	ok, err := s.commit(ctx, s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(apiTokenKey(id)), "=", resp.Kvs[0].ModRevision)).
+		Then(clientv3.OpPut(apiTokenKey(id), marshal(rec))))
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, "", errs.Wrapf(errs.ErrUnavailable, "API token %s changed during the rotation; retry", id)
+	}
+	return rec, apiTokenPrefixText + id + "." + secret, nil
+}
+
 // RevokeApiToken revokes an API token.
 func (s *Store) RevokeApiToken(ctx context.Context, id string) error {
 	ok, err := s.commit(ctx, s.cli.Txn(ctx).If(present(apiTokenKey(id))).Then(clientv3.OpDelete(apiTokenKey(id))))

@@ -111,6 +111,25 @@ func TestIdentityCredentialLifecycle(t *testing.T) {
 	if err != nil || !ex.GetAllowed() || ex.GetDecidedBy() != "role:admin@"+server.DefaultProject {
 		t.Fatalf("explain: %v %v", ex, err)
 	}
+	// An API token rotated: the old one is refused at once, the new one works.
+	api, err := id.CreateApiToken(admin, &dmsv1.CreateApiTokenRequest{UserId: carol, Description: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := &dmsv1.ListQueuesRequest{Parent: "projects/" + server.DefaultProject}
+	if _, err := s.Queues().ListQueues(bearer(ctx, api.GetToken()), parent); err != nil {
+		t.Fatalf("API token: %v", err)
+	}
+	rotatedToken, err := id.RotateApiToken(admin, &dmsv1.RotateApiTokenRequest{Id: api.GetApiToken().GetId()})
+	if err != nil || rotatedToken.GetApiToken().GetId() != api.GetApiToken().GetId() {
+		t.Fatalf("rotate API token: %v %v", rotatedToken, err)
+	}
+	if _, err := s.Queues().ListQueues(bearer(ctx, api.GetToken()), parent); rpcstatus.Reason(err) != "CREDENTIAL_INVALID" {
+		t.Fatalf("old API token after rotation: %v", err)
+	}
+	if _, err := s.Queues().ListQueues(bearer(ctx, rotatedToken.GetToken()), parent); err != nil {
+		t.Fatalf("new API token: %v", err)
+	}
 	if _, err := id.DeleteUser(admin, &dmsv1.DeleteUserRequest{UserId: carol}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +138,9 @@ func TestIdentityCredentialLifecycle(t *testing.T) {
 	}
 	if _, err := s.Queues().ListQueues(bearer(ctx, token), &dmsv1.ListQueuesRequest{Parent: "projects/" + server.DefaultProject}); rpcstatus.Reason(err) != "CREDENTIAL_INVALID" {
 		t.Fatalf("token of a deleted user: %v", err)
+	}
+	if _, err := s.Queues().ListQueues(bearer(ctx, rotatedToken.GetToken()), parent); rpcstatus.Reason(err) != "CREDENTIAL_INVALID" {
+		t.Fatalf("API token of a deleted user: %v", err)
 	}
 }
 

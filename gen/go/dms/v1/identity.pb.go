@@ -2270,6 +2270,107 @@ func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
 	return nil
 }
 
+// RotateApiTokenRequest is the request of IdentityService.RotateApiToken.
+type RotateApiTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateApiTokenRequest) Reset() {
+	*x = RotateApiTokenRequest{}
+	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateApiTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateApiTokenRequest) ProtoMessage() {}
+
+func (x *RotateApiTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateApiTokenRequest.ProtoReflect.Descriptor instead.
+func (*RotateApiTokenRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateApiTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RotateApiTokenResponse is the response of IdentityService.RotateApiToken.
+type RotateApiTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's public part.
+	ApiToken *ApiToken `protobuf:"bytes,1,opt,name=api_token,json=apiToken,proto3" json:"api_token,omitempty"`
+	// The new bearer token, shown this once.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateApiTokenResponse) Reset() {
+	*x = RotateApiTokenResponse{}
+	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateApiTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateApiTokenResponse) ProtoMessage() {}
+
+func (x *RotateApiTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateApiTokenResponse.ProtoReflect.Descriptor instead.
+func (*RotateApiTokenResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RotateApiTokenResponse) GetApiToken() *ApiToken {
+	if x != nil {
+		return x.ApiToken
+	}
+	return nil
+}
+
+func (x *RotateApiTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 // RevokeApiTokenRequest is the request of IdentityService.RevokeApiToken.
 type RevokeApiTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2281,7 +2382,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	mi := &file_dms_v1_identity_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2394,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	mi := &file_dms_v1_identity_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2407,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{40}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -2325,7 +2426,7 @@ type RevokeApiTokenResponse struct {
 
 func (x *RevokeApiTokenResponse) Reset() {
 	*x = RevokeApiTokenResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	mi := &file_dms_v1_identity_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2438,7 @@ func (x *RevokeApiTokenResponse) String() string {
 func (*RevokeApiTokenResponse) ProtoMessage() {}
 
 func (x *RevokeApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	mi := &file_dms_v1_identity_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2451,7 @@ func (x *RevokeApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{41}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{43}
 }
 
 // ExplainAccessRequest is the request of IdentityService.ExplainAccess.
@@ -2374,7 +2475,7 @@ type ExplainAccessRequest struct {
 
 func (x *ExplainAccessRequest) Reset() {
 	*x = ExplainAccessRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[42]
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2487,7 @@ func (x *ExplainAccessRequest) String() string {
 func (*ExplainAccessRequest) ProtoMessage() {}
 
 func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[42]
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2500,7 @@ func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
 func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{42}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ExplainAccessRequest) GetUserId() string {
@@ -2449,7 +2550,7 @@ type ExplainAccessResponse struct {
 
 func (x *ExplainAccessResponse) Reset() {
 	*x = ExplainAccessResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[43]
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2562,7 @@ func (x *ExplainAccessResponse) String() string {
 func (*ExplainAccessResponse) ProtoMessage() {}
 
 func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[43]
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2575,7 @@ func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
 func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{43}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ExplainAccessResponse) GetAllowed() bool {
@@ -2522,7 +2623,7 @@ type PolicyStatement struct {
 
 func (x *PolicyStatement) Reset() {
 	*x = PolicyStatement{}
-	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2635,7 @@ func (x *PolicyStatement) String() string {
 func (*PolicyStatement) ProtoMessage() {}
 
 func (x *PolicyStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2648,7 @@ func (x *PolicyStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStatement.ProtoReflect.Descriptor instead.
 func (*PolicyStatement) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{44}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PolicyStatement) GetEffect() PolicyEffect {
@@ -2582,7 +2683,7 @@ type QueuePolicy struct {
 
 func (x *QueuePolicy) Reset() {
 	*x = QueuePolicy{}
-	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2695,7 @@ func (x *QueuePolicy) String() string {
 func (*QueuePolicy) ProtoMessage() {}
 
 func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2708,7 @@ func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuePolicy.ProtoReflect.Descriptor instead.
 func (*QueuePolicy) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{45}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QueuePolicy) GetStatements() []*PolicyStatement {
@@ -2630,7 +2731,7 @@ type SetQueuePolicyRequest struct {
 
 func (x *SetQueuePolicyRequest) Reset() {
 	*x = SetQueuePolicyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2743,7 @@ func (x *SetQueuePolicyRequest) String() string {
 func (*SetQueuePolicyRequest) ProtoMessage() {}
 
 func (x *SetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2756,7 @@ func (x *SetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQueuePolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetQueuePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{46}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetQueuePolicyRequest) GetQueue() string {
@@ -2683,7 +2784,7 @@ type SetQueuePolicyResponse struct {
 
 func (x *SetQueuePolicyResponse) Reset() {
 	*x = SetQueuePolicyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2796,7 @@ func (x *SetQueuePolicyResponse) String() string {
 func (*SetQueuePolicyResponse) ProtoMessage() {}
 
 func (x *SetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2809,7 @@ func (x *SetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQueuePolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetQueuePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{47}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetQueuePolicyResponse) GetPolicy() *QueuePolicy {
@@ -2729,7 +2830,7 @@ type GetQueuePolicyRequest struct {
 
 func (x *GetQueuePolicyRequest) Reset() {
 	*x = GetQueuePolicyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	mi := &file_dms_v1_identity_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2842,7 @@ func (x *GetQueuePolicyRequest) String() string {
 func (*GetQueuePolicyRequest) ProtoMessage() {}
 
 func (x *GetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	mi := &file_dms_v1_identity_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2855,7 @@ func (x *GetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetQueuePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{48}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetQueuePolicyRequest) GetQueue() string {
@@ -2775,7 +2876,7 @@ type GetQueuePolicyResponse struct {
 
 func (x *GetQueuePolicyResponse) Reset() {
 	*x = GetQueuePolicyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	mi := &file_dms_v1_identity_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2888,7 @@ func (x *GetQueuePolicyResponse) String() string {
 func (*GetQueuePolicyResponse) ProtoMessage() {}
 
 func (x *GetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	mi := &file_dms_v1_identity_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2901,7 @@ func (x *GetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetQueuePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{49}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetQueuePolicyResponse) GetPolicy() *QueuePolicy {
@@ -2956,6 +3057,11 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\x15ListApiTokensResponse\x12/\n" +
 	"\n" +
 	"api_tokens\x18\x01 \x03(\v2\x10.dms.v1.ApiTokenR\tapiTokens\",\n" +
+	"\x15RotateApiTokenRequest\x12\x13\n" +
+	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"]\n" +
+	"\x16RotateApiTokenResponse\x12-\n" +
+	"\tapi_token\x18\x01 \x01(\v2\x10.dms.v1.ApiTokenR\bapiToken\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\",\n" +
 	"\x15RevokeApiTokenRequest\x12\x13\n" +
 	"\x02id\x18\x01 \x01(\tB\x03\xe0A\x02R\x02id\"\x18\n" +
 	"\x16RevokeApiTokenResponse\"\x97\x01\n" +
@@ -2999,7 +3105,7 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\fPolicyEffect\x12\x1d\n" +
 	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
-	"\x12POLICY_EFFECT_DENY\x10\x022\xa2\x13\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\x99\x14\n" +
 	"\x0fIdentityService\x12k\n" +
 	"\rCreateAccount\x12\x1c.dms.v1.CreateAccountRequest\x1a\x1d.dms.v1.CreateAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\aaccount\"\f/v1/accounts\x12_\n" +
 	"\fListAccounts\x12\x1b.dms.v1.ListAccountsRequest\x1a\x1c.dms.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/accounts\x12\x81\x01\n" +
@@ -3020,7 +3126,8 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\x0fRotateAccessKey\x12\x1e.dms.v1.RotateAccessKeyRequest\x1a\x1f.dms.v1.RotateAccessKeyResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/accessKeys/{access_key}:rotate\x12w\n" +
 	"\x0fDeleteAccessKey\x12\x1e.dms.v1.DeleteAccessKeyRequest\x1a\x1f.dms.v1.DeleteAccessKeyResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/accessKeys/{access_key}\x12i\n" +
 	"\x0eCreateApiToken\x12\x1d.dms.v1.CreateApiTokenRequest\x1a\x1e.dms.v1.CreateApiTokenResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/apiTokens\x12c\n" +
-	"\rListApiTokens\x12\x1c.dms.v1.ListApiTokensRequest\x1a\x1d.dms.v1.ListApiTokensResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/apiTokens\x12k\n" +
+	"\rListApiTokens\x12\x1c.dms.v1.ListApiTokensRequest\x1a\x1d.dms.v1.ListApiTokensResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/apiTokens\x12u\n" +
+	"\x0eRotateApiToken\x12\x1d.dms.v1.RotateApiTokenRequest\x1a\x1e.dms.v1.RotateApiTokenResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/apiTokens/{id}:rotate\x12k\n" +
 	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/apiTokens/{id}\x12\x85\x01\n" +
 	"\x0eSetQueuePolicy\x12\x1d.dms.v1.SetQueuePolicyRequest\x1a\x1e.dms.v1.SetQueuePolicyResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{queue=projects/*/queues/*}:setPolicy\x12\x7f\n" +
 	"\x0eGetQueuePolicy\x12\x1d.dms.v1.GetQueuePolicyRequest\x1a\x1e.dms.v1.GetQueuePolicyResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/{queue=projects/*/queues/*}/policy\x12k\n" +
@@ -3039,7 +3146,7 @@ func file_dms_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_dms_v1_identity_proto_goTypes = []any{
 	(Role)(0),                        // 0: dms.v1.Role
 	(PolicyEffect)(0),                // 1: dms.v1.PolicyEffect
@@ -3083,27 +3190,29 @@ var file_dms_v1_identity_proto_goTypes = []any{
 	(*CreateApiTokenResponse)(nil),   // 39: dms.v1.CreateApiTokenResponse
 	(*ListApiTokensRequest)(nil),     // 40: dms.v1.ListApiTokensRequest
 	(*ListApiTokensResponse)(nil),    // 41: dms.v1.ListApiTokensResponse
-	(*RevokeApiTokenRequest)(nil),    // 42: dms.v1.RevokeApiTokenRequest
-	(*RevokeApiTokenResponse)(nil),   // 43: dms.v1.RevokeApiTokenResponse
-	(*ExplainAccessRequest)(nil),     // 44: dms.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),    // 45: dms.v1.ExplainAccessResponse
-	(*PolicyStatement)(nil),          // 46: dms.v1.PolicyStatement
-	(*QueuePolicy)(nil),              // 47: dms.v1.QueuePolicy
-	(*SetQueuePolicyRequest)(nil),    // 48: dms.v1.SetQueuePolicyRequest
-	(*SetQueuePolicyResponse)(nil),   // 49: dms.v1.SetQueuePolicyResponse
-	(*GetQueuePolicyRequest)(nil),    // 50: dms.v1.GetQueuePolicyRequest
-	(*GetQueuePolicyResponse)(nil),   // 51: dms.v1.GetQueuePolicyResponse
-	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
+	(*RotateApiTokenRequest)(nil),    // 42: dms.v1.RotateApiTokenRequest
+	(*RotateApiTokenResponse)(nil),   // 43: dms.v1.RotateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),    // 44: dms.v1.RevokeApiTokenRequest
+	(*RevokeApiTokenResponse)(nil),   // 45: dms.v1.RevokeApiTokenResponse
+	(*ExplainAccessRequest)(nil),     // 46: dms.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),    // 47: dms.v1.ExplainAccessResponse
+	(*PolicyStatement)(nil),          // 48: dms.v1.PolicyStatement
+	(*QueuePolicy)(nil),              // 49: dms.v1.QueuePolicy
+	(*SetQueuePolicyRequest)(nil),    // 50: dms.v1.SetQueuePolicyRequest
+	(*SetQueuePolicyResponse)(nil),   // 51: dms.v1.SetQueuePolicyResponse
+	(*GetQueuePolicyRequest)(nil),    // 52: dms.v1.GetQueuePolicyRequest
+	(*GetQueuePolicyResponse)(nil),   // 53: dms.v1.GetQueuePolicyResponse
+	(*timestamppb.Timestamp)(nil),    // 54: google.protobuf.Timestamp
 }
 var file_dms_v1_identity_proto_depIdxs = []int32{
-	52, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	52, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
-	52, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	54, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	54, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
+	54, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: dms.v1.RoleBinding.roles:type_name -> dms.v1.Role
-	52, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
-	52, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
-	52, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
-	52, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
+	54, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	54, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
+	54, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
+	54, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 8: dms.v1.CreateAccountRequest.account:type_name -> dms.v1.Account
 	2,  // 9: dms.v1.CreateAccountResponse.account:type_name -> dms.v1.Account
 	2,  // 10: dms.v1.ListAccountsResponse.accounts:type_name -> dms.v1.Account
@@ -3121,61 +3230,64 @@ var file_dms_v1_identity_proto_depIdxs = []int32{
 	6,  // 22: dms.v1.CreateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
 	6,  // 23: dms.v1.ListAccessKeysResponse.access_keys:type_name -> dms.v1.AccessKey
 	6,  // 24: dms.v1.RotateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
-	52, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
+	54, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
 	7,  // 26: dms.v1.CreateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
 	7,  // 27: dms.v1.ListApiTokensResponse.api_tokens:type_name -> dms.v1.ApiToken
-	1,  // 28: dms.v1.PolicyStatement.effect:type_name -> dms.v1.PolicyEffect
-	46, // 29: dms.v1.QueuePolicy.statements:type_name -> dms.v1.PolicyStatement
-	47, // 30: dms.v1.SetQueuePolicyRequest.policy:type_name -> dms.v1.QueuePolicy
-	47, // 31: dms.v1.SetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
-	47, // 32: dms.v1.GetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
-	8,  // 33: dms.v1.IdentityService.CreateAccount:input_type -> dms.v1.CreateAccountRequest
-	10, // 34: dms.v1.IdentityService.ListAccounts:input_type -> dms.v1.ListAccountsRequest
-	12, // 35: dms.v1.IdentityService.CreateProject:input_type -> dms.v1.CreateProjectRequest
-	14, // 36: dms.v1.IdentityService.ListProjects:input_type -> dms.v1.ListProjectsRequest
-	16, // 37: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
-	18, // 38: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
-	20, // 39: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
-	22, // 40: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
-	24, // 41: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
-	26, // 42: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
-	28, // 43: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
-	30, // 44: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
-	32, // 45: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
-	34, // 46: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
-	36, // 47: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
-	38, // 48: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
-	40, // 49: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
-	42, // 50: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
-	48, // 51: dms.v1.IdentityService.SetQueuePolicy:input_type -> dms.v1.SetQueuePolicyRequest
-	50, // 52: dms.v1.IdentityService.GetQueuePolicy:input_type -> dms.v1.GetQueuePolicyRequest
-	44, // 53: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
-	9,  // 54: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
-	11, // 55: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
-	13, // 56: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
-	15, // 57: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
-	17, // 58: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
-	19, // 59: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
-	21, // 60: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
-	23, // 61: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
-	25, // 62: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
-	27, // 63: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
-	29, // 64: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
-	31, // 65: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
-	33, // 66: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
-	35, // 67: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
-	37, // 68: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
-	39, // 69: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
-	41, // 70: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
-	43, // 71: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
-	49, // 72: dms.v1.IdentityService.SetQueuePolicy:output_type -> dms.v1.SetQueuePolicyResponse
-	51, // 73: dms.v1.IdentityService.GetQueuePolicy:output_type -> dms.v1.GetQueuePolicyResponse
-	45, // 74: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
-	54, // [54:75] is the sub-list for method output_type
-	33, // [33:54] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	7,  // 28: dms.v1.RotateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
+	1,  // 29: dms.v1.PolicyStatement.effect:type_name -> dms.v1.PolicyEffect
+	48, // 30: dms.v1.QueuePolicy.statements:type_name -> dms.v1.PolicyStatement
+	49, // 31: dms.v1.SetQueuePolicyRequest.policy:type_name -> dms.v1.QueuePolicy
+	49, // 32: dms.v1.SetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	49, // 33: dms.v1.GetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	8,  // 34: dms.v1.IdentityService.CreateAccount:input_type -> dms.v1.CreateAccountRequest
+	10, // 35: dms.v1.IdentityService.ListAccounts:input_type -> dms.v1.ListAccountsRequest
+	12, // 36: dms.v1.IdentityService.CreateProject:input_type -> dms.v1.CreateProjectRequest
+	14, // 37: dms.v1.IdentityService.ListProjects:input_type -> dms.v1.ListProjectsRequest
+	16, // 38: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
+	18, // 39: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
+	20, // 40: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
+	22, // 41: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
+	24, // 42: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
+	26, // 43: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
+	28, // 44: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
+	30, // 45: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
+	32, // 46: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
+	34, // 47: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
+	36, // 48: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
+	38, // 49: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
+	40, // 50: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
+	42, // 51: dms.v1.IdentityService.RotateApiToken:input_type -> dms.v1.RotateApiTokenRequest
+	44, // 52: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
+	50, // 53: dms.v1.IdentityService.SetQueuePolicy:input_type -> dms.v1.SetQueuePolicyRequest
+	52, // 54: dms.v1.IdentityService.GetQueuePolicy:input_type -> dms.v1.GetQueuePolicyRequest
+	46, // 55: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
+	9,  // 56: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
+	11, // 57: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
+	13, // 58: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
+	15, // 59: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
+	17, // 60: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
+	19, // 61: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
+	21, // 62: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
+	23, // 63: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
+	25, // 64: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
+	27, // 65: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
+	29, // 66: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
+	31, // 67: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
+	33, // 68: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
+	35, // 69: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
+	37, // 70: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
+	39, // 71: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
+	41, // 72: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
+	43, // 73: dms.v1.IdentityService.RotateApiToken:output_type -> dms.v1.RotateApiTokenResponse
+	45, // 74: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
+	51, // 75: dms.v1.IdentityService.SetQueuePolicy:output_type -> dms.v1.SetQueuePolicyResponse
+	53, // 76: dms.v1.IdentityService.GetQueuePolicy:output_type -> dms.v1.GetQueuePolicyResponse
+	47, // 77: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
+	56, // [56:78] is the sub-list for method output_type
+	34, // [34:56] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_identity_proto_init() }
@@ -3189,7 +3301,7 @@ func file_dms_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_identity_proto_rawDesc), len(file_dms_v1_identity_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

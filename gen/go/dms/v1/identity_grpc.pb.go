@@ -36,6 +36,7 @@ const (
 	IdentityService_DeleteAccessKey_FullMethodName  = "/dms.v1.IdentityService/DeleteAccessKey"
 	IdentityService_CreateApiToken_FullMethodName   = "/dms.v1.IdentityService/CreateApiToken"
 	IdentityService_ListApiTokens_FullMethodName    = "/dms.v1.IdentityService/ListApiTokens"
+	IdentityService_RotateApiToken_FullMethodName   = "/dms.v1.IdentityService/RotateApiToken"
 	IdentityService_RevokeApiToken_FullMethodName   = "/dms.v1.IdentityService/RevokeApiToken"
 	IdentityService_SetQueuePolicy_FullMethodName   = "/dms.v1.IdentityService/SetQueuePolicy"
 	IdentityService_GetQueuePolicy_FullMethodName   = "/dms.v1.IdentityService/GetQueuePolicy"
@@ -101,6 +102,9 @@ type IdentityServiceClient interface {
 	CreateApiToken(ctx context.Context, in *CreateApiTokenRequest, opts ...grpc.CallOption) (*CreateApiTokenResponse, error)
 	// ListApiTokens returns a user's API tokens, without their secrets.
 	ListApiTokens(ctx context.Context, in *ListApiTokensRequest, opts ...grpc.CallOption) (*ListApiTokensResponse, error)
+	// RotateApiToken gives an API token a new secret, returned in this answer
+	// only; the old token stops working at once.
+	RotateApiToken(ctx context.Context, in *RotateApiTokenRequest, opts ...grpc.CallOption) (*RotateApiTokenResponse, error)
 	// RevokeApiToken revokes an API token.
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*RevokeApiTokenResponse, error)
 	// SetQueuePolicy replaces the policy of a queue: statements that allow or
@@ -293,6 +297,16 @@ func (c *identityServiceClient) ListApiTokens(ctx context.Context, in *ListApiTo
 	return out, nil
 }
 
+func (c *identityServiceClient) RotateApiToken(ctx context.Context, in *RotateApiTokenRequest, opts ...grpc.CallOption) (*RotateApiTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateApiTokenResponse)
+	err := c.cc.Invoke(ctx, IdentityService_RotateApiToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *identityServiceClient) RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*RevokeApiTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevokeApiTokenResponse)
@@ -392,6 +406,9 @@ type IdentityServiceServer interface {
 	CreateApiToken(context.Context, *CreateApiTokenRequest) (*CreateApiTokenResponse, error)
 	// ListApiTokens returns a user's API tokens, without their secrets.
 	ListApiTokens(context.Context, *ListApiTokensRequest) (*ListApiTokensResponse, error)
+	// RotateApiToken gives an API token a new secret, returned in this answer
+	// only; the old token stops working at once.
+	RotateApiToken(context.Context, *RotateApiTokenRequest) (*RotateApiTokenResponse, error)
 	// RevokeApiToken revokes an API token.
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error)
 	// SetQueuePolicy replaces the policy of a queue: statements that allow or
@@ -464,6 +481,9 @@ func (UnimplementedIdentityServiceServer) CreateApiToken(context.Context, *Creat
 }
 func (UnimplementedIdentityServiceServer) ListApiTokens(context.Context, *ListApiTokensRequest) (*ListApiTokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListApiTokens not implemented")
+}
+func (UnimplementedIdentityServiceServer) RotateApiToken(context.Context, *RotateApiTokenRequest) (*RotateApiTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateApiToken not implemented")
 }
 func (UnimplementedIdentityServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*RevokeApiTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
@@ -804,6 +824,24 @@ func _IdentityService_ListApiTokens_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_RotateApiToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateApiTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).RotateApiToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_RotateApiToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).RotateApiToken(ctx, req.(*RotateApiTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IdentityService_RevokeApiToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RevokeApiTokenRequest)
 	if err := dec(in); err != nil {
@@ -950,6 +988,10 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListApiTokens",
 			Handler:    _IdentityService_ListApiTokens_Handler,
+		},
+		{
+			MethodName: "RotateApiToken",
+			Handler:    _IdentityService_RotateApiToken_Handler,
 		},
 		{
 			MethodName: "RevokeApiToken",
