@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -31,12 +32,21 @@ type Authenticator struct {
 	// logins bounds the password hashes computed at once (each takes
 	// argonMemory of memory).
 	logins chan struct{}
+	// verified remembers the claims of session tokens whose MAC checked
+	// out, so that a client's every call does not pay for base64, HMAC
+	// and decoding again (4 µs to 0.2 µs); expiry is checked on each use.
+	verifiedMu sync.RWMutex
+	verified   map[string]*metadatav1.SessionTokenClaims
 }
+
+// maxVerified bounds the verified-token memory; it is emptied when full.
+const maxVerified = 16384
 
 // NewAuthenticator returns an authenticator over cache, with the cluster's
 // token key (LoadTokenKey) and the life of the session tokens it issues.
 func NewAuthenticator(cache *Cache, sealer *Sealer, tokenKey []byte, tokenTTL time.Duration, now func() time.Time) *Authenticator {
-	return &Authenticator{cache: cache, sealer: sealer, tokenKey: tokenKey, tokenTTL: tokenTTL, now: now, logins: make(chan struct{}, 4)}
+	return &Authenticator{cache: cache, sealer: sealer, tokenKey: tokenKey, tokenTTL: tokenTTL, now: now, logins: make(chan struct{}, 4),
+		verified: map[string]*metadatav1.SessionTokenClaims{}}
 }
 
 // Cache returns the cache the authenticator reads.
@@ -156,8 +166,31 @@ func (a *Authenticator) Bearer(token string) (authz.Principal, error) {
 	return authz.Principal{}, errs.Wrapf(errs.ErrCredentialInvalid, "the token is not a DMS token")
 }
 
-// SessionClaims verifies a session token and returns what it says.
+// sessionClaims verifies a session token and returns what it says.
 func (a *Authenticator) sessionClaims(token string) (*metadatav1.SessionTokenClaims, error) {
+	a.verifiedMu.RLock()
+	claims := a.verified[token]
+	a.verifiedMu.RUnlock()
+	if claims == nil {
+		var err error
+		if claims, err = a.verifySession(token); err != nil {
+			return nil, err
+		}
+		a.verifiedMu.Lock()
+		if len(a.verified) >= maxVerified {
+			clear(a.verified)
+		}
+		a.verified[token] = claims
+		a.verifiedMu.Unlock()
+	}
+	if a.now().UnixMilli() >= claims.GetExpireTimeMs() {
+		return nil, errs.Wrapf(errs.ErrCredentialExpired, "the token expired at %s", time.UnixMilli(claims.GetExpireTimeMs()).UTC().Format(time.RFC3339))
+	}
+	return claims, nil
+}
+
+// verifySession checks a session token's MAC and decodes its claims.
+func (a *Authenticator) verifySession(token string) (*metadatav1.SessionTokenClaims, error) {
 	body64, mac64, ok := strings.Cut(strings.TrimPrefix(token, sessionTokenPrefix), ".")
 	enc := base64.RawURLEncoding
 	body, err1 := enc.DecodeString(body64)
@@ -168,9 +201,6 @@ func (a *Authenticator) sessionClaims(token string) (*metadatav1.SessionTokenCla
 	claims := &metadatav1.SessionTokenClaims{}
 	if err := proto.Unmarshal(body, claims); err != nil {
 		return nil, errs.Wrapf(errs.ErrCredentialInvalid, "the token is malformed")
-	}
-	if a.now().UnixMilli() >= claims.GetExpireTimeMs() {
-		return nil, errs.Wrapf(errs.ErrCredentialExpired, "the token expired at %s", time.UnixMilli(claims.GetExpireTimeMs()).UTC().Format(time.RFC3339))
 	}
 	return claims, nil
 }

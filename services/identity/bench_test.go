@@ -91,3 +91,16 @@ func hexString(b []byte) string {
 	}
 	return string(out)
 }
+
+// A login's cost: one argon2id verification (19 MiB, 2 passes).
+func BenchmarkPasswordVerify(b *testing.B) {
+	hash, err := hashPassword("correct-horse-battery-staple")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if !verifyPassword(hash, "correct-horse-battery-staple") {
+			b.Fatal("refused")
+		}
+	}
+}
