@@ -161,3 +161,65 @@ func TestShareGroupInACluster(t *testing.T) {
 		require.Equal(t, int32(1), dc, "record %s bounced between nodes before its delivery", v)
 	}
 }
+
+// TestConsumerGroupKeepsConsumingThroughACoordinatorFailover runs two
+// franz-go group members on a cluster of three and stops the node
+// coordinating their group: they find the new coordinator, keep their
+// committed offsets and consume what is produced afterwards; at the end
+// the commits cover every record.
+func TestConsumerGroupKeepsConsumingThroughACoordinatorFailover(t *testing.T) {
+	nodes := startKafkaCluster(t)
+	createTopic(t, nodes[0], "events", 4)
+	owner, _ := groupOwner(t, nodes[0], "readers")
+	ownerAt := slices.IndexFunc(nodes, func(s *testserver.Server) bool { return s.NodeName == owner })
+	require.GreaterOrEqual(t, ownerAt, 0)
+	var survivors []string
+	for i, n := range nodes {
+		if i != ownerAt {
+			survivors = append(survivors, n.KafkaAddr)
+		}
+	}
+	all := append([]string{nodes[ownerAt].KafkaAddr}, survivors...)
+	produceAll(t, newClient(t, survivors[0], kgoSeeds(survivors)...), records("events", 200, "a")...)
+
+	got := &seen{values: map[string]int{}}
+	var consumers []*groupConsumer
+	for range 2 {
+		cl := newClient(t, all[0], append(kgoSeeds(all), kgo.ConsumerGroup("readers"), kgo.ConsumeTopics("events"), kgo.DisableAutoCommit(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		c := &groupConsumer{cl: cl, done: make(chan struct{})}
+		go func() {
+			defer close(c.done)
+			for {
+				fs := cl.PollFetches(context.Background())
+				if fs.IsClientClosed() {
+					return
+				}
+				fs.EachRecord(func(r *kgo.Record) { got.add(string(r.Value)) })
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = cl.CommitUncommittedOffsets(ctx)
+				cancel()
+			}
+		}()
+		consumers = append(consumers, c)
+	}
+	require.Eventually(t, func() bool { return got.count("a-") == 200 }, time.Minute, 20*time.Millisecond)
+
+	nodes[ownerAt].Server.Stop()
+	produceAll(t, newClient(t, survivors[0], kgoSeeds(survivors)...), records("events", 200, "b")...)
+	require.Eventually(t, func() bool { return got.count("b-") == 200 }, 2*time.Minute, 50*time.Millisecond,
+		"the members did not consume past the coordinator's failover")
+	adm := kadm.NewClient(newClient(t, survivors[0], kgoSeeds(survivors)...))
+	require.Eventually(t, func() bool {
+		offsets, err := adm.FetchOffsets(context.Background(), "readers")
+		if err != nil || offsets.Error() != nil {
+			return false
+		}
+		var total int64
+		offsets.Each(func(o kadm.OffsetResponse) { total += o.At })
+		return total == 400
+	}, time.Minute, 50*time.Millisecond, "the commits do not cover every record")
+	for _, c := range consumers {
+		c.stop()
+	}
+}

@@ -699,7 +699,8 @@ func TestGroupLogIsCheckpointedAndTrimmed(t *testing.T) {
 
 // TestGroupAPIsAdvertised pins the versions of the group APIs: the minima
 // old clients need (librdkafka before 2.11 and kafka-go join with v0-v2;
-// Java batches FindCoordinator v4+ and OffsetFetch v8+).
+// Java batches FindCoordinator v4+ and OffsetFetch v8+), and the share
+// group APIs at KIP-932's GA version 1.
 func TestGroupAPIsAdvertised(t *testing.T) {
 	srv := startServer(t)
 	c := dialRaw(t, srv.KafkaAddr)
@@ -712,6 +713,7 @@ func TestGroupAPIsAdvertised(t *testing.T) {
 		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 9}, kmsg.FindCoordinator: {0, 6}, kmsg.JoinGroup: {0, 9},
 		kmsg.Heartbeat: {0, 4}, kmsg.LeaveGroup: {0, 5}, kmsg.SyncGroup: {0, 5}, kmsg.DescribeGroups: {0, 6},
 		kmsg.ListGroups: {0, 5}, kmsg.DeleteGroups: {0, 3}, kmsg.OffsetDelete: {0, 0},
+		kmsg.ShareGroupHeartbeat: {1, 1}, kmsg.ShareGroupDescribe: {1, 1}, kmsg.ShareFetch: {1, 1}, kmsg.ShareAcknowledge: {1, 1},
 	} {
 		require.Equal(t, want, got[key.Int16()], key.Name())
 	}
