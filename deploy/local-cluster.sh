@@ -11,8 +11,8 @@
 #
 # NODE is node1..nodeN. Node i listens on 127.0.0.1: public gRPC PORT_BASE+10i,
 # HTTP (REST, /healthz, /metrics) PORT_BASE+10i+1, internal gRPC
-# PORT_BASE+10i+2, Kafka PORT_BASE+10i+3; with the default base 7100, node1
-# has gRPC 7110, HTTP 7111 and Kafka 7113. Logs and data are under $DIR/nodeI; `up` builds dmsd from this
+# PORT_BASE+10i+2, Kafka PORT_BASE+10i+3, AMQP PORT_BASE+10i+4; with the default base 7100, node1
+# has gRPC 7110, HTTP 7111, Kafka 7113 and AMQP 7114. Logs and data are under $DIR/nodeI; `up` builds dmsd from this
 # repository into $DIR (DMSD=/path/to/dmsd uses that binary instead).
 #
 # Environment: LOCAL_CLUSTER_DIR (${TMPDIR:-/tmp}/dms-local-cluster),
@@ -127,14 +127,14 @@ up() {
 		mkdir -p "$DIR/$name/data"
 		if ! running "$DIR/$name/pid"; then
 			local port=$((PORT_BASE + 10 * i))
-			for p in $port $((port + 1)) $((port + 2)) $((port + 3)); do
+			for p in $port $((port + 1)) $((port + 2)) $((port + 3)) $((port + 4)); do
 				port_free "$p" || die "127.0.0.1:$p is taken (LOCAL_CLUSTER_PORT_BASE picks other ports)"
 			done
 			# One argument per line, so that restart runs the node as it was.
 			# shellcheck disable=SC2086 # DMSD_FLAGS is a list of words
 			printf '%s\n' -etcd.endpoints "127.0.0.1:$ETCD_PORT" -node.name "$name" -node.zone "zone$i" \
 				-server.grpc-addr "127.0.0.1:$port" -server.http-addr "127.0.0.1:$((port + 1))" \
-				-server.internal-grpc-addr "127.0.0.1:$((port + 2))" -kafka.addr "127.0.0.1:$((port + 3))" \
+				-server.internal-grpc-addr "127.0.0.1:$((port + 2))" -kafka.addr "127.0.0.1:$((port + 3))" -amqp.addr "127.0.0.1:$((port + 4))" \
 				-data-dir "$DIR/$name/data" \
 				-storage.replication-factor "$rf" ${DMSD_FLAGS:-} >"$DIR/$name/args"
 		fi
@@ -166,8 +166,8 @@ status() {
 		else
 			state="down"
 		fi
-		printf '%-6s grpc 127.0.0.1:%d  http 127.0.0.1:%d  internal 127.0.0.1:%d  kafka 127.0.0.1:%d  %s\n' \
-			"$name" "$port" $((port + 1)) $((port + 2)) $((port + 3)) "${state%$'\n'}"
+		printf '%-6s grpc 127.0.0.1:%d  http 127.0.0.1:%d  internal 127.0.0.1:%d  kafka 127.0.0.1:%d  amqp 127.0.0.1:%d  %s\n' \
+			"$name" "$port" $((port + 1)) $((port + 2)) $((port + 3)) $((port + 4)) "${state%$'\n'}"
 	done
 }
 

@@ -110,7 +110,7 @@ def main():
         http_addr, log = free_addr(), os.path.join(tmp, "dmsd.log")
         with open(log, "w") as out:
             proc = subprocess.Popen([args.dmsd, "-data-dir", os.path.join(tmp, "data"), "-grpc-addr", free_addr(),
-                                     "-http-addr", http_addr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn"],
+                                     "-http-addr", http_addr, "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0", "-log.level", "warn"],
                                     stdout=out, stderr=subprocess.STDOUT)
         try:
             base = "http://" + http_addr

@@ -84,7 +84,7 @@ func startServer(tmp string, extra, env []string) (stop func(), grpcAddr, httpAd
 	}
 	// The shortest retry schedule the server allows: a redelivered message
 	// comes back after 30 s, which no test waits for.
-	cmd := exec.Command(bin, append([]string{"-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn",
+	cmd := exec.Command(bin, append([]string{"-data-dir", filepath.Join(tmp, "data"), "-grpc-addr", grpcAddr, "-http-addr", httpAddr, "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0", "-log.level", "warn",
 		"-delivery.retry-delays", "30s"}, extra...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -137,7 +137,7 @@ func (c *Cluster) start(n *Node) {
 		"-server.grpc-addr", n.GRPCAddr, "-server.http-addr", n.HTTPAddr,
 		"-server.internal-grpc-addr", n.InternalAddr, "-server.internal-advertise-addr", n.Internal.Addr(),
 		"-data-dir", n.DataDir, "-storage.replication-factor", fmt.Sprint(len(c.Nodes)),
-		"-node.session-ttl", c.ttl.String(), "-kafka.addr", "", "-log.level", "info")
+		"-node.session-ttl", c.ttl.String(), "-kafka.addr", "", "-amqp.addr", "", "-log.level", "info")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)

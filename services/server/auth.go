@@ -280,11 +280,15 @@ func (s *Server) checkListenAddrs() error {
 			return fmt.Errorf("-kafka.addr=%s is not a loopback address, and the Kafka listener does not authenticate its clients yet: "+
 				"bind it to loopback, disable it with -kafka.addr=, or accept that with -auth.allow-anonymous", a)
 		}
+		if a := s.cfg.AMQP.Addr; a != "" && !isLoopback(a) {
+			return fmt.Errorf("-amqp.addr=%s is not a loopback address, and the AMQP listener does not authenticate its clients yet: "+
+				"bind it to loopback, disable it with -amqp.addr=, or accept that with -auth.allow-anonymous", a)
+		}
 		return nil
 	}
 	addrs := []struct{ flag, addr string }{
 		{"-server.grpc-addr", s.cfg.Server.GRPCAddr}, {"-server.http-addr", s.cfg.Server.HTTPAddr},
-		{"-server.internal-grpc-addr", s.cfg.Server.InternalGRPCAddr}, {"-kafka.addr", s.cfg.Kafka.Addr},
+		{"-server.internal-grpc-addr", s.cfg.Server.InternalGRPCAddr}, {"-kafka.addr", s.cfg.Kafka.Addr}, {"-amqp.addr", s.cfg.AMQP.Addr},
 	}
 	if s.cfg.Etcd.Endpoints == "" {
 		addrs = append(addrs, struct{ flag, addr string }{"-etcd.embed.client-addr", s.cfg.Etcd.EmbedClientAddr},

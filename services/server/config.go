@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opendms/dms/services/amqp"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
@@ -34,6 +35,7 @@ type Config struct {
 	Storage   storage.Config   `yaml:"storage"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
 	Kafka     kafka.Config     `yaml:"kafka"`
+	AMQP      amqp.Config      `yaml:"amqp"`
 	Protocols ProtocolsConfig  `yaml:"protocols"`
 	Auth      AuthConfig       `yaml:"auth"`
 }
@@ -152,6 +154,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Storage.RegisterFlags(f)
 	c.Scheduler.RegisterFlags(f)
 	c.Kafka.RegisterFlags(f)
+	c.AMQP.RegisterFlags(f)
 	f.BoolVar(&c.Auth.Enabled, "auth.enabled", false, "Authenticate every caller (Keystone-style tokens from POST /v3/auth/tokens, X-Auth-Token, AK/SK-signed requests, authorization: Bearer) and authorize every call by project roles. On first start it creates the account Default, its administrator admin (password from DMS_ADMIN_PASSWORD, or generated into {data-dir}/admin-password) and the project of -protocols.default-project.")
 	f.BoolVar(&c.Auth.AllowAnonymous, "auth.allow-anonymous", false, "Allow listening on non-loopback addresses with authentication off: anyone who reaches a port may then do anything.")
 	f.DurationVar(&c.Auth.TokenTTL, "auth.token-ttl", 24*time.Hour, "Life of the tokens that POST /v3/auth/tokens issues.")

@@ -18,6 +18,7 @@ import (
 	schedulerv1 "github.com/opendms/dms/gen/go/dms/cluster/scheduler/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/amqp"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/gateway"
@@ -49,6 +50,7 @@ const (
 	RoleScheduler = "scheduler"
 	RoleGateway   = "gateway"
 	RoleKafka     = "kafka"
+	RoleAMQP      = "amqp"
 )
 
 // moduleManager registers every module with what it needs. A role lists the
@@ -80,7 +82,9 @@ func (s *Server) moduleManager() *modules.Manager {
 		modules.UserVisible("the REST APIs: native (grpc-gateway) and DMS v1.0"))
 	m.Register(RoleKafka, s.initKafka, roleDeps, modules.After(RoleStorage, RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the Kafka protocol listener (-kafka.addr): topics are the project's KAFKA_HA and KAFKA_HT queues"))
-	m.RegisterGroup("all", RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka)
+	m.Register(RoleAMQP, s.initAMQP, roleDeps, modules.DependsOn(RoleDelivery), modules.After(RoleStorage, RoleMetadata, RoleIngest),
+		modules.UserVisible("the AMQP 0-9-1 listener (-amqp.addr): RabbitMQ clients over the project's queues"))
+	m.RegisterGroup("all", RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka, RoleAMQP)
 	return m
 }
 
@@ -88,7 +92,7 @@ func (s *Server) moduleManager() *modules.Manager {
 func KnownTargets() []string { return (&Server{}).moduleManager().Targets() }
 
 func isRole(name string) bool {
-	return slices.Contains([]string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka}, name)
+	return slices.Contains([]string{RoleStorage, RoleMetadata, RoleIngest, RoleDelivery, RoleScheduler, RoleGateway, RoleKafka, RoleAMQP}, name)
 }
 
 // initServer opens the listeners and builds the gRPC and HTTP servers; they
@@ -228,6 +232,7 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 		return nil, err
 	}
 	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, ownership{s}, key, s.now, s.logger.With("role", RoleDelivery))
+	s.deliveryEngine = engine
 	h := delivery.NewHandler(engine, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterConsumerServiceServer(r, h) })
 	deliveryv1.RegisterDeliveryServiceServer(s.internalGRPC, h)
@@ -274,6 +279,31 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 	s.self.KafkaAddress = k.AdvertisedAddr()
 	go k.Serve()
 	return modules.StopFunc(k.Close), nil
+}
+
+// initAMQP opens the AMQP 0-9-1 listener, unless -amqp.addr is empty. It
+// drives the delivery engine of this process (consumers are its push
+// sessions), so it runs where the delivery role runs.
+func (s *Server) initAMQP(context.Context) (modules.Stopper, error) {
+	cfg := s.cfg.AMQP
+	if cfg.Addr == "" {
+		s.logger.Info("amqp listener disabled (-amqp.addr is empty)")
+		return nil, nil
+	}
+	cfg.DefaultProject = s.cfg.Protocols.DefaultProject
+	a, err := amqp.New(cfg, amqp.Deps{
+		Catalog: s.cache, Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Ingest: s.ingestClient(),
+		Delivery: s.deliveryEngine, Etcd: s.cli,
+	}, s.logger.With("role", RoleAMQP))
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Listen(); err != nil {
+		return nil, err
+	}
+	s.AMQPAddr = a.Addr()
+	go a.Serve()
+	return modules.StopFunc(a.Close), nil
 }
 
 // storageClient returns the storage contract for the other roles: each

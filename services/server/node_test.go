@@ -23,7 +23,7 @@ func startRaw(t *testing.T, dataDir string, args ...string) (*server.Server, err
 	f := flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg.RegisterFlags(f)
 	require.NoError(t, f.Parse(append([]string{"-node.data-dir", dataDir, "-node.name", "raw",
-		"-server.grpc-addr", "127.0.0.1:0", "-server.http-addr", "127.0.0.1:0", "-kafka.addr", "127.0.0.1:0"}, args...)))
+		"-server.grpc-addr", "127.0.0.1:0", "-server.http-addr", "127.0.0.1:0", "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0"}, args...)))
 	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	if err := srv.Start(context.Background()); err != nil {

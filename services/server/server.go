@@ -26,6 +26,7 @@ import (
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/identity"
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/placement"
@@ -54,6 +55,8 @@ type Server struct {
 	NodeName         string
 	// KafkaAddr is where the Kafka listener listens; empty when disabled.
 	KafkaAddr string
+	// AMQPAddr is where the AMQP listener listens; empty when disabled.
+	AMQPAddr string
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -88,6 +91,7 @@ type Server struct {
 	storageHandler *storage.Handler
 	storageEngine  *storage.Engine
 	ingestHandler  *ingest.Handler
+	deliveryEngine *delivery.Engine
 	scheduler      *scheduler.Engine
 }
 
@@ -143,7 +147,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.awaitShards()
 	s.ready.Store(true)
 	s.logger.Info("dmsd ready", "node", s.NodeName, "roles", strings.Join(s.Roles(), ","), "grpc", s.GRPCAddr, "internal_grpc", s.InternalGRPCAddr,
-		"http", s.HTTPAddr, "kafka", s.KafkaAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
+		"http", s.HTTPAddr, "kafka", s.KafkaAddr, "amqp", s.AMQPAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -80,7 +80,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for name, addr := range map[string]*string{"server.grpc-addr": &s.cfg.Server.GRPCAddr, "server.http-addr": &s.cfg.Server.HTTPAddr, "server.internal-grpc-addr": &s.cfg.Server.InternalGRPCAddr,
 		// Not Kafka's 9092: tests start several servers, and loadtest runs a
 		// real Kafka there.
-		"kafka.addr": &s.cfg.Kafka.Addr} {
+		"kafka.addr": &s.cfg.Kafka.Addr, "amqp.addr": &s.cfg.AMQP.Addr} {
 		if !given[name] {
 			*addr = "127.0.0.1:0"
 		}

@@ -47,7 +47,7 @@ func buildDmsd(t *testing.T) *builtDmsd {
 func (d *builtDmsd) start(t *testing.T) {
 	d.httpAddr = freeAddr(t)
 	d.cmd = exec.Command(d.bin, "-node.data-dir", d.dataDir, "-server.http-addr", d.httpAddr, "-server.grpc-addr", freeAddr(t),
-		"-kafka.addr", d.kafkaAddr, "-kafka.group-initial-rebalance-delay", "100ms", "-log.level", "warn")
+		"-kafka.addr", d.kafkaAddr, "-amqp.addr", "127.0.0.1:0", "-kafka.group-initial-rebalance-delay", "100ms", "-log.level", "warn")
 	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, d.cmd.Start())
 	require.Eventually(t, func() bool {

@@ -118,7 +118,7 @@ func (l *Launcher) Start(ctx context.Context, extra ...string) (*Server, error) 
 		return nil, err
 	}
 	s := &Server{dataDir: dataDir, stderr: new(tailBuffer), exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-kafka.addr", "127.0.0.1:0", "-log.level", "warn")
+	s.cmd = exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0", "-log.level", "warn")
 	s.cmd.Args = append(s.cmd.Args, extra...)
 	s.cmd.Stderr = s.stderr
 	stdout, err := s.cmd.StdoutPipe()

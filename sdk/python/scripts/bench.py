@@ -46,7 +46,7 @@ def local_dmsd(binary: str | None):
         grpc_addr, http_addr = free_addr(), free_addr()
         with open(os.path.join(tmp, "dmsd.log"), "wb") as log:
             proc = subprocess.Popen(
-                [binary, "-data-dir", os.path.join(tmp, "data"), "-grpc-addr", grpc_addr, "-http-addr", http_addr, "-kafka.addr", "127.0.0.1:0", "-log.level", "warn"],
+                [binary, "-data-dir", os.path.join(tmp, "data"), "-grpc-addr", grpc_addr, "-http-addr", http_addr, "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0", "-log.level", "warn"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

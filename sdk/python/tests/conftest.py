@@ -74,7 +74,7 @@ def run_dmsd(tmp: Path, extra: tuple[str, ...] = (), env: dict[str, str] | None 
                 "-data-dir", str(tmp / "data"),
                 "-grpc-addr", server.grpc_addr,
                 "-http-addr", server.http_addr,
-                "-kafka.addr", "127.0.0.1:0",
+                "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0",
                 "-log.level", "warn",
                 *extra,
             ],

@@ -32,7 +32,7 @@ func freeAddr(t *testing.T) string {
 
 func (d *dmsd) start(t *testing.T) {
 	d.httpAddr = freeAddr(t)
-	d.cmd = exec.Command(d.bin, "-data-dir", d.dataDir, "-http-addr", d.httpAddr, "-grpc-addr", freeAddr(t), "-kafka.addr", "127.0.0.1:0", "-log.level", "warn")
+	d.cmd = exec.Command(d.bin, "-data-dir", d.dataDir, "-http-addr", d.httpAddr, "-grpc-addr", freeAddr(t), "-kafka.addr", "127.0.0.1:0", "-amqp.addr", "127.0.0.1:0", "-log.level", "warn")
 	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, d.cmd.Start())
 	require.Eventually(t, func() bool {

@@ -19,7 +19,7 @@ import (
 // same across restarts so that clients find it again.
 func (d *dmsd) startKafka(t *testing.T, kafkaAddr string) {
 	d.httpAddr = freeAddr(t)
-	d.cmd = exec.Command(d.bin, "-data-dir", d.dataDir, "-http-addr", d.httpAddr, "-grpc-addr", freeAddr(t), "-kafka.addr", kafkaAddr,
+	d.cmd = exec.Command(d.bin, "-data-dir", d.dataDir, "-http-addr", d.httpAddr, "-grpc-addr", freeAddr(t), "-kafka.addr", kafkaAddr, "-amqp.addr", "127.0.0.1:0",
 		"-kafka.group-initial-rebalance-delay", "100ms", "-log.level", "warn")
 	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
 	require.NoError(t, d.cmd.Start())

@@ -59,6 +59,7 @@ final class DmsServer implements AutoCloseable {
                 "-grpc-addr", grpc,
                 "-http-addr", http,
                 "-kafka.addr", "127.0.0.1:0",
+                "-amqp.addr", "127.0.0.1:0",
                 "-log.level", "warn"));
     command.addAll(extraArgs);
     ProcessBuilder pb =

@@ -1,0 +1,396 @@
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/delivery"
+)
+
+// unlimitedWindow is the credit window of a consumer without a prefetch
+// limit (basic.qos 0, or no-ack): RabbitMQ then sends as fast as the
+// socket takes; a window bounds what one consumer holds in flight.
+const unlimitedWindow = 2000
+
+// pendingDelivery is an unacknowledged delivery of a channel.
+type pendingDelivery struct {
+	cons   *consumer // nil for basic.get
+	aq     *amqpQueue
+	handle string
+}
+
+// consumer is one basic.consume: a delivery session of the queue's AMQP
+// group, with credits = the prefetch, driven by a goroutine.
+type consumer struct {
+	ch    *channel
+	tag   string
+	aq    *amqpQueue
+	noAck bool
+	sess  *delivery.Session
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed sync.Once
+}
+
+func (ch *channel) qos(m *wire.BasicQos) error {
+	// prefetch-size is not supported by RabbitMQ either; global (per
+	// channel) is applied per consumer, as the consumers of a channel each
+	// have their own session.
+	ch.mu.Lock()
+	ch.prefetch = int(m.PrefetchCount)
+	ch.mu.Unlock()
+	ch.ok(false, &wire.BasicQosOk{})
+	return nil
+}
+
+func (ch *channel) consume(m *wire.BasicConsume) error {
+	c := ch.c
+	aq, err := ch.findQueue(c.ctx, m.Queue)
+	if err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		tag = "amq.ctag-" + hex.EncodeToString(b)
+	}
+	ch.mu.Lock()
+	_, dup := ch.consumers[tag]
+	prefetch := ch.prefetch
+	ch.mu.Unlock()
+	if dup {
+		return errorf(wire.NotAllowed, "attempt to reuse consumer tag '%s'", trimName(tag))
+	}
+	credits := prefetch
+	if credits == 0 || m.NoAck {
+		credits = unlimitedWindow
+	}
+	sess, err := c.srv.deps.Delivery.OpenSession(c.ctx, aq.q, aq.g, delivery.SessionOptions{
+		// The lease of an unacked delivery: RabbitMQ's lasts while the
+		// channel does, up to consumer_timeout (30 min); the engine's
+		// longest visibility is 5 min, after which the message is
+		// redelivered (to any consumer) even while this channel is open.
+		Visibility:     delivery.MaxVisibility,
+		Credits:        credits,
+		CreditOnSettle: true,
+		MaxBatch:       min(credits, 256),
+		OnClose:        delivery.ExpireUnsettled,
+	})
+	if err != nil {
+		return rpcError(err, "opening the consumer")
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	cons := &consumer{ch: ch, tag: tag, aq: aq, noAck: m.NoAck, sess: sess, cancel: cancel, done: make(chan struct{})}
+	ch.mu.Lock()
+	ch.consumers[tag] = cons
+	ch.mu.Unlock()
+	c.srv.addConsumer(cons)
+	// consume-ok goes before the first delivery.
+	ch.ok(m.NoWait, &wire.BasicConsumeOk{ConsumerTag: tag})
+	go cons.run(ctx)
+	return nil
+}
+
+// run delivers what the session gives until it is cancelled.
+func (cons *consumer) run(ctx context.Context) {
+	defer close(cons.done)
+	ch, c := cons.ch, cons.ch.c
+	for {
+		msgs, err := cons.sess.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, delivery.ErrSessionClosed) {
+				return
+			}
+			// The queue is gone (deleted through another node or API), or
+			// its delivery cannot be served: tell the client, as
+			// consumer_cancel_notify does.
+			c.srv.logger.Info("amqp: consumer cancelled", "queue", cons.aq.name, "err", err)
+			cons.notifyCancel()
+			return
+		}
+		if ctx.Err() != nil {
+			return // unsettled: Close returns them
+		}
+		var settle []delivery.AckRequest
+		now := time.Now()
+		for _, m := range msgs {
+			if expired(m, cons.aq, now) {
+				settle = append(settle, delivery.AckRequest{Handle: m.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS})
+				continue
+			}
+			tag := ch.track(cons, cons.aq, m.GetReceiptHandle(), cons.noAck)
+			props, exchange, key := fromDMS(m.GetMessage(), cons.aq.name)
+			c.sendContent(ch.id, &wire.BasicDeliver{ConsumerTag: cons.tag, DeliveryTag: tag, Redelivered: m.GetDeliveryCount() > 1, Exchange: exchange, RoutingKey: key}, &props, m.GetMessage().GetBody())
+			if cons.noAck {
+				settle = append(settle, delivery.AckRequest{Handle: m.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS})
+			}
+		}
+		c.flush()
+		if len(settle) > 0 {
+			if _, _, err := cons.sess.Settle(context.WithoutCancel(ctx), settle, nil); err != nil && !errors.Is(err, delivery.ErrSessionClosed) {
+				c.srv.logger.Warn("amqp: settling auto-acked or expired deliveries failed", "queue", cons.aq.name, "err", err)
+			}
+		}
+	}
+}
+
+// expired applies the message TTL (per message, the expiration property;
+// per queue, x-message-ttl) when a message is about to be delivered, as
+// RabbitMQ expires messages at the head of a queue: an expired message is
+// settled and not delivered.
+func expired(m *dmsv1.ReceivedMessage, aq *amqpQueue, now time.Time) bool {
+	ttl := int64(-1)
+	if aq.props != nil && aq.props.MessageTTLMs > 0 {
+		ttl = aq.props.MessageTTLMs
+	}
+	if enc := m.GetMessage().GetAttributes()[attrProperties].GetStringValue(); enc != "" {
+		props, _, _ := fromDMS(m.GetMessage(), aq.name)
+		if props.Flags&wire.FlagExpiration != 0 {
+			if ms, err := strconv.ParseInt(props.Expiration, 10, 64); err == nil && (ttl < 0 || ms < ttl) {
+				ttl = ms
+			}
+		}
+	}
+	if ttl < 0 || m.GetPublishTime() == nil {
+		return false
+	}
+	return now.Sub(m.GetPublishTime().AsTime()) > time.Duration(ttl)*time.Millisecond
+}
+
+// track numbers a delivery; deliveries of no-ack consumers are numbered
+// but not kept.
+func (ch *channel) track(cons *consumer, aq *amqpQueue, handle string, noAck bool) uint64 {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.nextTag++
+	if !noAck {
+		ch.unacked[ch.nextTag] = &pendingDelivery{cons: cons, aq: aq, handle: handle}
+	}
+	return ch.nextTag
+}
+
+// stop ends the consumer: its loop stops and its unsettled deliveries
+// return to the queue.
+func (cons *consumer) stop(ctx context.Context) {
+	cons.closed.Do(func() {
+		cons.cancel()
+		<-cons.done
+		if err := cons.sess.Close(ctx); err != nil {
+			cons.ch.c.srv.logger.Warn("amqp: returning unacked deliveries failed", "queue", cons.aq.name, "err", err)
+		}
+		cons.ch.c.srv.removeConsumer(cons)
+	})
+}
+
+// notifyCancel sends basic.cancel to the client and forgets the consumer.
+func (cons *consumer) notifyCancel() {
+	ch := cons.ch
+	ch.mu.Lock()
+	_, ok := ch.consumers[cons.tag]
+	delete(ch.consumers, cons.tag)
+	ch.mu.Unlock()
+	if ok {
+		ch.c.send(ch.id, &wire.BasicCancel{ConsumerTag: cons.tag, NoWait: true})
+		ch.c.flush()
+	}
+}
+
+func (ch *channel) cancel(m *wire.BasicCancel) error {
+	ch.mu.Lock()
+	cons := ch.consumers[m.ConsumerTag]
+	delete(ch.consumers, m.ConsumerTag)
+	ch.mu.Unlock()
+	if cons != nil {
+		// Its unacked deliveries stay acknowledgeable, as in RabbitMQ: the
+		// session stays open, without a loop, until the channel closes.
+		cons.cancel()
+		<-cons.done
+		ch.mu.Lock()
+		ch.cancelled = append(ch.cancelled, cons)
+		ch.mu.Unlock()
+		ch.c.srv.removeConsumer(cons)
+	}
+	ch.ok(m.NoWait, &wire.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+	return nil
+}
+
+func (ch *channel) get(m *wire.BasicGet) error {
+	c := ch.c
+	aq, err := ch.findQueue(c.ctx, m.Queue)
+	if err != nil {
+		return err
+	}
+	for {
+		msgs, err := c.srv.deps.Delivery.Receive(c.ctx, aq.q, aq.g, delivery.ReceiveOptions{MaxMessages: 1, Visibility: delivery.MaxVisibility, AutoAck: m.NoAck}, "", nil)
+		if err != nil {
+			return rpcError(err, "basic.get")
+		}
+		if len(msgs) == 0 {
+			ch.ok(false, &wire.BasicGetEmpty{})
+			return nil
+		}
+		msg := msgs[0]
+		if expired(msg, aq, time.Now()) {
+			if !m.NoAck {
+				_, _ = c.srv.deps.Delivery.Ack(c.ctx, aq.q, aq.g, []delivery.AckRequest{{Handle: msg.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}}, false)
+			}
+			continue
+		}
+		tag := ch.track(nil, aq, msg.GetReceiptHandle(), m.NoAck)
+		props, exchange, key := fromDMS(msg.GetMessage(), aq.name)
+		ready, _ := ch.counts(aq)
+		c.sendContent(ch.id, &wire.BasicGetOk{DeliveryTag: tag, Redelivered: msg.GetDeliveryCount() > 1, Exchange: exchange, RoutingKey: key, MessageCount: ready}, &props, msg.GetMessage().GetBody())
+		c.flush()
+		return nil
+	}
+}
+
+type settleKind int
+
+const (
+	settleAck settleKind = iota
+	settleNack
+)
+
+// settle applies basic.ack, basic.nack and basic.reject. ack → SUCCESS;
+// requeue → FAIL (available again at once, the attempt counted toward
+// x-delivery-limit); no requeue → SUCCESS (RabbitMQ drops the message)
+// unless the queue dead-letters, and then FAIL: DMS has no status that
+// dead-letters at once, so the message is retried until the limit and
+// then moves to the group's dead letters.
+func (ch *channel) settle(tag uint64, multiple bool, kind settleKind, requeue bool) error {
+	ch.mu.Lock()
+	var picked []*pendingDelivery
+	if multiple {
+		for t, d := range ch.unacked {
+			if tag == 0 || t <= tag {
+				picked = append(picked, d)
+				delete(ch.unacked, t)
+			}
+		}
+	} else if d, ok := ch.unacked[tag]; ok {
+		picked = append(picked, d)
+		delete(ch.unacked, tag)
+	}
+	ch.mu.Unlock()
+	if len(picked) == 0 && !(multiple) {
+		return preconditionf("unknown delivery tag %d", tag)
+	}
+	type key struct {
+		cons *consumer
+		aq   *amqpQueue
+	}
+	groups := map[key][]delivery.AckRequest{}
+	for _, d := range picked {
+		status := dmsv1.AckStatus_ACK_STATUS_SUCCESS
+		if kind == settleNack && (requeue || (d.aq.props != nil && d.aq.props.DeadLetterExchange != "") || d.aq.q.GetDeadLetterEnabled()) {
+			status = dmsv1.AckStatus_ACK_STATUS_FAIL
+		}
+		k := key{d.cons, d.aq}
+		if d.cons != nil {
+			k.aq = nil
+		}
+		groups[k] = append(groups[k], delivery.AckRequest{Handle: d.handle, Status: status})
+	}
+	ctx := context.WithoutCancel(ch.c.ctx)
+	for k, acks := range groups {
+		var err error
+		if k.cons != nil {
+			_, _, err = k.cons.sess.Settle(ctx, acks, nil)
+		} else {
+			_, err = ch.c.srv.deps.Delivery.Ack(ctx, k.aq.q, k.aq.g, acks, false)
+		}
+		if err != nil && !errors.Is(err, delivery.ErrSessionClosed) {
+			return errorf(wire.InternalError, "settling deliveries: %v", err)
+		}
+	}
+	return nil
+}
+
+// recover returns every unacked delivery of the channel (basic.recover
+// with requeue; without, RabbitMQ requeues too).
+func (ch *channel) recover() error {
+	ch.mu.Lock()
+	unacked := ch.unacked
+	ch.unacked = map[uint64]*pendingDelivery{}
+	ch.mu.Unlock()
+	ctx := context.WithoutCancel(ch.c.ctx)
+	for _, d := range unacked {
+		req := []delivery.AckRequest{{Handle: d.handle, Status: dmsv1.AckStatus_ACK_STATUS_FAIL}}
+		if d.cons != nil {
+			_, _, _ = d.cons.sess.Settle(ctx, req, nil)
+		} else {
+			_, _ = ch.c.srv.deps.Delivery.Ack(ctx, d.aq.q, d.aq.g, req, false)
+		}
+	}
+	ch.ok(false, &wire.BasicRecoverOk{})
+	return nil
+}
+
+// failGets returns the basic.get deliveries among unacked to their queues.
+func (ch *channel) failGets(ctx context.Context, unacked map[uint64]*pendingDelivery) {
+	for _, d := range unacked {
+		if d.cons != nil {
+			continue
+		}
+		req := []delivery.AckRequest{{Handle: d.handle, Status: dmsv1.AckStatus_ACK_STATUS_FAIL}}
+		_, _ = ch.c.srv.deps.Delivery.Ack(ctx, d.aq.q, d.aq.g, req, false)
+	}
+}
+
+// The server's consumers by queue id: counts for queue.declare-ok and
+// cancel notifications when a queue is deleted.
+type consumerRegistry struct {
+	mu   sync.Mutex
+	byQ  map[string]map[*consumer]struct{}
+	once sync.Once
+}
+
+func (s *Server) addConsumer(cons *consumer) {
+	s.consumers.mu.Lock()
+	defer s.consumers.mu.Unlock()
+	if s.consumers.byQ == nil {
+		s.consumers.byQ = map[string]map[*consumer]struct{}{}
+	}
+	id := cons.aq.q.GetId()
+	if s.consumers.byQ[id] == nil {
+		s.consumers.byQ[id] = map[*consumer]struct{}{}
+	}
+	s.consumers.byQ[id][cons] = struct{}{}
+}
+
+func (s *Server) removeConsumer(cons *consumer) {
+	s.consumers.mu.Lock()
+	defer s.consumers.mu.Unlock()
+	delete(s.consumers.byQ[cons.aq.q.GetId()], cons)
+}
+
+func (s *Server) consumerCount(queueID string) int {
+	s.consumers.mu.Lock()
+	defer s.consumers.mu.Unlock()
+	return len(s.consumers.byQ[queueID])
+}
+
+// cancelConsumersOf stops the consumers of a deleted queue and tells their
+// clients (basic.cancel).
+func (s *Server) cancelConsumersOf(queueID string) {
+	s.consumers.mu.Lock()
+	var list []*consumer
+	for cons := range s.consumers.byQ[queueID] {
+		list = append(list, cons)
+	}
+	s.consumers.mu.Unlock()
+	for _, cons := range list {
+		cons.cancel()
+		cons.notifyCancel()
+	}
+}
