@@ -200,4 +200,11 @@ func TestJavaKafkaClients(t *testing.T) {
 		require.Len(t, described[group].Members, 1)
 		require.Equal(t, "instance-1", *described[group].Members[0].InstanceID)
 	})
+
+	t.Run("KIP-848 consumer refused", func(t *testing.T) {
+		var res struct{ Refused string }
+		javaClient(t, cp, &res, "kip848", addr, "java-kip848")
+		require.Equal(t, "org.apache.kafka.common.errors.UnsupportedVersionException", res.Refused,
+			"group.protocol=consumer fails at the first poll: DMS serves classic groups, not ConsumerGroupHeartbeat")
+	})
 }

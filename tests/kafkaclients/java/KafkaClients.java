@@ -26,6 +26,8 @@
 //   static:  a static member (group.instance.id INSTANCE) of GROUP reads N
 //            records, committing, and closes without leaving the group;
 //            prints the generation it had;
+//   kip848:  a consumer with group.protocol=consumer (KIP-848), which DMS
+//            does not serve; prints the exception's class;
 //   inspect: with a GROUP that consumed TOPIC and has no members left,
 //            AdminClient lists and describes the group and its offsets,
 //            describes the topic's configs and adds a partition, and a
@@ -69,6 +71,7 @@ public class KafkaClients {
             case "consume" -> consume(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
             case "admin" -> admin(bootstrap, topic);
             case "inspect" -> inspect(bootstrap, topic, args[3]);
+            case "kip848" -> kip848(bootstrap, topic);
             case "static" -> staticMember(bootstrap, topic, Integer.parseInt(args[3]), args[4], args[5]);
             case "groupadmin" -> groupAdmin(bootstrap, topic, args[3]);
             case "acks" -> acks(bootstrap, topic, Integer.parseInt(args[3]), args[4]);
@@ -321,6 +324,24 @@ public class KafkaClients {
             out.append(i > 0 ? ", " : "").append('"').append(values.get(i)).append('"');
         }
         System.out.println(out.append("]}"));
+    }
+
+    static void kip848(String bootstrap, String topic) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, "kip848-" + topic);
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+        String refused = "";
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            consumer.subscribe(List.of(topic));
+            while (System.nanoTime() < deadline) {
+                consumer.poll(Duration.ofMillis(200));
+            }
+        } catch (Exception e) {
+            refused = e.getClass().getName();
+        }
+        System.out.println("{\"refused\": \"" + refused + "\"}");
     }
 
     static void admin(String bootstrap, String topic) throws Exception {
