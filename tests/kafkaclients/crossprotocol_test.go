@@ -72,6 +72,20 @@ func TestSaramaProducedConsumedByDMSGroup(t *testing.T) {
 	require.Equal(t, expectedValues("x", n), valueSet(t, member.seen()))
 }
 
+// queueNamed returns the default project's queue with a display name.
+func queueNamed(t *testing.T, srv *testserver.Server, name string) *dmsv1.Queue {
+	t.Helper()
+	resp, err := srv.Queues().ListQueues(ctxT(t), &dmsv1.ListQueuesRequest{Parent: "projects/" + server.DefaultProject})
+	require.NoError(t, err)
+	for _, q := range resp.GetQueues() {
+		if q.GetDisplayName() == name {
+			return q
+		}
+	}
+	t.Fatalf("no queue %q", name)
+	return nil
+}
+
 func receiveN(t *testing.T, srv *testserver.Server, g *dmsv1.ConsumerGroup, n int) []*dmsv1.ReceivedMessage {
 	t.Helper()
 	var got []*dmsv1.ReceivedMessage

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 )
 
 // compileJava compiles java/KafkaClients.java against the jars of
@@ -43,12 +45,18 @@ func TestJavaKafkaClients(t *testing.T) {
 		var res struct {
 			Partitions        int
 			Listed            bool
-			ListedAfterDelete bool `json:"listed_after_delete"`
+			ListedAfterDelete bool   `json:"listed_after_delete"`
+			HTMode            string `json:"ht_mode"`
+			Compact           string
 		}
 		javaClient(t, cp, &res, "admin", addr, "java-admin")
 		require.Equal(t, 3, res.Partitions)
 		require.True(t, res.Listed)
 		require.False(t, res.ListedAfterDelete)
+		require.Equal(t, "KAFKA_HT", res.HTMode, "dms.queue.mode chooses the queue mode")
+		require.Equal(t, "org.apache.kafka.common.errors.InvalidConfigurationException", res.Compact, "DMS queues are not compacted")
+		q := queueNamed(t, srv, "java-admin-ht")
+		require.Equal(t, dmsv1.QueueMode_QUEUE_MODE_KAFKA_HT, q.GetMode())
 	})
 	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
 		t.Run("produce "+codec, func(t *testing.T) {

@@ -6,7 +6,9 @@
 // Usage: KafkaClients ACTION BOOTSTRAP TOPIC [N PREFIX COMPRESSION | N GROUP]
 //   produce: an idempotent producer (acks=all) sends N records;
 //   consume: a consumer of GROUP reads N records, committing synchronously;
-//   admin:   AdminClient creates, describes, lists and deletes TOPIC;
+//   admin:   AdminClient creates, describes, lists and deletes TOPIC; creates
+//            TOPIC-ht with dms.queue.mode=KAFKA_HT and reads the config
+//            back; is refused a topic with cleanup.policy=compact;
 //   cooperative: two consumers of GROUP with the cooperative-sticky assignor,
 //            the second joining once the first has records (an incremental
 //            rebalance), read N records between them, committing
@@ -354,7 +356,17 @@ public class KafkaClients {
             boolean listed = admin.listTopics().names().get(30, TimeUnit.SECONDS).contains(topic);
             admin.deleteTopics(List.of(topic)).all().get(30, TimeUnit.SECONDS);
             boolean listedAfter = admin.listTopics().names().get(30, TimeUnit.SECONDS).contains(topic);
-            System.out.println("{\"partitions\": " + partitions + ", \"listed\": " + listed + ", \"listed_after_delete\": " + listedAfter + "}");
+            admin.createTopics(List.of(new NewTopic(topic + "-ht", 1, (short) 1).configs(Map.of("dms.queue.mode", "KAFKA_HT")))).all().get(30, TimeUnit.SECONDS);
+            ConfigResource ht = new ConfigResource(ConfigResource.Type.TOPIC, topic + "-ht");
+            String mode = admin.describeConfigs(List.of(ht)).all().get(30, TimeUnit.SECONDS).get(ht).get("dms.queue.mode").value();
+            String compact = "";
+            try {
+                admin.createTopics(List.of(new NewTopic(topic + "-compact", 1, (short) 1).configs(Map.of("cleanup.policy", "compact")))).all().get(30, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                compact = e.getCause().getClass().getName();
+            }
+            System.out.println("{\"partitions\": " + partitions + ", \"listed\": " + listed + ", \"listed_after_delete\": " + listedAfter
+                + ", \"ht_mode\": \"" + mode + "\", \"compact\": \"" + compact + "\"}");
         }
     }
 
