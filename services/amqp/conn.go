@@ -95,6 +95,9 @@ func (c *conn) serve() {
 	_ = c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := c.handshake(br); err != nil {
 		c.srv.logger.Debug("amqp: handshake failed", "remote", c.nc.RemoteAddr(), "err", err)
+		if c.isClosed() {
+			c.drainUntilCloseOk()
+		}
 		return
 	}
 	_ = c.nc.SetDeadline(time.Time{})
@@ -131,6 +134,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrFrameEnd):
 		c.closeConnection(errorf(wire.FrameError, "%v", err))
+		c.drainUntilCloseOk()
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	default:
 		var ne net.Error
@@ -345,8 +349,16 @@ func (c *conn) closeConnection(e *amqpError) {
 // asks of a peer that sent connection.close, for a bounded time.
 func (c *conn) drainUntilCloseOk() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(closeOkTimeout))
+	if c.fr.SkipRefused() != nil {
+		return
+	}
 	for {
 		f, err := c.fr.ReadFrame()
+		if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrFrameEnd) {
+			// Out of step with the client: discard bytes until it closes.
+			_, _ = io.Copy(io.Discard, c.nc)
+			return
+		}
 		if err != nil {
 			return
 		}

@@ -40,6 +40,8 @@ type Frame struct {
 type FrameReader struct {
 	r   *bufio.Reader
 	buf []byte
+	// pending is the rest of a frame refused as too large.
+	pending int64
 	// Max is the frame_max in force, the whole frame counted as the
 	// specification counts it (header, payload and end octet); 0 is no limit.
 	Max uint32
@@ -60,6 +62,7 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	f := Frame{Type: hdr[0], Channel: binary.BigEndian.Uint16(hdr[1:])}
 	size := binary.BigEndian.Uint32(hdr[3:])
 	if fr.Max > 0 && uint64(size)+frameOverhead > uint64(fr.Max) {
+		fr.pending = int64(size) + 1
 		return f, fmt.Errorf("%w: %d bytes, frame_max is %d", ErrFrameTooLarge, uint64(size)+frameOverhead, fr.Max)
 	}
 	if cap(fr.buf) < int(size)+1 {
@@ -77,6 +80,16 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	}
 	f.Payload = b[:size]
 	return f, nil
+}
+
+// SkipRefused discards the rest of a frame ReadFrame refused as larger than
+// frame_max, so that the frames after it can be read (a client's
+// connection.close-ok, after the server closed the connection for it).
+func (fr *FrameReader) SkipRefused() error {
+	n := fr.pending
+	fr.pending = 0
+	_, err := io.CopyN(io.Discard, fr.r, n)
+	return err
 }
 
 // ParseMethod decodes a method frame's payload.
