@@ -19,7 +19,7 @@ type groupOwnership struct {
 	node string
 }
 
-func (o groupOwnership) Shards() int32 { return max(o.p.Info().GetDeliveryShards(), 1) }
+func (o groupOwnership) Shards() int32 { return o.p.Info().GetDeliveryShards() }
 
 func (o groupOwnership) ShardOwner(shard int32) (int64, string, bool) {
 	st, ok := o.p.Unit(placement.DeliveryShard(shard))

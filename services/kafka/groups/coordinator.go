@@ -20,7 +20,8 @@ import (
 
 // Ownership says which node coordinates the groups of a delivery shard.
 type Ownership interface {
-	// Shards is the number of delivery shards.
+	// Shards is the number of delivery shards; 0 while the cluster's
+	// description is not known yet.
 	Shards() int32
 	// ShardOwner returns the epoch in which this node owns a delivery
 	// shard, or mine false with the owner ("" when none).
@@ -89,14 +90,24 @@ func (c *Coordinator) Close() {
 // Key is the name of a group in the shard logs: groups are per project.
 func Key(project, group string) string { return project + "/" + group }
 
-// ShardOf returns the delivery shard of a group.
-func (c *Coordinator) ShardOf(project, group string) int32 {
-	return placement.ShardOf(Key(project, group), c.own.Shards())
+// shardOf returns the delivery shard of a group. Until the number of
+// shards is known no group has one: a guess would put its state in
+// another shard's log.
+func (c *Coordinator) shardOf(project, group string) (int32, error) {
+	n := c.own.Shards()
+	if n <= 0 {
+		return 0, fmt.Errorf("%w: the cluster's delivery shards are not known yet", kerr.CoordinatorNotAvailable)
+	}
+	return placement.ShardOf(Key(project, group), n), nil
 }
 
 // Owner returns the node coordinating a group ("" when none right now).
 func (c *Coordinator) Owner(project, group string) string {
-	_, owner, _ := c.own.ShardOwner(c.ShardOf(project, group))
+	id, err := c.shardOf(project, group)
+	if err != nil {
+		return ""
+	}
+	_, owner, _ := c.own.ShardOwner(id)
 	return owner
 }
 
@@ -159,7 +170,11 @@ func (c *Coordinator) lookup(ctx context.Context, project, name string, create b
 	if name == "" {
 		return nil, fmt.Errorf("%w: a group id is required", kerr.InvalidGroupID)
 	}
-	sh, err := c.shard(ctx, c.ShardOf(project, name))
+	id, err := c.shardOf(project, name)
+	if err != nil {
+		return nil, err
+	}
+	sh, err := c.shard(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +199,11 @@ type Listing struct {
 func (c *Coordinator) List(ctx context.Context, project string) ([]Listing, error) {
 	var out []Listing
 	prefix := project + "/"
-	for id := range c.own.Shards() {
+	n := c.own.Shards()
+	if n <= 0 {
+		return nil, fmt.Errorf("%w: the cluster's delivery shards are not known yet", kerr.CoordinatorNotAvailable)
+	}
+	for id := range n {
 		if _, _, mine := c.own.ShardOwner(id); !mine {
 			continue
 		}
