@@ -156,6 +156,9 @@ func (s *Server) principalOf(ctx context.Context, public bool) (authz.Principal,
 		if len(v) == 0 {
 			return authz.Principal{}, false
 		}
+		if len(v) > 1 {
+			return authz.Principal{Kind: authz.Refused, Refusal: errs.Wrapf(errs.ErrCredentialInvalid, "the call carries %d principal assertions", len(v))}, true
+		}
 		p, err := s.authn.ParseAssertion(v[0])
 		if err != nil {
 			return authz.Principal{Kind: authz.Refused, Refusal: err}, true
@@ -367,6 +370,9 @@ func (s *Server) authHTTP(next http.Handler) http.Handler {
 		p := s.authn.FromHTTP(r)
 		r.Header.Del("Authorization")
 		r.Header.Del("X-Auth-Token")
+		// grpc-gateway passes Grpc-Metadata-* headers on as metadata: none
+		// may pose as the assertion made here.
+		r.Header.Del("Grpc-Metadata-" + identity.AssertionHeader)
 		ctx := metadata.AppendToOutgoingContext(r.Context(), identity.AssertionHeader, s.authn.Assert(p))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

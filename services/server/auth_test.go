@@ -220,6 +220,28 @@ func TestAuthKeystoneTokenAndDMSRest(t *testing.T) {
 	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v1/accounts", "", nil); code != http.StatusUnauthorized {
 		t.Fatalf("anonymous GET /v1/accounts: %d %v", code, body)
 	}
+	// A header that grpc-gateway would pass on as the principal assertion
+	// is dropped: it neither helps an anonymous caller nor spoils a real one.
+	forged := map[string]string{"Grpc-Metadata-Dms-Principal": "Zm9v.YmFy"}
+	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v1/accounts", "", forged); code != http.StatusUnauthorized || !strings.Contains(fmt.Sprint(body), "UNAUTHENTICATED") {
+		t.Fatalf("forged assertion header: %d %v", code, body)
+	}
+	forged["Authorization"] = adminREST["Authorization"]
+	if code, body := call(t, "GET", "http://"+s.HTTPAddr+"/v1/accounts", "", forged); code != http.StatusOK {
+		t.Fatalf("forged assertion header beside a real token: %d %v", code, body)
+	}
+
+	// The internal listener takes principals only as assertions MACed with
+	// the cluster's key: a forged one is refused, as are two.
+	internal := dmsv1.NewQueueServiceClient(s.Internal)
+	list := &dmsv1.ListQueuesRequest{Parent: "projects/" + project}
+	forgedCtx := metadata.AppendToOutgoingContext(context.Background(), "dms-principal", "Zm9v.YmFy")
+	if _, err := internal.ListQueues(forgedCtx, list); rpcstatus.Reason(err) != "CREDENTIAL_INVALID" || !strings.Contains(err.Error(), "forged") {
+		t.Fatalf("forged assertion on the internal listener: %v", err)
+	}
+	if _, err := internal.ListQueues(metadata.AppendToOutgoingContext(forgedCtx, "dms-principal", "YmF6.cXV4"), list); rpcstatus.Reason(err) != "CREDENTIAL_INVALID" || !strings.Contains(err.Error(), "2 principal assertions") {
+		t.Fatalf("two assertions on the internal listener: %v", err)
+	}
 
 	// gRPC with the same token as a bearer.
 	ctx := context.Background()
