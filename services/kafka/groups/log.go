@@ -43,7 +43,8 @@ func newShard(c *Coordinator, id int32, epoch int64) *shard {
 func (sh *shard) isClosed() bool { return sh.closed.Load() }
 
 // close drops the shard's state: its timers do nothing from now on and are
-// stopped. A request still holding one of its groups writes with the old
+// stopped, and members waiting for a rebalance are told to find the new
+// coordinator. A request still holding one of its groups writes with the old
 // epoch, which storage refuses once another owner fenced it. close may be
 // called with a group's lock held (a write that found the shard fenced),
 // so the timers are stopped without waiting for the locks.
@@ -55,6 +56,18 @@ func (sh *shard) close() {
 		for _, g := range sh.list() {
 			g.mu.Lock()
 			g.stopTimers()
+			// Members waiting in JoinGroup or SyncGroup look for the new
+			// coordinator now rather than at their request's timeout.
+			for _, m := range g.members {
+				if m.join != nil {
+					m.join <- JoinResult{Err: kerr.NotCoordinator, MemberID: m.id}
+					m.join = nil
+				}
+				if m.sync != nil {
+					m.sync <- SyncResult{Err: kerr.NotCoordinator}
+					m.sync = nil
+				}
+			}
 			g.mu.Unlock()
 		}
 	}()
