@@ -314,6 +314,8 @@ func (c *conn) connectionMethod(m wire.Method) error {
 	switch m := m.(type) {
 	case *wire.ConnectionClose:
 		c.closeChannels()
+		// Before close-ok, so that a client that closed sees them gone.
+		c.dropExclusive()
 		c.chmu.Lock()
 		c.closing = true
 		c.chmu.Unlock()
@@ -393,6 +395,12 @@ func (c *conn) closeChannels() {
 func (c *conn) cleanup() {
 	c.closeChannels()
 	_ = c.nc.Close()
+	c.dropExclusive()
+	c.cancel()
+}
+
+// dropExclusive deletes the connection's exclusive queues.
+func (c *conn) dropExclusive() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), closeOkTimeout)
 	defer cancel()
 	for _, name := range c.exclusive {
@@ -404,7 +412,7 @@ func (c *conn) cleanup() {
 			c.srv.logger.Warn("amqp: deleting an exclusive queue failed", "queue", name, "err", err)
 		}
 	}
-	c.cancel()
+	c.exclusive = nil
 }
 
 func (c *conn) addExclusive(name string) {
