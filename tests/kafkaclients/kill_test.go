@@ -1,6 +1,7 @@
 package kafkaclients_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -172,5 +174,52 @@ func TestSaramaGroupSurvivesKillNine(t *testing.T) {
 		return true
 	}, 60*time.Second, 50*time.Millisecond, "the group consumes every stored record")
 	stopMember()
+	requireCommittedToEnd(t, addr, group, topic)
+}
+
+// TestConfluentGroupSurvivesKillNine is the same with librdkafka
+// (confluent-kafka-python): its idempotent producer and consumer group run
+// in one process while dmsd is killed and restarted; every acknowledged
+// record is stored and consumed, and the group's commits end at the end.
+func TestConfluentGroupSurvivesKillNine(t *testing.T) {
+	python := tool(t, "DMS_KAFKA_PYTHON")
+	d := buildDmsd(t)
+	addr := d.kafkaAddr
+	const topic, group = "kill-confluent", "kill-confluent-group"
+	_, err := admin(t, addr).CreateTopic(ctxT(t), 3, 1, nil, topic)
+	require.NoError(t, err)
+
+	cmd := exec.Command(python, "python/clients.py", "confluent", "soak", "--bootstrap", addr, "--topic", topic, "--group", group, "--seconds", "8")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	// Kill once the group has committed something.
+	require.Eventually(t, func() bool { return sum(committed(t, addr, group, topic)) > 0 }, 60*time.Second, 50*time.Millisecond)
+	before := committed(t, addr, group, topic)
+	d.kill(t)
+	d.start(t)
+	after := committed(t, addr, group, topic)
+	for p, at := range before {
+		require.GreaterOrEqual(t, after[p], at, "partition %d: the commit answered before the kill holds", p)
+	}
+	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr.String())
+
+	var res struct{ Acked, Consumed, Errors []string }
+	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &res), "%s", stdout.String())
+	t.Logf("%d acknowledged, %d consumed; client errors: %v", len(res.Acked), len(res.Consumed), res.Errors)
+	require.NotEmpty(t, res.Acked)
+	stored := map[string]bool{}
+	for _, r := range readAll(t, addr, topic, int(sum(endOffsets(t, addr, topic)))) {
+		require.False(t, stored[string(r.Value)], "%s stored twice (idempotence)", r.Value)
+		stored[string(r.Value)] = true
+	}
+	consumed := map[string]bool{}
+	for _, v := range res.Consumed {
+		consumed[v] = true
+	}
+	for _, v := range res.Acked {
+		require.True(t, stored[v], "acknowledged %s is stored", v)
+		require.True(t, consumed[v], "acknowledged %s is consumed", v)
+	}
 	requireCommittedToEnd(t, addr, group, topic)
 }

@@ -54,6 +54,56 @@ def confluent_transactions(a):
     return {"refused": ""}
 
 
+def confluent_soak(a):
+    """An idempotent producer and a consumer group in one process for
+    a.seconds seconds while the test kills and restarts dmsd; then the
+    consumer goes on until it has every acknowledged record (or 60 s more).
+    Prints the acknowledged and the consumed values."""
+    from confluent_kafka import Consumer, KafkaError, Producer
+
+    p = Producer({"bootstrap.servers": a.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 60000})
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+    c.subscribe([a.topic])
+    acked, consumed, errors = set(), set(), []
+
+    def report(err, msg):
+        if err is None:
+            acked.add(msg.value().decode())
+        else:
+            errors.append(str(err))
+
+    def consume():
+        msgs = c.consume(num_messages=200, timeout=0.05)
+        for m in msgs:
+            if m.error() is None:
+                consumed.add(m.value().decode())
+        if msgs:
+            try:
+                c.commit(asynchronous=False)
+            except Exception as e:  # the broker is away: commit later
+                errors.append(str(e))
+
+    i = 0
+    end = time.time() + a.seconds
+    while time.time() < end:
+        for _ in range(20):
+            try:
+                p.produce(a.topic, value=f"s-{i:06d}", on_delivery=report)
+                i += 1
+            except BufferError:
+                break
+        p.poll(0)
+        consume()
+    p.flush(60)
+    deadline = time.time() + 60
+    while not acked <= consumed and time.time() < deadline:
+        consume()
+    c.close()
+    return {"acked": sorted(acked), "consumed": sorted(consumed), "errors": errors[:10]}
+
+
 def confluent_consume(a):
     from confluent_kafka import Consumer, KafkaException
 
@@ -265,13 +315,14 @@ def kafkapython_admin(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("client", choices=["confluent", "kafkapython"])
-    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative", "transactions", "pair"])
+    ap.add_argument("action", choices=["produce", "consume", "admin", "inspect", "cooperative", "transactions", "pair", "soak"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", default="")
     ap.add_argument("--prefix", default="m")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--compression", default="none")
+    ap.add_argument("--seconds", type=float, default=5)
     a = ap.parse_args()
     result = globals()[f"{a.client}_{a.action}"](a)
     json.dump(result, sys.stdout)
