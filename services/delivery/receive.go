@@ -153,8 +153,40 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 		if p.ordered {
 			blocked = p.blockedKeys()
 		}
+		// A redelivery deferred behind an earlier message of its key holds
+		// back the key's later messages too.
+		deferred := map[string]int64{} // key → lowest deferred offset
 		keyBlocked := func(r *storagev1.StoredRecord) bool {
-			return blocked[r.GetRecord().GetMessage().GetOrderingKey()]
+			key := r.GetRecord().GetMessage().GetOrderingKey()
+			if d, ok := deferred[key]; ok && r.GetOffset() > d {
+				return true
+			}
+			return blocked[key]
+		}
+		// earliest is, in an ordered partition, the lowest offset of each key
+		// among the records read but not delivered (held or buffered): a
+		// redelivery of the key must not overtake them.
+		var earliest map[string]int64
+		if p.ordered && p.ready.Len() > 0 {
+			earliest = map[string]int64{}
+			for _, list := range [][]*storagev1.StoredRecord{p.held, p.buffered} {
+				for _, r := range list {
+					key := r.GetRecord().GetMessage().GetOrderingKey()
+					if o, ok := earliest[key]; !ok || r.GetOffset() < o {
+						earliest[key] = r.GetOffset()
+					}
+				}
+			}
+		}
+		overtakes := func(r *storagev1.StoredRecord) bool {
+			if p.ordered && r.GetOffset() >= p.next {
+				// Not reached by the read position (a reload starts it
+				// over at the ack floor): what precedes it of its key is
+				// unknown until the scan gets there, and takes it then.
+				return true
+			}
+			o, ok := earliest[r.GetRecord().GetMessage().GetOrderingKey()]
+			return ok && o < r.GetOffset()
 		}
 		// take marks the offset in flight at once, so that the scan below
 		// skips a message the redelivery heap already handed out.
@@ -188,6 +220,12 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 				p.settle(offset) // deleted by retention meanwhile
 			case keyBlocked(r):
 				later = append(later, offset)
+			case overtakes(r):
+				later = append(later, offset)
+				key := r.GetRecord().GetMessage().GetOrderingKey()
+				if d, ok := deferred[key]; !ok || offset < d {
+					deferred[key] = offset
+				}
 			default:
 				take(r)
 			}
