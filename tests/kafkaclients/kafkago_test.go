@@ -30,8 +30,8 @@ func kafkaGoWrite(t *testing.T, addr, topic, prefix string, n int, codec compres
 	require.NoError(t, w.WriteMessages(ctxT(t), msgs...))
 }
 
-// kafkaGoMember reads with a group reader and commits every message
-// synchronously after it has recorded it.
+// kafkaGoMember reads with a group reader, commits every message
+// synchronously and then records it.
 func kafkaGoMember(t *testing.T, addr, group, topic string) (func() []string, func()) {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{
@@ -50,13 +50,15 @@ func kafkaGoMember(t *testing.T, addr, group, topic string) (func() []string, fu
 				done <- err
 				return
 			}
-			mu.Lock()
-			seen = append(seen, string(m.Value))
-			mu.Unlock()
 			if err := r.CommitMessages(ctx, m); err != nil {
 				done <- err
 				return
 			}
+			// Seen once committed, so that a stop cannot cancel the
+			// commit of a record the test counts as consumed.
+			mu.Lock()
+			seen = append(seen, string(m.Value))
+			mu.Unlock()
 		}
 	}()
 	var once sync.Once

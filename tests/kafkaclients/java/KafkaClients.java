@@ -175,6 +175,16 @@ public class KafkaClients {
                     }
                     if (new java.util.HashSet<>(values).size() >= n) done.set(true);
                 }
+                // A commit refused between rebalance rounds is made good
+                // before leaving, once the round is over.
+                for (int attempt = 0; attempt < 50; attempt++) {
+                    try {
+                        consumer.commitSync();
+                        break;
+                    } catch (org.apache.kafka.common.errors.RebalanceInProgressException e) {
+                        consumer.poll(Duration.ofMillis(100));
+                    }
+                }
             } catch (Throwable e) {
                 errors.add(e);
             }
