@@ -28,6 +28,7 @@ type channel struct {
 
 	confirm bool
 	pub     *publisher
+	settler *settler
 
 	mu        sync.Mutex
 	prefetch  int // basic.qos prefetch-count for new consumers; 0 = no limit
@@ -41,6 +42,7 @@ type channel struct {
 func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{c: c, id: id, consumers: map[string]*consumer{}, unacked: map[uint64]*pendingDelivery{}}
 	ch.pub = newPublisher(ch)
+	ch.settler = newSettler(ch)
 	return ch
 }
 
@@ -69,6 +71,11 @@ func (ch *channel) frame(f wire.Frame) error {
 		m, err := wire.ParseMethod(f.Payload)
 		if err != nil {
 			return methodError(err)
+		}
+		switch m.(type) {
+		case *wire.BasicAck, *wire.BasicNack, *wire.BasicReject, *wire.BasicPublish:
+		default:
+			ch.settler.wait()
 		}
 		err = ch.method(m)
 		return ch.exception(err, m)
@@ -155,6 +162,8 @@ func (ch *channel) close() { ch.shutdown() }
 // flight, whose confirms are then not sent.
 func (ch *channel) shutdown() {
 	ch.pub.stop()
+	// Acks first: what the client acked must not come back.
+	ch.settler.stop()
 	ch.mu.Lock()
 	consumers := ch.consumers
 	ch.consumers = map[string]*consumer{}

@@ -285,35 +285,129 @@ func (ch *channel) settle(tag uint64, multiple bool, kind settleKind, requeue bo
 	if len(picked) == 0 && !(multiple) {
 		return preconditionf("unknown delivery tag %d", tag)
 	}
-	type key struct {
-		cons *consumer
-		aq   *amqpQueue
-	}
-	groups := map[key][]delivery.AckRequest{}
+	ch.settler.add(picked, kind, requeue)
+	return nil
+}
+
+// settler applies a channel's acks in the background: a client acks
+// without waiting for an answer (AMQP has none), so the read loop must not
+// wait for each ack's durable write either. Whatever arrived while one
+// write was in progress goes into the next: one state-log write per
+// consumer for many acks, however small the client's acks are.
+type settler struct {
+	ch      *channel
+	mu      sync.Mutex
+	cond    *sync.Cond
+	todo    []settleItem
+	added   uint64 // acks added and applied so far, for wait
+	applied uint64
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+type settleItem struct {
+	d      *pendingDelivery
+	status dmsv1.AckStatus
+}
+
+func newSettler(ch *channel) *settler {
+	s := &settler{ch: ch, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	go s.run()
+	return s
+}
+
+func (s *settler) add(picked []*pendingDelivery, kind settleKind, requeue bool) {
+	s.mu.Lock()
 	for _, d := range picked {
 		status := dmsv1.AckStatus_ACK_STATUS_SUCCESS
 		if kind == settleNack && (requeue || (d.aq.props != nil && d.aq.props.DeadLetterExchange != "") || d.aq.q.GetDeadLetterEnabled()) {
 			status = dmsv1.AckStatus_ACK_STATUS_FAIL
 		}
-		k := key{d.cons, d.aq}
-		if d.cons != nil {
-			k.aq = nil
-		}
-		groups[k] = append(groups[k], delivery.AckRequest{Handle: d.handle, Status: status})
+		s.todo = append(s.todo, settleItem{d: d, status: status})
 	}
-	ctx := context.WithoutCancel(ch.c.ctx)
+	s.added += uint64(len(picked))
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns once the acks added so far are applied: the methods of a
+// channel take effect in order, so a queue.declare or basic.get after an
+// ack sees it applied, as in RabbitMQ.
+func (s *settler) wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	target := s.added
+	for s.applied < target {
+		s.cond.Wait()
+	}
+}
+
+// stop applies what is queued and ends the settler.
+func (s *settler) stop() {
+	s.once.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+func (s *settler) run() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.wake:
+			s.apply()
+		case <-s.quit:
+			s.apply()
+			return
+		}
+	}
+}
+
+func (s *settler) apply() {
+	s.mu.Lock()
+	todo := s.todo
+	s.todo = nil
+	s.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		s.applied += uint64(len(todo))
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}()
+	type key struct {
+		cons *consumer
+		aq   *amqpQueue
+	}
+	groups := map[key][]delivery.AckRequest{}
+	for _, it := range todo {
+		k := key{cons: it.d.cons}
+		if it.d.cons == nil {
+			k.aq = it.d.aq
+		}
+		groups[k] = append(groups[k], delivery.AckRequest{Handle: it.d.handle, Status: it.status})
+	}
+	c := s.ch.c
+	ctx := context.WithoutCancel(c.ctx)
 	for k, acks := range groups {
 		var err error
 		if k.cons != nil {
 			_, _, err = k.cons.sess.Settle(ctx, acks, nil)
 		} else {
-			_, err = ch.c.srv.deps.Delivery.Ack(ctx, k.aq.q, k.aq.g, acks, false)
+			_, err = c.srv.deps.Delivery.Ack(ctx, k.aq.q, k.aq.g, acks, false)
 		}
 		if err != nil && !errors.Is(err, delivery.ErrSessionClosed) {
-			return errorf(wire.InternalError, "settling deliveries: %v", err)
+			// Not applied: the deliveries come back at their visibility
+			// deadline, or when the channel closes.
+			c.srv.logger.Warn("amqp: settling deliveries failed", "deliveries", len(acks), "err", err)
 		}
 	}
-	return nil
 }
 
 // recover returns every unacked delivery of the channel (basic.recover

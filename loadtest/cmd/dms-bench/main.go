@@ -44,7 +44,7 @@ func main() {
 }
 
 // driverNames are the drivers in the order they run.
-var driverNames = []string{"dms-grpc", "dms-stream", "dms-rest", "dms-kafka", "nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"}
+var driverNames = []string{"dms-grpc", "dms-stream", "dms-rest", "dms-kafka", "dms-amqp", "nats", "rabbitmq-quorum", "rabbitmq-classic", "kafka"}
 
 // options are the command's flags.
 type options struct {
@@ -56,10 +56,10 @@ type options struct {
 	out     string
 	format  string
 
-	dmsGRPC, dmsHTTP, dmsKafka, dmsd, dmsSrc, dmsProject string
-	dmsReplication                                       int
-	dmsPID                                               int
-	natsURL, amqpURL, kafkaBrokers, peersDir             string
+	dmsGRPC, dmsHTTP, dmsKafka, dmsAMQP, dmsd, dmsSrc, dmsProject string
+	dmsReplication                                                int
+	dmsPID                                                        int
+	natsURL, amqpURL, kafkaBrokers, peersDir                      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, error) {
@@ -89,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, map[string]bool, err
 	f.StringVar(&o.dmsGRPC, "dms-grpc", "", "gRPC address of a running dmsd; empty builds dmsd and starts a fresh one per run.")
 	f.StringVar(&o.dmsHTTP, "dms-http", "", "HTTP address of the running dmsd named by -dms-grpc (for dms-rest).")
 	f.StringVar(&o.dmsKafka, "dms-kafka", "", "Kafka listener address of the running dmsd named by -dms-grpc (for dms-kafka).")
+	f.StringVar(&o.dmsAMQP, "dms-amqp", "", "AMQP listener address of the running dmsd named by -dms-grpc (for dms-amqp).")
 	f.IntVar(&o.dmsPID, "dms-pid", 0, "Process id of the running dmsd, for its CPU and RSS.")
 	f.StringVar(&o.dmsd, "dmsd", "", "A dmsd binary to start instead of building one.")
 	f.StringVar(&o.dmsSrc, "dms-src", "", "Repository root to build dmsd from; found from the working directory when empty.")
@@ -192,7 +193,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer launcher.Close()
 	}
 	newDriver := func(name string) bench.Driver {
-		dmsCfg := dms.Config{GRPCAddr: o.dmsGRPC, HTTPAddr: o.dmsHTTP, KafkaAddr: o.dmsKafka, PID: o.dmsPID, Project: o.dmsProject, Launcher: launcher, ReplicationFactor: o.dmsReplication}
+		dmsCfg := dms.Config{GRPCAddr: o.dmsGRPC, HTTPAddr: o.dmsHTTP, KafkaAddr: o.dmsKafka, AMQPAddr: o.dmsAMQP, PID: o.dmsPID, Project: o.dmsProject, Launcher: launcher, ReplicationFactor: o.dmsReplication}
 		switch name {
 		case "dms-grpc":
 			return dms.NewGRPC(dmsCfg)
@@ -202,6 +203,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return dms.NewREST(dmsCfg)
 		case "dms-kafka":
 			return dms.NewKafka(dmsCfg)
+		case "dms-amqp":
+			return dms.NewAMQP(dmsCfg)
 		case "nats":
 			return jetstream.New(jetstream.Config{URL: o.natsURL, PeersDir: o.peersDir})
 		case "rabbitmq-quorum":

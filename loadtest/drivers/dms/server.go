@@ -92,8 +92,10 @@ type Server struct {
 	HTTPAddr string
 	// KafkaAddr is the Kafka listener's address.
 	KafkaAddr string
-	PID       int
-	Version   string
+	// AMQPAddr is the AMQP listener's address.
+	AMQPAddr string
+	PID      int
+	Version  string
 
 	cmd     *exec.Cmd
 	dataDir string
@@ -104,6 +106,7 @@ type Server struct {
 var (
 	listeningLine = regexp.MustCompile(`dmsd listening: grpc=(\S+) http=(\S+)`)
 	kafkaAddr     = regexp.MustCompile(` kafka=(\S+)`)
+	amqpAddr      = regexp.MustCompile(` amqp=(\S+)`)
 )
 
 // Start runs a dmsd on free loopback ports with a new data dir and waits
@@ -139,7 +142,11 @@ func (l *Launcher) Start(ctx context.Context, extra ...string) (*Server, error) 
 				if k == nil {
 					k = []string{"", ""}
 				}
-				addrs <- append(m[1:], k[1])
+				a := amqpAddr.FindStringSubmatch(sc.Text())
+				if a == nil {
+					a = []string{"", ""}
+				}
+				addrs <- append(m[1:], k[1], a[1])
 			}
 		}
 	}()
@@ -151,7 +158,7 @@ func (l *Launcher) Start(ctx context.Context, extra ...string) (*Server, error) 
 	}
 	select {
 	case a := <-addrs:
-		s.GRPCAddr, s.HTTPAddr, s.KafkaAddr = a[0], a[1], a[2]
+		s.GRPCAddr, s.HTTPAddr, s.KafkaAddr, s.AMQPAddr = a[0], a[1], a[2], a[3]
 	case <-s.exited:
 		return fail(errors.New("it exited"))
 	case <-time.After(2 * time.Minute):

@@ -24,6 +24,9 @@ type Config struct {
 	// KafkaAddr is the Kafka listener of the dmsd named by GRPCAddr (for
 	// dms-kafka).
 	KafkaAddr string
+	// AMQPAddr is the AMQP listener of the dmsd named by GRPCAddr (for
+	// dms-amqp).
+	AMQPAddr string
 	// PID is the running dmsd's process id, for its CPU and RSS; 0 if unknown.
 	PID int
 	// Project owns the benchmark queues.

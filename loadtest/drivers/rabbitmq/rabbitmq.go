@@ -32,6 +32,9 @@ type Config struct {
 	URL      string
 	Type     QueueType
 	PeersDir string
+	// Target, when set, is another AMQP 0-9-1 server than the RabbitMQ
+	// peer (dms-amqp: dmsd's AMQP listener), described by its Info.
+	Target *bench.SetupInfo
 }
 
 // Driver is the rabbitmq-quorum or rabbitmq-classic driver.
@@ -51,22 +54,29 @@ var seq atomic.Int64
 
 // Setup implements bench.Driver.
 func (d *Driver) Setup(_ context.Context, w bench.Workload) (bench.SetupInfo, error) {
-	state := peer.ReadState(d.cfg.PeersDir, "rabbitmq")
-	info := bench.SetupInfo{ServerPID: state.PID}
+	var info bench.SetupInfo
+	if d.cfg.Target == nil {
+		info.ServerPID = peer.ReadState(d.cfg.PeersDir, "rabbitmq").PID
+	} else {
+		info = *d.cfg.Target
+	}
 	conn, err := amqp.Dial(d.cfg.URL)
 	if err != nil {
 		return info, fmt.Errorf("connecting to %s: %w", d.cfg.URL, err)
 	}
 	d.admin, d.w = conn, w
 	version, _ := conn.Properties["version"].(string)
-	info.System = "RabbitMQ " + version + " (" + string(d.cfg.Type) + " queue)"
-	switch d.cfg.Type {
-	case Quorum:
+	if d.cfg.Target == nil {
+		info.System = "RabbitMQ " + version + " (" + string(d.cfg.Type) + " queue)"
+	}
+	switch {
+	case d.cfg.Target != nil:
+	case d.cfg.Type == Quorum:
 		info.Durability = "fsync before confirm (quorum queue: Raft log fsynced)"
 	default:
 		info.Durability = "fsync before confirm (classic durable queue, persistent messages; fsyncs batched by the server)"
 	}
-	if w.Durability == bench.Async {
+	if w.Durability == bench.Async && d.cfg.Target == nil {
 		info.Notes = append(info.Notes, "RabbitMQ has no confirm-before-fsync mode for persistent messages: run fsync before confirm")
 	}
 	info.Notes = append(info.Notes,

@@ -52,7 +52,7 @@ func main() {
 		logger.Error("dmsd failed to start", "err", err)
 		os.Exit(1)
 	}
-	fmt.Printf("dmsd listening: grpc=%s http=%s etcd=%s internal=%s node=%s kafka=%s\n", srv.GRPCAddr, srv.HTTPAddr, srv.EtcdEndpoint, srv.InternalGRPCAddr, srv.NodeName, srv.KafkaAddr)
+	fmt.Printf("dmsd listening: grpc=%s http=%s etcd=%s internal=%s node=%s kafka=%s amqp=%s\n", srv.GRPCAddr, srv.HTTPAddr, srv.EtcdEndpoint, srv.InternalGRPCAddr, srv.NodeName, srv.KafkaAddr, srv.AMQPAddr)
 	<-ctx.Done()
 	logger.Info("dmsd stopping")
 	srv.Stop()
