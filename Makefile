@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
+.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test dms-clients-test api-fuzz fuzz-short
+test: tools check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -51,6 +51,9 @@ python-test: ## The Python SDK against a dmsd built from this tree (needs python
 
 kafka-clients-test: ## Real Kafka clients (sarama, kafka-go, confluent-kafka-python, kafka-python, kcat, Java kafka-clients) against a real dmsd; installs the pinned clients.
 	bash tests/kafkaclients/run.sh
+
+amqp-clients-test: ## Real AMQP 0-9-1 clients (pika blocking and select, RabbitMQ's Java amqp-client) against a real dmsd; installs the pinned clients.
+	bash tests/amqpclients/run.sh
 
 dms-clients-test: ## DMS users' own clients (the Huawei Cloud SDK's AK/SK signer, keystoneauth1) against a dmsd with -auth.enabled; installs them pinned.
 	bash tests/dmsclients/run.sh

@@ -41,6 +41,17 @@ func TestSmokeDMSKafka(t *testing.T) {
 	smoke(t, bench.Top, []string{"dms-kafka"}, "-dms-src", repo, "-peers-dir", t.TempDir(), "-consumers", "1")
 }
 
+// TestSmokeDMSAMQP runs the end-to-end workload through dms-amqp:
+// amqp091-go with confirms and acks against dmsd's AMQP listener (an AMQP
+// queue, like RabbitMQ's, cannot skip a backlog, so not the top workload).
+func TestSmokeDMSAMQP(t *testing.T) {
+	repo, err := dms.FindRepo(".")
+	if err != nil {
+		t.Skipf("not inside the DMS repository: %v", err)
+	}
+	smoke(t, bench.EndToEnd, []string{"dms-amqp"}, "-dms-src", repo, "-peers-dir", t.TempDir())
+}
+
 // TestPeersSmoke does the same with the peer drivers. It needs the peers
 // running, so it runs only when asked:
 //

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Real AMQP 0-9-1 clients against a real dmsd (make amqp-clients-test, part
+# of make test). Installs what the non-Go clients need, each pinned by the
+# project: pika from PyPI (python/requirements.txt) into
+# .cache/amqpclients/python, RabbitMQ's Java amqp-client from Maven Central
+# (java/pom.xml) into .cache/amqpclients/java/<version>; then vets and runs
+# the Go tests of this module, which start dmsd and run each client. Needs
+# Go, Python >= 3.10, a JDK 17 and Maven (installed from Debian if missing).
+# Extra arguments go to go test (e.g. -run Pika -v).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache="$root/.cache/amqpclients"
+source "$root/scripts/apt.sh"
+
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+command -v mvn >/dev/null || apt_install maven
+
+venv="$cache/python"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip --disable-pip-version-check --quiet install -r "$here/python/requirements.txt"
+
+version="$(sed -n 's:.*<amqp.version>\(.*\)</amqp.version>.*:\1:p' "$here/java/pom.xml")"
+libs="$cache/java/$version"
+if [ ! -f "$libs/amqp-client-$version.jar" ]; then
+	rm -rf "$libs.tmp"
+	mvn -q -B -ntp -Dstyle.color=never -f "$here/java/pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$libs.tmp"
+	rm -rf "$libs" && mv "$libs.tmp" "$libs"
+fi
+
+cd "$here"
+go vet ./...
+export DMS_AMQP_PYTHON="$venv/bin/python" DMS_AMQP_JAVA_LIBS="$libs"
+exec go test -count=1 -timeout 10m ./... "$@"
