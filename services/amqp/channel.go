@@ -29,6 +29,9 @@ type channel struct {
 	confirm bool
 	pub     *publisher
 	settler *settler
+	// renewQuit ends the lease renewal (lease.go); renewDone says it ended.
+	renewQuit chan struct{}
+	renewDone chan struct{}
 
 	mu        sync.Mutex
 	prefetch  int // basic.qos prefetch-count for new consumers; 0 = no limit
@@ -43,6 +46,8 @@ func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{c: c, id: id, consumers: map[string]*consumer{}, unacked: map[uint64]*pendingDelivery{}}
 	ch.pub = newPublisher(ch)
 	ch.settler = newSettler(ch)
+	ch.renewQuit, ch.renewDone = make(chan struct{}), make(chan struct{})
+	go ch.renewLoop(ch.renewQuit, ch.renewDone)
 	return ch
 }
 
@@ -164,6 +169,12 @@ func (ch *channel) shutdown() {
 	ch.pub.stop()
 	// Acks first: what the client acked must not come back.
 	ch.settler.stop()
+	select {
+	case <-ch.renewQuit:
+	default:
+		close(ch.renewQuit)
+	}
+	<-ch.renewDone
 	ch.mu.Lock()
 	consumers := ch.consumers
 	ch.consumers = map[string]*consumer{}

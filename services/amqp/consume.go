@@ -24,6 +24,7 @@ type pendingDelivery struct {
 	cons   *consumer // nil for basic.get
 	aq     *amqpQueue
 	handle string
+	at     time.Time // when delivered
 }
 
 // consumer is one basic.consume: a delivery session of the queue's AMQP
@@ -75,11 +76,8 @@ func (ch *channel) consume(m *wire.BasicConsume) error {
 		credits = unlimitedWindow
 	}
 	sess, err := c.srv.deps.Delivery.OpenSession(c.ctx, aq.q, aq.g, delivery.SessionOptions{
-		// The lease of an unacked delivery: RabbitMQ's lasts while the
-		// channel does, up to consumer_timeout (30 min); the engine's
-		// longest visibility is 5 min, after which the message is
-		// redelivered (to any consumer) even while this channel is open.
-		Visibility:     delivery.MaxVisibility,
+		// Extended while the channel holds them (lease.go).
+		Visibility:     leaseVisibility,
 		Credits:        credits,
 		CreditOnSettle: true,
 		MaxBatch:       min(credits, 256),
@@ -173,7 +171,7 @@ func (ch *channel) track(cons *consumer, aq *amqpQueue, handle string, noAck boo
 	defer ch.mu.Unlock()
 	ch.nextTag++
 	if !noAck {
-		ch.unacked[ch.nextTag] = &pendingDelivery{cons: cons, aq: aq, handle: handle}
+		ch.unacked[ch.nextTag] = &pendingDelivery{cons: cons, aq: aq, handle: handle, at: time.Now()}
 	}
 	return ch.nextTag
 }
@@ -230,7 +228,7 @@ func (ch *channel) get(m *wire.BasicGet) error {
 		return err
 	}
 	for {
-		msgs, err := c.srv.deps.Delivery.Receive(c.ctx, aq.q, aq.g, delivery.ReceiveOptions{MaxMessages: 1, Visibility: delivery.MaxVisibility, AutoAck: m.NoAck}, "", nil)
+		msgs, err := c.srv.deps.Delivery.Receive(c.ctx, aq.q, aq.g, delivery.ReceiveOptions{MaxMessages: 1, Visibility: leaseVisibility, AutoAck: m.NoAck}, "", nil)
 		if err != nil {
 			return rpcError(err, "basic.get")
 		}
