@@ -24,7 +24,8 @@ type pendingDelivery struct {
 	cons   *consumer // nil for basic.get
 	aq     *amqpQueue
 	handle string
-	at     time.Time // when delivered
+	at     time.Time      // when delivered
+	msg    *dmsv1.Message // for dead-lettering through an exchange
 }
 
 // consumer is one basic.consume: a delivery session of the queue's AMQP
@@ -122,10 +123,14 @@ func (cons *consumer) run(ctx context.Context) {
 		now := time.Now()
 		for _, m := range msgs {
 			if expired(m, cons.aq, now) {
-				settle = append(settle, delivery.AckRequest{Handle: m.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS})
+				status := dmsv1.AckStatus_ACK_STATUS_SUCCESS
+				if err := c.srv.deadLetter(ctx, c.project, cons.aq, m.GetMessage(), "expired"); err != nil {
+					status = dmsv1.AckStatus_ACK_STATUS_FAIL // not lost: delivered again
+				}
+				settle = append(settle, delivery.AckRequest{Handle: m.GetReceiptHandle(), Status: status})
 				continue
 			}
-			tag := ch.track(cons, cons.aq, m.GetReceiptHandle(), cons.noAck)
+			tag := ch.track(cons, cons.aq, m.GetReceiptHandle(), m.GetMessage(), cons.noAck)
 			props, exchange, key := fromDMS(m.GetMessage(), cons.aq.name)
 			c.sendContent(ch.id, &wire.BasicDeliver{ConsumerTag: cons.tag, DeliveryTag: tag, Redelivered: m.GetDeliveryCount() > 1, Exchange: exchange, RoutingKey: key}, &props, m.GetMessage().GetBody())
 			if cons.noAck {
@@ -166,12 +171,12 @@ func expired(m *dmsv1.ReceivedMessage, aq *amqpQueue, now time.Time) bool {
 
 // track numbers a delivery; deliveries of no-ack consumers are numbered
 // but not kept.
-func (ch *channel) track(cons *consumer, aq *amqpQueue, handle string, noAck bool) uint64 {
+func (ch *channel) track(cons *consumer, aq *amqpQueue, handle string, msg *dmsv1.Message, noAck bool) uint64 {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.nextTag++
 	if !noAck {
-		ch.unacked[ch.nextTag] = &pendingDelivery{cons: cons, aq: aq, handle: handle, at: time.Now()}
+		ch.unacked[ch.nextTag] = &pendingDelivery{cons: cons, aq: aq, handle: handle, at: time.Now(), msg: msg}
 	}
 	return ch.nextTag
 }
@@ -238,12 +243,16 @@ func (ch *channel) get(m *wire.BasicGet) error {
 		}
 		msg := msgs[0]
 		if expired(msg, aq, time.Now()) {
+			status := dmsv1.AckStatus_ACK_STATUS_SUCCESS
+			if err := c.srv.deadLetter(c.ctx, c.project, aq, msg.GetMessage(), "expired"); err != nil {
+				status = dmsv1.AckStatus_ACK_STATUS_FAIL
+			}
 			if !m.NoAck {
-				_, _ = c.srv.deps.Delivery.Ack(c.ctx, aq.q, aq.g, []delivery.AckRequest{{Handle: msg.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}}, false)
+				_, _ = c.srv.deps.Delivery.Ack(c.ctx, aq.q, aq.g, []delivery.AckRequest{{Handle: msg.GetReceiptHandle(), Status: status}}, false)
 			}
 			continue
 		}
-		tag := ch.track(nil, aq, msg.GetReceiptHandle(), m.NoAck)
+		tag := ch.track(nil, aq, msg.GetReceiptHandle(), msg.GetMessage(), m.NoAck)
 		props, exchange, key := fromDMS(msg.GetMessage(), aq.name)
 		ready, _ := ch.counts(aq)
 		c.sendContent(ch.id, &wire.BasicGetOk{DeliveryTag: tag, Redelivered: msg.GetDeliveryCount() > 1, Exchange: exchange, RoutingKey: key, MessageCount: ready}, &props, msg.GetMessage().GetBody())
@@ -308,6 +317,9 @@ type settler struct {
 type settleItem struct {
 	d      *pendingDelivery
 	status dmsv1.AckStatus
+	// deadLetter: rejected without requeue from a queue with a dead-letter
+	// exchange: published there, then settled.
+	deadLetter bool
 }
 
 func newSettler(ch *channel) *settler {
@@ -320,11 +332,17 @@ func newSettler(ch *channel) *settler {
 func (s *settler) add(picked []*pendingDelivery, kind settleKind, requeue bool) {
 	s.mu.Lock()
 	for _, d := range picked {
-		status := dmsv1.AckStatus_ACK_STATUS_SUCCESS
-		if kind == settleNack && (requeue || (d.aq.props != nil && d.aq.props.DeadLetterExchange != "") || d.aq.q.GetDeadLetterEnabled()) {
-			status = dmsv1.AckStatus_ACK_STATUS_FAIL
+		it := settleItem{d: d, status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}
+		switch {
+		case kind != settleNack:
+		case requeue:
+			it.status = dmsv1.AckStatus_ACK_STATUS_FAIL
+		case d.aq.props != nil && d.aq.props.HasDeadLetterExchange:
+			it.deadLetter = true
+		case d.aq.q.GetDeadLetterEnabled():
+			it.status = dmsv1.AckStatus_ACK_STATUS_FAIL
 		}
-		s.todo = append(s.todo, settleItem{d: d, status: status})
+		s.todo = append(s.todo, it)
 	}
 	s.added += uint64(len(picked))
 	s.mu.Unlock()
@@ -384,6 +402,15 @@ func (s *settler) apply() {
 		aq   *amqpQueue
 	}
 	groups := map[key][]delivery.AckRequest{}
+	c := s.ch.c
+	ctx := context.WithoutCancel(c.ctx)
+	for i, it := range todo {
+		if it.deadLetter {
+			if err := c.srv.deadLetter(ctx, c.project, it.d.aq, it.d.msg, "rejected"); err != nil {
+				todo[i].status = dmsv1.AckStatus_ACK_STATUS_FAIL // not lost: delivered again
+			}
+		}
+	}
 	for _, it := range todo {
 		k := key{cons: it.d.cons}
 		if it.d.cons == nil {
@@ -391,8 +418,6 @@ func (s *settler) apply() {
 		}
 		groups[k] = append(groups[k], delivery.AckRequest{Handle: it.d.handle, Status: it.status})
 	}
-	c := s.ch.c
-	ctx := context.WithoutCancel(c.ctx)
 	for k, acks := range groups {
 		var err error
 		if k.cons != nil {

@@ -107,8 +107,7 @@ func queueArgs(args wire.Table) (*queueRec, *dmsv1.Queue, error) {
 			if !ok {
 				return nil, nil, preconditionf("invalid arg 'x-dead-letter-exchange' for queue: %v must be a string", v)
 			}
-			rec.DeadLetterExchange = s
-			dq.DeadLetterEnabled = true
+			rec.DeadLetterExchange, rec.HasDeadLetterExchange = s, true
 		case "x-dead-letter-routing-key":
 			s, ok := v.(string)
 			if !ok {

@@ -248,3 +248,48 @@ func TestSemantics(t *testing.T) {
 		}
 	})
 }
+
+func TestDeadLetterExchange(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	require.NoError(t, ch.ExchangeDeclare("dlx", "fanout", true, false, false, false, nil))
+	_, err := ch.QueueDeclare("dead", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("dead", "", "dlx", false, nil))
+	_, err = ch.QueueDeclare("work", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": "dlx"})
+	require.NoError(t, err)
+	// The default exchange with a routing key, for expired messages.
+	_, err = ch.QueueDeclare("expired", true, false, false, false, nil)
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("short", true, false, false, false, amqp091.Table{"x-message-ttl": int32(1), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "expired"})
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	publish(t, ch, "", "work", "bad", "good")
+	publish(t, ch, "", "short", "stale")
+
+	d, ok, err := ch.Get("work", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "bad", string(d.Body))
+	require.NoError(t, d.Reject(false))
+	require.Equal(t, []string{"good"}, getAll(t, ch, "work"))
+	dead, ok, err := ch.Get("dead", true)
+	require.NoError(t, err)
+	require.True(t, ok, "the rejected message went to the dead-letter exchange")
+	require.Equal(t, "bad", string(dead.Body))
+	deaths, _ := dead.Headers["x-death"].([]any)
+	require.Len(t, deaths, 1)
+	death := deaths[0].(amqp091.Table)
+	require.Equal(t, "work", death["queue"])
+	require.Equal(t, "rejected", death["reason"])
+	require.Equal(t, "rejected", dead.Headers["x-first-death-reason"])
+
+	time.Sleep(20 * time.Millisecond) // "stale" lives 1 ms
+	require.Empty(t, getAll(t, ch, "short"))
+	gone, ok, err := ch.Get("expired", true)
+	require.NoError(t, err)
+	require.True(t, ok, "the expired message went to the dead-letter routing key")
+	require.Equal(t, "stale", string(gone.Body))
+	require.Equal(t, "expired", gone.Headers["x-first-death-reason"])
+}

@@ -57,8 +57,9 @@ type queueRec struct {
 	// MessageTTLMs is x-message-ttl, honoured when a message is delivered.
 	MessageTTLMs int64 `json:"message_ttl_ms,omitempty"`
 	// DeadLetterExchange and DeadLetterRoutingKey are x-dead-letter-*.
-	DeadLetterExchange   string `json:"dlx,omitempty"`
-	DeadLetterRoutingKey string `json:"dlrk,omitempty"`
+	DeadLetterExchange    string `json:"dlx,omitempty"`
+	HasDeadLetterExchange bool   `json:"has_dlx,omitempty"` // "" is the default exchange
+	DeadLetterRoutingKey  string `json:"dlrk,omitempty"`
 	// MaxLength is x-max-length (0: none).
 	MaxLength int64 `json:"max_length,omitempty"`
 }
