@@ -43,7 +43,7 @@ func (s *Server) metadata(ctx context.Context, r *request, req *kmsg.MetadataReq
 	project := s.project(r)
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
-		for _, q := range s.topics(project) {
+		for _, q := range s.topics(ctx, project) {
 			resp.Topics = append(resp.Topics, s.topicMetadata(q, brokers))
 		}
 		return resp, nil

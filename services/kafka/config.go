@@ -46,7 +46,8 @@ type Config struct {
 	GroupOffsetsRetention time.Duration `yaml:"group_offsets_retention"`
 
 	// DefaultProject is the project Kafka connections act in while
-	// authentication is off; set from -protocols.default-project.
+	// authentication is off, and with it on the project of a SASL user
+	// name that names none; set from -protocols.default-project.
 	DefaultProject string `yaml:"-"`
 }
 

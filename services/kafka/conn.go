@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/opendms/dms/services/authz"
 )
 
 // readAhead is how many requests of a connection are read and decoded
@@ -27,6 +30,17 @@ type conn struct {
 	s      *Server
 	nc     net.Conn
 	remote string
+
+	// With authentication on: the SASL exchange, and once it succeeded
+	// who the connection acts for and in which project. Only the serving
+	// goroutine touches them.
+	sasl          saslState
+	authenticated bool
+	principal     authz.Principal
+	project       string
+	// closeAfterWrite closes the connection once the response in hand is
+	// written: a refused authentication.
+	closeAfterWrite bool
 }
 
 // frame is a request read from the connection, or why reading stopped.
@@ -67,6 +81,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		if _, err := nc.Write(out); err != nil {
 			return
 		}
+		if c.closeAfterWrite {
+			return
+		}
 	}
 }
 
@@ -85,9 +102,27 @@ func appendResponse(dst []byte, correlationID int32, resp kmsg.Response) []byte 
 	return dst
 }
 
-// serve answers one request through the dispatch table.
+// serve answers one request through the dispatch table. With
+// authentication on, a request before SASL authentication other than
+// ApiVersions and the SASL ones closes the connection, as Kafka closes it;
+// after it, the request is authorized by the access table (access.go).
 func (c *conn) serve(ctx context.Context, r *request) (kmsg.Response, error) {
 	a := apis[r.key]
+	if c.s.deps.Auth != nil && !preAuthAPIs[r.key] {
+		if !c.authenticated {
+			return nil, fmt.Errorf("kafka: %s before SASL authentication, which this listener requires", kmsg.NameForKey(r.key))
+		}
+		acc, ok := apiAccess[r.key]
+		if !ok {
+			return fillErrors(r.body, kerr.ClusterAuthorizationFailed.Code, kmsg.NameForKey(r.key)+" is not authorized for any user"), nil
+		}
+		if acc.group != "" {
+			if err := c.s.authorizeGroup(c, acc.group); err != nil {
+				return fillErrors(r.body, kerr.GroupAuthorizationFailed.Code, err.Error()), nil
+			}
+		}
+		ctx = withAccess(ctx, requestAccess{principal: c.principal, action: acc.topic})
+	}
 	return a.handle(c.s, ctx, r)
 }
 

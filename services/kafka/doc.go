@@ -14,8 +14,10 @@
 // pipeline) but served one at a time and answered in order, as Kafka does.
 //
 // Topics are the KAFKA_HA and KAFKA_HT queues of the connection's project
-// (-protocols.default-project while authentication is off), by display
-// name; a topic's id is its queue's id.
+// (-protocols.default-project while authentication is off; the project its
+// SASL user name names with authentication on, sasl.go), by display name;
+// a topic's id is its queue's id. With authentication on every request is
+// authorized by services/authz from one table (access.go).
 //
 // The data path keeps one copy of the data, in storage: a producer's
 // record batch is appended as a Kafka-format batch, byte for byte, and

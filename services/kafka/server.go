@@ -41,6 +41,10 @@ type Deps struct {
 	Consumer dmsv1.ConsumerServiceClient
 	// Etcd keeps the producer id counter.
 	Etcd *clientv3.Client
+	// Auth, when set, makes every connection authenticate with SASL and
+	// every request be authorized (sasl.go, access.go); nil serves every
+	// connection in the default project, as with authentication off.
+	Auth *Auth
 }
 
 // Server is the Kafka listener of a node.

@@ -13,6 +13,7 @@ import (
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 )
 
@@ -46,15 +47,21 @@ func parseTopicMode(s string) (dmsv1.QueueMode, error) {
 // modeName is the dms.queue.mode value of a queue mode.
 func modeName(m dmsv1.QueueMode) string { return strings.TrimPrefix(m.String(), "QUEUE_MODE_") }
 
-// project returns the project a request acts in. Without authentication
-// that is the default project.
-func (s *Server) project(*request) string { return s.cfg.DefaultProject }
+// project returns the project a request acts in: the one its connection
+// authenticated for, or the default project without authentication.
+func (s *Server) project(r *request) string {
+	if r != nil && r.conn != nil && r.conn.project != "" {
+		return r.conn.project
+	}
+	return s.cfg.DefaultProject
+}
 
-// topics returns the topics of a project, oldest first.
-func (s *Server) topics(project string) []*metadatav1.QueueRecord {
+// topics returns the topics of a project that the request may see, oldest
+// first.
+func (s *Server) topics(ctx context.Context, project string) []*metadatav1.QueueRecord {
 	var out []*metadatav1.QueueRecord
 	for _, q := range s.deps.Catalog.Queues(project) {
-		if isTopic(q) {
+		if isTopic(q) && s.authorizeTopic(ctx, project, q.GetDisplayName()) == nil {
 			out = append(out, q)
 		}
 	}
@@ -66,6 +73,9 @@ func (s *Server) topics(project string) []*metadatav1.QueueRecord {
 func (s *Server) topic(ctx context.Context, project, name string) (*metadatav1.QueueRecord, error) {
 	if err := catalog.ValidateQueueDisplayName(name); err != nil {
 		return nil, fmt.Errorf("%w: %v", kerr.InvalidTopicException, err)
+	}
+	if err := s.authorizeTopic(ctx, project, name); err != nil {
+		return nil, err
 	}
 	q, err := s.deps.Catalog.ResolveQueue(ctx, project, name)
 	if err != nil {
@@ -108,6 +118,9 @@ type topicSpec struct {
 
 // createTopic creates a topic's queue through the metadata role.
 func (s *Server) createTopic(ctx context.Context, project string, spec topicSpec) (*metadatav1.QueueRecord, error) {
+	if err := s.authorizeTopicAction(ctx, project, spec.name, authz.CreateQueue); err != nil {
+		return nil, err
+	}
 	q := &dmsv1.Queue{DisplayName: spec.name, Mode: spec.mode, PartitionCount: spec.partitions, ReplicationFactor: spec.replicationFactor}
 	if spec.retentionMs > 0 {
 		q.Retention = durationpb.New(time.Duration(spec.retentionMs) * time.Millisecond)
@@ -137,6 +150,9 @@ func (s *Server) topicByID(ctx context.Context, project string, id [16]byte) (*m
 		if err == nil || catalog.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: no topic has id %s", kerr.UnknownTopicID, uuid.UUID(id))
 		}
+		return nil, err
+	}
+	if err := s.authorizeTopic(ctx, project, q.GetDisplayName()); err != nil {
 		return nil, err
 	}
 	return q, nil

@@ -277,12 +277,6 @@ func (s *Server) checkListenAddrs() error {
 		return nil
 	}
 	if s.cfg.Auth.Enabled {
-		// The Kafka listener authenticates nobody yet (SASL is to come), so
-		// with authentication on it too stays on loopback unless told.
-		if a := s.cfg.Kafka.Addr; a != "" && !isLoopback(a) {
-			return fmt.Errorf("-kafka.addr=%s is not a loopback address, and the Kafka listener does not authenticate its clients yet: "+
-				"bind it to loopback, disable it with -kafka.addr=, or accept that with -auth.allow-anonymous", a)
-		}
 		if a := s.cfg.AMQP.Addr; a != "" && !isLoopback(a) {
 			return fmt.Errorf("-amqp.addr=%s is not a loopback address, and the AMQP listener does not authenticate its clients yet: "+
 				"bind it to loopback, disable it with -amqp.addr=, or accept that with -auth.allow-anonymous", a)

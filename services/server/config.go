@@ -159,7 +159,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.BoolVar(&c.Auth.AllowAnonymous, "auth.allow-anonymous", false, "Allow listening on non-loopback addresses with authentication off: anyone who reaches a port may then do anything.")
 	f.DurationVar(&c.Auth.TokenTTL, "auth.token-ttl", 24*time.Hour, "Life of the tokens that POST /v3/auth/tokens issues.")
 	f.StringVar(&c.Auth.Region, "auth.region", "local", "Region named in the service catalog of the tokens that POST /v3/auth/tokens issues.")
-	f.StringVar(&c.Protocols.DefaultProject, "protocols.default-project", DefaultProject, "Project (32-hex id) whose queues Kafka connections see as topics while authentication is off.")
+	f.StringVar(&c.Protocols.DefaultProject, "protocols.default-project", DefaultProject, "Project (32-hex id) whose queues Kafka connections see as topics while authentication is off, and the project of a Kafka SASL user name without @{project} with it on.")
 }
 
 // DefaultProject is the project protocol connections act in by default:

@@ -268,6 +268,9 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 		Node: s.NodeName, Catalog: s.cache, Placement: s.placement, Storage: s.storageClient(),
 		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Consumer: dmsv1.NewConsumerServiceClient(s.roleConn(RoleDelivery)), Etcd: s.cli,
 	}
+	if s.cfg.Auth.Enabled {
+		deps.Auth = &kafka.Auth{Authenticator: s.authn, Directory: s.identityCache}
+	}
 	k, err := kafka.New(cfg, deps, s.logger.With("role", RoleKafka))
 	if err != nil {
 		return nil, err

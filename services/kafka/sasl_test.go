@@ -1,0 +1,168 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"google.golang.org/grpc/metadata"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/server"
+	"github.com/opendms/dms/services/testserver"
+)
+
+const saslAdminPassword = "correct-horse-battery-staple"
+
+// saslWorld is a dmsd with authentication on and the users the SASL tests
+// log in as: admin; vera, a viewer of the default project; pete, a
+// producer there; and bob, administrator of project B of account acme.
+type saslWorld struct {
+	s        *testserver.Server
+	projectB string
+}
+
+func startSASL(t *testing.T) *saslWorld {
+	t.Helper()
+	t.Setenv("DMS_ADMIN_PASSWORD", saslAdminPassword)
+	s := startServer(t, "-auth.enabled")
+	ctx := context.Background()
+	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","password":%q,"domain":{"name":"Default"}}}}}}`, saslAdminPassword)
+	resp, err := http.Post("http://"+s.HTTPAddr+"/v3/auth/tokens", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	admin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+resp.Header.Get("X-Subject-Token"))
+	id := dmsv1.NewIdentityServiceClient(s.Conn)
+	accounts, err := id.ListAccounts(admin, &dmsv1.ListAccountsRequest{})
+	require.NoError(t, err)
+	var def string
+	for _, a := range accounts.GetAccounts() {
+		if a.GetName() == "Default" {
+			def = a.GetId()
+		}
+	}
+	user := func(account, name string, project string, role dmsv1.Role) {
+		u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: account, User: &dmsv1.User{Name: name}, Password: name + "'s password"})
+		require.NoError(t, err)
+		_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: project, UserId: u.GetUser().GetId(), Role: role})
+		require.NoError(t, err)
+	}
+	user(def, "vera", server.DefaultProject, dmsv1.Role_ROLE_VIEWER)
+	user(def, "pete", server.DefaultProject, dmsv1.Role_ROLE_PRODUCER)
+	acme, err := id.CreateAccount(admin, &dmsv1.CreateAccountRequest{Account: &dmsv1.Account{Name: "acme"}})
+	require.NoError(t, err)
+	pb, err := id.CreateProject(admin, &dmsv1.CreateProjectRequest{AccountId: acme.GetAccount().GetId(), Project: &dmsv1.Project{Name: "b"}})
+	require.NoError(t, err)
+	user(acme.GetAccount().GetId(), "bob", pb.GetProject().GetId(), dmsv1.Role_ROLE_ADMIN)
+	return &saslWorld{s: s, projectB: pb.GetProject().GetId()}
+}
+
+func (w *saslWorld) client(t *testing.T, mech sasl.Mechanism, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(w.s.KafkaAddr), kgo.SASL(mech), kgo.MetadataMinAge(100 * time.Millisecond), kgo.AllowAutoTopicCreation()}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func plainAuth(user, password string) sasl.Mechanism {
+	return plain.Auth{User: user, Pass: password}.AsMechanism()
+}
+
+// produce sends one record and returns the error of the produce.
+func produce(t *testing.T, cl *kgo.Client, topic, value string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(value)}).FirstErr()
+}
+
+// metadataErr is the error of a Metadata request.
+func metadataErr(cl *kgo.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	return err
+}
+
+// topicNames lists the topics a client's Metadata shows.
+func topicNames(t *testing.T, cl *kgo.Client) []string {
+	t.Helper()
+	req := kmsg.NewPtrMetadataRequest()
+	resp, err := req.RequestWith(context.Background(), cl)
+	require.NoError(t, err)
+	var names []string
+	for _, tp := range resp.Topics {
+		names = append(names, *tp.Topic)
+	}
+	return names
+}
+
+func TestSASLPlain(t *testing.T) {
+	w := startSASL(t)
+
+	t.Run("right password", func(t *testing.T) {
+		cl := w.client(t, plainAuth("admin", saslAdminPassword))
+		require.NoError(t, produce(t, cl, "orders", "one"))
+		require.Contains(t, topicNames(t, cl), "orders")
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		cl := w.client(t, plainAuth("admin", "not the password"))
+		require.ErrorIs(t, metadataErr(cl), kerr.SaslAuthenticationFailed)
+	})
+	t.Run("unknown user or project", func(t *testing.T) {
+		for _, u := range []string{"nobody", "admin@" + w.projectB, "admin@not-a-project", "bob"} {
+			cl := w.client(t, plainAuth(u, saslAdminPassword))
+			require.ErrorIs(t, metadataErr(cl), kerr.SaslAuthenticationFailed, u)
+		}
+	})
+	t.Run("viewer may not produce or join a group", func(t *testing.T) {
+		cl := w.client(t, plainAuth("vera", "vera's password"))
+		require.Contains(t, topicNames(t, cl), "orders")
+		require.ErrorIs(t, produce(t, cl, "orders", "three"), kerr.TopicAuthorizationFailed)
+		join := kmsg.NewPtrJoinGroupRequest()
+		join.Group, join.ProtocolType, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = "g", "consumer", 10000, 10000
+		join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range"}}
+		resp, err := join.RequestWith(context.Background(), cl)
+		require.NoError(t, err)
+		require.Equal(t, kerr.GroupAuthorizationFailed.Code, resp.ErrorCode)
+		commit := kmsg.NewPtrOffsetCommitRequest()
+		commit.Group = "g"
+		commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "orders", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+		cresp, err := commit.RequestWith(context.Background(), cl)
+		require.NoError(t, err)
+		require.Len(t, cresp.Topics, 1)
+		require.Equal(t, "orders", cresp.Topics[0].Topic)
+		require.Equal(t, kerr.GroupAuthorizationFailed.Code, cresp.Topics[0].Partitions[0].ErrorCode)
+	})
+	t.Run("producer may produce but not create topics", func(t *testing.T) {
+		cl := w.client(t, plainAuth("pete", "pete's password"))
+		require.NoError(t, produce(t, cl, "orders", "four"))
+		require.ErrorIs(t, produce(t, cl, "pete-new-topic", "five"), kerr.TopicAuthorizationFailed)
+	})
+	t.Run("a user of project B sees only B's topics", func(t *testing.T) {
+		bob := w.client(t, plainAuth("bob@"+w.projectB, "bob's password"))
+		require.NotContains(t, topicNames(t, bob), "orders")
+		require.NoError(t, produce(t, bob, "bobs-topic", "b1"))
+		require.Equal(t, []string{"bobs-topic"}, topicNames(t, bob))
+		admin := w.client(t, plainAuth("admin", saslAdminPassword))
+		require.NotContains(t, topicNames(t, admin), "bobs-topic")
+	})
+	t.Run("requests before authentication close the connection", func(t *testing.T) {
+		c := dialRaw(t, w.s.KafkaAddr)
+		versions := c.roundTrip(kmsg.NewPtrApiVersionsRequest()).(*kmsg.ApiVersionsResponse)
+		require.Zero(t, versions.ErrorCode)
+		c.send(kmsg.NewPtrMetadataRequest())
+		require.True(t, c.closed())
+	})
+}
