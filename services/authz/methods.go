@@ -62,6 +62,10 @@ var Methods = map[string]Action{
 	dmsv1.IdentityService_ExplainAccess_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_SetQueuePolicy_FullMethodName:   HandlerDecides,
 	dmsv1.IdentityService_GetQueuePolicy_FullMethodName:   HandlerDecides,
+
+	// The audit trail is the operator's.
+	dmsv1.AuditService_ListAuditRecords_FullMethodName: ManageAccounts,
+	dmsv1.AuditService_VerifyAuditTrail_FullMethodName: ManageAccounts,
 }
 
 // ResourceOf reads the resource a public API request names: its group,

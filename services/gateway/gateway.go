@@ -66,6 +66,10 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	if err := dmsv1.RegisterIdentityServiceHandlerClient(ctx, gw, dmsv1.NewIdentityServiceClient(conns.Metadata)); err != nil {
 		return err
 	}
+	// The audit API reads the trail from storage: any node serves it.
+	if err := dmsv1.RegisterAuditServiceHandlerClient(ctx, gw, dmsv1.NewAuditServiceClient(conns.Metadata)); err != nil {
+		return err
+	}
 	mux.Handle("/v1/", gw)
 	mux.Handle("/v1.0/", dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -111,6 +111,8 @@ func UnitOfLog(id logid.ID, deliveryShards, schedulerShards int32) Unit {
 		return SchedulerShard(ShardOf(id.GetQueueId(), schedulerShards))
 	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
 		return DeliveryShard(id.GetShard())
+	case storagev1.LogKind_LOG_KIND_AUDIT:
+		return DeliveryShard(0)
 	default:
 		return DeliveryShard(ShardOf(id.GetQueueId(), deliveryShards))
 	}

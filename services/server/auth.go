@@ -185,12 +185,13 @@ func (s *Server) principalOf(ctx context.Context, public bool) (authz.Principal,
 }
 
 // authorizeCall decides a call of the public API.
-func (s *Server) authorizeCall(p authz.Principal, method string, req any) error {
+func (s *Server) authorizeCall(ctx context.Context, p authz.Principal, method string, req any) error {
 	action, known := authz.Methods[method]
 	if !known {
 		return rpcstatus.Error(errs.Wrapf(errs.ErrPermissionDenied, "%s is not a method of the public API", method))
 	}
 	if action == authz.HandlerDecides {
+		noteDecision(ctx, p, "", authz.Resource{})
 		return nil
 	}
 	msg, _ := req.(proto.Message)
@@ -199,10 +200,14 @@ func (s *Server) authorizeCall(p authz.Principal, method string, req any) error 
 	if ok {
 		res, ok = authz.ResourceOf(msg)
 	}
-	if !ok && p.Kind == authz.User {
+	// The operator's actions (the audit API) name no resource.
+	if !ok && p.Kind == authz.User && action != authz.ManageAccounts {
+		noteDecision(ctx, p, "request-names-no-resource", res)
 		return rpcstatus.Error(errs.Wrapf(errs.ErrResourceNameInvalid, "the request names no project, queue or group in the form projects/{project}[/queues/{queue}[/groups/{group}]]"))
 	}
-	if d := authz.Decide(s.identityCache, p, action, res); !d.Allowed {
+	d := authz.Decide(s.identityCache, p, action, res)
+	noteDecision(ctx, p, d.DecidedBy, res)
+	if !d.Allowed {
 		s.logger.Debug("denied", "principal", p.String(), "action", action, "resource", res.String(), "decided_by", d.DecidedBy, "err", d.Err)
 		return rpcstatus.Error(d.Err)
 	}
@@ -219,7 +224,7 @@ func (s *Server) authUnary(public bool) grpc.UnaryServerInterceptor {
 		if !ok {
 			return handler(ctx, req)
 		}
-		if err := s.authorizeCall(p, info.FullMethod, req); err != nil {
+		if err := s.authorizeCall(ctx, p, info.FullMethod, req); err != nil {
 			return nil, err
 		}
 		return handler(authz.WithPrincipal(ctx, p), req)
@@ -238,7 +243,7 @@ func (s *Server) authStream(public bool) grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		if _, known := authz.Methods[info.FullMethod]; !known {
-			return s.authorizeCall(p, info.FullMethod, nil)
+			return s.authorizeCall(ss.Context(), p, info.FullMethod, nil)
 		}
 		return handler(srv, &authorizedStream{ServerStream: ss, ctx: authz.WithPrincipal(ss.Context(), p), s: s, p: p, method: info.FullMethod})
 	}
@@ -262,7 +267,7 @@ func (a *authorizedStream) RecvMsg(m any) error {
 	// The first message opens the stream; a later one that opens it again
 	// is decided again.
 	if msg, ok := m.(proto.Message); !a.decided || (ok && authz.OpensStream(msg)) {
-		if err := a.s.authorizeCall(a.p, a.method, m); err != nil {
+		if err := a.s.authorizeCall(a.ctx, a.p, a.method, m); err != nil {
 			return err
 		}
 		a.decided = true

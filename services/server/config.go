@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendms/dms/services/amqp"
+	"github.com/opendms/dms/services/audit"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
@@ -38,6 +39,7 @@ type Config struct {
 	AMQP      amqp.Config      `yaml:"amqp"`
 	Protocols ProtocolsConfig  `yaml:"protocols"`
 	Auth      AuthConfig       `yaml:"auth"`
+	Audit     audit.Config     `yaml:"audit"`
 }
 
 // AuthConfig turns authentication and authorization on.
@@ -158,6 +160,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.BoolVar(&c.Auth.Enabled, "auth.enabled", false, "Authenticate every caller (Keystone-style tokens from POST /v3/auth/tokens, X-Auth-Token, AK/SK-signed requests, authorization: Bearer) and authorize every call by project roles. On first start it creates the account Default, its administrator admin (password from DMS_ADMIN_PASSWORD, or generated into {data-dir}/admin-password) and the project of -protocols.default-project.")
 	f.BoolVar(&c.Auth.AllowAnonymous, "auth.allow-anonymous", false, "Allow listening on non-loopback addresses with authentication off: anyone who reaches a port may then do anything.")
 	f.DurationVar(&c.Auth.TokenTTL, "auth.token-ttl", 24*time.Hour, "Life of the tokens that POST /v3/auth/tokens issues.")
+	f.DurationVar(&c.Audit.Retention, "audit.retention", audit.DefaultRetention, "How long the audit trail keeps its records (management calls and denied requests); 0 keeps them forever.")
 	f.StringVar(&c.Auth.Region, "auth.region", "local", "Region named in the service catalog of the tokens that POST /v3/auth/tokens issues.")
 	f.StringVar(&c.Protocols.DefaultProject, "protocols.default-project", DefaultProject, "Project (32-hex id) whose queues Kafka connections see as topics while authentication is off, and the project of a Kafka SASL user name without @{project} with it on.")
 }

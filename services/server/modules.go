@@ -42,6 +42,7 @@ const (
 	moduleMembership = "membership" // the cluster's identity, the member registry, the placement cache, connections to other roles
 	moduleCatalog    = "catalog"    // the watch-fed catalog cache
 	moduleIdentity   = "identity"   // the watch-fed identity cache, the authenticator, the first identities
+	moduleAudit      = "audit"      // the audit trail's writer and API
 
 	RoleStorage   = "storage"
 	RoleMetadata  = "metadata"
@@ -67,7 +68,9 @@ func (s *Server) moduleManager() *modules.Manager {
 	m.Register(moduleCatalog, s.initCatalog, modules.DependsOn(moduleEtcd))
 	m.Register(moduleIdentity, s.initIdentity, modules.DependsOn(moduleEtcd, moduleCatalog))
 
-	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity)
+	m.Register(moduleAudit, s.initAudit, modules.DependsOn(moduleServer, moduleMembership))
+
+	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity, moduleAudit)
 	m.Register(RoleStorage, s.initStorage, roleDeps,
 		modules.UserVisible("keeps the logs: queue partitions and the other roles' state"))
 	m.Register(RoleScheduler, s.initScheduler, roleDeps, modules.After(RoleStorage, RoleIngest),
@@ -78,7 +81,7 @@ func (s *Server) moduleManager() *modules.Manager {
 		modules.UserVisible("the consumers' front door: receives, acks, dead letters, rewind"))
 	m.Register(RoleMetadata, s.initMetadata, roleDeps, modules.After(RoleStorage, RoleDelivery, RoleScheduler),
 		modules.UserVisible("the admin API and the catalog of queues and groups"))
-	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership, moduleIdentity), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
+	m.Register(RoleGateway, s.initGateway, modules.DependsOn(moduleServer, moduleMembership, moduleIdentity, moduleAudit), modules.After(RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the REST APIs: native (grpc-gateway) and DMS v1.0"))
 	m.Register(RoleKafka, s.initKafka, roleDeps, modules.After(RoleStorage, RoleMetadata, RoleIngest, RoleDelivery),
 		modules.UserVisible("the Kafka protocol listener (-kafka.addr): topics are the project's KAFKA_HA and KAFKA_HT queues"))
@@ -145,8 +148,8 @@ func (s *Server) newGRPCServer(public bool) *grpc.Server {
 	return grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		grpc.ForceServerCodecV2(edge.Codec()),
-		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.authUnary(public), s.forwardUnary),
-		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.authStream(public), s.forwardStream),
+		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.auditUnary(public), s.authUnary(public), s.forwardUnary),
+		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.auditStream(public), s.authStream(public), s.forwardStream),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)

@@ -25,6 +25,7 @@ import (
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/audit"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/identity"
@@ -86,6 +87,7 @@ type Server struct {
 	identityCache *identity.Cache
 	identityStore *identity.Store
 	authn         *identity.Authenticator
+	audit         *audit.Trail
 
 	// Handlers of roles in this process, called in-process by the others.
 	storageHandler *storage.Handler

@@ -185,7 +185,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 // checkOwnerExists fails unless the catalog has the queue (and partition)
 // or group a log belongs to. An etcd error is UNAVAILABLE, never "not found".
 func (e *Engine) checkOwnerExists(ctx context.Context, id logid.ID) error {
-	if id.GetKind() == storagev1.LogKind_LOG_KIND_KAFKA_GROUPS {
+	if id.GetKind() == storagev1.LogKind_LOG_KIND_KAFKA_GROUPS || id.GetKind() == storagev1.LogKind_LOG_KIND_AUDIT {
 		return nil // belongs to no queue
 	}
 	q, err := e.cache.QueueByID(ctx, id.GetQueueId())

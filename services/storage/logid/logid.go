@@ -57,6 +57,15 @@ func KafkaGroups(shard int32) ID {
 	return &storagev1.LogId{Kind: storagev1.LogKind_LOG_KIND_KAFKA_GROUPS, Shard: shard}
 }
 
+// Audit names the cluster's audit trail.
+func Audit() ID {
+	return &storagev1.LogId{Kind: storagev1.LogKind_LOG_KIND_AUDIT}
+}
+
+// auditDir holds the audit trail, in the place of a queue directory; its
+// one log is named 0.
+const auditDir = "audit"
+
 // kafkaGroupsDir holds the Kafka group logs, one per shard, in the place
 // of a queue directory.
 const kafkaGroupsDir = "groups"
@@ -70,6 +79,7 @@ var kindDirs = map[storagev1.LogKind]string{
 	storagev1.LogKind_LOG_KIND_BROADCAST_STATE:   "b",
 	storagev1.LogKind_LOG_KIND_TIMER_BUCKET:      "t",
 	storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:      "k",
+	storagev1.LogKind_LOG_KIND_AUDIT:             "a",
 }
 
 // KindDirs lists the first element of every kind's directory, each of which
@@ -80,7 +90,7 @@ func KindDirs() []string {
 		storagev1.LogKind_LOG_KIND_QUEUE_PARTITION, storagev1.LogKind_LOG_KIND_GROUP_STATE,
 		storagev1.LogKind_LOG_KIND_DEAD_LETTERS, storagev1.LogKind_LOG_KIND_DEAD_LETTER_STATE,
 		storagev1.LogKind_LOG_KIND_BROADCAST_STATE, storagev1.LogKind_LOG_KIND_TIMER_BUCKET,
-		storagev1.LogKind_LOG_KIND_KAFKA_GROUPS,
+		storagev1.LogKind_LOG_KIND_KAFKA_GROUPS, storagev1.LogKind_LOG_KIND_AUDIT,
 	} {
 		out = append(out, kindDirs[k])
 	}
@@ -100,6 +110,12 @@ func Validate(id ID) error {
 	if id.GetKind() == storagev1.LogKind_LOG_KIND_KAFKA_GROUPS {
 		if id.GetShard() < 0 || id.GetQueueId() != "" {
 			return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: a Kafka groups log names a shard and no queue")
+		}
+		return nil
+	}
+	if id.GetKind() == storagev1.LogKind_LOG_KIND_AUDIT {
+		if id.GetShard() != 0 || id.GetQueueId() != "" {
+			return errs.Wrapf(errs.ErrResourceNameInvalid, "storage: the audit log names no shard and no queue")
 		}
 		return nil
 	}
@@ -146,6 +162,8 @@ func Dir(id ID) string {
 		return d + "/" + q + "/" + strconv.FormatInt(id.GetHour(), 10)
 	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
 		return d + "/" + kafkaGroupsDir + "/" + strconv.Itoa(int(id.GetShard()))
+	case storagev1.LogKind_LOG_KIND_AUDIT:
+		return d + "/" + auditDir + "/0"
 	default:
 		return d + "/" + q + "/" + id.GetGroupId()
 	}
@@ -198,6 +216,11 @@ func FromDir(dir string) (ID, bool) {
 			return nil, false
 		}
 		id = KafkaGroups(int32(n))
+	case "a":
+		if parts[1] != auditDir || parts[2] != "0" {
+			return nil, false
+		}
+		id = Audit()
 	default:
 		return nil, false
 	}
@@ -225,6 +248,8 @@ func Describe(id ID) string {
 		return fmt.Sprintf("timer bucket %d of queue %s", id.GetHour(), id.GetQueueId())
 	case storagev1.LogKind_LOG_KIND_KAFKA_GROUPS:
 		return fmt.Sprintf("Kafka consumer groups of delivery shard %d", id.GetShard())
+	case storagev1.LogKind_LOG_KIND_AUDIT:
+		return "the audit trail"
 	}
 	return Key(id)
 }

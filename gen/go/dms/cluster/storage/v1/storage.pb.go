@@ -113,6 +113,11 @@ const (
 	// __consumer_offsets). It belongs to no queue. On disk
 	// `k/groups/{shard}`.
 	LogKind_LOG_KIND_KAFKA_GROUPS LogKind = 7
+	// The audit trail of the cluster: management operations and denied
+	// requests (dms.v1.AuditRecord payloads, hash-chained). Written by the
+	// owner of delivery shard 0, one writer so that the chain is one line.
+	// It belongs to no queue. On disk `a/audit/0`.
+	LogKind_LOG_KIND_AUDIT LogKind = 8
 )
 
 // Enum value maps for LogKind.
@@ -126,6 +131,7 @@ var (
 		5: "LOG_KIND_BROADCAST_STATE",
 		6: "LOG_KIND_TIMER_BUCKET",
 		7: "LOG_KIND_KAFKA_GROUPS",
+		8: "LOG_KIND_AUDIT",
 	}
 	LogKind_value = map[string]int32{
 		"LOG_KIND_UNSPECIFIED":       0,
@@ -136,6 +142,7 @@ var (
 		"LOG_KIND_BROADCAST_STATE":   5,
 		"LOG_KIND_TIMER_BUCKET":      6,
 		"LOG_KIND_KAFKA_GROUPS":      7,
+		"LOG_KIND_AUDIT":             8,
 	}
 )
 
@@ -2479,7 +2486,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x15UNIT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19UNIT_KIND_QUEUE_PARTITION\x10\x01\x12\x1c\n" +
 	"\x18UNIT_KIND_DELIVERY_SHARD\x10\x02\x12\x1d\n" +
-	"\x19UNIT_KIND_SCHEDULER_SHARD\x10\x03*\xea\x01\n" +
+	"\x19UNIT_KIND_SCHEDULER_SHARD\x10\x03*\xfe\x01\n" +
 	"\aLogKind\x12\x18\n" +
 	"\x14LOG_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18LOG_KIND_QUEUE_PARTITION\x10\x01\x12\x18\n" +
@@ -2488,7 +2495,8 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x1aLOG_KIND_DEAD_LETTER_STATE\x10\x04\x12\x1c\n" +
 	"\x18LOG_KIND_BROADCAST_STATE\x10\x05\x12\x19\n" +
 	"\x15LOG_KIND_TIMER_BUCKET\x10\x06\x12\x19\n" +
-	"\x15LOG_KIND_KAFKA_GROUPS\x10\a*S\n" +
+	"\x15LOG_KIND_KAFKA_GROUPS\x10\a\x12\x12\n" +
+	"\x0eLOG_KIND_AUDIT\x10\b*S\n" +
 	"\n" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
