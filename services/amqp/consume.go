@@ -485,10 +485,22 @@ func (s *Server) addConsumer(cons *consumer) {
 	s.consumers.byQ[id][cons] = struct{}{}
 }
 
+// removeConsumer forgets a consumer; the last consumer of an auto-delete
+// queue deletes it, as in RabbitMQ.
 func (s *Server) removeConsumer(cons *consumer) {
 	s.consumers.mu.Lock()
-	defer s.consumers.mu.Unlock()
-	delete(s.consumers.byQ[cons.aq.q.GetId()], cons)
+	byQ := s.consumers.byQ[cons.aq.q.GetId()]
+	_, was := byQ[cons]
+	delete(byQ, cons)
+	last := was && len(byQ) == 0
+	s.consumers.mu.Unlock()
+	if last && cons.aq.props != nil && cons.aq.props.AutoDelete {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(cons.ch.c.ctx), closeOkTimeout)
+		defer cancel()
+		if err := s.deleteQueue(ctx, cons.ch.c.project, cons.aq); err != nil {
+			s.logger.Warn("amqp: deleting an auto-delete queue failed", "queue", cons.aq.name, "err", err)
+		}
+	}
 }
 
 func (s *Server) consumerCount(queueID string) int {

@@ -35,6 +35,12 @@ func rpcError(err error, what string) *amqpError {
 		return errorf(wire.ResourceError, "%s: %v", what, err)
 	case errs.ErrQueueNameInvalid.Reason, errs.ErrQueueNameLengthInvalid.Reason, errs.ErrRequestInvalid.Reason:
 		return errorf(wire.PreconditionFailed, "%s: %v", what, err)
+	case errs.ErrNotLeader.Reason:
+		// AMQP 0-9-1 has no redirect: the channel closes (the connection
+		// stays) with the node that serves the queue's consumers named.
+		return errorf(wire.ResourceLocked, "%s: %v; connect to that node's AMQP listener", what, err)
+	case errs.ErrUnavailable.Reason:
+		return errorf(wire.ResourceLocked, "%s: %v; retry", what, err)
 	}
 	return errorf(wire.InternalError, "%s: %v", what, err)
 }

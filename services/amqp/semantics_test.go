@@ -293,3 +293,21 @@ func TestDeadLetterExchange(t *testing.T) {
 	require.Equal(t, "stale", string(gone.Body))
 	require.Equal(t, "expired", gone.Headers["x-first-death-reason"])
 }
+
+func TestAutoDeleteQueue(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	_, err := ch.QueueDeclare("temp", false, true, false, false, nil)
+	require.NoError(t, err)
+	_, err = ch.Consume("temp", "c", false, false, false, false, nil)
+	require.NoError(t, err)
+	// Still there while it has a consumer, even after a redeclare.
+	_, err = ch.QueueDeclarePassive("temp", false, true, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Cancel("c", false))
+	_, err = ch.QueueDeclarePassive("temp", false, true, false, false, nil)
+	var ae *amqp091.Error
+	require.ErrorAs(t, err, &ae, "the last consumer's cancel deleted the auto-delete queue")
+	require.Equal(t, amqp091.NotFound, ae.Code)
+}
