@@ -221,6 +221,10 @@ func (ch *channel) method(m wire.Method) error {
 		return ch.exchangeDeclare(m)
 	case *wire.ExchangeDelete:
 		return ch.exchangeDelete(m)
+	case *wire.ExchangeBind:
+		return ch.exchangeBind(m, false)
+	case *wire.ExchangeUnbind:
+		return ch.exchangeBind((*wire.ExchangeBind)(m), true)
 	case *wire.QueueDeclare:
 		return ch.queueDeclare(m)
 	case *wire.QueueBind:

@@ -170,7 +170,7 @@ func (c *conn) handshake(br *bufio.Reader) error {
 			"product": "DMS", "platform": "Go", "version": "1",
 			"capabilities": wire.Table{
 				"publisher_confirms": true, "basic.nack": true, "consumer_cancel_notify": true,
-				"exchange_exchange_bindings": false, "connection.blocked": false, "authentication_failure_close": true,
+				"exchange_exchange_bindings": true, "connection.blocked": false, "authentication_failure_close": true,
 				"per_consumer_qos": true, "direct_reply_to": false,
 			},
 		},

@@ -279,14 +279,15 @@ func (ch *channel) queueBind(m *wire.QueueBind) error {
 
 func (ch *channel) queueUnbind(m *wire.QueueUnbind) error {
 	c := ch.c
-	if _, ok := c.srv.topo.exchange(c.project, m.Exchange); !ok {
+	ex, ok := c.srv.topo.exchange(c.project, m.Exchange)
+	if !ok {
 		return notFound("exchange", m.Exchange)
 	}
 	if _, err := ch.findQueue(c.ctx, m.Queue); err != nil {
 		return err
 	}
 	b := &bindingRec{Exchange: m.Exchange, Queue: m.Queue, Key: m.RoutingKey}
-	if len(m.Arguments) > 0 {
+	if ex.Type == typeHeaders && len(m.Arguments) > 0 {
 		b.Args = map[string]any(m.Arguments)
 	}
 	if err := c.srv.topo.deleteKey(c.ctx, bindingKey(c.project, b), false); err != nil {
@@ -382,6 +383,42 @@ func (ch *channel) exchangeDeclare(m *wire.ExchangeDeclare) error {
 		return rpcError(err, "keeping the exchange")
 	}
 	ch.ok(m.NoWait, &wire.ExchangeDeclareOk{})
+	return nil
+}
+
+// exchangeBind binds a destination exchange to a source exchange (a
+// RabbitMQ extension): what the source routes by the binding goes on
+// through the destination.
+func (ch *channel) exchangeBind(m *wire.ExchangeBind, unbind bool) error {
+	c := ch.c
+	src, ok := c.srv.topo.exchange(c.project, m.Source)
+	if !ok {
+		return notFound("exchange", m.Source)
+	}
+	if _, ok := c.srv.topo.exchange(c.project, m.Destination); !ok {
+		return notFound("exchange", m.Destination)
+	}
+	if m.Source == "" || m.Destination == "" {
+		return errorf(wire.AccessRefused, "operation not permitted on the default exchange")
+	}
+	b := &bindingRec{Exchange: m.Source, Queue: m.Destination, Key: m.RoutingKey, ToExchange: true}
+	if src.Type == typeHeaders && len(m.Arguments) > 0 {
+		b.Args = map[string]any(m.Arguments)
+	}
+	var err error
+	if unbind {
+		err = c.srv.topo.deleteKey(c.ctx, bindingKey(c.project, b), false)
+	} else {
+		err = c.srv.topo.put(c.ctx, bindingKey(c.project, b), b)
+	}
+	if err != nil {
+		return rpcError(err, "keeping the binding")
+	}
+	if unbind {
+		ch.ok(m.NoWait, &wire.ExchangeUnbindOk{})
+	} else {
+		ch.ok(m.NoWait, &wire.ExchangeBindOk{})
+	}
 	return nil
 }
 

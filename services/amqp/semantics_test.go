@@ -311,3 +311,24 @@ func TestAutoDeleteQueue(t *testing.T) {
 	require.ErrorAs(t, err, &ae, "the last consumer's cancel deleted the auto-delete queue")
 	require.Equal(t, amqp091.NotFound, ae.Code)
 }
+
+func TestExchangeToExchangeBindings(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	require.NoError(t, ch.ExchangeDeclare("front", "topic", true, false, false, false, nil))
+	require.NoError(t, ch.ExchangeDeclare("back", "fanout", true, false, false, false, nil))
+	_, err := ch.QueueDeclare("behind", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("behind", "", "back", false, nil))
+	require.NoError(t, ch.ExchangeBind("back", "orders.*", "front", false, nil))
+	// A cycle ends: back → front → back.
+	require.NoError(t, ch.ExchangeBind("front", "", "back", false, nil))
+	require.NoError(t, ch.Confirm(false))
+	publish(t, ch, "front", "orders.new", "routed")
+	publish(t, ch, "front", "invoices.new", "not routed")
+	require.Equal(t, []string{"routed"}, getAll(t, ch, "behind"))
+	require.NoError(t, ch.ExchangeUnbind("back", "orders.*", "front", false, nil))
+	publish(t, ch, "front", "orders.new", "after unbind")
+	require.Empty(t, getAll(t, ch, "behind"))
+}

@@ -47,7 +47,14 @@ type bindingRec struct {
 	Queue    string         `json:"queue"`
 	Key      string         `json:"key"`
 	Args     map[string]any `json:"args,omitempty"`
+	// ToExchange: Queue names the destination exchange of an
+	// exchange-to-exchange binding (exchange.bind).
+	ToExchange bool `json:"to_exchange,omitempty"`
 }
+
+// exchangeDest is the destination segment of an exchange-to-exchange
+// binding's key: queue names have no ':', so it cannot clash with a queue's.
+func exchangeDest(name string) string { return "x:" + name }
 
 // queueRec is what AMQP says of a queue that its DMS record does not keep.
 type queueRec struct {
@@ -223,7 +230,11 @@ func bindingsOfQueuePrefix(project, queue string) string {
 }
 
 func bindingKey(project string, b *bindingRec) string {
-	return bindingsOfQueuePrefix(project, b.Queue) + url.PathEscape(b.Exchange) + "/" + url.PathEscape(b.Key) + argsSuffix(b.Args)
+	dest := b.Queue
+	if b.ToExchange {
+		dest = exchangeDest(b.Queue)
+	}
+	return bindingsOfQueuePrefix(project, dest) + url.PathEscape(b.Exchange) + "/" + url.PathEscape(b.Key) + argsSuffix(b.Args)
 }
 
 // argsSuffix tells apart bindings of one key with other arguments (headers
@@ -238,11 +249,15 @@ func argsSuffix(args map[string]any) string {
 
 // exchange returns an exchange: a built-in one or one declared.
 func (t *topology) exchange(project, name string) (*exchangeRec, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.exchangeLocked(project, name)
+}
+
+func (t *topology) exchangeLocked(project, name string) (*exchangeRec, bool) {
 	if typ, ok := builtinExchanges[name]; ok {
 		return &exchangeRec{Type: typ, Durable: true}, true
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
 	rec, ok := t.exchanges[project+"/"+url.PathEscape(name)]
 	return rec, ok
 }
@@ -297,7 +312,8 @@ func (t *topology) deleteExchange(ctx context.Context, project, name string) err
 		keys = append(keys, k)
 	}
 	t.mu.RUnlock()
-	ops := []clientv3.Op{clientv3.OpDelete(exchangeKey(project, name))}
+	ops := []clientv3.Op{clientv3.OpDelete(exchangeKey(project, name)),
+		clientv3.OpDelete(bindingsOfQueuePrefix(project, exchangeDest(name)), clientv3.WithPrefix())}
 	for _, k := range keys {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
@@ -316,27 +332,43 @@ func (t *topology) hasBindings(project, exchange string) bool {
 }
 
 // route returns the queues a message published to an exchange with a
-// routing key and headers goes to, each once. The default exchange routes
-// to the queue named by the key; whether it exists the caller checks.
+// routing key and headers goes to, each once, following exchange-to-
+// exchange bindings (each exchange visited once, so cycles end). The
+// default exchange routes to the queue named by the key; whether it exists
+// the caller checks.
 func (t *topology) route(project, exchange, key string, headers wire.Table) []string {
 	if exchange == "" {
 		return []string{key}
 	}
-	ex, ok := t.exchange(project, exchange)
-	if !ok {
-		return nil
-	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var out []string
-	seen := map[string]bool{}
-	for _, b := range t.bindings[project+"/"+exchange] {
-		if seen[b.Queue] || !matches(ex.Type, b, key, headers) {
-			continue
+	seen, visited := map[string]bool{}, map[string]bool{}
+	var walk func(exchange string)
+	walk = func(exchange string) {
+		if visited[exchange] {
+			return
 		}
-		seen[b.Queue] = true
-		out = append(out, b.Queue)
+		visited[exchange] = true
+		ex, ok := t.exchangeLocked(project, exchange)
+		if !ok {
+			return
+		}
+		for _, b := range t.bindings[project+"/"+exchange] {
+			if !matches(ex.Type, b, key, headers) {
+				continue
+			}
+			if b.ToExchange {
+				walk(b.Queue)
+				continue
+			}
+			if !seen[b.Queue] {
+				seen[b.Queue] = true
+				out = append(out, b.Queue)
+			}
+		}
 	}
+	walk(exchange)
 	return out
 }
 
