@@ -11,15 +11,25 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	auditv1 "github.com/opendms/dms/gen/go/dms/cluster/audit/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
 )
 
-// Handler serves dms.v1.AuditService. Any node serves it: it reads the
-// trail from storage.
+// Handler serves dms.v1.AuditService, which any node serves (it reads
+// the trail from storage), and dms.cluster.audit.v1.AuditWriterService.
 type Handler struct {
 	dmsv1.UnimplementedAuditServiceServer
+	auditv1.UnimplementedAuditWriterServiceServer
 	t *Trail
+}
+
+// AppendRecords implements auditv1.AuditWriterServiceServer.
+func (h *Handler) AppendRecords(_ context.Context, req *auditv1.AppendRecordsRequest) (*auditv1.AppendRecordsResponse, error) {
+	if err := h.t.Accept(req.GetRecords()); err != nil {
+		return nil, err
+	}
+	return &auditv1.AppendRecordsResponse{}, nil
 }
 
 // NewHandler returns the handler of a trail.

@@ -7,7 +7,10 @@
 // One writer keeps the chain one line: the owner of delivery shard 0, in
 // its owner epoch, which storage checks on every append, so that a former
 // owner cannot write after a failover. A new owner first reads the log to
-// its end (a fencing read) to learn the hash it continues from.
+// its end (a fencing read) to learn the hash it continues from. Every node
+// records the calls it serves and sends its records to the owner
+// (dms.cluster.audit.v1.AuditWriterService); until one takes them they
+// wait in memory, retried every second.
 package audit
 
 import (
@@ -24,13 +27,17 @@ import (
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/storage/logid"
 )
 
-// Ownership says whether this node writes the trail, and in which epoch.
+// Ownership says which node writes the trail, and in which epoch.
 type Ownership interface {
-	AuditOwner() (epoch int64, mine bool)
+	AuditOwner() (epoch int64, owner string, mine bool)
 }
+
+// Sender sends records to the node that writes the trail.
+type Sender func(ctx context.Context, node string, recs []*dmsv1.AuditRecord) error
 
 // Config configures the trail.
 type Config struct {
@@ -51,11 +58,13 @@ type Trail struct {
 	cfg     Config
 	storage storagev1.StorageServiceClient
 	own     Ownership
+	send    Sender
 	now     func() time.Time
 	logger  *slog.Logger
 
-	in      chan *dmsv1.AuditRecord
-	dropped atomic.Int64
+	in       chan *dmsv1.AuditRecord
+	acceptMu sync.Mutex // one Accept at a time, so that its room check holds
+	dropped  atomic.Int64
 
 	// The writer's state, on its goroutine only.
 	epoch    int64
@@ -69,8 +78,8 @@ type Trail struct {
 }
 
 // New makes a trail; Start runs its writer.
-func New(cfg Config, storage storagev1.StorageServiceClient, own Ownership, now func() time.Time, logger *slog.Logger) *Trail {
-	return &Trail{cfg: cfg, storage: storage, own: own, now: now, logger: logger,
+func New(cfg Config, storage storagev1.StorageServiceClient, own Ownership, send Sender, now func() time.Time, logger *slog.Logger) *Trail {
+	return &Trail{cfg: cfg, storage: storage, own: own, send: send, now: now, logger: logger,
 		in: make(chan *dmsv1.AuditRecord, queueSize), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -83,6 +92,23 @@ func (t *Trail) Record(r *dmsv1.AuditRecord) {
 		t.dropped.Add(1)
 		t.logger.Error("audit: record dropped, the trail's queue is full", "action", r.GetAction(), "principal", r.GetPrincipal())
 	}
+}
+
+// Accept queues records another node sent, when this node writes the
+// trail; all or none, so that the sender's retry stores no duplicate.
+func (t *Trail) Accept(recs []*dmsv1.AuditRecord) error {
+	if _, owner, mine := t.own.AuditOwner(); !mine {
+		return errs.Wrapf(errs.ErrUnavailable, "audit: node %q writes the trail, not this one", owner)
+	}
+	t.acceptMu.Lock()
+	defer t.acceptMu.Unlock()
+	if cap(t.in)-len(t.in) < len(recs) {
+		return errs.Wrapf(errs.ErrUnavailable, "audit: the trail's queue is full; retry")
+	}
+	for _, r := range recs {
+		t.in <- r
+	}
+	return nil
 }
 
 // Dropped counts the records dropped since the start.
@@ -108,6 +134,7 @@ const maxBatch = 256
 func (t *Trail) run() {
 	defer close(t.done)
 	var batch []*dmsv1.AuditRecord
+	failing := false
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	for {
@@ -135,11 +162,18 @@ func (t *Trail) run() {
 		}
 		cancel()
 		if err == nil {
+			if failing {
+				t.logger.Info("audit: writing the trail again", "records", len(batch))
+			}
+			failing = false
 			batch = batch[:0]
 			continue
 		}
 		t.loaded = false
-		t.logger.Warn("audit: writing the trail failed; retrying", "records", len(batch), "err", err)
+		if !failing { // once per streak: a failover can take a while
+			t.logger.Warn("audit: writing the trail failed; retrying every second", "records", len(batch), "err", err)
+		}
+		failing = true
 		retry.Reset(time.Second)
 		select {
 		case <-retry.C:
@@ -149,14 +183,19 @@ func (t *Trail) run() {
 	}
 }
 
-// errNotOwner: this node does not write the trail now.
-var errNotOwner = errors.New("audit: this node does not own delivery shard 0, which writes the trail")
+// errNoOwner: no node writes the trail now (a failover).
+var errNoOwner = errors.New("audit: no node owns delivery shard 0, which writes the trail")
 
-// write chains the records to the trail and appends them in one batch.
+// write chains the records to the trail and appends them in one batch,
+// or sends them to the node that does.
 func (t *Trail) write(ctx context.Context, batch []*dmsv1.AuditRecord) error {
-	epoch, mine := t.own.AuditOwner()
+	epoch, owner, mine := t.own.AuditOwner()
 	if !mine {
-		return errNotOwner
+		t.loaded = false
+		if owner == "" {
+			return errNoOwner
+		}
+		return t.send(ctx, owner, batch)
 	}
 	if !t.loaded || epoch != t.epoch {
 		if err := t.load(ctx, epoch); err != nil {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	auditv1 "github.com/opendms/dms/gen/go/dms/cluster/audit/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/audit"
 	"github.com/opendms/dms/services/authz"
@@ -33,23 +34,28 @@ import (
 
 // initAudit starts the trail and serves the audit API.
 func (s *Server) initAudit(ctx context.Context) (modules.Stopper, error) {
-	t := audit.New(s.cfg.Audit, s.storageClient(), auditOwnership{s}, s.now, s.logger.With("component", "audit"))
+	send := func(ctx context.Context, node string, recs []*dmsv1.AuditRecord) error {
+		_, err := auditv1.NewAuditWriterServiceClient(s.nodeConn(node)).AppendRecords(ctx, &auditv1.AppendRecordsRequest{Records: recs})
+		return err
+	}
+	t := audit.New(s.cfg.Audit, s.storageClient(), auditOwnership{s}, send, s.now, s.logger.With("component", "audit"))
 	t.Start()
 	s.audit = t
 	h := audit.NewHandler(t)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterAuditServiceServer(r, h) })
+	auditv1.RegisterAuditWriterServiceServer(s.internalGRPC, h)
 	return modules.StopFunc(t.Stop), nil
 }
 
 // auditOwnership: the owner of delivery shard 0 writes the trail.
 type auditOwnership struct{ s *Server }
 
-func (o auditOwnership) AuditOwner() (int64, bool) {
-	if o.s.placement == nil {
-		return 0, false
-	}
+func (o auditOwnership) AuditOwner() (int64, string, bool) {
 	st, ok := o.s.placement.Unit(placement.DeliveryShard(0))
-	return st.GetOwnerEpoch(), ok && st.GetOwner() == o.s.NodeName
+	if !ok || !o.s.placement.Alive(st.GetOwner()) {
+		return 0, "", false
+	}
+	return st.GetOwnerEpoch(), st.GetOwner(), st.GetOwner() == o.s.NodeName
 }
 
 // auditedMethods are the management calls, recorded whatever their result.

@@ -184,3 +184,27 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("verify after a forged record at %d: %v", app.GetFirstOffset(), broken)
 	}
 }
+
+// In a cluster one node writes the trail; the others send it the records
+// of the calls they serve, and any node reads and verifies it.
+func TestAuditTrailAcrossNodes(t *testing.T) {
+	t.Setenv("DMS_ADMIN_PASSWORD", adminPassword)
+	etcd := testserver.StartEtcd(t)
+	n1 := testserver.Start(t, testserver.WithFlags("-auth.enabled", "-etcd.endpoints", etcd, "-node.name", "u1"))
+	n2 := testserver.Start(t, testserver.WithFlags("-auth.enabled", "-etcd.endpoints", etcd, "-node.name", "u2"))
+	ctx := context.Background()
+	admin := bearer(ctx, unscopedToken(t, n1, "Default", "admin", adminPassword))
+	for i, n := range []*testserver.Server{n1, n2} {
+		if _, err := n.Queues().CreateQueue(admin, &dmsv1.CreateQueueRequest{Parent: "projects/" + server.DefaultProject, Queue: &dmsv1.Queue{DisplayName: "q" + string(rune('a'+i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, reader := range []*testserver.Server{n1, n2} {
+		for _, node := range []string{"u1", "u2"} {
+			waitRecord(t, admin, reader, "CreateQueue", func(r *dmsv1.AuditRecord) bool { return r.GetNode() == node && r.GetAllowed() })
+		}
+		if v := verifyTrail(t, admin, reader); !v.GetIntact() || v.GetRecordsChecked() < 2 {
+			t.Fatalf("verify on %s: %v", reader.NodeName, v)
+		}
+	}
+}
