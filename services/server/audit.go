@@ -149,9 +149,10 @@ type auditedStream struct {
 
 func (a *auditedStream) Context() context.Context { return a.ctx }
 
+// isForwarded looks at one key: copying the whole metadata would cost
+// every call several allocations.
 func isForwarded(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return len(md.Get(forwardedHeader)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, forwardedHeader)) > 0
 }
 
 // auditRecord records a call if it is a management call or was refused.
