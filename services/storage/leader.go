@@ -415,7 +415,23 @@ func (e *Engine) changeISR(ctx context.Context, u *unit, isr []string) error {
 	key := placement.PlacementKey(cur.GetUnit())
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	// From now on the high watermark waits for the proposed replicas too.
+	u.mu.Lock()
+	u.pendingISR, u.pendingRev = isr, 0
+	u.mu.Unlock()
 	resp, err := e.cluster.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.ModRevision)).Then(clientv3.OpPut(key, string(value))).Commit()
+	u.mu.Lock()
+	switch {
+	case err == nil && resp.Succeeded:
+		u.pendingRev = resp.Header.Revision
+	case err == nil:
+		u.pendingISR = nil // not written: the placement changed meanwhile
+	default:
+		// The write may have happened: the proposal keeps counting until
+		// any newer placement is seen here (hwMembers).
+		u.pendingRev = cur.ModRevision + 1
+	}
+	u.mu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,11 @@ type unit struct {
 	// over may read the log (see fenceRead).
 	epochStart map[string]int64 // by log key
 	hwChanged  chan struct{}    // closed when a follower's position moves
+	// pendingISR is an in-sync replica set this leader is writing to etcd,
+	// and pendingRev the revision it was written at (0 while the write is
+	// in flight); see hwMembers.
+	pendingISR []string
+	pendingRev int64
 
 	// fence orders the internal-log writes of owners: writes hold it
 	// shared while they check the owner epoch and until they are durable; a
@@ -218,7 +223,7 @@ func (u *unit) hw(logKey string, end int64) int64 {
 
 func (u *unit) hwLocked(logKey string, end int64) int64 {
 	hw := end
-	for _, n := range u.st.GetIsr() {
+	for _, n := range u.hwMembers() {
 		if f := u.followers[n]; n != u.st.GetLeader() && f != nil {
 			hw = min(hw, f.pos[logKey])
 		} else if n != u.st.GetLeader() {
@@ -226,6 +231,25 @@ func (u *unit) hwLocked(logKey string, end int64) int64 {
 		}
 	}
 	return hw
+}
+
+// hwMembers returns the replicas the high watermark waits for: the in-sync
+// replicas the placement has, and while a change of them is being written
+// (or written but not yet seen here) the proposed ones too — Kafka's
+// "maximal ISR". A follower taken in counts from the moment it is
+// proposed, so a write is never committed without a replica that the
+// controller may already elect. u.mu is held.
+func (u *unit) hwMembers() []string {
+	if u.pendingISR == nil || (u.pendingRev != 0 && u.st.ModRevision >= u.pendingRev) {
+		return u.st.GetIsr()
+	}
+	out := slices.Clone(u.st.GetIsr())
+	for _, n := range u.pendingISR {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // waitCommitted waits until the high watermark of a log passes offset, the
@@ -349,6 +373,7 @@ func (e *Engine) applyUnitLocked(u *unit, st placement.State, replica bool) (fol
 // becomeLeader starts leading epoch st.LeaderEpoch; u.mu is held.
 func (e *Engine) becomeLeader(u *unit, st *metadatav1.PartitionState) {
 	u.leading, u.following = true, false
+	u.pendingISR = nil
 	u.followers = map[string]*followerProgress{}
 	u.epochStart = map[string]int64{}
 	now := time.Now()
