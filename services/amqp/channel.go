@@ -39,7 +39,6 @@ type channel struct {
 	nextTag   uint64
 	unacked   map[uint64]*pendingDelivery
 	cancelled []*consumer // basic.cancel'ed: their sessions close with the channel
-	flowOff   bool
 }
 
 func newChannel(c *conn, id uint16) *channel {
@@ -208,10 +207,11 @@ func (ch *channel) method(m wire.Method) error {
 	case *wire.ChannelOpen:
 		return errorf(wire.ChannelError, "channel %d is already open", ch.id)
 	case *wire.ChannelFlow:
-		ch.mu.Lock()
-		ch.flowOff = !m.Active
-		ch.mu.Unlock()
-		ch.c.send(ch.id, &wire.ChannelFlowOk{Active: m.Active})
+		if !m.Active {
+			// As RabbitMQ: consumers are paced by basic.qos instead.
+			return errorf(wire.NotImplemented, "active=false is not supported; use basic.qos to pace deliveries")
+		}
+		ch.c.send(ch.id, &wire.ChannelFlowOk{Active: true})
 		ch.c.flush()
 		return nil
 	case *wire.ChannelFlowOk:

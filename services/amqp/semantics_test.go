@@ -332,3 +332,24 @@ func TestExchangeToExchangeBindings(t *testing.T) {
 	publish(t, ch, "front", "orders.new", "after unbind")
 	require.Empty(t, getAll(t, ch, "behind"))
 }
+
+// TestHeartbeats: a client that asked for 1 s heartbeats and sends nothing
+// for 3 s is still connected, because the server sends heartbeats (the
+// client closes a connection that hears nothing for three intervals).
+func TestHeartbeats(t *testing.T) {
+	srv := testserver.Start(t)
+	conn, err := amqp091.DialConfig("amqp://guest:guest@"+srv.AMQPAddr+"/", amqp091.Config{Heartbeat: time.Second})
+	require.NoError(t, err)
+	defer conn.Close()
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	time.Sleep(3500 * time.Millisecond)
+	select {
+	case err := <-closed:
+		t.Fatalf("the connection closed while idle: %v", err)
+	default:
+	}
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("alive", true, false, false, false, nil)
+	require.NoError(t, err)
+}
