@@ -135,7 +135,12 @@ func (s *Store) CreateUser(ctx context.Context, accountID, name, password string
 	if err != nil {
 		return nil, err
 	}
-	rec := &metadatav1.UserRecord{Id: newHexID(), Name: name, AccountId: accountID, PasswordHash: hash, AccountAdmin: admin, CreateTimeMs: s.now().UnixMilli()}
+	scram, err := scramCredentials(password)
+	if err != nil {
+		return nil, err
+	}
+	rec := &metadatav1.UserRecord{Id: newHexID(), Name: name, AccountId: accountID, PasswordHash: hash, AccountAdmin: admin, CreateTimeMs: s.now().UnixMilli(),
+		ScramCredentials: scram}
 	ok, err := s.commit(ctx, s.cli.Txn(ctx).If(present(accountKey(accountID)), absent(userNameKey(accountID, name))).
 		Then(clientv3.OpPut(userKey(rec.Id), marshal(rec)), clientv3.OpPut(userNameKey(accountID, name), rec.Id)))
 	if err != nil {
@@ -184,7 +189,14 @@ func (s *Store) SetPassword(ctx context.Context, userID, password string) error 
 	if err != nil {
 		return err
 	}
-	return s.updateUser(ctx, userID, func(u *metadatav1.UserRecord) error { u.PasswordHash = hash; return nil })
+	scram, err := scramCredentials(password)
+	if err != nil {
+		return err
+	}
+	return s.updateUser(ctx, userID, func(u *metadatav1.UserRecord) error {
+		u.PasswordHash, u.ScramCredentials = hash, scram
+		return nil
+	})
 }
 
 // DeleteUser deletes a user with their bindings, access keys and tokens.

@@ -32,7 +32,7 @@ const (
 	mechPlain = "PLAIN"
 )
 
-var saslMechanisms = []string{mechPlain}
+var saslMechanisms = []string{mechPlain, identity.ScramSHA256, identity.ScramSHA512}
 
 // Auth is what the front end authenticates and authorizes with; nil in
 // Deps turns authentication off.
@@ -46,6 +46,8 @@ type Auth struct {
 // saslState is a connection's SASL exchange.
 type saslState struct {
 	mechanism string
+	// scram is a SCRAM exchange between its first and last message.
+	scram *scramExchange
 }
 
 // errSASLRefused is every refusal of a user name and password.
@@ -71,6 +73,8 @@ func (s *Server) saslStep(ctx context.Context, c *conn, token []byte) ([]byte, e
 		}
 		c.login(p, project)
 		return nil, nil
+	case identity.ScramSHA256, identity.ScramSHA512:
+		return s.scramStep(ctx, c, string(token))
 	}
 	return nil, fmt.Errorf("mechanism %q is not served", c.sasl.mechanism)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/grpc/metadata"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -165,4 +166,31 @@ func TestSASLPlain(t *testing.T) {
 		c.send(kmsg.NewPtrMetadataRequest())
 		require.True(t, c.closed())
 	})
+}
+
+func TestSASLSCRAM(t *testing.T) {
+	w := startSASL(t)
+	mechs := map[string]func(user, pass string) sasl.Mechanism{
+		"SHA-256": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha256Mechanism() },
+		"SHA-512": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha512Mechanism() },
+	}
+	for name, mech := range mechs {
+		t.Run(name, func(t *testing.T) {
+			admin := w.client(t, mech("admin", saslAdminPassword))
+			topic := "scram-" + strings.ToLower(name)
+			require.NoError(t, produce(t, admin, topic, "one"))
+
+			require.ErrorIs(t, metadataErr(w.client(t, mech("admin", "not the password"))), kerr.SaslAuthenticationFailed)
+			require.ErrorIs(t, metadataErr(w.client(t, mech("nobody", saslAdminPassword))), kerr.SaslAuthenticationFailed)
+			require.ErrorIs(t, metadataErr(w.client(t, mech("bob", "bob's password"))), kerr.SaslAuthenticationFailed,
+				"bob is not a user of the default project's account")
+
+			vera := w.client(t, mech("vera", "vera's password"))
+			require.Contains(t, topicNames(t, vera), topic)
+			require.ErrorIs(t, produce(t, vera, topic, "two"), kerr.TopicAuthorizationFailed)
+
+			bob := w.client(t, mech("bob@"+w.projectB, "bob's password"))
+			require.NotContains(t, topicNames(t, bob), topic)
+		})
+	}
 }

@@ -173,9 +173,15 @@ type UserRecord struct {
 	// Administrator of the account.
 	AccountAdmin bool `protobuf:"varint,5,opt,name=account_admin,json=accountAdmin,proto3" json:"account_admin,omitempty"`
 	// Unix milliseconds.
-	CreateTimeMs  int64 `protobuf:"varint,6,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreateTimeMs int64 `protobuf:"varint,6,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
+	// The password's SCRAM credentials (RFC 5802), one per mechanism, for
+	// Kafka's SASL SCRAM-SHA-256 and SCRAM-SHA-512: SCRAM needs a verifier
+	// salted and iterated its own way, which cannot be derived from the
+	// argon2id hash. Made whenever the password is set; absent for a
+	// password set before they existed (setting it again makes them).
+	ScramCredentials []*ScramCredential `protobuf:"bytes,7,rep,name=scram_credentials,json=scramCredentials,proto3" json:"scram_credentials,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *UserRecord) Reset() {
@@ -250,6 +256,97 @@ func (x *UserRecord) GetCreateTimeMs() int64 {
 	return 0
 }
 
+func (x *UserRecord) GetScramCredentials() []*ScramCredential {
+	if x != nil {
+		return x.ScramCredentials
+	}
+	return nil
+}
+
+// ScramCredential is what a SCRAM server keeps of a password (RFC 5802
+// section 3): enough to check a client's proof and prove itself, not
+// enough to log in as the user.
+type ScramCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+	Mechanism string `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// Random, 16 bytes.
+	Salt []byte `protobuf:"bytes,2,opt,name=salt,proto3" json:"salt,omitempty"`
+	// PBKDF2 iterations.
+	Iterations int32 `protobuf:"varint,3,opt,name=iterations,proto3" json:"iterations,omitempty"`
+	// H(HMAC(SaltedPassword, "Client Key")).
+	StoredKey []byte `protobuf:"bytes,4,opt,name=stored_key,json=storedKey,proto3" json:"stored_key,omitempty"`
+	// HMAC(SaltedPassword, "Server Key").
+	ServerKey     []byte `protobuf:"bytes,5,opt,name=server_key,json=serverKey,proto3" json:"server_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScramCredential) Reset() {
+	*x = ScramCredential{}
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScramCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScramCredential) ProtoMessage() {}
+
+func (x *ScramCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScramCredential.ProtoReflect.Descriptor instead.
+func (*ScramCredential) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScramCredential) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *ScramCredential) GetSalt() []byte {
+	if x != nil {
+		return x.Salt
+	}
+	return nil
+}
+
+func (x *ScramCredential) GetIterations() int32 {
+	if x != nil {
+		return x.Iterations
+	}
+	return 0
+}
+
+func (x *ScramCredential) GetStoredKey() []byte {
+	if x != nil {
+		return x.StoredKey
+	}
+	return nil
+}
+
+func (x *ScramCredential) GetServerKey() []byte {
+	if x != nil {
+		return x.ServerKey
+	}
+	return nil
+}
+
 // RoleBindingRecord is the roles of one user in one project.
 type RoleBindingRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -265,7 +362,7 @@ type RoleBindingRecord struct {
 
 func (x *RoleBindingRecord) Reset() {
 	*x = RoleBindingRecord{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[3]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +374,7 @@ func (x *RoleBindingRecord) String() string {
 func (*RoleBindingRecord) ProtoMessage() {}
 
 func (x *RoleBindingRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[3]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +387,7 @@ func (x *RoleBindingRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleBindingRecord.ProtoReflect.Descriptor instead.
 func (*RoleBindingRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{3}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RoleBindingRecord) GetProjectId() string {
@@ -340,7 +437,7 @@ type AccessKeyRecord struct {
 
 func (x *AccessKeyRecord) Reset() {
 	*x = AccessKeyRecord{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[4]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +449,7 @@ func (x *AccessKeyRecord) String() string {
 func (*AccessKeyRecord) ProtoMessage() {}
 
 func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[4]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +462,7 @@ func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKeyRecord.ProtoReflect.Descriptor instead.
 func (*AccessKeyRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{4}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AccessKeyRecord) GetAccessKey() string {
@@ -440,7 +537,7 @@ type ApiTokenRecord struct {
 
 func (x *ApiTokenRecord) Reset() {
 	*x = ApiTokenRecord{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[5]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +549,7 @@ func (x *ApiTokenRecord) String() string {
 func (*ApiTokenRecord) ProtoMessage() {}
 
 func (x *ApiTokenRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[5]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +562,7 @@ func (x *ApiTokenRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiTokenRecord.ProtoReflect.Descriptor instead.
 func (*ApiTokenRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{5}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApiTokenRecord) GetId() string {
@@ -538,7 +635,7 @@ type SessionTokenClaims struct {
 
 func (x *SessionTokenClaims) Reset() {
 	*x = SessionTokenClaims{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[6]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +647,7 @@ func (x *SessionTokenClaims) String() string {
 func (*SessionTokenClaims) ProtoMessage() {}
 
 func (x *SessionTokenClaims) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[6]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +660,7 @@ func (x *SessionTokenClaims) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTokenClaims.ProtoReflect.Descriptor instead.
 func (*SessionTokenClaims) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{6}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionTokenClaims) GetUserId() string {
@@ -624,7 +721,7 @@ type PrincipalAssertion struct {
 
 func (x *PrincipalAssertion) Reset() {
 	*x = PrincipalAssertion{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[7]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +733,7 @@ func (x *PrincipalAssertion) String() string {
 func (*PrincipalAssertion) ProtoMessage() {}
 
 func (x *PrincipalAssertion) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[7]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +746,7 @@ func (x *PrincipalAssertion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrincipalAssertion.ProtoReflect.Descriptor instead.
 func (*PrincipalAssertion) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{7}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PrincipalAssertion) GetKind() int32 {
@@ -710,7 +807,7 @@ type QueuePolicyRecord struct {
 
 func (x *QueuePolicyRecord) Reset() {
 	*x = QueuePolicyRecord{}
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +819,7 @@ func (x *QueuePolicyRecord) String() string {
 func (*QueuePolicyRecord) ProtoMessage() {}
 
 func (x *QueuePolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[8]
+	mi := &file_dms_cluster_metadata_v1_identity_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +832,7 @@ func (x *QueuePolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuePolicyRecord.ProtoReflect.Descriptor instead.
 func (*QueuePolicyRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{8}
+	return file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueuePolicyRecord) GetProjectId() string {
@@ -773,7 +870,7 @@ const file_dms_cluster_metadata_v1_identity_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x03 \x01(\tR\taccountId\x12$\n" +
-	"\x0ecreate_time_ms\x18\x04 \x01(\x03R\fcreateTimeMs\"\xbf\x01\n" +
+	"\x0ecreate_time_ms\x18\x04 \x01(\x03R\fcreateTimeMs\"\x96\x02\n" +
 	"\n" +
 	"UserRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -782,7 +879,18 @@ const file_dms_cluster_metadata_v1_identity_proto_rawDesc = "" +
 	"account_id\x18\x03 \x01(\tR\taccountId\x12#\n" +
 	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\x12#\n" +
 	"\raccount_admin\x18\x05 \x01(\bR\faccountAdmin\x12$\n" +
-	"\x0ecreate_time_ms\x18\x06 \x01(\x03R\fcreateTimeMs\"a\n" +
+	"\x0ecreate_time_ms\x18\x06 \x01(\x03R\fcreateTimeMs\x12U\n" +
+	"\x11scram_credentials\x18\a \x03(\v2(.dms.cluster.metadata.v1.ScramCredentialR\x10scramCredentials\"\xa1\x01\n" +
+	"\x0fScramCredential\x12\x1c\n" +
+	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x12\n" +
+	"\x04salt\x18\x02 \x01(\fR\x04salt\x12\x1e\n" +
+	"\n" +
+	"iterations\x18\x03 \x01(\x05R\n" +
+	"iterations\x12\x1d\n" +
+	"\n" +
+	"stored_key\x18\x04 \x01(\fR\tstoredKey\x12\x1d\n" +
+	"\n" +
+	"server_key\x18\x05 \x01(\fR\tserverKey\"a\n" +
 	"\x11RoleBindingRecord\x12\x1d\n" +
 	"\n" +
 	"project_id\x18\x01 \x01(\tR\tprojectId\x12\x17\n" +
@@ -838,26 +946,28 @@ func file_dms_cluster_metadata_v1_identity_proto_rawDescGZIP() []byte {
 	return file_dms_cluster_metadata_v1_identity_proto_rawDescData
 }
 
-var file_dms_cluster_metadata_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_dms_cluster_metadata_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_dms_cluster_metadata_v1_identity_proto_goTypes = []any{
 	(*AccountRecord)(nil),      // 0: dms.cluster.metadata.v1.AccountRecord
 	(*ProjectRecord)(nil),      // 1: dms.cluster.metadata.v1.ProjectRecord
 	(*UserRecord)(nil),         // 2: dms.cluster.metadata.v1.UserRecord
-	(*RoleBindingRecord)(nil),  // 3: dms.cluster.metadata.v1.RoleBindingRecord
-	(*AccessKeyRecord)(nil),    // 4: dms.cluster.metadata.v1.AccessKeyRecord
-	(*ApiTokenRecord)(nil),     // 5: dms.cluster.metadata.v1.ApiTokenRecord
-	(*SessionTokenClaims)(nil), // 6: dms.cluster.metadata.v1.SessionTokenClaims
-	(*PrincipalAssertion)(nil), // 7: dms.cluster.metadata.v1.PrincipalAssertion
-	(*QueuePolicyRecord)(nil),  // 8: dms.cluster.metadata.v1.QueuePolicyRecord
-	(*v1.QueuePolicy)(nil),     // 9: dms.v1.QueuePolicy
+	(*ScramCredential)(nil),    // 3: dms.cluster.metadata.v1.ScramCredential
+	(*RoleBindingRecord)(nil),  // 4: dms.cluster.metadata.v1.RoleBindingRecord
+	(*AccessKeyRecord)(nil),    // 5: dms.cluster.metadata.v1.AccessKeyRecord
+	(*ApiTokenRecord)(nil),     // 6: dms.cluster.metadata.v1.ApiTokenRecord
+	(*SessionTokenClaims)(nil), // 7: dms.cluster.metadata.v1.SessionTokenClaims
+	(*PrincipalAssertion)(nil), // 8: dms.cluster.metadata.v1.PrincipalAssertion
+	(*QueuePolicyRecord)(nil),  // 9: dms.cluster.metadata.v1.QueuePolicyRecord
+	(*v1.QueuePolicy)(nil),     // 10: dms.v1.QueuePolicy
 }
 var file_dms_cluster_metadata_v1_identity_proto_depIdxs = []int32{
-	9, // 0: dms.cluster.metadata.v1.QueuePolicyRecord.policy:type_name -> dms.v1.QueuePolicy
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3,  // 0: dms.cluster.metadata.v1.UserRecord.scram_credentials:type_name -> dms.cluster.metadata.v1.ScramCredential
+	10, // 1: dms.cluster.metadata.v1.QueuePolicyRecord.policy:type_name -> dms.v1.QueuePolicy
+	2,  // [2:2] is the sub-list for method output_type
+	2,  // [2:2] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_metadata_v1_identity_proto_init() }
@@ -871,7 +981,7 @@ func file_dms_cluster_metadata_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_metadata_v1_identity_proto_rawDesc), len(file_dms_cluster_metadata_v1_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
