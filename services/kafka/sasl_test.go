@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ import (
 const saslAdminPassword = "correct-horse-battery-staple"
 
 // saslWorld is a dmsd with authentication on and the users the SASL tests
-// log in as: admin; vera, a viewer of the default project; pete, a
+// log in as: admin; nora, with no role; vera, a viewer of the default project; pete, a
 // producer there; and bob, administrator of project B of account acme.
 type saslWorld struct {
 	s        *testserver.Server
@@ -55,9 +56,12 @@ func startSASL(t *testing.T) *saslWorld {
 	user := func(account, name string, project string, role dmsv1.Role) {
 		u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: account, User: &dmsv1.User{Name: name}, Password: name + "'s password"})
 		require.NoError(t, err)
-		_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: project, UserId: u.GetUser().GetId(), Role: role})
-		require.NoError(t, err)
+		if role != dmsv1.Role_ROLE_UNSPECIFIED {
+			_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: project, UserId: u.GetUser().GetId(), Role: role})
+			require.NoError(t, err)
+		}
 	}
+	user(def, "nora", server.DefaultProject, dmsv1.Role_ROLE_UNSPECIFIED)
 	user(def, "vera", server.DefaultProject, dmsv1.Role_ROLE_VIEWER)
 	user(def, "pete", server.DefaultProject, dmsv1.Role_ROLE_PRODUCER)
 	acme, err := id.CreateAccount(admin, &dmsv1.CreateAccountRequest{Account: &dmsv1.Account{Name: "acme"}})
@@ -193,4 +197,37 @@ func TestSASLSCRAM(t *testing.T) {
 			require.NotContains(t, topicNames(t, bob), topic)
 		})
 	}
+}
+
+// TestSASLEveryAPIRefusedRoundTrips sends every API the server advertises,
+// at every version, on a connection of a user with no role: each refusal
+// (the mirrored group refusals above all) must decode at its version.
+func TestSASLEveryAPIRefusedRoundTrips(t *testing.T) {
+	w := startSASL(t)
+	c := dialRaw(t, w.s.KafkaAddr)
+	versions := c.roundTrip(&kmsg.ApiVersionsRequest{Version: 0}).(*kmsg.ApiVersionsResponse)
+	hs := c.roundTrip(&kmsg.SASLHandshakeRequest{Version: 1, Mechanism: "PLAIN"}).(*kmsg.SASLHandshakeResponse)
+	require.Zero(t, hs.ErrorCode)
+	auth := c.roundTrip(&kmsg.SASLAuthenticateRequest{Version: 2, SASLAuthBytes: []byte("\x00nora\x00nora's password")}).(*kmsg.SASLAuthenticateResponse)
+	require.Zero(t, auth.ErrorCode, "%v", auth.ErrorMessage)
+	refusals := 0
+	for _, k := range versions.ApiKeys {
+		switch k.ApiKey {
+		case kmsg.ApiVersions.Int16(), kmsg.SASLHandshake.Int16(), kmsg.SASLAuthenticate.Int16():
+			continue
+		}
+		for v := k.MinVersion; v <= k.MaxVersion; v++ {
+			req := kmsg.RequestForKey(k.ApiKey)
+			req.SetVersion(v)
+			if prepare := sweepRequests[k.ApiKey]; prepare != nil {
+				prepare(req)
+			}
+			resp := c.roundTrip(req)
+			require.Equal(t, v, resp.GetVersion(), "%s v%d", kmsg.NameForKey(k.ApiKey), v)
+			if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.Int() == int64(kerr.GroupAuthorizationFailed.Code) {
+				refusals++
+			}
+		}
+	}
+	require.NotZero(t, refusals)
 }
