@@ -288,10 +288,24 @@ func (p *publisher) store(batch []pubItem) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			limit := c.srv.lengthLimit(ctx, c.project, q)
+			if refused := limit.refuse(ctx, c.srv, len(idx)); refused > 0 {
+				// x-overflow reject-publish: the newest are nacked.
+				mu.Lock()
+				for _, i := range idx[len(idx)-refused:] {
+					failed[i] = true
+				}
+				mu.Unlock()
+				idx = idx[:len(idx)-refused]
+				if len(idx) == 0 {
+					return
+				}
+			}
 			msgs := make([]*dmsv1.Message, len(idx))
 			for j, i := range idx {
 				msgs[j] = batch[i].msg
 			}
+			defer limit.dropHead(ctx, c.srv, c.project)
 			if _, err := c.srv.deps.Ingest.Publish(ctx, &ingestv1.PublishRequest{QueueId: q, Messages: msgs}); err != nil {
 				c.srv.logger.Warn("amqp: publish failed", "queue", q, "messages", len(msgs), "err", err)
 				mu.Lock()

@@ -133,7 +133,15 @@ func queueArgs(args wire.Table) (*queueRec, *dmsv1.Queue, error) {
 			if s != "classic" && s != "quorum" {
 				return nil, nil, preconditionf("invalid arg 'x-queue-type' for queue: %q; DMS takes classic or quorum (every queue is durable and replicated), not streams", s)
 			}
-		case "x-expires", "x-max-length-bytes", "x-overflow", "x-max-priority", "x-queue-mode", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator":
+		case "x-overflow":
+			s, _ := v.(string)
+			switch s {
+			case "drop-head", "reject-publish", "reject-publish-dlx":
+				rec.Overflow = s
+			default:
+				return nil, nil, preconditionf("invalid arg 'x-overflow' for queue: %q; drop-head, reject-publish or reject-publish-dlx", s)
+			}
+		case "x-expires", "x-max-length-bytes", "x-max-priority", "x-queue-mode", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator":
 			// Accepted and kept; not enforced (see the package doc).
 		}
 	}

@@ -353,3 +353,28 @@ func TestHeartbeats(t *testing.T) {
 	_, err = ch.QueueDeclare("alive", true, false, false, false, nil)
 	require.NoError(t, err)
 }
+
+func TestMaxLength(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	_, err := ch.QueueDeclare("capped", true, false, false, false, amqp091.Table{"x-max-length": int32(3)})
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("strict", true, false, false, false, amqp091.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"})
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	publish(t, ch, "", "capped", "1", "2", "3", "4", "5")
+	require.Equal(t, []string{"3", "4", "5"}, getAll(t, ch, "capped"), "drop-head: the oldest left")
+
+	ctx := context.Background()
+	var acks []bool
+	for _, b := range []string{"a", "b", "c"} {
+		conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "strict", false, false, amqp091.Publishing{Body: []byte(b)})
+		require.NoError(t, err)
+		ok, err := conf.WaitContext(ctx)
+		require.NoError(t, err)
+		acks = append(acks, ok)
+	}
+	require.Equal(t, []bool{true, true, false}, acks, "reject-publish: the third is nacked")
+	require.Equal(t, []string{"a", "b"}, getAll(t, ch, "strict"))
+}

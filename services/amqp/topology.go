@@ -67,8 +67,10 @@ type queueRec struct {
 	DeadLetterExchange    string `json:"dlx,omitempty"`
 	HasDeadLetterExchange bool   `json:"has_dlx,omitempty"` // "" is the default exchange
 	DeadLetterRoutingKey  string `json:"dlrk,omitempty"`
-	// MaxLength is x-max-length (0: none).
-	MaxLength int64 `json:"max_length,omitempty"`
+	// MaxLength is x-max-length (0: none); Overflow is x-overflow
+	// (drop-head, the default, or reject-publish).
+	MaxLength int64  `json:"max_length,omitempty"`
+	Overflow  string `json:"overflow,omitempty"`
 }
 
 // builtinExchanges exist in every vhost without being declared, as in
