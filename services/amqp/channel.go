@@ -26,9 +26,10 @@ type channel struct {
 	header     wire.Header
 	body       []byte
 
-	confirm bool
-	pub     *publisher
-	settler *settler
+	confirm   bool
+	lastQueue string // the last queue declared: what an empty queue name means
+	pub       *publisher
+	settler   *settler
 	// renewQuit ends the lease renewal (lease.go); renewDone says it ended.
 	renewQuit chan struct{}
 	renewDone chan struct{}

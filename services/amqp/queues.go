@@ -58,7 +58,10 @@ type amqpQueue struct {
 func (ch *channel) findQueue(ctx context.Context, name string) (*amqpQueue, error) {
 	c := ch.c
 	if name == "" {
-		return nil, errorf(wire.NotFound, "no queue named: an empty name means the last queue declared on the channel, which DMS does not track")
+		// The spec: an empty name is the last queue declared on the channel.
+		if name = ch.lastQueue; name == "" {
+			return nil, errorf(wire.NotFound, "no queue named, and no queue declared on this channel before")
+		}
 	}
 	q, err := c.srv.deps.Catalog.ResolveQueue(ctx, c.project, name)
 	if err != nil {
@@ -244,6 +247,7 @@ func (ch *channel) queueDeclare(m *wire.QueueDeclare) error {
 }
 
 func (ch *channel) declareOk(nowait bool, aq *amqpQueue) error {
+	ch.lastQueue = aq.name
 	if nowait {
 		return nil
 	}
@@ -271,10 +275,11 @@ func (ch *channel) queueBind(m *wire.QueueBind) error {
 	if m.Exchange == "" {
 		return errorf(wire.AccessRefused, "operation not permitted on the default exchange")
 	}
-	if _, err := ch.findQueue(c.ctx, m.Queue); err != nil {
+	aq, err := ch.findQueue(c.ctx, m.Queue)
+	if err != nil {
 		return err
 	}
-	b := &bindingRec{Exchange: m.Exchange, Queue: m.Queue, Key: m.RoutingKey}
+	b := &bindingRec{Exchange: m.Exchange, Queue: aq.name, Key: m.RoutingKey}
 	if ex.Type == typeHeaders && len(m.Arguments) > 0 {
 		b.Args = map[string]any(m.Arguments)
 	}
@@ -291,10 +296,11 @@ func (ch *channel) queueUnbind(m *wire.QueueUnbind) error {
 	if !ok {
 		return notFound("exchange", m.Exchange)
 	}
-	if _, err := ch.findQueue(c.ctx, m.Queue); err != nil {
+	aq, err := ch.findQueue(c.ctx, m.Queue)
+	if err != nil {
 		return err
 	}
-	b := &bindingRec{Exchange: m.Exchange, Queue: m.Queue, Key: m.RoutingKey}
+	b := &bindingRec{Exchange: m.Exchange, Queue: aq.name, Key: m.RoutingKey}
 	if ex.Type == typeHeaders && len(m.Arguments) > 0 {
 		b.Args = map[string]any(m.Arguments)
 	}

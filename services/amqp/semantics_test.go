@@ -378,3 +378,28 @@ func TestMaxLength(t *testing.T) {
 	require.Equal(t, []bool{true, true, false}, acks, "reject-publish: the third is nacked")
 	require.Equal(t, []string{"a", "b"}, getAll(t, ch, "strict"))
 }
+
+func TestEmptyQueueNameIsTheLastDeclared(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	_, err := ch.QueueDeclare("", false, false, false, false, nil)
+	var ae *amqp091.Error
+	require.NoError(t, err)
+	q, err := ch.QueueDeclare("named-last", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	publish(t, ch, "", "named-last", "x")
+	d, ok, err := ch.Get("", true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "x", string(d.Body))
+	n, err := ch.QueuePurge("", false)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	_ = q
+	other := channel(t, conn)
+	_, _, err = other.Get("", true)
+	require.ErrorAs(t, err, &ae, "a channel that declared nothing has no last queue")
+	require.Equal(t, amqp091.NotFound, ae.Code)
+}
