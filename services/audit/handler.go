@@ -98,7 +98,7 @@ func matches(req *dmsv1.ListAuditRecordsRequest, r *dmsv1.AuditRecord) bool {
 	if req.GetEndTime() != nil && !t.Before(req.GetEndTime().AsTime()) {
 		return false
 	}
-	if p := req.GetPrincipal(); p != "" && r.GetPrincipal() != p {
+	if p := req.GetPrincipal(); p != "" && r.GetPrincipal() != p && !strings.HasPrefix(r.GetPrincipal(), p+"@") {
 		return false
 	}
 	if res := strings.TrimSuffix(req.GetResource(), "/"); res != "" && r.GetResource() != res && !strings.HasPrefix(r.GetResource(), res+"/") {

@@ -225,6 +225,35 @@ func sourceAddress(ctx context.Context, md metadata.MD, public bool) string {
 	return ""
 }
 
+// auditingDirectory is the identity directory given to a protocol front
+// end that decides in its own code: Decide tells it of every denial, which
+// it records with the front end's name before the action.
+type auditingDirectory struct {
+	authz.Directory
+	s        *Server
+	frontEnd string
+}
+
+// auditingDirectory returns the directory for a protocol front end.
+func (s *Server) auditingDirectory(frontEnd string) authz.Directory {
+	return auditingDirectory{Directory: s.identityCache, s: s, frontEnd: frontEnd}
+}
+
+// Denied implements authz.DenialObserver. Decide knows no connection, so
+// the record has no source address.
+func (a auditingDirectory) Denied(p authz.Principal, action authz.Action, res authz.Resource, d authz.Decision) {
+	if a.s.audit == nil {
+		return
+	}
+	st := rpcstatus.New(d.Err)
+	a.s.audit.Record(&dmsv1.AuditRecord{
+		Time: timestamppb.New(a.s.now()), Principal: p.String(), AuthMethod: p.Method,
+		Action: a.frontEnd + "/" + string(action), Resource: res.String(),
+		Code: st.Code().String(), Reason: rpcstatus.Reason(st.Err()), ErrorMessage: st.Message(),
+		DecidedBy: d.DecidedBy, Node: a.s.NodeName,
+	})
+}
+
 // secretFields are left out of recorded parameters wherever they appear.
 var secretFields = map[protoreflect.Name]bool{
 	"password": true, "new_password": true, "secret_key": true, "secret": true, "token": true,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"net/http"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -310,5 +314,54 @@ func TestAuditTrailTamperedOnDisk(t *testing.T) {
 	v := verifyTrail(t, admin, s)
 	if v.GetIntact() || v.GetFirstBrokenOffset() != target.GetOffset()+1 {
 		t.Fatalf("verify after changing record %d on disk: %v, want broken at %d", target.GetOffset(), v, target.GetOffset()+1)
+	}
+}
+
+// The Kafka adapter decides its requests itself; its denials reach the
+// trail through the directory it is given, named kafka/{action}.
+func TestAuditKafkaDenial(t *testing.T) {
+	s := startAuth(t, testserver.WithFlags("-kafka.addr", "127.0.0.1:0"))
+	ctx := context.Background()
+	admin := bearer(ctx, unscopedToken(t, s, "Default", "admin", adminPassword))
+	id := dmsv1.NewIdentityServiceClient(s.Conn)
+	accounts, err := id.ListAccounts(admin, &dmsv1.ListAccountsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: accounts.GetAccounts()[0].GetId(), User: &dmsv1.User{Name: "vera"}, Password: "vera's password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: server.DefaultProject, UserId: u.GetUser().GetId(), Role: dmsv1.Role_ROLE_VIEWER}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddr), kgo.SASL(plain.Auth{User: "vera", Pass: "vera's password"}.AsMechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	topic := kmsg.NewCreateTopicsRequestTopic()
+	topic.Topic, topic.NumPartitions, topic.ReplicationFactor = "not-for-viewers", 1, 1
+	req.Topics = append(req.Topics, topic)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode == 0 {
+		t.Fatalf("a viewer's CreateTopics: %+v, want refused", resp.Topics)
+	}
+	var found *dmsv1.AuditRecord
+	eventually(t, func() bool {
+		for _, r := range auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{Principal: "user:" + u.GetUser().GetId()}) {
+			if strings.HasPrefix(r.GetAction(), "kafka/") && !r.GetAllowed() {
+				found = r
+				return true
+			}
+		}
+		return false
+	}, fmt.Sprintf("the Kafka denial (%v %v) in the trail: %v", resp.Topics[0].ErrorCode, *resp.Topics[0].ErrorMessage, auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{})))
+	if found.GetCode() != "PermissionDenied" || found.GetDecidedBy() == "" || found.GetResource() == "" {
+		t.Errorf("Kafka denial record: %v", found)
 	}
 }

@@ -272,7 +272,7 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Consumer: dmsv1.NewConsumerServiceClient(s.roleConn(RoleDelivery)), Etcd: s.cli,
 	}
 	if s.cfg.Auth.Enabled {
-		deps.Auth = &kafka.Auth{Authenticator: s.authn, Directory: s.identityCache}
+		deps.Auth = &kafka.Auth{Authenticator: s.authn, Directory: s.auditingDirectory("kafka")}
 	}
 	k, err := kafka.New(cfg, deps, s.logger.With("role", RoleKafka))
 	if err != nil {

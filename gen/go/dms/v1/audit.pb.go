@@ -30,10 +30,11 @@ type AuditRecord struct {
 	Offset int64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// When the request was decided.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// Who made the request: `user:{id}` (with `/project:{id}` when the
-	// credential is scoped to a project, and `/key:{id}` for an access key),
-	// `anonymous`, `refused` for a credential authentication refused, or
-	// `system` for another role of the cluster.
+	// Who made the request: `user:{id}` (`user:{id}@{project}` when the
+	// credential is scoped to a project), `anonymous`, `refused` for a
+	// credential authentication refused, or `system` for another role of the
+	// cluster (a protocol front end's admin calls, ElectLeader from the
+	// operator's tools on the internal listener).
 	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
 	// How the principal authenticated: token, api-token, access-key; empty
 	// for none.
@@ -41,7 +42,9 @@ type AuditRecord struct {
 	// The client's address as the first DMS front end saw it.
 	SourceAddress string `protobuf:"bytes,5,opt,name=source_address,json=sourceAddress,proto3" json:"source_address,omitempty"`
 	// The action: the full gRPC method, such as
-	// `/dms.v1.QueueService/CreateQueue`.
+	// `/dms.v1.QueueService/CreateQueue`, or for a protocol front end that
+	// decides itself, `{front end}/{authorization action}`
+	// (`kafka/ProduceMessages`).
 	Action string `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
 	// The resource the request names (`projects/p/queues/q`), empty when it
 	// names none.
@@ -221,7 +224,8 @@ type ListAuditRecordsRequest struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Only records before this time.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Only records of this principal (exactly as AuditRecord.principal).
+	// Only records of this principal, as AuditRecord.principal; `user:{id}`
+	// matches the user's project-scoped credentials too.
 	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
 	// Only records whose resource is this one or lies under it
 	// (`projects/p` matches its queues too).
