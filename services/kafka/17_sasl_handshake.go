@@ -1,12 +1,13 @@
 package kafka
 
-// SaslHandshake (key 17): version 1.
+// SaslHandshake (key 17): versions 0-1.
 //
 // Picks the SASL mechanism of a connection, with authentication on:
-// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (sasl.go); the exchange itself
-// follows in SaslAuthenticate requests. Version 0, where the SASL tokens
-// follow unframed, is not served: every client that speaks SaslAuthenticate
-// (Kafka 1.0, 2017) sends version 1. A second handshake on a connection is
+// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (sasl.go); at version 1 the
+// exchange follows in SaslAuthenticate requests, at version 0 as bare
+// size-prefixed tokens (sasl_v0.go). Version 0 is served as well because
+// librdkafka looks for it in ApiVersions before it will authenticate at
+// all (its SASL_HANDSHAKE feature needs SaslHandshake v0). A second handshake on a connection is
 // ILLEGAL_SASL_STATE, an unknown mechanism UNSUPPORTED_SASL_MECHANISM with
 // the list of the served ones. With authentication off every mechanism is
 // refused: there are no users to be.
@@ -19,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.SASLHandshake.Int16(), 1, 1, (*Server).saslHandshake) }
+func init() { register(kmsg.SASLHandshake.Int16(), 0, 1, (*Server).saslHandshake) }
 
 func (s *Server) saslHandshake(_ context.Context, r *request, req *kmsg.SASLHandshakeRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)

@@ -65,6 +65,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			}
 			return
 		}
+		if f.req.key == keyRawSASL {
+			if err := c.serveRawSASL(ctx, f.req); err != nil {
+				s.logger.Info("kafka: SASL authentication refused", "remote", c.remote, "mechanism", c.sasl.mechanism, "err", err)
+				return
+			}
+			continue
+		}
 		resp, err := c.serve(ctx, f.req)
 		if err != nil {
 			s.logger.Info("kafka: closing connection after a request it cannot answer", "remote", c.remote, "client_id", f.req.clientID,
@@ -130,8 +137,19 @@ func (c *conn) serve(ctx context.Context, r *request) (kmsg.Response, error) {
 // request cannot be decoded, and hands them over in order.
 func (c *conn) readLoop(ctx context.Context, frames chan<- frame) {
 	defer close(frames)
+	rawTokens := 0
 	for {
-		req, err := c.readRequest()
+		var req *request
+		var err error
+		if rawTokens > 0 {
+			req, err = c.readRawSASL()
+			rawTokens--
+		} else {
+			req, err = c.readRequest()
+		}
+		if err == nil {
+			rawTokens = c.rawSASLTokens(req)
+		}
 		select {
 		case frames <- frame{req: req, err: err}:
 		case <-ctx.Done():

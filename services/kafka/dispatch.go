@@ -15,6 +15,8 @@ type request struct {
 	correlationID int32
 	clientID      string
 	body          kmsg.Request
+	// raw is a bare SASL token (key keyRawSASL, after a SaslHandshake v0).
+	raw []byte
 }
 
 // api is how the server serves one API key: the versions it advertises in

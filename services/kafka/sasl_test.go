@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -230,4 +231,30 @@ func TestSASLEveryAPIRefusedRoundTrips(t *testing.T) {
 		}
 	}
 	require.NotZero(t, refusals)
+}
+
+// TestSASLHandshakeV0 authenticates as clients before Kafka 1.0 do: after
+// a SaslHandshake v0 the PLAIN token goes as a bare size-prefixed frame,
+// answered by a bare (empty) frame; a wrong password closes the connection.
+func TestSASLHandshakeV0(t *testing.T) {
+	w := startSASL(t)
+	bare := func(c *rawClient, token string) {
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(token)))
+		_, err := c.conn.Write(append(frame, token...))
+		require.NoError(t, err)
+	}
+	c := dialRaw(t, w.s.KafkaAddr)
+	hs := c.roundTrip(&kmsg.SASLHandshakeRequest{Version: 0, Mechanism: "PLAIN"}).(*kmsg.SASLHandshakeResponse)
+	require.Zero(t, hs.ErrorCode)
+	bare(c, "\x00pete\x00pete's password")
+	answer, err := c.readFrame()
+	require.NoError(t, err)
+	require.Empty(t, answer)
+	md := c.roundTrip(&kmsg.MetadataRequest{Version: 12}).(*kmsg.MetadataResponse)
+	require.NotNil(t, md)
+
+	c = dialRaw(t, w.s.KafkaAddr)
+	c.roundTrip(&kmsg.SASLHandshakeRequest{Version: 0, Mechanism: "PLAIN"})
+	bare(c, "\x00pete\x00not the password")
+	require.True(t, c.closed())
 }

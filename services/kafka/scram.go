@@ -31,6 +31,7 @@ type scramExchange struct {
 	gs2Header       string
 	clientFirstBare string
 	serverFirst     string
+	clientNonce     string
 	nonce           string
 	cred            *metadatav1.ScramCredential
 	principal       authz.Principal
@@ -106,6 +107,7 @@ func (s *Server) scramFirst(c *conn, msg string) ([]byte, error) {
 	ex.project = project
 	var sn [18]byte
 	_, _ = rand.Read(sn[:])
+	ex.clientNonce = nonce
 	ex.nonce = nonce + base64.RawStdEncoding.EncodeToString(sn[:])
 	ex.serverFirst = fmt.Sprintf("r=%s,s=%s,i=%d", ex.nonce, base64.StdEncoding.EncodeToString(ex.cred.GetSalt()), ex.cred.GetIterations())
 	c.sasl.scram = ex
@@ -124,8 +126,10 @@ func (s *Server) scramFinal(c *conn, msg string) ([]byte, error) {
 	if len(attrs) < 2 || attrs[0] != "c="+base64.StdEncoding.EncodeToString([]byte(ex.gs2Header)) {
 		return nil, errors.New("the SCRAM channel binding does not match the first message")
 	}
-	if attrs[1] != "r="+ex.nonce {
-		return nil, errors.New("the SCRAM nonce does not match")
+	// librdkafka sends its own nonce again before the combined one
+	// (r=c-nonce+c-nonce+s-nonce); Kafka's brokers take that too.
+	if r := attrs[1]; r != "r="+ex.nonce && r != "r="+ex.clientNonce+ex.nonce {
+		return nil, errors.New("the SCRAM nonce does not match the server's")
 	}
 	proof, err := base64.StdEncoding.DecodeString(proof64)
 	h := identity.ScramHash(c.sasl.mechanism)
