@@ -130,6 +130,14 @@ func TestAuditTrail(t *testing.T) {
 	if anon.GetPrincipal() != "anonymous" || anon.GetCode() != "Unauthenticated" || anon.GetResource() != q.GetName() {
 		t.Errorf("anonymous DeleteQueue record: %v", anon)
 	}
+	// An unclean leader election, the operator's tool's call on the
+	// internal listener (here of a node that is not a replica, refused):
+	// recorded whatever its result, as the system's.
+	_, electErr := metadatav1.NewMetadataServiceClient(s.Internal).ElectLeader(ctx, &metadatav1.ElectLeaderRequest{Unit: placement.DeliveryShard(0), Node: "no-such-node", Unclean: true})
+	elect := waitRecord(t, admin, s, "ElectLeader", nil)
+	if elect.GetPrincipal() != "system" || elect.GetCode() != status.Code(electErr).String() || !strings.Contains(elect.GetParameters(), `"unclean":true`) {
+		t.Errorf("ElectLeader record (the call answered %v): %v", electErr, elect)
+	}
 	for _, r := range auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{}) {
 		if strings.Contains(r.String(), secret) {
 			t.Fatalf("a record holds the password: %v", r)
