@@ -11,6 +11,7 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/message"
 )
 
 // Attributes under which a message published over AMQP keeps what AMQP
@@ -52,6 +53,13 @@ func (ch *channel) published() error {
 	msg, err := toDMS(pub, &header.Properties, body)
 	if err != nil {
 		return err
+	}
+	if _, err := message.Validate(msg); err != nil {
+		// Refused alone (nacked), so that it does not fail the batch it
+		// would be stored with: too large with its properties, bad dms-tags.
+		c.srv.logger.Debug("amqp: publish refused", "err", err)
+		ch.pub.in <- pubItem{seq: seq, invalid: true}
+		return nil
 	}
 	var targets []string
 	for _, name := range c.srv.topo.route(c.project, pub.Exchange, pub.RoutingKey, header.Properties.Headers) {
@@ -225,9 +233,10 @@ type publisher struct {
 }
 
 type pubItem struct {
-	seq    uint64 // 0 outside confirm mode
-	queues []string
-	msg    *dmsv1.Message
+	seq     uint64 // 0 outside confirm mode
+	queues  []string
+	msg     *dmsv1.Message
+	invalid bool // refused by validation: nacked, not stored
 }
 
 // pipelineDepth bounds the publishes queued on a channel: a publisher
@@ -281,6 +290,9 @@ func (p *publisher) store(batch []pubItem) {
 		}
 	}
 	failed := make([]bool, len(batch))
+	for i, it := range batch {
+		failed[i] = it.invalid
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, q := range order {

@@ -403,3 +403,29 @@ func TestEmptyQueueNameIsTheLastDeclared(t *testing.T) {
 	require.ErrorAs(t, err, &ae, "a channel that declared nothing has no last queue")
 	require.Equal(t, amqp091.NotFound, ae.Code)
 }
+
+// A message ingest refuses (here: a DMS tag with a space) is nacked alone;
+// the messages around it are stored.
+func TestInvalidMessageNackedAlone(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	_, err := ch.QueueDeclare("mixed", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	ctx := context.Background()
+	var confs []*amqp091.DeferredConfirmation
+	for i, tags := range []string{"ok", "not a tag", "fine"} {
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "mixed", false, false, amqp091.Publishing{Headers: amqp091.Table{"dms-tags": tags}, Body: []byte(fmt.Sprint(i))})
+		require.NoError(t, err)
+		confs = append(confs, c)
+	}
+	var acked []bool
+	for _, c := range confs {
+		ok, err := c.WaitContext(ctx)
+		require.NoError(t, err)
+		acked = append(acked, ok)
+	}
+	require.Equal(t, []bool{true, false, true}, acked)
+	require.Equal(t, []string{"0", "2"}, getAll(t, ch, "mixed"))
+}
