@@ -32,6 +32,9 @@ const saslAdminPassword = "correct-horse-battery-staple"
 type saslWorld struct {
 	s        *testserver.Server
 	projectB string
+	admin    context.Context
+	identity dmsv1.IdentityServiceClient
+	users    map[string]string // name → id
 }
 
 func startSASL(t *testing.T) *saslWorld {
@@ -54,9 +57,11 @@ func startSASL(t *testing.T) *saslWorld {
 			def = a.GetId()
 		}
 	}
+	users := map[string]string{}
 	user := func(account, name string, project string, role dmsv1.Role) {
 		u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: account, User: &dmsv1.User{Name: name}, Password: name + "'s password"})
 		require.NoError(t, err)
+		users[name] = u.GetUser().GetId()
 		if role != dmsv1.Role_ROLE_UNSPECIFIED {
 			_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: project, UserId: u.GetUser().GetId(), Role: role})
 			require.NoError(t, err)
@@ -70,7 +75,7 @@ func startSASL(t *testing.T) *saslWorld {
 	pb, err := id.CreateProject(admin, &dmsv1.CreateProjectRequest{AccountId: acme.GetAccount().GetId(), Project: &dmsv1.Project{Name: "b"}})
 	require.NoError(t, err)
 	user(acme.GetAccount().GetId(), "bob", pb.GetProject().GetId(), dmsv1.Role_ROLE_ADMIN)
-	return &saslWorld{s: s, projectB: pb.GetProject().GetId()}
+	return &saslWorld{s: s, projectB: pb.GetProject().GetId(), admin: admin, identity: id, users: users}
 }
 
 func (w *saslWorld) client(t *testing.T, mech sasl.Mechanism, opts ...kgo.Opt) *kgo.Client {
@@ -257,4 +262,37 @@ func TestSASLHandshakeV0(t *testing.T) {
 	c.roundTrip(&kmsg.SASLHandshakeRequest{Version: 0, Mechanism: "PLAIN"})
 	bare(c, "\x00pete\x00not the password")
 	require.True(t, c.closed())
+}
+
+// TestSASLChangesTakeEffect: a role revoked is refused from the next
+// request of a connection already authenticated; a password set again
+// makes new SCRAM credentials, so the old password no longer logs in and
+// the new one does.
+func TestSASLChangesTakeEffect(t *testing.T) {
+	w := startSASL(t)
+	admin := w.client(t, plainAuth("admin", saslAdminPassword))
+	require.NoError(t, produce(t, admin, "changes", "zero"))
+
+	pete := w.client(t, scram.Auth{User: "pete", Pass: "pete's password"}.AsSha512Mechanism())
+	require.NoError(t, produce(t, pete, "changes", "one"))
+	_, err := w.identity.RevokeRole(w.admin, &dmsv1.RevokeRoleRequest{ProjectId: server.DefaultProject, UserId: w.users["pete"], Role: dmsv1.Role_ROLE_PRODUCER})
+	require.NoError(t, err)
+	require.ErrorIs(t, produce(t, pete, "changes", "two"), kerr.TopicAuthorizationFailed)
+
+	_, err = w.identity.SetUserPassword(w.admin, &dmsv1.SetUserPasswordRequest{UserId: w.users["vera"], Password: "vera's new password"})
+	require.NoError(t, err)
+	for _, mech := range []sasl.Mechanism{
+		scram.Auth{User: "vera", Pass: "vera's password"}.AsSha256Mechanism(),
+		scram.Auth{User: "vera", Pass: "vera's password"}.AsSha512Mechanism(),
+		plainAuth("vera", "vera's password"),
+	} {
+		require.ErrorIs(t, metadataErr(w.client(t, mech)), kerr.SaslAuthenticationFailed, mech.Name())
+	}
+	for _, mech := range []sasl.Mechanism{
+		scram.Auth{User: "vera", Pass: "vera's new password"}.AsSha256Mechanism(),
+		scram.Auth{User: "vera", Pass: "vera's new password"}.AsSha512Mechanism(),
+		plainAuth("vera", "vera's new password"),
+	} {
+		require.NoError(t, metadataErr(w.client(t, mech)), mech.Name())
+	}
 }
