@@ -27,5 +27,13 @@
 //   - consume.go: basic.consume is a delivery.Session with credits = the
 //     basic.qos prefetch, credits returned on settle, unacked deliveries
 //     returned at once when the channel closes; basic.get is one receive;
-//     ack/nack/reject map to SUCCESS/FAIL.
+//     ack/nack/reject map to SUCCESS/FAIL and are applied in the background
+//     by the channel's settler, many per state-log write (a later
+//     synchronous method waits for them, so methods take effect in order).
+//   - lease.go: an unacked delivery is held for the channel's life (a 15 s
+//     visibility extended every 5 s, up to RabbitMQ's 30 min consumer
+//     timeout), so that a crash returns it within 15 s.
+//   - deadletter.go: x-dead-letter-exchange for rejected, expired and
+//     overflowed messages, with x-death headers; maxlength.go: x-max-length
+//     with x-overflow drop-head or reject-publish.
 package amqp
