@@ -12,8 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/opendms/dms/gen/go/dms/cluster/audit/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // Handler serves dms.v1.AuditService, which any node serves (it reads
@@ -62,6 +64,16 @@ func (h *Handler) ListAuditRecords(ctx context.Context, req *dmsv1.ListAuditReco
 	}
 	if req.GetStartTime() != nil && req.GetEndTime() != nil && !req.GetStartTime().AsTime().Before(req.GetEndTime().AsTime()) {
 		return nil, errs.Wrapf(errs.ErrRequestInvalid, "start_time must be before end_time")
+	}
+	if req.GetPageToken() == "" && req.GetStartTime() != nil {
+		// Skip what is older by the log's time index: a batch's largest
+		// timestamp bounds its records', so none at or after start_time
+		// lies before the offset found.
+		found, err := h.t.storage.FindOffset(ctx, &storagev1.FindOffsetRequest{Log: logid.Audit(), TimestampMs: req.GetStartTime().AsTime().UnixMilli()})
+		if err != nil {
+			return nil, err
+		}
+		from = found.GetOffset()
 	}
 	resp := &dmsv1.ListAuditRecordsResponse{}
 	var decodeErr error

@@ -89,8 +89,11 @@ func (t *Trail) Record(r *dmsv1.AuditRecord) {
 	select {
 	case t.in <- r:
 	default:
-		t.dropped.Add(1)
-		t.logger.Error("audit: record dropped, the trail's queue is full", "action", r.GetAction(), "principal", r.GetPrincipal())
+		// Logged at the 1st, 2nd, 4th, 8th... drop: a flood of refused
+		// calls must not become a flood of log lines too.
+		if n := t.dropped.Add(1); n&(n-1) == 0 {
+			t.logger.Error("audit: records dropped, the trail's queue is full", "dropped_total", n, "action", r.GetAction(), "principal", r.GetPrincipal())
+		}
 	}
 }
 

@@ -149,6 +149,10 @@ func TestAuditTrail(t *testing.T) {
 			t.Errorf("principal filter returned %v", r)
 		}
 	}
+	since := auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{StartTime: created.GetTime(), Action: "CreateUser"})
+	if len(since) != 1 || since[0].GetOffset() != created.GetOffset() {
+		t.Errorf("records of CreateUser since its own: %v", since)
+	}
 	if rs := auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{StartTime: timestamppb.New(created.GetTime().AsTime().AddDate(1, 0, 0))}); len(rs) != 0 {
 		t.Errorf("records a year ahead: %v", rs)
 	}
