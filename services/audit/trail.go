@@ -158,7 +158,7 @@ func (t *Trail) run() {
 				break fill
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := t.writeContext()
 		err := t.write(ctx, batch)
 		if err == nil {
 			t.trim(ctx)
@@ -184,6 +184,26 @@ func (t *Trail) run() {
 			return
 		}
 	}
+}
+
+// writeContext bounds one write (and the retention pass after it): 10 s,
+// and a second once the trail is stopping — a stopping node's storage
+// answers NOT_LEADER, which the routed client retries until the context
+// ends, and a stop must not wait the whole 10 s for that.
+func (t *Trail) writeContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	go func() {
+		select {
+		case <-t.stop:
+			select {
+			case <-time.After(time.Second):
+				cancel()
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // errNoOwner: no node writes the trail now (a failover).
@@ -248,6 +268,11 @@ const trimEvery = time.Hour
 
 // trim drops the records older than the retention, at most once an hour.
 func (t *Trail) trim(ctx context.Context) {
+	select {
+	case <-t.stop:
+		return // not while stopping: the next owner's pass does it
+	default:
+	}
 	now := t.now()
 	if t.cfg.Retention <= 0 || now.Sub(t.trimmed) < trimEvery {
 		return
