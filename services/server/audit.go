@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/server/modules"
+	"github.com/opendms/dms/services/storage"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // The audit trail (services/audit) is fed by one interceptor on both gRPC
@@ -45,6 +48,24 @@ func (s *Server) initAudit(ctx context.Context) (modules.Stopper, error) {
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterAuditServiceServer(r, h) })
 	auditv1.RegisterAuditWriterServiceServer(s.internalGRPC, h)
 	return modules.StopFunc(t.Stop), nil
+}
+
+// auditDamage records damaged data a storage engine found or repaired: an
+// operator learns of it from the trail as well as from the log and the
+// metrics.
+func (s *Server) auditDamage(ev storage.DamageEvent) {
+	action, reason := "storage/DamageFound", "DATA_DAMAGED"
+	switch {
+	case ev.Repaired:
+		action, reason = "storage/DamageRepaired", "DATA_REPAIRED"
+	case ev.Torn:
+		reason = "TORN_TAIL"
+	}
+	params, _ := json.Marshal(map[string]any{"node": s.NodeName, "log": logid.Key(ev.Log), "from_offset": ev.From, "to_offset": ev.To, "quarantined_bytes": ev.Bytes})
+	s.audit.Record(&dmsv1.AuditRecord{
+		Time: timestamppb.New(s.now()), Principal: "system", Action: action, Resource: logid.Describe(ev.Log),
+		Parameters: string(params), Allowed: true, Reason: reason,
+	})
 }
 
 // auditOwnership: the owner of delivery shard 0 writes the trail.

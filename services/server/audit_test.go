@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -408,5 +409,43 @@ func TestAuditTrailRetention(t *testing.T) {
 		if r.GetOffset() == 0 {
 			t.Fatalf("record 0 is still listed: %v", r)
 		}
+	}
+}
+
+// TestAuditRecordsDamagedData: damage a storage engine finds on disk goes
+// into the trail (action storage/DamageFound, the log as the resource),
+// beside the log line and the metrics.
+func TestAuditRecordsDamagedData(t *testing.T) {
+	s := testserver.Start(t, testserver.WithFlags("-storage.segment-bytes", "4096"))
+	ctx := context.Background()
+	q := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "damaged", PartitionCount: 1})
+	for i := range 40 {
+		s.Send(t, q, fmt.Sprintf("m-%03d-%s", i, strings.Repeat("x", 200)))
+	}
+	partDir := filepath.Join(s.DataDir, "storage", "q", q.GetId(), "0")
+	s.RestartWith(t, func() {
+		segs, err := filepath.Glob(filepath.Join(partDir, "*.log"))
+		if err != nil || len(segs) < 2 {
+			t.Fatalf("want sealed segments to damage, have %v (%v)", segs, err)
+		}
+		sort.Strings(segs)
+		data, err := os.ReadFile(segs[0]) // sealed: damage in it is found on read or scrub
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(data) / 2; i < len(data)/2+16; i++ {
+			data[i] ^= 0xff
+		}
+		if err := os.WriteFile(segs[0], data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	g := s.CreateGroup(t, q, "readers")
+	s.Receive(t, g, 40, 30*time.Second) // reads through the damaged segment
+	r := waitRecord(t, ctx, s, "storage/DamageFound", func(r *dmsv1.AuditRecord) bool {
+		return strings.Contains(r.GetResource(), q.GetId())
+	})
+	if r.GetPrincipal() != "system" || r.GetReason() != "DATA_DAMAGED" || !strings.Contains(r.GetParameters(), "from_offset") {
+		t.Fatalf("damage record %v", r)
 	}
 }

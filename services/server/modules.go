@@ -188,6 +188,9 @@ func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	if err := engine.RegisterMetrics(s.tel.MeterProvider); err != nil {
 		return nil, err
 	}
+	if s.audit != nil {
+		engine.SetDamageReporter(s.auditDamage)
+	}
 	engine.Start(ctx)
 	s.storageEngine = engine
 	s.storageHandler = storage.NewHandler(engine)

@@ -49,6 +49,8 @@ type Engine struct {
 	// positive evidence a leader needs before it tells a follower to delete
 	// its copy of a log the leader does not have.
 	deleted map[string]bool
+	// damageReporter is told of damage found and repaired (SetDamageReporter).
+	damageReporter atomic.Pointer[func(DamageEvent)]
 }
 
 // openLog is an open log with the durability it was created with.
@@ -154,7 +156,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		Logger:        e.logger.With("log", key),
 		Keys:          e.keys,
 		OnPublish:     func(int64) { e.units.published() },
-		OnDamage:      func(r partitionlog.Repair) { e.repairs.counts.found(id, r) },
+		OnDamage:      func(r partitionlog.Repair) { e.damageFound(id, r) },
 		OnLost:        func(from, to int64) { e.noteLost(id, from, to) },
 	}
 	if !logid.IsInternal(id) {

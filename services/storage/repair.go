@@ -220,6 +220,7 @@ func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, in
 	}
 	e.repairDone(key)
 	e.repairs.counts.repaired(l.id, c.to-c.from+1)
+	e.reportDamage(DamageEvent{Log: l.id, From: c.from, To: c.to, Repaired: true})
 	return nil
 }
 
