@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: fault-test run test tools generate check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
+.PHONY: fault-test run test tools generate check-generated console console-check console-test lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short
+test: tools check-generated console-check lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -25,6 +25,16 @@ check-generated: generate
 	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
 		echo "generated code is stale: run 'make generate' and commit the result"; \
 		git status --porcelain -- gen; exit 1; fi
+
+# The web console (services/console): web/ is built by Vite into dist/, which
+# is committed and embedded into dmsd, so that running dmsd needs no npm.
+console: ## Rebuild the web console's committed assets from services/console/web (npm, versions pinned in its package-lock.json).
+	cd services/console/web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+console-check: console
+	@if [ -n "$$(git status --porcelain -- services/console/dist)" ]; then \
+		echo "the console's built assets are stale: run 'make console' and commit services/console/dist"; \
+		git status --porcelain -- services/console/dist; exit 1; fi
 
 lint-proto: tools
 	buf lint

@@ -17,6 +17,7 @@ import (
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/gen/openapi"
+	"github.com/opendms/dms/services/console"
 	dmsv1compat "github.com/opendms/dms/services/gateway/dmsv1compat"
 )
 
@@ -72,6 +73,8 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	}
 	mux.Handle("/v1/", gw)
 	mux.Handle("/v1.0/", dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger))
+	// The web console: static files of a client of the API above.
+	mux.Handle(console.Prefix, console.Handler())
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)
