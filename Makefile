@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: fault-test run test tools generate check-generated console console-check console-test lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog
+.PHONY: fault-test run test tools generate check-generated console console-check console-test lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog image deploy-test
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated console-check lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short
+test: tools check-generated console-check lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short deploy-test
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -103,3 +103,23 @@ bench-backlog: ## dms-bench: 100 B at 150k msg/s on the empty queue, then at the
 FAULT_CYCLES ?= 100
 fault-test: ## Fault harness: 3 dmsd processes under load, FAULT_CYCLES rounds of every fault kind (kill, pause, etcd loss, partition); prints the figures.
 	cd services && FAULT_CYCLES=$(FAULT_CYCLES) go test -count=1 -timeout 0 -run '^TestFaults$$' -v ./faulttest/
+
+# The container image without a Docker daemon (deploy/image): the same
+# commit gives the same image digest (file times are the commit's time).
+IMAGE_DIR := $(CURDIR)/.cache/image
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+STATIC_BUILD = CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w"
+
+image: ## Container image of static dmsd (and dmsctl) on an empty base: .cache/image/dms.tar (docker/podman load) and .cache/image/oci (OCI layout).
+	@mkdir -p $(IMAGE_DIR)
+	cd services && $(STATIC_BUILD) -o $(IMAGE_DIR)/dmsd ./cmd/dmsd
+	@if [ -d services/cmd/dmsctl ]; then echo "building dmsctl"; cd services && $(STATIC_BUILD) -o $(IMAGE_DIR)/dmsctl ./cmd/dmsctl; else rm -f $(IMAGE_DIR)/dmsctl; fi
+	cd deploy && GOWORK=off go run ./cmd/dms-image -dmsd $(IMAGE_DIR)/dmsd $$([ -f $(IMAGE_DIR)/dmsctl ] && echo -dmsctl $(IMAGE_DIR)/dmsctl) \
+		-version $(VERSION) -revision $$(git rev-parse HEAD) -created $$(git log -1 --format=%cI) \
+		-tag dms:$(VERSION) -tar $(IMAGE_DIR)/dms.tar -oci $(IMAGE_DIR)/oci
+
+# deploy/ is a module of its own, outside go.work, so that the Kubernetes
+# and Helm libraries its tests use never change the versions the services
+# are built with.
+deploy-test: ## deploy/: the image and its Dockerfile, the Helm chart, the compose file and systemd units.
+	cd deploy && GOWORK=off go vet ./... && test -z "$$(gofmt -l .)" && GOWORK=off go test -count=1 ./...
