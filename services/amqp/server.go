@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,8 @@ type Deps struct {
 	Delivery *delivery.Engine
 	// Etcd keeps exchanges, bindings and the AMQP arguments of queues.
 	Etcd *clientv3.Client
+	// TLS, when set, makes the listener serve AMQPS (TLS) only.
+	TLS *tls.Config
 }
 
 // Server is the AMQP 0-9-1 listener of a node.
@@ -77,6 +80,9 @@ func (s *Server) Listen() error {
 	lis, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("amqp listener: %w", err)
+	}
+	if s.deps.TLS != nil {
+		lis = tls.NewListener(lis, s.deps.TLS)
 	}
 	s.lis = lis
 	return nil

@@ -25,6 +25,7 @@ const (
 	deletedQueuePrefix = Prefix + "deleted-queues/" // {queue_id} → deletion time (Unix ms)
 	deletedGroupPrefix = Prefix + "deleted-groups/" // {queue_id}/{group_id} → deletion time (Unix ms)
 	ReceiptKeyKey      = "/dms/secrets/receipt-key"
+	ClusterSecretKey   = "/dms/secrets/cluster-secret" // the internal listener's secret when no -cluster.secret-file is given
 	ElectionPrefix     = "/dms/elections/"
 	// TimerBucketsPrefix lists the scheduler's timer bucket logs:
 	// {queue_id}/{hour} → empty. Storage has no listing of logs, so the

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,9 @@ type Deps struct {
 	Consumer dmsv1.ConsumerServiceClient
 	// Etcd keeps the producer id counter.
 	Etcd *clientv3.Client
+	// TLS, when set, makes the listener serve TLS only (Kafka's SSL and,
+	// with Auth, SASL_SSL).
+	TLS *tls.Config
 	// Auth, when set, makes every connection authenticate with SASL and
 	// every request be authorized (sasl.go, access.go); nil serves every
 	// connection in the default project, as with authentication off.
@@ -90,6 +94,9 @@ func (s *Server) Listen() error {
 	lis, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("kafka listener: %w", err)
+	}
+	if s.deps.TLS != nil {
+		lis = tls.NewListener(lis, s.deps.TLS)
 	}
 	s.lis = lis
 	s.advertised = s.cfg.AdvertisedAddr

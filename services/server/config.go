@@ -24,11 +24,13 @@ import (
 type Config struct {
 	Target string `yaml:"target"`
 
-	Server  ListenConfig  `yaml:"server"`
-	Node    NodeConfig    `yaml:"node"`
-	Cluster ClusterConfig `yaml:"cluster"`
-	Log     LogConfig     `yaml:"log"`
-	Runtime RuntimeConfig `yaml:"runtime"`
+	Server   ListenConfig   `yaml:"server"`
+	TLS      TLSConfig      `yaml:"tls"`
+	Internal InternalConfig `yaml:"internal"`
+	Node     NodeConfig     `yaml:"node"`
+	Cluster  ClusterConfig  `yaml:"cluster"`
+	Log      LogConfig      `yaml:"log"`
+	Runtime  RuntimeConfig  `yaml:"runtime"`
 
 	Etcd      EtcdConfig       `yaml:"etcd"`
 	Metadata  metadata.Config  `yaml:"metadata"`
@@ -102,6 +104,36 @@ type ClusterConfig struct {
 	// timers of all queues into shards, each owned by one node at a time.
 	DeliveryShards  int `yaml:"delivery_shards"`
 	SchedulerShards int `yaml:"scheduler_shards"`
+	// SecretFile holds the secret the nodes show each other on the
+	// internal listener (one per line: the first is sent, every one is
+	// accepted, so that a secret rotates by rolling restarts). Empty with
+	// -auth.enabled: a secret generated once and kept in etcd.
+	SecretFile string `yaml:"secret_file"`
+}
+
+// TLSConfig puts TLS on every public listener: gRPC, HTTP, Kafka, AMQP.
+type TLSConfig struct {
+	// CertFile and KeyFile are PEM files, read again when they change.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CAs of accepted client certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is none, request (verified when sent) or require.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// InternalConfig secures the internal listener between the nodes.
+type InternalConfig struct {
+	TLS InternalTLSConfig `yaml:"tls"`
+}
+
+// InternalTLSConfig is the nodes' mutual TLS: each node serves and dials
+// with its certificate, and accepts the peers whose certificates the
+// cluster CA signed.
+type InternalTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
 }
 
 // LogConfig configures logging.
@@ -132,6 +164,14 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Server.HTTPAddr, "server.http-addr", "127.0.0.1:8080", "Address of the HTTP listener: REST APIs, /healthz, /metrics, /openapi.json.")
 	f.StringVar(&c.Server.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:0", "Address of the internal gRPC listener where the roles serve each other (port 0 picks a free one; the address is registered in etcd); other dmsd processes must reach it, clients never need it.")
 	f.StringVar(&c.Server.InternalAdvertiseAddr, "server.internal-advertise-addr", "", "Internal address the other nodes dial, when it differs from the listening one (behind a proxy or NAT, or when listening on 0.0.0.0); empty advertises the listening address.")
+	f.StringVar(&c.TLS.CertFile, "tls.cert-file", "", "PEM certificate chain of the public listeners (gRPC, HTTP, Kafka, AMQP): with -tls.key-file they serve TLS only. Read again when the file changes; no restart.")
+	f.StringVar(&c.TLS.KeyFile, "tls.key-file", "", "PEM private key of -tls.cert-file; read again when it changes.")
+	f.StringVar(&c.TLS.ClientCAFile, "tls.client-ca-file", "", "PEM CAs whose client certificates the public listeners accept (see -tls.client-auth).")
+	f.StringVar(&c.TLS.ClientAuth, "tls.client-auth", "none", "Client certificates on the public listeners: none; request (verified against -tls.client-ca-file when a client sends one); require (a client without one is refused at the handshake). Certificates admit connections; callers still authenticate with tokens, AK/SK or SASL.")
+	f.StringVar(&c.Internal.TLS.CertFile, "internal.tls.cert-file", "", "PEM certificate of this node on the internal listener (mutual TLS between nodes): served, and shown when dialing other nodes. Read again when it changes.")
+	f.StringVar(&c.Internal.TLS.KeyFile, "internal.tls.key-file", "", "PEM private key of -internal.tls.cert-file.")
+	f.StringVar(&c.Internal.TLS.CAFile, "internal.tls.ca-file", "", "PEM cluster CA: the internal listener accepts only peers whose certificate it signed, and nodes dial only peers it signed (names are not checked).")
+	f.StringVar(&c.Cluster.SecretFile, "cluster.secret-file", "", "File of the cluster secret every node sends on the internal listener and checks (one per line: the first is sent, all are accepted, for rotation). Empty with -auth.enabled and no -internal.tls.*: a secret generated once and kept in etcd.")
 	f.StringVar(&c.Node.DataDir, "node.data-dir", "data", "Directory for the embedded etcd, the node's identity and the storage role's logs.")
 	f.StringVar(&c.Node.Name, "node.name", "", "Stable name of this node in the cluster; empty keeps the name stored in the data directory, or takes the host name the first time.")
 	f.StringVar(&c.Node.Zone, "node.zone", "", "Zone (failure domain) of this node; replicas are spread across zones first.")

@@ -16,7 +16,6 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
@@ -54,6 +53,9 @@ func (s *Server) initMembership(ctx context.Context) (modules.Stopper, error) {
 		return nil, err
 	}
 	s.clusterInfo = info
+	if err := s.loadClusterSecret(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.takeOverRegistration(ctx); err != nil {
 		return nil, err
 	}
@@ -139,13 +141,12 @@ func (s *Server) internalConn(target string) *grpc.ClientConn {
 	if cc := s.conns[target]; cc != nil {
 		return cc
 	}
-	cc, err := grpc.NewClient(target,
+	cc, err := grpc.NewClient(target, append(s.InternalDialOptions(),
 		grpc.WithResolvers(s.resolver, nodeResolver{s.resolver}),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(s.otelOptions()...)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
-	)
+	)...)
 	if err != nil {
 		// NewClient fails only on a malformed target or options, which are
 		// fixed here.

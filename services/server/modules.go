@@ -106,6 +106,10 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	s.tel = tel
+	if err := s.loadTLS(); err != nil {
+		_ = tel.Shutdown(ctx)
+		return nil, err
+	}
 	listen := func(name, addr string) (net.Listener, error) {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -145,11 +149,19 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 
 func (s *Server) newGRPCServer(public bool) *grpc.Server {
 	edge := rpcstatus.NewServerEdge()
+	unary := []grpc.UnaryServerInterceptor{edge.UnaryServerInterceptor(), s.auditUnary(public), s.authUnary(public), s.forwardUnary}
+	stream := []grpc.StreamServerInterceptor{edge.StreamServerInterceptor(), s.auditStream(public), s.authStream(public), s.forwardStream}
+	if !public {
+		// Inside the audit interceptor, which records the refusals.
+		unary = slices.Insert(unary, 2, s.clusterUnary)
+		stream = slices.Insert(stream, 2, s.clusterStream)
+	}
 	return grpc.NewServer(
+		s.grpcServerCreds(public),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		grpc.ForceServerCodecV2(edge.Codec()),
-		grpc.ChainUnaryInterceptor(edge.UnaryServerInterceptor(), s.auditUnary(public), s.authUnary(public), s.forwardUnary),
-		grpc.ChainStreamInterceptor(edge.StreamServerInterceptor(), s.auditStream(public), s.authStream(public), s.forwardStream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)
@@ -274,6 +286,9 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 		Node: s.NodeName, Catalog: s.cache, Placement: s.placement, Storage: s.storageClient(),
 		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Consumer: dmsv1.NewConsumerServiceClient(s.roleConn(RoleDelivery)), Etcd: s.cli,
 	}
+	if s.tls != nil {
+		deps.TLS = s.tls.ServerConfig()
+	}
 	if s.cfg.Auth.Enabled {
 		deps.Auth = &kafka.Auth{Authenticator: s.authn, Directory: s.auditingDirectory("kafka")}
 	}
@@ -300,10 +315,14 @@ func (s *Server) initAMQP(context.Context) (modules.Stopper, error) {
 		return nil, nil
 	}
 	cfg.DefaultProject = s.cfg.Protocols.DefaultProject
-	a, err := amqp.New(cfg, amqp.Deps{
+	deps := amqp.Deps{
 		Catalog: s.cache, Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Ingest: s.ingestClient(),
 		Delivery: s.deliveryEngine, Etcd: s.cli,
-	}, s.logger.With("role", RoleAMQP))
+	}
+	if s.tls != nil {
+		deps.TLS = s.tls.ServerConfig()
+	}
+	a, err := amqp.New(cfg, deps, s.logger.With("role", RoleAMQP))
 	if err != nil {
 		return nil, err
 	}

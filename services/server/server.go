@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ import (
 	"github.com/opendms/dms/services/server/modules"
 	"github.com/opendms/dms/services/storage"
 	"github.com/opendms/dms/services/telemetry"
+	"github.com/opendms/dms/services/tlsreload"
 )
 
 // maxMessageBytes bounds gRPC messages: an 8 MiB batch plus framing.
@@ -75,13 +77,20 @@ type Server struct {
 	publicGRPC   *grpc.Server
 	internalGRPC *grpc.Server
 	mux          *http.ServeMux
-	httpSrv      *http.Server
-	listeners    struct{ public, internal, http net.Listener }
-	self         *metadatav1.Member
-	resolver     *roleResolver
-	connsMu      sync.Mutex
-	conns        map[string]*grpc.ClientConn
-	cache        *catalog.Cache
+	// TLS of the public and internal listeners (tls.go); nil serves clear
+	// text. clusterSecrets are the SHA-256 sums of the secrets the internal
+	// listener accepts, clusterSecretSent the one this node sends.
+	tls               *tlsreload.Source
+	internalTLS       *tlsreload.Source
+	clusterSecrets    [][sha256.Size]byte
+	clusterSecretSent string
+	httpSrv           *http.Server
+	listeners         struct{ public, internal, http net.Listener }
+	self              *metadatav1.Member
+	resolver          *roleResolver
+	connsMu           sync.Mutex
+	conns             map[string]*grpc.ClientConn
+	cache             *catalog.Cache
 
 	// Identities and authentication (auth.go).
 	identityCache *identity.Cache
@@ -166,9 +175,17 @@ func (s *Server) serve() {
 			}
 		}()
 	}
-	s.httpSrv = &http.Server{Handler: s.authHTTP(s.mux), ReadHeaderTimeout: 10 * time.Second}
+	// Failed handshakes (a scanner, a client without a certificate) are
+	// the client's business: debug level, not the process's stderr.
+	s.httpSrv = &http.Server{Handler: s.authHTTP(s.mux), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
+	serveHTTP := s.httpSrv.Serve
+	if s.tls != nil {
+		s.httpSrv.TLSConfig = s.tls.ServerConfig("h2", "http/1.1")
+		serveHTTP = func(lis net.Listener) error { return s.httpSrv.ServeTLS(lis, "", "") }
+	}
 	go func() {
-		if err := s.httpSrv.Serve(s.listeners.http); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serveHTTP(s.listeners.http); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("http server stopped", "err", err)
 		}
 	}()

@@ -5,6 +5,7 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/opendms/dms/services/server"
@@ -109,11 +111,19 @@ func (s *Server) start(t testing.TB) {
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(srv.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if s.cfg.TLS.CertFile != "" {
+		// Tests of TLS itself dial with clients of their own that verify
+		// the server; this helper connection only needs to get through.
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
-	internal, err := grpc.NewClient(srv.InternalGRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The internal listener takes the cluster's nodes only: this connection
+	// shows what the node itself shows the others.
+	internal, err := grpc.NewClient(srv.InternalGRPCAddr, srv.InternalDialOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
