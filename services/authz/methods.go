@@ -66,6 +66,11 @@ var Methods = map[string]Action{
 	// The audit trail is the operator's.
 	dmsv1.AuditService_ListAuditRecords_FullMethodName: ManageAccounts,
 	dmsv1.AuditService_VerifyAuditTrail_FullMethodName: ManageAccounts,
+
+	// So are the keys that encrypt every project's data.
+	dmsv1.DataKeyService_ListDataKeys_FullMethodName:    ManageAccounts,
+	dmsv1.DataKeyService_RotateDataKey_FullMethodName:   ManageAccounts,
+	dmsv1.DataKeyService_DestroyDataKeys_FullMethodName: ManageAccounts,
 }
 
 // ResourceOf reads the resource a public API request names: its group,

@@ -116,6 +116,8 @@ var (
 	ErrIdentityNotFound         = newError(KindNotFound, "IDENTITY_NOT_FOUND", "no such account, project, user or key")
 	ErrIdentityAlreadyExists    = newError(KindAlreadyExists, "IDENTITY_ALREADY_EXISTS", "account, project or user already exists")
 	ErrIdentityInvalid          = newError(KindInvalidArgument, "IDENTITY_INVALID", "invalid identity request")
+	ErrEncryptionNotConfigured  = newError(KindFailedPrecondition, "ENCRYPTION_NOT_CONFIGURED", "encryption at rest is off")
+	ErrDataKeysInUse            = newError(KindFailedPrecondition, "DATA_KEYS_IN_USE", "the project still has queues")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

@@ -105,6 +105,9 @@ var auditedMethods = map[string]bool{
 	dmsv1.IdentityService_RevokeApiToken_FullMethodName:  true,
 	dmsv1.IdentityService_SetQueuePolicy_FullMethodName:  true,
 
+	dmsv1.DataKeyService_RotateDataKey_FullMethodName:   true,
+	dmsv1.DataKeyService_DestroyDataKeys_FullMethodName: true,
+
 	"/dms.cluster.metadata.v1.MetadataService/ElectLeader":      true,
 	"/dms.cluster.metadata.v1.MetadataService/ReassignReplicas": true,
 }

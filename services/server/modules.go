@@ -20,6 +20,7 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/gateway"
 	"github.com/opendms/dms/services/identity"
@@ -43,6 +44,7 @@ const (
 	moduleCatalog    = "catalog"    // the watch-fed catalog cache
 	moduleIdentity   = "identity"   // the watch-fed identity cache, the authenticator, the first identities
 	moduleAudit      = "audit"      // the audit trail's writer and API
+	moduleDataKeys   = "datakeys"   // the projects' data keys, for encryption at rest
 
 	RoleStorage   = "storage"
 	RoleMetadata  = "metadata"
@@ -70,7 +72,9 @@ func (s *Server) moduleManager() *modules.Manager {
 
 	m.Register(moduleAudit, s.initAudit, modules.DependsOn(moduleServer, moduleMembership))
 
-	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity, moduleAudit)
+	m.Register(moduleDataKeys, s.initDataKeys, modules.DependsOn(moduleEtcd))
+
+	roleDeps := modules.DependsOn(moduleServer, moduleMembership, moduleCatalog, moduleIdentity, moduleAudit, moduleDataKeys)
 	m.Register(RoleStorage, s.initStorage, roleDeps,
 		modules.UserVisible("keeps the logs: queue partitions and the other roles' state"))
 	m.Register(RoleScheduler, s.initScheduler, roleDeps, modules.After(RoleStorage, RoleIngest),
@@ -189,10 +193,29 @@ func (s *Server) initCatalog(ctx context.Context) (modules.Stopper, error) {
 	return nil, s.cache.Start(ctx)
 }
 
+// initDataKeys loads the master keys (nil: encryption at rest is off) and
+// keeps the projects' data keys. Storage seals with them; the metadata
+// role rotates and destroys them, which needs the master key too: every
+// node of the cluster is given the same key file.
+func (s *Server) initDataKeys(ctx context.Context) (modules.Stopper, error) {
+	logger := s.logger.With("component", "datakeys")
+	ring, err := storage.LoadKeyring(s.cfg.Storage, logger)
+	if err != nil {
+		return nil, err
+	}
+	var provider datakeys.KeyProvider
+	if ring != nil {
+		provider = datakeys.NewMasterKeyProvider(ring)
+	}
+	s.dataKeys = datakeys.NewManager(s.cli, provider, s.now, logger)
+	// The watch ends with the process context.
+	return nil, s.dataKeys.Start(ctx)
+}
+
 func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	cfg := s.cfg.Storage
 	cfg.Dir = filepath.Join(s.cfg.Node.DataDir, "storage")
-	cluster := &storage.Cluster{Node: s.NodeName, Placement: s.placement, Etcd: s.cli, SessionValid: s.session.Valid, Dial: s.storageOn}
+	cluster := &storage.Cluster{Node: s.NodeName, Placement: s.placement, Etcd: s.cli, SessionValid: s.session.Valid, Dial: s.storageOn, DataKeys: s.dataKeys}
 	engine, err := storage.NewEngine(cfg, s.cache, cluster, s.now, s.logger.With("role", RoleStorage))
 	if err != nil {
 		return nil, err
@@ -220,6 +243,8 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
 	idh := identity.NewHandler(s.identityStore)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterIdentityServiceServer(r, idh) })
+	dkh := datakeys.NewHandler(s.dataKeys)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterDataKeyServiceServer(r, dkh) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
 	controller := metadata.NewController(metadata.ControllerConfig{ReplicationFactor: s.cfg.Storage.ReplicationFactor, MinInsync: s.cfg.Storage.MinInsyncReplicas},
 		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, s.Roles(), logger.With("component", "controller"))

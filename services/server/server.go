@@ -28,6 +28,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/audit"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/identity"
 	"github.com/opendms/dms/services/ingest"
@@ -95,6 +96,7 @@ type Server struct {
 	// Identities and authentication (auth.go).
 	identityCache *identity.Cache
 	identityStore *identity.Store
+	dataKeys      *datakeys.Manager
 	authn         *identity.Authenticator
 	audit         *audit.Trail
 

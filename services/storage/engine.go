@@ -31,7 +31,7 @@ type Engine struct {
 	cluster  *Cluster // nil: standalone, nothing replicated
 	now      func() time.Time
 	logger   *slog.Logger
-	keys     *partitionlog.Keyring // nil: encryption at rest is off
+	keys     *partitionlog.Keyring // master keys; nil: encryption at rest is off
 	units    *units
 	fetchers *fetchers
 	repairs  *repairs // lost ranges of this node's copies, and damage counters
@@ -51,6 +51,9 @@ type Engine struct {
 	deleted map[string]bool
 	// damageReporter is told of damage found and repaired (SetDamageReporter).
 	damageReporter atomic.Pointer[func(DamageEvent)]
+	// rings are the keyrings of the projects whose logs are open here (by
+	// project id): the master keys plus the project's data keys.
+	rings map[string]*partitionlog.Keyring
 }
 
 // openLog is an open log with the durability it was created with.
@@ -58,6 +61,7 @@ type openLog struct {
 	*partitionlog.Log
 	id         logid.ID
 	durability storagev1.Durability
+	project    string // the project whose data key seals it; "" for the system key
 }
 
 // NewEngine returns an engine keeping its logs under cfg.Dir. It deletes the
@@ -68,7 +72,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	keys, err := loadKeyring(cfg, os.LookupEnv, logger)
+	keys, err := LoadKeyring(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -83,9 +87,12 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
 	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(),
-		logs: map[string]*openLog{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
+		logs: map[string]*openLog{}, rings: map[string]*partitionlog.Keyring{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
+	if dk := e.dataKeys(); dk != nil {
+		dk.Subscribe(e.onDataKeysChanged)
+	}
 	return e, nil
 }
 
@@ -142,10 +149,17 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		durability = storagev1.Durability_DURABILITY_SYNC
 	}
 	durability = normalDurability(durability)
+	project, ring, err := e.keyringFor(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if l := e.logs[key]; l != nil {
 		return l, nil
+	}
+	if r := e.rings[project]; project != "" && r != nil {
+		ring = r // a rotation seen meanwhile
 	}
 	opts := partitionlog.Options{
 		Dir:           dir,
@@ -154,7 +168,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		FlushInterval: e.cfg.AsyncFlush,
 		Now:           e.now,
 		Logger:        e.logger.With("log", key),
-		Keys:          e.keys,
+		Keys:          ring,
 		OnPublish:     func(int64) { e.units.published() },
 		OnDamage:      func(r partitionlog.Repair) { e.damageFound(id, r) },
 		OnLost:        func(from, to int64) { e.noteLost(id, from, to) },
@@ -175,7 +189,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 			return nil, err
 		}
 	}
-	l = &openLog{Log: pl, id: id, durability: durability}
+	l = &openLog{Log: pl, id: id, durability: durability, project: project}
 	e.logs[key] = l
 	delete(e.deleted, key)
 	if e.cluster != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
@@ -29,6 +30,20 @@ const (
 	keysEnv             = "DMS_STORAGE_KEYS"
 	fingerprintFileName = "key-fingerprints"
 )
+
+// LoadKeyring returns the master keys configured by cfg or the
+// environment, or nil when encryption is off. Their ids must be below
+// datakeys.FirstKeyID: the ids above name project data keys.
+func LoadKeyring(cfg Config, logger *slog.Logger) (*partitionlog.Keyring, error) {
+	ring, err := loadKeyring(cfg, os.LookupEnv, logger)
+	if err != nil || ring == nil {
+		return ring, err
+	}
+	if err := datakeys.ValidateMasterKeyIDs(ring.IDs()); err != nil {
+		return nil, fmt.Errorf("storage: loading encryption keys: %w", err)
+	}
+	return ring, nil
+}
 
 // loadKeyring returns the keys configured by cfg or the environment, or nil
 // when encryption is off.

@@ -12,6 +12,7 @@ import (
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
+	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/storage/logid"
@@ -28,6 +29,9 @@ type Cluster struct {
 	Etcd         *clientv3.Client
 	SessionValid func() bool
 	Dial         func(node string) (storagev1.StorageServiceClient, error)
+	// DataKeys holds the projects' data keys (nil, or off: every log is
+	// sealed with the master key, as before per-project keys).
+	DataKeys *datakeys.Manager
 }
 
 // unit is this node's view of one unit of replication it is a replica of.

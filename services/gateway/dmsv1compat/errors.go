@@ -135,6 +135,9 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_NOT_FOUND:      {http.StatusNotFound, codeURLNotFound},
 	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_ALREADY_EXISTS: {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_IDENTITY_INVALID:        {http.StatusBadRequest, codeBadRequestFormat},
+	// Nor is the data key API.
+	dmsv1.ErrorReason_ERROR_REASON_ENCRYPTION_NOT_CONFIGURED: {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_DATA_KEYS_IN_USE:          {http.StatusBadRequest, codeBadRequestFormat},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -107,7 +107,8 @@ func (l *Log) prepareBatch(ctx context.Context, b Batch) (*appendReq, error) {
 		}
 	}
 	size := batchHeaderSize + len(b.Payload)
-	if l.keys != nil {
+	keys := l.keys.Load()
+	if keys != nil {
 		size += encryptionOverhead
 	}
 	if size > l.opts.MaxBatchBytes {
@@ -120,8 +121,8 @@ func (l *Log) prepareBatch(ctx context.Context, b Batch) (*appendReq, error) {
 	}
 	*bp = (*bp)[:size]
 	flags := uint16(b.Format) << flagFormatShift
-	if l.keys != nil {
-		encodeEncryptedPayload(*bp, flags, b, l.keys.active, l.nextNonce())
+	if keys != nil {
+		encodeEncryptedPayload(*bp, flags, b, keys.active, l.nextNonce())
 	} else {
 		dst := *bp
 		putHeader(dst, flags, int32(b.Count), b.FirstTimestamp, b.MaxTimestamp)

@@ -200,7 +200,8 @@ func BenchmarkRawWriteFsync(b *testing.B) {
 // single-record batch, which the disk-bound append benchmarks hide.
 func BenchmarkEncodeBatch(b *testing.B) {
 	keys := mustKeyring(b, testKey(1, 1))
-	l := &Log{keys: keys}
+	l := &Log{}
+	l.keys.Store(keys)
 	if err := l.seedNonces(); err != nil {
 		b.Fatal(err)
 	}

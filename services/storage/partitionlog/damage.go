@@ -520,7 +520,7 @@ func (l *Log) repairSegment(base int64) ([]Repair, error) {
 		return nil, fmt.Errorf("partitionlog: repairing %s: %w", old.logPath, err)
 	}
 	defer f.Close()
-	kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
+	kc := keyCheck{keys: l.keys.Load(), verified: map[uint32]bool{}}
 	repairs, size, err := damageScan(l.dir, f, f, old.logPath, base, v.size, v.next, kc, true)
 	if err != nil {
 		return nil, err
@@ -651,7 +651,7 @@ func (l *Log) Scrub(ctx context.Context, bytesPerSecond int64) (ScrubResult, err
 // verifySealed reads a sealed segment fully through r and reports its
 // damaged ranges and whether its indexes are what its batches call for.
 func (l *Log) verifySealed(s *segment, v segView, r io.ReaderAt) ([]Repair, bool, error) {
-	kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
+	kc := keyCheck{keys: l.keys.Load(), verified: map[uint32]bool{}}
 	repairs, _, err := damageScan(l.dir, r, nil, s.logPath, s.base, v.size, v.next, kc, false)
 	for _, rp := range repairs {
 		if rp.Recorded {

@@ -56,6 +56,20 @@ type Keyring struct {
 	active *keyEntry
 	keys   map[uint32]*keyEntry
 	ids    []uint32 // in the order given
+	// crcOnlyFrom, if not 0: a batch sealed with a missing key whose id is
+	// at least this is checked by its CRC alone (see CRCOnlyFrom).
+	crcOnlyFrom uint32
+}
+
+// CRCOnlyFrom returns a copy of k with which a batch sealed with a key that
+// is not in the ring, of id id or above, counts as verified by its CRC
+// alone instead of failing: for an offline check that has the master keys
+// but not the data keys of the projects (whose ids are in such a range).
+// A log must never be opened with it.
+func (k *Keyring) CRCOnlyFrom(id uint32) *Keyring {
+	c := *k
+	c.crcOnlyFrom = id
+	return &c
 }
 
 // ErrInvalidKeyring is wrapped by the errors of NewKeyring, ParseKeyring and
@@ -144,6 +158,45 @@ func ReadKeyringFile(path string) (*Keyring, error) {
 		return nil, fmt.Errorf("%w (key file %s)", err, path)
 	}
 	return k, nil
+}
+
+// With returns a keyring holding k's keys and keys, the last of keys
+// active; k is unchanged. A storage engine builds a log's ring from the
+// node's master keys (which opened data sealed before per-project keys)
+// and the project's data keys this way, without handling master secrets.
+func (k *Keyring) With(keys ...Key) (*Keyring, error) {
+	if len(keys) == 0 {
+		return k, nil
+	}
+	add, err := NewKeyring(keys...)
+	if err != nil {
+		return nil, err
+	}
+	out := &Keyring{active: add.active, keys: make(map[uint32]*keyEntry, len(k.keys)+len(add.keys)), crcOnlyFrom: k.crcOnlyFrom}
+	for _, ring := range []*Keyring{k, add} {
+		for _, id := range ring.ids {
+			if _, dup := out.keys[id]; dup {
+				return nil, fmt.Errorf("%w: key id %d given twice", ErrInvalidKeyring, id)
+			}
+			out.keys[id] = ring.keys[id]
+			out.ids = append(out.ids, id)
+		}
+	}
+	return out, nil
+}
+
+// SetKeys replaces the log's keyring: batches appended from now on are
+// sealed with k's active key, and reads open batches with k's keys. Appends
+// and reads already under way keep the ring they started with. Used to
+// rotate keys without closing the log; k must hold every key that sealed
+// data the log still has to read (nil is refused: a log cannot stop
+// reading what it encrypted).
+func (l *Log) SetKeys(k *Keyring) error {
+	if k == nil {
+		return fmt.Errorf("%w: SetKeys needs a keyring", ErrInvalidKeyring)
+	}
+	l.keys.Store(k)
+	return nil
 }
 
 // Active returns the id and cipher of the key that seals new batches.

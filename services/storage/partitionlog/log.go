@@ -64,7 +64,9 @@ type Log struct {
 	// Encryption at rest (nil keys: off). Nonces are noncePrefix followed by
 	// a counter that starts at a random value, so no two batches encrypted
 	// with one key get the same nonce, across logs and restarts.
-	keys        *Keyring
+	// keys is swapped by SetKeys (a rotation); every append and scan loads
+	// it once and keeps that ring for the batch or scan.
+	keys        atomic.Pointer[Keyring]
 	noncePrefix [4]byte
 	nonceCtr    atomic.Uint64
 
@@ -143,13 +145,12 @@ func Open(opts Options) (*Log, error) {
 		notify:     make(chan struct{}),
 		qsignal:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
-		keys:       opts.Keys,
 	}
-	if l.keys != nil {
-		if err := l.seedNonces(); err != nil {
-			lock.Close()
-			return nil, err
-		}
+	l.keys.Store(opts.Keys)
+	// Seeded even without keys: SetKeys may turn encryption on later.
+	if err := l.seedNonces(); err != nil {
+		lock.Close()
+		return nil, err
 	}
 	if err := l.load(); err != nil {
 		for _, s := range l.segs {
@@ -222,7 +223,7 @@ func (l *Log) load() error {
 		dirChanged = true
 	} else {
 		interval := int64(l.opts.IndexIntervalBytes)
-		kc := keyCheck{keys: l.keys, verified: map[uint32]bool{}}
+		kc := keyCheck{keys: l.keys.Load(), verified: map[uint32]bool{}}
 		for i, base := range bases[:len(bases)-1] {
 			s, rebuilt, corrupt, err := openSealedSegment(l.dir, base, bases[i+1], interval, kc)
 			if err != nil {
@@ -476,7 +477,7 @@ func (l *Log) readSegment(s *segment, v segView, from int64, maxBytes int, out [
 // file position pos (the batch with offset s.base+atRel), decrypting them.
 func (l *Log) readScanner(s *segment, v segView, pos, atRel int64, buf []byte) *scanner {
 	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, buf)
-	sc.keys, sc.decrypt, sc.segNext = l.keys, true, v.next
+	sc.keys, sc.decrypt, sc.segNext = l.keys.Load(), true, v.next
 	return sc
 }
 

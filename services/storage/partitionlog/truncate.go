@@ -234,7 +234,7 @@ func (l *Log) truncationPoint(s *segment, v segView, o int64) (writeState, error
 	}
 	// Headers and CRCs only: nothing is decrypted.
 	sc := newScanner(s.log, s.logPath, pos, v.size, s.base+atRel, *bp)
-	sc.keys, sc.segNext = l.keys, v.next
+	sc.keys, sc.segNext = l.keys.Load(), v.next
 	defer func() { *bp = sc.buf[:0] }()
 	var ws writeState
 	for {
@@ -277,7 +277,7 @@ func (l *Log) truncationPoint(s *segment, v segView, o int64) (writeState, error
 	// maximum timestamp and to the bytes since that entry.
 	ws.sinceIdx = ws.size - from
 	sc = newScanner(s.log, s.logPath, from, ws.size, s.base+fromRel, sc.buf)
-	sc.keys, sc.segNext = l.keys, v.next
+	sc.keys, sc.segNext = l.keys.Load(), v.next
 	for {
 		b, err := sc.next()
 		if err == io.EOF {

@@ -69,7 +69,8 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 		return -1, err
 	}
 	size := encodedBatchSize(recs)
-	if l.keys != nil {
+	keys := l.keys.Load()
+	if keys != nil {
 		size += encryptionOverhead
 	}
 	if size > l.opts.MaxBatchBytes {
@@ -82,8 +83,8 @@ func (l *Log) Append(ctx context.Context, recs []Record) (firstOffset int64, err
 	*bp = (*bp)[:size]
 	r := reqPool.Get().(*appendReq)
 	r.ctx, r.buf, r.count = ctx, bp, int64(len(recs))
-	if l.keys != nil {
-		r.maxTs = encodeEncryptedBatch(*bp, recs, l.keys.active, l.nextNonce())
+	if keys != nil {
+		r.maxTs = encodeEncryptedBatch(*bp, recs, keys.active, l.nextNonce())
 	} else {
 		r.maxTs = encodeBatch(*bp, recs)
 	}

@@ -185,6 +185,12 @@ const (
 	ErrorReason_ERROR_REASON_IDENTITY_ALREADY_EXISTS ErrorReason = 64
 	// A name, id, role, password or action of an identity call is malformed.
 	ErrorReason_ERROR_REASON_IDENTITY_INVALID ErrorReason = 65
+	// Encryption at rest is off (no master key is configured), so there are
+	// no data keys to rotate.
+	ErrorReason_ERROR_REASON_ENCRYPTION_NOT_CONFIGURED ErrorReason = 66
+	// A project's data keys cannot be destroyed while it still has queues:
+	// delete them first.
+	ErrorReason_ERROR_REASON_DATA_KEYS_IN_USE ErrorReason = 67
 )
 
 // Enum value maps for ErrorReason.
@@ -256,6 +262,8 @@ var (
 		63: "ERROR_REASON_IDENTITY_NOT_FOUND",
 		64: "ERROR_REASON_IDENTITY_ALREADY_EXISTS",
 		65: "ERROR_REASON_IDENTITY_INVALID",
+		66: "ERROR_REASON_ENCRYPTION_NOT_CONFIGURED",
+		67: "ERROR_REASON_DATA_KEYS_IN_USE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -324,6 +332,8 @@ var (
 		"ERROR_REASON_IDENTITY_NOT_FOUND":           63,
 		"ERROR_REASON_IDENTITY_ALREADY_EXISTS":      64,
 		"ERROR_REASON_IDENTITY_INVALID":             65,
+		"ERROR_REASON_ENCRYPTION_NOT_CONFIGURED":    66,
+		"ERROR_REASON_DATA_KEYS_IN_USE":             67,
 	}
 )
 
@@ -358,7 +368,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x99\x13\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xe8\x13\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -426,7 +436,9 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"#ERROR_REASON_PROJECT_SCOPE_MISMATCH\x10>\x12#\n" +
 	"\x1fERROR_REASON_IDENTITY_NOT_FOUND\x10?\x12(\n" +
 	"$ERROR_REASON_IDENTITY_ALREADY_EXISTS\x10@\x12!\n" +
-	"\x1dERROR_REASON_IDENTITY_INVALID\x10AB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1dERROR_REASON_IDENTITY_INVALID\x10A\x12*\n" +
+	"&ERROR_REASON_ENCRYPTION_NOT_CONFIGURED\x10B\x12!\n" +
+	"\x1dERROR_REASON_DATA_KEYS_IN_USE\x10CB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once
