@@ -7,12 +7,12 @@ BIN := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(PATH)
 GO_MODULES := gen services sdk/go loadtest
 
-.PHONY: fault-test run test tools generate check-generated console console-check console-test lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog image deploy-test
+.PHONY: fault-test run test tools generate check-generated console console-check console-test console-screenshots lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz fuzz-short bench bench-load bench-target bench-backlog image deploy-test
 
 run: ## Run dmsd with every role, embedded etcd and ./data.
 	go run ./services/cmd/dmsd
 
-test: tools check-generated console-check lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test api-fuzz fuzz-short deploy-test
+test: tools check-generated console-check lint-proto breaking build vet go-test python-test java-test kafka-clients-test amqp-clients-test dms-clients-test console-test api-fuzz fuzz-short deploy-test
 
 tools:
 	@./scripts/tools.sh >/dev/null
@@ -35,6 +35,12 @@ console-check: console
 	@if [ -n "$$(git status --porcelain -- services/console/dist)" ]; then \
 		echo "the console's built assets are stale: run 'make console' and commit services/console/dist"; \
 		git status --porcelain -- services/console/dist; exit 1; fi
+
+console-test: ## The web console in a real browser: Debian's chromium (installed by scripts/apt.sh) driven by chromedp against a real dmsd (~30 s).
+	bash tests/console/run.sh
+
+console-screenshots: ## Retake the console's screenshots in docs/console (shown in the README).
+	DMS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console bash tests/console/run.sh -run 'TestConsole'
 
 lint-proto: tools
 	buf lint

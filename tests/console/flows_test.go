@@ -1,0 +1,185 @@
+package console
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/testserver"
+)
+
+const project = "0123456789abcdef0123456789abcdef"
+
+var messageID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// traffic keeps a queue busy through the gRPC API while the test runs, so
+// that the console's live charts have something to draw: a producer and a
+// consumer group that acks what it receives, at a few hundred messages a
+// second.
+func traffic(t *testing.T, s *testserver.Server) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	queues, producer, consumer := dmsv1.NewQueueServiceClient(s.Conn), dmsv1.NewProducerServiceClient(s.Conn), dmsv1.NewConsumerServiceClient(s.Conn)
+	if _, err := queues.CreateQueue(ctx, &dmsv1.CreateQueueRequest{Parent: "projects/" + project, Queue: &dmsv1.Queue{DisplayName: "events", PartitionCount: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"analytics", "archive"} {
+		if _, err := queues.CreateConsumerGroup(ctx, &dmsv1.CreateConsumerGroupRequest{Parent: "projects/" + project + "/queues/events", Group: &dmsv1.ConsumerGroup{DisplayName: g}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		batch := make([]*dmsv1.Message, 40)
+		for i := range batch {
+			batch[i] = &dmsv1.Message{Body: []byte(`{"event":"page_view","n":` + string(rune('0'+i%10)) + `}`), Tags: []string{"web"}}
+		}
+		for ctx.Err() == nil {
+			_, _ = producer.SendMessages(ctx, &dmsv1.SendMessagesRequest{Queue: "projects/" + project + "/queues/events", Messages: batch})
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		// Slower than the producer: "analytics" builds a backlog, "archive"
+		// is never read, so the two lag lines differ.
+		for ctx.Err() == nil {
+			got, err := consumer.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{Group: "projects/" + project + "/queues/events/groups/analytics", MaxMessages: 30, WaitTime: durationpb.New(time.Second)})
+			if err != nil {
+				continue
+			}
+			var acks []*dmsv1.Ack
+			for _, m := range got.GetMessages() {
+				acks = append(acks, &dmsv1.Ack{ReceiptHandle: m.GetReceiptHandle()})
+			}
+			if len(acks) > 0 {
+				_, _ = consumer.AckMessages(ctx, &dmsv1.AckMessagesRequest{Group: "projects/" + project + "/queues/events/groups/analytics", Acks: acks})
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+// The main flow of the issue, as an operator clicks it: create a queue with
+// a group, send a message, receive it and fail it into the dead letters,
+// find it there and redrive it, see it back in its group, seek the group,
+// and find the calls in the audit log.
+func TestConsoleFlow(t *testing.T) {
+	s := testserver.Start(t)
+	traffic(t, s)
+	p := &page{t: t, ctx: browser(t), base: "http://" + s.HTTPAddr + "/console/"}
+
+	// Overview: the busy queue is listed with its rates.
+	p.open("/")
+	p.waitText(`[data-testid=queues]`, "events", "NORMAL")
+
+	// Create a queue whose messages become dead letters at the first failure.
+	p.click(`[data-testid=create-queue]`)
+	p.typeInto(`[data-testid=queue-name]`, "orders")
+	p.replace(`[data-testid=queue-max-consume]`, "1")
+	p.replace(`[data-testid=queue-group]`, "billing")
+	p.click(`[data-testid=create-queue-ok]`)
+	p.waitText(`[data-testid=queue-title]`, "orders")
+	p.waitText(`[data-testid=groups]`, "billing")
+
+	// Send a JSON message with a tag and an attribute.
+	p.typeInto(`[data-testid=send-body]`, `{"order":42,"item":"book"}`)
+	p.typeInto(`[data-testid=send-attributes]`, "region=eu")
+	p.click(`[data-testid=send]`)
+	results := p.waitText(`[data-testid=send-results]`, "Message id")
+	id := messageID.FindString(results)
+	if id == "" {
+		t.Fatalf("the send results show no message id:\n%s", results)
+	}
+	// The page samples the queue: the count changes without a reload.
+	p.waitText(`[data-testid=queue-messages]`, "1")
+
+	// Receive it as the group's consumer and fail it: with one failure
+	// allowed, it becomes a dead letter.
+	p.click(`[data-testid=receive]`)
+	p.waitText(`[data-testid=received]`, "order", "region=eu")
+	p.screenshot("queue")
+	p.click(`[data-testid=fail]`)
+	p.waitText(`[data-testid=settled]`, "fail")
+	p.waitText(`[data-testid=dead-billing]`, "1")
+
+	// Dead letters: the message is there with why it died; redrive it.
+	p.open("/deadletters?queue=orders&group=billing")
+	p.waitText(`[data-testid=dead-letters]`, id, "FAILED_BY_CONSUMER")
+	p.click(`[data-testid=dead-letters] .ant-table-row-expand-icon`) // the body, as JSON
+	p.waitText(`[data-testid=dead-letters]`, `"item": "book"`)
+	p.click(`[data-testid=dead-letters] .ant-table-tbody .ant-checkbox-input`)
+	p.screenshot("dead-letters")
+	p.click(`[data-testid=redrive-selected]`)
+	got := p.waitText(`[data-testid=redrive-results]`, id, "redriven")
+	if strings.Contains(got, "MESSAGE_EXPIRED") {
+		t.Fatalf("redrive results: %s", got)
+	}
+	p.waitText(`[data-testid=dead-available]`, "0")
+	p.screenshot("redrive")
+
+	// Back in its group: received again, with a fresh delivery count.
+	p.open("/queues/orders")
+	p.click(`[data-testid=receive]`)
+	p.waitText(`[data-testid=received]`, "order")
+	p.click(`[data-testid=ack]`)
+	p.waitText(`[data-testid=settled]`, "success")
+
+	// Consumer groups: reset billing to the earliest message.
+	p.open("/groups?queue=orders&group=billing")
+	p.waitText(`[data-testid=group-list]`, "billing")
+	p.click(`[data-testid=seek]`)
+	p.clickText(`.ant-popconfirm button`, "OK")
+	p.waitText(`[data-testid=seek-positions]`, "New position")
+	p.screenshot("groups")
+
+	// Overview, with the busy queue's charts drawn from several samples.
+	p.open("/")
+	p.waitText(`[data-testid=queues]`, "orders", "events")
+	waitPoints(p, `[data-testid=chart-backlog]`, 6)
+	p.screenshot("overview")
+
+	// The busy queue's detail: lag per group over time.
+	p.open("/queues/events")
+	p.waitText(`[data-testid=groups]`, "analytics", "archive")
+	waitPoints(p, `[data-testid=chart-lag]`, 10)
+	p.screenshot("queue-detail")
+
+	// The audit log has the calls the page made.
+	p.open("/audit")
+	p.waitText(`[data-testid=audit-records]`, "CreateQueue", "RedriveDeadLetters", "SeekConsumerGroup")
+	p.click(`[data-testid=audit-verify]`)
+	p.waitText(`[data-testid=audit-verify-result]`, "Intact")
+	p.screenshot("audit")
+}
+
+// waitPoints waits until a chart has drawn at least n points: the charts
+// are fed by samples the page takes while it is open.
+func waitPoints(p *page, sel string, n int) {
+	p.t.Helper()
+	for {
+		points := eval[int](p, `Number(document.querySelector(`+"`"+sel+"`"+`)?.dataset.points ?? 0)`)
+		if points >= n {
+			return
+		}
+		select {
+		case <-p.ctx.Done():
+			p.t.Fatalf("%s drew %d points, never %d", sel, points, n)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
