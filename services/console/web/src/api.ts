@@ -96,7 +96,7 @@ export async function login(user: string, password: string, domain: string, proj
     } catch {
       /* not JSON */
     }
-    throw new ApiError(res.status, "", msg);
+    throw new ApiError(res.status, "", `${res.status} ${msg}`);
   }
   const token = res.headers.get("x-subject-token");
   if (!token) throw new ApiError(res.status, "", "the server answered without X-Subject-Token");
