@@ -40,6 +40,9 @@ var Methods = map[string]Action{
 	dmsv1.ConsumerService_RedriveDeadLetters_FullMethodName: ConsumeMessages,
 	dmsv1.ConsumerService_SeekConsumerGroup_FullMethodName:  ConsumeMessages,
 
+	// A trace tells where a message went, never its body: a viewer's.
+	dmsv1.MessageTraceService_GetMessageTrace_FullMethodName: GetQueue,
+
 	dmsv1.IdentityService_CreateAccount_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_ListAccounts_FullMethodName:     HandlerDecides,
 	dmsv1.IdentityService_CreateProject_FullMethodName:    HandlerDecides,

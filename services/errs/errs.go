@@ -118,6 +118,7 @@ var (
 	ErrIdentityInvalid          = newError(KindInvalidArgument, "IDENTITY_INVALID", "invalid identity request")
 	ErrEncryptionNotConfigured  = newError(KindFailedPrecondition, "ENCRYPTION_NOT_CONFIGURED", "encryption at rest is off")
 	ErrDataKeysInUse            = newError(KindFailedPrecondition, "DATA_KEYS_IN_USE", "the project still has queues")
+	ErrMessageNotFound          = newError(KindNotFound, "MESSAGE_NOT_FOUND", "no such message in the queue")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

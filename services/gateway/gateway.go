@@ -75,6 +75,10 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	if err := dmsv1.RegisterDataKeyServiceHandlerClient(ctx, gw, dmsv1.NewDataKeyServiceClient(conns.Metadata)); err != nil {
 		return err
 	}
+	// Message traces read logs through storage: any node serves them.
+	if err := dmsv1.RegisterMessageTraceServiceHandlerClient(ctx, gw, dmsv1.NewMessageTraceServiceClient(conns.Metadata)); err != nil {
+		return err
+	}
 	mux.Handle("/v1/", gw)
 	mux.Handle("/v1.0/", dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger))
 	// The web console: static files of a client of the API above.

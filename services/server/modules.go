@@ -27,6 +27,7 @@ import (
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/kafka"
 	"github.com/opendms/dms/services/metadata"
+	"github.com/opendms/dms/services/msgtrace"
 	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/scheduler"
 	"github.com/opendms/dms/services/server/modules"
@@ -246,6 +247,8 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	dkh := datakeys.NewHandler(s.dataKeys)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterDataKeyServiceServer(r, dkh) })
 	metadatav1.RegisterMetadataServiceServer(s.internalGRPC, h)
+	th := msgtrace.NewHandler(msgtrace.NewEngine(s.storageClient(), s.cache, s.placement, s.now))
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterMessageTraceServiceServer(r, th) })
 	controller := metadata.NewController(metadata.ControllerConfig{ReplicationFactor: s.cfg.Storage.ReplicationFactor, MinInsync: s.cfg.Storage.MinInsyncReplicas},
 		s.cli, s.session.Session, s.placement, s.cache, s.NodeName, s.Roles(), logger.With("component", "controller"))
 	ctx, cancel := context.WithCancel(ctx)

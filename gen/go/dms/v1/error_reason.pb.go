@@ -191,6 +191,10 @@ const (
 	// A project's data keys cannot be destroyed while it still has queues:
 	// delete them first.
 	ErrorReason_ERROR_REASON_DATA_KEYS_IN_USE ErrorReason = 67
+	// No message of the queue has the id given (never stored there, or
+	// deleted by retention). Numbered apart from the others so that reasons
+	// added meanwhile elsewhere do not collide.
+	ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND ErrorReason = 90
 )
 
 // Enum value maps for ErrorReason.
@@ -264,6 +268,7 @@ var (
 		65: "ERROR_REASON_IDENTITY_INVALID",
 		66: "ERROR_REASON_ENCRYPTION_NOT_CONFIGURED",
 		67: "ERROR_REASON_DATA_KEYS_IN_USE",
+		90: "ERROR_REASON_MESSAGE_NOT_FOUND",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -334,6 +339,7 @@ var (
 		"ERROR_REASON_IDENTITY_INVALID":             65,
 		"ERROR_REASON_ENCRYPTION_NOT_CONFIGURED":    66,
 		"ERROR_REASON_DATA_KEYS_IN_USE":             67,
+		"ERROR_REASON_MESSAGE_NOT_FOUND":            90,
 	}
 )
 
@@ -368,7 +374,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xe8\x13\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8c\x14\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -438,7 +444,8 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"$ERROR_REASON_IDENTITY_ALREADY_EXISTS\x10@\x12!\n" +
 	"\x1dERROR_REASON_IDENTITY_INVALID\x10A\x12*\n" +
 	"&ERROR_REASON_ENCRYPTION_NOT_CONFIGURED\x10B\x12!\n" +
-	"\x1dERROR_REASON_DATA_KEYS_IN_USE\x10CB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1dERROR_REASON_DATA_KEYS_IN_USE\x10C\x12\"\n" +
+	"\x1eERROR_REASON_MESSAGE_NOT_FOUND\x10ZB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

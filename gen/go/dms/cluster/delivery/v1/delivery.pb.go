@@ -174,7 +174,11 @@ type StateRecord struct {
 	// Offsets storage reported as lost (damaged on disk, not repairable from
 	// a replica): settled for the group without delivery, and kept as the
 	// record of what the group skipped.
-	LostOffsets   []*OffsetSpan `protobuf:"bytes,15,rep,name=lost_offsets,json=lostOffsets,proto3" json:"lost_offsets,omitempty"`
+	LostOffsets []*OffsetSpan `protobuf:"bytes,15,rep,name=lost_offsets,json=lostOffsets,proto3" json:"lost_offsets,omitempty"`
+	// Who received the delivered offsets: the consumer id the receive gave,
+	// or else the principal it called as; kept for message traces (one per
+	// receive, not per message).
+	Consumer      string `protobuf:"bytes,16,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +316,13 @@ func (x *StateRecord) GetLostOffsets() []*OffsetSpan {
 		return x.LostOffsets
 	}
 	return nil
+}
+
+func (x *StateRecord) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
 }
 
 // PartitionSnapshot is a checkpoint of one partition's delivery state.
@@ -546,7 +557,7 @@ const file_dms_cluster_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x15GetGroupStatsResponse\x120\n" +
 	"\x05stats\x18\x01 \x03(\v2\x1a.dms.v1.ConsumerGroupStatsR\x05stats\x122\n" +
 	"\vtag_filters\x18\x02 \x03(\v2\x11.dms.v1.TagFilterR\n" +
-	"tagFilters\"\xc4\x05\n" +
+	"tagFilters\"\xe0\x05\n" +
 	"\vStateRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12+\n" +
 	"\x11delivered_offsets\x18\x02 \x03(\x03R\x10deliveredOffsets\x12\"\n" +
@@ -565,7 +576,8 @@ const file_dms_cluster_delivery_v1_delivery_proto_rawDesc = "" +
 	"\bsnapshot\x18\f \x01(\v2*.dms.cluster.delivery.v1.PartitionSnapshotR\bsnapshot\x12)\n" +
 	"\x10extended_offsets\x18\r \x03(\x03R\x0fextendedOffsets\x123\n" +
 	"\x16extended_visible_at_ms\x18\x0e \x01(\x03R\x13extendedVisibleAtMs\x12F\n" +
-	"\flost_offsets\x18\x0f \x03(\v2#.dms.cluster.delivery.v1.OffsetSpanR\vlostOffsetsB\x0e\n" +
+	"\flost_offsets\x18\x0f \x03(\v2#.dms.cluster.delivery.v1.OffsetSpanR\vlostOffsets\x12\x1a\n" +
+	"\bconsumer\x18\x10 \x01(\tR\bconsumerB\x0e\n" +
 	"\f_seek_offset\"\x8f\x03\n" +
 	"\x11PartitionSnapshot\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x03R\backFloor\x129\n" +

@@ -1305,8 +1305,12 @@ type Record struct {
 	IdempotenceKey string `protobuf:"bytes,6,opt,name=idempotence_key,json=idempotenceKey,proto3" json:"idempotence_key,omitempty"`
 	// The number of records of that append.
 	IdempotentCount int32 `protobuf:"varint,7,opt,name=idempotent_count,json=idempotentCount,proto3" json:"idempotent_count,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// On the first record of an append of messages to a queue partition: who
+	// sent the batch and how, for message traces. One per batch, not per
+	// message, so that recording it costs nearly nothing.
+	Producer      *ProducerInfo `protobuf:"bytes,8,opt,name=producer,proto3" json:"producer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -1388,6 +1392,77 @@ func (x *Record) GetIdempotentCount() int32 {
 	return 0
 }
 
+func (x *Record) GetProducer() *ProducerInfo {
+	if x != nil {
+		return x.Producer
+	}
+	return nil
+}
+
+// ProducerInfo tells who sent a batch of messages, for message traces.
+type ProducerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal the send acted for (`user:{id}`, `anonymous`, `system`).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The front end it came in by: grpc, rest, internal, scheduler.
+	FrontEnd string `protobuf:"bytes,2,opt,name=front_end,json=frontEnd,proto3" json:"front_end,omitempty"`
+	// The W3C trace context of the send call, when the caller passed one.
+	Traceparent   string `protobuf:"bytes,3,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProducerInfo) Reset() {
+	*x = ProducerInfo{}
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProducerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProducerInfo) ProtoMessage() {}
+
+func (x *ProducerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProducerInfo.ProtoReflect.Descriptor instead.
+func (*ProducerInfo) Descriptor() ([]byte, []int) {
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ProducerInfo) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ProducerInfo) GetFrontEnd() string {
+	if x != nil {
+		return x.FrontEnd
+	}
+	return ""
+}
+
+func (x *ProducerInfo) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
 // AppendRequest is the request of StorageService.Append.
 type AppendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1418,7 +1493,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1505,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[15]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1518,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppendRequest) GetLog() *LogId {
@@ -1510,7 +1585,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1597,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[16]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1610,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{16}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AppendResponse) GetFirstOffset() int64 {
@@ -1586,7 +1661,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1673,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[17]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1686,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{17}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadRequest) GetLog() *LogId {
@@ -1676,7 +1751,7 @@ type StoredRecord struct {
 
 func (x *StoredRecord) Reset() {
 	*x = StoredRecord{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1763,7 @@ func (x *StoredRecord) String() string {
 func (*StoredRecord) ProtoMessage() {}
 
 func (x *StoredRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[18]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1776,7 @@ func (x *StoredRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRecord.ProtoReflect.Descriptor instead.
 func (*StoredRecord) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{18}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StoredRecord) GetOffset() int64 {
@@ -1741,7 +1816,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1828,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[19]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1841,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{19}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReadResponse) GetRecords() []*StoredRecord {
@@ -1818,7 +1893,7 @@ type LostRange struct {
 
 func (x *LostRange) Reset() {
 	*x = LostRange{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1905,7 @@ func (x *LostRange) String() string {
 func (*LostRange) ProtoMessage() {}
 
 func (x *LostRange) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[20]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1918,7 @@ func (x *LostRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LostRange.ProtoReflect.Descriptor instead.
 func (*LostRange) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{20}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LostRange) GetFirstOffset() int64 {
@@ -1871,7 +1946,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1958,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[21]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1971,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{21}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetLogInfoRequest) GetLogs() []*LogId {
@@ -1923,7 +1998,7 @@ type LogInfo struct {
 
 func (x *LogInfo) Reset() {
 	*x = LogInfo{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2010,7 @@ func (x *LogInfo) String() string {
 func (*LogInfo) ProtoMessage() {}
 
 func (x *LogInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[22]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2023,7 @@ func (x *LogInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogInfo.ProtoReflect.Descriptor instead.
 func (*LogInfo) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{22}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogInfo) GetLog() *LogId {
@@ -1991,7 +2066,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2078,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[23]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2091,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{23}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetLogInfoResponse) GetLogs() []*LogInfo {
@@ -2039,7 +2114,7 @@ type DeleteLogsRequest struct {
 
 func (x *DeleteLogsRequest) Reset() {
 	*x = DeleteLogsRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2126,7 @@ func (x *DeleteLogsRequest) String() string {
 func (*DeleteLogsRequest) ProtoMessage() {}
 
 func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[24]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2139,7 @@ func (x *DeleteLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{24}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteLogsRequest) GetLogs() []*LogId {
@@ -2090,7 +2165,7 @@ type DeleteLogsResponse struct {
 
 func (x *DeleteLogsResponse) Reset() {
 	*x = DeleteLogsResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2177,7 @@ func (x *DeleteLogsResponse) String() string {
 func (*DeleteLogsResponse) ProtoMessage() {}
 
 func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[25]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2190,7 @@ func (x *DeleteLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{25}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{26}
 }
 
 // FindOffsetRequest is the request of StorageService.FindOffset.
@@ -2131,7 +2206,7 @@ type FindOffsetRequest struct {
 
 func (x *FindOffsetRequest) Reset() {
 	*x = FindOffsetRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2218,7 @@ func (x *FindOffsetRequest) String() string {
 func (*FindOffsetRequest) ProtoMessage() {}
 
 func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[26]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2231,7 @@ func (x *FindOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetRequest.ProtoReflect.Descriptor instead.
 func (*FindOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{26}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FindOffsetRequest) GetLog() *LogId {
@@ -2185,7 +2260,7 @@ type FindOffsetResponse struct {
 
 func (x *FindOffsetResponse) Reset() {
 	*x = FindOffsetResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2272,7 @@ func (x *FindOffsetResponse) String() string {
 func (*FindOffsetResponse) ProtoMessage() {}
 
 func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[27]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2285,7 @@ func (x *FindOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindOffsetResponse.ProtoReflect.Descriptor instead.
 func (*FindOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{27}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FindOffsetResponse) GetOffset() int64 {
@@ -2235,7 +2310,7 @@ type TrimLogRequest struct {
 
 func (x *TrimLogRequest) Reset() {
 	*x = TrimLogRequest{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2322,7 @@ func (x *TrimLogRequest) String() string {
 func (*TrimLogRequest) ProtoMessage() {}
 
 func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[28]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2335,7 @@ func (x *TrimLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogRequest.ProtoReflect.Descriptor instead.
 func (*TrimLogRequest) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{28}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TrimLogRequest) GetLog() *LogId {
@@ -2295,7 +2370,7 @@ type TrimLogResponse struct {
 
 func (x *TrimLogResponse) Reset() {
 	*x = TrimLogResponse{}
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2382,7 @@ func (x *TrimLogResponse) String() string {
 func (*TrimLogResponse) ProtoMessage() {}
 
 func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[29]
+	mi := &file_dms_cluster_storage_v1_storage_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2395,7 @@ func (x *TrimLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimLogResponse.ProtoReflect.Descriptor instead.
 func (*TrimLogResponse) Descriptor() ([]byte, []int) {
-	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{29}
+	return file_dms_cluster_storage_v1_storage_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TrimLogResponse) GetStartOffset() int64 {
@@ -2407,7 +2482,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x06format\x18\x03 \x01(\x0e2#.dms.cluster.storage.v1.BatchFormatR\x06format\x12,\n" +
 	"\x12first_timestamp_ms\x18\x04 \x01(\x03R\x10firstTimestampMs\x12(\n" +
 	"\x10max_timestamp_ms\x18\x05 \x01(\x03R\x0emaxTimestampMs\x12\x12\n" +
-	"\x04data\x18\x06 \x01(\fR\x04data\"\x9c\x02\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\"\xde\x02\n" +
 	"\x06Record\x12!\n" +
 	"\ftimestamp_ms\x18\x01 \x01(\x03R\vtimestampMs\x12\x1d\n" +
 	"\n" +
@@ -2417,7 +2492,12 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\vdead_letter\x18\x05 \x01(\v2\x16.dms.v1.DeadLetterInfoR\n" +
 	"deadLetter\x12'\n" +
 	"\x0fidempotence_key\x18\x06 \x01(\tR\x0eidempotenceKey\x12)\n" +
-	"\x10idempotent_count\x18\a \x01(\x05R\x0fidempotentCount\"\xe8\x02\n" +
+	"\x10idempotent_count\x18\a \x01(\x05R\x0fidempotentCount\x12@\n" +
+	"\bproducer\x18\b \x01(\v2$.dms.cluster.storage.v1.ProducerInfoR\bproducer\"k\n" +
+	"\fProducerInfo\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1b\n" +
+	"\tfront_end\x18\x02 \x01(\tR\bfrontEnd\x12 \n" +
+	"\vtraceparent\x18\x03 \x01(\tR\vtraceparent\"\xe8\x02\n" +
 	"\rAppendRequest\x12/\n" +
 	"\x03log\x18\x01 \x01(\v2\x1d.dms.cluster.storage.v1.LogIdR\x03log\x128\n" +
 	"\arecords\x18\x02 \x03(\v2\x1e.dms.cluster.storage.v1.RecordR\arecords\x129\n" +
@@ -2533,7 +2613,7 @@ func file_dms_cluster_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_cluster_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_dms_cluster_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_dms_cluster_storage_v1_storage_proto_goTypes = []any{
 	(UnitKind)(0),                        // 0: dms.cluster.storage.v1.UnitKind
 	(LogKind)(0),                         // 1: dms.cluster.storage.v1.LogKind
@@ -2554,29 +2634,30 @@ var file_dms_cluster_storage_v1_storage_proto_goTypes = []any{
 	(*LogId)(nil),                        // 16: dms.cluster.storage.v1.LogId
 	(*RecordBatch)(nil),                  // 17: dms.cluster.storage.v1.RecordBatch
 	(*Record)(nil),                       // 18: dms.cluster.storage.v1.Record
-	(*AppendRequest)(nil),                // 19: dms.cluster.storage.v1.AppendRequest
-	(*AppendResponse)(nil),               // 20: dms.cluster.storage.v1.AppendResponse
-	(*ReadRequest)(nil),                  // 21: dms.cluster.storage.v1.ReadRequest
-	(*StoredRecord)(nil),                 // 22: dms.cluster.storage.v1.StoredRecord
-	(*ReadResponse)(nil),                 // 23: dms.cluster.storage.v1.ReadResponse
-	(*LostRange)(nil),                    // 24: dms.cluster.storage.v1.LostRange
-	(*GetLogInfoRequest)(nil),            // 25: dms.cluster.storage.v1.GetLogInfoRequest
-	(*LogInfo)(nil),                      // 26: dms.cluster.storage.v1.LogInfo
-	(*GetLogInfoResponse)(nil),           // 27: dms.cluster.storage.v1.GetLogInfoResponse
-	(*DeleteLogsRequest)(nil),            // 28: dms.cluster.storage.v1.DeleteLogsRequest
-	(*DeleteLogsResponse)(nil),           // 29: dms.cluster.storage.v1.DeleteLogsResponse
-	(*FindOffsetRequest)(nil),            // 30: dms.cluster.storage.v1.FindOffsetRequest
-	(*FindOffsetResponse)(nil),           // 31: dms.cluster.storage.v1.FindOffsetResponse
-	(*TrimLogRequest)(nil),               // 32: dms.cluster.storage.v1.TrimLogRequest
-	(*TrimLogResponse)(nil),              // 33: dms.cluster.storage.v1.TrimLogResponse
-	(*durationpb.Duration)(nil),          // 34: google.protobuf.Duration
-	(*v1.Message)(nil),                   // 35: dms.v1.Message
-	(*v1.DeadLetterInfo)(nil),            // 36: dms.v1.DeadLetterInfo
+	(*ProducerInfo)(nil),                 // 19: dms.cluster.storage.v1.ProducerInfo
+	(*AppendRequest)(nil),                // 20: dms.cluster.storage.v1.AppendRequest
+	(*AppendResponse)(nil),               // 21: dms.cluster.storage.v1.AppendResponse
+	(*ReadRequest)(nil),                  // 22: dms.cluster.storage.v1.ReadRequest
+	(*StoredRecord)(nil),                 // 23: dms.cluster.storage.v1.StoredRecord
+	(*ReadResponse)(nil),                 // 24: dms.cluster.storage.v1.ReadResponse
+	(*LostRange)(nil),                    // 25: dms.cluster.storage.v1.LostRange
+	(*GetLogInfoRequest)(nil),            // 26: dms.cluster.storage.v1.GetLogInfoRequest
+	(*LogInfo)(nil),                      // 27: dms.cluster.storage.v1.LogInfo
+	(*GetLogInfoResponse)(nil),           // 28: dms.cluster.storage.v1.GetLogInfoResponse
+	(*DeleteLogsRequest)(nil),            // 29: dms.cluster.storage.v1.DeleteLogsRequest
+	(*DeleteLogsResponse)(nil),           // 30: dms.cluster.storage.v1.DeleteLogsResponse
+	(*FindOffsetRequest)(nil),            // 31: dms.cluster.storage.v1.FindOffsetRequest
+	(*FindOffsetResponse)(nil),           // 32: dms.cluster.storage.v1.FindOffsetResponse
+	(*TrimLogRequest)(nil),               // 33: dms.cluster.storage.v1.TrimLogRequest
+	(*TrimLogResponse)(nil),              // 34: dms.cluster.storage.v1.TrimLogResponse
+	(*durationpb.Duration)(nil),          // 35: google.protobuf.Duration
+	(*v1.Message)(nil),                   // 36: dms.v1.Message
+	(*v1.DeadLetterInfo)(nil),            // 37: dms.v1.DeadLetterInfo
 }
 var file_dms_cluster_storage_v1_storage_proto_depIdxs = []int32{
 	0,  // 0: dms.cluster.storage.v1.UnitId.kind:type_name -> dms.cluster.storage.v1.UnitKind
 	6,  // 1: dms.cluster.storage.v1.FetchRequest.units:type_name -> dms.cluster.storage.v1.FetchUnit
-	34, // 2: dms.cluster.storage.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	35, // 2: dms.cluster.storage.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
 	4,  // 3: dms.cluster.storage.v1.FetchUnit.unit:type_name -> dms.cluster.storage.v1.UnitId
 	7,  // 4: dms.cluster.storage.v1.FetchUnit.logs:type_name -> dms.cluster.storage.v1.FetchLog
 	16, // 5: dms.cluster.storage.v1.FetchLog.log:type_name -> dms.cluster.storage.v1.LogId
@@ -2594,45 +2675,46 @@ var file_dms_cluster_storage_v1_storage_proto_depIdxs = []int32{
 	16, // 17: dms.cluster.storage.v1.EpochEnd.log:type_name -> dms.cluster.storage.v1.LogId
 	1,  // 18: dms.cluster.storage.v1.LogId.kind:type_name -> dms.cluster.storage.v1.LogKind
 	3,  // 19: dms.cluster.storage.v1.RecordBatch.format:type_name -> dms.cluster.storage.v1.BatchFormat
-	35, // 20: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
-	36, // 21: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
-	16, // 22: dms.cluster.storage.v1.AppendRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	18, // 23: dms.cluster.storage.v1.AppendRequest.records:type_name -> dms.cluster.storage.v1.Record
-	17, // 24: dms.cluster.storage.v1.AppendRequest.batch:type_name -> dms.cluster.storage.v1.RecordBatch
-	2,  // 25: dms.cluster.storage.v1.AppendRequest.durability:type_name -> dms.cluster.storage.v1.Durability
-	16, // 26: dms.cluster.storage.v1.ReadRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	34, // 27: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
-	18, // 28: dms.cluster.storage.v1.StoredRecord.record:type_name -> dms.cluster.storage.v1.Record
-	22, // 29: dms.cluster.storage.v1.ReadResponse.records:type_name -> dms.cluster.storage.v1.StoredRecord
-	17, // 30: dms.cluster.storage.v1.ReadResponse.batches:type_name -> dms.cluster.storage.v1.RecordBatch
-	24, // 31: dms.cluster.storage.v1.ReadResponse.lost:type_name -> dms.cluster.storage.v1.LostRange
-	16, // 32: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	16, // 33: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
-	26, // 34: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
-	16, // 35: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
-	16, // 36: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	16, // 37: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
-	19, // 38: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
-	21, // 39: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
-	25, // 40: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
-	28, // 41: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
-	30, // 42: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
-	32, // 43: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
-	5,  // 44: dms.cluster.storage.v1.StorageService.Fetch:input_type -> dms.cluster.storage.v1.FetchRequest
-	12, // 45: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:input_type -> dms.cluster.storage.v1.OffsetForLeaderEpochRequest
-	20, // 46: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
-	23, // 47: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
-	27, // 48: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
-	29, // 49: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
-	31, // 50: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
-	33, // 51: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
-	8,  // 52: dms.cluster.storage.v1.StorageService.Fetch:output_type -> dms.cluster.storage.v1.FetchResponse
-	14, // 53: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:output_type -> dms.cluster.storage.v1.OffsetForLeaderEpochResponse
-	46, // [46:54] is the sub-list for method output_type
-	38, // [38:46] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	36, // 20: dms.cluster.storage.v1.Record.message:type_name -> dms.v1.Message
+	37, // 21: dms.cluster.storage.v1.Record.dead_letter:type_name -> dms.v1.DeadLetterInfo
+	19, // 22: dms.cluster.storage.v1.Record.producer:type_name -> dms.cluster.storage.v1.ProducerInfo
+	16, // 23: dms.cluster.storage.v1.AppendRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	18, // 24: dms.cluster.storage.v1.AppendRequest.records:type_name -> dms.cluster.storage.v1.Record
+	17, // 25: dms.cluster.storage.v1.AppendRequest.batch:type_name -> dms.cluster.storage.v1.RecordBatch
+	2,  // 26: dms.cluster.storage.v1.AppendRequest.durability:type_name -> dms.cluster.storage.v1.Durability
+	16, // 27: dms.cluster.storage.v1.ReadRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	35, // 28: dms.cluster.storage.v1.ReadRequest.max_wait:type_name -> google.protobuf.Duration
+	18, // 29: dms.cluster.storage.v1.StoredRecord.record:type_name -> dms.cluster.storage.v1.Record
+	23, // 30: dms.cluster.storage.v1.ReadResponse.records:type_name -> dms.cluster.storage.v1.StoredRecord
+	17, // 31: dms.cluster.storage.v1.ReadResponse.batches:type_name -> dms.cluster.storage.v1.RecordBatch
+	25, // 32: dms.cluster.storage.v1.ReadResponse.lost:type_name -> dms.cluster.storage.v1.LostRange
+	16, // 33: dms.cluster.storage.v1.GetLogInfoRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 34: dms.cluster.storage.v1.LogInfo.log:type_name -> dms.cluster.storage.v1.LogId
+	27, // 35: dms.cluster.storage.v1.GetLogInfoResponse.logs:type_name -> dms.cluster.storage.v1.LogInfo
+	16, // 36: dms.cluster.storage.v1.DeleteLogsRequest.logs:type_name -> dms.cluster.storage.v1.LogId
+	16, // 37: dms.cluster.storage.v1.FindOffsetRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	16, // 38: dms.cluster.storage.v1.TrimLogRequest.log:type_name -> dms.cluster.storage.v1.LogId
+	20, // 39: dms.cluster.storage.v1.StorageService.Append:input_type -> dms.cluster.storage.v1.AppendRequest
+	22, // 40: dms.cluster.storage.v1.StorageService.Read:input_type -> dms.cluster.storage.v1.ReadRequest
+	26, // 41: dms.cluster.storage.v1.StorageService.GetLogInfo:input_type -> dms.cluster.storage.v1.GetLogInfoRequest
+	29, // 42: dms.cluster.storage.v1.StorageService.DeleteLogs:input_type -> dms.cluster.storage.v1.DeleteLogsRequest
+	31, // 43: dms.cluster.storage.v1.StorageService.FindOffset:input_type -> dms.cluster.storage.v1.FindOffsetRequest
+	33, // 44: dms.cluster.storage.v1.StorageService.TrimLog:input_type -> dms.cluster.storage.v1.TrimLogRequest
+	5,  // 45: dms.cluster.storage.v1.StorageService.Fetch:input_type -> dms.cluster.storage.v1.FetchRequest
+	12, // 46: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:input_type -> dms.cluster.storage.v1.OffsetForLeaderEpochRequest
+	21, // 47: dms.cluster.storage.v1.StorageService.Append:output_type -> dms.cluster.storage.v1.AppendResponse
+	24, // 48: dms.cluster.storage.v1.StorageService.Read:output_type -> dms.cluster.storage.v1.ReadResponse
+	28, // 49: dms.cluster.storage.v1.StorageService.GetLogInfo:output_type -> dms.cluster.storage.v1.GetLogInfoResponse
+	30, // 50: dms.cluster.storage.v1.StorageService.DeleteLogs:output_type -> dms.cluster.storage.v1.DeleteLogsResponse
+	32, // 51: dms.cluster.storage.v1.StorageService.FindOffset:output_type -> dms.cluster.storage.v1.FindOffsetResponse
+	34, // 52: dms.cluster.storage.v1.StorageService.TrimLog:output_type -> dms.cluster.storage.v1.TrimLogResponse
+	8,  // 53: dms.cluster.storage.v1.StorageService.Fetch:output_type -> dms.cluster.storage.v1.FetchResponse
+	14, // 54: dms.cluster.storage.v1.StorageService.OffsetForLeaderEpoch:output_type -> dms.cluster.storage.v1.OffsetForLeaderEpochResponse
+	47, // [47:55] is the sub-list for method output_type
+	39, // [39:47] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_storage_v1_storage_proto_init() }
@@ -2646,7 +2728,7 @@ func file_dms_cluster_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_storage_v1_storage_proto_rawDesc), len(file_dms_cluster_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
