@@ -11,6 +11,7 @@ import (
 	deliveryv1 "github.com/opendms/dms/gen/go/dms/cluster/delivery/v1"
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
 )
@@ -26,6 +27,8 @@ type Handler struct {
 
 	engine *Engine
 	cache  *catalog.Cache
+	// recordConsumers keeps who received each delivery, for message traces.
+	recordConsumers bool
 }
 
 var (
@@ -35,7 +38,27 @@ var (
 
 // NewHandler returns the gRPC handler of the delivery role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
-	return &Handler{engine: engine, cache: cache}
+	return &Handler{engine: engine, cache: cache, recordConsumers: true}
+}
+
+// RecordConsumers turns the recording of consumers for message traces on
+// or off (on by default).
+func (h *Handler) RecordConsumers(on bool) { h.recordConsumers = on }
+
+// consumer names who receives through a call, for message traces: the
+// consumer id it gave, or else the principal it acts for (one string per
+// receive, in its state record).
+func (h *Handler) consumer(ctx context.Context, consumerID string) string {
+	if !h.recordConsumers {
+		return ""
+	}
+	if consumerID != "" {
+		return consumerID
+	}
+	if p := authz.FromContext(ctx); p.Kind == authz.User {
+		return p.String()
+	}
+	return ""
 }
 
 // ReceiveMessages implements dms.v1.ConsumerService.
@@ -58,6 +81,7 @@ func (h *Handler) ReceiveMessages(ctx context.Context, req *dmsv1.ReceiveMessage
 	if err != nil {
 		return nil, err
 	}
+	opts.Consumer = h.consumer(ctx, req.GetConsumerId())
 	msgs, err := h.engine.Receive(ctx, q, g, opts, req.GetConsumerId(), req.GetBroadcast())
 	if err != nil {
 		return nil, err
@@ -155,6 +179,7 @@ func (h *Handler) ReceiveDeadLetters(ctx context.Context, req *dmsv1.ReceiveDead
 	if err != nil {
 		return nil, err
 	}
+	opts.Consumer = h.consumer(ctx, "")
 	msgs, err := h.engine.ReceiveDeadLetters(ctx, q, g, opts)
 	if err != nil {
 		return nil, err
@@ -273,6 +298,7 @@ func (h *Handler) Subscribe(stream dmsv1.ConsumerService_SubscribeServer) error 
 		Visibility: opts.Visibility,
 		Filter:     start.GetTagFilter(),
 		Credits:    int(start.GetCredits()) + int(first.GetCredits()),
+		Consumer:   h.consumer(ctx, start.GetConsumerId()),
 	})
 	if err != nil {
 		return err

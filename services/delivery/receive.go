@@ -44,6 +44,9 @@ type ReceiveOptions struct {
 	AutoAck     bool
 	// Partitions, when set, are the only partitions received from.
 	Partitions map[int32]bool
+	// Consumer names who receives, kept in the state record of the
+	// deliveries for message traces; empty records nobody.
+	Consumer string
 }
 
 // Receive delivers messages of a consumer group; with broadcast set, to one
@@ -201,6 +204,7 @@ func (e *Engine) collect(ctx context.Context, c *consumption, opts ReceiveOption
 				p.track(r.GetOffset(), r.GetRecord().GetMessage().GetOrderingKey())
 				rec.DeliveredOffsets = append(rec.DeliveredOffsets, r.GetOffset())
 				rec.VisibleAtMs = deadline.UnixMilli()
+				rec.Consumer = opts.Consumer
 			}
 			out = append(out, e.received(c, pi, r, count, opts.AutoAck))
 			bytes += len(r.GetRecord().GetMessage().GetBody())

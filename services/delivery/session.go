@@ -64,6 +64,8 @@ type SessionOptions struct {
 	// share-group record locks) rather than a count the front end grants
 	// explicitly (gRPC Subscribe).
 	CreditOnSettle bool
+	// Consumer names who receives, for message traces (ReceiveOptions).
+	Consumer string
 	// MaxBatch is the most messages one Next returns: 1 to
 	// MaxReceiveMessages; MaxReceiveMessages when zero.
 	MaxBatch int
@@ -165,7 +167,7 @@ func (e *Engine) OpenSession(ctx context.Context, q *metadatav1.QueueRecord, g *
 		opts.MaxBatch = MaxReceiveMessages
 	}
 	s := &Session{engine: e, queue: q, group: g, opts: opts, credits: opts.Credits,
-		recv:    ReceiveOptions{Visibility: opts.Visibility, Filter: opts.Filter, WaitTime: sessionWait},
+		recv:    ReceiveOptions{Visibility: opts.Visibility, Filter: opts.Filter, WaitTime: sessionWait, Consumer: opts.Consumer},
 		granted: make(chan struct{}, 1), delivered: map[position]int32{}}
 	if !s.owner.setOwner(q.GetId(), g.GetId()) {
 		return nil, fmt.Errorf("delivery: queue %q or group %q has an id that is not a UUID", q.GetId(), g.GetId())

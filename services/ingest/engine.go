@@ -52,6 +52,13 @@ func NewEngine(storage storagev1.StorageServiceClient, scheduler schedulerv1.Sch
 // stores them durably before Publish returns and publishes them when due.
 // ids, when given, are the message ids to store the messages under.
 func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message, ids []string, idempotenceKey string) ([]*dmsv1.SendResult, error) {
+	return e.PublishFrom(ctx, q, msgs, ids, idempotenceKey, nil)
+}
+
+// PublishFrom is Publish with who sent the batch: producer, when given, is
+// stored on the first record of each append, for message traces (one per
+// batch, not per message).
+func (e *Engine) PublishFrom(ctx context.Context, q *metadatav1.QueueRecord, msgs []*dmsv1.Message, ids []string, idempotenceKey string, producer *storagev1.ProducerInfo) ([]*dmsv1.SendResult, error) {
 	if err := message.ValidateBatch(msgs); err != nil {
 		return nil, err
 	}
@@ -116,6 +123,9 @@ func (e *Engine) Publish(ctx context.Context, q *metadatav1.QueueRecord, msgs []
 		appendKey = "ingest:" + uuid.NewString()
 	}
 	for _, p := range order {
+		if producer != nil {
+			byPart[p][0].Producer = producer
+		}
 		resp, err := e.appendRetrying(ctx, &storagev1.AppendRequest{
 			Log: logid.Partition(q.GetId(), p), Records: byPart[p], IdempotenceKey: appendKey, Durability: durability(q),
 		})

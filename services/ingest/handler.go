@@ -3,8 +3,13 @@ package ingest
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 )
 
@@ -15,6 +20,8 @@ type Handler struct {
 
 	engine *Engine
 	cache  *catalog.Cache
+	// recordProducers stores who sent each batch, for message traces.
+	recordProducers bool
 }
 
 var (
@@ -24,7 +31,40 @@ var (
 
 // NewHandler returns the gRPC handler of the ingest role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
-	return &Handler{engine: engine, cache: cache}
+	return &Handler{engine: engine, cache: cache, recordProducers: true}
+}
+
+// RecordProducers turns the recording of producers for message traces on
+// or off (on by default).
+func (h *Handler) RecordProducers(on bool) { h.recordProducers = on }
+
+// producer says who sends through a call, when producers are recorded.
+// public is false for the internal Publish (a protocol front end, or the
+// scheduler releasing scheduled messages, which keep their ids).
+func (h *Handler) producer(ctx context.Context, public, released bool) *storagev1.ProducerInfo {
+	if !h.recordProducers {
+		return nil
+	}
+	p := authz.FromContext(ctx)
+	info := &storagev1.ProducerInfo{Principal: p.String(), FrontEnd: "internal"}
+	switch {
+	case released:
+		info.FrontEnd = "scheduler"
+	case public:
+		info.FrontEnd = "grpc"
+		if p.Kind == authz.System {
+			// No principal on a public call: authentication is off.
+			info.Principal = authz.AnonymousPrincipal.String()
+		}
+		// grpc-gateway passes the HTTP request's host on.
+		if len(metadata.ValueFromIncomingContext(ctx, "x-forwarded-host")) > 0 {
+			info.FrontEnd = "rest"
+		}
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		info.Traceparent = "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
+	}
+	return info
 }
 
 // SendMessages implements dms.v1.ProducerService.
@@ -33,7 +73,7 @@ func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesReque
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages(), nil, req.GetIdempotenceKey())
+	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), nil, req.GetIdempotenceKey(), h.producer(ctx, true, false))
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +108,7 @@ func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.Publish(ctx, q, req.GetMessages(), req.GetMessageIds(), req.GetIdempotenceKey())
+	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), req.GetMessageIds(), req.GetIdempotenceKey(), h.producer(ctx, false, len(req.GetMessageIds()) > 0))
 	if err != nil {
 		return nil, err
 	}

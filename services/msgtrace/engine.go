@@ -163,9 +163,10 @@ func (e *Engine) findByID(ctx context.Context, q *metadatav1.QueueRecord, id str
 		sec, nsec := u.Time().UnixTime()
 		t := time.Unix(sec, nsec).UnixMilli()
 		windows = append(windows, [2]int64{t - idWindow.Milliseconds(), t + idWindow.Milliseconds()},
-			// A scheduled message is stored when it is released, up to 7
-			// days later; the scan stops at scanBytes.
-			[2]int64{t + idWindow.Milliseconds(), until})
+			// Then the whole partition, up to scanBytes: a scheduled
+			// message is stored when it is released, up to 7 days later,
+			// and a clock may have been stepped.
+			[2]int64{0, until})
 	} else {
 		windows = append(windows, [2]int64{from, until})
 	}

@@ -42,6 +42,17 @@ type Config struct {
 	Protocols ProtocolsConfig  `yaml:"protocols"`
 	Auth      AuthConfig       `yaml:"auth"`
 	Audit     audit.Config     `yaml:"audit"`
+	Telemetry TelemetryConfig  `yaml:"telemetry"`
+}
+
+// TelemetryConfig says what is recorded for message traces and metrics.
+type TelemetryConfig struct {
+	// RecordTraces stores who produced each batch and who received each
+	// delivery (one entry per batch or receive) for GetMessageTrace.
+	RecordTraces bool `yaml:"record_traces"`
+	// QueueLabels labels the domain metrics by queue and group; off, they
+	// are summed per node, for clusters with very many queues.
+	QueueLabels bool `yaml:"queue_labels"`
 }
 
 // AuthConfig turns authentication and authorization on.
@@ -197,6 +208,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Scheduler.RegisterFlags(f)
 	c.Kafka.RegisterFlags(f)
 	c.AMQP.RegisterFlags(f)
+	f.BoolVar(&c.Telemetry.RecordTraces, "telemetry.record-traces", true, "Record who produced each batch and who received each delivery (one entry per batch or receive, in logs written anyway) for message traces (GetMessageTrace); off, traces still show every step but not who.")
+	f.BoolVar(&c.Telemetry.QueueLabels, "telemetry.queue-labels", true, "Label the domain metrics (dms_messaging_*) by queue and consumer group; turn off on clusters with very many queues to keep the number of series bounded (the metrics are then per node).")
 	f.BoolVar(&c.Auth.Enabled, "auth.enabled", false, "Authenticate every caller (Keystone-style tokens from POST /v3/auth/tokens, X-Auth-Token, AK/SK-signed requests, authorization: Bearer) and authorize every call by project roles. On first start it creates the account Default, its administrator admin (password from DMS_ADMIN_PASSWORD, or generated into {data-dir}/admin-password) and the project of -protocols.default-project.")
 	f.BoolVar(&c.Auth.AllowAnonymous, "auth.allow-anonymous", false, "Allow listening on non-loopback addresses with authentication off: anyone who reaches a port may then do anything.")
 	f.DurationVar(&c.Auth.TokenTTL, "auth.token-ttl", 24*time.Hour, "Life of the tokens that POST /v3/auth/tokens issues.")

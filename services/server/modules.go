@@ -267,6 +267,7 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 
 func (s *Server) initIngest(context.Context) (modules.Stopper, error) {
 	s.ingestHandler = ingest.NewHandler(ingest.NewEngine(s.storageClient(), s.schedulerClient(), s.now), s.cache)
+	s.ingestHandler.RecordProducers(s.cfg.Telemetry.RecordTraces)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterProducerServiceServer(r, s.ingestHandler) })
 	ingestv1.RegisterIngestServiceServer(s.internalGRPC, s.ingestHandler)
 	return nil, nil
@@ -280,6 +281,7 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, ownership{s}, key, s.now, s.logger.With("role", RoleDelivery))
 	s.deliveryEngine = engine
 	h := delivery.NewHandler(engine, s.cache)
+	h.RecordConsumers(s.cfg.Telemetry.RecordTraces)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterConsumerServiceServer(r, h) })
 	deliveryv1.RegisterDeliveryServiceServer(s.internalGRPC, h)
 	return modules.StopFunc(engine.Stop), nil
