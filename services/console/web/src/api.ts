@@ -219,6 +219,113 @@ export interface AuditRecord {
   node: string;
 }
 
+export interface PartitionRange {
+  partition: number;
+  startOffset: string;
+  endOffset: string;
+  nextOffset: string;
+}
+
+export interface ReplicaSetStatus {
+  replicas?: string[];
+  leader: string;
+  leaderEpoch: string;
+  isr?: string[];
+  minInsync: number;
+  underReplicated: boolean;
+  offline: boolean;
+  target?: string[];
+}
+
+export interface ClusterNode {
+  name: string;
+  zone: string;
+  alive: boolean;
+  roles?: string[];
+  grpcAddress: string;
+  httpAddress: string;
+  internalGrpcAddress: string;
+  kafkaAddress: string;
+  startTime?: string;
+  controller: boolean;
+  leaderCount: number;
+  replicaCount: number;
+}
+
+export interface PartitionStatus {
+  queue: string;
+  queueDisplayName: string;
+  partition: number;
+  replication?: ReplicaSetStatus;
+  startOffset: string;
+  highWatermark: string;
+  sizeBytes: string;
+  error: string;
+}
+
+export interface ShardStatus {
+  kind: string;
+  shard: number;
+  replication?: ReplicaSetStatus;
+  owner: string;
+  ownerEpoch: string;
+}
+
+export interface ClusterStatus {
+  clusterId: string;
+  createTime?: string;
+  controller: string;
+  nodes?: ClusterNode[];
+  partitions?: PartitionStatus[];
+  shards?: ShardStatus[];
+  underReplicatedCount: number;
+  offlineCount: number;
+}
+
+export interface MessageTraceEvent {
+  time: string;
+  type: string;
+  group: string;
+  consumer: string;
+  deliveryCount: number;
+  reason: string;
+  availableTime?: string;
+  offset: string;
+  detail: string;
+}
+
+export interface MessageTrace {
+  messageId: string;
+  queue: string;
+  partition: number;
+  offset: string;
+  publishTime: string;
+  orderingKey: string;
+  tags?: string[];
+  producer: string;
+  frontEnd: string;
+  traceContext?: { traceparent: string; traceId: string; spanId: string };
+  storage?: { replicas?: string[]; inSyncReplicas?: string[]; leader: string; committed: boolean; deleted: boolean };
+  events?: MessageTraceEvent[];
+  groups?: { group: string; displayName: string; status: string; deliveryCount: number; historySince?: string }[];
+}
+
+// notOffered tells an error of an API this server does not have (yet).
+export const notOffered = (e: unknown) => e instanceof ApiError && e.status === 404 && e.message.startsWith("no API serves");
+
+// query writes a request's fields as grpc-gateway reads them from a URL:
+// repeated fields repeat, nested ones are dotted, empty ones are left out.
+export function query(fields: Record<string, unknown>): string {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((x) => qs.append(k, String(x)));
+    else qs.append(k, String(v));
+  }
+  const s = qs.toString();
+  return s ? "?" + s : "";
+}
+
 // ---- Calls. ----
 
 const enc = encodeURIComponent;
@@ -274,6 +381,16 @@ export const api = {
       `${queuePath(p, q)}/scheduledMessages:cancel`,
       { scheduleIds: ids },
     ).then((r) => r.results),
+  browse: (p: string, q: string, f: Record<string, unknown>) =>
+    call<{ messages?: ReceivedMessage[]; nextPageToken: string; partitions?: PartitionRange[] }>(
+      "GET",
+      `${queuePath(p, q)}/messages:browse${query(f)}`,
+    ),
+  listDeadLetters: (p: string, q: string, g: string, f: Record<string, unknown>) =>
+    call<{ messages?: ReceivedMessage[]; nextPageToken: string }>("GET", `${groupPath(p, q, g)}/deadLetters${query(f)}`),
+  clusterStatus: (queue?: string) => call<ClusterStatus>("GET", `/v1/cluster/status${query({ queue })}`),
+  trace: (p: string, q: string, f: Record<string, unknown>) =>
+    call<{ traces?: MessageTrace[]; truncated: boolean }>("GET", `${queuePath(p, q)}/messageTraces${query(f)}`),
   listAudit: (params: Record<string, string>) => {
     const qs = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "")).toString();
     return call<{ records?: AuditRecord[]; nextPageToken: string }>("GET", `/v1/audit/records${qs ? "?" + qs : ""}`);

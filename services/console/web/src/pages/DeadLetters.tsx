@@ -1,19 +1,23 @@
-import { Alert, App, Button, Card, Descriptions, Popconfirm, Space, Table, Tag, Typography } from "antd";
+import { Alert, App, Button, Card, DatePicker, Form, Popconfirm, Select, Space, Table, Tag, Typography } from "antd";
 import { useEffect, useState } from "react";
-import { Link } from "react-router-dom";
-import { api, attrText, num, ReceivedMessage, RedriveResult } from "../api";
-import { Body } from "../components/Body";
+import { api, notOffered, num, ReceivedMessage, RedriveResult } from "../api";
+import { MessageTable } from "../components/MessageTable";
 import { Err, errText } from "../components/Err";
 import { QueueGroupPicker, useSelection } from "../components/Pickers";
 import { useProject } from "../project";
 
-// inspect reads a group's dead letters without settling them: the public
-// API hands dead letters out like messages, so they are received with the
-// shortest visibility timeout and given straight back (acked as FAIL, which
-// makes a dead letter available again at once) — redrive skips dead
-// letters that are out with a consumer.
-async function inspect(project: string, queue: string, group: string, max: number): Promise<ReceivedMessage[]> {
-  const got = await api.receiveDeadLetters(project, queue, group, max);
+// inspect reads a group's dead letters without settling them: through
+// ListDeadLetters where the server has it; else they are received with the
+// shortest visibility timeout and given straight back (a FAIL ack makes a
+// dead letter available again at once), since redrive skips dead letters
+// that are out with a consumer.
+async function inspect(project: string, queue: string, group: string, filters: Record<string, unknown>): Promise<ReceivedMessage[]> {
+  try {
+    return (await api.listDeadLetters(project, queue, group, { limit: 1000, ...filters })).messages ?? [];
+  } catch (e) {
+    if (!notOffered(e)) throw e;
+  }
+  const got = await api.receiveDeadLetters(project, queue, group, 100);
   if (got.length) await api.releaseDeadLetters(project, queue, group, got.map((m) => m.receiptHandle));
   return got;
 }
@@ -28,13 +32,14 @@ export function DeadLettersPage() {
   const [available, setAvailable] = useState<number | undefined>();
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [filters, setFilters] = useState<Record<string, unknown>>({});
   const load = async () => {
     if (!queue || !group) return;
     setError(null);
     try {
       const [g, got] = await Promise.all([
         api.listGroups(project, queue).then((gs) => gs.find((x) => x.displayName === group)),
-        inspect(project, queue, group, 100),
+        inspect(project, queue, group, filters),
       ]);
       setAvailable(num(g?.stats?.availableDeadLetters));
       setLetters(got);
@@ -48,7 +53,7 @@ export function DeadLettersPage() {
     setResults([]);
     load();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [project, queue, group]);
+  }, [project, queue, group, filters]);
   const redrive = async (ids: string[]) => {
     setBusy(true);
     setError(null);
@@ -106,52 +111,42 @@ export function DeadLettersPage() {
                 </Button>
               </Popconfirm>
             </Space>
-            <Table
-              data-testid="dead-letters"
-              size="small"
-              rowKey="messageId"
-              dataSource={letters}
-              pagination={{ pageSize: 20 }}
-              rowSelection={{ selectedRowKeys: selected, onChange: (k) => setSelected(k as string[]) }}
-              expandable={{
-                expandedRowRender: (m) => (
-                  <>
-                    <Descriptions size="small" column={3}>
-                      <Descriptions.Item label="Source">
-                        partition {m.deadLetter?.sourcePartition}, offset {m.deadLetter?.sourceOffset}
-                      </Descriptions.Item>
-                      <Descriptions.Item label="Published">{new Date(m.publishTime).toLocaleString()}</Descriptions.Item>
-                      <Descriptions.Item label="Ordering key">{m.message?.orderingKey || "—"}</Descriptions.Item>
-                    </Descriptions>
-                    <Body b64={m.message?.body ?? ""} />
-                  </>
-                ),
-              }}
-              columns={[
-                {
-                  title: "Message id",
-                  render: (_, m) => (
-                    <Link to={`/trace?queue=${encodeURIComponent(queue)}&id=${m.messageId}`}>
-                      <Typography.Text code>{m.messageId}</Typography.Text>
-                    </Link>
-                  ),
-                },
-                { title: "Body", render: (_, m) => <Body b64={m.message?.body ?? ""} compact /> },
-                { title: "Failures", render: (_, m) => m.deadLetter?.failureCount },
-                { title: "Last failure", render: (_, m) => <Tag color="orange">{m.deadLetter?.lastFailureReason}</Tag> },
-                { title: "Dead since", render: (_, m) => (m.deadLetter ? new Date(m.deadLetter.deadLetterTime).toLocaleString() : "") },
-                { title: "Tags", render: (_, m) => m.message?.tags?.map((t) => <Tag key={t}>{t}</Tag>) },
-                {
-                  title: "Attributes",
-                  render: (_, m) =>
-                    Object.entries(m.message?.attributes ?? {}).map(([k, v]) => (
-                      <Tag key={k}>
-                        {k}={attrText(v)}
-                      </Tag>
-                    )),
-                },
-              ]}
-            />
+            <Form
+              layout="inline"
+              style={{ marginBottom: 12, rowGap: 8 }}
+              onFinish={(v) =>
+                setFilters({
+                  "tagFilter.tags": v.tags ?? [],
+                  attributes: v.attributes ?? [],
+                  messageIds: v.ids ?? [],
+                  failureReason: v.reason ?? "",
+                  startTime: v.range?.[0]?.toDate().toISOString(),
+                  endTime: v.range?.[1]?.toDate().toISOString(),
+                })
+              }
+            >
+              <Form.Item name="reason" label="Last failure">
+                <Select
+                  allowClear
+                  style={{ width: 200 }}
+                  options={["FAILED_BY_CONSUMER", "VISIBILITY_TIMEOUT", "REDELIVER_REQUESTED"].map((r) => ({ value: r, label: r }))}
+                />
+              </Form.Item>
+              <Form.Item name="tags" label="Tags">
+                <Select mode="tags" style={{ minWidth: 120 }} maxCount={3} />
+              </Form.Item>
+              <Form.Item name="attributes" label="Attributes">
+                <Select mode="tags" style={{ minWidth: 140 }} placeholder="name=value" />
+              </Form.Item>
+              <Form.Item name="ids" label="Ids">
+                <Select mode="tags" style={{ minWidth: 140 }} />
+              </Form.Item>
+              <Form.Item name="range" label="Dead since">
+                <DatePicker.RangePicker showTime allowEmpty={[true, true]} />
+              </Form.Item>
+              <Button htmlType="submit">Filter</Button>
+            </Form>
+            <MessageTable queue={queue} messages={letters} testid="dead-letters" dead selection={{ selected, onChange: setSelected }} />
           </>
         )}
       </Card>
