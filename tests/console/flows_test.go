@@ -139,6 +139,13 @@ func TestConsoleFlow(t *testing.T) {
 	p.click(`[data-testid=ack]`)
 	p.waitText(`[data-testid=settled]`, "success")
 
+	// Its trace: produced, delivered, failed, dead-lettered, redriven,
+	// delivered again and acked, in one view.
+	p.open("/trace?queue=orders&id=" + id)
+	p.waitText(`[data-testid=trace-events]`, "PRODUCED", "DELIVERED", "FAILED", "DEAD_LETTERED", "REDRIVEN", "ACKED", "group billing")
+	p.waitText(`[data-testid=trace-groups]`, "billing: ACKED")
+	p.screenshot("trace")
+
 	// Consumer groups: reset billing to the earliest message.
 	p.open("/groups?queue=orders&group=billing")
 	p.waitText(`[data-testid=group-list]`, "billing")
