@@ -26,6 +26,10 @@ var Methods = map[string]Action{
 	dmsv1.QueueService_GetConsumerGroup_FullMethodName:    GetGroups,
 	dmsv1.QueueService_ListConsumerGroups_FullMethodName:  GetGroups,
 	dmsv1.QueueService_DeleteConsumerGroup_FullMethodName: DeleteGroup,
+	// Whoever sees the project's queues sees its quotas; only the
+	// operator's administrators set them.
+	dmsv1.QueueService_GetProjectQuotas_FullMethodName:    ListQueues,
+	dmsv1.QueueService_UpdateProjectQuotas_FullMethodName: ManageAccounts,
 
 	dmsv1.ProducerService_SendMessages_FullMethodName:            ProduceMessages,
 	dmsv1.ProducerService_CancelScheduledMessages_FullMethodName: ProduceMessages,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/errs"
 )
 
@@ -49,6 +50,7 @@ type Cache struct {
 	groups      map[string]map[string]*metadatav1.GroupRecord // queue id → group id → record
 	groupByName map[string]string                             // queue id/name → group id
 	createdAt   map[string]int64                              // record key → etcd create revision, the true creation order
+	quotas      map[string]*dmsv1.ProjectQuotas               // project → its own quotas (0 fields: the defaults)
 	listeners   []func(Event)
 
 	revision int64         // etcd revision the cache reflects
@@ -65,6 +67,7 @@ func NewCache(cli *clientv3.Client, logger *slog.Logger) *Cache {
 		groups:      map[string]map[string]*metadatav1.GroupRecord{},
 		groupByName: map[string]string{},
 		createdAt:   map[string]int64{},
+		quotas:      map[string]*dmsv1.ProjectQuotas{},
 		advanced:    make(chan struct{}),
 	}
 }
@@ -168,6 +171,7 @@ func (c *Cache) reload(ctx context.Context) (int64, error) {
 		}
 	}
 	c.queues, c.queueByName, c.groups, c.groupByName, c.createdAt = fresh.queues, fresh.queueByName, fresh.groups, fresh.groupByName, fresh.createdAt
+	c.quotas = fresh.quotas
 	listeners := c.listeners
 	c.mu.Unlock()
 	for _, ev := range gone {
@@ -234,6 +238,19 @@ func (c *Cache) apply(key string, value []byte, createRevision int64, deleted bo
 		} else if len(c.groups[queueID]) == 0 {
 			delete(c.groups, queueID)
 		}
+	case strings.HasPrefix(key, quotaPrefix):
+		project := strings.TrimPrefix(key, quotaPrefix)
+		delete(c.quotas, project)
+		if !deleted {
+			rec := &dmsv1.ProjectQuotas{}
+			if err := proto.Unmarshal(value, rec); err != nil {
+				c.logger.Error("catalog: undecodable project quotas", "key", key, "err", err)
+			} else {
+				c.quotas[project] = rec
+			}
+		}
+		c.mu.Unlock()
+		return // no listener cares yet
 	default:
 		c.mu.Unlock()
 		return // name reservations and counters are the metadata role's business
@@ -432,4 +449,12 @@ func (c *Cache) ResolveGroupName(ctx context.Context, name string) (*metadatav1.
 	}
 	g, err := c.ResolveGroup(ctx, q, gn.Group)
 	return q, g, err
+}
+
+// ProjectQuotas returns the project's own quotas: fields at 0 take the
+// server's defaults; nil when the project has none of its own.
+func (c *Cache) ProjectQuotas(project string) *dmsv1.ProjectQuotas {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.quotas[project]
 }

@@ -18,6 +18,7 @@ const (
 	groupPrefix      = Prefix + "groups/"      // {queue_id}/{group_id} → GroupRecord
 	groupNamePrefix  = Prefix + "group-names/" // {queue_id}/{display_name} → group_id
 	groupCountPrefix = Prefix + "group-count/" // {queue_id} → decimal count (quota guard)
+	quotaPrefix      = Prefix + "quotas/"      // {project} → dms.v1.ProjectQuotas, the project's own quotas
 	// Tombstones: written in the transaction that deletes a queue or group
 	// (with a lease of TombstoneTTL), so that a storage node that was down
 	// meanwhile deletes the data on positive evidence, never because a
@@ -62,6 +63,9 @@ func QueueNameKey(project, name string) string { return queueNamePrefix + projec
 
 // QueueCountKey holds the number of queues of a project.
 func QueueCountKey(project string) string { return queueCountPrefix + project }
+
+// QuotaKey is the key of a project's own quotas.
+func QuotaKey(project string) string { return quotaPrefix + project }
 
 // GroupKey is the key of a group record.
 func GroupKey(queueID, groupID string) string { return groupPrefix + queueID + "/" + groupID }

@@ -119,6 +119,7 @@ var (
 	ErrEncryptionNotConfigured  = newError(KindFailedPrecondition, "ENCRYPTION_NOT_CONFIGURED", "encryption at rest is off")
 	ErrDataKeysInUse            = newError(KindFailedPrecondition, "DATA_KEYS_IN_USE", "the project still has queues")
 	ErrMessageNotFound          = newError(KindNotFound, "MESSAGE_NOT_FOUND", "no such message in the queue")
+	ErrRateLimited              = newError(KindResourceExhausted, "RATE_LIMITED", "the project's send rate quota is used up")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

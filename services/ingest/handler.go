@@ -22,6 +22,7 @@ type Handler struct {
 	cache  *catalog.Cache
 	// recordProducers stores who sent each batch, for message traces.
 	recordProducers bool
+	quotas          *quotas
 }
 
 var (
@@ -31,7 +32,7 @@ var (
 
 // NewHandler returns the gRPC handler of the ingest role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
-	return &Handler{engine: engine, cache: cache, recordProducers: true}
+	return &Handler{engine: engine, cache: cache, recordProducers: true, quotas: newQuotas(cache, engine.now)}
 }
 
 // RecordProducers turns the recording of producers for message traces on
@@ -71,6 +72,9 @@ func (h *Handler) producer(ctx context.Context, public, released bool) *storagev
 func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesRequest) (*dmsv1.SendMessagesResponse, error) {
 	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue())
 	if err != nil {
+		return nil, err
+	}
+	if err := h.quotas.admit(q.GetProject(), req.GetMessages()); err != nil {
 		return nil, err
 	}
 	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), nil, req.GetIdempotenceKey(), h.producer(ctx, true, false))

@@ -132,8 +132,10 @@ func (e *Engine) CreateQueue(ctx context.Context, project string, spec QueueSpec
 		return nil, err
 	}
 	nameKey := catalog.QueueNameKey(project, rec.GetDisplayName())
-	err = e.counterTxn(ctx, catalog.QueueCountKey(project), +1, e.cfg.MaxQueuesPerProject,
-		errs.Wrapf(errs.ErrQueueQuotaExceeded, "project %q already has the maximum of %d queues", project, e.cfg.MaxQueuesPerProject),
+	quotas, _ := e.EffectiveQuotas(project)
+	limit := int(quotas.GetMaxQueues())
+	err = e.counterTxn(ctx, catalog.QueueCountKey(project), +1, limit,
+		errs.Wrapf(errs.ErrQueueQuotaExceeded, "project %q already has the maximum of %d queues (its quota; an operator raises it with UpdateProjectQuotas)", project, limit),
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0)},
 		errs.Wrapf(errs.ErrQueueAlreadyExists, "a queue named %q already exists in project %q", rec.GetDisplayName(), project),
 		append([]clientv3.Op{
@@ -302,8 +304,10 @@ func (e *Engine) CreateGroup(ctx context.Context, q *metadatav1.QueueRecord, dis
 		return nil, fmt.Errorf("metadata: encoding group: %w", err)
 	}
 	nameKey := catalog.GroupNameKey(q.GetId(), displayName)
-	err = e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), +1, e.cfg.MaxGroupsPerQueue,
-		errs.Wrapf(errs.ErrGroupQuotaExceeded, "queue %q already has the maximum of %d consumer groups", q.GetDisplayName(), e.cfg.MaxGroupsPerQueue),
+	quotas, _ := e.EffectiveQuotas(q.GetProject())
+	limit := int(quotas.GetMaxGroupsPerQueue())
+	err = e.counterTxn(ctx, catalog.GroupCountKey(q.GetId()), +1, limit,
+		errs.Wrapf(errs.ErrGroupQuotaExceeded, "queue %q already has the maximum of %d consumer groups (its project's quota)", q.GetDisplayName(), limit),
 		[]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0),
 			clientv3.Compare(clientv3.CreateRevision(catalog.QueueKey(q.GetId())), ">", 0),

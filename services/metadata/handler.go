@@ -173,6 +173,33 @@ func (h *Handler) DeleteConsumerGroup(ctx context.Context, req *dmsv1.DeleteCons
 	return &dmsv1.DeleteConsumerGroupResponse{}, h.engine.DeleteGroup(ctx, q, g)
 }
 
+// GetProjectQuotas implements dms.v1.QueueService.
+func (h *Handler) GetProjectQuotas(ctx context.Context, req *dmsv1.GetProjectQuotasRequest) (*dmsv1.GetProjectQuotasResponse, error) {
+	project, err := catalog.ParseProject(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	quotas, set := h.engine.EffectiveQuotas(project)
+	used, err := h.engine.QueuesUsed(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.GetProjectQuotasResponse{Quotas: quotas, ProjectSet: set, QueuesUsed: used}, nil
+}
+
+// UpdateProjectQuotas implements dms.v1.QueueService.
+func (h *Handler) UpdateProjectQuotas(ctx context.Context, req *dmsv1.UpdateProjectQuotasRequest) (*dmsv1.UpdateProjectQuotasResponse, error) {
+	project, err := catalog.ParseProject(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := h.engine.SetProjectQuotas(ctx, project, req.GetQuotas()); err != nil {
+		return nil, err
+	}
+	quotas, _ := h.engine.EffectiveQuotas(project)
+	return &dmsv1.UpdateProjectQuotasResponse{Quotas: quotas}, nil
+}
+
 // DescribePlacement implements dms.cluster.metadata.v1.MetadataService.
 func (h *Handler) DescribePlacement(ctx context.Context, req *metadatav1.DescribePlacementRequest) (*metadatav1.DescribePlacementResponse, error) {
 	return &metadatav1.DescribePlacementResponse{Units: h.engine.DescribePlacement(req.GetQueueId()), Cluster: h.engine.placement.Info(), Controller: h.engine.ControllerNode(ctx)}, nil

@@ -86,6 +86,7 @@ var auditedMethods = map[string]bool{
 	dmsv1.QueueService_AddPartitions_FullMethodName:       true,
 	dmsv1.QueueService_CreateConsumerGroup_FullMethodName: true,
 	dmsv1.QueueService_DeleteConsumerGroup_FullMethodName: true,
+	dmsv1.QueueService_UpdateProjectQuotas_FullMethodName: true,
 
 	dmsv1.ConsumerService_RedriveDeadLetters_FullMethodName: true,
 	dmsv1.ConsumerService_SeekConsumerGroup_FullMethodName:  true,

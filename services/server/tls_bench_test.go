@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -101,6 +102,8 @@ func BenchmarkTLS(b *testing.B) {
 					if err != nil {
 						return err
 					}
+					// Read to the end, so that the connection is used again.
+					_, _ = io.Copy(io.Discard, resp.Body)
 					_ = resp.Body.Close()
 					if resp.StatusCode != http.StatusCreated {
 						b.Fatalf("status %d", resp.StatusCode)

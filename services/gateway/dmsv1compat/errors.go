@@ -140,6 +140,10 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	dmsv1.ErrorReason_ERROR_REASON_DATA_KEYS_IN_USE:          {http.StatusBadRequest, codeBadRequestFormat},
 	// Message traces are not part of DMS v1.0 either.
 	dmsv1.ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND: {http.StatusNotFound, codeURLNotFound},
+	// DMS documents 10240407 "throttled" with HTTP 404; a 404 would tell a
+	// client its queue is gone, so the status is 429 (retry later) and the
+	// code DMS's.
+	dmsv1.ErrorReason_ERROR_REASON_RATE_LIMITED: {http.StatusTooManyRequests, 10240407},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -244,20 +244,24 @@ type quotaResource struct {
 	Max   int    `json:"max"`
 }
 
-// quotas reports the queue quota. Its max is the quota itself because this
-// server's quota is configuration, not something a client can ask to raise.
+// maxQueueQuota is the highest queue quota an operator may give a
+// project (UpdateProjectQuotas), DMS's "max".
+const maxQueueQuota = 10000
+
+// quotas reports the project's queue quota in force (its own, or the
+// server's default) and how many queues it has.
 func (h *handler) quotas(w http.ResponseWriter, r *http.Request, t target) error {
-	resp, err := h.queues.ListQueues(r.Context(), &dmsv1.ListQueuesRequest{Parent: t.project(), PageSize: 1})
+	resp, err := h.queues.GetProjectQuotas(r.Context(), &dmsv1.GetProjectQuotasRequest{Name: t.project()})
 	if err != nil {
 		return err
 	}
 	var out quotasResponse
 	out.Quotas.Resources = []quotaResource{{
 		Type:  "queue",
-		Quota: h.cfg.MaxQueuesPerProject,
-		Used:  int(resp.GetTotalSize()),
+		Quota: int(resp.GetQuotas().GetMaxQueues()),
+		Used:  int(resp.GetQueuesUsed()),
 		Min:   0,
-		Max:   h.cfg.MaxQueuesPerProject,
+		Max:   maxQueueQuota,
 	}}
 	writeJSON(w, http.StatusOK, out)
 	return nil

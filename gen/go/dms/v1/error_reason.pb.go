@@ -195,6 +195,10 @@ const (
 	// deleted by retention). Numbered apart from the others so that reasons
 	// added meanwhile elsewhere do not collide.
 	ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND ErrorReason = 90
+	// The project sends faster than its quota (send_messages_per_second or
+	// send_bytes_per_second) allows: nothing was stored; send again later (the
+	// message says how much later). gRPC RESOURCE_EXHAUSTED; DMS code 10240407, HTTP 429.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 75
 )
 
 // Enum value maps for ErrorReason.
@@ -269,6 +273,7 @@ var (
 		66: "ERROR_REASON_ENCRYPTION_NOT_CONFIGURED",
 		67: "ERROR_REASON_DATA_KEYS_IN_USE",
 		90: "ERROR_REASON_MESSAGE_NOT_FOUND",
+		75: "ERROR_REASON_RATE_LIMITED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -340,6 +345,7 @@ var (
 		"ERROR_REASON_ENCRYPTION_NOT_CONFIGURED":    66,
 		"ERROR_REASON_DATA_KEYS_IN_USE":             67,
 		"ERROR_REASON_MESSAGE_NOT_FOUND":            90,
+		"ERROR_REASON_RATE_LIMITED":                 75,
 	}
 )
 
@@ -374,7 +380,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x8c\x14\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xab\x14\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -445,7 +451,8 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x1dERROR_REASON_IDENTITY_INVALID\x10A\x12*\n" +
 	"&ERROR_REASON_ENCRYPTION_NOT_CONFIGURED\x10B\x12!\n" +
 	"\x1dERROR_REASON_DATA_KEYS_IN_USE\x10C\x12\"\n" +
-	"\x1eERROR_REASON_MESSAGE_NOT_FOUND\x10ZB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1eERROR_REASON_MESSAGE_NOT_FOUND\x10Z\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10KB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

@@ -93,6 +93,307 @@ func (QueueMode) EnumDescriptor() ([]byte, []int) {
 	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
 }
 
+// ProjectQuotas are the limits of one project. In a request 0 means the
+// server's default; in a response every field holds the limit in force,
+// and 0 for a rate means unlimited.
+type ProjectQuotas struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Queues the project may have (DMS: 30 by default, at most 10000 here).
+	MaxQueues int32 `protobuf:"varint,1,opt,name=max_queues,json=maxQueues,proto3" json:"max_queues,omitempty"`
+	// Consumer groups each queue of the project may have (DMS: 3; at most 100).
+	MaxGroupsPerQueue int32 `protobuf:"varint,2,opt,name=max_groups_per_queue,json=maxGroupsPerQueue,proto3" json:"max_groups_per_queue,omitempty"`
+	// Largest message, in bytes as services/message counts them (body,
+	// attributes, tags, key); at most the server's 512 KiB.
+	MaxMessageBytes int32 `protobuf:"varint,3,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	// Messages per second the project may send, over every queue, on each
+	// node that takes its sends: a token bucket holding one second's worth.
+	// A send beyond it is refused with RATE_LIMITED (retryable), and stores
+	// nothing.
+	SendMessagesPerSecond int64 `protobuf:"varint,4,opt,name=send_messages_per_second,json=sendMessagesPerSecond,proto3" json:"send_messages_per_second,omitempty"`
+	// Message bytes per second the project may send, counted and refused as
+	// send_messages_per_second.
+	SendBytesPerSecond int64 `protobuf:"varint,5,opt,name=send_bytes_per_second,json=sendBytesPerSecond,proto3" json:"send_bytes_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ProjectQuotas) Reset() {
+	*x = ProjectQuotas{}
+	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProjectQuotas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProjectQuotas) ProtoMessage() {}
+
+func (x *ProjectQuotas) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProjectQuotas.ProtoReflect.Descriptor instead.
+func (*ProjectQuotas) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProjectQuotas) GetMaxQueues() int32 {
+	if x != nil {
+		return x.MaxQueues
+	}
+	return 0
+}
+
+func (x *ProjectQuotas) GetMaxGroupsPerQueue() int32 {
+	if x != nil {
+		return x.MaxGroupsPerQueue
+	}
+	return 0
+}
+
+func (x *ProjectQuotas) GetMaxMessageBytes() int32 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
+}
+
+func (x *ProjectQuotas) GetSendMessagesPerSecond() int64 {
+	if x != nil {
+		return x.SendMessagesPerSecond
+	}
+	return 0
+}
+
+func (x *ProjectQuotas) GetSendBytesPerSecond() int64 {
+	if x != nil {
+		return x.SendBytesPerSecond
+	}
+	return 0
+}
+
+// GetProjectQuotasRequest is the request of QueueService.GetProjectQuotas.
+type GetProjectQuotasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The project, `projects/{project}`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectQuotasRequest) Reset() {
+	*x = GetProjectQuotasRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectQuotasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectQuotasRequest) ProtoMessage() {}
+
+func (x *GetProjectQuotasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectQuotasRequest.ProtoReflect.Descriptor instead.
+func (*GetProjectQuotasRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetProjectQuotasRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetProjectQuotasResponse is the response of QueueService.GetProjectQuotas.
+type GetProjectQuotasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quotas in force.
+	Quotas *ProjectQuotas `protobuf:"bytes,1,opt,name=quotas,proto3" json:"quotas,omitempty"`
+	// Which fields are the project's own, not the server's defaults, by
+	// their names in ProjectQuotas.
+	ProjectSet []string `protobuf:"bytes,2,rep,name=project_set,json=projectSet,proto3" json:"project_set,omitempty"`
+	// Queues the project has.
+	QueuesUsed    int32 `protobuf:"varint,3,opt,name=queues_used,json=queuesUsed,proto3" json:"queues_used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectQuotasResponse) Reset() {
+	*x = GetProjectQuotasResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectQuotasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectQuotasResponse) ProtoMessage() {}
+
+func (x *GetProjectQuotasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectQuotasResponse.ProtoReflect.Descriptor instead.
+func (*GetProjectQuotasResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetProjectQuotasResponse) GetQuotas() *ProjectQuotas {
+	if x != nil {
+		return x.Quotas
+	}
+	return nil
+}
+
+func (x *GetProjectQuotasResponse) GetProjectSet() []string {
+	if x != nil {
+		return x.ProjectSet
+	}
+	return nil
+}
+
+func (x *GetProjectQuotasResponse) GetQueuesUsed() int32 {
+	if x != nil {
+		return x.QueuesUsed
+	}
+	return 0
+}
+
+// UpdateProjectQuotasRequest is the request of QueueService.UpdateProjectQuotas.
+type UpdateProjectQuotasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The project, `projects/{project}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The project's quotas; every field is replaced (0 = the default).
+	Quotas        *ProjectQuotas `protobuf:"bytes,2,opt,name=quotas,proto3" json:"quotas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProjectQuotasRequest) Reset() {
+	*x = UpdateProjectQuotasRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProjectQuotasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProjectQuotasRequest) ProtoMessage() {}
+
+func (x *UpdateProjectQuotasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProjectQuotasRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProjectQuotasRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateProjectQuotasRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateProjectQuotasRequest) GetQuotas() *ProjectQuotas {
+	if x != nil {
+		return x.Quotas
+	}
+	return nil
+}
+
+// UpdateProjectQuotasResponse is the response of QueueService.UpdateProjectQuotas.
+type UpdateProjectQuotasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quotas in force after the update.
+	Quotas        *ProjectQuotas `protobuf:"bytes,1,opt,name=quotas,proto3" json:"quotas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProjectQuotasResponse) Reset() {
+	*x = UpdateProjectQuotasResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProjectQuotasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProjectQuotasResponse) ProtoMessage() {}
+
+func (x *UpdateProjectQuotasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProjectQuotasResponse.ProtoReflect.Descriptor instead.
+func (*UpdateProjectQuotasResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpdateProjectQuotasResponse) GetQuotas() *ProjectQuotas {
+	if x != nil {
+		return x.Quotas
+	}
+	return nil
+}
+
 // Queue is a named, durable stream of messages that consumer groups consume.
 type Queue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +447,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	mi := &file_dms_v1_queue_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +459,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	mi := &file_dms_v1_queue_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +472,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Queue) GetName() string {
@@ -310,7 +611,7 @@ type ConsumerGroup struct {
 
 func (x *ConsumerGroup) Reset() {
 	*x = ConsumerGroup{}
-	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	mi := &file_dms_v1_queue_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +623,7 @@ func (x *ConsumerGroup) String() string {
 func (*ConsumerGroup) ProtoMessage() {}
 
 func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	mi := &file_dms_v1_queue_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +636,7 @@ func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroup.ProtoReflect.Descriptor instead.
 func (*ConsumerGroup) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{1}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConsumerGroup) GetName() string {
@@ -410,7 +711,7 @@ type ConsumerGroupStats struct {
 
 func (x *ConsumerGroupStats) Reset() {
 	*x = ConsumerGroupStats{}
-	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	mi := &file_dms_v1_queue_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +723,7 @@ func (x *ConsumerGroupStats) String() string {
 func (*ConsumerGroupStats) ProtoMessage() {}
 
 func (x *ConsumerGroupStats) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	mi := &file_dms_v1_queue_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +736,7 @@ func (x *ConsumerGroupStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroupStats.ProtoReflect.Descriptor instead.
 func (*ConsumerGroupStats) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{2}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConsumerGroupStats) GetProducedMessages() int64 {
@@ -507,7 +808,7 @@ type CreateQueueRequest struct {
 
 func (x *CreateQueueRequest) Reset() {
 	*x = CreateQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	mi := &file_dms_v1_queue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +820,7 @@ func (x *CreateQueueRequest) String() string {
 func (*CreateQueueRequest) ProtoMessage() {}
 
 func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	mi := &file_dms_v1_queue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +833,7 @@ func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
 func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{3}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateQueueRequest) GetParent() string {
@@ -560,7 +861,7 @@ type CreateQueueResponse struct {
 
 func (x *CreateQueueResponse) Reset() {
 	*x = CreateQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	mi := &file_dms_v1_queue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +873,7 @@ func (x *CreateQueueResponse) String() string {
 func (*CreateQueueResponse) ProtoMessage() {}
 
 func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	mi := &file_dms_v1_queue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +886,7 @@ func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
 func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{4}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateQueueResponse) GetQueue() *Queue {
@@ -606,7 +907,7 @@ type GetQueueRequest struct {
 
 func (x *GetQueueRequest) Reset() {
 	*x = GetQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[5]
+	mi := &file_dms_v1_queue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +919,7 @@ func (x *GetQueueRequest) String() string {
 func (*GetQueueRequest) ProtoMessage() {}
 
 func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[5]
+	mi := &file_dms_v1_queue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +932,7 @@ func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{5}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetQueueRequest) GetName() string {
@@ -652,7 +953,7 @@ type GetQueueResponse struct {
 
 func (x *GetQueueResponse) Reset() {
 	*x = GetQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[6]
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +965,7 @@ func (x *GetQueueResponse) String() string {
 func (*GetQueueResponse) ProtoMessage() {}
 
 func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[6]
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +978,7 @@ func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{6}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetQueueResponse) GetQueue() *Queue {
@@ -702,7 +1003,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[7]
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1015,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[7]
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1028,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{7}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListQueuesRequest) GetParent() string {
@@ -766,7 +1067,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[8]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1079,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[8]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1092,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{8}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -826,7 +1127,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[9]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1139,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[9]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1152,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{9}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteQueueRequest) GetName() string {
@@ -870,7 +1171,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[10]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1183,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[10]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1196,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{10}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
 }
 
 // AddPartitionsRequest is the request of QueueService.AddPartitions.
@@ -912,7 +1213,7 @@ type AddPartitionsRequest struct {
 
 func (x *AddPartitionsRequest) Reset() {
 	*x = AddPartitionsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1225,7 @@ func (x *AddPartitionsRequest) String() string {
 func (*AddPartitionsRequest) ProtoMessage() {}
 
 func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1238,7 @@ func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsRequest.ProtoReflect.Descriptor instead.
 func (*AddPartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AddPartitionsRequest) GetName() string {
@@ -965,7 +1266,7 @@ type AddPartitionsResponse struct {
 
 func (x *AddPartitionsResponse) Reset() {
 	*x = AddPartitionsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1278,7 @@ func (x *AddPartitionsResponse) String() string {
 func (*AddPartitionsResponse) ProtoMessage() {}
 
 func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1291,7 @@ func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsResponse.ProtoReflect.Descriptor instead.
 func (*AddPartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddPartitionsResponse) GetQueue() *Queue {
@@ -1013,7 +1314,7 @@ type CreateConsumerGroupRequest struct {
 
 func (x *CreateConsumerGroupRequest) Reset() {
 	*x = CreateConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1326,7 @@ func (x *CreateConsumerGroupRequest) String() string {
 func (*CreateConsumerGroupRequest) ProtoMessage() {}
 
 func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1339,7 @@ func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateConsumerGroupRequest) GetParent() string {
@@ -1066,7 +1367,7 @@ type CreateConsumerGroupResponse struct {
 
 func (x *CreateConsumerGroupResponse) Reset() {
 	*x = CreateConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1379,7 @@ func (x *CreateConsumerGroupResponse) String() string {
 func (*CreateConsumerGroupResponse) ProtoMessage() {}
 
 func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1392,7 @@ func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1112,7 +1413,7 @@ type GetConsumerGroupRequest struct {
 
 func (x *GetConsumerGroupRequest) Reset() {
 	*x = GetConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1425,7 @@ func (x *GetConsumerGroupRequest) String() string {
 func (*GetConsumerGroupRequest) ProtoMessage() {}
 
 func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1438,7 @@ func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetConsumerGroupRequest) GetName() string {
@@ -1158,7 +1459,7 @@ type GetConsumerGroupResponse struct {
 
 func (x *GetConsumerGroupResponse) Reset() {
 	*x = GetConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1471,7 @@ func (x *GetConsumerGroupResponse) String() string {
 func (*GetConsumerGroupResponse) ProtoMessage() {}
 
 func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1484,7 @@ func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1204,7 +1505,7 @@ type ListConsumerGroupsRequest struct {
 
 func (x *ListConsumerGroupsRequest) Reset() {
 	*x = ListConsumerGroupsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1517,7 @@ func (x *ListConsumerGroupsRequest) String() string {
 func (*ListConsumerGroupsRequest) ProtoMessage() {}
 
 func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1530,7 @@ func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListConsumerGroupsRequest) GetParent() string {
@@ -1250,7 +1551,7 @@ type ListConsumerGroupsResponse struct {
 
 func (x *ListConsumerGroupsResponse) Reset() {
 	*x = ListConsumerGroupsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1563,7 @@ func (x *ListConsumerGroupsResponse) String() string {
 func (*ListConsumerGroupsResponse) ProtoMessage() {}
 
 func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1576,7 @@ func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListConsumerGroupsResponse) GetGroups() []*ConsumerGroup {
@@ -1296,7 +1597,7 @@ type DeleteConsumerGroupRequest struct {
 
 func (x *DeleteConsumerGroupRequest) Reset() {
 	*x = DeleteConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1609,7 @@ func (x *DeleteConsumerGroupRequest) String() string {
 func (*DeleteConsumerGroupRequest) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1622,7 @@ func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteConsumerGroupRequest) GetName() string {
@@ -1340,7 +1641,7 @@ type DeleteConsumerGroupResponse struct {
 
 func (x *DeleteConsumerGroupResponse) Reset() {
 	*x = DeleteConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1653,7 @@ func (x *DeleteConsumerGroupResponse) String() string {
 func (*DeleteConsumerGroupResponse) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,14 +1666,34 @@ func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{25}
 }
 
 var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
+	"\rProjectQuotas\x12\x1d\n" +
+	"\n" +
+	"max_queues\x18\x01 \x01(\x05R\tmaxQueues\x12/\n" +
+	"\x14max_groups_per_queue\x18\x02 \x01(\x05R\x11maxGroupsPerQueue\x12*\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\x05R\x0fmaxMessageBytes\x127\n" +
+	"\x18send_messages_per_second\x18\x04 \x01(\x03R\x15sendMessagesPerSecond\x121\n" +
+	"\x15send_bytes_per_second\x18\x05 \x01(\x03R\x12sendBytesPerSecond\"2\n" +
+	"\x17GetProjectQuotasRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x8b\x01\n" +
+	"\x18GetProjectQuotasResponse\x12-\n" +
+	"\x06quotas\x18\x01 \x01(\v2\x15.dms.v1.ProjectQuotasR\x06quotas\x12\x1f\n" +
+	"\vproject_set\x18\x02 \x03(\tR\n" +
+	"projectSet\x12\x1f\n" +
+	"\vqueues_used\x18\x03 \x01(\x05R\n" +
+	"queuesUsed\"i\n" +
+	"\x1aUpdateProjectQuotasRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x122\n" +
+	"\x06quotas\x18\x02 \x01(\v2\x15.dms.v1.ProjectQuotasB\x03\xe0A\x02R\x06quotas\"L\n" +
+	"\x1bUpdateProjectQuotasResponse\x12-\n" +
+	"\x06quotas\x18\x01 \x01(\v2\x15.dms.v1.ProjectQuotasR\x06quotas\"\xf3\x05\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -1460,7 +1781,7 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fQUEUE_MODE_FIFO\x10\x02\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HA\x10\x03\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HT\x10\x04\x12\x13\n" +
-	"\x0fQUEUE_MODE_AMQP\x10\x052\x94\t\n" +
+	"\x0fQUEUE_MODE_AMQP\x10\x052\xa0\v\n" +
 	"\fQueueService\x12u\n" +
 	"\vCreateQueue\x12\x1a.dms.v1.CreateQueueRequest\x1a\x1b.dms.v1.CreateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue\"\x1e/v1/{parent=projects/*}/queues\x12e\n" +
 	"\bGetQueue\x12\x17.dms.v1.GetQueueRequest\x1a\x18.dms.v1.GetQueueResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=projects/*/queues/*}\x12k\n" +
@@ -1471,7 +1792,9 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x13CreateConsumerGroup\x12\".dms.v1.CreateConsumerGroupRequest\x1a#.dms.v1.CreateConsumerGroupResponse\"6\x82\xd3\xe4\x93\x020:\x05group\"'/v1/{parent=projects/*/queues/*}/groups\x12\x86\x01\n" +
 	"\x10GetConsumerGroup\x12\x1f.dms.v1.GetConsumerGroupRequest\x1a .dms.v1.GetConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{name=projects/*/queues/*/groups/*}\x12\x8c\x01\n" +
 	"\x12ListConsumerGroups\x12!.dms.v1.ListConsumerGroupsRequest\x1a\".dms.v1.ListConsumerGroupsResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{parent=projects/*/queues/*}/groups\x12\x8f\x01\n" +
-	"\x13DeleteConsumerGroup\x12\".dms.v1.DeleteConsumerGroupRequest\x1a#.dms.v1.DeleteConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/{name=projects/*/queues/*/groups/*}B,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x13DeleteConsumerGroup\x12\".dms.v1.DeleteConsumerGroupRequest\x1a#.dms.v1.DeleteConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/{name=projects/*/queues/*/groups/*}\x12{\n" +
+	"\x10GetProjectQuotas\x12\x1f.dms.v1.GetProjectQuotasRequest\x1a .dms.v1.GetProjectQuotasResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=projects/*}/quotas\x12\x8c\x01\n" +
+	"\x13UpdateProjectQuotas\x12\".dms.v1.UpdateProjectQuotasRequest\x1a#.dms.v1.UpdateProjectQuotasResponse\",\x82\xd3\xe4\x93\x02&:\x06quotas\x1a\x1c/v1/{name=projects/*}/quotasB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_queue_proto_rawDescOnce sync.Once
@@ -1486,75 +1809,87 @@ func file_dms_v1_queue_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_queue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_dms_v1_queue_proto_goTypes = []any{
 	(QueueMode)(0),                      // 0: dms.v1.QueueMode
-	(*Queue)(nil),                       // 1: dms.v1.Queue
-	(*ConsumerGroup)(nil),               // 2: dms.v1.ConsumerGroup
-	(*ConsumerGroupStats)(nil),          // 3: dms.v1.ConsumerGroupStats
-	(*CreateQueueRequest)(nil),          // 4: dms.v1.CreateQueueRequest
-	(*CreateQueueResponse)(nil),         // 5: dms.v1.CreateQueueResponse
-	(*GetQueueRequest)(nil),             // 6: dms.v1.GetQueueRequest
-	(*GetQueueResponse)(nil),            // 7: dms.v1.GetQueueResponse
-	(*ListQueuesRequest)(nil),           // 8: dms.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),          // 9: dms.v1.ListQueuesResponse
-	(*DeleteQueueRequest)(nil),          // 10: dms.v1.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),         // 11: dms.v1.DeleteQueueResponse
-	(*AddPartitionsRequest)(nil),        // 12: dms.v1.AddPartitionsRequest
-	(*AddPartitionsResponse)(nil),       // 13: dms.v1.AddPartitionsResponse
-	(*CreateConsumerGroupRequest)(nil),  // 14: dms.v1.CreateConsumerGroupRequest
-	(*CreateConsumerGroupResponse)(nil), // 15: dms.v1.CreateConsumerGroupResponse
-	(*GetConsumerGroupRequest)(nil),     // 16: dms.v1.GetConsumerGroupRequest
-	(*GetConsumerGroupResponse)(nil),    // 17: dms.v1.GetConsumerGroupResponse
-	(*ListConsumerGroupsRequest)(nil),   // 18: dms.v1.ListConsumerGroupsRequest
-	(*ListConsumerGroupsResponse)(nil),  // 19: dms.v1.ListConsumerGroupsResponse
-	(*DeleteConsumerGroupRequest)(nil),  // 20: dms.v1.DeleteConsumerGroupRequest
-	(*DeleteConsumerGroupResponse)(nil), // 21: dms.v1.DeleteConsumerGroupResponse
-	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
-	(*TagFilter)(nil),                   // 24: dms.v1.TagFilter
+	(*ProjectQuotas)(nil),               // 1: dms.v1.ProjectQuotas
+	(*GetProjectQuotasRequest)(nil),     // 2: dms.v1.GetProjectQuotasRequest
+	(*GetProjectQuotasResponse)(nil),    // 3: dms.v1.GetProjectQuotasResponse
+	(*UpdateProjectQuotasRequest)(nil),  // 4: dms.v1.UpdateProjectQuotasRequest
+	(*UpdateProjectQuotasResponse)(nil), // 5: dms.v1.UpdateProjectQuotasResponse
+	(*Queue)(nil),                       // 6: dms.v1.Queue
+	(*ConsumerGroup)(nil),               // 7: dms.v1.ConsumerGroup
+	(*ConsumerGroupStats)(nil),          // 8: dms.v1.ConsumerGroupStats
+	(*CreateQueueRequest)(nil),          // 9: dms.v1.CreateQueueRequest
+	(*CreateQueueResponse)(nil),         // 10: dms.v1.CreateQueueResponse
+	(*GetQueueRequest)(nil),             // 11: dms.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),            // 12: dms.v1.GetQueueResponse
+	(*ListQueuesRequest)(nil),           // 13: dms.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),          // 14: dms.v1.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),          // 15: dms.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),         // 16: dms.v1.DeleteQueueResponse
+	(*AddPartitionsRequest)(nil),        // 17: dms.v1.AddPartitionsRequest
+	(*AddPartitionsResponse)(nil),       // 18: dms.v1.AddPartitionsResponse
+	(*CreateConsumerGroupRequest)(nil),  // 19: dms.v1.CreateConsumerGroupRequest
+	(*CreateConsumerGroupResponse)(nil), // 20: dms.v1.CreateConsumerGroupResponse
+	(*GetConsumerGroupRequest)(nil),     // 21: dms.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),    // 22: dms.v1.GetConsumerGroupResponse
+	(*ListConsumerGroupsRequest)(nil),   // 23: dms.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),  // 24: dms.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),  // 25: dms.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil), // 26: dms.v1.DeleteConsumerGroupResponse
+	(*durationpb.Duration)(nil),         // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*TagFilter)(nil),                   // 29: dms.v1.TagFilter
 }
 var file_dms_v1_queue_proto_depIdxs = []int32{
-	0,  // 0: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
-	22, // 1: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
-	23, // 2: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	23, // 3: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
-	23, // 4: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 5: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	24, // 6: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
-	22, // 7: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
-	1,  // 8: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
-	1,  // 9: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 10: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
-	1,  // 11: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	1,  // 12: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
-	2,  // 13: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 14: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 15: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	2,  // 16: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	4,  // 17: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	6,  // 18: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	8,  // 19: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	10, // 20: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	12, // 21: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
-	14, // 22: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	16, // 23: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	18, // 24: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	20, // 25: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	5,  // 26: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	7,  // 27: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	9,  // 28: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	11, // 29: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	13, // 30: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
-	15, // 31: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	17, // 32: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	19, // 33: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	21, // 34: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	1,  // 0: dms.v1.GetProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
+	1,  // 1: dms.v1.UpdateProjectQuotasRequest.quotas:type_name -> dms.v1.ProjectQuotas
+	1,  // 2: dms.v1.UpdateProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
+	0,  // 3: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
+	27, // 4: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
+	28, // 5: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	28, // 6: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
+	28, // 7: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
+	29, // 9: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	27, // 10: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	6,  // 11: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
+	6,  // 12: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
+	6,  // 13: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
+	6,  // 14: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
+	6,  // 15: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
+	7,  // 16: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 17: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 18: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 19: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	9,  // 20: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	11, // 21: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	13, // 22: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	15, // 23: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	17, // 24: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
+	19, // 25: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	21, // 26: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	23, // 27: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	25, // 28: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	2,  // 29: dms.v1.QueueService.GetProjectQuotas:input_type -> dms.v1.GetProjectQuotasRequest
+	4,  // 30: dms.v1.QueueService.UpdateProjectQuotas:input_type -> dms.v1.UpdateProjectQuotasRequest
+	10, // 31: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	12, // 32: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	14, // 33: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	16, // 34: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	18, // 35: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
+	20, // 36: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	22, // 37: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	24, // 38: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	26, // 39: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	3,  // 40: dms.v1.QueueService.GetProjectQuotas:output_type -> dms.v1.GetProjectQuotasResponse
+	5,  // 41: dms.v1.QueueService.UpdateProjectQuotas:output_type -> dms.v1.UpdateProjectQuotasResponse
+	31, // [31:42] is the sub-list for method output_type
+	20, // [20:31] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }
@@ -1569,7 +1904,7 @@ func file_dms_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_queue_proto_rawDesc), len(file_dms_v1_queue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

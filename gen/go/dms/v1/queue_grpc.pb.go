@@ -28,6 +28,8 @@ const (
 	QueueService_GetConsumerGroup_FullMethodName    = "/dms.v1.QueueService/GetConsumerGroup"
 	QueueService_ListConsumerGroups_FullMethodName  = "/dms.v1.QueueService/ListConsumerGroups"
 	QueueService_DeleteConsumerGroup_FullMethodName = "/dms.v1.QueueService/DeleteConsumerGroup"
+	QueueService_GetProjectQuotas_FullMethodName    = "/dms.v1.QueueService/GetProjectQuotas"
+	QueueService_UpdateProjectQuotas_FullMethodName = "/dms.v1.QueueService/UpdateProjectQuotas"
 )
 
 // QueueServiceClient is the client API for QueueService service.
@@ -69,6 +71,15 @@ type QueueServiceClient interface {
 	// DeleteConsumerGroup deletes a consumer group and its consumption state.
 	// Other groups of the queue are not affected.
 	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
+	// GetProjectQuotas returns the quotas in force for a project (its own
+	// where set, the server's defaults otherwise) and what it uses of them.
+	// Anyone who may list the project's queues may read them.
+	GetProjectQuotas(ctx context.Context, in *GetProjectQuotasRequest, opts ...grpc.CallOption) (*GetProjectQuotasResponse, error)
+	// UpdateProjectQuotas sets a project's quotas. Only administrators of the
+	// operator's account may: a tenant does not raise its own limits. A field
+	// left at 0 takes the server's default. Lowering a quota below what the
+	// project uses refuses new queues and groups, never deletes any.
+	UpdateProjectQuotas(ctx context.Context, in *UpdateProjectQuotasRequest, opts ...grpc.CallOption) (*UpdateProjectQuotasResponse, error)
 }
 
 type queueServiceClient struct {
@@ -169,6 +180,26 @@ func (c *queueServiceClient) DeleteConsumerGroup(ctx context.Context, in *Delete
 	return out, nil
 }
 
+func (c *queueServiceClient) GetProjectQuotas(ctx context.Context, in *GetProjectQuotasRequest, opts ...grpc.CallOption) (*GetProjectQuotasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProjectQuotasResponse)
+	err := c.cc.Invoke(ctx, QueueService_GetProjectQuotas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueServiceClient) UpdateProjectQuotas(ctx context.Context, in *UpdateProjectQuotasRequest, opts ...grpc.CallOption) (*UpdateProjectQuotasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateProjectQuotasResponse)
+	err := c.cc.Invoke(ctx, QueueService_UpdateProjectQuotas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServiceServer is the server API for QueueService service.
 // All implementations must embed UnimplementedQueueServiceServer
 // for forward compatibility.
@@ -208,6 +239,15 @@ type QueueServiceServer interface {
 	// DeleteConsumerGroup deletes a consumer group and its consumption state.
 	// Other groups of the queue are not affected.
 	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
+	// GetProjectQuotas returns the quotas in force for a project (its own
+	// where set, the server's defaults otherwise) and what it uses of them.
+	// Anyone who may list the project's queues may read them.
+	GetProjectQuotas(context.Context, *GetProjectQuotasRequest) (*GetProjectQuotasResponse, error)
+	// UpdateProjectQuotas sets a project's quotas. Only administrators of the
+	// operator's account may: a tenant does not raise its own limits. A field
+	// left at 0 takes the server's default. Lowering a quota below what the
+	// project uses refuses new queues and groups, never deletes any.
+	UpdateProjectQuotas(context.Context, *UpdateProjectQuotasRequest) (*UpdateProjectQuotasResponse, error)
 	mustEmbedUnimplementedQueueServiceServer()
 }
 
@@ -244,6 +284,12 @@ func (UnimplementedQueueServiceServer) ListConsumerGroups(context.Context, *List
 }
 func (UnimplementedQueueServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
+}
+func (UnimplementedQueueServiceServer) GetProjectQuotas(context.Context, *GetProjectQuotasRequest) (*GetProjectQuotasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProjectQuotas not implemented")
+}
+func (UnimplementedQueueServiceServer) UpdateProjectQuotas(context.Context, *UpdateProjectQuotasRequest) (*UpdateProjectQuotasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProjectQuotas not implemented")
 }
 func (UnimplementedQueueServiceServer) mustEmbedUnimplementedQueueServiceServer() {}
 func (UnimplementedQueueServiceServer) testEmbeddedByValue()                      {}
@@ -428,6 +474,42 @@ func _QueueService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueueService_GetProjectQuotas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProjectQuotasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).GetProjectQuotas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_GetProjectQuotas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).GetProjectQuotas(ctx, req.(*GetProjectQuotasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueueService_UpdateProjectQuotas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProjectQuotasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).UpdateProjectQuotas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_UpdateProjectQuotas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).UpdateProjectQuotas(ctx, req.(*UpdateProjectQuotasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueueService_ServiceDesc is the grpc.ServiceDesc for QueueService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -470,6 +552,14 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteConsumerGroup",
 			Handler:    _QueueService_DeleteConsumerGroup_Handler,
+		},
+		{
+			MethodName: "GetProjectQuotas",
+			Handler:    _QueueService_GetProjectQuotas_Handler,
+		},
+		{
+			MethodName: "UpdateProjectQuotas",
+			Handler:    _QueueService_UpdateProjectQuotas_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

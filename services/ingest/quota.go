@@ -1,0 +1,91 @@
+package ingest
+
+import (
+	"sync"
+	"time"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/message"
+)
+
+// quotas enforces a project's send quotas (dms.v1.ProjectQuotas) on the
+// sends this node takes: the largest message and the send rates, as token
+// buckets per project holding one second's worth. A batch is admitted
+// while its project's buckets hold any token at all and then takes what it
+// needs, the buckets going into debt, so that a batch larger than a
+// second's worth is admitted too and the rate over time still holds. A
+// refused send stores nothing and is RATE_LIMITED: the caller sends again
+// later, while other projects' sends never wait on this one's.
+//
+// The buckets are this node's: a project whose sends several nodes take
+// gets its rate on each of them.
+type quotas struct {
+	cache *catalog.Cache
+	now   func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*sendBucket
+}
+
+type sendBucket struct {
+	msgs, bytes float64 // tokens left; negative is debt
+	last        time.Time
+}
+
+func newQuotas(cache *catalog.Cache, now func() time.Time) *quotas {
+	return &quotas{cache: cache, now: now, buckets: map[string]*sendBucket{}}
+}
+
+// admit checks a send of msgs to a queue of project against the project's
+// quotas, and takes its share of the rates.
+func (q *quotas) admit(project string, msgs []*dmsv1.Message) error {
+	own := q.cache.ProjectQuotas(project)
+	if own == nil {
+		return nil
+	}
+	var total int
+	for i, m := range msgs {
+		size := message.Size(m)
+		if limit := int(own.GetMaxMessageBytes()); limit > 0 && size > limit {
+			return errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", i, size, project, limit)
+		}
+		total += size
+	}
+	msgRate, byteRate := float64(own.GetSendMessagesPerSecond()), float64(own.GetSendBytesPerSecond())
+	if msgRate <= 0 && byteRate <= 0 {
+		return nil
+	}
+	now := q.now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.buckets[project]
+	if b == nil {
+		b = &sendBucket{msgs: msgRate, bytes: byteRate, last: now}
+		q.buckets[project] = b
+	}
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
+		b.msgs = min(msgRate, b.msgs+elapsed*msgRate)
+		b.bytes = min(byteRate, b.bytes+elapsed*byteRate)
+		b.last = now
+	}
+	var wait float64 // seconds until every limited bucket holds a token
+	if msgRate > 0 && b.msgs <= 0 {
+		wait = max(wait, (1-b.msgs)/msgRate)
+	}
+	if byteRate > 0 && b.bytes <= 0 {
+		wait = max(wait, (1-b.bytes)/byteRate)
+	}
+	if wait > 0 {
+		return errs.Wrapf(errs.ErrRateLimited, "project %s sends faster than its quota (%g messages/s, %g bytes/s; 0 = unlimited) allows: send again in %v",
+			project, msgRate, byteRate, time.Duration(wait*float64(time.Second)).Round(time.Millisecond))
+	}
+	if msgRate > 0 {
+		b.msgs -= float64(len(msgs))
+	}
+	if byteRate > 0 {
+		b.bytes -= float64(total)
+	}
+	return nil
+}
