@@ -22,8 +22,13 @@ type Report struct {
 	// Redelivered of the same stored message (an unanswered ack, a
 	// visibility timeout), StoredTwice of another copy of it.
 	Duplicates, Redelivered, StoredTwice int
-	// FIFOViolations are deliveries of a FIFO sequence's message after a
-	// later message of the same sequence (must be none).
+	// FIFOViolations are deliveries that broke the order of a FIFO
+	// sequence (one ordering key; must be none): a message delivered while
+	// an earlier one of its key was neither settled (an ack sent that may
+	// have applied) nor ahead of it in the same answer — it overtook it —
+	// or a message delivered again after a later one of its key was acked.
+	// A whole unacknowledged batch coming back in order is not one: the
+	// consumer sees the same order again.
 	FIFOViolations []string
 	// AckedThenRedelivered are deliveries of a message, by a receive that
 	// began after an ack of it was answered as applied (must be none).
@@ -47,8 +52,6 @@ func Check(rec *Record, fifoQueue string) *Report {
 
 	idsOf := map[string]map[string]bool{} // body → the message ids it was delivered as
 	deliveredIDs := map[string]bool{}
-	last := map[string]int{}        // FIFO sequence → the highest number delivered
-	lastAt := map[string]delivery{} // FIFO sequence → the delivery of that number
 	for _, d := range rec.deliveries {
 		if idsOf[d.body] == nil {
 			idsOf[d.body] = map[string]bool{}
@@ -66,25 +69,115 @@ func Check(rec *Record, fifoQueue string) *Report {
 				d.body, d.id, at.Format(time.TimeOnly+".000"), d.receiveStarted.Sub(at).Round(time.Millisecond)))
 		}
 		deliveredIDs[d.id] = true
-		if d.queue == fifoQueue {
-			seqName, seq := splitSeq(d.body)
-			if hi, ok := last[seqName]; ok && seq < hi {
-				h := lastAt[seqName]
-				r.FIFOViolations = append(r.FIFOViolations, fmt.Sprintf("%s (offset %d, delivery %d, via %s, receive begun %s) delivered after %s (offset %d, delivery %d, via %s, receive begun %s)",
-					d.body, d.offset, d.deliveryCount, d.via, d.receiveStarted.Format(time.TimeOnly+".000"),
-					h.body, h.offset, h.deliveryCount, h.via, h.receiveStarted.Format(time.TimeOnly+".000")))
-			}
-			if seq >= last[seqName] {
-				last[seqName], lastAt[seqName] = seq, d
-			}
-		}
 	}
+	r.FIFOViolations = checkFIFO(rec, fifoQueue, idsOf)
 	for _, s := range rec.sends {
 		if idsOf[s.body] == nil {
 			r.Lost = append(r.Lost, fmt.Sprintf("%s (partition %d, acknowledged at %s)", s.body, s.partition, s.acked.Format(time.TimeOnly+".000")))
 		}
 	}
 	return r
+}
+
+// checkFIFO returns the deliveries of the FIFO queue that broke the order
+// of their sequence. A producer sends a sequence's numbers in order, each
+// batch only after the one before was acknowledged, so every acknowledged
+// number below n was stored before n. The caller holds rec.mu.
+func checkFIFO(rec *Record, fifoQueue string, idsOf map[string]map[string]bool) []string {
+	never := time.Unix(1<<40, 0) // later than any event
+	// Per sequence and number: the first ack that may have settled it, and
+	// the first ack answered as applied (never when there is none).
+	mayBegin := map[string]map[int]time.Time{}
+	applied := map[string]map[int]time.Time{}
+	top := map[string]int{}
+	for _, s := range rec.sends {
+		if s.queue != fifoQueue {
+			continue
+		}
+		name, seq := splitSeq(s.body)
+		if mayBegin[name] == nil {
+			mayBegin[name], applied[name] = map[int]time.Time{}, map[int]time.Time{}
+		}
+		began, done := never, never
+		for id := range idsOf[s.body] {
+			if t, ok := rec.ackBegan[id]; ok && t.Before(began) {
+				began = t
+			}
+			if t, ok := rec.acked[id]; ok && t.Before(done) {
+				done = t
+			}
+		}
+		mayBegin[name][seq], applied[name][seq] = began, done
+		top[name] = max(top[name], seq)
+	}
+	// unsettledBefore[name][n]: the latest moment an ack of a number below n
+	// began (never if one was never acked); laterAcked[name][n]: the first
+	// applied ack of a number above n.
+	unsettledBefore := map[string][]time.Time{}
+	laterAcked := map[string][]time.Time{}
+	for name, hi := range top {
+		ub := make([]time.Time, hi+2)
+		ub[0] = time.Time{}
+		for n := 1; n <= hi+1; n++ {
+			ub[n] = ub[n-1]
+			if n-1 >= 1 {
+				b, ok := mayBegin[name][n-1]
+				if !ok {
+					b = time.Time{} // not acknowledged as sent: not stored before n
+				}
+				if b.After(ub[n]) {
+					ub[n] = b
+				}
+			}
+		}
+		la := make([]time.Time, hi+2)
+		la[hi+1] = never
+		for n := hi; n >= 0; n-- {
+			la[n] = la[n+1]
+			if a, ok := applied[name][n+1]; ok && a.Before(la[n]) {
+				la[n] = a
+			}
+		}
+		unsettledBefore[name], laterAcked[name] = ub, la
+	}
+	var out []string
+	inAnswer := map[string]map[int]bool{} // the numbers of each sequence in the current answer so far
+	answer := -1
+	for _, d := range rec.deliveries {
+		if d.queue != fifoQueue {
+			continue
+		}
+		if d.receive != answer {
+			answer, inAnswer = d.receive, map[string]map[int]bool{}
+		}
+		name, n := splitSeq(d.body)
+		if inAnswer[name] == nil {
+			inAnswer[name] = map[int]bool{}
+		}
+		ub, la := unsettledBefore[name], laterAcked[name]
+		if ub == nil || n >= len(ub) {
+			continue // not acknowledged as sent: its order is not promised
+		}
+		// The numbers just below n in the same answer came ahead of it.
+		first := n
+		for first > 1 && inAnswer[name][first-1] {
+			first--
+		}
+		inAnswer[name][n] = true
+		if !ub[first].Before(d.receiveAnswered) {
+			m := first - 1
+			for m > 1 && mayBegin[name][m].Before(d.receiveAnswered) {
+				m--
+			}
+			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, answered %s) overtook %s-%d, which was neither acked nor ahead of it in the answer",
+				d.body, d.offset, d.deliveryCount, d.via, d.receiveAnswered.Format(time.TimeOnly+".000"), name, m))
+		}
+		if own := applied[name][n]; la[n].Before(d.receiveStarted) && !own.Before(d.receiveStarted) {
+			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, receive begun %s) delivered again after a later message of its sequence was acked at %s",
+				d.body, d.offset, d.deliveryCount, d.via, d.receiveStarted.Format(time.TimeOnly+".000"), la[n].Format(time.TimeOnly+".000")))
+		}
+	}
+	return out
 }
 
 // Failed reports whether the run broke a promise.

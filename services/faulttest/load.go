@@ -15,13 +15,18 @@ import (
 // Record is what the load saw: every acknowledged send, every delivery and
 // every applied ack, for the checker.
 type Record struct {
-	mu          sync.Mutex
-	sends       []send               // acknowledged sends, one per message
-	unanswered  int                  // messages whose sends were never acknowledged (may be stored or not)
-	deliveries  []delivery           // in the order they were received
-	acked       map[string]time.Time // message id → when its ack was answered as applied
-	errors      map[string]int       // send and receive errors by gRPC code, for the report
-	errorSample map[string]string    // the first message of each kind of error
+	mu         sync.Mutex
+	sends      []send               // acknowledged sends, one per message
+	unanswered int                  // messages whose sends were never acknowledged (may be stored or not)
+	deliveries []delivery           // in the order they were received
+	receives   int                  // receive calls that brought messages, numbering delivery.receive
+	acked      map[string]time.Time // message id → when its ack was answered as applied
+	// ackBegan is, per message id, when the first ack that may have been
+	// applied (answered as applied, or not answered at all) was sent: from
+	// then on the service may rightly treat the message as settled.
+	ackBegan    map[string]time.Time
+	errors      map[string]int    // send and receive errors by gRPC code, for the report
+	errorSample map[string]string // the first message of each kind of error
 }
 
 // send is one acknowledged message.
@@ -39,10 +44,12 @@ type delivery struct {
 	deliveryCount   int32
 	via             string    // the node the receive went to
 	receiveStarted  time.Time // when the receive call that brought it began
+	receiveAnswered time.Time // when its answer arrived
+	receive         int       // the receive call that brought it (its messages are consecutive in Record.deliveries)
 }
 
 func newRecord() *Record {
-	return &Record{acked: map[string]time.Time{}, errors: map[string]int{}, errorSample: map[string]string{}}
+	return &Record{acked: map[string]time.Time{}, ackBegan: map[string]time.Time{}, errors: map[string]int{}, errorSample: map[string]string{}}
 }
 
 func (r *Record) countError(what string, err error) {
@@ -148,14 +155,17 @@ func (l *Load) consume(ctx context.Context, q *dmsv1.Queue, group *dmsv1.Consume
 		if len(resp.GetMessages()) == 0 {
 			continue
 		}
+		answered := time.Now()
 		acks := make([]*dmsv1.Ack, len(resp.GetMessages()))
 		l.rec.mu.Lock()
+		l.rec.receives++
 		for i, m := range resp.GetMessages() {
 			l.rec.deliveries = append(l.rec.deliveries, delivery{queue: q.GetName(), body: string(m.GetMessage().GetBody()), id: m.GetMessageId(), partition: m.GetPartition(),
-				offset: m.GetOffset(), deliveryCount: m.GetDeliveryCount(), via: n.Name, receiveStarted: started})
+				offset: m.GetOffset(), deliveryCount: m.GetDeliveryCount(), via: n.Name, receiveStarted: started, receiveAnswered: answered, receive: l.rec.receives})
 			acks[i] = &dmsv1.Ack{ReceiptHandle: m.GetReceiptHandle(), Status: dmsv1.AckStatus_ACK_STATUS_SUCCESS}
 		}
 		l.rec.mu.Unlock()
+		ackSent := time.Now()
 		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ackResp, err := client.AckMessages(actx, &dmsv1.AckMessagesRequest{Group: group.GetName(), Acks: acks})
 		cancel()
@@ -163,6 +173,11 @@ func (l *Load) consume(ctx context.Context, q *dmsv1.Queue, group *dmsv1.Consume
 			// Unanswered: the acks may be applied or not; those messages
 			// may come back after their visibility timeout.
 			l.rec.countError("ack", err)
+			l.rec.mu.Lock()
+			for _, m := range resp.GetMessages() {
+				l.rec.ackMayApply(m.GetMessageId(), ackSent)
+			}
+			l.rec.mu.Unlock()
 			via++
 			continue
 		}
@@ -170,10 +185,20 @@ func (l *Load) consume(ctx context.Context, q *dmsv1.Queue, group *dmsv1.Consume
 		l.rec.mu.Lock()
 		for i, r := range ackResp.GetResults() {
 			if r.GetApplied() {
-				l.rec.acked[resp.GetMessages()[i].GetMessageId()] = at
+				id := resp.GetMessages()[i].GetMessageId()
+				l.rec.acked[id] = at
+				l.rec.ackMayApply(id, ackSent)
 			}
 		}
 		l.rec.mu.Unlock()
+	}
+}
+
+// ackMayApply notes an ack of id sent at t that may have been applied.
+// The caller holds r.mu.
+func (r *Record) ackMayApply(id string, t time.Time) {
+	if was, ok := r.ackBegan[id]; !ok || t.Before(was) {
+		r.ackBegan[id] = t
 	}
 }
 
