@@ -143,6 +143,7 @@ func checkFIFO(rec *Record, fifoQueue string, idsOf map[string]map[string]bool) 
 	var out []string
 	inAnswer := map[string]map[int]bool{} // the numbers of each sequence in the current answer so far
 	answer := -1
+	overtaken := map[string]map[int]bool{}
 	for _, d := range rec.deliveries {
 		if d.queue != fifoQueue {
 			continue
@@ -169,15 +170,52 @@ func checkFIFO(rec *Record, fifoQueue string, idsOf map[string]map[string]bool) 
 			for m > 1 && mayBegin[name][m].Before(d.receiveAnswered) {
 				m--
 			}
-			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, answered %s) overtook %s-%d, which was neither acked nor ahead of it in the answer",
-				d.body, d.offset, d.deliveryCount, d.via, d.receiveAnswered.Format(time.TimeOnly+".000"), name, m))
+			// One violation per message overtaken, not one per later
+			// delivery that passes it.
+			if overtaken[name] == nil {
+				overtaken[name] = map[int]bool{}
+			}
+			if overtaken[name][m] {
+				continue
+			}
+			overtaken[name][m] = true
+			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, answered %s) overtook %s-%d, which was neither acked nor ahead of it in the answer; its history: %s",
+				d.body, d.offset, d.deliveryCount, d.via, d.receiveAnswered.Format(time.TimeOnly+".000"), name, m, history(rec, fmt.Sprintf("%s-%d", name, m))))
 		}
 		if own := applied[name][n]; la[n].Before(d.receiveStarted) && !own.Before(d.receiveStarted) {
-			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, receive begun %s) delivered again after a later message of its sequence was acked at %s",
-				d.body, d.offset, d.deliveryCount, d.via, d.receiveStarted.Format(time.TimeOnly+".000"), la[n].Format(time.TimeOnly+".000")))
+			out = append(out, fmt.Sprintf("%s (offset %d, delivery %d, via %s, receive begun %s) delivered again after a later message of its sequence was acked at %s; its history: %s",
+				d.body, d.offset, d.deliveryCount, d.via, d.receiveStarted.Format(time.TimeOnly+".000"), la[n].Format(time.TimeOnly+".000"), history(rec, d.body)))
 		}
 	}
 	return out
+}
+
+// history describes every delivery of a message body and what became of
+// the acks of its ids, for a violation's report. The caller holds rec.mu.
+func history(rec *Record, body string) string {
+	at := func(t time.Time) string { return t.Format(time.TimeOnly + ".000") }
+	var parts []string
+	ids := map[string]bool{}
+	for _, d := range rec.deliveries {
+		if d.body == body {
+			parts = append(parts, fmt.Sprintf("delivery %d via %s begun %s answered %s", d.deliveryCount, d.via, at(d.receiveStarted), at(d.receiveAnswered)))
+			ids[d.id] = true
+		}
+	}
+	for id := range ids {
+		if t, ok := rec.acked[id]; ok {
+			parts = append(parts, "ack applied "+at(t))
+		} else if t, ok := rec.ackBegan[id]; ok {
+			parts = append(parts, "ack unanswered, sent "+at(t))
+		}
+		if r, ok := rec.ackRefused[id]; ok {
+			parts = append(parts, fmt.Sprintf("ack refused %s (%s)", at(r.at), r.reason))
+		}
+	}
+	if len(parts) == 0 {
+		return "never delivered"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Failed reports whether the run broke a promise.

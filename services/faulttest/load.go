@@ -25,8 +25,9 @@ type Record struct {
 	// applied (answered as applied, or not answered at all) was sent: from
 	// then on the service may rightly treat the message as settled.
 	ackBegan    map[string]time.Time
-	errors      map[string]int    // send and receive errors by gRPC code, for the report
-	errorSample map[string]string // the first message of each kind of error
+	ackRefused  map[string]refusal // message id → an ack of it answered as not applied
+	errors      map[string]int     // send and receive errors by gRPC code, for the report
+	errorSample map[string]string  // the first message of each kind of error
 }
 
 // send is one acknowledged message.
@@ -49,7 +50,7 @@ type delivery struct {
 }
 
 func newRecord() *Record {
-	return &Record{acked: map[string]time.Time{}, ackBegan: map[string]time.Time{}, errors: map[string]int{}, errorSample: map[string]string{}}
+	return &Record{acked: map[string]time.Time{}, ackBegan: map[string]time.Time{}, ackRefused: map[string]refusal{}, errors: map[string]int{}, errorSample: map[string]string{}}
 }
 
 func (r *Record) countError(what string, err error) {
@@ -188,10 +189,18 @@ func (l *Load) consume(ctx context.Context, q *dmsv1.Queue, group *dmsv1.Consume
 				id := resp.GetMessages()[i].GetMessageId()
 				l.rec.acked[id] = at
 				l.rec.ackMayApply(id, ackSent)
+			} else {
+				l.rec.ackRefused[resp.GetMessages()[i].GetMessageId()] = refusal{at: at, reason: r.GetErrorReason() + ": " + r.GetErrorMessage()}
 			}
 		}
 		l.rec.mu.Unlock()
 	}
+}
+
+// refusal is an ack answered as not applied.
+type refusal struct {
+	at     time.Time
+	reason string
 }
 
 // ackMayApply notes an ack of id sent at t that may have been applied.

@@ -90,6 +90,9 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		}
 		out := metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.NodeName)
 		err = s.nodeConn(owner).Invoke(out, info.FullMethod, req, resp)
+		if err != nil && status.Code(err) == codes.Unavailable && rpcstatus.Reason(err) == "" && !neverSent(err) {
+			return nil, outcomeUnknown(owner, err)
+		}
 		if !notOwnerAnymore(err) || attempt == forwardAttempts {
 			return resp, err
 		}
@@ -97,14 +100,42 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	}
 }
 
-// notOwnerAnymore reports an answer of a node that no longer owns what it
-// was asked about (or is gone): the call was not applied and can be sent
-// to the new owner.
+// notOwnerAnymore reports an answer that says the call was not applied, so
+// that it can be sent to the new owner: the node refused it as no longer
+// the owner (NOT_LEADER), or it could not be reached at all (no connection,
+// so nothing was sent). A connection that broke during the call is not one:
+// the owner may have applied the call before it went away — recorded a
+// delivery, applied an ack — and a second attempt at the new owner would
+// answer for itself: an ack the first attempt applied comes back "receipt
+// handle expired", and the consumer, told its ack failed, expects the
+// message again while the queue goes on past it (the fault harness saw
+// FIFO groups do exactly that). Such a call fails with its outcome unknown.
 func notOwnerAnymore(err error) bool {
-	if err == nil {
+	if err == nil || status.Code(err) != codes.Unavailable {
 		return false
 	}
-	return status.Code(err) == codes.Unavailable && (rpcstatus.Reason(err) == errs.ErrNotLeader.Reason || rpcstatus.Reason(err) == "")
+	switch rpcstatus.Reason(err) {
+	case errs.ErrNotLeader.Reason:
+		return true
+	case "":
+		return neverSent(err)
+	}
+	return false
+}
+
+// neverSent reports a transport error raised before a call went out: the
+// owner's address could not be resolved or dialled. gRPC tells these apart
+// from a connection lost mid-call only in its messages.
+func neverSent(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "while dialing") || strings.Contains(msg, "name resolver error") || strings.Contains(msg, "produced zero addresses")
+}
+
+// outcomeUnknown is the answer to a forwarded call whose owner went away
+// during it.
+func outcomeUnknown(owner string, err error) error {
+	return rpcstatus.Error(errs.Wrapf(errs.ErrUnavailable, "node %s, which owned the queue's consumer state, went away during the call (%s); it may or may not have been applied: acks may need repeating, and messages it delivered come back after their visibility timeout",
+		owner, status.Convert(err).Message()))
 }
 
 func waitForChange(ctx context.Context, changed <-chan struct{}) {
