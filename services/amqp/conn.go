@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/authz"
 )
 
 // handshakeTimeout bounds the opening of a connection (protocol header to
@@ -61,6 +62,8 @@ type conn struct {
 	fr  *wire.FrameReader
 
 	project   string
+	vhost     string          // as the client named it, for reply texts
+	principal authz.Principal // who the connection acts for (authentication on)
 	frameMax  uint32
 	heartbeat time.Duration
 
@@ -181,12 +184,13 @@ func (c *conn) handshake(br *bufio.Reader) error {
 	if err != nil {
 		return err
 	}
-	if startOk.Mechanism != "PLAIN" && startOk.Mechanism != "AMQPLAIN" {
-		c.closeConnection(errorf(wire.AccessRefused, "mechanism %q is not offered: use PLAIN or AMQPLAIN", startOk.Mechanism))
-		return errors.New("bad mechanism")
+	cr, err := parseCredentials(startOk.Mechanism, startOk.Response)
+	if err != nil && (c.srv.deps.Auth != nil || (startOk.Mechanism != "PLAIN" && startOk.Mechanism != "AMQPLAIN")) {
+		c.closeConnection(errorf(wire.AccessRefused, "%v", err))
+		return err
 	}
-	// Authentication is off: every connection acts in the default project
-	// whatever its credentials (the tenancy work maps them to users).
+	// The password is checked at connection.open, once the vhost says
+	// which account the user is of (auth.go).
 	c.send(0, &wire.ConnectionTune{ChannelMax: c.srv.cfg.ChannelMax, FrameMax: c.srv.cfg.FrameMax, Heartbeat: uint16(c.srv.cfg.Heartbeat / time.Second)})
 	c.flush()
 	tuneOk, err := readMethod[*wire.ConnectionTuneOk](c)
@@ -206,12 +210,25 @@ func (c *conn) handshake(br *bufio.Reader) error {
 	if err != nil {
 		return err
 	}
-	switch vhost := open.VirtualHost; vhost {
-	case "/", "", c.srv.cfg.DefaultProject, "/" + c.srv.cfg.DefaultProject:
-		c.project = c.srv.cfg.DefaultProject
-	default:
-		c.closeConnection(errorf(wire.NotAllowed, "vhost %q not found: with authentication off the only vhost is \"/\" (project %s)", vhost, c.srv.cfg.DefaultProject))
-		return errors.New("bad vhost")
+	if c.srv.deps.Auth == nil {
+		project, aerr := c.vhostProject(open.VirtualHost)
+		if aerr != nil {
+			c.closeConnection(aerr)
+			return aerr
+		}
+		c.project = project
+	} else {
+		ctx, cancel := context.WithTimeout(c.ctx, handshakeTimeout)
+		aerr := c.login(ctx, cr, open.VirtualHost)
+		cancel()
+		if aerr != nil {
+			c.closeConnection(aerr)
+			return aerr
+		}
+	}
+	c.vhost = open.VirtualHost
+	if c.vhost == "" {
+		c.vhost = "/"
 	}
 	c.send(0, &wire.ConnectionOpenOk{})
 	c.flush()

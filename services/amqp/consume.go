@@ -11,6 +11,7 @@ import (
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/delivery"
 )
 
@@ -55,6 +56,9 @@ func (ch *channel) qos(m *wire.BasicQos) error {
 
 func (ch *channel) consume(m *wire.BasicConsume) error {
 	c := ch.c
+	if err := c.authorize(authz.ConsumeMessages, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	aq, err := ch.findQueue(c.ctx, m.Queue)
 	if err != nil {
 		return err
@@ -228,6 +232,9 @@ func (ch *channel) cancel(m *wire.BasicCancel) error {
 
 func (ch *channel) get(m *wire.BasicGet) error {
 	c := ch.c
+	if err := c.authorize(authz.ConsumeMessages, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	aq, err := ch.findQueue(c.ctx, m.Queue)
 	if err != nil {
 		return err

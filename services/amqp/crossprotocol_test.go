@@ -79,3 +79,21 @@ func TestCrossProtocol(t *testing.T) {
 		t.Fatal("the message sent over gRPC did not reach the AMQP consumer")
 	}
 }
+
+// A queue made through another API has no AMQP record and no bindings:
+// unbinding and deleting it over AMQP must still answer (a delete of
+// nothing makes no etcd revision for the topology cache to wait for).
+func TestDeleteQueueMadeElsewhere(t *testing.T) {
+	srv := testserver.Start(t)
+	ctx := context.Background()
+	_, err := srv.Queues().CreateQueue(ctx, &dmsv1.CreateQueueRequest{Parent: "projects/" + server.DefaultProject, Queue: &dmsv1.Queue{DisplayName: "elsewhere"}})
+	require.NoError(t, err)
+	ch := channel(t, dial(t, srv))
+	require.NoError(t, ch.QueueUnbind("elsewhere", "k", "amq.direct", nil))
+	_, err = ch.QueueDelete("elsewhere", false, false, false)
+	require.NoError(t, err)
+	_, err = srv.Queues().GetQueue(ctx, &dmsv1.GetQueueRequest{Name: "projects/" + server.DefaultProject + "/queues/elsewhere"})
+	require.Error(t, err)
+	require.NoError(t, ch.ExchangeDeclare("e", "direct", false, false, false, false, nil))
+	require.NoError(t, ch.ExchangeDelete("e", false, false))
+}

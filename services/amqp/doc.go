@@ -10,6 +10,9 @@
 //     AMQPLAIN; with authentication off every connection acts in
 //     -protocols.default-project, which is the vhost "/"), heartbeats,
 //     connection.close with the spec's reply codes.
+//   - auth.go: with authentication on, the login (a DMS user and password,
+//     the vhost naming the project) and the authorization of every method
+//     by services/authz.
 //   - channel.go: channels, content assembly, channel exceptions (soft
 //     reply codes close the channel, hard ones the connection).
 //   - queues.go: queue.declare/bind/unbind/purge/delete and

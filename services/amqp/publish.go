@@ -10,6 +10,7 @@ import (
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/message"
 )
@@ -61,8 +62,22 @@ func (ch *channel) published() error {
 		ch.pub.in <- pubItem{seq: seq, invalid: true}
 		return nil
 	}
+	routed := c.srv.topo.route(c.project, pub.Exchange, pub.RoutingKey, header.Properties.Headers)
+	if c.srv.deps.Auth != nil {
+		if len(routed) == 0 {
+			// Who may not publish learns nothing of the routing.
+			if err := c.authorize(authz.ProduceMessages, ""); err != nil {
+				return err
+			}
+		}
+		for _, name := range routed {
+			if err := c.authorize(authz.ProduceMessages, name); err != nil {
+				return err
+			}
+		}
+	}
 	var targets []string
-	for _, name := range c.srv.topo.route(c.project, pub.Exchange, pub.RoutingKey, header.Properties.Headers) {
+	for _, name := range routed {
 		q, err := c.srv.deps.Catalog.ResolveQueue(c.ctx, c.project, name)
 		if err != nil {
 			if catalog.IsNotFound(err) {

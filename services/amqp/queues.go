@@ -10,6 +10,7 @@ import (
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/delivery"
 	"github.com/opendms/dms/services/errs"
@@ -52,6 +53,15 @@ type amqpQueue struct {
 	q     *metadatav1.QueueRecord
 	g     *metadatav1.GroupRecord
 	props *queueRec
+}
+
+// queueName is the queue a method names: an empty name is the last queue
+// declared on the channel.
+func (ch *channel) queueName(name string) string {
+	if name == "" {
+		return ch.lastQueue
+	}
+	return name
 }
 
 // findQueue resolves an AMQP queue; ErrQueueNotFound becomes NOT_FOUND.
@@ -192,11 +202,17 @@ func (ch *channel) queueDeclare(m *wire.QueueDeclare) error {
 		return preconditionf("queue name '%s' is not a DMS queue name: %v", trimName(name), err)
 	}
 	if m.Passive {
+		if err := c.authorize(authz.GetQueue, name); err != nil {
+			return err
+		}
 		aq, err := ch.findQueue(ctx, name)
 		if err != nil {
 			return err
 		}
 		return ch.declareOk(m.NoWait, aq)
+	}
+	if err := c.authorize(authz.CreateQueue, name); err != nil {
+		return err
 	}
 	rec, dq, err := queueArgs(m.Arguments)
 	if err != nil {
@@ -268,6 +284,9 @@ func (ch *channel) counts(aq *amqpQueue) (ready, consumers uint32) {
 
 func (ch *channel) queueBind(m *wire.QueueBind) error {
 	c := ch.c
+	if err := c.authorize(authz.UpdateQueue, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	ex, ok := c.srv.topo.exchange(c.project, m.Exchange)
 	if !ok {
 		return notFound("exchange", m.Exchange)
@@ -292,6 +311,9 @@ func (ch *channel) queueBind(m *wire.QueueBind) error {
 
 func (ch *channel) queueUnbind(m *wire.QueueUnbind) error {
 	c := ch.c
+	if err := c.authorize(authz.UpdateQueue, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	ex, ok := c.srv.topo.exchange(c.project, m.Exchange)
 	if !ok {
 		return notFound("exchange", m.Exchange)
@@ -314,6 +336,9 @@ func (ch *channel) queueUnbind(m *wire.QueueUnbind) error {
 // queuePurge moves the AMQP group past everything stored: DMS keeps the
 // messages for its other groups and its retention.
 func (ch *channel) queuePurge(m *wire.QueuePurge) error {
+	if err := ch.c.authorize(authz.ConsumeMessages, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	aq, err := ch.findQueue(ch.c.ctx, m.Queue)
 	if err != nil {
 		return err
@@ -328,6 +353,9 @@ func (ch *channel) queuePurge(m *wire.QueuePurge) error {
 
 func (ch *channel) queueDelete(m *wire.QueueDelete) error {
 	c := ch.c
+	if err := c.authorize(authz.DeleteQueue, ch.queueName(m.Queue)); err != nil {
+		return err
+	}
 	aq, err := ch.findQueue(c.ctx, m.Queue)
 	if err != nil {
 		return err
@@ -362,6 +390,13 @@ func (s *Server) deleteQueue(ctx context.Context, project string, aq *amqpQueue)
 
 func (ch *channel) exchangeDeclare(m *wire.ExchangeDeclare) error {
 	c := ch.c
+	action := authz.CreateQueue
+	if m.Passive {
+		action = authz.ListQueues
+	}
+	if err := c.authorize(action, ""); err != nil {
+		return err
+	}
 	if typ, builtin := builtinExchanges[m.Exchange]; builtin {
 		if !m.Passive && m.Type != typ {
 			return preconditionf("inequivalent arg 'type' for exchange '%s' in vhost '/': received '%s' but current is '%s'", m.Exchange, m.Type, typ)
@@ -405,6 +440,9 @@ func (ch *channel) exchangeDeclare(m *wire.ExchangeDeclare) error {
 // through the destination.
 func (ch *channel) exchangeBind(m *wire.ExchangeBind, unbind bool) error {
 	c := ch.c
+	if err := c.authorize(authz.UpdateQueue, ""); err != nil {
+		return err
+	}
 	src, ok := c.srv.topo.exchange(c.project, m.Source)
 	if !ok {
 		return notFound("exchange", m.Source)
@@ -438,6 +476,9 @@ func (ch *channel) exchangeBind(m *wire.ExchangeBind, unbind bool) error {
 
 func (ch *channel) exchangeDelete(m *wire.ExchangeDelete) error {
 	c := ch.c
+	if err := c.authorize(authz.DeleteQueue, ""); err != nil {
+		return err
+	}
 	if _, builtin := builtinExchanges[m.Exchange]; builtin {
 		return errorf(wire.AccessRefused, "operation not permitted on exchange '%s'", m.Exchange)
 	}

@@ -33,6 +33,9 @@ type Deps struct {
 	Etcd *clientv3.Client
 	// TLS, when set, makes the listener serve AMQPS (TLS) only.
 	TLS *tls.Config
+	// Auth, when set, makes every connection log in as a DMS user and
+	// every method be authorized (auth.go).
+	Auth *Auth
 }
 
 // Server is the AMQP 0-9-1 listener of a node.

@@ -288,8 +288,24 @@ func (t *topology) deleteKey(ctx context.Context, key string, prefix bool) error
 		opts = append(opts, clientv3.WithPrefix())
 	}
 	resp, err := t.cli.Delete(ctx, key, opts...)
-	if err != nil {
+	if err != nil || resp.Deleted == 0 {
+		// Nothing deleted: no revision of it for the watch to bring.
 		return err
+	}
+	return t.waitRev(ctx, resp.Header.Revision)
+}
+
+// waitDeleted waits for a transaction of deletes to reach the cache. A
+// transaction that deleted nothing made no revision of its own (its
+// header names the store's latest, which the watch of this prefix may
+// never bring), so there is nothing to wait for.
+func (t *topology) waitDeleted(ctx context.Context, resp *clientv3.TxnResponse) error {
+	var n int64
+	for _, r := range resp.Responses {
+		n += r.GetResponseDeleteRange().GetDeleted()
+	}
+	if n == 0 {
+		return nil
 	}
 	return t.waitRev(ctx, resp.Header.Revision)
 }
@@ -303,7 +319,7 @@ func (t *topology) deleteQueue(ctx context.Context, project, queue string) error
 	if err != nil {
 		return err
 	}
-	return t.waitRev(ctx, resp.Header.Revision)
+	return t.waitDeleted(ctx, resp)
 }
 
 // deleteExchange removes an exchange and every binding to it.
@@ -323,7 +339,7 @@ func (t *topology) deleteExchange(ctx context.Context, project, name string) err
 	if err != nil {
 		return err
 	}
-	return t.waitRev(ctx, resp.Header.Revision)
+	return t.waitDeleted(ctx, resp)
 }
 
 // hasBindings reports whether an exchange is the source of a binding.

@@ -279,6 +279,26 @@ func (a auditingDirectory) Denied(p authz.Principal, action authz.Action, res au
 	})
 }
 
+// auditLoginRefused returns what a protocol front end that checks
+// passwords itself (AMQP) calls for every refused login: a record of
+// action `{front end}/Login` by the `refused` principal, with the user
+// name it gave and where from.
+func (s *Server) auditLoginRefused(frontEnd string) func(remote, user, method string, err error) {
+	return func(remote, user, method string, err error) {
+		if s.audit == nil {
+			return
+		}
+		st := rpcstatus.New(err)
+		params, _ := json.Marshal(map[string]string{"user": user})
+		s.audit.Record(&dmsv1.AuditRecord{
+			Time: timestamppb.New(s.now()), Principal: "refused", AuthMethod: method, SourceAddress: remote,
+			Action: frontEnd + "/Login", Parameters: string(params),
+			Code: st.Code().String(), Reason: rpcstatus.Reason(st.Err()), ErrorMessage: st.Message(),
+			DecidedBy: "authentication", Node: s.NodeName,
+		})
+	}
+}
+
 // secretFields are left out of recorded parameters wherever they appear.
 var secretFields = map[protoreflect.Name]bool{
 	"password": true, "new_password": true, "secret_key": true, "secret": true, "token": true,

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -20,7 +22,7 @@ import (
 )
 
 // The authorization matrix: every principal × every action × every front
-// end (gRPC, native REST, DMS v1.0 REST), each cell done for real against a
+// end (gRPC, native REST, DMS v1.0 REST, AMQP 0-9-1), each cell done for real against a
 // dmsd with authentication on, its outcome (allowed, or denied with which
 // HTTP status / gRPC code and reason) compared with what the rules say.
 // The expectations are written out here from the rules, not read
@@ -37,6 +39,10 @@ type matrixPrincipal struct {
 	// for none, in which case denial is the expected refusal.
 	allowed map[string]bool
 	denial  string // the reason of every refusal
+	// user and password log in over AMQP (the vhost is project A); a
+	// principal without them (a token's) has no AMQP cells, except
+	// anonymous, which logs in with no user name.
+	user, password string
 }
 
 var matrixActions = []string{"CreateQueue", "ListQueues", "GetQueue", "DeleteQueue", "CreateGroup", "GetGroups", "DeleteGroup", "ProduceMessages", "ConsumeMessages"}
@@ -158,18 +164,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 	sharedActions := []string{"GetQueue", "GetGroups", "ProduceMessages", "ConsumeMessages"}
 	shared := actionSet(sharedActions...)
 	principals := []matrixPrincipal{
-		{name: "operator-admin", token: unscoped, allowed: all},
+		{name: "operator-admin", token: unscoped, allowed: all, user: "admin", password: adminPassword},
 		{name: "operator-admin-scoped-A", token: adminToken, allowed: all},
-		{name: "A-admin", token: apiToken(aAdmin, "", time.Time{}), allowed: all},
-		{name: "A-producer", token: apiToken(aProducer, projectA, time.Time{}), allowed: actionSet(append(read, "ProduceMessages")...)},
+		{name: "A-admin", token: apiToken(aAdmin, "", time.Time{}), allowed: all, user: "a-admin", password: "password-of-a-admin"},
+		{name: "A-producer", token: apiToken(aProducer, projectA, time.Time{}), allowed: actionSet(append(read, "ProduceMessages")...), user: "a-producer", password: "password-of-a-producer"},
 		{name: "A-producer-aksk", token: apiToken(aProducer, "", time.Time{}), ak: key.GetAccessKey().GetAccessKey(), sk: key.GetSecretKey(), allowed: actionSet(append(read, "ProduceMessages")...)},
-		{name: "A-consumer", token: apiToken(aConsumer, "", time.Time{}), allowed: actionSet(append(read, "ConsumeMessages")...)},
-		{name: "A-viewer", token: apiToken(aViewer, "", time.Time{}), allowed: actionSet(read...)},
+		{name: "A-consumer", token: apiToken(aConsumer, "", time.Time{}), allowed: actionSet(append(read, "ConsumeMessages")...), user: "a-consumer", password: "password-of-a-consumer"},
+		{name: "A-viewer", token: apiToken(aViewer, "", time.Time{}), allowed: actionSet(read...), user: "a-viewer", password: "password-of-a-viewer"},
+		// A password that is wrong: refused at login (AMQP only).
+		{name: "A-admin-wrong-password", allowed: nil, denial: "CREDENTIAL_INVALID", user: "a-admin", password: "not-the-password"},
 		// Every queue of the matrix is shared with project B (its policy
 		// allows these actions to projects/B), none with project C.
-		{name: "B-admin-shared", token: apiToken(bAdmin, "", time.Time{}), allowed: shared, denial: "PERMISSION_DENIED"},
+		{name: "B-admin-shared", token: apiToken(bAdmin, "", time.Time{}), allowed: shared, denial: "PERMISSION_DENIED", user: "b-admin", password: "password-of-b-admin"},
 		{name: "B-admin-scoped-B-shared", token: bScoped, allowed: shared, denial: "PROJECT_SCOPE_MISMATCH"},
-		{name: "C-admin-not-shared", token: apiToken(cAdmin, "", time.Time{}), denial: "PERMISSION_DENIED"},
+		{name: "C-admin-not-shared", token: apiToken(cAdmin, "", time.Time{}), denial: "PERMISSION_DENIED", user: "c-admin", password: "password-of-c-admin"},
 		{name: "C-admin-scoped-C-not-shared", token: cScoped, denial: "PROJECT_SCOPE_MISMATCH"},
 		{name: "anonymous", denial: "UNAUTHENTICATED"},
 		{name: "revoked-access-key", token: revokedToken, ak: revoked.GetAccessKey().GetAccessKey(), sk: revoked.GetSecretKey(), denial: "CREDENTIAL_INVALID"},
@@ -198,6 +206,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 		return q.GetQueue(), g.GetGroup()
 	}
+	amqps := &amqpCells{conns: map[string]*amqp091.Connection{}}
+	defer amqps.close()
 	frontEnds := map[string]func(p matrixPrincipal, action string) matrixOutcome{
 		"grpc": func(p matrixPrincipal, action string) matrixOutcome {
 			return grpcCell(t, s, p, action, fixture)
@@ -208,11 +218,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"dms-rest": func(p matrixPrincipal, action string) matrixOutcome {
 			return restCell(t, s, p, action, fixture, true)
 		},
+		"amqp": func(p matrixPrincipal, action string) matrixOutcome {
+			return amqps.cell(t, s, p, action, fixture)
+		},
 	}
+
 	unexpected, cells := 0, 0
 	for _, p := range principals {
-		for _, fe := range []string{"grpc", "native-rest", "dms-rest"} {
+		for _, fe := range []string{"grpc", "native-rest", "dms-rest", "amqp"} {
 			for _, action := range matrixActions {
+				if fe == "amqp" && (amqpActions[action] == "" || (p.user == "" && p.name != "anonymous")) {
+					continue
+				}
+				if fe != "amqp" && p.token == "" && p.name != "anonymous" {
+					continue
+				}
 				cells++
 				got := frontEnds[fe](p, action)
 				want := p.allowed[action]
@@ -241,6 +261,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 // refusalStatus is the status a refusal must carry on a front end.
 func refusalStatus(frontEnd, reason string) int {
+	if frontEnd == "amqp" {
+		// ACCESS_REFUSED: on the connection at login, else on the channel.
+		return 403
+	}
 	unauthenticated := reason == "UNAUTHENTICATED" || reason == "CREDENTIAL_INVALID" || reason == "CREDENTIAL_EXPIRED"
 	if frontEnd == "grpc" {
 		if unauthenticated {
@@ -387,4 +411,92 @@ func restCell(t *testing.T, s *testserver.Server, p matrixPrincipal, action stri
 		t.Fatalf("%s %s failed for another reason than authorization: %d %v", method, path, status, out)
 	}
 	return matrixOutcome{status: status, reason: reason, detail: fmt.Sprint(out["message"], out["error_msg"])}
+}
+
+// amqpActions is the AMQP method each action of the matrix is done with;
+// consumer groups have no AMQP counterpart.
+var amqpActions = map[string]string{
+	"CreateQueue": "queue.declare", "ListQueues": "exchange.declare passive", "GetQueue": "queue.declare passive",
+	"DeleteQueue": "queue.delete", "ProduceMessages": "basic.publish", "ConsumeMessages": "basic.get",
+}
+
+// amqpCells does the matrix's cells over AMQP 0-9-1, one connection per
+// principal (vhost: project A), one channel per cell: a refusal closes the
+// channel (or, at login, the connection) with 403 ACCESS_REFUSED and DMS's
+// reason first in the reply text.
+type amqpCells struct {
+	conns map[string]*amqp091.Connection
+}
+
+func (a *amqpCells) close() {
+	for _, c := range a.conns {
+		_ = c.Close()
+	}
+}
+
+func amqpOutcome(t *testing.T, err error) matrixOutcome {
+	var ae *amqp091.Error
+	if !errors.As(err, &ae) || ae.Code != amqp091.AccessRefused {
+		t.Fatalf("AMQP failed for another reason than authorization: %v", err)
+	}
+	reason, _, _ := strings.Cut(strings.TrimPrefix(ae.Reason, "ACCESS_REFUSED - "), ":")
+	return matrixOutcome{status: ae.Code, reason: reason, detail: ae.Reason}
+}
+
+func (a *amqpCells) cell(t *testing.T, s *testserver.Server, p matrixPrincipal, action string, fixture func() (*dmsv1.Queue, *dmsv1.ConsumerGroup)) matrixOutcome {
+	q, _ := fixture()
+	project := strings.Split(q.GetName(), "/")[1]
+	conn := a.conns[p.name]
+	if conn == nil {
+		var err error
+		conn, err = amqp091.DialConfig("amqp://"+s.AMQPAddr+"/", amqp091.Config{Vhost: project,
+			SASL: []amqp091.Authentication{&amqp091.PlainAuth{Username: p.user, Password: p.password}}})
+		if err != nil {
+			return amqpOutcome(t, err)
+		}
+		a.conns[p.name] = conn
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	name := q.GetDisplayName()
+	switch action {
+	case "CreateQueue":
+		_, err = ch.QueueDeclare(name+"-new", true, false, false, false, nil)
+	case "ListQueues":
+		err = ch.ExchangeDeclarePassive("amq.direct", "direct", true, false, false, false, nil)
+	case "GetQueue":
+		_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	case "DeleteQueue":
+		_, err = ch.QueueDelete(name, false, false, false)
+	case "ProduceMessages":
+		if err = ch.Confirm(false); err != nil {
+			break
+		}
+		var conf *amqp091.DeferredConfirmation
+		conf, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", name, false, false, amqp091.Publishing{Body: []byte("x")})
+		if err != nil {
+			break
+		}
+		// A refusal closes the channel, which completes the confirmation
+		// unacked.
+		<-conf.Done()
+		if !conf.Acked() {
+			err = errors.New("publish not confirmed")
+			if e := <-closed; e != nil {
+				err = e
+			}
+		}
+	case "ConsumeMessages":
+		_, _, err = ch.Get(name, false)
+	default:
+		t.Fatalf("no AMQP method for %s", action)
+	}
+	if err == nil {
+		return matrixOutcome{allowed: true}
+	}
+	return amqpOutcome(t, err)
 }

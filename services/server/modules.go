@@ -352,6 +352,10 @@ func (s *Server) initAMQP(context.Context) (modules.Stopper, error) {
 	if s.tls != nil {
 		deps.TLS = s.tls.ServerConfig()
 	}
+	if s.cfg.Auth.Enabled {
+		deps.Auth = &amqp.Auth{Authenticator: s.authn, Directory: s.auditingDirectory("amqp"),
+			ProjectByName: s.identityCache.ProjectByName, Refused: s.auditLoginRefused("amqp")}
+	}
 	a, err := amqp.New(cfg, deps, s.logger.With("role", RoleAMQP))
 	if err != nil {
 		return nil, err
