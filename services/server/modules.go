@@ -144,6 +144,7 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 	s.publicGRPC, s.internalGRPC = s.newGRPCServer(true), s.newGRPCServer(false)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.tel.MetricsHandler())
 	// Profiles on demand: how a slow server is diagnosed in place.
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,6 +261,50 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz answers 200 once the node has joined the cluster and caught up:
+// it has started (as /healthz), is not stopping, and is in the in-sync
+// replicas of every partition and shard it keeps a copy of whose leader is
+// alive. A node back from a restart is not ready until its followers have
+// caught up, so that an orchestrator that waits for readiness before it
+// stops the next node (a StatefulSet's rolling update, the rolling upgrade
+// in the README) never takes a second in-sync copy away. 503 lists what it
+// still waits for.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+		return
+	}
+	if lagging := laggingUnits(s.placement.Units(), s.NodeName, s.placement.Alive); len(lagging) > 0 {
+		const shown = 5
+		more := ""
+		if len(lagging) > shown {
+			more = fmt.Sprintf(" and %d more", len(lagging)-shown)
+			lagging = lagging[:shown]
+		}
+		http.Error(w, fmt.Sprintf("catching up: not in sync on %s%s", strings.Join(lagging, ", "), more), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// laggingUnits returns the units that node keeps a copy of but is not in
+// sync on, while their leader is alive (without one nothing can catch up,
+// and readiness must not wait for it).
+func laggingUnits(units []placement.State, node string, alive func(string) bool) []string {
+	var lagging []string
+	for _, u := range units {
+		if !slices.Contains(u.GetReplicas(), node) || slices.Contains(u.GetIsr(), node) {
+			continue
+		}
+		if u.GetLeader() == "" || !alive(u.GetLeader()) {
+			continue
+		}
+		lagging = append(lagging, placement.UnitKey(u.GetUnit()))
+	}
+	slices.Sort(lagging)
+	return lagging
 }
 
 // Stop shuts the process down: the listeners first, so that no request is
