@@ -298,6 +298,15 @@ func (c *Cache) ResolveQueue(ctx context.Context, project, ref string) (*metadat
 	return q, nil
 }
 
+// CachedQueue returns a queue by id from the cache only, never asking
+// etcd: for metrics on hot paths.
+func (c *Cache) CachedQueue(id string) (*metadatav1.QueueRecord, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	q := c.queues[id]
+	return q, q != nil
+}
+
 // QueueByID finds a queue by id in any project.
 func (c *Cache) QueueByID(ctx context.Context, id string) (*metadatav1.QueueRecord, error) {
 	c.mu.RLock()

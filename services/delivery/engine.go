@@ -28,6 +28,7 @@ import (
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/recordfmt"
 	"github.com/opendms/dms/services/storage/logid"
+	"github.com/opendms/dms/services/telemetry"
 )
 
 // Ownership says which consumer groups this node serves: in a cluster the
@@ -58,6 +59,10 @@ type Engine struct {
 
 	mu           sync.Mutex
 	consumptions map[string]*consumption // by state log key
+
+	// metrics counts deliveries and settlements (SetMetrics); nil counts
+	// nothing.
+	metrics *telemetry.Messaging
 
 	// background counts the state writers and trims running, which Stop
 	// waits for: what they write was already applied in memory and

@@ -40,6 +40,9 @@ func (e *Engine) expire(ctx context.Context, c *consumption, now time.Time, batc
 func (e *Engine) fail(ctx context.Context, c *consumption, pi int32, offset int64, reason string, now time.Time, batch *stateBatch) error {
 	p := c.parts[pi]
 	rec := batch.rec(pi)
+	if c.kind != kindDeadLetters {
+		e.metrics.Failed(c.queue, c.group, reason)
+	}
 	if c.deadLettersEnabled() && p.attempts[offset] >= c.queue.GetMaxConsumeCount() {
 		r, err := e.readOne(ctx, p.log, offset)
 		if err != nil {

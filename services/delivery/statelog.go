@@ -79,6 +79,9 @@ func (e *Engine) submit(c *consumption, batch *stateBatch) <-chan error {
 	if batch.woke {
 		c.signalChanged()
 	}
+	if e.metrics != nil && c.kind != kindDeadLetters {
+		e.countBatch(c, batch)
+	}
 	ts := e.now().UnixMilli()
 	pending := pendingState{deadLetters: batch.deadLetters, checkpointAt: -1, done: done}
 	records := make([]*deliveryv1.StateRecord, 0, len(batch.order))

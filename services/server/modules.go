@@ -111,6 +111,9 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	s.tel = tel
+	if s.messaging, err = telemetry.NewMessaging(tel.MeterProvider, s.cfg.Telemetry.QueueLabels); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
 	if err := s.loadTLS(); err != nil {
 		_ = tel.Shutdown(ctx)
 		return nil, err
@@ -191,6 +194,11 @@ func (s *Server) registerPublic(register func(grpc.ServiceRegistrar)) {
 
 func (s *Server) initCatalog(ctx context.Context) (modules.Stopper, error) {
 	s.cache = catalog.NewCache(s.cli, s.logger.With("component", "catalog"))
+	s.cache.Subscribe(func(ev catalog.Event) {
+		if ev.Kind == catalog.QueueDeleted {
+			s.messaging.Forget(ev.QueueID)
+		}
+	})
 	// The cache's watch ends with the process context.
 	return nil, s.cache.Start(ctx)
 }
@@ -222,7 +230,7 @@ func (s *Server) initStorage(ctx context.Context) (modules.Stopper, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := engine.RegisterMetrics(s.tel.MeterProvider); err != nil {
+	if err := engine.RegisterMetrics(s.tel.MeterProvider, s.messaging); err != nil {
 		return nil, err
 	}
 	if s.audit != nil {
@@ -281,6 +289,9 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 	}
 	engine := delivery.NewEngine(s.cfg.Delivery, s.storageClient(), s.cache, ownership{s}, key, s.now, s.logger.With("role", RoleDelivery))
 	s.deliveryEngine = engine
+	if err := engine.SetMetrics(s.messaging, s.tel.MeterProvider); err != nil {
+		return nil, err
+	}
 	h := delivery.NewHandler(engine, s.cache)
 	h.RecordConsumers(s.cfg.Telemetry.RecordTraces)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterConsumerServiceServer(r, h) })
@@ -290,6 +301,9 @@ func (s *Server) initDelivery(ctx context.Context) (modules.Stopper, error) {
 
 func (s *Server) initScheduler(ctx context.Context) (modules.Stopper, error) {
 	s.scheduler = scheduler.New(s.cfg.Scheduler, ownership{s}, s.cli, s.storageClient(), s.ingestClient(), s.cache, s.now, s.logger.With("role", RoleScheduler))
+	if err := s.scheduler.RegisterMetrics(s.tel.MeterProvider, s.messaging); err != nil {
+		return nil, err
+	}
 	s.scheduler.Start(ctx)
 	schedulerv1.RegisterSchedulerServiceServer(s.internalGRPC, scheduler.NewHandler(s.scheduler))
 	return modules.StopFunc(func(context.Context) error { s.scheduler.Stop(); return nil }), nil

@@ -76,6 +76,7 @@ type Server struct {
 	clusterInfo  *metadatav1.ClusterInfo
 	placement    *placement.Cache
 	tel          *telemetry.Telemetry
+	messaging    *telemetry.Messaging // the domain counters
 	publicGRPC   *grpc.Server
 	internalGRPC *grpc.Server
 	mux          *http.ServeMux

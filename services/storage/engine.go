@@ -34,7 +34,8 @@ type Engine struct {
 	keys     *partitionlog.Keyring // master keys; nil: encryption at rest is off
 	units    *units
 	fetchers *fetchers
-	repairs  *repairs // lost ranges of this node's copies, and damage counters
+	repairs  *repairs        // lost ranges of this node's copies, and damage counters
+	latency  *latencyMetrics // nil until RegisterMetrics: records nothing
 	// stopping is set when the node begins to stop: it leads nothing more
 	// (no writes, no changes of in-sync replicas), so that followers the
 	// stopping node no longer answers are not dropped from them.
@@ -86,7 +87,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	if cfg.ReplicaLagTime <= 0 {
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
-	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(),
+	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(), latency: &latencyMetrics{},
 		logs: map[string]*openLog{}, rings: map[string]*partitionlog.Keyring{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
@@ -172,6 +173,7 @@ func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability 
 		OnPublish:     func(int64) { e.units.published() },
 		OnDamage:      func(r partitionlog.Repair) { e.damageFound(id, r) },
 		OnLost:        func(from, to int64) { e.noteLost(id, from, to) },
+		OnSync:        e.latency.syncObserver(id),
 	}
 	if !logid.IsInternal(id) {
 		opts.SegmentBytes = e.cfg.SegmentBytes
@@ -239,6 +241,7 @@ func normalDurability(d storagev1.Durability) storagev1.Durability {
 // leader of the log's unit, and answers once the in-sync replicas have it
 // (once this node has it, for an asynchronous log).
 func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*storagev1.AppendResponse, error) {
+	start := time.Now()
 	id := req.GetLog()
 	if err := logid.Validate(id); err != nil {
 		return nil, err
@@ -294,6 +297,7 @@ func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*sto
 	if err != nil {
 		return nil, err
 	}
+	e.latency.stored(id, start, req, resp)
 	if u != nil && sync {
 		count := int64(len(req.GetRecords()))
 		if b := req.GetBatch(); b != nil {
@@ -304,10 +308,13 @@ func (e *Engine) Append(ctx context.Context, req *storagev1.AppendRequest) (*sto
 		}
 		wctx, cancel := context.WithTimeout(ctx, replicationTimeout)
 		defer cancel()
+		waitStart := time.Now()
 		if err := e.waitCommitted(wctx, u, l, resp.GetFirstOffset()+max(count, 1)-1); err != nil {
 			return nil, err
 		}
+		e.latency.replicated(id, waitStart)
 	}
+	e.latency.appended(id, start)
 	return resp, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/storage/logid"
 	"github.com/opendms/dms/services/storage/partitionlog"
+	"github.com/opendms/dms/services/telemetry"
 )
 
 // damageCounters count, per log kind, what this node found damaged and what
@@ -66,7 +67,16 @@ func (d *damageCounters) repaired(id logid.ID, offsets int64) {
 // dms_storage_quarantined_bytes_total, dms_storage_torn_tail_bytes_total,
 // dms_storage_repaired_ranges_total and dms_storage_repaired_offsets_total,
 // each by log kind (queue_partition, group_state, ...).
-func (e *Engine) RegisterMetrics(mp metric.MeterProvider) error {
+//
+// It also records the latency histograms dms.storage.append.duration,
+// dms.storage.fsync.duration and dms.storage.replication.duration (by log
+// kind), the gauges dms.storage.under_replicated_partitions,
+// dms.storage.offline_partitions and dms.storage.filesystem.{size,available},
+// and counts the messages stored into produced (nil: not counted).
+func (e *Engine) RegisterMetrics(mp metric.MeterProvider, produced *telemetry.Messaging) error {
+	if err := e.registerDomainMetrics(mp, produced); err != nil {
+		return err
+	}
 	m := mp.Meter("github.com/opendms/dms/services/storage")
 	type counter struct {
 		name, desc, unit string

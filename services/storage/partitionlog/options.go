@@ -88,6 +88,9 @@ type Options struct {
 	// during Open and with the log's internal locks held: it must be quick,
 	// must not block, and must not call the log.
 	OnLost func(from, to int64)
+	// OnSync, if set, is told how long each fsync of segment data took,
+	// from the goroutine that issued it: for metrics. It must be quick.
+	OnSync func(d time.Duration)
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -689,7 +689,13 @@ func (l *Log) syncData(f *os.File) error {
 		}
 	}
 	l.syncs.Add(1)
-	return fdatasync(f)
+	if l.opts.OnSync == nil {
+		return fdatasync(f)
+	}
+	start := time.Now()
+	err := fdatasync(f)
+	l.opts.OnSync(time.Since(start))
+	return err
 }
 
 // runFlusher fsyncs the active segment every FlushInterval in async mode.
