@@ -80,7 +80,10 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 		return err
 	}
 	mux.Handle("/v1/", gw)
-	mux.Handle("/v1.0/", dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger))
+	dms := dmsv1compat.NewHandler(roleRouter{conns}, dmsv1compat.Config{MaxQueuesPerProject: cfg.MaxQueuesPerProject}, logger)
+	for _, prefix := range dmsv1compat.Prefixes() {
+		mux.Handle(prefix, dms)
+	}
 	// The web console: static files of a client of the API above.
 	mux.Handle(console.Prefix, console.Handler())
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -242,7 +242,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if e.httpStatus >= http.StatusInternalServerError && r.Context().Err() == nil {
 		level = slog.LevelError
 	}
-	h.logger.Log(r.Context(), level, "dms v1.0 request failed",
+	h.logger.Log(r.Context(), level, "dms request failed",
 		"method", r.Method, "path", r.URL.Path, "status", e.httpStatus,
 		"error_code", e.code, "reason", reasonName(e.reason), "error", e.message)
 	code := strconv.Itoa(e.code)

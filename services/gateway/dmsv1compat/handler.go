@@ -29,9 +29,9 @@ type Config struct {
 // defaultQueueQuota is Huawei's default queue quota per project.
 const defaultQueueQuota = 30
 
-// NewHandler returns the handler of the DMS v1.0 REST API, which calls the
-// dms.v1 services over conn. It routes on the full request path, so mount it
-// at "/v1.0/" without stripping the prefix.
+// NewHandler returns the handler of the DMS v1.0 and v2 REST APIs, which
+// calls the dms.v1 services over conn. It routes on the full request path,
+// so mount it at "/v1.0/" and "/v2/" (Prefixes) without stripping them.
 func NewHandler(conn grpc.ClientConnInterface, cfg Config, logger *slog.Logger) http.Handler {
 	if cfg.MaxQueuesPerProject <= 0 {
 		cfg.MaxQueuesPerProject = defaultQueueQuota
@@ -47,19 +47,15 @@ func NewHandler(conn grpc.ClientConnInterface, cfg Config, logger *slog.Logger) 
 		logger:   logger,
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1.0/{project_id}/queues", h.serve(h.createQueue))
-	mux.HandleFunc("GET /v1.0/{project_id}/queues", h.serve(h.listQueues))
-	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}", h.serve(h.getQueue))
-	mux.HandleFunc("DELETE /v1.0/{project_id}/queues/{queue_id}", h.serve(h.deleteQueue))
-	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups", h.serve(h.createGroups))
-	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups", h.serve(h.listGroups))
-	mux.HandleFunc("DELETE /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}", h.serve(h.deleteGroup))
-	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/messages", h.serve(h.sendMessages))
-	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/messages", h.serve(h.consumeMessages))
-	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/ack", h.serve(h.ackMessages))
-	mux.HandleFunc("GET /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters", h.serve(h.consumeDeadLetters))
-	mux.HandleFunc("POST /v1.0/{project_id}/queues/{queue_id}/groups/{group_id}/deadletters/ack", h.serve(h.ackDeadLetters))
-	mux.HandleFunc("GET /v1.0/{project_id}/quotas/dms", h.serve(h.quotas))
+	for _, version := range versions {
+		for _, rt := range routes(h) {
+			path := rt.path
+			if override, ok := version.paths[path]; ok {
+				path = override
+			}
+			mux.HandleFunc(rt.method+" "+version.prefix+"{project_id}"+path, h.serve(rt.endpoint))
+		}
+	}
 	return h.routed(mux)
 }
 
@@ -81,11 +77,11 @@ func (h *handler) routed(mux *http.ServeMux) http.Handler {
 		if probe.status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", probe.header.Get("Allow"))
 			h.writeError(w, r, errorFor(dmsv1.ErrorReason_ERROR_REASON_METHOD_NOT_ALLOWED,
-				"the DMS v1.0 API does not serve "+r.Method+" on "+r.URL.Path+"; it serves "+probe.header.Get("Allow")))
+				"the DMS API does not serve "+r.Method+" on "+r.URL.Path+"; it serves "+probe.header.Get("Allow")))
 			return
 		}
 		h.writeError(w, r, newError(http.StatusNotFound, codeURLNotFound, dmsv1.ErrorReason_ERROR_REASON_REQUEST_INVALID,
-			"no DMS v1.0 API serves "+r.Method+" "+r.URL.Path))
+			"no DMS API serves "+r.Method+" "+r.URL.Path))
 	})
 }
 

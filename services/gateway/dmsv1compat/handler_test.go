@@ -27,11 +27,21 @@ import (
 // The tests speak DMS v1.0 over HTTP to a real server with every role in
 // process, as a DMS client would. Each subtest has a project of its own so
 // that counts (queues, quota use) are its own.
+//
+// Both API versions run the same cases: v2 has v1.0's bodies, status codes
+// and error codes, and differs only in the quota path.
 func TestDMSV1API(t *testing.T) {
 	srv := testserver.Start(t)
-	base := "http://" + srv.HTTPAddr + "/v1.0/"
+	for _, version := range []string{"v1.0", "v2"} {
+		t.Run(version, func(t *testing.T) { testDMSAPI(t, srv, version) })
+	}
+}
+
+func testDMSAPI(t *testing.T, srv *testserver.Server, version string) {
+	base := "http://" + srv.HTTPAddr + "/" + version + "/"
 	newClient := func(t *testing.T, name string) *client {
-		return &client{t: t, http: &http.Client{}, root: base, project: base + projectID(name), srv: srv}
+		id := projectID(version + "/" + name)
+		return &client{t: t, http: &http.Client{}, version: version, root: base, projectID: id, project: base + id, srv: srv}
 	}
 	t.Run("queues", func(t *testing.T) { testQueues(t, newClient(t, "proj-queues")) })
 	t.Run("queue validation", func(t *testing.T) { testQueueValidation(t, newClient(t, "proj-queue-validation")) })
@@ -74,7 +84,7 @@ func testQueues(t *testing.T, c *client) {
 
 	kafka := c.createQueue(map[string]any{"name": "clicks", "queue_mode": "KAFKA_HA", "retention_hours": 36})
 	kafkaID := kafka["id"].(string)
-	assert.Equal(t, "k-"+projectID("proj-queues")+"-"+kafkaID, kafka["kafka_topic"])
+	assert.Equal(t, "k-"+c.projectID+"-"+kafkaID, kafka["kafka_topic"])
 
 	c.createQueue(map[string]any{
 		"name": "payments", "queue_mode": "FIFO", "redrive_policy": "enable", "max_consume_count": 5,
@@ -145,7 +155,7 @@ func testQueues(t *testing.T, c *client) {
 		assert.EqualValues(t, 0, q["group_count"])
 
 		k := c.getJSONObject("/queues/" + kafkaID + "?include_deadletter=true")
-		assert.Equal(t, "k-"+projectID("proj-queues")+"-"+kafkaID, k["kafka_topic"])
+		assert.Equal(t, "k-"+c.projectID+"-"+kafkaID, k["kafka_topic"])
 		assert.NotContains(t, k, "redrive_policy")
 	})
 
@@ -643,7 +653,11 @@ func testAck(t *testing.T, c *client) {
 func testQuotas(t *testing.T, c *client) {
 	quota := func() map[string]any {
 		t.Helper()
-		body := c.getJSONObject("/quotas/dms")
+		path := "/quotas/dms"
+		if c.version == "v2" {
+			path = "/quotas"
+		}
+		body := c.getJSONObject(path)
 		resources := body["quotas"].(map[string]any)["resources"].([]any)
 		require.Len(t, resources, 1)
 		return resources[0].(map[string]any)
@@ -732,11 +746,13 @@ func testRouting(t *testing.T, c *client) {
 // client is a minimal DMS v1.0 client. Like the real ones, it sends
 // Content-Type: application/json on every request, GET and DELETE included.
 type client struct {
-	t       *testing.T
-	http    *http.Client
-	root    string // http://host:port/v1.0/
-	project string // root + project id
-	srv     *testserver.Server
+	t         *testing.T
+	http      *http.Client
+	version   string // v1.0 or v2
+	root      string // http://host:port/v1.0/
+	projectID string
+	project   string // root + project id
+	srv       *testserver.Server
 }
 
 // with returns the client for use in a subtest, so that its failures are
@@ -999,7 +1015,7 @@ func testBytesKept(t *testing.T, c *client) {
 		status, resp := c.do(http.MethodPost, messages, `{"messages":[{"body":`+body+`}]}`)
 		require.Equal(t, http.StatusCreated, status, string(resp))
 		received, err := dmsv1.NewConsumerServiceClient(c.srv.Conn).ReceiveMessages(t.Context(), &dmsv1.ReceiveMessagesRequest{
-			Group: "projects/" + projectID("proj-bytes") + "/queues/" + queueID + "/groups/" + groupID, WaitTime: durationpb.New(5 * time.Second),
+			Group: "projects/" + c.projectID + "/queues/" + queueID + "/groups/" + groupID, WaitTime: durationpb.New(5 * time.Second),
 		})
 		require.NoError(t, err)
 		require.Len(t, received.GetMessages(), 1)

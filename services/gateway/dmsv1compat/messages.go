@@ -445,7 +445,7 @@ func (h *handler) ack(w http.ResponseWriter, r *http.Request, send func([]*dmsv1
 	// (and in the native API's per-handle results).
 	for i, result := range results {
 		if !result.GetApplied() && result.GetReason() != dmsv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
-			h.logger.DebugContext(r.Context(), "dms v1.0 ack not applied", "path", r.URL.Path, "index", i,
+			h.logger.DebugContext(r.Context(), "dms ack not applied", "path", r.URL.Path, "index", i,
 				"reason", reasonName(result.GetReason()), "error", result.GetErrorMessage())
 		}
 	}
