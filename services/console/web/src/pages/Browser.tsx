@@ -124,7 +124,7 @@ export function BrowserPage() {
             <Space wrap style={{ marginBottom: 8 }} data-testid="browse-ranges">
               {ranges.map((r) => (
                 <Typography.Text key={r.partition} type="secondary">
-                  p{r.partition}: offsets {r.startOffset}–{Number(r.endOffset) - 1}
+                  p{r.partition}: {Number(r.endOffset) > Number(r.startOffset) ? `offsets ${r.startOffset}–${Number(r.endOffset) - 1}` : "empty"}
                 </Typography.Text>
               ))}
             </Space>

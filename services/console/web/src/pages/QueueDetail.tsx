@@ -239,10 +239,13 @@ function SendCard({ queue, onSent }: { queue: Queue; onSent: () => void }) {
   const [results, setResults] = useState<SendResult[]>([]);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [form] = Form.useForm();
   return (
     <Card size="small" title="Send a message" style={{ marginBottom: 16 }}>
       <Err error={error} />
+      {/* No submit button: Enter in a field (adding a tag) must not send. */}
       <Form
+        form={form}
         layout="vertical"
         initialValues={{ count: 1 }}
         onFinish={async (v) => {
@@ -291,7 +294,7 @@ function SendCard({ queue, onSent }: { queue: Queue; onSent: () => void }) {
             <InputNumber min={1} max={1000} />
           </Form.Item>
         </Space>
-        <Button type="primary" htmlType="submit" loading={busy} data-testid="send">
+        <Button type="primary" htmlType="button" onClick={() => form.submit()} loading={busy} data-testid="send">
           Send
         </Button>
       </Form>
