@@ -97,6 +97,7 @@ func (ch *channel) consume(m *wire.BasicConsume) error {
 	ch.consumers[tag] = cons
 	ch.mu.Unlock()
 	c.srv.addConsumer(cons)
+	c.srv.touch(c.ctx, c.project, aq.name, false)
 	// consume-ok goes before the first delivery.
 	ch.ok(m.NoWait, &wire.BasicConsumeOk{ConsumerTag: tag})
 	go cons.run(ctx)
@@ -239,6 +240,7 @@ func (ch *channel) get(m *wire.BasicGet) error {
 	if err != nil {
 		return err
 	}
+	c.srv.touch(c.ctx, c.project, aq.name, false)
 	for {
 		msgs, err := c.srv.deps.Delivery.Receive(c.ctx, aq.q, aq.g, delivery.ReceiveOptions{MaxMessages: 1, Visibility: leaseVisibility, AutoAck: m.NoAck}, "", nil)
 		if err != nil {
@@ -501,6 +503,12 @@ func (s *Server) removeConsumer(cons *consumer) {
 	delete(byQ, cons)
 	last := was && len(byQ) == 0
 	s.consumers.mu.Unlock()
+	if last {
+		// The period of x-expires starts when the last consumer goes.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(cons.ch.c.ctx), closeOkTimeout)
+		s.touch(ctx, cons.ch.c.project, cons.aq.name, true)
+		cancel()
+	}
 	if last && cons.aq.props != nil && cons.aq.props.AutoDelete {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(cons.ch.c.ctx), closeOkTimeout)
 		defer cancel()

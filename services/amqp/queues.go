@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"time"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -154,7 +155,13 @@ func queueArgs(args wire.Table) (*queueRec, *dmsv1.Queue, error) {
 			default:
 				return nil, nil, preconditionf("invalid arg 'x-overflow' for queue: %q; drop-head, reject-publish or reject-publish-dlx", s)
 			}
-		case "x-expires", "x-max-length-bytes", "x-max-priority", "x-queue-mode", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator":
+		case "x-expires":
+			n, ok := intArg(v)
+			if !ok || n <= 0 {
+				return nil, nil, preconditionf("invalid arg 'x-expires' for queue: %v must be a positive integer (ms)", v)
+			}
+			rec.ExpiresMs = n
+		case "x-max-length-bytes", "x-max-priority", "x-queue-mode", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator":
 			// Accepted and kept; not enforced (see the package doc).
 		}
 	}
@@ -209,6 +216,7 @@ func (ch *channel) queueDeclare(m *wire.QueueDeclare) error {
 		if err != nil {
 			return err
 		}
+		c.srv.touch(ctx, c.project, name, false)
 		return ch.declareOk(m.NoWait, aq)
 	}
 	if err := c.authorize(authz.CreateQueue, name); err != nil {
@@ -219,6 +227,7 @@ func (ch *channel) queueDeclare(m *wire.QueueDeclare) error {
 		return err
 	}
 	rec.Durable, rec.AutoDelete = m.Durable, m.AutoDelete
+	rec.LastUsedMs = time.Now().UnixMilli()
 	rec.Args = map[string]any{}
 	for k, v := range m.Arguments {
 		rec.Args[k] = v
@@ -256,6 +265,8 @@ func (ch *channel) queueDeclare(m *wire.QueueDeclare) error {
 	if err != nil {
 		return err
 	}
+	// A redeclare renews an x-expires lease.
+	c.srv.touch(ctx, c.project, name, false)
 	if m.Exclusive {
 		c.addExclusive(name)
 	}

@@ -429,3 +429,48 @@ func TestInvalidMessageNackedAlone(t *testing.T) {
 	require.Equal(t, []bool{true, false, true}, acked)
 	require.Equal(t, []string{"0", "2"}, getAll(t, ch, "mixed"))
 }
+
+// x-expires: a queue unused for its period goes; one with a consumer stays
+// until the consumer leaves; publishes do not keep a queue alive.
+func TestQueueExpires(t *testing.T) {
+	srv := testserver.Start(t)
+	conn := dial(t, srv)
+	ch := channel(t, conn)
+	args := amqp091.Table{"x-expires": int32(1500)}
+	for _, q := range []string{"idle", "consumed"} {
+		_, err := ch.QueueDeclare(q, true, false, false, false, args)
+		require.NoError(t, err)
+	}
+	_, err := ch.QueueDeclare("bad", true, false, false, false, amqp091.Table{"x-expires": int32(0)})
+	var ae *amqp091.Error
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, amqp091.PreconditionFailed, ae.Code)
+
+	consumer := channel(t, conn)
+	_, err = consumer.Consume("consumed", "c", false, false, false, false, nil)
+	require.NoError(t, err)
+	ch = channel(t, conn)
+	require.NoError(t, ch.Confirm(false))
+	exists := func(q string) bool {
+		_, err := srv.Queues().GetQueue(context.Background(), &dmsv1.GetQueueRequest{Name: "projects/" + server.DefaultProject + "/queues/" + q})
+		return err == nil
+	}
+	gone := make(chan struct{})
+	go func() {
+		// Publishing is not a use.
+		defer close(gone)
+		for exists("idle") {
+			_ = ch.PublishWithContext(context.Background(), "", "idle", false, false, amqp091.Publishing{Body: []byte("x")})
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-gone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the unused queue with x-expires 1.5 s is still there after a minute")
+	}
+	// The consumed one was declared at the same time: it must still be here.
+	require.True(t, exists("consumed"), "a queue with a consumer expired")
+	require.NoError(t, consumer.Cancel("c", false))
+	require.Eventually(t, func() bool { return !exists("consumed") }, 60*time.Second, 100*time.Millisecond)
+}

@@ -88,6 +88,8 @@ func (s *Server) Listen() error {
 		lis = tls.NewListener(lis, s.deps.TLS)
 	}
 	s.lis = lis
+	s.wg.Add(1)
+	go s.reapLoop()
 	return nil
 }
 

@@ -71,6 +71,10 @@ type queueRec struct {
 	// (drop-head, the default, or reject-publish).
 	MaxLength int64  `json:"max_length,omitempty"`
 	Overflow  string `json:"overflow,omitempty"`
+	// ExpiresMs is x-expires (0: none); LastUsedMs when the queue was
+	// last used (expiry.go).
+	ExpiresMs  int64 `json:"expires_ms,omitempty"`
+	LastUsedMs int64 `json:"last_used_ms,omitempty"`
 }
 
 // builtinExchanges exist in every vhost without being declared, as in
