@@ -30,6 +30,9 @@ var Methods = map[string]Action{
 	// operator's administrators set them.
 	dmsv1.QueueService_GetProjectQuotas_FullMethodName:    ListQueues,
 	dmsv1.QueueService_UpdateProjectQuotas_FullMethodName: ManageAccounts,
+	dmsv1.QueueService_UpdateQueue_FullMethodName:         UpdateQueue,
+	// Browsing reads message bodies: a consumer's right, not a viewer's.
+	dmsv1.QueueService_BrowseMessages_FullMethodName: ConsumeMessages,
 
 	dmsv1.ProducerService_SendMessages_FullMethodName:            ProduceMessages,
 	dmsv1.ProducerService_CancelScheduledMessages_FullMethodName: ProduceMessages,
@@ -43,6 +46,7 @@ var Methods = map[string]Action{
 	dmsv1.ConsumerService_AckDeadLetters_FullMethodName:     ConsumeMessages,
 	dmsv1.ConsumerService_RedriveDeadLetters_FullMethodName: ConsumeMessages,
 	dmsv1.ConsumerService_SeekConsumerGroup_FullMethodName:  ConsumeMessages,
+	dmsv1.ConsumerService_ListDeadLetters_FullMethodName:    ConsumeMessages,
 
 	// A trace tells where a message went, never its body: a viewer's.
 	dmsv1.MessageTraceService_GetMessageTrace_FullMethodName: GetQueue,
@@ -78,6 +82,8 @@ var Methods = map[string]Action{
 	dmsv1.DataKeyService_ListDataKeys_FullMethodName:    ManageAccounts,
 	dmsv1.DataKeyService_RotateDataKey_FullMethodName:   ManageAccounts,
 	dmsv1.DataKeyService_DestroyDataKeys_FullMethodName: ManageAccounts,
+	// And the cluster's placement: it spans every project.
+	dmsv1.ClusterService_GetClusterStatus_FullMethodName: ManageAccounts,
 }
 
 // ResourceOf reads the resource a public API request names: its group,

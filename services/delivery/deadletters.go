@@ -5,6 +5,9 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -161,4 +164,75 @@ func cmpOr(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// listScanBytes bounds what one ListDeadLetters reads of the dead-letter
+// queue, so that a filter matching nothing answers in bounded time.
+const listScanBytes = 8 << 20
+
+// DeadLetterList is one page of ListDeadLetters.
+type DeadLetterList struct {
+	Messages []*dmsv1.ReceivedMessage
+	// Next is where the next page starts; -1 when the queue was scanned to
+	// its end.
+	Next int64
+}
+
+// ListDeadLetters returns dead letters that are still in the dead-letter
+// queue (not acknowledged, not redriven), from offset from on, without
+// receiving them.
+func (e *Engine) ListDeadLetters(ctx context.Context, q *metadatav1.QueueRecord, g *metadatav1.GroupRecord, f message.Filter, reason string, from int64, limit int) (DeadLetterList, error) {
+	if !q.GetDeadLetterEnabled() {
+		return DeadLetterList{}, errs.Wrapf(errs.ErrDeadLettersDisabled, "queue %q does not keep dead letters (redrive policy disabled)", q.GetDisplayName())
+	}
+	dl, err := e.consumption(ctx, kindDeadLetters, q, g, "", startEarliest)
+	if err != nil {
+		return DeadLetterList{}, err
+	}
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	p := dl.parts[0]
+	from = max(from, p.ackFloor)
+	out := DeadLetterList{Next: from}
+	for read := 0; read < listScanBytes; {
+		resp, err := e.storage.Read(ctx, &storagev1.ReadRequest{Log: p.log, Offset: out.Next, MaxBytes: readBytes})
+		if err != nil {
+			return out, err
+		}
+		out.Next = max(out.Next, resp.GetStartOffset())
+		if lost := resp.GetLost(); lost != nil && len(resp.GetRecords()) == 0 {
+			out.Next = lost.GetLastOffset() + 1
+			continue
+		}
+		if len(resp.GetRecords()) == 0 {
+			out.Next = -1
+			return out, nil
+		}
+		for _, r := range resp.GetRecords() {
+			rec := r.GetRecord()
+			read += proto.Size(rec)
+			out.Next = r.GetOffset() + 1
+			dead := rec.GetDeadLetter()
+			deadAt := dead.GetDeadLetterTime().AsTime().UnixMilli()
+			if dead.GetDeadLetterTime() == nil {
+				deadAt = rec.GetTimestampMs()
+			}
+			if p.settled(r.GetOffset()) || !f.Matches(rec.GetMessageId(), deadAt, rec.GetMessage()) ||
+				(reason != "" && dead.GetLastFailureReason() != reason) {
+				continue
+			}
+			out.Messages = append(out.Messages, &dmsv1.ReceivedMessage{
+				MessageId: rec.GetMessageId(), Message: rec.GetMessage(), Partition: 0, Offset: r.GetOffset(),
+				PublishTime: timestamppb.New(time.UnixMilli(rec.GetTimestampMs())), DeadLetter: dead,
+			})
+			if len(out.Messages) >= limit {
+				return out, nil
+			}
+		}
+		if out.Next >= resp.GetNextOffset() {
+			out.Next = -1
+			return out, nil
+		}
+	}
+	return out, nil
 }

@@ -141,9 +141,10 @@ func (e *Engine) consumption(ctx context.Context, kind consumptionKind, q *metad
 	name := logid.Key(stateLogID(kind, q.GetId(), g.GetId(), consumerID))
 	e.mu.Lock()
 	c := e.consumptions[name]
-	// A queue that got partitions since the group was loaded is loaded
-	// again with them.
-	if c == nil || c.epoch != epoch || c.queue.GetPartitionCount() != q.GetPartitionCount() {
+	// A queue that got partitions, or whose dead-letter settings changed
+	// (UpdateQueue), since the group was loaded is loaded again with them.
+	if c == nil || c.epoch != epoch || c.queue.GetPartitionCount() != q.GetPartitionCount() ||
+		c.queue.GetDeadLetterEnabled() != q.GetDeadLetterEnabled() || c.queue.GetMaxConsumeCount() != q.GetMaxConsumeCount() {
 		c = newConsumption(kind, q, g, consumerID)
 		c.epoch = epoch
 		e.consumptions[name] = c

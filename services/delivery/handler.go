@@ -14,6 +14,7 @@ import (
 	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
+	"github.com/opendms/dms/services/message"
 )
 
 // MaxAcksPerRequest bounds the acks of one AckMessages or AckDeadLetters
@@ -185,6 +186,47 @@ func (h *Handler) ReceiveDeadLetters(ctx context.Context, req *dmsv1.ReceiveDead
 		return nil, err
 	}
 	return &dmsv1.ReceiveDeadLettersResponse{Messages: msgs}, nil
+}
+
+// ListDeadLetters implements dms.v1.ConsumerService.
+func (h *Handler) ListDeadLetters(ctx context.Context, req *dmsv1.ListDeadLettersRequest) (*dmsv1.ListDeadLettersResponse, error) {
+	limit := int(req.GetLimit())
+	switch {
+	case limit == 0:
+		limit = 100
+	case limit < 0 || limit > 1000:
+		return nil, errs.Wrapf(errs.ErrMaxMessagesInvalid, "limit must be 1 to 1000, got %d", limit)
+	}
+	f, err := message.NewFilter(req.GetMessageIds(), req.GetTagFilter(), req.GetAttributes(), req.GetStartTime(), req.GetEndTime())
+	if err != nil {
+		return nil, err
+	}
+	switch req.GetFailureReason() {
+	case "", failureByConsumer, failureTimeout, failureRedeliver:
+	default:
+		return nil, errs.Wrapf(errs.ErrRequestInvalid, "failure_reason %q is not one of %s, %s and %s", req.GetFailureReason(), failureByConsumer, failureTimeout, failureRedeliver)
+	}
+	from := int64(0)
+	if tok := req.GetPageToken(); tok != "" {
+		next, err := message.ParsePageToken(tok, []int32{0})
+		if err != nil {
+			return nil, err
+		}
+		from = next[0]
+	}
+	q, g, err := h.cache.ResolveGroupName(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	list, err := h.engine.ListDeadLetters(ctx, q, g, f, req.GetFailureReason(), from, limit)
+	if err != nil {
+		return nil, err
+	}
+	resp := &dmsv1.ListDeadLettersResponse{Messages: list.Messages}
+	if list.Next >= 0 {
+		resp.NextPageToken = message.PageToken(map[int32]int64{0: list.Next}, []int32{0})
+	}
+	return resp, nil
 }
 
 // AckDeadLetters implements dms.v1.ConsumerService.

@@ -67,6 +67,10 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	if err := dmsv1.RegisterIdentityServiceHandlerClient(ctx, gw, dmsv1.NewIdentityServiceClient(conns.Metadata)); err != nil {
 		return err
 	}
+	// The cluster's status is the metadata role's view of the placement.
+	if err := dmsv1.RegisterClusterServiceHandlerClient(ctx, gw, dmsv1.NewClusterServiceClient(conns.Metadata)); err != nil {
+		return err
+	}
 	// The audit API reads the trail from storage: any node serves it.
 	if err := dmsv1.RegisterAuditServiceHandlerClient(ctx, gw, dmsv1.NewAuditServiceClient(conns.Metadata)); err != nil {
 		return err

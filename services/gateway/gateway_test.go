@@ -47,7 +47,7 @@ func TestNativeREST(t *testing.T) {
 	t.Run("a known URL with another method is 405 with Allow", func(t *testing.T) {
 		tests := []struct{ method, path, allow string }{
 			{http.MethodPut, "/v1/projects/p1/queues", "GET, POST"},
-			{http.MethodPatch, "/v1/" + q.GetName(), "DELETE, GET"},
+			{http.MethodPut, "/v1/" + q.GetName(), "DELETE, GET, PATCH"}, // PATCH is UpdateQueue
 			{http.MethodPost, "/v1/" + g.GetName(), "DELETE, GET"},
 			{http.MethodGet, "/v1/" + q.GetName() + "/messages:send", "POST"},
 			{http.MethodDelete, "/v1/" + g.GetName() + "/messages:ack", "POST"},

@@ -99,6 +99,49 @@ func (h *Handler) ListQueues(ctx context.Context, req *dmsv1.ListQueuesRequest) 
 	return resp, nil
 }
 
+// UpdateQueue implements dms.v1.QueueService.
+func (h *Handler) UpdateQueue(ctx context.Context, req *dmsv1.UpdateQueueRequest) (*dmsv1.UpdateQueueResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue().GetName())
+	if err != nil {
+		return nil, err
+	}
+	var u QueueUpdate
+	in := req.GetQueue()
+	for _, path := range req.GetUpdateMask().GetPaths() {
+		switch path {
+		case "description":
+			u.Description = &in.Description
+		case "retention":
+			d := in.GetRetention().AsDuration()
+			u.Retention = &d
+		case "dead_letter_enabled", "deadLetterEnabled":
+			u.DeadLetterEnabled = &in.DeadLetterEnabled
+		case "max_consume_count", "maxConsumeCount":
+			u.MaxConsumeCount = &in.MaxConsumeCount
+		default:
+			return nil, errs.Wrapf(errs.ErrRequestInvalid, "update_mask names %q: only description, retention, dead_letter_enabled and max_consume_count can change", path)
+		}
+	}
+	rec, err := h.engine.UpdateQueue(ctx, q, u)
+	if err != nil {
+		return nil, err
+	}
+	queues, err := h.views.Queues(ctx, []*metadatav1.QueueRecord{rec})
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.UpdateQueueResponse{Queue: queues[0]}, nil
+}
+
+// BrowseMessages implements dms.v1.QueueService.
+func (h *Handler) BrowseMessages(ctx context.Context, req *dmsv1.BrowseMessagesRequest) (*dmsv1.BrowseMessagesResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue())
+	if err != nil {
+		return nil, err
+	}
+	return h.views.Browse(ctx, q, req)
+}
+
 // DeleteQueue implements dms.v1.QueueService.
 func (h *Handler) DeleteQueue(ctx context.Context, req *dmsv1.DeleteQueueRequest) (*dmsv1.DeleteQueueResponse, error) {
 	q, err := h.cache.ResolveQueueName(ctx, req.GetName())

@@ -251,6 +251,8 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	views := metadata.NewViews(s.cache, s.storageClient(), deliveryRouter{s}, s.schedulerClient(), logger)
 	h := metadata.NewHandler(engine, views, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
+	ch := metadata.NewClusterHandler(engine, views, s.cache)
+	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterClusterServiceServer(r, ch) })
 	idh := identity.NewHandler(s.identityStore)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterIdentityServiceServer(r, idh) })
 	dkh := datakeys.NewHandler(s.dataKeys)

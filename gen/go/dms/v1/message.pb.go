@@ -2113,6 +2113,184 @@ func (x *ReceiveDeadLettersResponse) GetMessages() []*ReceivedMessage {
 	return nil
 }
 
+// ListDeadLettersRequest is the request of ConsumerService.ListDeadLetters.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group, `projects/{project}/queues/{queue}/groups/{group}`.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Only the dead letters of these message ids.
+	MessageIds []string `protobuf:"bytes,2,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// Only dead letters whose message's tags match.
+	TagFilter *TagFilter `protobuf:"bytes,3,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// Only messages that have every one of these attributes, written
+	// `name=value` or `name`, as in BrowseMessagesRequest.attributes.
+	Attributes []string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// Only dead letters that became one at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only dead letters that became one before this time.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only dead letters whose last failure was this one:
+	// FAILED_BY_CONSUMER, VISIBILITY_TIMEOUT or REDELIVER_REQUESTED.
+	FailureReason string `protobuf:"bytes,7,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	// At most this many dead letters: 1 to 1000, default 100.
+	Limit int32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of an earlier call with the same filters.
+	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_dms_v1_message_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
+}
+
+func (x *ListDeadLettersRequest) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *ListDeadLettersRequest) GetAttributes() []string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *ListDeadLettersRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListDeadLettersRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListDeadLettersRequest) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListDeadLettersResponse is the response of ConsumerService.ListDeadLetters.
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letters in dead-letter order, each with its DeadLetterInfo;
+	// partition and offset refer to the dead-letter queue. receipt_handle is
+	// not set.
+	Messages []*ReceivedMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Pass as page_token to continue; empty once the dead-letter queue was
+	// scanned to its end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_dms_v1_message_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_message_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListDeadLettersResponse) GetMessages() []*ReceivedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // AckDeadLettersRequest is the request of ConsumerService.AckDeadLetters.
 type AckDeadLettersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2128,7 +2306,7 @@ type AckDeadLettersRequest struct {
 
 func (x *AckDeadLettersRequest) Reset() {
 	*x = AckDeadLettersRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[26]
+	mi := &file_dms_v1_message_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2318,7 @@ func (x *AckDeadLettersRequest) String() string {
 func (*AckDeadLettersRequest) ProtoMessage() {}
 
 func (x *AckDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[26]
+	mi := &file_dms_v1_message_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2331,7 @@ func (x *AckDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*AckDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{26}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AckDeadLettersRequest) GetGroup() string {
@@ -2188,7 +2366,7 @@ type AckDeadLettersResponse struct {
 
 func (x *AckDeadLettersResponse) Reset() {
 	*x = AckDeadLettersResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[27]
+	mi := &file_dms_v1_message_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2378,7 @@ func (x *AckDeadLettersResponse) String() string {
 func (*AckDeadLettersResponse) ProtoMessage() {}
 
 func (x *AckDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[27]
+	mi := &file_dms_v1_message_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2391,7 @@ func (x *AckDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*AckDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{27}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AckDeadLettersResponse) GetResults() []*AckResult {
@@ -2242,7 +2420,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[28]
+	mi := &file_dms_v1_message_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2432,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[28]
+	mi := &file_dms_v1_message_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2445,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{28}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RedriveDeadLettersRequest) GetGroup() string {
@@ -2322,7 +2500,7 @@ type RedriveResult struct {
 
 func (x *RedriveResult) Reset() {
 	*x = RedriveResult{}
-	mi := &file_dms_v1_message_proto_msgTypes[29]
+	mi := &file_dms_v1_message_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2512,7 @@ func (x *RedriveResult) String() string {
 func (*RedriveResult) ProtoMessage() {}
 
 func (x *RedriveResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[29]
+	mi := &file_dms_v1_message_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2525,7 @@ func (x *RedriveResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResult.ProtoReflect.Descriptor instead.
 func (*RedriveResult) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{29}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RedriveResult) GetMessageId() string {
@@ -2389,7 +2567,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[30]
+	mi := &file_dms_v1_message_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2579,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[30]
+	mi := &file_dms_v1_message_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2592,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{30}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RedriveResult {
@@ -2437,7 +2615,7 @@ type PartitionOffset struct {
 
 func (x *PartitionOffset) Reset() {
 	*x = PartitionOffset{}
-	mi := &file_dms_v1_message_proto_msgTypes[31]
+	mi := &file_dms_v1_message_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2627,7 @@ func (x *PartitionOffset) String() string {
 func (*PartitionOffset) ProtoMessage() {}
 
 func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[31]
+	mi := &file_dms_v1_message_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2640,7 @@ func (x *PartitionOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffset.ProtoReflect.Descriptor instead.
 func (*PartitionOffset) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{31}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PartitionOffset) GetPartition() int32 {
@@ -2490,7 +2668,7 @@ type PartitionOffsets struct {
 
 func (x *PartitionOffsets) Reset() {
 	*x = PartitionOffsets{}
-	mi := &file_dms_v1_message_proto_msgTypes[32]
+	mi := &file_dms_v1_message_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2680,7 @@ func (x *PartitionOffsets) String() string {
 func (*PartitionOffsets) ProtoMessage() {}
 
 func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[32]
+	mi := &file_dms_v1_message_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2693,7 @@ func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
 func (*PartitionOffsets) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{32}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PartitionOffsets) GetOffsets() []*PartitionOffset {
@@ -2544,7 +2722,7 @@ type SeekConsumerGroupRequest struct {
 
 func (x *SeekConsumerGroupRequest) Reset() {
 	*x = SeekConsumerGroupRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[33]
+	mi := &file_dms_v1_message_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2734,7 @@ func (x *SeekConsumerGroupRequest) String() string {
 func (*SeekConsumerGroupRequest) ProtoMessage() {}
 
 func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[33]
+	mi := &file_dms_v1_message_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2747,7 @@ func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*SeekConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{33}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SeekConsumerGroupRequest) GetGroup() string {
@@ -2649,7 +2827,7 @@ type SeekConsumerGroupResponse struct {
 
 func (x *SeekConsumerGroupResponse) Reset() {
 	*x = SeekConsumerGroupResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[34]
+	mi := &file_dms_v1_message_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2839,7 @@ func (x *SeekConsumerGroupResponse) String() string {
 func (*SeekConsumerGroupResponse) ProtoMessage() {}
 
 func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[34]
+	mi := &file_dms_v1_message_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2852,7 @@ func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*SeekConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{34}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SeekConsumerGroupResponse) GetPositions() []*PartitionOffset {
@@ -2699,7 +2877,7 @@ type ChangeVisibilityRequest struct {
 
 func (x *ChangeVisibilityRequest) Reset() {
 	*x = ChangeVisibilityRequest{}
-	mi := &file_dms_v1_message_proto_msgTypes[35]
+	mi := &file_dms_v1_message_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2889,7 @@ func (x *ChangeVisibilityRequest) String() string {
 func (*ChangeVisibilityRequest) ProtoMessage() {}
 
 func (x *ChangeVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[35]
+	mi := &file_dms_v1_message_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2902,7 @@ func (x *ChangeVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*ChangeVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{35}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ChangeVisibilityRequest) GetGroup() string {
@@ -2760,7 +2938,7 @@ type ChangeVisibilityResponse struct {
 
 func (x *ChangeVisibilityResponse) Reset() {
 	*x = ChangeVisibilityResponse{}
-	mi := &file_dms_v1_message_proto_msgTypes[36]
+	mi := &file_dms_v1_message_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2950,7 @@ func (x *ChangeVisibilityResponse) String() string {
 func (*ChangeVisibilityResponse) ProtoMessage() {}
 
 func (x *ChangeVisibilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_message_proto_msgTypes[36]
+	mi := &file_dms_v1_message_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2963,7 @@ func (x *ChangeVisibilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeVisibilityResponse.ProtoReflect.Descriptor instead.
 func (*ChangeVisibilityResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_message_proto_rawDescGZIP(), []int{36}
+	return file_dms_v1_message_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ChangeVisibilityResponse) GetResults() []*AckResult {
@@ -2937,7 +3115,26 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\twait_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bwaitTime\x12H\n" +
 	"\x12visibility_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11visibilityTimeout\"Q\n" +
 	"\x1aReceiveDeadLettersResponse\x123\n" +
-	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\x8b\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\"\xf4\x02\n" +
+	"\x16ListDeadLettersRequest\x12\x19\n" +
+	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12\x1f\n" +
+	"\vmessage_ids\x18\x02 \x03(\tR\n" +
+	"messageIds\x120\n" +
+	"\n" +
+	"tag_filter\x18\x03 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\tR\n" +
+	"attributes\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12%\n" +
+	"\x0efailure_reason\x18\a \x01(\tR\rfailureReason\x12\x14\n" +
+	"\x05limit\x18\b \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\tR\tpageToken\"v\n" +
+	"\x17ListDeadLettersResponse\x123\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x01\n" +
 	"\x15AckDeadLettersRequest\x12\x19\n" +
 	"\x05group\x18\x01 \x01(\tB\x03\xe0A\x02R\x05group\x12$\n" +
 	"\x04acks\x18\x02 \x03(\v2\v.dms.v1.AckB\x03\xe0A\x02R\x04acks\x121\n" +
@@ -3000,13 +3197,15 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\x0fProducerService\x12\x83\x01\n" +
 	"\fSendMessages\x12\x1b.dms.v1.SendMessagesRequest\x1a\x1c.dms.v1.SendMessagesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{queue=projects/*/queues/*}/messages:send\x12\xaf\x01\n" +
 	"\x17CancelScheduledMessages\x12&.dms.v1.CancelScheduledMessagesRequest\x1a'.dms.v1.CancelScheduledMessagesResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{queue=projects/*/queues/*}/scheduledMessages:cancel\x12\xaf\x01\n" +
-	"\x11RescheduleMessage\x12 .dms.v1.RescheduleMessageRequest\x1a!.dms.v1.RescheduleMessageResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/v1/{queue=projects/*/queues/*}/scheduledMessages/{schedule_id}:reschedule2\x9e\t\n" +
+	"\x11RescheduleMessage\x12 .dms.v1.RescheduleMessageRequest\x1a!.dms.v1.RescheduleMessageResponse\"U\x82\xd3\xe4\x93\x02O:\x01*\"J/v1/{queue=projects/*/queues/*}/scheduledMessages/{schedule_id}:reschedule2\xb1\n" +
+	"\n" +
 	"\x0fConsumerService\x12\x98\x01\n" +
 	"\x0fReceiveMessages\x12\x1e.dms.v1.ReceiveMessagesRequest\x1a\x1f.dms.v1.ReceiveMessagesResponse\"D\x82\xd3\xe4\x93\x02>:\x01*\"9/v1/{group=projects/*/queues/*/groups/*}/messages:receive\x12\x88\x01\n" +
 	"\vAckMessages\x12\x1a.dms.v1.AckMessagesRequest\x1a\x1b.dms.v1.AckMessagesResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/{group=projects/*/queues/*/groups/*}/messages:ack\x12\xa4\x01\n" +
 	"\x10ChangeVisibility\x12\x1f.dms.v1.ChangeVisibilityRequest\x1a .dms.v1.ChangeVisibilityResponse\"M\x82\xd3\xe4\x93\x02G:\x01*\"B/v1/{group=projects/*/queues/*/groups/*}/messages:changeVisibility\x12D\n" +
 	"\tSubscribe\x12\x18.dms.v1.SubscribeRequest\x1a\x19.dms.v1.SubscribeResponse(\x010\x01\x12\xa4\x01\n" +
-	"\x12ReceiveDeadLetters\x12!.dms.v1.ReceiveDeadLettersRequest\x1a\".dms.v1.ReceiveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:receive\x12\x94\x01\n" +
+	"\x12ReceiveDeadLetters\x12!.dms.v1.ReceiveDeadLettersRequest\x1a\".dms.v1.ReceiveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:receive\x12\x90\x01\n" +
+	"\x0fListDeadLetters\x12\x1e.dms.v1.ListDeadLettersRequest\x1a\x1f.dms.v1.ListDeadLettersResponse\"<\x82\xd3\xe4\x93\x026\x124/v1/{group=projects/*/queues/*/groups/*}/deadLetters\x12\x94\x01\n" +
 	"\x0eAckDeadLetters\x12\x1d.dms.v1.AckDeadLettersRequest\x1a\x1e.dms.v1.AckDeadLettersResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{group=projects/*/queues/*/groups/*}/deadLetters:ack\x12\xa4\x01\n" +
 	"\x12RedriveDeadLetters\x12!.dms.v1.RedriveDeadLettersRequest\x1a\".dms.v1.RedriveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:redrive\x12\x92\x01\n" +
 	"\x11SeekConsumerGroup\x12 .dms.v1.SeekConsumerGroupRequest\x1a!.dms.v1.SeekConsumerGroupResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{group=projects/*/queues/*/groups/*}:seekB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
@@ -3024,7 +3223,7 @@ func file_dms_v1_message_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_dms_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_dms_v1_message_proto_goTypes = []any{
 	(TagMatch)(0),                           // 0: dms.v1.TagMatch
 	(BroadcastStart)(0),                     // 1: dms.v1.BroadcastStart
@@ -3056,97 +3255,105 @@ var file_dms_v1_message_proto_goTypes = []any{
 	(*SubscribeResponse)(nil),               // 27: dms.v1.SubscribeResponse
 	(*ReceiveDeadLettersRequest)(nil),       // 28: dms.v1.ReceiveDeadLettersRequest
 	(*ReceiveDeadLettersResponse)(nil),      // 29: dms.v1.ReceiveDeadLettersResponse
-	(*AckDeadLettersRequest)(nil),           // 30: dms.v1.AckDeadLettersRequest
-	(*AckDeadLettersResponse)(nil),          // 31: dms.v1.AckDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),       // 32: dms.v1.RedriveDeadLettersRequest
-	(*RedriveResult)(nil),                   // 33: dms.v1.RedriveResult
-	(*RedriveDeadLettersResponse)(nil),      // 34: dms.v1.RedriveDeadLettersResponse
-	(*PartitionOffset)(nil),                 // 35: dms.v1.PartitionOffset
-	(*PartitionOffsets)(nil),                // 36: dms.v1.PartitionOffsets
-	(*SeekConsumerGroupRequest)(nil),        // 37: dms.v1.SeekConsumerGroupRequest
-	(*SeekConsumerGroupResponse)(nil),       // 38: dms.v1.SeekConsumerGroupResponse
-	(*ChangeVisibilityRequest)(nil),         // 39: dms.v1.ChangeVisibilityRequest
-	(*ChangeVisibilityResponse)(nil),        // 40: dms.v1.ChangeVisibilityResponse
-	nil,                                     // 41: dms.v1.Message.AttributesEntry
-	(*durationpb.Duration)(nil),             // 42: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
-	(ErrorReason)(0),                        // 44: dms.v1.ErrorReason
+	(*ListDeadLettersRequest)(nil),          // 30: dms.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),         // 31: dms.v1.ListDeadLettersResponse
+	(*AckDeadLettersRequest)(nil),           // 32: dms.v1.AckDeadLettersRequest
+	(*AckDeadLettersResponse)(nil),          // 33: dms.v1.AckDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),       // 34: dms.v1.RedriveDeadLettersRequest
+	(*RedriveResult)(nil),                   // 35: dms.v1.RedriveResult
+	(*RedriveDeadLettersResponse)(nil),      // 36: dms.v1.RedriveDeadLettersResponse
+	(*PartitionOffset)(nil),                 // 37: dms.v1.PartitionOffset
+	(*PartitionOffsets)(nil),                // 38: dms.v1.PartitionOffsets
+	(*SeekConsumerGroupRequest)(nil),        // 39: dms.v1.SeekConsumerGroupRequest
+	(*SeekConsumerGroupResponse)(nil),       // 40: dms.v1.SeekConsumerGroupResponse
+	(*ChangeVisibilityRequest)(nil),         // 41: dms.v1.ChangeVisibilityRequest
+	(*ChangeVisibilityResponse)(nil),        // 42: dms.v1.ChangeVisibilityResponse
+	nil,                                     // 43: dms.v1.Message.AttributesEntry
+	(*durationpb.Duration)(nil),             // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),           // 45: google.protobuf.Timestamp
+	(ErrorReason)(0),                        // 46: dms.v1.ErrorReason
 }
 var file_dms_v1_message_proto_depIdxs = []int32{
-	41, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
-	42, // 1: dms.v1.Message.delay:type_name -> google.protobuf.Duration
-	43, // 2: dms.v1.Message.deliver_time:type_name -> google.protobuf.Timestamp
+	43, // 0: dms.v1.Message.attributes:type_name -> dms.v1.Message.AttributesEntry
+	44, // 1: dms.v1.Message.delay:type_name -> google.protobuf.Duration
+	45, // 2: dms.v1.Message.deliver_time:type_name -> google.protobuf.Timestamp
 	5,  // 3: dms.v1.SendMessagesRequest.messages:type_name -> dms.v1.Message
-	43, // 4: dms.v1.SendResult.deliver_time:type_name -> google.protobuf.Timestamp
+	45, // 4: dms.v1.SendResult.deliver_time:type_name -> google.protobuf.Timestamp
 	7,  // 5: dms.v1.SendMessagesResponse.results:type_name -> dms.v1.SendResult
 	10, // 6: dms.v1.CancelScheduledMessagesResponse.results:type_name -> dms.v1.CancelResult
-	42, // 7: dms.v1.RescheduleMessageRequest.delay:type_name -> google.protobuf.Duration
-	43, // 8: dms.v1.RescheduleMessageRequest.deliver_time:type_name -> google.protobuf.Timestamp
-	43, // 9: dms.v1.RescheduleMessageResponse.deliver_time:type_name -> google.protobuf.Timestamp
-	42, // 10: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
-	42, // 11: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	44, // 7: dms.v1.RescheduleMessageRequest.delay:type_name -> google.protobuf.Duration
+	45, // 8: dms.v1.RescheduleMessageRequest.deliver_time:type_name -> google.protobuf.Timestamp
+	45, // 9: dms.v1.RescheduleMessageResponse.deliver_time:type_name -> google.protobuf.Timestamp
+	44, // 10: dms.v1.ReceiveMessagesRequest.wait_time:type_name -> google.protobuf.Duration
+	44, // 11: dms.v1.ReceiveMessagesRequest.visibility_timeout:type_name -> google.protobuf.Duration
 	15, // 12: dms.v1.ReceiveMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
 	16, // 13: dms.v1.ReceiveMessagesRequest.broadcast:type_name -> dms.v1.BroadcastOptions
 	0,  // 14: dms.v1.TagFilter.match:type_name -> dms.v1.TagMatch
 	1,  // 15: dms.v1.BroadcastOptions.start:type_name -> dms.v1.BroadcastStart
-	43, // 16: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
+	45, // 16: dms.v1.DeadLetterInfo.dead_letter_time:type_name -> google.protobuf.Timestamp
 	5,  // 17: dms.v1.ReceivedMessage.message:type_name -> dms.v1.Message
-	43, // 18: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
+	45, // 18: dms.v1.ReceivedMessage.publish_time:type_name -> google.protobuf.Timestamp
 	17, // 19: dms.v1.ReceivedMessage.dead_letter:type_name -> dms.v1.DeadLetterInfo
 	18, // 20: dms.v1.ReceiveMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
 	2,  // 21: dms.v1.Ack.status:type_name -> dms.v1.AckStatus
 	20, // 22: dms.v1.AckMessagesRequest.acks:type_name -> dms.v1.Ack
-	44, // 23: dms.v1.AckResult.reason:type_name -> dms.v1.ErrorReason
+	46, // 23: dms.v1.AckResult.reason:type_name -> dms.v1.ErrorReason
 	22, // 24: dms.v1.AckMessagesResponse.results:type_name -> dms.v1.AckResult
 	25, // 25: dms.v1.SubscribeRequest.start:type_name -> dms.v1.SubscribeStart
 	20, // 26: dms.v1.SubscribeRequest.acks:type_name -> dms.v1.Ack
 	26, // 27: dms.v1.SubscribeRequest.ack_ranges:type_name -> dms.v1.OffsetRange
-	42, // 28: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
+	44, // 28: dms.v1.SubscribeStart.visibility_timeout:type_name -> google.protobuf.Duration
 	15, // 29: dms.v1.SubscribeStart.tag_filter:type_name -> dms.v1.TagFilter
 	18, // 30: dms.v1.SubscribeResponse.messages:type_name -> dms.v1.ReceivedMessage
 	22, // 31: dms.v1.SubscribeResponse.ack_results:type_name -> dms.v1.AckResult
-	42, // 32: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
-	42, // 33: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	44, // 32: dms.v1.ReceiveDeadLettersRequest.wait_time:type_name -> google.protobuf.Duration
+	44, // 33: dms.v1.ReceiveDeadLettersRequest.visibility_timeout:type_name -> google.protobuf.Duration
 	18, // 34: dms.v1.ReceiveDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
-	20, // 35: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
-	22, // 36: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
-	15, // 37: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
-	33, // 38: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
-	35, // 39: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
-	43, // 40: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
-	36, // 41: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
-	3,  // 42: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
-	35, // 43: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
-	42, // 44: dms.v1.ChangeVisibilityRequest.visibility_timeout:type_name -> google.protobuf.Duration
-	22, // 45: dms.v1.ChangeVisibilityResponse.results:type_name -> dms.v1.AckResult
-	4,  // 46: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
-	6,  // 47: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
-	9,  // 48: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
-	12, // 49: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
-	14, // 50: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
-	21, // 51: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
-	39, // 52: dms.v1.ConsumerService.ChangeVisibility:input_type -> dms.v1.ChangeVisibilityRequest
-	24, // 53: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
-	28, // 54: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
-	30, // 55: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
-	32, // 56: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
-	37, // 57: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
-	8,  // 58: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
-	11, // 59: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
-	13, // 60: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
-	19, // 61: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
-	23, // 62: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
-	40, // 63: dms.v1.ConsumerService.ChangeVisibility:output_type -> dms.v1.ChangeVisibilityResponse
-	27, // 64: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
-	29, // 65: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
-	31, // 66: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
-	34, // 67: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
-	38, // 68: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
-	58, // [58:69] is the sub-list for method output_type
-	47, // [47:58] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	15, // 35: dms.v1.ListDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
+	45, // 36: dms.v1.ListDeadLettersRequest.start_time:type_name -> google.protobuf.Timestamp
+	45, // 37: dms.v1.ListDeadLettersRequest.end_time:type_name -> google.protobuf.Timestamp
+	18, // 38: dms.v1.ListDeadLettersResponse.messages:type_name -> dms.v1.ReceivedMessage
+	20, // 39: dms.v1.AckDeadLettersRequest.acks:type_name -> dms.v1.Ack
+	22, // 40: dms.v1.AckDeadLettersResponse.results:type_name -> dms.v1.AckResult
+	15, // 41: dms.v1.RedriveDeadLettersRequest.tag_filter:type_name -> dms.v1.TagFilter
+	35, // 42: dms.v1.RedriveDeadLettersResponse.results:type_name -> dms.v1.RedriveResult
+	37, // 43: dms.v1.PartitionOffsets.offsets:type_name -> dms.v1.PartitionOffset
+	45, // 44: dms.v1.SeekConsumerGroupRequest.time:type_name -> google.protobuf.Timestamp
+	38, // 45: dms.v1.SeekConsumerGroupRequest.offsets:type_name -> dms.v1.PartitionOffsets
+	3,  // 46: dms.v1.SeekConsumerGroupRequest.position:type_name -> dms.v1.SeekPosition
+	37, // 47: dms.v1.SeekConsumerGroupResponse.positions:type_name -> dms.v1.PartitionOffset
+	44, // 48: dms.v1.ChangeVisibilityRequest.visibility_timeout:type_name -> google.protobuf.Duration
+	22, // 49: dms.v1.ChangeVisibilityResponse.results:type_name -> dms.v1.AckResult
+	4,  // 50: dms.v1.Message.AttributesEntry.value:type_name -> dms.v1.AttributeValue
+	6,  // 51: dms.v1.ProducerService.SendMessages:input_type -> dms.v1.SendMessagesRequest
+	9,  // 52: dms.v1.ProducerService.CancelScheduledMessages:input_type -> dms.v1.CancelScheduledMessagesRequest
+	12, // 53: dms.v1.ProducerService.RescheduleMessage:input_type -> dms.v1.RescheduleMessageRequest
+	14, // 54: dms.v1.ConsumerService.ReceiveMessages:input_type -> dms.v1.ReceiveMessagesRequest
+	21, // 55: dms.v1.ConsumerService.AckMessages:input_type -> dms.v1.AckMessagesRequest
+	41, // 56: dms.v1.ConsumerService.ChangeVisibility:input_type -> dms.v1.ChangeVisibilityRequest
+	24, // 57: dms.v1.ConsumerService.Subscribe:input_type -> dms.v1.SubscribeRequest
+	28, // 58: dms.v1.ConsumerService.ReceiveDeadLetters:input_type -> dms.v1.ReceiveDeadLettersRequest
+	30, // 59: dms.v1.ConsumerService.ListDeadLetters:input_type -> dms.v1.ListDeadLettersRequest
+	32, // 60: dms.v1.ConsumerService.AckDeadLetters:input_type -> dms.v1.AckDeadLettersRequest
+	34, // 61: dms.v1.ConsumerService.RedriveDeadLetters:input_type -> dms.v1.RedriveDeadLettersRequest
+	39, // 62: dms.v1.ConsumerService.SeekConsumerGroup:input_type -> dms.v1.SeekConsumerGroupRequest
+	8,  // 63: dms.v1.ProducerService.SendMessages:output_type -> dms.v1.SendMessagesResponse
+	11, // 64: dms.v1.ProducerService.CancelScheduledMessages:output_type -> dms.v1.CancelScheduledMessagesResponse
+	13, // 65: dms.v1.ProducerService.RescheduleMessage:output_type -> dms.v1.RescheduleMessageResponse
+	19, // 66: dms.v1.ConsumerService.ReceiveMessages:output_type -> dms.v1.ReceiveMessagesResponse
+	23, // 67: dms.v1.ConsumerService.AckMessages:output_type -> dms.v1.AckMessagesResponse
+	42, // 68: dms.v1.ConsumerService.ChangeVisibility:output_type -> dms.v1.ChangeVisibilityResponse
+	27, // 69: dms.v1.ConsumerService.Subscribe:output_type -> dms.v1.SubscribeResponse
+	29, // 70: dms.v1.ConsumerService.ReceiveDeadLetters:output_type -> dms.v1.ReceiveDeadLettersResponse
+	31, // 71: dms.v1.ConsumerService.ListDeadLetters:output_type -> dms.v1.ListDeadLettersResponse
+	33, // 72: dms.v1.ConsumerService.AckDeadLetters:output_type -> dms.v1.AckDeadLettersResponse
+	36, // 73: dms.v1.ConsumerService.RedriveDeadLetters:output_type -> dms.v1.RedriveDeadLettersResponse
+	40, // 74: dms.v1.ConsumerService.SeekConsumerGroup:output_type -> dms.v1.SeekConsumerGroupResponse
+	63, // [63:75] is the sub-list for method output_type
+	51, // [51:63] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_message_proto_init() }
@@ -3161,7 +3368,7 @@ func file_dms_v1_message_proto_init() {
 		(*AttributeValue_DoubleValue)(nil),
 		(*AttributeValue_BoolValue)(nil),
 	}
-	file_dms_v1_message_proto_msgTypes[33].OneofWrappers = []any{
+	file_dms_v1_message_proto_msgTypes[35].OneofWrappers = []any{
 		(*SeekConsumerGroupRequest_Time)(nil),
 		(*SeekConsumerGroupRequest_Offsets)(nil),
 		(*SeekConsumerGroupRequest_Position)(nil),
@@ -3172,7 +3379,7 @@ func file_dms_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_message_proto_rawDesc), len(file_dms_v1_message_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -230,6 +230,7 @@ const (
 	ConsumerService_ChangeVisibility_FullMethodName   = "/dms.v1.ConsumerService/ChangeVisibility"
 	ConsumerService_Subscribe_FullMethodName          = "/dms.v1.ConsumerService/Subscribe"
 	ConsumerService_ReceiveDeadLetters_FullMethodName = "/dms.v1.ConsumerService/ReceiveDeadLetters"
+	ConsumerService_ListDeadLetters_FullMethodName    = "/dms.v1.ConsumerService/ListDeadLetters"
 	ConsumerService_AckDeadLetters_FullMethodName     = "/dms.v1.ConsumerService/AckDeadLetters"
 	ConsumerService_RedriveDeadLetters_FullMethodName = "/dms.v1.ConsumerService/RedriveDeadLetters"
 	ConsumerService_SeekConsumerGroup_FullMethodName  = "/dms.v1.ConsumerService/SeekConsumerGroup"
@@ -265,6 +266,12 @@ type ConsumerServiceClient interface {
 	// that failed max_consume_count times. They are received, hidden and
 	// acknowledged like messages; an acknowledged dead letter is gone.
 	ReceiveDeadLetters(ctx context.Context, in *ReceiveDeadLettersRequest, opts ...grpc.CallOption) (*ReceiveDeadLettersResponse, error)
+	// ListDeadLetters returns a consumer group's dead letters without
+	// receiving them: nothing is hidden or settled. Dead letters that were
+	// acknowledged or redriven are gone and not listed; those received and
+	// not settled yet are. Every filter given must match. A call scans a
+	// bounded part of the dead-letter queue; next_page_token continues.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
 	// AckDeadLetters settles received dead letters by their receipt handles.
 	AckDeadLetters(ctx context.Context, in *AckDeadLettersRequest, opts ...grpc.CallOption) (*AckDeadLettersResponse, error)
 	// RedriveDeadLetters gives dead letters back to their consumer group: each
@@ -340,6 +347,16 @@ func (c *consumerServiceClient) ReceiveDeadLetters(ctx context.Context, in *Rece
 	return out, nil
 }
 
+func (c *consumerServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *consumerServiceClient) AckDeadLetters(ctx context.Context, in *AckDeadLettersRequest, opts ...grpc.CallOption) (*AckDeadLettersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AckDeadLettersResponse)
@@ -400,6 +417,12 @@ type ConsumerServiceServer interface {
 	// that failed max_consume_count times. They are received, hidden and
 	// acknowledged like messages; an acknowledged dead letter is gone.
 	ReceiveDeadLetters(context.Context, *ReceiveDeadLettersRequest) (*ReceiveDeadLettersResponse, error)
+	// ListDeadLetters returns a consumer group's dead letters without
+	// receiving them: nothing is hidden or settled. Dead letters that were
+	// acknowledged or redriven are gone and not listed; those received and
+	// not settled yet are. Every filter given must match. A call scans a
+	// bounded part of the dead-letter queue; next_page_token continues.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
 	// AckDeadLetters settles received dead letters by their receipt handles.
 	AckDeadLetters(context.Context, *AckDeadLettersRequest) (*AckDeadLettersResponse, error)
 	// RedriveDeadLetters gives dead letters back to their consumer group: each
@@ -436,6 +459,9 @@ func (UnimplementedConsumerServiceServer) Subscribe(grpc.BidiStreamingServer[Sub
 }
 func (UnimplementedConsumerServiceServer) ReceiveDeadLetters(context.Context, *ReceiveDeadLettersRequest) (*ReceiveDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReceiveDeadLetters not implemented")
+}
+func (UnimplementedConsumerServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
 }
 func (UnimplementedConsumerServiceServer) AckDeadLetters(context.Context, *AckDeadLettersRequest) (*AckDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckDeadLetters not implemented")
@@ -546,6 +572,24 @@ func _ConsumerService_ReceiveDeadLetters_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsumerService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConsumerService_AckDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckDeadLettersRequest)
 	if err := dec(in); err != nil {
@@ -622,6 +666,10 @@ var ConsumerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReceiveDeadLetters",
 			Handler:    _ConsumerService_ReceiveDeadLetters_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _ConsumerService_ListDeadLetters_Handler,
 		},
 		{
 			MethodName: "AckDeadLetters",

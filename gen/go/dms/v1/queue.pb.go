@@ -11,6 +11,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1116,6 +1117,387 @@ func (x *ListQueuesResponse) GetTotalSize() int32 {
 	return 0
 }
 
+// UpdateQueueRequest is the request of QueueService.UpdateQueue.
+type UpdateQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue with its new settings; queue.name names it,
+	// `projects/{project}/queues/{queue}`.
+	Queue *Queue `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The fields of queue to change: `description`, `retention`,
+	// `dead_letter_enabled`, `max_consume_count`; any other is refused with
+	// REQUEST_INVALID. Over REST, a PATCH without a mask changes the fields
+	// its body gives. An empty mask changes nothing.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueRequest) Reset() {
+	*x = UpdateQueueRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueRequest) ProtoMessage() {}
+
+func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
+func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateQueueRequest) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+func (x *UpdateQueueRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateQueueResponse is the response of QueueService.UpdateQueue.
+type UpdateQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue with its new settings.
+	Queue         *Queue `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueResponse) Reset() {
+	*x = UpdateQueueResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueResponse) ProtoMessage() {}
+
+func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
+func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *UpdateQueueResponse) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+// BrowseMessagesRequest is the request of QueueService.BrowseMessages.
+type BrowseMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The partitions to read; empty reads every partition of the queue. A
+	// number the queue does not have is refused with REQUEST_INVALID.
+	Partitions []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Start at this offset in each partition read (offsets below a
+	// partition's first retained message start at that message). Ignored when
+	// start_time or page_token is given.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Start at the first message stored at or after this time in each
+	// partition, found through the partition's time index. Ignored when
+	// page_token is given.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Stop before messages stored at or after this time; unset reads to the
+	// end of each partition.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Only messages whose tags match.
+	TagFilter *TagFilter `protobuf:"bytes,6,opt,name=tag_filter,json=tagFilter,proto3" json:"tag_filter,omitempty"`
+	// Only messages that have every one of these attributes, each written
+	// `name=value` and compared with the value as text (an int as decimal
+	// digits, a bool as true or false, a double in its shortest form); a
+	// bare `name` matches any value.
+	Attributes []string `protobuf:"bytes,7,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// Only messages with one of these ids.
+	MessageIds []string `protobuf:"bytes,8,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// At most this many messages: 1 to 1000, default 100.
+	Limit int32 `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of an earlier call with the same filters, to
+	// continue after it.
+	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrowseMessagesRequest) Reset() {
+	*x = BrowseMessagesRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrowseMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrowseMessagesRequest) ProtoMessage() {}
+
+func (x *BrowseMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrowseMessagesRequest.ProtoReflect.Descriptor instead.
+func (*BrowseMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BrowseMessagesRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *BrowseMessagesRequest) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BrowseMessagesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetTagFilter() *TagFilter {
+	if x != nil {
+		return x.TagFilter
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetAttributes() []string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
+}
+
+func (x *BrowseMessagesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *BrowseMessagesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// PartitionRange is the offsets a partition holds.
+type PartitionRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Its first retained offset.
+	StartOffset int64 `protobuf:"varint,2,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	// One past its last readable offset (the high watermark).
+	EndOffset int64 `protobuf:"varint,3,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	// Where a next call with next_page_token continues in this partition.
+	NextOffset    int64 `protobuf:"varint,4,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionRange) Reset() {
+	*x = PartitionRange{}
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionRange) ProtoMessage() {}
+
+func (x *PartitionRange) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionRange.ProtoReflect.Descriptor instead.
+func (*PartitionRange) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PartitionRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionRange) GetStartOffset() int64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
+func (x *PartitionRange) GetEndOffset() int64 {
+	if x != nil {
+		return x.EndOffset
+	}
+	return 0
+}
+
+func (x *PartitionRange) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+// BrowseMessagesResponse is the response of QueueService.BrowseMessages.
+type BrowseMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The matching messages, by publish time, then partition and offset.
+	// receipt_handle and delivery_count are not set: nothing was delivered.
+	Messages []*ReceivedMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Pass as page_token to continue; empty when every partition read was
+	// scanned to its end (or to end_time).
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The partitions read, with their offsets.
+	Partitions    []*PartitionRange `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrowseMessagesResponse) Reset() {
+	*x = BrowseMessagesResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrowseMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrowseMessagesResponse) ProtoMessage() {}
+
+func (x *BrowseMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrowseMessagesResponse.ProtoReflect.Descriptor instead.
+func (*BrowseMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BrowseMessagesResponse) GetMessages() []*ReceivedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *BrowseMessagesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *BrowseMessagesResponse) GetPartitions() []*PartitionRange {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 // DeleteQueueRequest is the request of QueueService.DeleteQueue.
 type DeleteQueueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1127,7 +1509,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1521,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1534,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteQueueRequest) GetName() string {
@@ -1171,7 +1553,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1565,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1578,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
 }
 
 // AddPartitionsRequest is the request of QueueService.AddPartitions.
@@ -1213,7 +1595,7 @@ type AddPartitionsRequest struct {
 
 func (x *AddPartitionsRequest) Reset() {
 	*x = AddPartitionsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1607,7 @@ func (x *AddPartitionsRequest) String() string {
 func (*AddPartitionsRequest) ProtoMessage() {}
 
 func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1620,7 @@ func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsRequest.ProtoReflect.Descriptor instead.
 func (*AddPartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddPartitionsRequest) GetName() string {
@@ -1266,7 +1648,7 @@ type AddPartitionsResponse struct {
 
 func (x *AddPartitionsResponse) Reset() {
 	*x = AddPartitionsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1660,7 @@ func (x *AddPartitionsResponse) String() string {
 func (*AddPartitionsResponse) ProtoMessage() {}
 
 func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1673,7 @@ func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsResponse.ProtoReflect.Descriptor instead.
 func (*AddPartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddPartitionsResponse) GetQueue() *Queue {
@@ -1314,7 +1696,7 @@ type CreateConsumerGroupRequest struct {
 
 func (x *CreateConsumerGroupRequest) Reset() {
 	*x = CreateConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1708,7 @@ func (x *CreateConsumerGroupRequest) String() string {
 func (*CreateConsumerGroupRequest) ProtoMessage() {}
 
 func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1721,7 @@ func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateConsumerGroupRequest) GetParent() string {
@@ -1367,7 +1749,7 @@ type CreateConsumerGroupResponse struct {
 
 func (x *CreateConsumerGroupResponse) Reset() {
 	*x = CreateConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1761,7 @@ func (x *CreateConsumerGroupResponse) String() string {
 func (*CreateConsumerGroupResponse) ProtoMessage() {}
 
 func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1774,7 @@ func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1413,7 +1795,7 @@ type GetConsumerGroupRequest struct {
 
 func (x *GetConsumerGroupRequest) Reset() {
 	*x = GetConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1807,7 @@ func (x *GetConsumerGroupRequest) String() string {
 func (*GetConsumerGroupRequest) ProtoMessage() {}
 
 func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1820,7 @@ func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetConsumerGroupRequest) GetName() string {
@@ -1459,7 +1841,7 @@ type GetConsumerGroupResponse struct {
 
 func (x *GetConsumerGroupResponse) Reset() {
 	*x = GetConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[21]
+	mi := &file_dms_v1_queue_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1853,7 @@ func (x *GetConsumerGroupResponse) String() string {
 func (*GetConsumerGroupResponse) ProtoMessage() {}
 
 func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[21]
+	mi := &file_dms_v1_queue_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1866,7 @@ func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{21}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1505,7 +1887,7 @@ type ListConsumerGroupsRequest struct {
 
 func (x *ListConsumerGroupsRequest) Reset() {
 	*x = ListConsumerGroupsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[22]
+	mi := &file_dms_v1_queue_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1899,7 @@ func (x *ListConsumerGroupsRequest) String() string {
 func (*ListConsumerGroupsRequest) ProtoMessage() {}
 
 func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[22]
+	mi := &file_dms_v1_queue_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1912,7 @@ func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{22}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConsumerGroupsRequest) GetParent() string {
@@ -1551,7 +1933,7 @@ type ListConsumerGroupsResponse struct {
 
 func (x *ListConsumerGroupsResponse) Reset() {
 	*x = ListConsumerGroupsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[23]
+	mi := &file_dms_v1_queue_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1945,7 @@ func (x *ListConsumerGroupsResponse) String() string {
 func (*ListConsumerGroupsResponse) ProtoMessage() {}
 
 func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[23]
+	mi := &file_dms_v1_queue_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1958,7 @@ func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{23}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListConsumerGroupsResponse) GetGroups() []*ConsumerGroup {
@@ -1597,7 +1979,7 @@ type DeleteConsumerGroupRequest struct {
 
 func (x *DeleteConsumerGroupRequest) Reset() {
 	*x = DeleteConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[24]
+	mi := &file_dms_v1_queue_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1991,7 @@ func (x *DeleteConsumerGroupRequest) String() string {
 func (*DeleteConsumerGroupRequest) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[24]
+	mi := &file_dms_v1_queue_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +2004,7 @@ func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{24}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteConsumerGroupRequest) GetName() string {
@@ -1641,7 +2023,7 @@ type DeleteConsumerGroupResponse struct {
 
 func (x *DeleteConsumerGroupResponse) Reset() {
 	*x = DeleteConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[25]
+	mi := &file_dms_v1_queue_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2035,7 @@ func (x *DeleteConsumerGroupResponse) String() string {
 func (*DeleteConsumerGroupResponse) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[25]
+	mi := &file_dms_v1_queue_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,14 +2048,14 @@ func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{25}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{30}
 }
 
 var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
 	"\rProjectQuotas\x12\x1d\n" +
 	"\n" +
 	"max_queues\x18\x01 \x01(\x05R\tmaxQueues\x12/\n" +
@@ -1750,7 +2132,46 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x06queues\x18\x01 \x03(\v2\r.dms.v1.QueueR\x06queues\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\"-\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\"{\n" +
+	"\x12UpdateQueueRequest\x12(\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueB\x03\xe0A\x02R\x05queue\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\":\n" +
+	"\x13UpdateQueueResponse\x12#\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"\x84\x03\n" +
+	"\x15BrowseMessagesRequest\x12\x19\n" +
+	"\x05queue\x18\x01 \x01(\tB\x03\xe0A\x02R\x05queue\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\x05R\n" +
+	"partitions\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x120\n" +
+	"\n" +
+	"tag_filter\x18\x06 \x01(\v2\x11.dms.v1.TagFilterR\ttagFilter\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\a \x03(\tR\n" +
+	"attributes\x12\x1f\n" +
+	"\vmessage_ids\x18\b \x03(\tR\n" +
+	"messageIds\x12\x14\n" +
+	"\x05limit\x18\t \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\n" +
+	" \x01(\tR\tpageToken\"\x91\x01\n" +
+	"\x0ePartitionRange\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12!\n" +
+	"\fstart_offset\x18\x02 \x01(\x03R\vstartOffset\x12\x1d\n" +
+	"\n" +
+	"end_offset\x18\x03 \x01(\x03R\tendOffset\x12\x1f\n" +
+	"\vnext_offset\x18\x04 \x01(\x03R\n" +
+	"nextOffset\"\xad\x01\n" +
+	"\x16BrowseMessagesResponse\x123\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.dms.v1.ReceivedMessageR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x126\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\v2\x16.dms.v1.PartitionRangeR\n" +
+	"partitions\"-\n" +
 	"\x12DeleteQueueRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x15\n" +
 	"\x13DeleteQueueResponse\"]\n" +
@@ -1781,12 +2202,14 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fQUEUE_MODE_FIFO\x10\x02\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HA\x10\x03\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HT\x10\x04\x12\x13\n" +
-	"\x0fQUEUE_MODE_AMQP\x10\x052\xa0\v\n" +
+	"\x0fQUEUE_MODE_AMQP\x10\x052\xa8\r\n" +
 	"\fQueueService\x12u\n" +
 	"\vCreateQueue\x12\x1a.dms.v1.CreateQueueRequest\x1a\x1b.dms.v1.CreateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue\"\x1e/v1/{parent=projects/*}/queues\x12e\n" +
 	"\bGetQueue\x12\x17.dms.v1.GetQueueRequest\x1a\x18.dms.v1.GetQueueResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=projects/*/queues/*}\x12k\n" +
 	"\n" +
-	"ListQueues\x12\x19.dms.v1.ListQueuesRequest\x1a\x1a.dms.v1.ListQueuesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=projects/*}/queues\x12n\n" +
+	"ListQueues\x12\x19.dms.v1.ListQueuesRequest\x1a\x1a.dms.v1.ListQueuesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=projects/*}/queues\x12{\n" +
+	"\vUpdateQueue\x12\x1a.dms.v1.UpdateQueueRequest\x1a\x1b.dms.v1.UpdateQueueResponse\"3\x82\xd3\xe4\x93\x02-:\x05queue2$/v1/{queue.name=projects/*/queues/*}\x12\x88\x01\n" +
+	"\x0eBrowseMessages\x12\x1d.dms.v1.BrowseMessagesRequest\x1a\x1e.dms.v1.BrowseMessagesResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/{queue=projects/*/queues/*}/messages:browse\x12n\n" +
 	"\vDeleteQueue\x12\x1a.dms.v1.DeleteQueueRequest\x1a\x1b.dms.v1.DeleteQueueResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=projects/*/queues/*}\x12\x85\x01\n" +
 	"\rAddPartitions\x12\x1c.dms.v1.AddPartitionsRequest\x1a\x1d.dms.v1.AddPartitionsResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/{name=projects/*/queues/*}:addPartitions\x12\x96\x01\n" +
 	"\x13CreateConsumerGroup\x12\".dms.v1.CreateConsumerGroupRequest\x1a#.dms.v1.CreateConsumerGroupResponse\"6\x82\xd3\xe4\x93\x020:\x05group\"'/v1/{parent=projects/*/queues/*}/groups\x12\x86\x01\n" +
@@ -1809,7 +2232,7 @@ func file_dms_v1_queue_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_queue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_dms_v1_queue_proto_goTypes = []any{
 	(QueueMode)(0),                      // 0: dms.v1.QueueMode
 	(*ProjectQuotas)(nil),               // 1: dms.v1.ProjectQuotas
@@ -1826,70 +2249,89 @@ var file_dms_v1_queue_proto_goTypes = []any{
 	(*GetQueueResponse)(nil),            // 12: dms.v1.GetQueueResponse
 	(*ListQueuesRequest)(nil),           // 13: dms.v1.ListQueuesRequest
 	(*ListQueuesResponse)(nil),          // 14: dms.v1.ListQueuesResponse
-	(*DeleteQueueRequest)(nil),          // 15: dms.v1.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),         // 16: dms.v1.DeleteQueueResponse
-	(*AddPartitionsRequest)(nil),        // 17: dms.v1.AddPartitionsRequest
-	(*AddPartitionsResponse)(nil),       // 18: dms.v1.AddPartitionsResponse
-	(*CreateConsumerGroupRequest)(nil),  // 19: dms.v1.CreateConsumerGroupRequest
-	(*CreateConsumerGroupResponse)(nil), // 20: dms.v1.CreateConsumerGroupResponse
-	(*GetConsumerGroupRequest)(nil),     // 21: dms.v1.GetConsumerGroupRequest
-	(*GetConsumerGroupResponse)(nil),    // 22: dms.v1.GetConsumerGroupResponse
-	(*ListConsumerGroupsRequest)(nil),   // 23: dms.v1.ListConsumerGroupsRequest
-	(*ListConsumerGroupsResponse)(nil),  // 24: dms.v1.ListConsumerGroupsResponse
-	(*DeleteConsumerGroupRequest)(nil),  // 25: dms.v1.DeleteConsumerGroupRequest
-	(*DeleteConsumerGroupResponse)(nil), // 26: dms.v1.DeleteConsumerGroupResponse
-	(*durationpb.Duration)(nil),         // 27: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
-	(*TagFilter)(nil),                   // 29: dms.v1.TagFilter
+	(*UpdateQueueRequest)(nil),          // 15: dms.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),         // 16: dms.v1.UpdateQueueResponse
+	(*BrowseMessagesRequest)(nil),       // 17: dms.v1.BrowseMessagesRequest
+	(*PartitionRange)(nil),              // 18: dms.v1.PartitionRange
+	(*BrowseMessagesResponse)(nil),      // 19: dms.v1.BrowseMessagesResponse
+	(*DeleteQueueRequest)(nil),          // 20: dms.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),         // 21: dms.v1.DeleteQueueResponse
+	(*AddPartitionsRequest)(nil),        // 22: dms.v1.AddPartitionsRequest
+	(*AddPartitionsResponse)(nil),       // 23: dms.v1.AddPartitionsResponse
+	(*CreateConsumerGroupRequest)(nil),  // 24: dms.v1.CreateConsumerGroupRequest
+	(*CreateConsumerGroupResponse)(nil), // 25: dms.v1.CreateConsumerGroupResponse
+	(*GetConsumerGroupRequest)(nil),     // 26: dms.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),    // 27: dms.v1.GetConsumerGroupResponse
+	(*ListConsumerGroupsRequest)(nil),   // 28: dms.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),  // 29: dms.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),  // 30: dms.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil), // 31: dms.v1.DeleteConsumerGroupResponse
+	(*durationpb.Duration)(nil),         // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
+	(*TagFilter)(nil),                   // 34: dms.v1.TagFilter
+	(*fieldmaskpb.FieldMask)(nil),       // 35: google.protobuf.FieldMask
+	(*ReceivedMessage)(nil),             // 36: dms.v1.ReceivedMessage
 }
 var file_dms_v1_queue_proto_depIdxs = []int32{
 	1,  // 0: dms.v1.GetProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
 	1,  // 1: dms.v1.UpdateProjectQuotasRequest.quotas:type_name -> dms.v1.ProjectQuotas
 	1,  // 2: dms.v1.UpdateProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
 	0,  // 3: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
-	27, // 4: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
-	28, // 5: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	28, // 6: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
-	28, // 7: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	32, // 4: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
+	33, // 5: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	33, // 6: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
+	33, // 7: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 8: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	29, // 9: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
-	27, // 10: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	34, // 9: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	32, // 10: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
 	6,  // 11: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
 	6,  // 12: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
 	6,  // 13: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
 	6,  // 14: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	6,  // 15: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
-	7,  // 16: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 17: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 18: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 19: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	9,  // 20: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	11, // 21: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	13, // 22: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	15, // 23: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	17, // 24: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
-	19, // 25: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	21, // 26: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	23, // 27: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	25, // 28: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	2,  // 29: dms.v1.QueueService.GetProjectQuotas:input_type -> dms.v1.GetProjectQuotasRequest
-	4,  // 30: dms.v1.QueueService.UpdateProjectQuotas:input_type -> dms.v1.UpdateProjectQuotasRequest
-	10, // 31: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	12, // 32: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	14, // 33: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	16, // 34: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	18, // 35: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
-	20, // 36: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	22, // 37: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	24, // 38: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	26, // 39: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	3,  // 40: dms.v1.QueueService.GetProjectQuotas:output_type -> dms.v1.GetProjectQuotasResponse
-	5,  // 41: dms.v1.QueueService.UpdateProjectQuotas:output_type -> dms.v1.UpdateProjectQuotasResponse
-	31, // [31:42] is the sub-list for method output_type
-	20, // [20:31] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	6,  // 15: dms.v1.UpdateQueueRequest.queue:type_name -> dms.v1.Queue
+	35, // 16: dms.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 17: dms.v1.UpdateQueueResponse.queue:type_name -> dms.v1.Queue
+	33, // 18: dms.v1.BrowseMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
+	33, // 19: dms.v1.BrowseMessagesRequest.end_time:type_name -> google.protobuf.Timestamp
+	34, // 20: dms.v1.BrowseMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
+	36, // 21: dms.v1.BrowseMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
+	18, // 22: dms.v1.BrowseMessagesResponse.partitions:type_name -> dms.v1.PartitionRange
+	6,  // 23: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
+	7,  // 24: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 25: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 26: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	7,  // 27: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	9,  // 28: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	11, // 29: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	13, // 30: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	15, // 31: dms.v1.QueueService.UpdateQueue:input_type -> dms.v1.UpdateQueueRequest
+	17, // 32: dms.v1.QueueService.BrowseMessages:input_type -> dms.v1.BrowseMessagesRequest
+	20, // 33: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	22, // 34: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
+	24, // 35: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	26, // 36: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	28, // 37: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	30, // 38: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	2,  // 39: dms.v1.QueueService.GetProjectQuotas:input_type -> dms.v1.GetProjectQuotasRequest
+	4,  // 40: dms.v1.QueueService.UpdateProjectQuotas:input_type -> dms.v1.UpdateProjectQuotasRequest
+	10, // 41: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	12, // 42: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	14, // 43: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	16, // 44: dms.v1.QueueService.UpdateQueue:output_type -> dms.v1.UpdateQueueResponse
+	19, // 45: dms.v1.QueueService.BrowseMessages:output_type -> dms.v1.BrowseMessagesResponse
+	21, // 46: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	23, // 47: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
+	25, // 48: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	27, // 49: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	29, // 50: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	31, // 51: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	3,  // 52: dms.v1.QueueService.GetProjectQuotas:output_type -> dms.v1.GetProjectQuotasResponse
+	5,  // 53: dms.v1.QueueService.UpdateProjectQuotas:output_type -> dms.v1.UpdateProjectQuotasResponse
+	41, // [41:54] is the sub-list for method output_type
+	28, // [28:41] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }
@@ -1904,7 +2346,7 @@ func file_dms_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_queue_proto_rawDesc), len(file_dms_v1_queue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

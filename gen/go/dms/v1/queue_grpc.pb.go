@@ -22,6 +22,8 @@ const (
 	QueueService_CreateQueue_FullMethodName         = "/dms.v1.QueueService/CreateQueue"
 	QueueService_GetQueue_FullMethodName            = "/dms.v1.QueueService/GetQueue"
 	QueueService_ListQueues_FullMethodName          = "/dms.v1.QueueService/ListQueues"
+	QueueService_UpdateQueue_FullMethodName         = "/dms.v1.QueueService/UpdateQueue"
+	QueueService_BrowseMessages_FullMethodName      = "/dms.v1.QueueService/BrowseMessages"
 	QueueService_DeleteQueue_FullMethodName         = "/dms.v1.QueueService/DeleteQueue"
 	QueueService_AddPartitions_FullMethodName       = "/dms.v1.QueueService/AddPartitions"
 	QueueService_CreateConsumerGroup_FullMethodName = "/dms.v1.QueueService/CreateConsumerGroup"
@@ -50,6 +52,22 @@ type QueueServiceClient interface {
 	GetQueue(ctx context.Context, in *GetQueueRequest, opts ...grpc.CallOption) (*GetQueueResponse, error)
 	// ListQueues returns the queues of a project, oldest first.
 	ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error)
+	// UpdateQueue changes the settings of a queue that may change while it is
+	// in use: description, retention, dead_letter_enabled and
+	// max_consume_count, the fields update_mask names. Retention applies to
+	// messages already stored at the next retention pass; a new
+	// max_consume_count counts the attempts already made. To raise the
+	// partition count use AddPartitions.
+	UpdateQueue(ctx context.Context, in *UpdateQueueRequest, opts ...grpc.CallOption) (*UpdateQueueResponse, error)
+	// BrowseMessages reads a queue's messages without consuming them: no
+	// consumer group's position, in-flight set or counts change. It starts at
+	// an offset or at a time (through each partition's time index), in some
+	// or all partitions, and returns the messages that match every filter
+	// given, bodies included, oldest first across partitions. A call scans a
+	// bounded amount of each partition; next_page_token continues where it
+	// stopped. Any node answers: reads go to each partition's leader and see
+	// only what every in-sync replica has.
+	BrowseMessages(ctx context.Context, in *BrowseMessagesRequest, opts ...grpc.CallOption) (*BrowseMessagesResponse, error)
 	// DeleteQueue deletes a queue, its consumer groups and all of its messages.
 	// The deletion cannot be undone.
 	DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error)
@@ -114,6 +132,26 @@ func (c *queueServiceClient) ListQueues(ctx context.Context, in *ListQueuesReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListQueuesResponse)
 	err := c.cc.Invoke(ctx, QueueService_ListQueues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueServiceClient) UpdateQueue(ctx context.Context, in *UpdateQueueRequest, opts ...grpc.CallOption) (*UpdateQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateQueueResponse)
+	err := c.cc.Invoke(ctx, QueueService_UpdateQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueServiceClient) BrowseMessages(ctx context.Context, in *BrowseMessagesRequest, opts ...grpc.CallOption) (*BrowseMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BrowseMessagesResponse)
+	err := c.cc.Invoke(ctx, QueueService_BrowseMessages_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +256,22 @@ type QueueServiceServer interface {
 	GetQueue(context.Context, *GetQueueRequest) (*GetQueueResponse, error)
 	// ListQueues returns the queues of a project, oldest first.
 	ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error)
+	// UpdateQueue changes the settings of a queue that may change while it is
+	// in use: description, retention, dead_letter_enabled and
+	// max_consume_count, the fields update_mask names. Retention applies to
+	// messages already stored at the next retention pass; a new
+	// max_consume_count counts the attempts already made. To raise the
+	// partition count use AddPartitions.
+	UpdateQueue(context.Context, *UpdateQueueRequest) (*UpdateQueueResponse, error)
+	// BrowseMessages reads a queue's messages without consuming them: no
+	// consumer group's position, in-flight set or counts change. It starts at
+	// an offset or at a time (through each partition's time index), in some
+	// or all partitions, and returns the messages that match every filter
+	// given, bodies included, oldest first across partitions. A call scans a
+	// bounded amount of each partition; next_page_token continues where it
+	// stopped. Any node answers: reads go to each partition's leader and see
+	// only what every in-sync replica has.
+	BrowseMessages(context.Context, *BrowseMessagesRequest) (*BrowseMessagesResponse, error)
 	// DeleteQueue deletes a queue, its consumer groups and all of its messages.
 	// The deletion cannot be undone.
 	DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error)
@@ -266,6 +320,12 @@ func (UnimplementedQueueServiceServer) GetQueue(context.Context, *GetQueueReques
 }
 func (UnimplementedQueueServiceServer) ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListQueues not implemented")
+}
+func (UnimplementedQueueServiceServer) UpdateQueue(context.Context, *UpdateQueueRequest) (*UpdateQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateQueue not implemented")
+}
+func (UnimplementedQueueServiceServer) BrowseMessages(context.Context, *BrowseMessagesRequest) (*BrowseMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BrowseMessages not implemented")
 }
 func (UnimplementedQueueServiceServer) DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteQueue not implemented")
@@ -362,6 +422,42 @@ func _QueueService_ListQueues_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueueServiceServer).ListQueues(ctx, req.(*ListQueuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueueService_UpdateQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).UpdateQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_UpdateQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).UpdateQueue(ctx, req.(*UpdateQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueueService_BrowseMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BrowseMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).BrowseMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_BrowseMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).BrowseMessages(ctx, req.(*BrowseMessagesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -528,6 +624,14 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListQueues",
 			Handler:    _QueueService_ListQueues_Handler,
+		},
+		{
+			MethodName: "UpdateQueue",
+			Handler:    _QueueService_UpdateQueue_Handler,
+		},
+		{
+			MethodName: "BrowseMessages",
+			Handler:    _QueueService_BrowseMessages_Handler,
 		},
 		{
 			MethodName: "DeleteQueue",
