@@ -104,6 +104,14 @@ func (e *Engine) RegisterMetrics(mp metric.MeterProvider, produced *telemetry.Me
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		if d.byKind[storagev1.LogKind_LOG_KIND_QUEUE_PARTITION] == nil {
+			// A zero series from the start, so that an alert on the
+			// counters' increase sees the first damage.
+			attrs := metric.WithAttributes(attribute.String("kind", kindName(storagev1.LogKind_LOG_KIND_QUEUE_PARTITION)))
+			for _, c := range counters {
+				o.ObserveInt64(c.inst, 0, attrs)
+			}
+		}
 		for kind, dc := range d.byKind {
 			attrs := metric.WithAttributes(attribute.String("kind", kindName(kind)))
 			for _, c := range counters {
