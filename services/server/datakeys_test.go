@@ -14,9 +14,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/stretchr/testify/require"
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -175,6 +178,83 @@ func TestCryptoShredding(t *testing.T) {
 	if n := len(l.GetKeys()); n != 3 || l.GetKeys()[2].GetId() <= idsA[1] || l.GetKeys()[2].GetState() != dmsv1.DataKeyState_DATA_KEY_STATE_ACTIVE {
 		t.Fatalf("A's keys after a new queue: %v", l)
 	}
+}
+
+// Replicas copy sealed batches byte for byte (neither decrypted on the
+// leader nor encrypted again on the follower): the follower's segment files
+// equal the leader's, across a rotation, and once the leader stops, the
+// follower, now leader, opens every batch with the project's data keys it
+// unwrapped from etcd.
+func TestEncryptedReplicasCopySealedBatches(t *testing.T) {
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	keyFile := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keyFile, []byte("1:"+base64.StdEncoding.EncodeToString(master)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, nodes := startCluster(t, 2, "-storage.encryption-key-file", keyFile, "-storage.min-insync-replicas", "1")
+	ctx := context.Background()
+	q := nodes[0].CreateQueue(t, "tenant", &dmsv1.Queue{DisplayName: "replicated", PartitionCount: 1})
+	g := nodes[0].CreateGroup(t, q, "g")
+	var sent []string
+	send := func() {
+		body := fmt.Sprintf("secret-%d", len(sent))
+		nodes[0].Send(t, q, body)
+		sent = append(sent, body)
+	}
+	for range 5 {
+		send()
+	}
+	rotated, err := dmsv1.NewDataKeyServiceClient(nodes[1].Conn).RotateDataKey(ctx, &dmsv1.RotateDataKeyRequest{ProjectId: "tenant"})
+	require.NoError(t, err)
+	units := placementOf(t, nodes[0], q.GetId())
+	require.Len(t, units, 1)
+	leader := slices.IndexFunc(nodes, func(s *testserver.Server) bool { return s.NodeName == units[0].GetLeader() })
+	require.GreaterOrEqual(t, leader, 0)
+	follower := 1 - leader
+	dir := func(i int) string { return filepath.Join(nodes[i].DataDir, "storage", "q", q.GetId(), "0") }
+	// The leader hears of the rotation through etcd: send until a batch is
+	// sealed with the new key.
+	require.Eventually(t, func() bool {
+		send()
+		bs := readSealedBatches(t, dir(leader))
+		return bs[len(bs)-1].keyID == rotated.GetKey().GetId()
+	}, 30*time.Second, 10*time.Millisecond, "batches sealed with the rotated key")
+	require.Eventually(t, func() bool {
+		return bytes.Equal(segmentBytes(t, dir(leader)), segmentBytes(t, dir(follower)))
+	}, 30*time.Second, 20*time.Millisecond, "the follower's segments equal the leader's")
+	keyIDs := map[uint32]bool{}
+	for _, b := range readSealedBatches(t, dir(follower)) {
+		keyIDs[b.keyID] = true
+	}
+	require.Len(t, keyIDs, 2, "batches sealed with the first and the rotated key")
+	if bytes.Contains(segmentBytes(t, dir(follower)), []byte("secret-")) {
+		t.Fatal("plaintext in the follower's segments")
+	}
+
+	nodes[leader].Server.Stop()
+	require.Eventually(t, func() bool {
+		u := placementOf(t, nodes[follower], q.GetId())
+		return u[0].GetLeader() == nodes[follower].NodeName
+	}, 30*time.Second, 20*time.Millisecond, "the follower leads")
+	got := receiveAll(t, nodes[follower], g, len(sent))
+	require.ElementsMatch(t, sent, got)
+}
+
+// segmentBytes concatenates the segment files of a log directory.
+func segmentBytes(t *testing.T, dir string) []byte {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	slices.Sort(segs)
+	var out []byte
+	for _, p := range segs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, data...)
+	}
+	return out
 }
 
 // The data key API says so when encryption at rest is off, and a project

@@ -106,7 +106,7 @@ func (fs *fetchers) loop(leader string) {
 // and applies what came.
 func (fs *fetchers) fetchOnce(client storagev1.StorageServiceClient, leader string, followed []*unit) error {
 	e := fs.e
-	req := &storagev1.FetchRequest{Follower: e.cluster.Node, MaxWait: durationpb.New(fetchWait), MaxBytes: defaultFetchBytes}
+	req := &storagev1.FetchRequest{Follower: e.cluster.Node, MaxWait: durationpb.New(fetchWait), MaxBytes: defaultFetchBytes, AcceptsSealed: true}
 	epochs := map[string]int64{}
 	for _, u := range followed {
 		u.mu.Lock()
@@ -269,6 +269,14 @@ func (fs *fetchers) apply(lr *storagev1.FetchLogResult, inISR, full bool) error 
 			if _, err := l.TruncateTo(fs.ctx, b.GetBaseOffset()); err != nil {
 				return err
 			}
+		}
+		if len(b.GetSealed()) > 0 {
+			// Copied as the leader stores it: the project's data key (or
+			// the master key) that sealed it opens it here too.
+			if err := l.AppendSealedBatchAt(fs.ctx, b.GetBaseOffset(), b.GetSealed()); err != nil {
+				return err
+			}
+			continue
 		}
 		format, err := logFormat(b.GetFormat())
 		if err != nil {

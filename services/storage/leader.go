@@ -124,7 +124,11 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 				continue
 			}
 			if from < l.NextOffset() && budget > 0 {
-				batches, err := l.ReadBatches(from, budget)
+				read := l.ReadBatches
+				if req.GetAcceptsSealed() {
+					read = l.ReadSealedBatches
+				}
+				batches, err := read(from, budget)
 				if lost := e.unrepairable(u, k, err); len(batches) == 0 && lost != nil {
 					batches = []partitionlog.BatchView{*lost}
 				} else if err != nil && !errors.Is(err, partitionlog.ErrLost) {
@@ -132,7 +136,7 @@ func (e *Engine) collectFetch(req *storagev1.FetchRequest, budget int, ack bool)
 				}
 				for _, b := range batches {
 					lr.Batches = append(lr.Batches, batchMessage(b))
-					budget -= len(b.Payload)
+					budget -= len(b.Payload) + len(b.Sealed)
 				}
 				if len(batches) > 0 {
 					any = true
@@ -221,7 +225,7 @@ func (e *Engine) openedLog(id logid.ID) *openLog {
 func batchMessage(b partitionlog.BatchView) *storagev1.RecordBatch {
 	return &storagev1.RecordBatch{
 		BaseOffset: b.BaseOffset, RecordCount: int32(b.Count), Format: formatOf(b.Format),
-		FirstTimestampMs: b.FirstTimestamp, MaxTimestampMs: b.MaxTimestamp, Data: b.Payload,
+		FirstTimestampMs: b.FirstTimestamp, MaxTimestampMs: b.MaxTimestamp, Data: b.Payload, Sealed: b.Sealed,
 	}
 }
 

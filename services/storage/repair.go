@@ -186,7 +186,7 @@ func (fs *fetchers) repairFromFetch(l *openLog, lr *storagev1.FetchLogResult, in
 				break
 			}
 			end += int64(b.GetRecordCount())
-			bytes += len(b.GetData())
+			bytes += len(b.GetData()) + len(b.GetSealed())
 		}
 	}
 	if len(bs) > 0 && bs[0].GetFormat() == storagev1.BatchFormat_BATCH_FORMAT_LOST && bs[0].GetBaseOffset() <= c.from {

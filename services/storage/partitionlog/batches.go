@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 )
 
@@ -47,6 +48,9 @@ type BatchView struct {
 	FirstTimestamp int64
 	MaxTimestamp   int64
 	Payload        []byte
+	// Sealed is, from ReadSealedBatches, an encrypted batch as stored, from
+	// its CRC to its end; Payload is then nil.
+	Sealed []byte
 }
 
 // LastOffset returns the offset of the batch's last record.
@@ -143,6 +147,68 @@ func (l *Log) prepareBatch(ctx context.Context, b Batch) (*appendReq, error) {
 // damaged data (ErrCorrupt, batches before the damage returned first) work
 // as for Read. Batches of every format are returned.
 func (l *Log) ReadBatches(from int64, maxBytes int) ([]BatchView, error) {
+	return l.readBatches(from, maxBytes, false)
+}
+
+// ReadSealedBatches is ReadBatches for a replica: an encrypted batch is
+// returned as stored, in BatchView.Sealed (checked by its CRC; neither
+// decrypted nor authenticated, which its reader does), for
+// AppendSealedBatchAt on another copy. Plaintext batches come with their
+// Payload as from ReadBatches. maxBytes counts sealed bytes.
+func (l *Log) ReadSealedBatches(from int64, maxBytes int) ([]BatchView, error) {
+	return l.readBatches(from, maxBytes, true)
+}
+
+// AppendSealedBatchAt stores a batch that ReadSealedBatches returned from
+// another copy of the log, byte for byte, at base offset base (as
+// AppendBatchAt does; ErrOffsetMismatch otherwise). sealed must be a whole
+// encrypted batch from its CRC on with a matching CRC (ErrInvalidBatch
+// otherwise). The log must have keys: it will have to open the batch (its
+// key need not be in the ring yet; a reader checks that).
+func (l *Log) AppendSealedBatchAt(ctx context.Context, base int64, sealed []byte) error {
+	if base < 0 {
+		return fmt.Errorf("%w: base offset %d is negative", ErrOffsetMismatch, base)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if l.keys.Load() == nil {
+		return fmt.Errorf("%w: a sealed batch for a log opened without encryption keys", ErrEncryptionKey)
+	}
+	size := offCRC + len(sealed)
+	if size < encHeaderSize+tagSize || size > l.opts.MaxBatchBytes {
+		return fmt.Errorf("%w: a sealed batch of %d bytes (at least %d, at most %d)", ErrInvalidBatch, size, encHeaderSize+tagSize, l.opts.MaxBatchBytes)
+	}
+	be := binary.BigEndian
+	if got, want := crc32.Checksum(sealed[offMagic-offCRC:], castagnoli), be.Uint32(sealed); got != want {
+		return fmt.Errorf("%w: sealed batch checksum mismatch (stored %08x, computed %08x)", ErrInvalidBatch, want, got)
+	}
+	flags, count := be.Uint16(sealed[offFlags-offCRC:]), int32(be.Uint32(sealed[offCount-offCRC:]))
+	switch {
+	case sealed[offMagic-offCRC] != batchMagic:
+		return fmt.Errorf("%w: sealed batch of magic %d", ErrInvalidBatch, sealed[offMagic-offCRC])
+	case flags&flagEncrypted == 0 || flags&flagLost != 0 || flags&^knownFlags != 0:
+		return fmt.Errorf("%w: a sealed batch with flags %#x", ErrInvalidBatch, flags)
+	case count < 1:
+		return fmt.Errorf("%w: record count %d", ErrInvalidBatch, count)
+	}
+	bp := batchPool.Get().(*[]byte)
+	if cap(*bp) < size {
+		*bp = make([]byte, size, max(size, 512))
+	}
+	*bp = (*bp)[:size]
+	dst := *bp
+	be.PutUint64(dst[offBaseOffset:], 0)
+	be.PutUint32(dst[offLength:], uint32(size-batchLogOverhead))
+	copy(dst[offCRC:], sealed)
+	r := reqPool.Get().(*appendReq)
+	r.ctx, r.buf, r.count, r.maxTs = ctx, bp, int64(count), int64(be.Uint64(dst[offMaxTs:]))
+	r.exact, r.at = true, base
+	_, err := l.submit(ctx, r)
+	return err
+}
+
+func (l *Log) readBatches(from int64, maxBytes int, sealed bool) ([]BatchView, error) {
 	bp := getScanBuf()
 	defer putScanBuf(bp)
 	orig := from
@@ -159,7 +225,7 @@ func (l *Log) ReadBatches(from int64, maxBytes int) ([]BatchView, error) {
 				break
 			}
 			var done bool
-			out, used, done, err = l.readSegmentBatches(s, v, from, maxBytes, out, used, bp)
+			out, used, done, err = l.readSegmentBatches(s, v, from, maxBytes, out, used, bp, sealed)
 			s.unref()
 			if err != nil || done {
 				break
@@ -180,7 +246,7 @@ func (l *Log) ReadBatches(from int64, maxBytes int) ([]BatchView, error) {
 
 // readSegmentBatches appends the batches of s from the one holding offset
 // from. done reports that the byte budget is exhausted.
-func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int, out []BatchView, used int, bp *[]byte) (_ []BatchView, _ int, done bool, _ error) {
+func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int, out []BatchView, used int, bp *[]byte, sealed bool) (_ []BatchView, _ int, done bool, _ error) {
 	pos, atRel, err := lookupOffset(s.idx, v.idxN, from-s.base)
 	if err != nil {
 		return out, used, false, err
@@ -189,6 +255,9 @@ func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int
 		pos, atRel = 0, 0 // defensive: never trust an entry past the visible end
 	}
 	sc := l.readScanner(s, v, pos, atRel, *bp)
+	if sealed {
+		sc.decrypt, sc.crcOnly = false, true
+	}
 	defer func() { *bp = sc.buf[:0] }()
 	for {
 		b, err := l.nextForRead(s, v, &sc, pos, from)
@@ -202,17 +271,26 @@ func (l *Log) readSegmentBatches(s *segment, v segView, from int64, maxBytes int
 			return out, used, false, l.lostAt(s, b, from)
 		}
 		n := max(len(b.recs), 1)
+		keepSealed := sealed && b.flags&flagEncrypted != 0
+		if keepSealed {
+			n = len(b.raw) - offCRC
+		}
 		if len(out) > 0 && (maxBytes <= 0 || used+n > maxBytes) {
 			return out, used, true, nil
 		}
-		out = append(out, BatchView{
+		bv := BatchView{
 			BaseOffset:     b.base,
 			Count:          int(b.count),
 			Format:         b.format(),
 			FirstTimestamp: b.firstTs,
 			MaxTimestamp:   b.maxTs,
-			Payload:        append([]byte(nil), b.recs...),
-		})
+		}
+		if keepSealed {
+			bv.Sealed = append([]byte(nil), b.raw[offCRC:]...)
+		} else {
+			bv.Payload = append([]byte(nil), b.recs...)
+		}
+		out = append(out, bv)
 		used += n
 		if maxBytes <= 0 || used >= maxBytes {
 			return out, used, true, nil

@@ -414,8 +414,10 @@ func (l *Log) nextForRead(s *segment, v segView, scp **scanner, start, from int6
 			l.logger.Warn("partitionlog: an index entry does not point at the batch it names; reading the segment from its start", "segment", s.logPath, "position", start, "err", err)
 			l.requestRepair(s)
 			start = 0
-			*scp = l.readScanner(s, v, 0, 0, sc.buf)
-			sc = *scp
+			ns := l.readScanner(s, v, 0, 0, sc.buf)
+			ns.decrypt, ns.crcOnly = sc.decrypt, sc.crcOnly // ReadSealedBatches' mode
+			*scp = ns
+			sc = ns
 			continue
 		}
 		q, nb, found, ferr := findNextBatch(s.log, sc.pos, v.size, sc.expect, v.next)

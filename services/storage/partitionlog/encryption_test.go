@@ -388,3 +388,78 @@ func TestEncryptionNonceUnique(t *testing.T) {
 	l2 := openTest(t, Options{Keys: mustKeyring(t, testKey(1, 1))})
 	require.NotEqual(t, l.noncePrefix, l2.noncePrefix, "each Log draws its own nonce prefix")
 }
+
+// A follower copies sealed batches byte for byte: its segment files end up
+// identical to the leader's, it reads the records once it holds the key
+// (SetKeys, as after a rotation seen late), and a sealed batch damaged on
+// the way is refused.
+func TestSealedBatchCopy(t *testing.T) {
+	k1, k2 := testKey(1, 1), testKey(2, 2)
+	leaderDir := t.TempDir()
+	leader := openTest(t, Options{Dir: leaderDir, SegmentBytes: 1024, Keys: mustKeyring(t, k1)})
+	rng := rand.New(rand.NewPCG(2, 2))
+	var m model
+	genSpec{batches: 20, maxRecs: 3, maxSize: 80, tsJitterMs: 10}.generate(rng, &m, t, leader, 1_700_000_000_000)
+	require.NoError(t, leader.SetKeys(mustKeyring(t, k1, k2))) // a rotation
+	_, err := leader.AppendBatch(t.Context(), Batch{Format: 1, Count: 3, FirstTimestamp: 5, MaxTimestamp: 4, Payload: []byte("opaque " + secretMarker)})
+	require.NoError(t, err)
+	m.entries = append(m.entries, Entry{Offset: m.next()}, Entry{Offset: m.next() + 1}, Entry{Offset: m.next() + 2})
+
+	followerDir := t.TempDir()
+	follower := openTest(t, Options{Dir: followerDir, SegmentBytes: 1024, Keys: mustKeyring(t, k1)})
+	for from := int64(0); from < leader.NextOffset(); {
+		views, err := leader.ReadSealedBatches(from, 300)
+		require.NoError(t, err)
+		for _, v := range views {
+			require.Nil(t, v.Payload)
+			require.False(t, bytes.Contains(v.Sealed, []byte(secretMarker)))
+			require.NoError(t, follower.AppendSealedBatchAt(t.Context(), v.BaseOffset, v.Sealed))
+			from = v.BaseOffset + int64(v.Count)
+		}
+	}
+	require.Equal(t, leader.NextOffset(), follower.NextOffset())
+
+	// The last batch names key 2, which the follower lacks until told.
+	_, err = follower.ReadBatches(m.next()-3, 1<<20)
+	require.ErrorIs(t, err, ErrEncryptionKey)
+	require.NoError(t, follower.SetKeys(mustKeyring(t, k1, k2)))
+	views, err := follower.ReadBatches(m.next()-3, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, "opaque "+secretMarker, string(views[0].Payload))
+	all, err := follower.ReadBatches(0, 1<<30)
+	require.NoError(t, err)
+	var got []Entry
+	for _, v := range all[:len(all)-1] {
+		require.NoError(t, ForEachRecord(v, func(off, ts int64, data []byte) bool {
+			got = append(got, Entry{Offset: off, Timestamp: ts, Data: bytes.Clone(data)})
+			return true
+		}))
+	}
+	requireEntries(t, m.entries[:m.next()-3], got)
+
+	require.NoError(t, leader.Close())
+	require.NoError(t, follower.Close())
+	leaderSegs, followerSegs := segmentLogs(t, leaderDir), segmentLogs(t, followerDir)
+	require.Equal(t, len(leaderSegs), len(followerSegs))
+	for i := range leaderSegs {
+		a, err := os.ReadFile(leaderSegs[i])
+		require.NoError(t, err)
+		b, err := os.ReadFile(followerSegs[i])
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(a, b), "segment %s differs from the leader's", filepath.Base(followerSegs[i]))
+	}
+
+	// Damaged on the way, or plaintext: refused, nothing stored.
+	leader = openTest(t, Options{Dir: leaderDir, SegmentBytes: 1024, Keys: mustKeyring(t, k1, k2)})
+	views, err = leader.ReadSealedBatches(0, 1)
+	require.NoError(t, err)
+	other := openTest(t, Options{Keys: mustKeyring(t, k1)})
+	bad := bytes.Clone(views[0].Sealed)
+	bad[len(bad)-1] ^= 1
+	require.ErrorIs(t, other.AppendSealedBatchAt(t.Context(), 0, bad), ErrInvalidBatch)
+	require.ErrorIs(t, other.AppendSealedBatchAt(t.Context(), 0, views[0].Sealed[:20]), ErrInvalidBatch)
+	plain := openTest(t, Options{})
+	require.ErrorIs(t, plain.AppendSealedBatchAt(t.Context(), 0, views[0].Sealed), ErrEncryptionKey)
+	require.Equal(t, int64(0), other.NextOffset())
+	require.ErrorIs(t, other.AppendSealedBatchAt(t.Context(), 5, views[0].Sealed), ErrOffsetMismatch)
+}

@@ -376,7 +376,12 @@ type FetchRequest struct {
 	// Wait up to this long for new data when there is none.
 	MaxWait *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
 	// Stop after about this many bytes of batches; default 4 MiB.
-	MaxBytes      int32 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes int32 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// The follower takes encrypted batches sealed, as the leader stores them
+	// (RecordBatch.sealed): copied byte for byte, never decrypted on the
+	// leader nor encrypted again on the follower, so that they cross the
+	// network sealed. A follower that does not say so gets them decrypted.
+	AcceptsSealed bool `protobuf:"varint,5,opt,name=accepts_sealed,json=acceptsSealed,proto3" json:"accepts_sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +442,13 @@ func (x *FetchRequest) GetMaxBytes() int32 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *FetchRequest) GetAcceptsSealed() bool {
+	if x != nil {
+		return x.AcceptsSealed
+	}
+	return false
 }
 
 // FetchUnit is one unit a follower fetches.
@@ -693,7 +705,8 @@ type FetchLogResult struct {
 	// The leader's next offset.
 	EndOffset int64 `protobuf:"varint,4,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
 	// Batches from the follower's fetch offset on, in offset order, as stored
-	// on the leader (decrypted; each replica encrypts with its own keys).
+	// on the leader (encrypted ones sealed when the follower accepts them,
+	// decrypted otherwise).
 	Batches []*RecordBatch `protobuf:"bytes,5,rep,name=batches,proto3" json:"batches,omitempty"`
 	// The leader epochs that start within or before the batches returned,
 	// for the follower's epoch history.
@@ -1206,7 +1219,14 @@ type RecordBatch struct {
 	// The largest record timestamp, in Unix milliseconds.
 	MaxTimestampMs int64 `protobuf:"varint,5,opt,name=max_timestamp_ms,json=maxTimestampMs,proto3" json:"max_timestamp_ms,omitempty"`
 	// The encoded records.
-	Data          []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	// An encrypted batch as the leader stores it, from its CRC to its end
+	// (header, key id, nonce, sealed payload, tag; see the partitionlog
+	// format), instead of data, in a FetchLogResult for a follower that
+	// accepts sealed batches. The follower stores it unchanged at
+	// base_offset; the key that opens it is the project's data key (or a
+	// master key), which every node can unwrap.
+	Sealed        []byte `protobuf:"bytes,7,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1279,6 +1299,13 @@ func (x *RecordBatch) GetMaxTimestampMs() int64 {
 func (x *RecordBatch) GetData() []byte {
 	if x != nil {
 		return x.Data
+	}
+	return nil
+}
+
+func (x *RecordBatch) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
 	}
 	return nil
 }
@@ -2414,12 +2441,13 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2 .dms.cluster.storage.v1.UnitKindR\x04kind\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x14\n" +
-	"\x05shard\x18\x04 \x01(\x05R\x05shard\"\xb6\x01\n" +
+	"\x05shard\x18\x04 \x01(\x05R\x05shard\"\xdd\x01\n" +
 	"\fFetchRequest\x12\x1a\n" +
 	"\bfollower\x18\x01 \x01(\tR\bfollower\x127\n" +
 	"\x05units\x18\x02 \x03(\v2!.dms.cluster.storage.v1.FetchUnitR\x05units\x124\n" +
 	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1b\n" +
-	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\"\x98\x01\n" +
+	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\x12%\n" +
+	"\x0eaccepts_sealed\x18\x05 \x01(\bR\racceptsSealed\"\x98\x01\n" +
 	"\tFetchUnit\x122\n" +
 	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12!\n" +
 	"\fleader_epoch\x18\x02 \x01(\x03R\vleaderEpoch\x124\n" +
@@ -2474,7 +2502,7 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\vconsumer_id\x18\x05 \x01(\tR\n" +
 	"consumerId\x12\x12\n" +
 	"\x04hour\x18\x06 \x01(\x03R\x04hour\x12\x14\n" +
-	"\x05shard\x18\a \x01(\x05R\x05shard\"\xfa\x01\n" +
+	"\x05shard\x18\a \x01(\x05R\x05shard\"\x92\x02\n" +
 	"\vRecordBatch\x12\x1f\n" +
 	"\vbase_offset\x18\x01 \x01(\x03R\n" +
 	"baseOffset\x12!\n" +
@@ -2482,7 +2510,8 @@ const file_dms_cluster_storage_v1_storage_proto_rawDesc = "" +
 	"\x06format\x18\x03 \x01(\x0e2#.dms.cluster.storage.v1.BatchFormatR\x06format\x12,\n" +
 	"\x12first_timestamp_ms\x18\x04 \x01(\x03R\x10firstTimestampMs\x12(\n" +
 	"\x10max_timestamp_ms\x18\x05 \x01(\x03R\x0emaxTimestampMs\x12\x12\n" +
-	"\x04data\x18\x06 \x01(\fR\x04data\"\xde\x02\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sealed\x18\a \x01(\fR\x06sealed\"\xde\x02\n" +
 	"\x06Record\x12!\n" +
 	"\ftimestamp_ms\x18\x01 \x01(\x03R\vtimestampMs\x12\x1d\n" +
 	"\n" +
