@@ -74,7 +74,7 @@ func (h *Handler) SendMessages(ctx context.Context, req *dmsv1.SendMessagesReque
 	if err != nil {
 		return nil, err
 	}
-	if err := h.quotas.admit(q.GetProject(), req.GetMessages()); err != nil {
+	if err := h.quotas.admit(ctx, q.GetProject(), req.GetMessages()); err != nil {
 		return nil, err
 	}
 	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), nil, req.GetIdempotenceKey(), h.producer(ctx, true, false))

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -17,7 +18,11 @@ import (
 // needs, the buckets going into debt, so that a batch larger than a
 // second's worth is admitted too and the rate over time still holds. A
 // refused send stores nothing and is RATE_LIMITED: the caller sends again
-// later, while other projects' sends never wait on this one's.
+// later, while other projects' sends never wait on this one's. The refusal
+// is answered once the bucket would have admitted it (at most a second
+// later), as Kafka's brokers delay the answers of a client over its quota:
+// a producer that retries at once cannot make the node decode and refuse
+// thousands of batches a second for nothing, which would slow the others.
 //
 // The buckets are this node's: a project whose sends several nodes take
 // gets its rate on each of them.
@@ -38,24 +43,43 @@ func newQuotas(cache *catalog.Cache, now func() time.Time) *quotas {
 	return &quotas{cache: cache, now: now, buckets: map[string]*sendBucket{}}
 }
 
+// maxRefusalDelay bounds how long a refused send waits for its answer.
+const maxRefusalDelay = time.Second
+
 // admit checks a send of msgs to a queue of project against the project's
-// quotas, and takes its share of the rates.
-func (q *quotas) admit(project string, msgs []*dmsv1.Message) error {
+// quotas, and takes its share of the rates. A send refused for its rate
+// waits, before it is answered, until the bucket holds a token again.
+func (q *quotas) admit(ctx context.Context, project string, msgs []*dmsv1.Message) error {
+	wait, err := q.take(project, msgs)
+	if wait > 0 {
+		t := time.NewTimer(min(wait, maxRefusalDelay))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return err
+}
+
+// take is admit without the wait: it returns how long a refused send
+// should wait.
+func (q *quotas) take(project string, msgs []*dmsv1.Message) (time.Duration, error) {
 	own := q.cache.ProjectQuotas(project)
 	if own == nil {
-		return nil
+		return 0, nil
 	}
 	var total int
 	for i, m := range msgs {
 		size := message.Size(m)
 		if limit := int(own.GetMaxMessageBytes()); limit > 0 && size > limit {
-			return errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", i, size, project, limit)
+			return 0, errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", i, size, project, limit)
 		}
 		total += size
 	}
 	msgRate, byteRate := float64(own.GetSendMessagesPerSecond()), float64(own.GetSendBytesPerSecond())
 	if msgRate <= 0 && byteRate <= 0 {
-		return nil
+		return 0, nil
 	}
 	now := q.now()
 	q.mu.Lock()
@@ -78,8 +102,13 @@ func (q *quotas) admit(project string, msgs []*dmsv1.Message) error {
 		wait = max(wait, (1-b.bytes)/byteRate)
 	}
 	if wait > 0 {
-		return errs.Wrapf(errs.ErrRateLimited, "project %s sends faster than its quota (%g messages/s, %g bytes/s; 0 = unlimited) allows: send again in %v",
-			project, msgRate, byteRate, time.Duration(wait*float64(time.Second)).Round(time.Millisecond))
+		d := time.Duration(wait * float64(time.Second))
+		when := "now"
+		if rest := d - maxRefusalDelay; rest > 0 {
+			when = "in " + rest.Round(time.Millisecond).String()
+		}
+		return d, errs.Wrapf(errs.ErrRateLimited, "project %s sends faster than its quota (%g messages/s, %g bytes/s; 0 = unlimited) allows: nothing was stored; the answer was held until the rate admits a send, so send again %s",
+			project, msgRate, byteRate, when)
 	}
 	if msgRate > 0 {
 		b.msgs -= float64(len(msgs))
@@ -87,5 +116,5 @@ func (q *quotas) admit(project string, msgs []*dmsv1.Message) error {
 	if byteRate > 0 {
 		b.bytes -= float64(total)
 	}
-	return nil
+	return 0, nil
 }
