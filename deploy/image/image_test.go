@@ -37,7 +37,7 @@ var created = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 // OCI layout, reads the tarball back and checks its configuration, its
 // layers' entries, and that the dmsd in the layer runs.
 func TestImage(t *testing.T) {
-	bin := dmsdbin.Build(t)
+	bin := dmsdbin.Static(t)
 	checkStatic(t, bin)
 	in := image.Inputs{Binaries: map[string]string{"dmsd": bin}, Version: "1.2.3", Revision: "0123abcd", Created: created}
 	img, err := image.Build(in)

@@ -21,37 +21,62 @@ func Root() string {
 }
 
 var (
-	once  sync.Once
-	dir   string
-	built string
-	err   error
+	once sync.Once
+	dir  string
+	err  error
 )
 
-// Build builds dmsd once per test binary and returns its path. The flags
-// are those of `make image`, so that a build cache warmed by one serves
-// the other.
-func Build(t testing.TB) string {
+// Static builds dmsd as `make image` does (static, stripped: a build
+// cache warmed by one serves the other) once per test binary and returns
+// its path.
+func Static(t testing.TB) string {
+	return build(t, "dmsd-static", "CGO_ENABLED=0", "-trimpath", "-ldflags", "-s -w")
+}
+
+// Build builds dmsd as `make build` and the other tests do (its packages
+// are in the build cache then), for tests that only run it.
+func Build(t testing.TB) string { return build(t, "dmsd") }
+
+var built sync.Map // name → *result
+
+type result struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func build(t testing.TB, name string, flags ...string) string {
 	t.Helper()
-	once.Do(func() {
-		dir, err = os.MkdirTemp("", "dmsdbin")
-		if err != nil {
-			return
-		}
-		built = filepath.Join(dir, "dmsd")
-		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", built, "./cmd/dmsd")
-		cmd.Dir = filepath.Join(Root(), "services")
-		// The deploy module is built with GOWORK=off; dmsd belongs to the
-		// repository's workspace.
-		cmd.Env = append(filterEnv(os.Environ(), "GOWORK=", "CGO_ENABLED="), "GOWORK="+filepath.Join(Root(), "go.work"), "CGO_ENABLED=0")
-		var out []byte
-		if out, err = cmd.CombinedOutput(); err != nil {
-			err = &buildError{err: err, out: string(out)}
-		}
-	})
+	once.Do(func() { dir, err = os.MkdirTemp("", "dmsdbin") })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return built
+	v, _ := built.LoadOrStore(name, &result{})
+	r := v.(*result)
+	r.once.Do(func() {
+		r.path = filepath.Join(dir, name)
+		env := filterEnv(os.Environ(), "GOWORK=")
+		args := []string{"build", "-buildvcs=false", "-o", r.path}
+		for _, f := range flags {
+			if strings.Contains(f, "=") && !strings.HasPrefix(f, "-") {
+				env = append(filterEnv(env, strings.SplitN(f, "=", 2)[0]+"="), f)
+			} else {
+				args = append(args, f)
+			}
+		}
+		cmd := exec.Command("go", append(args, "./cmd/dmsd")...)
+		cmd.Dir = filepath.Join(Root(), "services")
+		// The deploy module is built with GOWORK=off; dmsd belongs to the
+		// repository's workspace.
+		cmd.Env = append(env, "GOWORK="+filepath.Join(Root(), "go.work"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			r.err = &buildError{err: err, out: string(out)}
+		}
+	})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.path
 }
 
 type buildError struct {
