@@ -6,7 +6,9 @@
 #	deploy/local-cluster.sh up [N]         # N nodes (3 by default), replication factor min(3, N)
 #	deploy/local-cluster.sh status         # etcd and each node: pid, addresses, /healthz
 #	deploy/local-cluster.sh kill NODE [SIG] # signal a node, KILL by default (STOP and CONT pause it)
-#	deploy/local-cluster.sh restart NODE   # stop it (TERM) if running and start it on its data
+#	deploy/local-cluster.sh restart NODE   # stop it (TERM) if running, start it on its data, wait until /readyz
+#	deploy/local-cluster.sh upgrade [DMSD] # rolling upgrade: a new dmsd (this repository's by default), then each
+#	                                       # node restarted in turn, the next only once the last is ready (caught up)
 #	deploy/local-cluster.sh down           # stop everything and delete the cluster's data
 #
 # NODE is node1..nodeN. Node i listens on 127.0.0.1: public gRPC PORT_BASE+10i,
@@ -60,6 +62,7 @@ stop_pid() {
 	done
 	log "pid $pid did not stop in ${2:-30}s; killing it"
 	kill -KILL "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
 
 node_dir() {
@@ -107,6 +110,20 @@ wait_healthy() {
 	done
 	tail -20 "$DIR/$1/log" >&2
 	die "$1 is not healthy after 60s"
+}
+
+# wait_ready waits until the node answers /readyz with 200: started, and in
+# sync on every partition and shard it keeps a copy of.
+wait_ready() {
+	local port i
+	port="$(http_port "$1")"
+	for ((i = 0; i < 1200; i++)); do
+		running "$DIR/$1/pid" || { tail -20 "$DIR/$1/log" >&2; die "$1 exited"; }
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && return 0
+		sleep 0.1
+	done
+	curl -s "http://127.0.0.1:$port/readyz" >&2 || true
+	die "$1 is not ready (caught up) after 120s"
 }
 
 up() {
@@ -182,13 +199,43 @@ kill_node() {
 restart_node() {
 	local dir
 	dir="$(node_dir "$1")"
+	log "restarting $1"
 	if running "$dir/pid"; then
 		kill -CONT "$(cat "$dir/pid")" 2>/dev/null || true # a paused node cannot stop
-		stop_pid "$dir/pid" 30
+		local began=$SECONDS
+		stop_pid "$dir/pid" 60 # as the systemd unit's TimeoutStopSec and the chart's grace period
+		log "$1 stopped in $((SECONDS - began))s"
 	fi
 	start_node "$1"
 	wait_healthy "$1"
-	log "$1 restarted, pid $(cat "$dir/pid")"
+	wait_ready "$1"
+	log "$1 restarted and ready, pid $(cat "$dir/pid")"
+}
+
+# upgrade puts a new dmsd in place (renamed over the old one: the running
+# nodes keep theirs) and restarts the nodes one at a time; each restart
+# waits until the node is caught up, so that no two nodes are ever out of
+# sync at once and writes with 2 in-sync replicas required go on.
+upgrade() {
+	[ -f "$DIR/dmsd" ] || die "no cluster in $DIR (up first)"
+	if [ -n "${1:-}" ]; then
+		cp "$1" "$DIR/dmsd.new"
+	else
+		log "building dmsd"
+		(cd "$REPO/services" && go build -o "$DIR/dmsd.new" ./cmd/dmsd)
+	fi
+	mv -f "$DIR/dmsd.new" "$DIR/dmsd"
+	local dir name
+	for dir in "$DIR"/node*; do
+		[ -f "$dir/args" ] || continue
+		name="$(basename "$dir")"
+		running "$dir/pid" || die "$name is down: bring it back (restart $name) before an upgrade"
+	done
+	for dir in $(printf '%s\n' "$DIR"/node* | sort -V); do
+		[ -f "$dir/args" ] || continue
+		restart_node "$(basename "$dir")"
+	done
+	log "upgrade done"
 }
 
 down() {
@@ -209,6 +256,7 @@ up) up "${2:-3}" ;;
 status) status ;;
 kill) [ $# -ge 2 ] || die "usage: $0 kill NODE [SIGNAL]"; kill_node "$2" "${3:-KILL}" ;;
 restart) [ $# -eq 2 ] || die "usage: $0 restart NODE"; restart_node "$2" ;;
+upgrade) upgrade "${2:-}" ;;
 down) down ;;
-*) echo "usage: $0 up [N] | status | kill NODE [SIGNAL] | restart NODE | down" >&2; exit 2 ;;
+*) echo "usage: $0 up [N] | status | kill NODE [SIGNAL] | restart NODE | upgrade [DMSD] | down" >&2; exit 2 ;;
 esac
