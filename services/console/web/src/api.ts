@@ -338,6 +338,12 @@ export const api = {
   getQueue: (p: string, q: string) => call<{ queue: Queue }>("GET", queuePath(p, q)).then((r) => r.queue),
   createQueue: (p: string, queue: Partial<Queue>) =>
     call<{ queue: Queue }>("POST", `${projectPath(p)}/queues`, queue).then((r) => r.queue),
+  // updateQueue sends the fields to change; PATCH without a mask changes
+  // the fields the body gives.
+  updateQueue: (q: Queue, changes: Partial<Queue>) =>
+    call<{ queue: Queue }>("PATCH", `/v1/${q.name}`, changes).then((r) => r.queue),
+  addPartitions: (p: string, q: string, partitionCount: number) =>
+    call<{ queue: Queue }>("POST", `${queuePath(p, q)}:addPartitions`, { partitionCount }).then((r) => r.queue),
   deleteQueue: (p: string, q: string) => call<{}>("DELETE", queuePath(p, q)),
   listGroups: (p: string, q: string) =>
     call<{ groups?: ConsumerGroup[] }>("GET", `${queuePath(p, q)}/groups`).then((r) => r.groups ?? []),

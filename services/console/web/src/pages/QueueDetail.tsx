@@ -1,7 +1,7 @@
-import { App, Button, Card, Col, Descriptions, Form, Input, InputNumber, Popconfirm, Row, Select, Space, Table, Tag, Typography } from "antd";
+import { App, Button, Card, Checkbox, Col, Descriptions, Form, Input, InputNumber, Modal, Popconfirm, Row, Select, Space, Table, Tag, Typography } from "antd";
 import { useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
-import { api, attrText, ConsumerGroup, durationSeconds, num, Queue, ReceivedMessage, SendResult, textToB64 } from "../api";
+import { api, attrText, ConsumerGroup, durationSeconds, notOffered, num, Queue, ReceivedMessage, SendResult, textToB64 } from "../api";
 import { Body } from "../components/Body";
 import { Err, errText } from "../components/Err";
 import { fmtDuration, fmtRate, rate, rateSeries, Sample, useSampler } from "../components/sampler";
@@ -63,23 +63,29 @@ export function QueueDetailPage() {
           </Space>
         }
         extra={
-          <Popconfirm
-            title={`Delete queue ${q.displayName} with all its messages?`}
-            onConfirm={async () => {
-              try {
-                await api.deleteQueue(project, q.id);
-                nav("/");
-              } catch (e) {
-                message.error(errText(e));
-              }
-            }}
-          >
-            <Button danger>Delete queue</Button>
-          </Popconfirm>
+          <Space>
+            <QueueSettings queue={q} onChange={refresh} />
+            <Popconfirm
+              title={`Delete queue ${q.displayName} with all its messages?`}
+              onConfirm={async () => {
+                try {
+                  await api.deleteQueue(project, q.id);
+                  nav("/");
+                } catch (e) {
+                  message.error(errText(e));
+                }
+              }}
+            >
+              <Button danger>Delete queue</Button>
+            </Popconfirm>
+          </Space>
         }
         style={{ marginBottom: 16 }}
       >
         <Descriptions size="small" column={4}>
+          <Descriptions.Item label="Browse">
+            <Link to={`/messages?queue=${encodeURIComponent(q.displayName)}`}>messages</Link>
+          </Descriptions.Item>
           <Descriptions.Item label="Id">{q.id}</Descriptions.Item>
           <Descriptions.Item label="Messages">
             <span data-testid="queue-messages">{num(q.messageCount)}</span>
@@ -92,7 +98,11 @@ export function QueueDetailPage() {
           </Descriptions.Item>
           <Descriptions.Item label="Max message">{(q.maxMessageBytes / 1024).toFixed(0)} KiB</Descriptions.Item>
           <Descriptions.Item label="Created">{new Date(q.createTime).toLocaleString()}</Descriptions.Item>
-          {q.description && <Descriptions.Item label="Description">{q.description}</Descriptions.Item>}
+          {q.description && (
+            <Descriptions.Item label="Description">
+              <span data-testid="queue-description">{q.description}</span>
+            </Descriptions.Item>
+          )}
         </Descriptions>
       </Card>
       <Row gutter={16} style={{ marginBottom: 16 }}>
@@ -135,6 +145,77 @@ export function QueueDetailPage() {
           <ReceiveCard queue={q} groups={groupNames} onChange={refresh} />
         </Col>
       </Row>
+    </>
+  );
+}
+
+// QueueSettings changes what may change while a queue is in use
+// (UpdateQueue) and raises its partition count (AddPartitions).
+function QueueSettings({ queue, onChange }: { queue: Queue; onChange: () => void }) {
+  const project = useProject();
+  const { message } = App.useApp();
+  const [open, setOpen] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [form] = Form.useForm();
+  return (
+    <>
+      <Button onClick={() => setOpen(true)} data-testid="queue-settings">
+        Settings
+      </Button>
+      <Modal
+        title={`Settings of ${queue.displayName}`}
+        open={open}
+        onCancel={() => setOpen(false)}
+        onOk={() => form.submit()}
+        okText="Save"
+        destroyOnHidden
+      >
+        <Err error={error} />
+        <Form
+          form={form}
+          layout="vertical"
+          initialValues={{
+            description: queue.description,
+            retentionHours: Math.round(durationSeconds(queue.retention) / 3600),
+            deadLetterEnabled: queue.deadLetterEnabled,
+            maxConsumeCount: queue.maxConsumeCount || 3,
+            partitionCount: queue.partitionCount,
+          }}
+          onFinish={async (v) => {
+            setError(null);
+            try {
+              const changes: Partial<Queue> = {};
+              if (v.description !== queue.description) changes.description = v.description ?? "";
+              if (v.retentionHours * 3600 !== Math.round(durationSeconds(queue.retention))) changes.retention = `${v.retentionHours * 3600}s`;
+              if (v.deadLetterEnabled !== queue.deadLetterEnabled) changes.deadLetterEnabled = v.deadLetterEnabled;
+              if (v.deadLetterEnabled && v.maxConsumeCount !== queue.maxConsumeCount) changes.maxConsumeCount = v.maxConsumeCount;
+              if (Object.keys(changes).length) await api.updateQueue(queue, changes);
+              if (v.partitionCount > queue.partitionCount) await api.addPartitions(project, queue.id, v.partitionCount);
+              message.success("Saved");
+              setOpen(false);
+              onChange();
+            } catch (e) {
+              setError(notOffered(e) ? "This server does not offer UpdateQueue." : e);
+            }
+          }}
+        >
+          <Form.Item label="Description" name="description">
+            <Input maxLength={160} data-testid="settings-description" />
+          </Form.Item>
+          <Form.Item label="Retention (hours, at most 72)" name="retentionHours">
+            <InputNumber min={1} max={72} />
+          </Form.Item>
+          <Form.Item name="deadLetterEnabled" valuePropName="checked">
+            <Checkbox>Keep dead letters</Checkbox>
+          </Form.Item>
+          <Form.Item label="Failures before a message becomes a dead letter" name="maxConsumeCount">
+            <InputNumber min={1} max={100} />
+          </Form.Item>
+          <Form.Item label="Partitions (can only grow; keys keep their partition)" name="partitionCount">
+            <InputNumber min={queue.partitionCount} max={64} disabled={queue.mode === "QUEUE_MODE_FIFO"} data-testid="settings-partitions" />
+          </Form.Item>
+        </Form>
+      </Modal>
     </>
   );
 }
