@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp/kb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -99,6 +100,7 @@ func TestConsoleFlow(t *testing.T) {
 	// Send a JSON message with a tag and an attribute.
 	p.typeInto(`[data-testid=send-body]`, `{"order":42,"item":"book"}`)
 	p.typeInto(`[data-testid=send-attributes]`, "region=eu")
+	p.typeInto(`[data-testid=send-tags] input`, "new"+kb.Enter)
 	p.click(`[data-testid=send]`)
 	results := p.waitText(`[data-testid=send-results]`, "Message id")
 	id := messageID.FindString(results)
@@ -107,6 +109,36 @@ func TestConsoleFlow(t *testing.T) {
 	}
 	// The page samples the queue: the count changes without a reload.
 	p.waitText(`[data-testid=queue-messages]`, "1")
+
+	// Browse it without consuming it: by attribute and tag, the body as
+	// JSON; the group's backlog is untouched.
+	p.open("/messages?queue=orders")
+	p.waitText(`[data-testid=browse-messages]`, id, "region=eu", "new")
+	p.typeInto(`[data-testid=browse-attributes] input`, "region=us"+kb.Enter)
+	p.click(`[data-testid=browse]`)
+	p.waitText(`[data-testid=browse-messages]`, "No data")
+	p.click(`[data-testid=browse-attributes] .ant-select-selection-item-remove`)
+	p.typeInto(`[data-testid=browse-attributes] input`, "region=eu"+kb.Enter)
+	p.typeInto(`[data-testid=browse-tags] input`, "new"+kb.Enter)
+	p.click(`[data-testid=browse]`)
+	p.waitText(`[data-testid=browse-messages]`, id)
+	p.click(`[data-testid=browse-messages] .ant-table-row-expand-icon`)
+	p.waitText(`[data-testid=browse-messages]`, `"item": "book"`)
+	p.screenshot("browse")
+	p.open("/queues/orders")
+	p.waitText(`[data-testid=groups]`, "billing")
+	if got := p.text(`[data-testid=groups] .ant-table-tbody`); !strings.Contains(got, "billing\t1\t0\t0") {
+		t.Fatalf("after browsing, billing's lag, in flight and acked should be 1, 0, 0:\n%s", got)
+	}
+
+	// Settings: a description (UpdateQueue) and a fourth partition
+	// (AddPartitions).
+	p.click(`[data-testid=queue-settings]`)
+	p.typeInto(`[data-testid=settings-description]`, "orders from the shop")
+	p.replace(`[data-testid=settings-partitions]`, "4")
+	p.clickText(`.ant-modal button`, "Save")
+	p.waitText(`[data-testid=queue-description]`, "orders from the shop")
+	waitRows(p, `[data-testid=partitions]`, 4)
 
 	// Receive it as the group's consumer and fail it: with one failure
 	// allowed, it becomes a dead letter.
@@ -166,6 +198,12 @@ func TestConsoleFlow(t *testing.T) {
 	waitPoints(p, `[data-testid=chart-lag]`, 10)
 	p.screenshot("queue-detail")
 
+	// The cluster: this node, alive, leading the queues' partitions.
+	p.open("/cluster")
+	p.waitText(`[data-testid=cluster-nodes]`, s.NodeName, "alive")
+	p.waitText(`[data-testid=cluster-partitions]`, "orders", "events", s.NodeName)
+	p.screenshot("cluster")
+
 	// The audit log has the calls the page made.
 	p.open("/audit")
 	p.waitText(`[data-testid=audit-records]`, "CreateQueue", "RedriveDeadLetters", "SeekConsumerGroup")
@@ -186,6 +224,22 @@ func waitPoints(p *page, sel string, n int) {
 		select {
 		case <-p.ctx.Done():
 			p.t.Fatalf("%s drew %d points, never %d", sel, points, n)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitRows waits until a table shows n rows.
+func waitRows(p *page, sel string, n int) {
+	p.t.Helper()
+	for {
+		rows := eval[int](p, `document.querySelectorAll(`+"`"+sel+` .ant-table-tbody tr.ant-table-row`+"`"+`).length`)
+		if rows == n {
+			return
+		}
+		select {
+		case <-p.ctx.Done():
+			p.t.Fatalf("%s shows %d rows, never %d", sel, rows, n)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -368,11 +368,6 @@ export const api = {
     call<{ results: AckResult[] }>("POST", `${groupPath(p, q, g)}/deadLetters:ack`, {
       acks: handles.map((h) => ({ receiptHandle: h, status: "ACK_STATUS_SUCCESS" })),
     }).then((r) => r.results),
-  // releaseDeadLetters gives received dead letters back at once (FAIL).
-  releaseDeadLetters: (p: string, q: string, g: string, handles: string[]) =>
-    call<{ results: AckResult[] }>("POST", `${groupPath(p, q, g)}/deadLetters:ack`, {
-      acks: handles.map((h) => ({ receiptHandle: h, status: "ACK_STATUS_FAIL" })),
-    }).then((r) => r.results),
   redrive: (p: string, q: string, g: string, messageIds: string[]) =>
     call<{ results?: RedriveResult[] }>("POST", `${groupPath(p, q, g)}/deadLetters:redrive`, { messageIds }).then(
       (r) => r.results ?? [],

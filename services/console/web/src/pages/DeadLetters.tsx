@@ -1,25 +1,15 @@
 import { Alert, App, Button, Card, DatePicker, Form, Popconfirm, Select, Space, Table, Tag, Typography } from "antd";
 import { useEffect, useState } from "react";
-import { api, notOffered, num, ReceivedMessage, RedriveResult } from "../api";
+import { api, num, ReceivedMessage, RedriveResult } from "../api";
 import { MessageTable } from "../components/MessageTable";
 import { Err, errText } from "../components/Err";
 import { QueueGroupPicker, useSelection } from "../components/Pickers";
 import { useProject } from "../project";
 
-// inspect reads a group's dead letters without settling them: through
-// ListDeadLetters where the server has it; else they are received with the
-// shortest visibility timeout and given straight back (a FAIL ack makes a
-// dead letter available again at once), since redrive skips dead letters
-// that are out with a consumer.
+// inspect lists a group's dead letters without receiving them
+// (ListDeadLetters): nothing is hidden or settled by looking.
 async function inspect(project: string, queue: string, group: string, filters: Record<string, unknown>): Promise<ReceivedMessage[]> {
-  try {
-    return (await api.listDeadLetters(project, queue, group, { limit: 1000, ...filters })).messages ?? [];
-  } catch (e) {
-    if (!notOffered(e)) throw e;
-  }
-  const got = await api.receiveDeadLetters(project, queue, group, 100);
-  if (got.length) await api.releaseDeadLetters(project, queue, group, got.map((m) => m.receiptHandle));
-  return got;
+  return (await api.listDeadLetters(project, queue, group, { limit: 1000, ...filters })).messages ?? [];
 }
 
 export function DeadLettersPage() {
