@@ -21,10 +21,10 @@ import (
 // and it holds no message bodies.
 
 func (e *Engine) dataKeys() *datakeys.Manager {
-	if e.cluster == nil || !e.cluster.DataKeys.Enabled() || e.keys == nil {
+	if !e.dk.Enabled() || e.keys == nil {
 		return nil
 	}
-	return e.cluster.DataKeys
+	return e.dk
 }
 
 // keyringFor returns the keyring a log is opened with and the project
@@ -63,7 +63,7 @@ func (e *Engine) keyringFor(ctx context.Context, id logid.ID) (string, *partitio
 // batches sealed before the project had a data key) and its data keys, the
 // newest active.
 func (e *Engine) buildRing(ctx context.Context, project string) (*partitionlog.Keyring, error) {
-	keys, err := e.cluster.DataKeys.Keys(ctx, project, true)
+	keys, err := e.dk.Keys(ctx, project, true)
 	if err != nil {
 		return nil, fmt.Errorf("storage: the data keys of project %s: %w", project, err)
 	}
@@ -74,7 +74,7 @@ func (e *Engine) buildRing(ctx context.Context, project string) (*partitionlog.K
 // through any node) to its open logs.
 func (e *Engine) onDataKeysChanged(project string) {
 	ctx := context.Background()
-	keys, err := e.cluster.DataKeys.Keys(ctx, project, false)
+	keys, err := e.dk.Keys(ctx, project, false)
 	if err != nil {
 		e.logger.Error("storage: reading a project's new data keys", "project", project, "err", err)
 		return

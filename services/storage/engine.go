@@ -17,6 +17,7 @@ import (
 
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/storage/logid"
@@ -32,6 +33,7 @@ type Engine struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	keys     *partitionlog.Keyring // master keys; nil: encryption at rest is off
+	dk       *datakeys.Manager     // the projects' data keys (cluster.DataKeys)
 	units    *units
 	fetchers *fetchers
 	repairs  *repairs        // lost ranges of this node's copies, and damage counters
@@ -89,6 +91,9 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	}
 	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(), latency: &latencyMetrics{},
 		logs: map[string]*openLog{}, rings: map[string]*partitionlog.Keyring{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
+	if cluster != nil {
+		e.dk = cluster.DataKeys
+	}
 	e.fetchers = newFetchers(e)
 	cache.Subscribe(e.onCatalogEvent)
 	if dk := e.dataKeys(); dk != nil {

@@ -46,7 +46,7 @@ func keyEntry(id uint32, seed byte) string {
 	return fmt.Sprintf("%d:%s", id, base64.StdEncoding.EncodeToString(secret))
 }
 
-func writeKeyFile(t *testing.T, entries ...string) string {
+func writeKeyFile(t testing.TB, entries ...string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "keys")
 	require.NoError(t, os.WriteFile(p, []byte(strings.Join(entries, "\n")+"\n"), 0o600))
@@ -130,7 +130,7 @@ func TestDescribeLogAndStorageFull(t *testing.T) {
 }
 
 // startEtcd runs an embedded etcd for the catalog the engine reads.
-func startEtcd(t *testing.T) *clientv3.Client {
+func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "storage-test"

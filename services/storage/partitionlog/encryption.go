@@ -199,6 +199,9 @@ func (l *Log) SetKeys(k *Keyring) error {
 	return nil
 }
 
+// Keys returns the log's keyring (nil: encryption off).
+func (l *Log) Keys() *Keyring { return l.keys.Load() }
+
 // Active returns the id and cipher of the key that seals new batches.
 func (k *Keyring) Active() (id uint32, aead cipher.AEAD) { return k.active.id, k.active.aead }
 
