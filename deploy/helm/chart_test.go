@@ -349,10 +349,6 @@ func checkNodes(t *testing.T, m *manifests, vals map[string]any, flags map[strin
 	a := args(c)
 	for name := range a {
 		if !flags[name] {
-			if pendingFlags[name] {
-				t.Logf("-%s is not a flag of this dmsd yet (pending: security's TLS flags)", name)
-				continue
-			}
 			t.Errorf("the chart passes -%s, which dmsd does not know", name)
 		}
 	}
@@ -795,11 +791,4 @@ func TestDashboardsAreCopies(t *testing.T) {
 			t.Errorf("%s differs from %s: copy it again", c, matches[0])
 		}
 	}
-}
-
-// pendingFlags are flags the chart passes that the security work adds to
-// dmsd; until it lands on main the check only logs them.
-var pendingFlags = map[string]bool{
-	"tls.cert-file": true, "tls.key-file": true, "tls.client-auth": true, "tls.client-ca-file": true,
-	"internal.tls.cert-file": true, "internal.tls.key-file": true, "internal.tls.ca-file": true, "cluster.secret-file": true,
 }
