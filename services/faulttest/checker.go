@@ -223,9 +223,9 @@ func (r *Report) Failed() bool {
 	return r.LostOrRedelivered() || len(r.FIFOViolations) > 0
 }
 
-// LostOrRedelivered reports the promises that hold in every run so far:
-// nothing acknowledged lost, nothing acked delivered again, the cluster
-// heals. (FIFO order under etcd loss does not yet; see Failed.)
+// LostOrRedelivered reports the promises other than FIFO order: nothing
+// acknowledged lost or stored twice, nothing acked delivered again, the
+// cluster heals.
 func (r *Report) LostOrRedelivered() bool {
 	return len(r.Lost) > 0 || len(r.AckedThenRedelivered) > 0 || len(r.Problems) > 0 || r.StoredTwice > 0
 }
