@@ -144,7 +144,9 @@ func noteDecision(ctx context.Context, p authz.Principal, decidedBy string, res 
 // authorization one, inside the status edge's, so that it sees refusals.
 func (s *Server) auditUnary(public bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if s.audit == nil || isForwarded(ctx) {
+		// Only a node forwards, over the internal listener: the mark on
+		// a public call is a client's, who does not choose to be left out.
+		if s.audit == nil || (!public && isForwarded(ctx)) {
 			return handler(ctx, req)
 		}
 		c := &auditCall{}
@@ -157,7 +159,7 @@ func (s *Server) auditUnary(public bool) grpc.UnaryServerInterceptor {
 // auditStream records the streams refused: no stream is a management call.
 func (s *Server) auditStream(public bool) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if s.audit == nil || isForwarded(ss.Context()) {
+		if s.audit == nil || (!public && isForwarded(ss.Context())) {
 			return handler(srv, ss)
 		}
 		c := &auditCall{}

@@ -68,6 +68,39 @@ func forwardedCall(ctx context.Context) bool {
 	return len(md.Get(forwardedHeader)) > 0
 }
 
+// forwardInterceptors returns the forwarding interceptors of a listener.
+// Only a node forwards, over the internal listener; the public one forwards
+// whatever a client marks.
+func (s *Server) forwardInterceptors(public bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	if !public {
+		return s.forwardUnary, s.forwardStream
+	}
+	unmarked := func(ctx context.Context) context.Context {
+		md, ok := metadata.FromIncomingContext(ctx)
+		if !ok || len(md.Get(forwardedHeader)) == 0 {
+			return ctx
+		}
+		md = md.Copy()
+		md.Delete(forwardedHeader)
+		return metadata.NewIncomingContext(ctx, md)
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			return s.forwardUnary(unmarked(ctx), req, info, handler)
+		}, func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if ctx := unmarked(ss.Context()); ctx != ss.Context() {
+				ss = &replacedContextStream{ServerStream: ss, ctx: ctx}
+			}
+			return s.forwardStream(srv, ss, info, handler)
+		}
+}
+
+type replacedContextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (r *replacedContextStream) Context() context.Context { return r.ctx }
+
 // forwardUnary is the server interceptor that forwards consumer calls to
 // the owner of their queue's delivery shard.
 func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -158,8 +158,9 @@ func (s *Server) initServer(ctx context.Context) (modules.Stopper, error) {
 
 func (s *Server) newGRPCServer(public bool) *grpc.Server {
 	edge := rpcstatus.NewServerEdge()
-	unary := []grpc.UnaryServerInterceptor{edge.UnaryServerInterceptor(), s.auditUnary(public), s.authUnary(public), s.forwardUnary}
-	stream := []grpc.StreamServerInterceptor{edge.StreamServerInterceptor(), s.auditStream(public), s.authStream(public), s.forwardStream}
+	forwardUnary, forwardStream := s.forwardInterceptors(public)
+	unary := []grpc.UnaryServerInterceptor{edge.UnaryServerInterceptor(), s.auditUnary(public), s.authUnary(public), forwardUnary}
+	stream := []grpc.StreamServerInterceptor{edge.StreamServerInterceptor(), s.auditStream(public), s.authStream(public), forwardStream}
 	if !public {
 		// Inside the audit interceptor, which records the refusals.
 		unary = slices.Insert(unary, 2, s.clusterUnary)

@@ -181,7 +181,7 @@ func (s *Server) serve() {
 	}
 	// Failed handshakes (a scanner, a client without a certificate) are
 	// the client's business: debug level, not the process's stderr.
-	s.httpSrv = &http.Server{Handler: s.authHTTP(s.mux), ReadHeaderTimeout: 10 * time.Second,
+	s.httpSrv = &http.Server{Handler: stripNodeHeaders(s.authHTTP(s.mux)), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
 	serveHTTP := s.httpSrv.Serve
 	if s.tls != nil {

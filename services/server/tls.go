@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -215,4 +216,20 @@ func (s *Server) clusterStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServ
 		return err
 	}
 	return handler(srv, ss)
+}
+
+// stripNodeHeaders drops the headers that grpc-gateway would pass on as the
+// dms-* metadata only nodes set (a principal assertion, the forwarding
+// mark, the cluster secret): an HTTP client must not pose as a node to the
+// roles the REST gateway calls over the internal listener, nor leave its
+// calls out of the audit trail as forwarded ones.
+func stripNodeHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for name := range r.Header {
+			if strings.HasPrefix(name, "Grpc-Metadata-Dms-") {
+				r.Header.Del(name)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -259,3 +259,29 @@ func TestClusterAuthenticatesNodes(t *testing.T) {
 	require.NoError(t, call(asNode, sent))
 	require.NoError(t, call(asNode, accepted))
 }
+
+// A client cannot leave its calls out of the audit trail by marking them
+// as forwarded by a node: over gRPC (the public listener ignores the mark)
+// nor over REST (the header grpc-gateway would turn into the mark is
+// dropped).
+func TestForwardingMarkIsTheNodesOnly(t *testing.T) {
+	s := startAuth(t)
+	p := server.DefaultProject
+	scoped, _, code := keystoneToken(t, s, "Default", "admin", adminPassword, p)
+	require.Equal(t, http.StatusCreated, code)
+	ctx := metadata.AppendToOutgoingContext(bearer(context.Background(), scoped), "dms-forwarded-by", "node-x")
+	_, err := s.Queues().CreateQueue(ctx, &dmsv1.CreateQueueRequest{Parent: "projects/" + p, Queue: &dmsv1.Queue{DisplayName: "marked-grpc"}})
+	require.NoError(t, err)
+	status, body := call(t, http.MethodPost, "http://"+s.HTTPAddr+"/v1/projects/"+p+"/queues", `{"displayName":"marked-rest"}`,
+		map[string]string{"X-Auth-Token": scoped, "Grpc-Metadata-Dms-Forwarded-By": "node-x"})
+	require.Equal(t, http.StatusOK, status, "%v", body)
+
+	body2 := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","password":"` + adminPassword + `","domain":{"name":"Default"}}}}}}`
+	resp, err := http.Post("http://"+s.HTTPAddr+"/v3/auth/tokens", "application/json", strings.NewReader(body2))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	admin := bearer(context.Background(), resp.Header.Get("X-Subject-Token"))
+	for _, name := range []string{"marked-grpc", "marked-rest"} {
+		waitRecord(t, admin, s, "CreateQueue", func(r *dmsv1.AuditRecord) bool { return strings.Contains(r.GetParameters(), name) })
+	}
+}
