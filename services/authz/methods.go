@@ -22,6 +22,7 @@ var Methods = map[string]Action{
 	dmsv1.QueueService_ListQueues_FullMethodName:          ListQueues,
 	dmsv1.QueueService_DeleteQueue_FullMethodName:         DeleteQueue,
 	dmsv1.QueueService_AddPartitions_FullMethodName:       UpdateQueue,
+	dmsv1.QueueService_UpdateQueueLabels_FullMethodName:   UpdateQueue,
 	dmsv1.QueueService_CreateConsumerGroup_FullMethodName: CreateGroup,
 	dmsv1.QueueService_GetConsumerGroup_FullMethodName:    GetGroups,
 	dmsv1.QueueService_ListConsumerGroups_FullMethodName:  GetGroups,

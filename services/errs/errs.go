@@ -120,6 +120,9 @@ var (
 	ErrDataKeysInUse            = newError(KindFailedPrecondition, "DATA_KEYS_IN_USE", "the project still has queues")
 	ErrMessageNotFound          = newError(KindNotFound, "MESSAGE_NOT_FOUND", "no such message in the queue")
 	ErrRateLimited              = newError(KindResourceExhausted, "RATE_LIMITED", "the project's send rate quota is used up")
+	ErrLabelInvalid             = newError(KindInvalidArgument, "LABEL_INVALID", "invalid queue label")
+	ErrLabelLimitExceeded       = newError(KindResourceExhausted, "LABEL_LIMIT_EXCEEDED", "too many queue labels")
+	ErrLabelNotFound            = newError(KindNotFound, "LABEL_NOT_FOUND", "no such queue label")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

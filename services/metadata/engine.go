@@ -49,6 +49,7 @@ type QueueSpec struct {
 	MaxConsumeCount   int32
 	// ReplicationFactor 0 takes the default.
 	ReplicationFactor int32
+	Labels            map[string]string
 }
 
 func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) {
@@ -96,7 +97,11 @@ func (e *Engine) validateQueue(spec QueueSpec) (*metadatav1.QueueRecord, error) 
 	if rf < 1 || rf > maxReplicationFactor {
 		return nil, errs.Wrapf(errs.ErrReplicationInvalid, "replication factor must be 1 to %d, got %d", maxReplicationFactor, rf)
 	}
+	if err := catalog.ValidateLabels(spec.Labels); err != nil {
+		return nil, err
+	}
 	return &metadatav1.QueueRecord{
+		Labels:            spec.Labels,
 		ReplicationFactor: rf,
 		KeyPartitions:     partitions,
 		DisplayName:       spec.DisplayName,
@@ -257,6 +262,70 @@ func (e *Engine) AddPartitions(ctx context.Context, q *metadatav1.QueueRecord, n
 		return nil, err
 	}
 	e.logger.Info("partitions added", "queue", q.GetId(), "from", cur.GetPartitionCount(), "to", n)
+	return next, nil
+}
+
+// UpdateLabels removes the labels of q with the keys in remove, then sets
+// those of set, in one transaction that fails if the queue changed
+// meanwhile. A key to remove that q does not have fails with
+// ErrLabelNotFound unless allowMissing.
+func (e *Engine) UpdateLabels(ctx context.Context, q *metadatav1.QueueRecord, set map[string]string, remove []string, allowMissing bool) (*metadatav1.QueueRecord, error) {
+	for k, v := range set {
+		if err := catalog.ValidateLabelKey(k); err != nil {
+			return nil, err
+		}
+		if err := catalog.ValidateLabelValue(k, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range remove {
+		if _, ok := set[k]; ok {
+			return nil, errs.Wrapf(errs.ErrLabelInvalid, "label %q is both set and removed", k)
+		}
+	}
+	key := catalog.QueueKey(q.GetId())
+	resp, err := e.cli.Get(ctx, key)
+	if err != nil {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: reading etcd: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, errs.Wrapf(errs.ErrQueueNotFound, "queue %q not found", q.GetId())
+	}
+	cur := &metadatav1.QueueRecord{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, cur); err != nil {
+		return nil, fmt.Errorf("metadata: decoding queue: %w", err)
+	}
+	next := proto.CloneOf(cur)
+	if next.Labels == nil {
+		next.Labels = map[string]string{}
+	}
+	for _, k := range remove {
+		if _, ok := next.Labels[k]; !ok && !allowMissing {
+			return nil, errs.Wrapf(errs.ErrLabelNotFound, "queue %s has no label %q", q.GetId(), k)
+		}
+		delete(next.Labels, k)
+	}
+	for k, v := range set {
+		next.Labels[k] = v
+	}
+	if len(next.Labels) > catalog.MaxLabels {
+		return nil, errs.Wrapf(errs.ErrLabelLimitExceeded, "a queue has at most %d labels; the change would give it %d", catalog.MaxLabels, len(next.Labels))
+	}
+	value, err := proto.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	txn, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+		Then(clientv3.OpPut(key, string(value))).Commit()
+	if err != nil {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: writing etcd: %v", err)
+	}
+	if !txn.Succeeded {
+		return nil, errs.Wrapf(errs.ErrUnavailable, "metadata: queue %s changed meanwhile; try again", q.GetId())
+	}
+	if err := e.cache.WaitForRevision(ctx, txn.Header.Revision); err != nil {
+		return nil, err
+	}
 	return next, nil
 }
 

@@ -48,6 +48,7 @@ func (h *Handler) CreateQueue(ctx context.Context, req *dmsv1.CreateQueueRequest
 		DeadLetterEnabled: q.GetDeadLetterEnabled(),
 		MaxConsumeCount:   q.GetMaxConsumeCount(),
 		ReplicationFactor: q.GetReplicationFactor(),
+		Labels:            q.GetLabels(),
 	})
 	if err != nil {
 		return nil, err
@@ -166,6 +167,23 @@ func (h *Handler) AddPartitions(ctx context.Context, req *dmsv1.AddPartitionsReq
 		return nil, err
 	}
 	return &dmsv1.AddPartitionsResponse{Queue: queues[0]}, nil
+}
+
+// UpdateQueueLabels implements dms.v1.QueueService.
+func (h *Handler) UpdateQueueLabels(ctx context.Context, req *dmsv1.UpdateQueueLabelsRequest) (*dmsv1.UpdateQueueLabelsResponse, error) {
+	q, err := h.cache.ResolveQueueName(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	rec, err := h.engine.UpdateLabels(ctx, q, req.GetSet(), req.GetRemove(), req.GetAllowMissing())
+	if err != nil {
+		return nil, err
+	}
+	queues, err := h.views.Queues(ctx, []*metadatav1.QueueRecord{rec})
+	if err != nil {
+		return nil, err
+	}
+	return &dmsv1.UpdateQueueLabelsResponse{Queue: queues[0]}, nil
 }
 
 // CreateConsumerGroup implements dms.v1.QueueService.

@@ -39,6 +39,8 @@ func TestCreateQueueValidation(t *testing.T) {
 		{"max consume count", "projects/p", &dmsv1.Queue{DisplayName: "c", DeadLetterEnabled: true, MaxConsumeCount: 101}, "MAX_CONSUME_COUNT_INVALID"},
 		{"bad parent", "p", &dmsv1.Queue{DisplayName: "x"}, "RESOURCE_NAME_INVALID"},
 		{"bad project", "projects/a b", &dmsv1.Queue{DisplayName: "x"}, "PROJECT_INVALID"},
+		{"label key", "projects/p", &dmsv1.Queue{DisplayName: "l", Labels: map[string]string{"a|b": "v"}}, "LABEL_INVALID"},
+		{"label value", "projects/p", &dmsv1.Queue{DisplayName: "l", Labels: map[string]string{"k": strings.Repeat("v", 44)}}, "LABEL_INVALID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,4 +138,52 @@ func TestListQueuesPages(t *testing.T) {
 	require.Equal(t, []string{"a", "b", "c"}, names)
 	_, err := s.Queues().ListQueues(context.Background(), &dmsv1.ListQueuesRequest{Parent: "projects/p", PageToken: "zz"})
 	require.Equal(t, "PAGE_TOKEN_INVALID", rpcstatus.Reason(err))
+}
+
+// TestQueueLabels: labels set at creation and changed with
+// UpdateQueueLabels, which removes before it sets, in one change that
+// either happens whole or not at all.
+func TestQueueLabels(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := context.Background()
+	q := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "labelled", Labels: map[string]string{"env": "dev", "team": "a"}})
+	require.Equal(t, map[string]string{"env": "dev", "team": "a"}, q.GetLabels())
+
+	resp, err := s.Queues().UpdateQueueLabels(ctx, &dmsv1.UpdateQueueLabelsRequest{
+		Name: "projects/p/queues/labelled", Set: map[string]string{"env": "prod", "cost": ""}, Remove: []string{"team"},
+	})
+	require.NoError(t, err)
+	want := map[string]string{"env": "prod", "cost": ""}
+	require.Equal(t, want, resp.GetQueue().GetLabels())
+	got, err := s.Queues().GetQueue(ctx, &dmsv1.GetQueueRequest{Name: q.GetName()})
+	require.NoError(t, err)
+	require.Equal(t, want, got.GetQueue().GetLabels())
+
+	eleven := map[string]string{}
+	for i := 0; i < 9; i++ {
+		eleven[strings.Repeat("k", i+1)] = "v"
+	}
+	tests := []struct {
+		name   string
+		req    *dmsv1.UpdateQueueLabelsRequest
+		reason string
+	}{
+		{"missing key", &dmsv1.UpdateQueueLabelsRequest{Name: q.GetName(), Remove: []string{"team"}}, "LABEL_NOT_FOUND"},
+		{"set and removed", &dmsv1.UpdateQueueLabelsRequest{Name: q.GetName(), Set: map[string]string{"env": "x"}, Remove: []string{"env"}}, "LABEL_INVALID"},
+		{"bad key", &dmsv1.UpdateQueueLabelsRequest{Name: q.GetName(), Set: map[string]string{"": "x"}}, "LABEL_INVALID"},
+		{"more than 10", &dmsv1.UpdateQueueLabelsRequest{Name: q.GetName(), Set: eleven}, "LABEL_LIMIT_EXCEEDED"},
+		{"unknown queue", &dmsv1.UpdateQueueLabelsRequest{Name: "projects/p/queues/nope", Set: map[string]string{"k": "v"}}, "QUEUE_NOT_FOUND"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Queues().UpdateQueueLabels(ctx, tt.req)
+			require.Equal(t, tt.reason, rpcstatus.Reason(err), "%v", err)
+		})
+	}
+	got, err = s.Queues().GetQueue(ctx, &dmsv1.GetQueueRequest{Name: q.GetName()})
+	require.NoError(t, err)
+	require.Equal(t, want, got.GetQueue().GetLabels(), "refused changes change nothing")
+
+	_, err = s.Queues().UpdateQueueLabels(ctx, &dmsv1.UpdateQueueLabelsRequest{Name: q.GetName(), Remove: []string{"team", "cost"}, AllowMissing: true})
+	require.NoError(t, err)
 }

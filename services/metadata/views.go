@@ -138,6 +138,7 @@ func queueMessage(q *metadatav1.QueueRecord, messages int64, groups int32) *dmsv
 		GroupCount:        groups,
 		MaxMessageBytes:   message.MaxBytes,
 		ReplicationFactor: q.GetReplicationFactor(),
+		Labels:            q.GetLabels(),
 	}
 }
 

@@ -85,6 +85,7 @@ var auditedMethods = map[string]bool{
 	dmsv1.QueueService_DeleteQueue_FullMethodName:         true,
 	dmsv1.QueueService_AddPartitions_FullMethodName:       true,
 	dmsv1.QueueService_UpdateQueue_FullMethodName:         true,
+	dmsv1.QueueService_UpdateQueueLabels_FullMethodName:   true,
 	dmsv1.QueueService_CreateConsumerGroup_FullMethodName: true,
 	dmsv1.QueueService_DeleteConsumerGroup_FullMethodName: true,
 	dmsv1.QueueService_UpdateProjectQuotas_FullMethodName: true,

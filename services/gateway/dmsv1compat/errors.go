@@ -144,6 +144,10 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// client its queue is gone, so the status is 429 (retry later) and the
 	// code DMS's.
 	dmsv1.ErrorReason_ERROR_REASON_RATE_LIMITED: {http.StatusTooManyRequests, 10240407},
+	// Queue tags (§3.14); see tags.go for the codes.
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_INVALID:        {http.StatusBadRequest, codeTagKeyInvalid},
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_LIMIT_EXCEEDED: {http.StatusBadRequest, codeTagLimitExceeded},
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_NOT_FOUND:      {http.StatusNotFound, codeTagKeyNotFound},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -53,6 +53,7 @@ func testDMSAPI(t *testing.T, srv *testserver.Server, version string) {
 	t.Run("quotas", func(t *testing.T) { testQuotas(t, newClient(t, "proj-quotas")) })
 	t.Run("routing", func(t *testing.T) { testRouting(t, newClient(t, "proj-routing")) })
 	t.Run("tags", func(t *testing.T) { testTags(t, newClient(t, "proj-tags")) })
+	t.Run("queue tags", func(t *testing.T) { testQueueTags(t, newClient(t, "proj-queue-tags")) })
 	t.Run("dead letters", func(t *testing.T) { testDeadLetters(t, newClient(t, "proj-dead-letters")) })
 	t.Run("delay", func(t *testing.T) { testDelay(t, newClient(t, "proj-delay")) })
 	t.Run("bytes kept", func(t *testing.T) { testBytesKept(t, newClient(t, "proj-bytes")) })

@@ -48,5 +48,11 @@ func routes(h *handler) []route {
 		{http.MethodGet, "/queues/{queue_id}/groups/{group_id}/deadletters", h.consumeDeadLetters},
 		{http.MethodPost, "/queues/{queue_id}/groups/{group_id}/deadletters/ack", h.ackDeadLetters},
 		{http.MethodGet, "/quotas/dms", h.quotas},
+		{http.MethodPost, "/queue/{queue_id}/tags", h.addTag},
+		{http.MethodPost, "/queue/{queue_id}/tags/action", h.tagsAction},
+		{http.MethodDelete, "/queue/{queue_id}/tags/{key}", h.deleteTag},
+		{http.MethodGet, "/queue/{queue_id}/tags", h.queueTags},
+		{http.MethodGet, "/queue/tags", h.projectTags},
+		{http.MethodPost, "/queue/resource_instances/action", h.resourceInstances},
 	}
 }

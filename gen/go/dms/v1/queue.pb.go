@@ -94,6 +94,127 @@ func (QueueMode) EnumDescriptor() ([]byte, []int) {
 	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
 }
 
+// UpdateQueueLabelsRequest is the request of QueueService.UpdateQueueLabels.
+type UpdateQueueLabelsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue, `projects/{project}/queues/{queue}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Labels to add or to give a new value: keys of 1 to 36 characters,
+	// values of 0 to 43, neither with = * < > \ , | / or control characters.
+	Set map[string]string `protobuf:"bytes,2,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Keys of labels to remove. A key the queue does not have fails the
+	// request with LABEL_NOT_FOUND unless allow_missing is set.
+	Remove []string `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	// Whether removing a key the queue does not have is not an error.
+	AllowMissing  bool `protobuf:"varint,4,opt,name=allow_missing,json=allowMissing,proto3" json:"allow_missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueLabelsRequest) Reset() {
+	*x = UpdateQueueLabelsRequest{}
+	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueLabelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueLabelsRequest) ProtoMessage() {}
+
+func (x *UpdateQueueLabelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueLabelsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateQueueLabelsRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateQueueLabelsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateQueueLabelsRequest) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *UpdateQueueLabelsRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *UpdateQueueLabelsRequest) GetAllowMissing() bool {
+	if x != nil {
+		return x.AllowMissing
+	}
+	return false
+}
+
+// UpdateQueueLabelsResponse is the response of QueueService.UpdateQueueLabels.
+type UpdateQueueLabelsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue with its labels after the change.
+	Queue         *Queue `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueLabelsResponse) Reset() {
+	*x = UpdateQueueLabelsResponse{}
+	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueLabelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueLabelsResponse) ProtoMessage() {}
+
+func (x *UpdateQueueLabelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueLabelsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateQueueLabelsResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateQueueLabelsResponse) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
 // ProjectQuotas are the limits of one project. In a request 0 means the
 // server's default; in a response every field holds the limit in force,
 // and 0 for a rate means unlimited.
@@ -120,7 +241,7 @@ type ProjectQuotas struct {
 
 func (x *ProjectQuotas) Reset() {
 	*x = ProjectQuotas{}
-	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	mi := &file_dms_v1_queue_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -132,7 +253,7 @@ func (x *ProjectQuotas) String() string {
 func (*ProjectQuotas) ProtoMessage() {}
 
 func (x *ProjectQuotas) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[0]
+	mi := &file_dms_v1_queue_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -145,7 +266,7 @@ func (x *ProjectQuotas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectQuotas.ProtoReflect.Descriptor instead.
 func (*ProjectQuotas) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{0}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ProjectQuotas) GetMaxQueues() int32 {
@@ -194,7 +315,7 @@ type GetProjectQuotasRequest struct {
 
 func (x *GetProjectQuotasRequest) Reset() {
 	*x = GetProjectQuotasRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	mi := &file_dms_v1_queue_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +327,7 @@ func (x *GetProjectQuotasRequest) String() string {
 func (*GetProjectQuotasRequest) ProtoMessage() {}
 
 func (x *GetProjectQuotasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[1]
+	mi := &file_dms_v1_queue_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +340,7 @@ func (x *GetProjectQuotasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectQuotasRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectQuotasRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{1}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetProjectQuotasRequest) GetName() string {
@@ -245,7 +366,7 @@ type GetProjectQuotasResponse struct {
 
 func (x *GetProjectQuotasResponse) Reset() {
 	*x = GetProjectQuotasResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	mi := &file_dms_v1_queue_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +378,7 @@ func (x *GetProjectQuotasResponse) String() string {
 func (*GetProjectQuotasResponse) ProtoMessage() {}
 
 func (x *GetProjectQuotasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[2]
+	mi := &file_dms_v1_queue_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +391,7 @@ func (x *GetProjectQuotasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectQuotasResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectQuotasResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{2}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetProjectQuotasResponse) GetQuotas() *ProjectQuotas {
@@ -307,7 +428,7 @@ type UpdateProjectQuotasRequest struct {
 
 func (x *UpdateProjectQuotasRequest) Reset() {
 	*x = UpdateProjectQuotasRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	mi := &file_dms_v1_queue_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +440,7 @@ func (x *UpdateProjectQuotasRequest) String() string {
 func (*UpdateProjectQuotasRequest) ProtoMessage() {}
 
 func (x *UpdateProjectQuotasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[3]
+	mi := &file_dms_v1_queue_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +453,7 @@ func (x *UpdateProjectQuotasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProjectQuotasRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProjectQuotasRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{3}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateProjectQuotasRequest) GetName() string {
@@ -360,7 +481,7 @@ type UpdateProjectQuotasResponse struct {
 
 func (x *UpdateProjectQuotasResponse) Reset() {
 	*x = UpdateProjectQuotasResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	mi := &file_dms_v1_queue_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +493,7 @@ func (x *UpdateProjectQuotasResponse) String() string {
 func (*UpdateProjectQuotasResponse) ProtoMessage() {}
 
 func (x *UpdateProjectQuotasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[4]
+	mi := &file_dms_v1_queue_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +506,7 @@ func (x *UpdateProjectQuotasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProjectQuotasResponse.ProtoReflect.Descriptor instead.
 func (*UpdateProjectQuotasResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{4}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateProjectQuotasResponse) GetQuotas() *ProjectQuotas {
@@ -442,13 +563,18 @@ type Queue struct {
 	// minimum number of in-sync replicas have it on disk; a KAFKA_HT queue
 	// acknowledges after the leader's write and replicates in the background.
 	ReplicationFactor int32 `protobuf:"varint,16,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Labels of the queue, key to value, for finding and grouping queues
+	// (DMS's queue tags, not the tags of messages); at most 10, with the
+	// rules of UpdateQueueLabelsRequest.set. Set at creation or through
+	// UpdateQueueLabels.
+	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_dms_v1_queue_proto_msgTypes[5]
+	mi := &file_dms_v1_queue_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +586,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[5]
+	mi := &file_dms_v1_queue_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +599,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{5}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Queue) GetName() string {
@@ -588,6 +714,13 @@ func (x *Queue) GetReplicationFactor() int32 {
 	return 0
 }
 
+func (x *Queue) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // ConsumerGroup is a named set of consumers that together consume every
 // message of a queue once; each group keeps its own position and acks.
 type ConsumerGroup struct {
@@ -612,7 +745,7 @@ type ConsumerGroup struct {
 
 func (x *ConsumerGroup) Reset() {
 	*x = ConsumerGroup{}
-	mi := &file_dms_v1_queue_proto_msgTypes[6]
+	mi := &file_dms_v1_queue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +757,7 @@ func (x *ConsumerGroup) String() string {
 func (*ConsumerGroup) ProtoMessage() {}
 
 func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[6]
+	mi := &file_dms_v1_queue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +770,7 @@ func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroup.ProtoReflect.Descriptor instead.
 func (*ConsumerGroup) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{6}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConsumerGroup) GetName() string {
@@ -712,7 +845,7 @@ type ConsumerGroupStats struct {
 
 func (x *ConsumerGroupStats) Reset() {
 	*x = ConsumerGroupStats{}
-	mi := &file_dms_v1_queue_proto_msgTypes[7]
+	mi := &file_dms_v1_queue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +857,7 @@ func (x *ConsumerGroupStats) String() string {
 func (*ConsumerGroupStats) ProtoMessage() {}
 
 func (x *ConsumerGroupStats) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[7]
+	mi := &file_dms_v1_queue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +870,7 @@ func (x *ConsumerGroupStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroupStats.ProtoReflect.Descriptor instead.
 func (*ConsumerGroupStats) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{7}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConsumerGroupStats) GetProducedMessages() int64 {
@@ -809,7 +942,7 @@ type CreateQueueRequest struct {
 
 func (x *CreateQueueRequest) Reset() {
 	*x = CreateQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[8]
+	mi := &file_dms_v1_queue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +954,7 @@ func (x *CreateQueueRequest) String() string {
 func (*CreateQueueRequest) ProtoMessage() {}
 
 func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[8]
+	mi := &file_dms_v1_queue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +967,7 @@ func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
 func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{8}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateQueueRequest) GetParent() string {
@@ -862,7 +995,7 @@ type CreateQueueResponse struct {
 
 func (x *CreateQueueResponse) Reset() {
 	*x = CreateQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[9]
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1007,7 @@ func (x *CreateQueueResponse) String() string {
 func (*CreateQueueResponse) ProtoMessage() {}
 
 func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[9]
+	mi := &file_dms_v1_queue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1020,7 @@ func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
 func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{9}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateQueueResponse) GetQueue() *Queue {
@@ -908,7 +1041,7 @@ type GetQueueRequest struct {
 
 func (x *GetQueueRequest) Reset() {
 	*x = GetQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[10]
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1053,7 @@ func (x *GetQueueRequest) String() string {
 func (*GetQueueRequest) ProtoMessage() {}
 
 func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[10]
+	mi := &file_dms_v1_queue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1066,7 @@ func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{10}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetQueueRequest) GetName() string {
@@ -954,7 +1087,7 @@ type GetQueueResponse struct {
 
 func (x *GetQueueResponse) Reset() {
 	*x = GetQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1099,7 @@ func (x *GetQueueResponse) String() string {
 func (*GetQueueResponse) ProtoMessage() {}
 
 func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[11]
+	mi := &file_dms_v1_queue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1112,7 @@ func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{11}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetQueueResponse) GetQueue() *Queue {
@@ -1004,7 +1137,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1149,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[12]
+	mi := &file_dms_v1_queue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1162,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{12}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListQueuesRequest) GetParent() string {
@@ -1068,7 +1201,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1213,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[13]
+	mi := &file_dms_v1_queue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1226,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{13}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -1134,7 +1267,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1279,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[14]
+	mi := &file_dms_v1_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1292,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateQueueRequest) GetQueue() *Queue {
@@ -1187,7 +1320,7 @@ type UpdateQueueResponse struct {
 
 func (x *UpdateQueueResponse) Reset() {
 	*x = UpdateQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1332,7 @@ func (x *UpdateQueueResponse) String() string {
 func (*UpdateQueueResponse) ProtoMessage() {}
 
 func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[15]
+	mi := &file_dms_v1_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1345,7 @@ func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
 func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateQueueResponse) GetQueue() *Queue {
@@ -1261,7 +1394,7 @@ type BrowseMessagesRequest struct {
 
 func (x *BrowseMessagesRequest) Reset() {
 	*x = BrowseMessagesRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1406,7 @@ func (x *BrowseMessagesRequest) String() string {
 func (*BrowseMessagesRequest) ProtoMessage() {}
 
 func (x *BrowseMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[16]
+	mi := &file_dms_v1_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1419,7 @@ func (x *BrowseMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrowseMessagesRequest.ProtoReflect.Descriptor instead.
 func (*BrowseMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BrowseMessagesRequest) GetQueue() string {
@@ -1376,7 +1509,7 @@ type PartitionRange struct {
 
 func (x *PartitionRange) Reset() {
 	*x = PartitionRange{}
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1521,7 @@ func (x *PartitionRange) String() string {
 func (*PartitionRange) ProtoMessage() {}
 
 func (x *PartitionRange) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[17]
+	mi := &file_dms_v1_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1534,7 @@ func (x *PartitionRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionRange.ProtoReflect.Descriptor instead.
 func (*PartitionRange) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PartitionRange) GetPartition() int32 {
@@ -1449,7 +1582,7 @@ type BrowseMessagesResponse struct {
 
 func (x *BrowseMessagesResponse) Reset() {
 	*x = BrowseMessagesResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1594,7 @@ func (x *BrowseMessagesResponse) String() string {
 func (*BrowseMessagesResponse) ProtoMessage() {}
 
 func (x *BrowseMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[18]
+	mi := &file_dms_v1_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1607,7 @@ func (x *BrowseMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrowseMessagesResponse.ProtoReflect.Descriptor instead.
 func (*BrowseMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BrowseMessagesResponse) GetMessages() []*ReceivedMessage {
@@ -1509,7 +1642,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1654,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[19]
+	mi := &file_dms_v1_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1667,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{19}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteQueueRequest) GetName() string {
@@ -1553,7 +1686,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1698,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[20]
+	mi := &file_dms_v1_queue_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1711,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{20}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{22}
 }
 
 // AddPartitionsRequest is the request of QueueService.AddPartitions.
@@ -1595,7 +1728,7 @@ type AddPartitionsRequest struct {
 
 func (x *AddPartitionsRequest) Reset() {
 	*x = AddPartitionsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[21]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1740,7 @@ func (x *AddPartitionsRequest) String() string {
 func (*AddPartitionsRequest) ProtoMessage() {}
 
 func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[21]
+	mi := &file_dms_v1_queue_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1753,7 @@ func (x *AddPartitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsRequest.ProtoReflect.Descriptor instead.
 func (*AddPartitionsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{21}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AddPartitionsRequest) GetName() string {
@@ -1648,7 +1781,7 @@ type AddPartitionsResponse struct {
 
 func (x *AddPartitionsResponse) Reset() {
 	*x = AddPartitionsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[22]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1793,7 @@ func (x *AddPartitionsResponse) String() string {
 func (*AddPartitionsResponse) ProtoMessage() {}
 
 func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[22]
+	mi := &file_dms_v1_queue_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1806,7 @@ func (x *AddPartitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartitionsResponse.ProtoReflect.Descriptor instead.
 func (*AddPartitionsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{22}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AddPartitionsResponse) GetQueue() *Queue {
@@ -1696,7 +1829,7 @@ type CreateConsumerGroupRequest struct {
 
 func (x *CreateConsumerGroupRequest) Reset() {
 	*x = CreateConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[23]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1841,7 @@ func (x *CreateConsumerGroupRequest) String() string {
 func (*CreateConsumerGroupRequest) ProtoMessage() {}
 
 func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[23]
+	mi := &file_dms_v1_queue_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1854,7 @@ func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{23}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateConsumerGroupRequest) GetParent() string {
@@ -1749,7 +1882,7 @@ type CreateConsumerGroupResponse struct {
 
 func (x *CreateConsumerGroupResponse) Reset() {
 	*x = CreateConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[24]
+	mi := &file_dms_v1_queue_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1894,7 @@ func (x *CreateConsumerGroupResponse) String() string {
 func (*CreateConsumerGroupResponse) ProtoMessage() {}
 
 func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[24]
+	mi := &file_dms_v1_queue_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1907,7 @@ func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{24}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1795,7 +1928,7 @@ type GetConsumerGroupRequest struct {
 
 func (x *GetConsumerGroupRequest) Reset() {
 	*x = GetConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[25]
+	mi := &file_dms_v1_queue_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1940,7 @@ func (x *GetConsumerGroupRequest) String() string {
 func (*GetConsumerGroupRequest) ProtoMessage() {}
 
 func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[25]
+	mi := &file_dms_v1_queue_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1953,7 @@ func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{25}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetConsumerGroupRequest) GetName() string {
@@ -1841,7 +1974,7 @@ type GetConsumerGroupResponse struct {
 
 func (x *GetConsumerGroupResponse) Reset() {
 	*x = GetConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[26]
+	mi := &file_dms_v1_queue_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1986,7 @@ func (x *GetConsumerGroupResponse) String() string {
 func (*GetConsumerGroupResponse) ProtoMessage() {}
 
 func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[26]
+	mi := &file_dms_v1_queue_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1999,7 @@ func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{26}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1887,7 +2020,7 @@ type ListConsumerGroupsRequest struct {
 
 func (x *ListConsumerGroupsRequest) Reset() {
 	*x = ListConsumerGroupsRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[27]
+	mi := &file_dms_v1_queue_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2032,7 @@ func (x *ListConsumerGroupsRequest) String() string {
 func (*ListConsumerGroupsRequest) ProtoMessage() {}
 
 func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[27]
+	mi := &file_dms_v1_queue_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2045,7 @@ func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{27}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListConsumerGroupsRequest) GetParent() string {
@@ -1933,7 +2066,7 @@ type ListConsumerGroupsResponse struct {
 
 func (x *ListConsumerGroupsResponse) Reset() {
 	*x = ListConsumerGroupsResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[28]
+	mi := &file_dms_v1_queue_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2078,7 @@ func (x *ListConsumerGroupsResponse) String() string {
 func (*ListConsumerGroupsResponse) ProtoMessage() {}
 
 func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[28]
+	mi := &file_dms_v1_queue_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2091,7 @@ func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{28}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListConsumerGroupsResponse) GetGroups() []*ConsumerGroup {
@@ -1979,7 +2112,7 @@ type DeleteConsumerGroupRequest struct {
 
 func (x *DeleteConsumerGroupRequest) Reset() {
 	*x = DeleteConsumerGroupRequest{}
-	mi := &file_dms_v1_queue_proto_msgTypes[29]
+	mi := &file_dms_v1_queue_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2124,7 @@ func (x *DeleteConsumerGroupRequest) String() string {
 func (*DeleteConsumerGroupRequest) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[29]
+	mi := &file_dms_v1_queue_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2137,7 @@ func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{29}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteConsumerGroupRequest) GetName() string {
@@ -2023,7 +2156,7 @@ type DeleteConsumerGroupResponse struct {
 
 func (x *DeleteConsumerGroupResponse) Reset() {
 	*x = DeleteConsumerGroupResponse{}
-	mi := &file_dms_v1_queue_proto_msgTypes[30]
+	mi := &file_dms_v1_queue_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2168,7 @@ func (x *DeleteConsumerGroupResponse) String() string {
 func (*DeleteConsumerGroupResponse) ProtoMessage() {}
 
 func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_queue_proto_msgTypes[30]
+	mi := &file_dms_v1_queue_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,14 +2181,24 @@ func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_queue_proto_rawDescGZIP(), []int{30}
+	return file_dms_v1_queue_proto_rawDescGZIP(), []int{32}
 }
 
 var File_dms_v1_queue_proto protoreflect.FileDescriptor
 
 const file_dms_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
+	"\x12dms/v1/queue.proto\x12\x06dms.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14dms/v1/message.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n" +
+	"\x18UpdateQueueLabelsRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x12;\n" +
+	"\x03set\x18\x02 \x03(\v2).dms.v1.UpdateQueueLabelsRequest.SetEntryR\x03set\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x12#\n" +
+	"\rallow_missing\x18\x04 \x01(\bR\fallowMissing\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x19UpdateQueueLabelsResponse\x12#\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"\xf7\x01\n" +
 	"\rProjectQuotas\x12\x1d\n" +
 	"\n" +
 	"max_queues\x18\x01 \x01(\x05R\tmaxQueues\x12/\n" +
@@ -2075,7 +2218,7 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\x122\n" +
 	"\x06quotas\x18\x02 \x01(\v2\x15.dms.v1.ProjectQuotasB\x03\xe0A\x02R\x06quotas\"L\n" +
 	"\x1bUpdateProjectQuotasResponse\x12-\n" +
-	"\x06quotas\x18\x01 \x01(\v2\x15.dms.v1.ProjectQuotasR\x06quotas\"\xf3\x05\n" +
+	"\x06quotas\x18\x01 \x01(\v2\x15.dms.v1.ProjectQuotasR\x06quotas\"\xe1\x06\n" +
 	"\x05Queue\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -2095,7 +2238,11 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x11max_message_bytes\x18\r \x01(\x05B\x03\xe0A\x03R\x0fmaxMessageBytes\x12;\n" +
 	"\x17scheduled_message_count\x18\x0e \x01(\x03B\x03\xe0A\x03R\x15scheduledMessageCount\x12O\n" +
 	"\x13next_scheduled_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x11nextScheduledTime\x122\n" +
-	"\x12replication_factor\x18\x10 \x01(\x05B\x03\xe0A\x05R\x11replicationFactor\"\x95\x02\n" +
+	"\x12replication_factor\x18\x10 \x01(\x05B\x03\xe0A\x05R\x11replicationFactor\x121\n" +
+	"\x06labels\x18\x11 \x03(\v2\x19.dms.v1.Queue.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x02\n" +
 	"\rConsumerGroup\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x03R\x04name\x12\x13\n" +
 	"\x02id\x18\x02 \x01(\tB\x03\xe0A\x03R\x02id\x12&\n" +
@@ -2202,7 +2349,7 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fQUEUE_MODE_FIFO\x10\x02\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HA\x10\x03\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HT\x10\x04\x12\x13\n" +
-	"\x0fQUEUE_MODE_AMQP\x10\x052\xa8\r\n" +
+	"\x0fQUEUE_MODE_AMQP\x10\x052\xbb\x0e\n" +
 	"\fQueueService\x12u\n" +
 	"\vCreateQueue\x12\x1a.dms.v1.CreateQueueRequest\x1a\x1b.dms.v1.CreateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue\"\x1e/v1/{parent=projects/*}/queues\x12e\n" +
 	"\bGetQueue\x12\x17.dms.v1.GetQueueRequest\x1a\x18.dms.v1.GetQueueResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=projects/*/queues/*}\x12k\n" +
@@ -2215,7 +2362,8 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x13CreateConsumerGroup\x12\".dms.v1.CreateConsumerGroupRequest\x1a#.dms.v1.CreateConsumerGroupResponse\"6\x82\xd3\xe4\x93\x020:\x05group\"'/v1/{parent=projects/*/queues/*}/groups\x12\x86\x01\n" +
 	"\x10GetConsumerGroup\x12\x1f.dms.v1.GetConsumerGroupRequest\x1a .dms.v1.GetConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{name=projects/*/queues/*/groups/*}\x12\x8c\x01\n" +
 	"\x12ListConsumerGroups\x12!.dms.v1.ListConsumerGroupsRequest\x1a\".dms.v1.ListConsumerGroupsResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/{parent=projects/*/queues/*}/groups\x12\x8f\x01\n" +
-	"\x13DeleteConsumerGroup\x12\".dms.v1.DeleteConsumerGroupRequest\x1a#.dms.v1.DeleteConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/{name=projects/*/queues/*/groups/*}\x12{\n" +
+	"\x13DeleteConsumerGroup\x12\".dms.v1.DeleteConsumerGroupRequest\x1a#.dms.v1.DeleteConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/{name=projects/*/queues/*/groups/*}\x12\x90\x01\n" +
+	"\x11UpdateQueueLabels\x12 .dms.v1.UpdateQueueLabelsRequest\x1a!.dms.v1.UpdateQueueLabelsResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=projects/*/queues/*}:updateLabels\x12{\n" +
 	"\x10GetProjectQuotas\x12\x1f.dms.v1.GetProjectQuotasRequest\x1a .dms.v1.GetProjectQuotasResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=projects/*}/quotas\x12\x8c\x01\n" +
 	"\x13UpdateProjectQuotas\x12\".dms.v1.UpdateProjectQuotasRequest\x1a#.dms.v1.UpdateProjectQuotasResponse\",\x82\xd3\xe4\x93\x02&:\x06quotas\x1a\x1c/v1/{name=projects/*}/quotasB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
@@ -2232,106 +2380,115 @@ func file_dms_v1_queue_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_queue_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_dms_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_dms_v1_queue_proto_goTypes = []any{
 	(QueueMode)(0),                      // 0: dms.v1.QueueMode
-	(*ProjectQuotas)(nil),               // 1: dms.v1.ProjectQuotas
-	(*GetProjectQuotasRequest)(nil),     // 2: dms.v1.GetProjectQuotasRequest
-	(*GetProjectQuotasResponse)(nil),    // 3: dms.v1.GetProjectQuotasResponse
-	(*UpdateProjectQuotasRequest)(nil),  // 4: dms.v1.UpdateProjectQuotasRequest
-	(*UpdateProjectQuotasResponse)(nil), // 5: dms.v1.UpdateProjectQuotasResponse
-	(*Queue)(nil),                       // 6: dms.v1.Queue
-	(*ConsumerGroup)(nil),               // 7: dms.v1.ConsumerGroup
-	(*ConsumerGroupStats)(nil),          // 8: dms.v1.ConsumerGroupStats
-	(*CreateQueueRequest)(nil),          // 9: dms.v1.CreateQueueRequest
-	(*CreateQueueResponse)(nil),         // 10: dms.v1.CreateQueueResponse
-	(*GetQueueRequest)(nil),             // 11: dms.v1.GetQueueRequest
-	(*GetQueueResponse)(nil),            // 12: dms.v1.GetQueueResponse
-	(*ListQueuesRequest)(nil),           // 13: dms.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),          // 14: dms.v1.ListQueuesResponse
-	(*UpdateQueueRequest)(nil),          // 15: dms.v1.UpdateQueueRequest
-	(*UpdateQueueResponse)(nil),         // 16: dms.v1.UpdateQueueResponse
-	(*BrowseMessagesRequest)(nil),       // 17: dms.v1.BrowseMessagesRequest
-	(*PartitionRange)(nil),              // 18: dms.v1.PartitionRange
-	(*BrowseMessagesResponse)(nil),      // 19: dms.v1.BrowseMessagesResponse
-	(*DeleteQueueRequest)(nil),          // 20: dms.v1.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),         // 21: dms.v1.DeleteQueueResponse
-	(*AddPartitionsRequest)(nil),        // 22: dms.v1.AddPartitionsRequest
-	(*AddPartitionsResponse)(nil),       // 23: dms.v1.AddPartitionsResponse
-	(*CreateConsumerGroupRequest)(nil),  // 24: dms.v1.CreateConsumerGroupRequest
-	(*CreateConsumerGroupResponse)(nil), // 25: dms.v1.CreateConsumerGroupResponse
-	(*GetConsumerGroupRequest)(nil),     // 26: dms.v1.GetConsumerGroupRequest
-	(*GetConsumerGroupResponse)(nil),    // 27: dms.v1.GetConsumerGroupResponse
-	(*ListConsumerGroupsRequest)(nil),   // 28: dms.v1.ListConsumerGroupsRequest
-	(*ListConsumerGroupsResponse)(nil),  // 29: dms.v1.ListConsumerGroupsResponse
-	(*DeleteConsumerGroupRequest)(nil),  // 30: dms.v1.DeleteConsumerGroupRequest
-	(*DeleteConsumerGroupResponse)(nil), // 31: dms.v1.DeleteConsumerGroupResponse
-	(*durationpb.Duration)(nil),         // 32: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
-	(*TagFilter)(nil),                   // 34: dms.v1.TagFilter
-	(*fieldmaskpb.FieldMask)(nil),       // 35: google.protobuf.FieldMask
-	(*ReceivedMessage)(nil),             // 36: dms.v1.ReceivedMessage
+	(*UpdateQueueLabelsRequest)(nil),    // 1: dms.v1.UpdateQueueLabelsRequest
+	(*UpdateQueueLabelsResponse)(nil),   // 2: dms.v1.UpdateQueueLabelsResponse
+	(*ProjectQuotas)(nil),               // 3: dms.v1.ProjectQuotas
+	(*GetProjectQuotasRequest)(nil),     // 4: dms.v1.GetProjectQuotasRequest
+	(*GetProjectQuotasResponse)(nil),    // 5: dms.v1.GetProjectQuotasResponse
+	(*UpdateProjectQuotasRequest)(nil),  // 6: dms.v1.UpdateProjectQuotasRequest
+	(*UpdateProjectQuotasResponse)(nil), // 7: dms.v1.UpdateProjectQuotasResponse
+	(*Queue)(nil),                       // 8: dms.v1.Queue
+	(*ConsumerGroup)(nil),               // 9: dms.v1.ConsumerGroup
+	(*ConsumerGroupStats)(nil),          // 10: dms.v1.ConsumerGroupStats
+	(*CreateQueueRequest)(nil),          // 11: dms.v1.CreateQueueRequest
+	(*CreateQueueResponse)(nil),         // 12: dms.v1.CreateQueueResponse
+	(*GetQueueRequest)(nil),             // 13: dms.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),            // 14: dms.v1.GetQueueResponse
+	(*ListQueuesRequest)(nil),           // 15: dms.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),          // 16: dms.v1.ListQueuesResponse
+	(*UpdateQueueRequest)(nil),          // 17: dms.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),         // 18: dms.v1.UpdateQueueResponse
+	(*BrowseMessagesRequest)(nil),       // 19: dms.v1.BrowseMessagesRequest
+	(*PartitionRange)(nil),              // 20: dms.v1.PartitionRange
+	(*BrowseMessagesResponse)(nil),      // 21: dms.v1.BrowseMessagesResponse
+	(*DeleteQueueRequest)(nil),          // 22: dms.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),         // 23: dms.v1.DeleteQueueResponse
+	(*AddPartitionsRequest)(nil),        // 24: dms.v1.AddPartitionsRequest
+	(*AddPartitionsResponse)(nil),       // 25: dms.v1.AddPartitionsResponse
+	(*CreateConsumerGroupRequest)(nil),  // 26: dms.v1.CreateConsumerGroupRequest
+	(*CreateConsumerGroupResponse)(nil), // 27: dms.v1.CreateConsumerGroupResponse
+	(*GetConsumerGroupRequest)(nil),     // 28: dms.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),    // 29: dms.v1.GetConsumerGroupResponse
+	(*ListConsumerGroupsRequest)(nil),   // 30: dms.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),  // 31: dms.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),  // 32: dms.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil), // 33: dms.v1.DeleteConsumerGroupResponse
+	nil,                                 // 34: dms.v1.UpdateQueueLabelsRequest.SetEntry
+	nil,                                 // 35: dms.v1.Queue.LabelsEntry
+	(*durationpb.Duration)(nil),         // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*TagFilter)(nil),                   // 38: dms.v1.TagFilter
+	(*fieldmaskpb.FieldMask)(nil),       // 39: google.protobuf.FieldMask
+	(*ReceivedMessage)(nil),             // 40: dms.v1.ReceivedMessage
 }
 var file_dms_v1_queue_proto_depIdxs = []int32{
-	1,  // 0: dms.v1.GetProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
-	1,  // 1: dms.v1.UpdateProjectQuotasRequest.quotas:type_name -> dms.v1.ProjectQuotas
-	1,  // 2: dms.v1.UpdateProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
-	0,  // 3: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
-	32, // 4: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
-	33, // 5: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	33, // 6: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
-	33, // 7: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 8: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
-	34, // 9: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
-	32, // 10: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
-	6,  // 11: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
-	6,  // 12: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
-	6,  // 13: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
-	6,  // 14: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
-	6,  // 15: dms.v1.UpdateQueueRequest.queue:type_name -> dms.v1.Queue
-	35, // 16: dms.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 17: dms.v1.UpdateQueueResponse.queue:type_name -> dms.v1.Queue
-	33, // 18: dms.v1.BrowseMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
-	33, // 19: dms.v1.BrowseMessagesRequest.end_time:type_name -> google.protobuf.Timestamp
-	34, // 20: dms.v1.BrowseMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
-	36, // 21: dms.v1.BrowseMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
-	18, // 22: dms.v1.BrowseMessagesResponse.partitions:type_name -> dms.v1.PartitionRange
-	6,  // 23: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
-	7,  // 24: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 25: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 26: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
-	7,  // 27: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
-	9,  // 28: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
-	11, // 29: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
-	13, // 30: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
-	15, // 31: dms.v1.QueueService.UpdateQueue:input_type -> dms.v1.UpdateQueueRequest
-	17, // 32: dms.v1.QueueService.BrowseMessages:input_type -> dms.v1.BrowseMessagesRequest
-	20, // 33: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
-	22, // 34: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
-	24, // 35: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
-	26, // 36: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
-	28, // 37: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
-	30, // 38: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
-	2,  // 39: dms.v1.QueueService.GetProjectQuotas:input_type -> dms.v1.GetProjectQuotasRequest
-	4,  // 40: dms.v1.QueueService.UpdateProjectQuotas:input_type -> dms.v1.UpdateProjectQuotasRequest
-	10, // 41: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
-	12, // 42: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
-	14, // 43: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
-	16, // 44: dms.v1.QueueService.UpdateQueue:output_type -> dms.v1.UpdateQueueResponse
-	19, // 45: dms.v1.QueueService.BrowseMessages:output_type -> dms.v1.BrowseMessagesResponse
-	21, // 46: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
-	23, // 47: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
-	25, // 48: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
-	27, // 49: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
-	29, // 50: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
-	31, // 51: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
-	3,  // 52: dms.v1.QueueService.GetProjectQuotas:output_type -> dms.v1.GetProjectQuotasResponse
-	5,  // 53: dms.v1.QueueService.UpdateProjectQuotas:output_type -> dms.v1.UpdateProjectQuotasResponse
-	41, // [41:54] is the sub-list for method output_type
-	28, // [28:41] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	34, // 0: dms.v1.UpdateQueueLabelsRequest.set:type_name -> dms.v1.UpdateQueueLabelsRequest.SetEntry
+	8,  // 1: dms.v1.UpdateQueueLabelsResponse.queue:type_name -> dms.v1.Queue
+	3,  // 2: dms.v1.GetProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
+	3,  // 3: dms.v1.UpdateProjectQuotasRequest.quotas:type_name -> dms.v1.ProjectQuotas
+	3,  // 4: dms.v1.UpdateProjectQuotasResponse.quotas:type_name -> dms.v1.ProjectQuotas
+	0,  // 5: dms.v1.Queue.mode:type_name -> dms.v1.QueueMode
+	36, // 6: dms.v1.Queue.retention:type_name -> google.protobuf.Duration
+	37, // 7: dms.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	37, // 8: dms.v1.Queue.next_scheduled_time:type_name -> google.protobuf.Timestamp
+	35, // 9: dms.v1.Queue.labels:type_name -> dms.v1.Queue.LabelsEntry
+	37, // 10: dms.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	10, // 11: dms.v1.ConsumerGroup.stats:type_name -> dms.v1.ConsumerGroupStats
+	38, // 12: dms.v1.ConsumerGroup.tag_filter:type_name -> dms.v1.TagFilter
+	36, // 13: dms.v1.ConsumerGroupStats.oldest_unacked_age:type_name -> google.protobuf.Duration
+	8,  // 14: dms.v1.CreateQueueRequest.queue:type_name -> dms.v1.Queue
+	8,  // 15: dms.v1.CreateQueueResponse.queue:type_name -> dms.v1.Queue
+	8,  // 16: dms.v1.GetQueueResponse.queue:type_name -> dms.v1.Queue
+	8,  // 17: dms.v1.ListQueuesResponse.queues:type_name -> dms.v1.Queue
+	8,  // 18: dms.v1.UpdateQueueRequest.queue:type_name -> dms.v1.Queue
+	39, // 19: dms.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
+	8,  // 20: dms.v1.UpdateQueueResponse.queue:type_name -> dms.v1.Queue
+	37, // 21: dms.v1.BrowseMessagesRequest.start_time:type_name -> google.protobuf.Timestamp
+	37, // 22: dms.v1.BrowseMessagesRequest.end_time:type_name -> google.protobuf.Timestamp
+	38, // 23: dms.v1.BrowseMessagesRequest.tag_filter:type_name -> dms.v1.TagFilter
+	40, // 24: dms.v1.BrowseMessagesResponse.messages:type_name -> dms.v1.ReceivedMessage
+	20, // 25: dms.v1.BrowseMessagesResponse.partitions:type_name -> dms.v1.PartitionRange
+	8,  // 26: dms.v1.AddPartitionsResponse.queue:type_name -> dms.v1.Queue
+	9,  // 27: dms.v1.CreateConsumerGroupRequest.group:type_name -> dms.v1.ConsumerGroup
+	9,  // 28: dms.v1.CreateConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	9,  // 29: dms.v1.GetConsumerGroupResponse.group:type_name -> dms.v1.ConsumerGroup
+	9,  // 30: dms.v1.ListConsumerGroupsResponse.groups:type_name -> dms.v1.ConsumerGroup
+	11, // 31: dms.v1.QueueService.CreateQueue:input_type -> dms.v1.CreateQueueRequest
+	13, // 32: dms.v1.QueueService.GetQueue:input_type -> dms.v1.GetQueueRequest
+	15, // 33: dms.v1.QueueService.ListQueues:input_type -> dms.v1.ListQueuesRequest
+	17, // 34: dms.v1.QueueService.UpdateQueue:input_type -> dms.v1.UpdateQueueRequest
+	19, // 35: dms.v1.QueueService.BrowseMessages:input_type -> dms.v1.BrowseMessagesRequest
+	22, // 36: dms.v1.QueueService.DeleteQueue:input_type -> dms.v1.DeleteQueueRequest
+	24, // 37: dms.v1.QueueService.AddPartitions:input_type -> dms.v1.AddPartitionsRequest
+	26, // 38: dms.v1.QueueService.CreateConsumerGroup:input_type -> dms.v1.CreateConsumerGroupRequest
+	28, // 39: dms.v1.QueueService.GetConsumerGroup:input_type -> dms.v1.GetConsumerGroupRequest
+	30, // 40: dms.v1.QueueService.ListConsumerGroups:input_type -> dms.v1.ListConsumerGroupsRequest
+	32, // 41: dms.v1.QueueService.DeleteConsumerGroup:input_type -> dms.v1.DeleteConsumerGroupRequest
+	1,  // 42: dms.v1.QueueService.UpdateQueueLabels:input_type -> dms.v1.UpdateQueueLabelsRequest
+	4,  // 43: dms.v1.QueueService.GetProjectQuotas:input_type -> dms.v1.GetProjectQuotasRequest
+	6,  // 44: dms.v1.QueueService.UpdateProjectQuotas:input_type -> dms.v1.UpdateProjectQuotasRequest
+	12, // 45: dms.v1.QueueService.CreateQueue:output_type -> dms.v1.CreateQueueResponse
+	14, // 46: dms.v1.QueueService.GetQueue:output_type -> dms.v1.GetQueueResponse
+	16, // 47: dms.v1.QueueService.ListQueues:output_type -> dms.v1.ListQueuesResponse
+	18, // 48: dms.v1.QueueService.UpdateQueue:output_type -> dms.v1.UpdateQueueResponse
+	21, // 49: dms.v1.QueueService.BrowseMessages:output_type -> dms.v1.BrowseMessagesResponse
+	23, // 50: dms.v1.QueueService.DeleteQueue:output_type -> dms.v1.DeleteQueueResponse
+	25, // 51: dms.v1.QueueService.AddPartitions:output_type -> dms.v1.AddPartitionsResponse
+	27, // 52: dms.v1.QueueService.CreateConsumerGroup:output_type -> dms.v1.CreateConsumerGroupResponse
+	29, // 53: dms.v1.QueueService.GetConsumerGroup:output_type -> dms.v1.GetConsumerGroupResponse
+	31, // 54: dms.v1.QueueService.ListConsumerGroups:output_type -> dms.v1.ListConsumerGroupsResponse
+	33, // 55: dms.v1.QueueService.DeleteConsumerGroup:output_type -> dms.v1.DeleteConsumerGroupResponse
+	2,  // 56: dms.v1.QueueService.UpdateQueueLabels:output_type -> dms.v1.UpdateQueueLabelsResponse
+	5,  // 57: dms.v1.QueueService.GetProjectQuotas:output_type -> dms.v1.GetProjectQuotasResponse
+	7,  // 58: dms.v1.QueueService.UpdateProjectQuotas:output_type -> dms.v1.UpdateProjectQuotasResponse
+	45, // [45:59] is the sub-list for method output_type
+	31, // [31:45] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_dms_v1_queue_proto_init() }
@@ -2346,7 +2503,7 @@ func file_dms_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_queue_proto_rawDesc), len(file_dms_v1_queue_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	QueueService_GetConsumerGroup_FullMethodName    = "/dms.v1.QueueService/GetConsumerGroup"
 	QueueService_ListConsumerGroups_FullMethodName  = "/dms.v1.QueueService/ListConsumerGroups"
 	QueueService_DeleteConsumerGroup_FullMethodName = "/dms.v1.QueueService/DeleteConsumerGroup"
+	QueueService_UpdateQueueLabels_FullMethodName   = "/dms.v1.QueueService/UpdateQueueLabels"
 	QueueService_GetProjectQuotas_FullMethodName    = "/dms.v1.QueueService/GetProjectQuotas"
 	QueueService_UpdateProjectQuotas_FullMethodName = "/dms.v1.QueueService/UpdateProjectQuotas"
 )
@@ -89,6 +90,10 @@ type QueueServiceClient interface {
 	// DeleteConsumerGroup deletes a consumer group and its consumption state.
 	// Other groups of the queue are not affected.
 	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
+	// UpdateQueueLabels sets and removes labels of a queue (DMS calls them
+	// queue tags) in one change: the keys of `remove` are removed first, then
+	// `set` is applied, adding keys and replacing values.
+	UpdateQueueLabels(ctx context.Context, in *UpdateQueueLabelsRequest, opts ...grpc.CallOption) (*UpdateQueueLabelsResponse, error)
 	// GetProjectQuotas returns the quotas in force for a project (its own
 	// where set, the server's defaults otherwise) and what it uses of them.
 	// Anyone who may list the project's queues may read them.
@@ -218,6 +223,16 @@ func (c *queueServiceClient) DeleteConsumerGroup(ctx context.Context, in *Delete
 	return out, nil
 }
 
+func (c *queueServiceClient) UpdateQueueLabels(ctx context.Context, in *UpdateQueueLabelsRequest, opts ...grpc.CallOption) (*UpdateQueueLabelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateQueueLabelsResponse)
+	err := c.cc.Invoke(ctx, QueueService_UpdateQueueLabels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queueServiceClient) GetProjectQuotas(ctx context.Context, in *GetProjectQuotasRequest, opts ...grpc.CallOption) (*GetProjectQuotasResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetProjectQuotasResponse)
@@ -293,6 +308,10 @@ type QueueServiceServer interface {
 	// DeleteConsumerGroup deletes a consumer group and its consumption state.
 	// Other groups of the queue are not affected.
 	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
+	// UpdateQueueLabels sets and removes labels of a queue (DMS calls them
+	// queue tags) in one change: the keys of `remove` are removed first, then
+	// `set` is applied, adding keys and replacing values.
+	UpdateQueueLabels(context.Context, *UpdateQueueLabelsRequest) (*UpdateQueueLabelsResponse, error)
 	// GetProjectQuotas returns the quotas in force for a project (its own
 	// where set, the server's defaults otherwise) and what it uses of them.
 	// Anyone who may list the project's queues may read them.
@@ -344,6 +363,9 @@ func (UnimplementedQueueServiceServer) ListConsumerGroups(context.Context, *List
 }
 func (UnimplementedQueueServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
+}
+func (UnimplementedQueueServiceServer) UpdateQueueLabels(context.Context, *UpdateQueueLabelsRequest) (*UpdateQueueLabelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateQueueLabels not implemented")
 }
 func (UnimplementedQueueServiceServer) GetProjectQuotas(context.Context, *GetProjectQuotasRequest) (*GetProjectQuotasResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProjectQuotas not implemented")
@@ -570,6 +592,24 @@ func _QueueService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueueService_UpdateQueueLabels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateQueueLabelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).UpdateQueueLabels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_UpdateQueueLabels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).UpdateQueueLabels(ctx, req.(*UpdateQueueLabelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueueService_GetProjectQuotas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetProjectQuotasRequest)
 	if err := dec(in); err != nil {
@@ -656,6 +696,10 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteConsumerGroup",
 			Handler:    _QueueService_DeleteConsumerGroup_Handler,
+		},
+		{
+			MethodName: "UpdateQueueLabels",
+			Handler:    _QueueService_UpdateQueueLabels_Handler,
 		},
 		{
 			MethodName: "GetProjectQuotas",

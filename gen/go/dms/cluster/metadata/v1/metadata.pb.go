@@ -588,6 +588,8 @@ type QueueRecord struct {
 	// take messages without an ordering key only, so that every key keeps
 	// its partition, and its order, across an increase.
 	KeyPartitions int32 `protobuf:"varint,12,opt,name=key_partitions,json=keyPartitions,proto3" json:"key_partitions,omitempty"`
+	// Labels of the queue (dms.v1.Queue.labels).
+	Labels        map[string]string `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -704,6 +706,13 @@ func (x *QueueRecord) GetKeyPartitions() int32 {
 		return x.KeyPartitions
 	}
 	return 0
+}
+
+func (x *QueueRecord) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // GroupRecord is a consumer group as the catalog keeps it, under
@@ -1026,7 +1035,7 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x04unit\x18\x01 \x01(\v2\x1e.dms.cluster.storage.v1.UnitIdR\x04unit\x12\x1a\n" +
 	"\breplicas\x18\x02 \x03(\tR\breplicas\"Y\n" +
 	"\x18ReassignReplicasResponse\x12=\n" +
-	"\x05state\x18\x01 \x01(\v2'.dms.cluster.metadata.v1.PartitionStateR\x05state\"\xc7\x03\n" +
+	"\x05state\x18\x01 \x01(\v2'.dms.cluster.metadata.v1.PartitionStateR\x05state\"\xcc\x04\n" +
 	"\vQueueRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12!\n" +
@@ -1040,7 +1049,11 @@ const file_dms_cluster_metadata_v1_metadata_proto_rawDesc = "" +
 	"\x0ecreate_time_ms\x18\n" +
 	" \x01(\x03R\fcreateTimeMs\x12-\n" +
 	"\x12replication_factor\x18\v \x01(\x05R\x11replicationFactor\x12%\n" +
-	"\x0ekey_partitions\x18\f \x01(\x05R\rkeyPartitions\"\x81\x01\n" +
+	"\x0ekey_partitions\x18\f \x01(\x05R\rkeyPartitions\x12H\n" +
+	"\x06labels\x18\r \x03(\v20.dms.cluster.metadata.v1.QueueRecord.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\vGroupRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12!\n" +
@@ -1077,7 +1090,7 @@ func file_dms_cluster_metadata_v1_metadata_proto_rawDescGZIP() []byte {
 	return file_dms_cluster_metadata_v1_metadata_proto_rawDescData
 }
 
-var file_dms_cluster_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_dms_cluster_metadata_v1_metadata_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_dms_cluster_metadata_v1_metadata_proto_goTypes = []any{
 	(*ClusterInfo)(nil),               // 0: dms.cluster.metadata.v1.ClusterInfo
 	(*PartitionState)(nil),            // 1: dms.cluster.metadata.v1.PartitionState
@@ -1092,32 +1105,34 @@ var file_dms_cluster_metadata_v1_metadata_proto_goTypes = []any{
 	(*Member)(nil),                    // 10: dms.cluster.metadata.v1.Member
 	(*ListMembersRequest)(nil),        // 11: dms.cluster.metadata.v1.ListMembersRequest
 	(*ListMembersResponse)(nil),       // 12: dms.cluster.metadata.v1.ListMembersResponse
-	(*v1.UnitId)(nil),                 // 13: dms.cluster.storage.v1.UnitId
-	(v11.QueueMode)(0),                // 14: dms.v1.QueueMode
+	nil,                               // 13: dms.cluster.metadata.v1.QueueRecord.LabelsEntry
+	(*v1.UnitId)(nil),                 // 14: dms.cluster.storage.v1.UnitId
+	(v11.QueueMode)(0),                // 15: dms.v1.QueueMode
 }
 var file_dms_cluster_metadata_v1_metadata_proto_depIdxs = []int32{
-	13, // 0: dms.cluster.metadata.v1.PartitionState.unit:type_name -> dms.cluster.storage.v1.UnitId
+	14, // 0: dms.cluster.metadata.v1.PartitionState.unit:type_name -> dms.cluster.storage.v1.UnitId
 	1,  // 1: dms.cluster.metadata.v1.DescribePlacementResponse.units:type_name -> dms.cluster.metadata.v1.PartitionState
 	0,  // 2: dms.cluster.metadata.v1.DescribePlacementResponse.cluster:type_name -> dms.cluster.metadata.v1.ClusterInfo
-	13, // 3: dms.cluster.metadata.v1.ElectLeaderRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
+	14, // 3: dms.cluster.metadata.v1.ElectLeaderRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
 	1,  // 4: dms.cluster.metadata.v1.ElectLeaderResponse.state:type_name -> dms.cluster.metadata.v1.PartitionState
-	13, // 5: dms.cluster.metadata.v1.ReassignReplicasRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
+	14, // 5: dms.cluster.metadata.v1.ReassignReplicasRequest.unit:type_name -> dms.cluster.storage.v1.UnitId
 	1,  // 6: dms.cluster.metadata.v1.ReassignReplicasResponse.state:type_name -> dms.cluster.metadata.v1.PartitionState
-	14, // 7: dms.cluster.metadata.v1.QueueRecord.mode:type_name -> dms.v1.QueueMode
-	10, // 8: dms.cluster.metadata.v1.ListMembersResponse.members:type_name -> dms.cluster.metadata.v1.Member
-	11, // 9: dms.cluster.metadata.v1.MetadataService.ListMembers:input_type -> dms.cluster.metadata.v1.ListMembersRequest
-	2,  // 10: dms.cluster.metadata.v1.MetadataService.DescribePlacement:input_type -> dms.cluster.metadata.v1.DescribePlacementRequest
-	4,  // 11: dms.cluster.metadata.v1.MetadataService.ElectLeader:input_type -> dms.cluster.metadata.v1.ElectLeaderRequest
-	6,  // 12: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:input_type -> dms.cluster.metadata.v1.ReassignReplicasRequest
-	12, // 13: dms.cluster.metadata.v1.MetadataService.ListMembers:output_type -> dms.cluster.metadata.v1.ListMembersResponse
-	3,  // 14: dms.cluster.metadata.v1.MetadataService.DescribePlacement:output_type -> dms.cluster.metadata.v1.DescribePlacementResponse
-	5,  // 15: dms.cluster.metadata.v1.MetadataService.ElectLeader:output_type -> dms.cluster.metadata.v1.ElectLeaderResponse
-	7,  // 16: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:output_type -> dms.cluster.metadata.v1.ReassignReplicasResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 7: dms.cluster.metadata.v1.QueueRecord.mode:type_name -> dms.v1.QueueMode
+	13, // 8: dms.cluster.metadata.v1.QueueRecord.labels:type_name -> dms.cluster.metadata.v1.QueueRecord.LabelsEntry
+	10, // 9: dms.cluster.metadata.v1.ListMembersResponse.members:type_name -> dms.cluster.metadata.v1.Member
+	11, // 10: dms.cluster.metadata.v1.MetadataService.ListMembers:input_type -> dms.cluster.metadata.v1.ListMembersRequest
+	2,  // 11: dms.cluster.metadata.v1.MetadataService.DescribePlacement:input_type -> dms.cluster.metadata.v1.DescribePlacementRequest
+	4,  // 12: dms.cluster.metadata.v1.MetadataService.ElectLeader:input_type -> dms.cluster.metadata.v1.ElectLeaderRequest
+	6,  // 13: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:input_type -> dms.cluster.metadata.v1.ReassignReplicasRequest
+	12, // 14: dms.cluster.metadata.v1.MetadataService.ListMembers:output_type -> dms.cluster.metadata.v1.ListMembersResponse
+	3,  // 15: dms.cluster.metadata.v1.MetadataService.DescribePlacement:output_type -> dms.cluster.metadata.v1.DescribePlacementResponse
+	5,  // 16: dms.cluster.metadata.v1.MetadataService.ElectLeader:output_type -> dms.cluster.metadata.v1.ElectLeaderResponse
+	7,  // 17: dms.cluster.metadata.v1.MetadataService.ReassignReplicas:output_type -> dms.cluster.metadata.v1.ReassignReplicasResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_dms_cluster_metadata_v1_metadata_proto_init() }
@@ -1131,7 +1146,7 @@ func file_dms_cluster_metadata_v1_metadata_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_cluster_metadata_v1_metadata_proto_rawDesc), len(file_dms_cluster_metadata_v1_metadata_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
