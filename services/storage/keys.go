@@ -15,7 +15,7 @@ import (
 	"github.com/opendms/dms/services/storage/partitionlog"
 )
 
-// Encryption at rest is off unless keys are given, in a key file
+// Encryption at rest is off unless master keys are given, in a key file
 // (-storage.encryption-key-file) or in the environment variable keysEnv, in
 // the format of partitionlog.ParseKeyring: `id:base64key` entries, the last
 // one the active key that encrypts new batches.
@@ -26,6 +26,9 @@ import (
 // encrypted data here, and NewEngine checks the given keys against it:
 // dmsd does not start with a key missing or different from the one the data
 // was written with. Each log checks its own batches again when it is opened.
+//
+// The master keys seal the logs that belong to no project and wrap the
+// projects' data keys, which seal everything else (datakeys.go).
 const (
 	keysEnv             = "DMS_STORAGE_KEYS"
 	fingerprintFileName = "key-fingerprints"

@@ -125,6 +125,12 @@
 // every segment and of every key id in the last one) instead of treating the
 // batches as a torn tail.
 //
+// SetKeys replaces a log's keyring while it is open (a key rotation).
+// ReadSealedBatches and AppendSealedBatchAt copy encrypted batches between
+// replicas byte for byte: the CRC and the authenticated data leave out the
+// base offset and length, so a batch stays valid at the same offset in
+// another copy of the log.
+//
 // Record i of a batch has offset baseOffset+i. The CRC does not cover
 // baseOffset and length, so the writer can assign offsets without re-hashing;
 // readers instead check that batches' base offsets are contiguous, and every
