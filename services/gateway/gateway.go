@@ -90,6 +90,7 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	}
 	// The web console: static files of a client of the API above.
 	mux.Handle(console.Prefix, console.Handler())
+	mux.Handle(fallbackPattern, fallback(mux, gw))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)

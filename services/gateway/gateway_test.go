@@ -67,6 +67,41 @@ func TestNativeREST(t *testing.T) {
 		assert.Equal(t, "REQUEST_INVALID", reasonOf(body))
 	})
 
+	t.Run("paths outside every API answer in the same JSON shape", func(t *testing.T) {
+		tests := []struct {
+			method, path string
+			status       int
+			allow        string
+		}{
+			{http.MethodGet, "/", http.StatusNotFound, ""},
+			{http.MethodGet, "/nothing/here", http.StatusNotFound, ""},
+			{http.MethodPost, "/v3/projects", http.StatusNotFound, ""},
+			{http.MethodPost, "/openapi.json", http.StatusMethodNotAllowed, "GET, HEAD"},
+			{http.MethodDelete, "/healthz", http.StatusMethodNotAllowed, "GET, HEAD"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+				resp, body := do(t, tt.method, tt.path, "")
+				require.Equal(t, tt.status, resp.StatusCode, "%v", body)
+				assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+				assert.Equal(t, tt.allow, resp.Header.Get("Allow"))
+				want := "REQUEST_INVALID"
+				if tt.status == http.StatusMethodNotAllowed {
+					want = "METHOD_NOT_ALLOWED"
+				}
+				assert.Equal(t, want, reasonOf(body))
+				assert.NotEmpty(t, body["message"])
+			})
+		}
+		// The console and the APIs keep their own answers.
+		for _, path := range []string{"/console/", "/openapi.json", "/healthz"} {
+			resp, err := http.Get(base + path)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+		}
+	})
+
 	t.Run("no null where the schema has a string or an object", func(t *testing.T) {
 		for _, path := range []string{"/v1/" + q.GetName(), "/v1/" + g.GetName(), "/v1/projects/p1/queues", "/v1/" + q.GetName() + "/groups"} {
 			resp, body := do(t, http.MethodGet, path, "")
