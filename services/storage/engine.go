@@ -42,6 +42,11 @@ type Engine struct {
 	// (no writes, no changes of in-sync replicas), so that followers the
 	// stopping node no longer answers are not dropped from them.
 	stopping atomic.Bool
+	// stopped is closed with stopping set: writes waiting for their
+	// in-sync replicas give up then (waitCommitted), since a stopping
+	// leader's followers move to the next leader and never confirm them.
+	stopped      chan struct{}
+	relinquished sync.Once
 
 	mu        sync.Mutex
 	logs      map[string]*openLog    // by logid.Key
@@ -89,7 +94,7 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 	if cfg.ReplicaLagTime <= 0 {
 		cfg.ReplicaLagTime = 5 * time.Second
 	}
-	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(), latency: &latencyMetrics{},
+	e := &Engine{cfg: cfg, cache: cache, cluster: cluster, now: now, logger: logger, keys: keys, units: newUnits(), repairs: newRepairs(), stopped: make(chan struct{}), latency: &latencyMetrics{},
 		logs: map[string]*openLog{}, rings: map[string]*partitionlog.Keyring{}, dedups: map[string]*dedupIndex{}, producers: map[string]*producers{}, deleted: map[string]bool{}}
 	if cluster != nil {
 		e.dk = cluster.DataKeys
@@ -104,7 +109,12 @@ func NewEngine(cfg Config, cache *catalog.Cache, cluster *Cluster, now func() ti
 
 // Relinquish makes a stopping node lead nothing more; the controller moves
 // its units to in-sync replicas once the node withdraws its registration.
-func (e *Engine) Relinquish() { e.stopping.Store(true) }
+func (e *Engine) Relinquish() {
+	e.relinquished.Do(func() {
+		e.stopping.Store(true)
+		close(e.stopped)
+	})
+}
 
 // Close closes every open log, flushing what is buffered.
 func (e *Engine) Close() error {

@@ -280,6 +280,11 @@ func (e *Engine) waitCommitted(ctx context.Context, u *unit, l *openLog, offset 
 		}
 		select {
 		case <-changed:
+		case <-e.stopped:
+			// Its followers go to the next leader and will not confirm
+			// it here: answer now rather than at the timeout, which held
+			// a stopping node's shutdown for as long (15 s per write).
+			return errs.Wrapf(errs.ErrUnavailable, "storage: node %s is stopping before the write to %s reached the in-sync replicas; it may or may not be kept", e.cluster.Node, logid.Describe(l.id))
 		case <-ctx.Done():
 			return errs.Wrapf(errs.ErrUnavailable, "storage: %s: the in-sync replicas did not confirm the write in time: %v", logid.Describe(l.id), ctx.Err())
 		}
