@@ -94,6 +94,9 @@ every filter; stop after --limit messages, oldest first across partitions.`,
 						return err
 					}
 				}
+				if err := printer.flush(); err != nil {
+					return err
+				}
 				left -= len(resp.GetMessages())
 				if resp.GetNextPageToken() == "" {
 					break

@@ -100,13 +100,16 @@ use dmsctl browse.`,
 				}
 				// Print, then ack what was printed: a message is never
 				// acked unseen.
+				for _, l := range lines {
+					if err := printer.print(l); err != nil {
+						return err
+					}
+				}
+				if err := printer.flush(); err != nil {
+					return err
+				}
 				var results []*dmsv1.AckResult
 				if len(acks) > 0 {
-					for _, l := range lines {
-						if err := printer.print(l); err != nil {
-							return err
-						}
-					}
 					actx, cancel := context.WithTimeout(ctx, a.timeout)
 					ar, err := cs.AckMessages(actx, &dmsv1.AckMessagesRequest{Group: group, Acks: acks})
 					cancel()
@@ -114,12 +117,6 @@ use dmsctl browse.`,
 						return err
 					}
 					results = ar.GetResults()
-				} else {
-					for _, l := range lines {
-						if err := printer.print(l); err != nil {
-							return err
-						}
-					}
 				}
 				for i, r := range results {
 					if !r.GetApplied() {

@@ -89,6 +89,9 @@ func (a *app) dlqList() *cobra.Command {
 			err := a.listDeadLetters(cmd.Context(), a.groupName(args[0], args[1]), &filters, limit, func(m *dmsv1.ReceivedMessage) error {
 				return printer.print(messageLine(m))
 			})
+			if ferr := printer.flush(); err == nil {
+				err = ferr
+			}
 			if err == nil && printer.n == 0 && a.ctx.Output == "table" {
 				a.warnf("no dead letter matched")
 			}
@@ -190,7 +193,8 @@ redriven and changes nothing.`,
 			}); err != nil {
 				return err
 			}
-			printer := a.redrivePrinter()
+			printer, flushRows := a.redrivePrinter()
+			defer flushRows()
 			if len(ids) == 0 {
 				if a.ctx.Output == "table" {
 					a.warnf("no dead letter matched; nothing redriven")
@@ -262,7 +266,9 @@ redriven and changes nothing.`,
 	return cmd
 }
 
-func (a *app) redrivePrinter() func(RedriveLine) error {
+// redrivePrinter prints redrive results; flush writes the table rows still
+// buffered.
+func (a *app) redrivePrinter() (print func(RedriveLine) error, flush func()) {
 	t := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	n := 0
 	return func(l RedriveLine) error {
@@ -290,6 +296,9 @@ func (a *app) redrivePrinter() func(RedriveLine) error {
 			result = "failed: " + l.ErrorMessage
 		}
 		row(t, l.ID, result, orDash(l.ErrorReason))
-		return t.Flush()
-	}
+		if n%100 == 0 {
+			return t.Flush()
+		}
+		return nil
+	}, func() { _ = t.Flush() }
 }

@@ -214,8 +214,12 @@ func (p *messagePrinter) print(line MessageLine) error {
 	} else {
 		row(p.t, line.Partition, line.Offset, line.ID, line.PublishTime, strings.Join(line.Tags, ","), cell(body, 60))
 	}
-	return p.t.Flush()
+	return nil
 }
+
+// flush writes the table rows printed so far, aligned together: once per
+// page or received batch.
+func (p *messagePrinter) flush() error { return p.t.Flush() }
 
 // cell makes text fit one table cell: quoted escapes for control
 // characters, cut at n runes.

@@ -498,6 +498,12 @@ func (a *app) policyCommand() *cobra.Command {
 		},
 	}
 	explain.Flags().StringVar(&scope, "scope-project", "", "as a token scoped to this project")
+	explain.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		// Explaining another user's access is identity management: it
+		// needs an unscoped login.
+		a.unscoped = true
+		return nil
+	}
 	cmd.AddCommand(set, explain)
 	return cmd
 }

@@ -77,7 +77,9 @@ dead-lettering, redrives and the final ack.`,
 					if tc := tr.GetTraceContext(); tc.GetTraceId() != "" {
 						row(t, "Trace context:", tc.GetTraceparent())
 					}
+					groupNames := map[string]string{}
 					for _, g := range tr.GetGroups() {
+						groupNames[lastSegment(g.GetGroup())] = g.GetDisplayName()
 						row(t, "Group "+g.GetDisplayName()+":", fmt.Sprintf("%s after %d deliveries", strings.ToLower(strings.TrimPrefix(g.GetStatus().String(), "GROUP_TRACE_STATUS_")), g.GetDeliveryCount()))
 					}
 					row(t, "TIME", "EVENT", "GROUP", "CONSUMER", "DELIVERY", "REASON / DETAIL")
@@ -86,7 +88,7 @@ dead-lettering, redrives and the final ack.`,
 						if e.GetDetail() != "" {
 							detail = strings.TrimSpace(detail + " " + e.GetDetail())
 						}
-						row(t, timeText(e.GetTime()), strings.ToLower(strings.TrimPrefix(e.GetType().String(), "MESSAGE_TRACE_EVENT_TYPE_")), orDash(lastSegment(e.GetGroup())),
+						row(t, timeText(e.GetTime()), strings.ToLower(strings.TrimPrefix(e.GetType().String(), "MESSAGE_TRACE_EVENT_TYPE_")), orDash(groupText(groupNames, e.GetGroup())),
 							orDash(e.GetConsumer()), e.GetDeliveryCount(), orDash(detail))
 					}
 				}
@@ -105,6 +107,14 @@ dead-lettering, redrives and the final ack.`,
 	f.Int32Var(&max, "max", 0, "at most this many messages (0: the server's default)")
 	_ = cmd.RegisterFlagCompletionFunc("queue", a.completeQueues)
 	return cmd
+}
+
+// groupText names a group by its display name when the trace gives it.
+func groupText(names map[string]string, group string) string {
+	if n, ok := names[lastSegment(group)]; ok && n != "" {
+		return n
+	}
+	return lastSegment(group)
 }
 
 func lastSegment(name string) string {
