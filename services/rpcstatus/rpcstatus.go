@@ -6,6 +6,12 @@ package rpcstatus
 import (
 	"context"
 	"errors"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -85,10 +91,42 @@ func Reason(err error) string {
 // client call, with the same contract: the same request and response types
 // and errors converted to statuses as the server interceptor does. It skips
 // serialization, so neither side may modify a message after handing it over.
+//
+// When the caller's span is recorded (traces are exported), the call gets a
+// span of its own, as a gRPC call would from otelgrpc, so that colocated
+// roles show in a trace like remote ones; otherwise it costs one context
+// lookup.
 func Local[Req, Resp any](ctx context.Context, req *Req, handler func(context.Context, *Req) (*Resp, error)) (*Resp, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, Error(err)
 	}
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		var span trace.Span
+		ctx, span = parent.TracerProvider().Tracer(tracerName).Start(ctx, localSpanName(req),
+			trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attribute.String("dms.call", "in-process")))
+		defer span.End()
+		resp, err := handler(ctx, req)
+		err = Error(err)
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+			span.SetAttributes(attribute.String("rpc.grpc.status_code", status.Code(err).String()))
+		}
+		return resp, err
+	}
 	resp, err := handler(ctx, req)
 	return resp, Error(err)
+}
+
+const tracerName = "github.com/opendms/dms/services/rpcstatus"
+
+// localSpanName names an in-process call as otelgrpc names a gRPC one,
+// from its request type: dms.cluster.storage.v1.AppendRequest gives
+// dms.cluster.storage.v1/Append.
+func localSpanName(req any) string {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return "in-process call"
+	}
+	name := m.ProtoReflect().Descriptor().FullName()
+	return string(name.Parent()) + "/" + strings.TrimSuffix(string(name.Name()), "Request")
 }
