@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/rpcstatus"
@@ -150,6 +151,46 @@ func TestTraceFollowsAMessageThroughEveryStep(t *testing.T) {
 	require.NoError(t, json.NewDecoder(httpResp.Body).Decode(&body))
 	require.Len(t, body.Traces, 1)
 	require.Equal(t, "MESSAGE_TRACE_EVENT_TYPE_PRODUCED", body.Traces[0].Events[0].Type)
+}
+
+// TestTraceFollowsADeadLetterToItsEnd: a message failed into the dead
+// letters, received there and acknowledged; with several messages, a time
+// range returns each in order.
+func TestTraceFollowsADeadLetterToItsEnd(t *testing.T) {
+	s := testserver.Start(t)
+	q := s.CreateQueue(t, project, &dmsv1.Queue{DisplayName: "dl", Mode: dmsv1.QueueMode_QUEUE_MODE_NORMAL, PartitionCount: 1, DeadLetterEnabled: true, MaxConsumeCount: 1})
+	g := s.CreateGroup(t, q, "g")
+	sent := s.Send(t, q, "poison", "fine")
+	got := s.Receive(t, g, 2, 30*time.Second)
+	require.Len(t, got, 2)
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_FAIL, got[0])
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, got[1])
+	dl, err := s.Consumer().ReceiveDeadLetters(bg, &dmsv1.ReceiveDeadLettersRequest{Group: g.GetName(), MaxMessages: 1})
+	require.NoError(t, err)
+	require.Len(t, dl.GetMessages(), 1)
+	dlAck, err := s.Consumer().AckDeadLetters(bg, &dmsv1.AckDeadLettersRequest{Group: g.GetName(), Acks: []*dmsv1.Ack{{ReceiptHandle: dl.GetMessages()[0].GetReceiptHandle()}}})
+	require.NoError(t, err)
+	require.True(t, dlAck.GetResults()[0].GetApplied())
+
+	traces := dmsv1.NewMessageTraceServiceClient(s.Conn)
+	resp, err := traces.GetMessageTrace(bg, &dmsv1.GetMessageTraceRequest{Queue: q.GetName(), StartTime: timestamppb.New(time.Now().Add(-time.Hour))})
+	require.NoError(t, err)
+	require.Len(t, resp.GetTraces(), 2)
+	require.False(t, resp.GetTruncated())
+	poison, fine := resp.GetTraces()[0], resp.GetTraces()[1]
+	require.Equal(t, sent[0].GetMessageId(), poison.GetMessageId())
+	require.Equal(t, sent[1].GetMessageId(), fine.GetMessageId())
+	require.Equal(t, []dmsv1.MessageTraceEventType{produced, delivered, failed, deadLetter,
+		dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_DEAD_LETTER_DELIVERED,
+		dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_DEAD_LETTER_ACKED}, types(poison), "%v", protojson.Format(poison))
+	require.Equal(t, "FAILED_BY_CONSUMER", poison.GetEvents()[3].GetReason())
+	require.Equal(t, dmsv1.GroupTraceStatus_GROUP_TRACE_STATUS_DEAD_LETTERED, poison.GetGroups()[0].GetStatus())
+	require.Equal(t, []dmsv1.MessageTraceEventType{produced, delivered, acked}, types(fine))
+
+	one, err := traces.GetMessageTrace(bg, &dmsv1.GetMessageTraceRequest{Queue: q.GetName(), StartTime: timestamppb.New(time.Now().Add(-time.Hour)), MaxMessages: 1})
+	require.NoError(t, err)
+	require.Len(t, one.GetTraces(), 1)
+	require.True(t, one.GetTruncated())
 }
 
 func TestTraceRefusesBadRequests(t *testing.T) {
