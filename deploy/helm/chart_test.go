@@ -222,7 +222,7 @@ var valueSets = []struct {
 	set  []string
 }{
 	{"defaults", nil},
-	{"external etcd", []string{"etcd.external.endpoints={etcd-0.example:2379,etcd-1.example:2379,etcd-2.example:2379}"}},
+	{"external etcd", []string{"etcd.external.endpoints={etcd-0.example:2379,etcd-1.example:2379,etcd-2.example:2379}", "etcd.external.tlsSecret=etcd-client"}},
 	{"tls cert-manager", []string{"tls.enabled=true", "tls.certManager.enabled=true", "tls.certManager.issuerRef.name=cluster-ca", "tls.clientAuth=request",
 		"metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true", "auth.clusterSecret=dms-cluster-secret"}},
 	{"tls secret", []string{"tls.enabled=true", "tls.existingSecret=dms-certs", "auth.existingSecret=dms-admin"}},
@@ -514,6 +514,18 @@ func checkEtcd(t *testing.T, m *manifests, vals map[string]any) {
 		}
 		if !slices.Equal(endpoints, want) {
 			t.Errorf("-etcd.endpoints %v, want %v", endpoints, want)
+		}
+		a := args(c)
+		secret, _ := get(vals, "etcd.external.tlsSecret", "").(string)
+		mounted := ""
+		sts, _ := node(t, m)
+		for _, v := range sts.Spec.Template.Spec.Volumes {
+			if v.Name == "etcd-tls" && v.Secret != nil {
+				mounted = v.Secret.SecretName
+			}
+		}
+		if mounted != secret || (secret != "") != (a["etcd.ca-file"] == "/etc/dms/etcd-tls/ca.crt" && a["etcd.cert-file"] == "/etc/dms/etcd-tls/tls.crt" && a["etcd.key-file"] == "/etc/dms/etcd-tls/tls.key") {
+			t.Errorf("etcd TLS Secret %q: mounted %q, flags ca %q cert %q key %q", secret, mounted, a["etcd.ca-file"], a["etcd.cert-file"], a["etcd.key-file"])
 		}
 		return
 	}

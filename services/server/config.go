@@ -165,6 +165,12 @@ type EtcdConfig struct {
 	// picks a free one, printed at startup so other processes can join.
 	EmbedClientAddr string `yaml:"embed_client_addr"`
 	EmbedPeerAddr   string `yaml:"embed_peer_addr"`
+	// CAFile, CertFile and KeyFile put TLS on the connections to an
+	// external etcd: the CA that signed its server certificates, and this
+	// node's client certificate when etcd asks for one (--client-cert-auth).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // RegisterFlags registers every flag of the process. Flags from before the
@@ -198,6 +204,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Etcd.Endpoints, "etcd.endpoints", "", "Comma-separated endpoints of an external etcd cluster; empty runs an embedded etcd in the data directory.")
 	f.StringVar(&c.Etcd.EmbedClientAddr, "etcd.embed.client-addr", "127.0.0.1:0", "Client address of the embedded etcd.")
 	f.StringVar(&c.Etcd.EmbedPeerAddr, "etcd.embed.peer-addr", "127.0.0.1:0", "Peer address of the embedded etcd.")
+	f.StringVar(&c.Etcd.CAFile, "etcd.ca-file", "", "PEM CA of the external etcd's server certificates: the connections to -etcd.endpoints use TLS.")
+	f.StringVar(&c.Etcd.CertFile, "etcd.cert-file", "", "PEM client certificate this node shows the external etcd (with -etcd.key-file), when etcd requires client certificates.")
+	f.StringVar(&c.Etcd.KeyFile, "etcd.key-file", "", "PEM private key of -etcd.cert-file.")
 	for alias, name := range FlagAliases {
 		fl := f.Lookup(name)
 		f.Var(fl.Value, alias, "Deprecated alias of -"+name+".")

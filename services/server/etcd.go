@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,7 +71,11 @@ func (s *Server) openEtcd(ctx context.Context) error {
 		endpoints = []string{e.Clients[0].Addr().String()}
 	}
 	s.EtcdEndpoint = strings.Join(endpoints, ",")
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	tlsCfg, err := s.cfg.Etcd.clientTLS()
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop(), TLS: tlsCfg})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
@@ -78,6 +85,39 @@ func (s *Server) openEtcd(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// clientTLS returns the TLS configuration of the connections to an
+// external etcd, or nil when no -etcd.*-file flag is given.
+func (c EtcdConfig) clientTLS() (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" && c.KeyFile == "" {
+		return nil, nil
+	}
+	if c.Endpoints == "" {
+		return nil, errors.New("etcd: -etcd.ca-file, -etcd.cert-file and -etcd.key-file are for an external etcd (-etcd.endpoints); the embedded one listens on loopback without TLS")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: -etcd.ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd: -etcd.ca-file %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, errors.New("etcd: -etcd.cert-file and -etcd.key-file go together")
+	}
+	if c.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // receiptKey returns the cluster's receipt-signing key, creating it once.
