@@ -29,7 +29,8 @@ check-generated: generate
 # The web console (services/console): web/ is built by Vite into dist/, which
 # is committed and embedded into dmsd, so that running dmsd needs no npm.
 console: ## Rebuild the web console's committed assets from services/console/web (npm, versions pinned in its package-lock.json).
-	cd services/console/web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	cd services/console/web && { [ "$$(cat node_modules/.installed-lock 2>/dev/null)" = "$$(sha256sum < package-lock.json)" ] || \
+		{ npm ci --no-audit --no-fund --loglevel=error && sha256sum < package-lock.json > node_modules/.installed-lock; }; } && npm run build
 
 console-check: console
 	@if [ -n "$$(git status --porcelain -- services/console/dist)" ]; then \

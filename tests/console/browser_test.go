@@ -7,9 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -33,7 +35,30 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("lang", "en-US"),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	// An exception the page does not catch is a bug of the console, even
+	// when the page still shows what the test waits for.
+	var mu sync.Mutex
+	var thrown []string
+	listen := chromedp.WithListener(func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			d := e.ExceptionDetails
+			what := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				what = d.Exception.Description
+			}
+			thrown = append(thrown, fmt.Sprintf("%s (%s:%d)", what, d.URL, d.LineNumber+1))
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range thrown {
+			t.Errorf("the page threw: %s", e)
+		}
+	})
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf), listen)
 	// Every step waits for what the page should show; this bounds a page
 	// that never shows it, so that a failure says where it stopped.
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)

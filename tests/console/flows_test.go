@@ -125,6 +125,8 @@ func TestConsoleFlow(t *testing.T) {
 	p.click(`[data-testid=browse-messages] .ant-table-row-expand-icon`)
 	p.waitText(`[data-testid=browse-messages]`, `"item": "book"`)
 	p.screenshot("browse")
+	p.clickText(`[data-testid=browse-messages] .ant-segmented-item`, "Hex")
+	p.waitText(`[data-testid=browse-messages] .body-pre`, `00000000  7b 22 6f 72 64 65 72 22`, `{"order":42,"ite`, `m":"book"}`)
 	p.open("/queues/orders")
 	p.waitText(`[data-testid=groups]`, "billing")
 	if got := p.text(`[data-testid=groups] .ant-table-tbody`); !strings.Contains(got, "billing\t1\t0\t0") {

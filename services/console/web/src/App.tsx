@@ -7,7 +7,7 @@ import {
   SearchOutlined,
   TeamOutlined,
 } from "@ant-design/icons";
-import { App as AntApp, Button, ConfigProvider, Input, Layout, Menu, Space, Spin, Typography } from "antd";
+import { App as AntApp, AutoComplete, Button, ConfigProvider, Layout, Menu, Space, Spin, Typography } from "antd";
 import { useCallback, useEffect, useState } from "react";
 import { HashRouter, Route, Routes, useLocation, useNavigate } from "react-router-dom";
 import { ApiError, api, getProject, getToken, onUnauthenticated, setProject, setToken } from "./api";
@@ -40,6 +40,17 @@ function Shell({ onLogout }: { onLogout?: () => void }) {
   const loc = useLocation();
   const [project, setP] = useState(getProject());
   const [draft, setDraft] = useState(project);
+  const [projects, setProjects] = useState<{ id: string; name: string; account: string }[]>([]);
+  // The projects the caller can see, to pick from; without the right to
+  // list them the field takes any project id.
+  useEffect(() => {
+    api.projects().then(setProjects, () => setProjects([]));
+  }, []);
+  const choose = (v: string) => {
+    setDraft(v.trim());
+    setProject(v.trim());
+    setP(v.trim());
+  };
   const selected = menu.find((m) => m.key !== "/" && loc.pathname.startsWith(m.key))?.key ?? "/";
   return (
     <ProjectContext.Provider value={project}>
@@ -56,15 +67,15 @@ function Shell({ onLogout }: { onLogout?: () => void }) {
               <Typography.Text strong style={{ color: "#fff" }}>
                 Project
               </Typography.Text>
-              <Input
+              <AutoComplete
                 data-testid="project"
                 value={draft}
-                style={{ width: 320 }}
-                onChange={(e) => setDraft(e.target.value)}
-                onPressEnter={() => {
-                  setProject(draft.trim());
-                  setP(draft.trim());
-                }}
+                style={{ width: 340 }}
+                options={projects.map((p) => ({ value: p.id, label: `${p.name} (${p.account}) ${p.id}` }))}
+                onChange={setDraft}
+                onSelect={(v: string) => choose(v)}
+                onKeyDown={(e) => e.key === "Enter" && choose(draft)}
+                placeholder="project id"
               />
             </Space>
             {onLogout && (
@@ -114,8 +125,9 @@ export function App() {
   else if (auth === "login")
     body = (
       <LoginPage
-        onToken={(t) => {
+        onToken={(t, project) => {
           setToken(t);
+          if (project) setProject(project);
           setAuth("token");
         }}
       />

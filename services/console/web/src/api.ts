@@ -392,6 +392,20 @@ export const api = {
   clusterStatus: (queue?: string) => call<ClusterStatus>("GET", `/v1/cluster/status${query({ queue })}`),
   trace: (p: string, q: string, f: Record<string, unknown>) =>
     call<{ traces?: MessageTrace[]; truncated: boolean }>("GET", `${queuePath(p, q)}/messageTraces${query(f)}`),
+  // projects the caller may see: every project of every account it lists
+  // (with authentication on, an account administrator's unscoped token).
+  projects: async () => {
+    const { accounts = [] } = await call<{ accounts?: { id: string; name: string }[] }>("GET", "/v1/accounts");
+    const lists = await Promise.all(
+      accounts.map((a) =>
+        call<{ projects?: { id: string; name: string }[] }>("GET", `/v1/accounts/${enc(a.id)}/projects`).then(
+          (r) => (r.projects ?? []).map((p) => ({ ...p, account: a.name })),
+          () => [],
+        ),
+      ),
+    );
+    return lists.flat();
+  },
   listAudit: (params: Record<string, string>) => {
     const qs = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "")).toString();
     return call<{ records?: AuditRecord[]; nextPageToken: string }>("GET", `/v1/audit/records${qs ? "?" + qs : ""}`);

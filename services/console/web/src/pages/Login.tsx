@@ -6,7 +6,7 @@ import { errText } from "../components/Err";
 // LoginPage gets a token from POST /v3/auth/tokens (Keystone v3, password
 // method). Left without a project the token is unscoped: an account's
 // administrator needs one for the audit log and the identity API.
-export function LoginPage({ onToken }: { onToken: (token: string) => void }) {
+export function LoginPage({ onToken }: { onToken: (token: string, project?: string) => void }) {
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   return (
@@ -19,7 +19,7 @@ export function LoginPage({ onToken }: { onToken: (token: string) => void }) {
             setBusy(true);
             setError("");
             try {
-              onToken(await login(v.user, v.password, v.domain, v.project || undefined));
+              onToken(await login(v.user, v.password, v.domain, v.project || undefined), v.project || undefined);
             } catch (e) {
               setError(errText(e));
             } finally {
