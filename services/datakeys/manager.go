@@ -183,6 +183,17 @@ func (m *Manager) Keys(ctx context.Context, project string, create bool) ([]part
 	return slices.Clone(pk.keys), nil
 }
 
+// Refresh rereads the project's keys from etcd, for a caller that met a
+// key id it does not hold before the watch brought it; subscribers hear of
+// a change.
+func (m *Manager) Refresh(ctx context.Context, project string) error {
+	if !m.Enabled() {
+		return nil
+	}
+	_, err := m.load(ctx, project)
+	return err
+}
+
 // Record returns the project's stored record (nil if it has none).
 func (m *Manager) Record(ctx context.Context, project string) (*storagev1.ProjectDataKeys, error) {
 	if !m.Enabled() {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/opendms/dms/services/datakeys"
@@ -68,6 +69,23 @@ func (e *Engine) buildRing(ctx context.Context, project string) (*partitionlog.K
 		return nil, fmt.Errorf("storage: the data keys of project %s: %w", project, err)
 	}
 	return e.keys.With(keys...)
+}
+
+// refreshedKeys reports whether err is a batch sealed with a key missing
+// from the project's ring, and if so rereads the project's keys from etcd
+// (handing them to its open logs), for the caller to try once more: a
+// rotation made through another node may not have reached this one yet
+// when it opens a batch the other sealed (a follower that just became
+// leader).
+func (e *Engine) refreshedKeys(ctx context.Context, project string, err error) bool {
+	if project == "" || e.dataKeys() == nil || !errors.Is(err, partitionlog.ErrEncryptionKey) {
+		return false
+	}
+	if rerr := e.dk.Refresh(ctx, project); rerr != nil {
+		e.logger.Warn("storage: rereading a project's data keys", "project", project, "err", rerr)
+		return false
+	}
+	return true
 }
 
 // onDataKeysChanged hands a project's new keyring (after a rotation, made

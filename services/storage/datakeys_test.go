@@ -93,3 +93,50 @@ func TestEngineSealsWithProjectKeys(t *testing.T) {
 	_, err = os.Stat(filepath.Join(cfg.Dir, "q", q.GetId(), "0"))
 	require.NoError(t, err)
 }
+
+// A node that has not heard of a rotation yet (its watch lags) and meets a
+// batch sealed with the new key, written by another node, rereads the
+// project's keys instead of failing.
+func TestEngineRereadsKeysItHasNotHeardOf(t *testing.T) {
+	cli := startEtcd(t)
+	ctx := t.Context()
+	q := &metadatav1.QueueRecord{Id: catalog.NewQueueID(), Project: "tenant", DisplayName: "q", Mode: dmsv1.QueueMode_QUEUE_MODE_NORMAL, PartitionCount: 1, RetentionMs: 3600_000}
+	v, err := proto.Marshal(q)
+	require.NoError(t, err)
+	_, err = cli.Put(ctx, catalog.QueueKey(q.GetId()), string(v))
+	require.NoError(t, err)
+	cache := catalog.NewCache(cli, quietLogger())
+	require.NoError(t, cache.Start(ctx))
+	cfg := testConfig(t.TempDir())
+	cfg.EncryptionKeyFile = writeKeyFile(t, keyEntry(1, 1))
+	ring, err := LoadKeyring(cfg, quietLogger())
+	require.NoError(t, err)
+	// Neither manager watches: each knows only what it read or wrote.
+	lagging := datakeys.NewManager(cli, datakeys.NewMasterKeyProvider(ring), time.Now, quietLogger())
+	other := datakeys.NewManager(cli, datakeys.NewMasterKeyProvider(ring), time.Now, quietLogger())
+	start := func(dk *datakeys.Manager) *Engine {
+		e, err := NewEngine(cfg, cache, nil, time.Now, quietLogger())
+		require.NoError(t, err)
+		e.dk = dk
+		dk.Subscribe(e.onDataKeysChanged)
+		return e
+	}
+	part := logid.Partition(q.GetId(), 0)
+	write := func(dk *datakeys.Manager, data string) {
+		e := start(dk)
+		_, err := e.Append(ctx, &storagev1.AppendRequest{Log: part, Records: []*storagev1.Record{{TimestampMs: 1, Payload: []byte(data)}}})
+		require.NoError(t, err)
+		require.NoError(t, e.Close())
+	}
+	write(lagging, "first")
+	_, err = other.Rotate(ctx, "tenant")
+	require.NoError(t, err)
+	write(other, "second") // sealed with the rotated key
+
+	e := start(lagging)
+	defer e.Close()
+	res, err := e.Read(ctx, part, 0, ReadOptions{MaxBytes: 1 << 20})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 2)
+	require.Equal(t, "second", string(res.Records[1].GetRecord().GetPayload()))
+}

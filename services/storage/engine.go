@@ -136,6 +136,18 @@ func (e *Engine) Close() error {
 // group's logs must belong to a group the catalog has, so that a late write
 // never resurrects the data of a deleted queue or group.
 func (e *Engine) open(ctx context.Context, id logid.ID, create bool, durability storagev1.Durability) (*openLog, error) {
+	l, err := e.openOnce(ctx, id, create, durability)
+	if err != nil && errors.Is(err, partitionlog.ErrEncryptionKey) && id.GetQueueId() != "" {
+		// Sealed with a key of the project this node has not heard of yet:
+		// reread the keys (which replaces the project's ring) and retry.
+		if q, qerr := e.cache.QueueByID(ctx, id.GetQueueId()); qerr == nil && e.refreshedKeys(ctx, q.GetProject(), err) {
+			l, err = e.openOnce(ctx, id, create, durability)
+		}
+	}
+	return l, err
+}
+
+func (e *Engine) openOnce(ctx context.Context, id logid.ID, create bool, durability storagev1.Durability) (*openLog, error) {
 	key := logid.Key(id)
 	e.mu.Lock()
 	l := e.logs[key]
@@ -451,6 +463,9 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 	}
 	if opts.RawBatches {
 		batches, err := l.ReadBatches(offset, opts.MaxBytes)
+		if e.refreshedKeys(ctx, l.project, err) {
+			batches, err = l.ReadBatches(offset, opts.MaxBytes)
+		}
 		if errors.Is(err, partitionlog.ErrOffsetOutOfRange) {
 			batches, err = l.ReadBatches(l.StartOffset(), opts.MaxBytes)
 		}
@@ -473,6 +488,9 @@ func (e *Engine) Read(ctx context.Context, id logid.ID, offset int64, opts ReadO
 		return out, nil
 	}
 	entries, err := l.Read(offset, opts.MaxBytes)
+	if e.refreshedKeys(ctx, l.project, err) {
+		entries, err = l.Read(offset, opts.MaxBytes)
+	}
 	if errors.Is(err, partitionlog.ErrOffsetOutOfRange) {
 		// Retention removed the segment between StartOffset and Read.
 		entries, err = l.Read(l.StartOffset(), opts.MaxBytes)
