@@ -21,9 +21,11 @@ if [ ${#commits[@]} -gt 0 ]; then
   buf breaking --against ".git#ref=${commits[0]}"
   checked=$((checked + 1))
 fi
+# Against where this tree left main (not main's tip: a tree behind main
+# would see main's newer fields as ones it deleted).
 branch=$(git rev-parse --abbrev-ref HEAD)
-if [ "$branch" != main ] && git rev-parse -q --verify main >/dev/null; then
-  buf breaking --against ".git#branch=main"
+if [ "$branch" != main ] && base=$(git merge-base HEAD main 2>/dev/null) && [ "$base" != "$(git rev-parse HEAD)" ]; then
+  buf breaking --against ".git#ref=$base"
   checked=$((checked + 1))
 fi
 echo "buf breaking: $checked comparison(s) passed"
