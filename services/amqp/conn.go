@@ -78,6 +78,12 @@ type conn struct {
 
 	exclusive []string // queues declared exclusive: deleted when the connection ends
 
+	// connection.blocked (blocked.go): whether the client takes it, what it
+	// should know and what it was last told.
+	bmu                      sync.Mutex
+	open, blockedCap         bool
+	blockedWant, blockedSent bool
+
 	chmu     sync.Mutex
 	channels map[uint16]*channel
 	closing  bool // connection.close sent or received
@@ -173,7 +179,7 @@ func (c *conn) handshake(br *bufio.Reader) error {
 			"product": "DMS", "platform": "Go", "version": "1",
 			"capabilities": wire.Table{
 				"publisher_confirms": true, "basic.nack": true, "consumer_cancel_notify": true,
-				"exchange_exchange_bindings": true, "connection.blocked": false, "authentication_failure_close": true,
+				"exchange_exchange_bindings": true, "connection.blocked": true, "authentication_failure_close": true,
 				"per_consumer_qos": true, "direct_reply_to": false,
 			},
 		},
@@ -183,6 +189,9 @@ func (c *conn) handshake(br *bufio.Reader) error {
 	startOk, err := readMethod[*wire.ConnectionStartOk](c)
 	if err != nil {
 		return err
+	}
+	if caps, ok := startOk.ClientProperties["capabilities"].(wire.Table); ok {
+		c.blockedCap, _ = caps["connection.blocked"].(bool)
 	}
 	cr, err := parseCredentials(startOk.Mechanism, startOk.Response)
 	if err != nil && (c.srv.deps.Auth != nil || (startOk.Mechanism != "PLAIN" && startOk.Mechanism != "AMQPLAIN")) {
@@ -232,6 +241,7 @@ func (c *conn) handshake(br *bufio.Reader) error {
 	}
 	c.send(0, &wire.ConnectionOpenOk{})
 	c.flush()
+	c.opened()
 	return nil
 }
 

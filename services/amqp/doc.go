@@ -38,5 +38,6 @@
 //     timeout), so that a crash returns it within 15 s.
 //   - deadletter.go: x-dead-letter-exchange for rejected, expired and
 //     overflowed messages, with x-death headers; maxlength.go: x-max-length
-//     with x-overflow drop-head or reject-publish; expiry.go: x-expires.
+//     with x-overflow drop-head or reject-publish; expiry.go: x-expires;
+//     blocked.go: connection.blocked while storage is full.
 package amqp

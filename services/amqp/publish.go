@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
@@ -245,6 +246,8 @@ type publisher struct {
 	in   chan pubItem
 	done chan struct{}
 	once sync.Once
+	// quit ends the wait of a batch for storage to have room (blocked.go).
+	quit chan struct{}
 }
 
 type pubItem struct {
@@ -259,13 +262,13 @@ type pubItem struct {
 const pipelineDepth = 4096
 
 func newPublisher(ch *channel) *publisher {
-	p := &publisher{ch: ch, in: make(chan pubItem, pipelineDepth), done: make(chan struct{})}
+	p := &publisher{ch: ch, in: make(chan pubItem, pipelineDepth), done: make(chan struct{}), quit: make(chan struct{})}
 	go p.run()
 	return p
 }
 
 func (p *publisher) stop() {
-	p.once.Do(func() { close(p.in) })
+	p.once.Do(func() { close(p.in); close(p.quit) })
 	<-p.done
 }
 
@@ -287,6 +290,41 @@ func (p *publisher) run() {
 			}
 		}
 		p.store(batch)
+	}
+}
+
+// publish stores messages in a queue; a refusal for lack of space is
+// retried until storage takes them or the channel closes (blocked.go).
+func (p *publisher) publish(ctx context.Context, queue string, msgs []*dmsv1.Message) error {
+	s := p.ch.c.srv
+	waiting := false
+	for {
+		_, err := s.deps.Ingest.Publish(ctx, &ingestv1.PublishRequest{QueueId: queue, Messages: msgs})
+		if !storageFull(err) {
+			if waiting {
+				s.roomAgain()
+			}
+			return err
+		}
+		if !waiting {
+			select {
+			case <-p.quit:
+				// The channel is closing: nothing waits for this batch.
+				return err
+			default:
+			}
+			waiting = true
+			s.waitForRoom()
+		}
+		select {
+		case <-time.After(storageRetry):
+		case <-p.quit:
+			s.roomAgain()
+			return err
+		case <-p.ch.c.ctx.Done():
+			s.roomAgain()
+			return err
+		}
 	}
 }
 
@@ -333,7 +371,7 @@ func (p *publisher) store(batch []pubItem) {
 				msgs[j] = batch[i].msg
 			}
 			defer limit.dropHead(ctx, c.srv, c.project)
-			if _, err := c.srv.deps.Ingest.Publish(ctx, &ingestv1.PublishRequest{QueueId: q, Messages: msgs}); err != nil {
+			if err := p.publish(ctx, q, msgs); err != nil {
 				c.srv.logger.Warn("amqp: publish failed", "queue", q, "messages", len(msgs), "err", err)
 				mu.Lock()
 				for _, i := range idx {

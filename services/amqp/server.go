@@ -45,6 +45,7 @@ type Server struct {
 	logger    *slog.Logger
 	topo      *topology
 	consumers consumerRegistry
+	alarm     alarm
 
 	lis net.Listener
 
