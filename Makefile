@@ -69,7 +69,7 @@ python-test: ## The Python SDK against a dmsd built from this tree (needs python
 kafka-clients-test: ## Real Kafka clients (sarama, kafka-go, confluent-kafka-python, kafka-python, kcat, Java kafka-clients) against a real dmsd; installs the pinned clients.
 	bash tests/kafkaclients/run.sh
 
-amqp-clients-test: ## Real AMQP 0-9-1 clients (pika blocking and select, RabbitMQ's Java amqp-client) against a real dmsd; installs the pinned clients.
+amqp-clients-test: ## Real AMQP 0-9-1 clients (pika blocking and select, kombu, RabbitMQ's Java amqp-client, amqp091-go) against a real dmsd, and the same scenarios against Debian's rabbitmq-server (differential); installs the pinned clients and RabbitMQ.
 	bash tests/amqpclients/run.sh
 
 dms-clients-test: ## DMS users' own clients (the Huawei Cloud SDK's AK/SK signer, keystoneauth1) against a dmsd with -auth.enabled; installs them pinned.

@@ -9,6 +9,7 @@ replace (
 
 require (
 	github.com/opendms/dms/services v0.0.0
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/stretchr/testify v1.12.1
 )
 

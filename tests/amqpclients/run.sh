@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Real AMQP 0-9-1 clients against a real dmsd (make amqp-clients-test, part
 # of make test). Installs what the non-Go clients need, each pinned by the
-# project: pika from PyPI (python/requirements.txt) into
+# project: pika and kombu from PyPI (python/requirements.txt) into
 # .cache/amqpclients/python, RabbitMQ's Java amqp-client from Maven Central
 # (java/pom.xml) into .cache/amqpclients/java/<version>; then vets and runs
-# the Go tests of this module, which start dmsd and run each client. Needs
-# Go, Python >= 3.10, a JDK 17 and Maven (installed from Debian if missing).
+# the Go tests of this module, which start dmsd and run each client (and
+# amqp091-go in-process). Needs Go, Python >= 3.10, a JDK 17 and Maven
+# (installed from Debian if missing).
+#
+# The differential test runs every client's scenario against Debian's
+# rabbitmq-server too: started here by loadtest/peers/rabbitmq.sh (the
+# version pinned there) on 127.0.0.1:$RABBITMQ_PORT (25673) with its own
+# data directory under .cache/amqpclients/peers, stopped when this script
+# ends. DMS_AMQP_DIFFERENTIAL=0 skips it.
 # Extra arguments go to go test (e.g. -run Pika -v).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +36,14 @@ if [ ! -f "$libs/amqp-client-$version.jar" ]; then
 	rm -rf "$libs" && mv "$libs.tmp" "$libs"
 fi
 
+if [ "${DMS_AMQP_DIFFERENTIAL:-1}" != 0 ]; then
+	export RABBITMQ_PORT="${RABBITMQ_PORT:-25673}" RABBITMQ_EPMD_PORT="${RABBITMQ_EPMD_PORT:-14370}" DMS_BENCH_PEERS_DIR="$cache/peers"
+	trap '"$root/loadtest/peers/rabbitmq.sh" stop >/dev/null 2>&1 || true' EXIT
+	"$root/loadtest/peers/rabbitmq.sh" start
+	export DMS_AMQP_RABBITMQ="127.0.0.1:$RABBITMQ_PORT"
+fi
+
 cd "$here"
 go vet ./...
 export DMS_AMQP_PYTHON="$venv/bin/python" DMS_AMQP_JAVA_LIBS="$libs"
-exec go test -count=1 -timeout 10m ./... "$@"
+go test -count=1 -timeout 10m ./... "$@"
