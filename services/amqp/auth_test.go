@@ -27,6 +27,7 @@ type authWorld struct {
 	s        *testserver.Server
 	admin    context.Context
 	projectB string
+	users    map[string]string // name → id
 }
 
 func startAuth(t *testing.T) *authWorld {
@@ -48,9 +49,11 @@ func startAuth(t *testing.T) *authWorld {
 			def = a.GetId()
 		}
 	}
+	users := map[string]string{}
 	user := func(account, name, project string, role dmsv1.Role) {
 		u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: account, User: &dmsv1.User{Name: name}, Password: name + "'s password"})
 		require.NoError(t, err)
+		users[name] = u.GetUser().GetId()
 		if role != dmsv1.Role_ROLE_UNSPECIFIED {
 			_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: project, UserId: u.GetUser().GetId(), Role: role})
 			require.NoError(t, err)
@@ -65,7 +68,7 @@ func startAuth(t *testing.T) *authWorld {
 	pb, err := id.CreateProject(admin, &dmsv1.CreateProjectRequest{AccountId: acme.GetAccount().GetId(), Project: &dmsv1.Project{Name: "b"}})
 	require.NoError(t, err)
 	user(acme.GetAccount().GetId(), "bob", pb.GetProject().GetId(), dmsv1.Role_ROLE_ADMIN)
-	return &authWorld{s: s, admin: admin, projectB: pb.GetProject().GetId()}
+	return &authWorld{s: s, admin: admin, projectB: pb.GetProject().GetId(), users: users}
 }
 
 // dialAs opens a connection with PLAIN (or AMQPLAIN) credentials to a vhost.
@@ -309,6 +312,26 @@ func TestAuthorizeMethods(t *testing.T) {
 	require.NoError(t, err)
 	_, err = ch.QueueDeclarePassive("jobs", true, false, false, false, nil)
 	require.NoError(t, err)
+
+	// Every method is decided anew: a user deleted while connected is
+	// refused from the next one on.
+	_, err = dmsv1.NewIdentityServiceClient(w.s.Conn).DeleteUser(w.admin, &dmsv1.DeleteUserRequest{UserId: w.users["vera"]})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		err := try("vera", ops["declare-passive"])
+		var ae *amqp091.Error
+		return errors.As(err, &ae) && ae.Code == amqp091.AccessRefused && strings.Contains(ae.Reason, "CREDENTIAL_INVALID")
+	}, 20*time.Second, 50*time.Millisecond)
+
+	// Reply texts name the connection's vhost.
+	bob := w.mustDial(t, "bob", w.projectB)
+	ch, err = bob.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclarePassive("nothing", true, false, false, false, nil)
+	var ae *amqp091.Error
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, amqp091.NotFound, ae.Code)
+	require.Contains(t, ae.Reason, "in vhost '"+w.projectB+"'")
 }
 
 func contains(list []string, s string) bool {

@@ -3,6 +3,7 @@ package amqp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/opendms/dms/services/amqp/wire"
@@ -138,6 +139,11 @@ func (ch *channel) exception(err error, m wire.Method) error {
 	}
 	if ae.class == 0 && m != nil {
 		ae.class, ae.method = m.ID()
+	}
+	if v := ch.c.vhost; v != "/" && v != "" {
+		// The texts name the vhost as RabbitMQ's do; they are made without
+		// the connection at hand, as "/".
+		ae.text = strings.ReplaceAll(ae.text, "in vhost '/'", "in vhost '"+trimName(v)+"'")
 	}
 	if !wire.SoftError(ae.code) {
 		return ae
