@@ -30,7 +30,7 @@ type authWorld struct {
 	users    map[string]string // name → id
 }
 
-func startAuth(t *testing.T) *authWorld {
+func startAuth(t testing.TB) *authWorld {
 	t.Helper()
 	t.Setenv("DMS_ADMIN_PASSWORD", authAdminPassword)
 	s := testserver.Start(t, testserver.WithFlags("-auth.enabled"))
@@ -80,7 +80,7 @@ func (w *authWorld) dialAs(user, password, vhost string, amqplain bool) (*amqp09
 	return amqp091.DialConfig("amqp://"+w.s.AMQPAddr+"/", cfg)
 }
 
-func (w *authWorld) mustDial(t *testing.T, user, vhost string) *amqp091.Connection {
+func (w *authWorld) mustDial(t testing.TB, user, vhost string) *amqp091.Connection {
 	t.Helper()
 	name, _, _ := strings.Cut(user, "@")
 	password := name + "'s password"

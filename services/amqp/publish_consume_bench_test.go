@@ -80,3 +80,35 @@ func BenchmarkPublishConsume(b *testing.B) {
 		cons.Close()
 	})
 }
+
+// BenchmarkPublishAuth is the publish half of BenchmarkPublishConsume
+// with authentication on, as pete, a producer of the default project:
+// every publish is decided by authz for the queue it routes to.
+//
+//	go test -run x -bench 'BenchmarkPublishAuth|BenchmarkPublishConsume' -benchtime 20000x ./amqp/
+func BenchmarkPublishAuth(b *testing.B) {
+	w := startAuth(b)
+	admin := w.mustDial(b, "admin", "/")
+	ach, err := admin.Channel()
+	require.NoError(b, err)
+	_, err = ach.QueueDeclare("bench", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
+	require.NoError(b, err)
+	pub, err := w.mustDial(b, "pete", "/").Channel()
+	require.NoError(b, err)
+	require.NoError(b, pub.Confirm(false))
+	body := make([]byte, 1024)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 100 {
+		var confs []*amqp091.DeferredConfirmation
+		for j := i; j < min(i+100, b.N); j++ {
+			c, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", "bench", false, false, amqp091.Publishing{DeliveryMode: 2, Body: body})
+			require.NoError(b, err)
+			confs = append(confs, c)
+		}
+		for _, c := range confs {
+			require.True(b, c.Wait())
+		}
+	}
+	b.SetBytes(1024)
+}
