@@ -132,6 +132,18 @@ func TestLoginRefused(t *testing.T) {
 			}
 		})
 	}
+	// Malformed credentials: 403 at connection.start-ok, never a crash.
+	for _, raw := range []rawAuth{{"PLAIN", "no separators"}, {"PLAIN", "a\x00b\x00c\x00d"}, {"PLAIN", "carl\x00admin\x00" + authAdminPassword},
+		{"AMQPLAIN", "\x05LOGINS\xff\xff\xff\xff"}, {"AMQPLAIN", "garbage"}} {
+		conn, err := amqp091.DialConfig("amqp://"+w.s.AMQPAddr+"/", amqp091.Config{SASL: []amqp091.Authentication{raw}})
+		if err == nil {
+			conn.Close()
+			t.Fatalf("%s %q accepted", raw.mech, raw.resp)
+		}
+		var ae *amqp091.Error
+		require.ErrorAs(t, err, &ae, "%s %q", raw.mech, raw.resp)
+		require.Equal(t, amqp091.AccessRefused, ae.Code)
+	}
 	// Each refused login is in the audit trail, with who tried.
 	require.Eventually(t, func() bool {
 		recs, err := dmsv1.NewAuditServiceClient(w.s.Conn).ListAuditRecords(w.admin, &dmsv1.ListAuditRecordsRequest{Action: "amqp/Login", PageSize: 1000})
@@ -342,3 +354,9 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// rawAuth sends a SASL response as given.
+type rawAuth struct{ mech, resp string }
+
+func (r rawAuth) Mechanism() string { return r.mech }
+func (r rawAuth) Response() string  { return r.resp }
