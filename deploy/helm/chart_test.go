@@ -7,6 +7,7 @@ package helm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -177,7 +178,7 @@ func decode(t *testing.T, files map[string]string) *manifests {
 				o := &rbacv1.ClusterRoleBinding{}
 				strict(o)
 				m.bindings[key] = o
-			case "cert-manager.io/v1 Certificate", "monitoring.coreos.com/v1 ServiceMonitor":
+			case "cert-manager.io/v1 Certificate", "monitoring.coreos.com/v1 ServiceMonitor", "monitoring.coreos.com/v1 PrometheusRule":
 				var o map[string]any
 				strict(&o)
 				m.other[head.Kind+"/"+key] = o
@@ -224,7 +225,7 @@ var valueSets = []struct {
 	{"defaults", nil},
 	{"external etcd", []string{"etcd.external.endpoints={etcd-0.example:2379,etcd-1.example:2379,etcd-2.example:2379}", "etcd.external.tlsSecret=etcd-client"}},
 	{"tls cert-manager", []string{"tls.enabled=true", "tls.certManager.enabled=true", "tls.certManager.issuerRef.name=cluster-ca", "tls.clientAuth=request",
-		"metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true", "auth.clusterSecret=dms-cluster-secret"}},
+		"metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true", "metrics.prometheusRule.enabled=true", "auth.clusterSecret=dms-cluster-secret"}},
 	{"tls secret", []string{"tls.enabled=true", "tls.existingSecret=dms-certs", "auth.existingSecret=dms-admin"}},
 	{"5 nodes", []string{"replicas=5", "kafka.external.enabled=true", "kafka.external.domain=kafka.example.com", "zone.source=nodeLookup"}},
 	{"auth off", []string{"auth.enabled=false", "kafka.enabled=false", "amqp.enabled=false", "zone.source=none"}},
@@ -712,10 +713,22 @@ func checkMonitoring(t *testing.T, m *manifests, vals map[string]any) {
 	if !slices.Equal(matched, []string{release + "-headless"}) {
 		t.Errorf("the ServiceMonitor selects Services %v, want the headless one only (each node once)", matched)
 	}
-	dashboards, _ := filepath.Glob(filepath.Join(chartDir, "dashboards", "*.json"))
 	cm := m.configMaps[release+"-dashboards"]
-	if len(dashboards) > 0 && cm == nil {
-		t.Error("metrics.dashboard.enabled and dashboards in the chart, but no ConfigMap")
+	if truthy(get(vals, "metrics.dashboard.enabled", false)) {
+		if cm == nil || !json.Valid([]byte(cm.Data["dms-dashboard.json"])) {
+			t.Error("metrics.dashboard.enabled, but no ConfigMap with dms-dashboard.json")
+		}
+	} else if cm != nil {
+		t.Error("a dashboards ConfigMap while not asked for")
+	}
+	rule := m.other["PrometheusRule/"+release]
+	if truthy(get(vals, "metrics.prometheusRule.enabled", false)) {
+		groups, _ := rule["spec"].(map[string]any)["groups"].([]any)
+		if len(groups) == 0 || !strings.Contains(fmt.Sprint(groups), "{{ $value }}") {
+			t.Errorf("PrometheusRule groups %v: want the rules of dms-alerts.yaml, with Prometheus's {{ $value }} left as it is", groups)
+		}
+	} else if rule != nil {
+		t.Error("a PrometheusRule while not asked for")
 	}
 }
 
@@ -785,10 +798,15 @@ func TestValuesDocumented(t *testing.T) {
 	}
 }
 
-// TestDashboardsAreCopies: the chart's dashboards are the metrics
-// engineer's files under deploy/observability, unchanged.
+// TestDashboardsAreCopies: the chart's dashboard and alerting rules are
+// the files under deploy/observability, unchanged.
 func TestDashboardsAreCopies(t *testing.T) {
 	copies, _ := filepath.Glob(filepath.Join(chartDir, "dashboards", "*.json"))
+	alerts, _ := filepath.Glob(filepath.Join(chartDir, "alerts", "*.yaml"))
+	copies = append(copies, alerts...)
+	if len(copies) < 2 {
+		t.Errorf("the chart holds %v; want the dashboard and the alerting rules of deploy/observability", copies)
+	}
 	for _, c := range copies {
 		matches, _ := filepath.Glob(filepath.Join(dmsdbin.Root(), "deploy", "observability", "**", filepath.Base(c)))
 		top, _ := filepath.Glob(filepath.Join(dmsdbin.Root(), "deploy", "observability", filepath.Base(c)))
