@@ -119,6 +119,7 @@ var (
 	ErrEncryptionNotConfigured  = newError(KindFailedPrecondition, "ENCRYPTION_NOT_CONFIGURED", "encryption at rest is off")
 	ErrDataKeysInUse            = newError(KindFailedPrecondition, "DATA_KEYS_IN_USE", "the project still has queues")
 	ErrMessageNotFound          = newError(KindNotFound, "MESSAGE_NOT_FOUND", "no such message in the queue")
+	ErrStorageQuotaExceeded     = newError(KindResourceExhausted, "STORAGE_QUOTA_EXCEEDED", "the project's stored bytes quota is used up")
 	ErrRateLimited              = newError(KindResourceExhausted, "RATE_LIMITED", "the project's send rate quota is used up")
 	ErrLabelInvalid             = newError(KindInvalidArgument, "LABEL_INVALID", "invalid queue label")
 	ErrLabelLimitExceeded       = newError(KindResourceExhausted, "LABEL_LIMIT_EXCEEDED", "too many queue labels")

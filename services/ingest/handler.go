@@ -32,7 +32,7 @@ var (
 
 // NewHandler returns the gRPC handler of the ingest role.
 func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
-	return &Handler{engine: engine, cache: cache, recordProducers: true, quotas: newQuotas(cache, engine.now)}
+	return &Handler{engine: engine, cache: cache, recordProducers: true, quotas: newQuotas(cache, engine.storage, engine.now)}
 }
 
 // RecordProducers turns the recording of producers for message traces on

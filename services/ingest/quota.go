@@ -5,10 +5,12 @@ import (
 	"sync"
 	"time"
 
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/message"
+	"github.com/opendms/dms/services/storage/logid"
 )
 
 // quotas enforces a project's send quotas (dms.v1.ProjectQuotas) on the
@@ -27,20 +29,79 @@ import (
 // The buckets are this node's: a project whose sends several nodes take
 // gets its rate on each of them.
 type quotas struct {
-	cache *catalog.Cache
-	now   func() time.Time
+	cache   *catalog.Cache
+	storage storagev1.StorageServiceClient
+	now     func() time.Time
 
 	mu      sync.Mutex
 	buckets map[string]*sendBucket
+	stored  map[string]*storedUsage
 }
+
+// storedUsage is a project's stored bytes as last measured.
+type storedUsage struct {
+	bytes      int64
+	measured   time.Time // by the wall clock: a measurement, not a deadline
+	measuring  bool
+	measuredOK bool
+}
+
+// storedUsageAge is how old a measurement of stored bytes may be before a
+// send measures again (in the background: the send goes by the last one).
+const storedUsageAge = 2 * time.Second
 
 type sendBucket struct {
 	msgs, bytes float64 // tokens left; negative is debt
 	last        time.Time
 }
 
-func newQuotas(cache *catalog.Cache, now func() time.Time) *quotas {
-	return &quotas{cache: cache, now: now, buckets: map[string]*sendBucket{}}
+func newQuotas(cache *catalog.Cache, storage storagev1.StorageServiceClient, now func() time.Time) *quotas {
+	return &quotas{cache: cache, storage: storage, now: now, buckets: map[string]*sendBucket{}, stored: map[string]*storedUsage{}}
+}
+
+// storedOver reports whether the project's queues hold its max_stored_bytes
+// or more, by the last measurement, and starts a new one when it is old.
+func (q *quotas) storedOver(project string, limit int64) (int64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	u := q.stored[project]
+	if u == nil {
+		u = &storedUsage{}
+		q.stored[project] = u
+	}
+	if !u.measuring && time.Since(u.measured) > storedUsageAge {
+		u.measuring = true
+		go q.measure(project, u)
+	}
+	return u.bytes, u.measuredOK && u.bytes >= limit
+}
+
+// measure sums the bytes on disk of the project's queue partitions, as
+// their leaders report them.
+func (q *quotas) measure(project string, u *storedUsage) {
+	var logs []*storagev1.LogId
+	for _, rec := range q.cache.Queues(project) {
+		for p := range rec.GetPartitionCount() {
+			logs = append(logs, logid.Partition(rec.GetId(), p))
+		}
+	}
+	var total int64
+	ok := true
+	if len(logs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		info, err := q.storage.GetLogInfo(ctx, &storagev1.GetLogInfoRequest{Logs: logs})
+		cancel()
+		ok = err == nil
+		for _, l := range info.GetLogs() {
+			total += l.GetSizeBytes()
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	u.measuring, u.measured = false, time.Now()
+	if ok {
+		u.bytes, u.measuredOK = total, true
+	}
 }
 
 // maxRefusalDelay bounds how long a refused send waits for its answer.
@@ -76,6 +137,11 @@ func (q *quotas) take(project string, msgs []*dmsv1.Message) (time.Duration, err
 			return 0, errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", i, size, project, limit)
 		}
 		total += size
+	}
+	if limit := own.GetMaxStoredBytes(); limit > 0 {
+		if used, over := q.storedOver(project, limit); over {
+			return 0, errs.Wrapf(errs.ErrStorageQuotaExceeded, "project %s stores %d bytes, its quota is %d: nothing was stored; delete queues or wait for retention, or ask the operator for more", project, used, limit)
+		}
 	}
 	msgRate, byteRate := float64(own.GetSendMessagesPerSecond()), float64(own.GetSendBytesPerSecond())
 	if msgRate <= 0 && byteRate <= 0 {

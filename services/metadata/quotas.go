@@ -51,6 +51,9 @@ func (e *Engine) EffectiveQuotas(project string) (*dmsv1.ProjectQuotas, []string
 	if v := own.GetSendBytesPerSecond(); v > 0 {
 		q.SendBytesPerSecond, set = v, append(set, "send_bytes_per_second")
 	}
+	if v := own.GetMaxStoredBytes(); v > 0 {
+		q.MaxStoredBytes, set = v, append(set, "max_stored_bytes")
+	}
 	return q, set
 }
 
@@ -81,6 +84,7 @@ func (e *Engine) SetProjectQuotas(ctx context.Context, project string, q *dmsv1.
 		{"max_message_bytes", int64(q.GetMaxMessageBytes()), message.MaxBytes},
 		{"send_messages_per_second", q.GetSendMessagesPerSecond(), 1 << 40},
 		{"send_bytes_per_second", q.GetSendBytesPerSecond(), 1 << 50},
+		{"max_stored_bytes", q.GetMaxStoredBytes(), 1 << 60},
 	} {
 		if c.v < 0 || c.v > c.limit {
 			return errs.Wrapf(errs.ErrRequestInvalid, "quotas.%s is %d; use 0 (the server's default) to %d", c.name, c.v, c.limit)

@@ -180,3 +180,37 @@ func TestProjectQuotasNeedTheOperator(t *testing.T) {
 		return len(auditRecords(t, admin, s, &dmsv1.ListAuditRecordsRequest{Action: "UpdateProjectQuotas"})) == 2 // the refused one and the change
 	}, 10*time.Second, 20*time.Millisecond)
 }
+
+// max_stored_bytes: once the project's partitions hold as many bytes as
+// its quota (measured every few seconds), sends are refused with
+// STORAGE_QUOTA_EXCEEDED, DMS 400 / 10240020, and store nothing; the
+// default (0) lifts it.
+func TestStoredBytesQuota(t *testing.T) {
+	s := testserver.Start(t)
+	ctx := context.Background()
+	p := server.DefaultProject
+	q := s.CreateQueue(t, p, &dmsv1.Queue{DisplayName: "full"})
+	_, err := s.Queues().UpdateProjectQuotas(ctx, &dmsv1.UpdateProjectQuotasRequest{Name: "projects/" + p, Quotas: &dmsv1.ProjectQuotas{MaxStoredBytes: 64 << 10}})
+	require.NoError(t, err)
+	body := []byte(strings.Repeat("x", 8<<10))
+	var err2 error
+	sent := 0
+	require.Eventually(t, func() bool {
+		_, err2 = s.Producer().SendMessages(ctx, &dmsv1.SendMessagesRequest{Queue: q.GetName(), Messages: []*dmsv1.Message{{Body: body}}})
+		if err2 == nil {
+			sent++
+		}
+		return err2 != nil
+	}, 30*time.Second, 20*time.Millisecond, "sends are refused once 64 KiB are stored")
+	requireRefused(t, err2, codes.ResourceExhausted, "STORAGE_QUOTA_EXCEEDED")
+	require.GreaterOrEqual(t, sent, 8, "64 KiB of 8 KiB messages were taken first")
+	code, resp := dmsCall(t, s, http.MethodPost, "/v1.0/"+p+"/queues/"+q.GetId()+"/messages", `{"messages":[{"body":"x"}]}`)
+	requireDMSError(t, code, resp, http.StatusBadRequest, 10240020)
+	got, err := s.Queues().GetQueue(ctx, &dmsv1.GetQueueRequest{Name: q.GetName()})
+	require.NoError(t, err)
+	require.EqualValues(t, sent, got.GetQueue().GetMessageCount(), "refused sends stored nothing")
+
+	_, err = s.Queues().UpdateProjectQuotas(ctx, &dmsv1.UpdateProjectQuotasRequest{Name: "projects/" + p, Quotas: &dmsv1.ProjectQuotas{}})
+	require.NoError(t, err)
+	s.Send(t, q, "after")
+}

@@ -145,9 +145,10 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// code DMS's.
 	dmsv1.ErrorReason_ERROR_REASON_RATE_LIMITED: {http.StatusTooManyRequests, 10240407},
 	// Queue tags (§3.14); see tags.go for the codes.
-	dmsv1.ErrorReason_ERROR_REASON_LABEL_INVALID:        {http.StatusBadRequest, codeTagKeyInvalid},
-	dmsv1.ErrorReason_ERROR_REASON_LABEL_LIMIT_EXCEEDED: {http.StatusBadRequest, codeTagLimitExceeded},
-	dmsv1.ErrorReason_ERROR_REASON_LABEL_NOT_FOUND:      {http.StatusNotFound, codeTagKeyNotFound},
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_INVALID:          {http.StatusBadRequest, codeTagKeyInvalid},
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_LIMIT_EXCEEDED:   {http.StatusBadRequest, codeTagLimitExceeded},
+	dmsv1.ErrorReason_ERROR_REASON_LABEL_NOT_FOUND:        {http.StatusNotFound, codeTagKeyNotFound},
+	dmsv1.ErrorReason_ERROR_REASON_STORAGE_QUOTA_EXCEEDED: {http.StatusBadRequest, 10240020},
 }
 
 // apiError is a failure on its way to a DMS v1.0 client.

@@ -207,6 +207,10 @@ const (
 	ErrorReason_ERROR_REASON_LABEL_LIMIT_EXCEEDED ErrorReason = 101
 	// The queue has no label with the key that the request removes.
 	ErrorReason_ERROR_REASON_LABEL_NOT_FOUND ErrorReason = 102
+	// The project's queues hold as many bytes as its max_stored_bytes quota
+	// allows: nothing was stored. gRPC RESOURCE_EXHAUSTED; DMS code 10240020
+	// (quota insufficient), HTTP 400.
+	ErrorReason_ERROR_REASON_STORAGE_QUOTA_EXCEEDED ErrorReason = 76
 )
 
 // Enum value maps for ErrorReason.
@@ -285,6 +289,7 @@ var (
 		100: "ERROR_REASON_LABEL_INVALID",
 		101: "ERROR_REASON_LABEL_LIMIT_EXCEEDED",
 		102: "ERROR_REASON_LABEL_NOT_FOUND",
+		76:  "ERROR_REASON_STORAGE_QUOTA_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -360,6 +365,7 @@ var (
 		"ERROR_REASON_LABEL_INVALID":                100,
 		"ERROR_REASON_LABEL_LIMIT_EXCEEDED":         101,
 		"ERROR_REASON_LABEL_NOT_FOUND":              102,
+		"ERROR_REASON_STORAGE_QUOTA_EXCEEDED":       76,
 	}
 )
 
@@ -394,7 +400,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\x94\x15\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xbd\x15\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -469,7 +475,8 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10K\x12\x1e\n" +
 	"\x1aERROR_REASON_LABEL_INVALID\x10d\x12%\n" +
 	"!ERROR_REASON_LABEL_LIMIT_EXCEEDED\x10e\x12 \n" +
-	"\x1cERROR_REASON_LABEL_NOT_FOUND\x10fB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x1cERROR_REASON_LABEL_NOT_FOUND\x10f\x12'\n" +
+	"#ERROR_REASON_STORAGE_QUOTA_EXCEEDED\x10LB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

@@ -235,8 +235,15 @@ type ProjectQuotas struct {
 	// Message bytes per second the project may send, counted and refused as
 	// send_messages_per_second.
 	SendBytesPerSecond int64 `protobuf:"varint,5,opt,name=send_bytes_per_second,json=sendBytesPerSecond,proto3" json:"send_bytes_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Bytes the project's queue partitions may hold on disk (each replica
+	// counted once, as the leaders report them). Once they hold as much,
+	// sends are refused with STORAGE_QUOTA_EXCEEDED until retention or
+	// deleted queues bring them under it; measured every few seconds on each
+	// node that takes sends, so a project may go over it by what it sends
+	// meanwhile.
+	MaxStoredBytes int64 `protobuf:"varint,6,opt,name=max_stored_bytes,json=maxStoredBytes,proto3" json:"max_stored_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ProjectQuotas) Reset() {
@@ -300,6 +307,13 @@ func (x *ProjectQuotas) GetSendMessagesPerSecond() int64 {
 func (x *ProjectQuotas) GetSendBytesPerSecond() int64 {
 	if x != nil {
 		return x.SendBytesPerSecond
+	}
+	return 0
+}
+
+func (x *ProjectQuotas) GetMaxStoredBytes() int64 {
+	if x != nil {
+		return x.MaxStoredBytes
 	}
 	return 0
 }
@@ -2198,14 +2212,15 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\x19UpdateQueueLabelsResponse\x12#\n" +
-	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"\xf7\x01\n" +
+	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueR\x05queue\"\xa1\x02\n" +
 	"\rProjectQuotas\x12\x1d\n" +
 	"\n" +
 	"max_queues\x18\x01 \x01(\x05R\tmaxQueues\x12/\n" +
 	"\x14max_groups_per_queue\x18\x02 \x01(\x05R\x11maxGroupsPerQueue\x12*\n" +
 	"\x11max_message_bytes\x18\x03 \x01(\x05R\x0fmaxMessageBytes\x127\n" +
 	"\x18send_messages_per_second\x18\x04 \x01(\x03R\x15sendMessagesPerSecond\x121\n" +
-	"\x15send_bytes_per_second\x18\x05 \x01(\x03R\x12sendBytesPerSecond\"2\n" +
+	"\x15send_bytes_per_second\x18\x05 \x01(\x03R\x12sendBytesPerSecond\x12(\n" +
+	"\x10max_stored_bytes\x18\x06 \x01(\x03R\x0emaxStoredBytes\"2\n" +
 	"\x17GetProjectQuotasRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x8b\x01\n" +
 	"\x18GetProjectQuotasResponse\x12-\n" +
