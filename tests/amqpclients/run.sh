@@ -10,7 +10,7 @@
 #
 # The differential test runs every client's scenario against Debian's
 # rabbitmq-server too: started here by loadtest/peers/rabbitmq.sh (the
-# version pinned there) on 127.0.0.1:$RABBITMQ_PORT (25673) with its own
+# version pinned there) on 127.0.0.1 (the first free port from 25673) with its own
 # data directory under .cache/amqpclients/peers, stopped when this script
 # ends. DMS_AMQP_DIFFERENTIAL=0 skips it.
 # Extra arguments go to go test (e.g. -run Pika -v).
@@ -37,7 +37,15 @@ if [ ! -f "$libs/amqp-client-$version.jar" ]; then
 fi
 
 if [ "${DMS_AMQP_DIFFERENTIAL:-1}" != 0 ]; then
-	export RABBITMQ_PORT="${RABBITMQ_PORT:-25673}" RABBITMQ_EPMD_PORT="${RABBITMQ_EPMD_PORT:-14370}" DMS_BENCH_PEERS_DIR="$cache/peers"
+	# The first free port from 25673 (its Erlang distribution port is
+	# +20000, its private epmd -10000), so that two runs in two checkouts
+	# do not meet.
+	port="${RABBITMQ_PORT:-25673}"
+	while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 20000))") 2>/dev/null ||
+		(exec 3<>"/dev/tcp/127.0.0.1/$((port - 10000))") 2>/dev/null; do
+		port=$((port + 1))
+	done
+	export RABBITMQ_PORT="$port" RABBITMQ_EPMD_PORT="$((port - 10000))" DMS_BENCH_PEERS_DIR="$cache/peers"
 	trap '"$root/loadtest/peers/rabbitmq.sh" stop >/dev/null 2>&1 || true' EXIT
 	"$root/loadtest/peers/rabbitmq.sh" start
 	export DMS_AMQP_RABBITMQ="127.0.0.1:$RABBITMQ_PORT"
