@@ -2,6 +2,7 @@ package msgtrace
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -314,7 +315,7 @@ func (e *Engine) base(q *metadatav1.QueueRecord, f found) *dmsv1.MessageTrace {
 	}
 	t.Events = append(t.Events, &dmsv1.MessageTraceEvent{
 		Time: t.PublishTime, Type: dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_PRODUCED,
-		Offset: f.offset, Consumer: t.Producer,
+		Offset: f.offset, Detail: fmt.Sprintf("stored in partition %d at offset %d", f.partition, f.offset),
 	})
 	return t
 }

@@ -155,9 +155,12 @@ func apply(f *follow, o, ts int64, rec *deliveryv1.StateRecord, trimmedStart boo
 		f.add(&dmsv1.MessageTraceEvent{Time: msTime(ts), Type: evExtended, DeliveryCount: f.attempts, AvailableTime: msTime(f.deadline)})
 	}
 	if slices.Contains(rec.GetAckedOffsets(), o) {
-		if f.status == dmsv1.GroupTraceStatus_GROUP_TRACE_STATUS_IN_FLIGHT {
+		switch {
+		case f.status == dmsv1.GroupTraceStatus_GROUP_TRACE_STATUS_IN_FLIGHT:
 			f.add(&dmsv1.MessageTraceEvent{Time: msTime(ts), Type: evAcked, DeliveryCount: f.attempts})
-		} else {
+		case trimmedStart && !f.seen:
+			f.add(&dmsv1.MessageTraceEvent{Time: msTime(ts), Type: evAcked, Detail: "delivered before the history kept (see HISTORY_TRIMMED)"})
+		default:
 			// Settled without being in flight: skipped for the group's tag
 			// filter (or delivered with auto-ack by a broadcast consumer).
 			f.add(&dmsv1.MessageTraceEvent{Time: msTime(ts), Type: evSkipped, Reason: "TAG_FILTER", Detail: "settled without a delivery: its tags do not match the group's filter"})
