@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/rpcstatus"
+	"github.com/opendms/dms/services/server"
 	"github.com/opendms/dms/services/storage/partitionlog"
 	"github.com/opendms/dms/services/testserver"
 )
@@ -275,6 +277,20 @@ func TestDataKeysWithoutEncryption(t *testing.T) {
 	if _, err := keys.ListDataKeys(ctx, &dmsv1.ListDataKeysRequest{ProjectId: "not a project"}); rpcstatus.Reason(err) != "PROJECT_INVALID" {
 		t.Fatalf("list with a malformed project id: %v", err)
 	}
+
+	// The same over REST.
+	req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr+"/v1/projects/plain/dataKeys", nil)
+	if code, body := do(t, req); code != http.StatusOK || body["encryptionEnabled"] != false || len(body["keys"].([]any)) != 0 {
+		t.Fatalf("REST list: %d %v", code, body)
+	}
+	req, _ = http.NewRequest("POST", "http://"+s.HTTPAddr+"/v1/projects/plain/dataKeys:rotate", strings.NewReader("{}"))
+	if code, body := do(t, req); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body), "ENCRYPTION_NOT_CONFIGURED") {
+		t.Fatalf("REST rotate without a master key: %d %v", code, body)
+	}
+	req, _ = http.NewRequest("POST", "http://"+s.HTTPAddr+"/v1/projects/plain/dataKeys:destroy", strings.NewReader("{}"))
+	if code, body := do(t, req); code != http.StatusOK || len(body["keys"].([]any)) != 0 {
+		t.Fatalf("REST destroy without keys: %d %v", code, body)
+	}
 }
 
 // sealedBatch is one encrypted batch read straight from a segment file.
@@ -380,4 +396,32 @@ func copyTree(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With authentication on, data keys are the operator's: an administrator
+// of a project may not rotate or destroy its keys, nor list them.
+func TestDataKeysAreTheOperators(t *testing.T) {
+	s := startAuth(t)
+	ctx := context.Background()
+	admin := bearer(ctx, unscopedToken(t, s, "Default", "admin", adminPassword))
+	id := dmsv1.NewIdentityServiceClient(s.Conn)
+	accounts, err := id.ListAccounts(admin, &dmsv1.ListAccountsRequest{})
+	require.NoError(t, err)
+	u, err := id.CreateUser(admin, &dmsv1.CreateUserRequest{AccountId: accounts.GetAccounts()[0].GetId(), User: &dmsv1.User{Name: "owner"}, Password: "owner's password"})
+	require.NoError(t, err)
+	_, err = id.GrantRole(admin, &dmsv1.GrantRoleRequest{ProjectId: server.DefaultProject, UserId: u.GetUser().GetId(), Role: dmsv1.Role_ROLE_ADMIN})
+	require.NoError(t, err)
+	owner := bearer(ctx, unscopedToken(t, s, "Default", "owner", "owner's password"))
+	keys := dmsv1.NewDataKeyServiceClient(s.Conn)
+	_, err = keys.RotateDataKey(owner, &dmsv1.RotateDataKeyRequest{ProjectId: server.DefaultProject})
+	require.Equal(t, "PERMISSION_DENIED", rpcstatus.Reason(err), "%v", err)
+	_, err = keys.DestroyDataKeys(owner, &dmsv1.DestroyDataKeysRequest{ProjectId: server.DefaultProject})
+	require.Equal(t, "PERMISSION_DENIED", rpcstatus.Reason(err), "%v", err)
+	_, err = keys.ListDataKeys(owner, &dmsv1.ListDataKeysRequest{ProjectId: server.DefaultProject})
+	require.Equal(t, "PERMISSION_DENIED", rpcstatus.Reason(err), "%v", err)
+	_, err = keys.RotateDataKey(ctx, &dmsv1.RotateDataKeyRequest{ProjectId: server.DefaultProject})
+	require.Equal(t, "UNAUTHENTICATED", rpcstatus.Reason(err), "%v", err)
+	// The operator passes authorization (and finds encryption off).
+	_, err = keys.RotateDataKey(admin, &dmsv1.RotateDataKeyRequest{ProjectId: server.DefaultProject})
+	require.Equal(t, "ENCRYPTION_NOT_CONFIGURED", rpcstatus.Reason(err), "%v", err)
 }
