@@ -89,6 +89,10 @@ def config(names, examples):
         operation("QueueService_CreateConsumerGroup", parent=q),
         operation("QueueService_GetConsumerGroup", name_1=g),
         operation("QueueService_DeleteConsumerGroup", name_1=names["doomed_group"]),
+        operation("QueueService_GetProjectQuotas", name=names["project"]),
+        # Another project's: random quotas on the fuzzed one would refuse
+        # or hold the sends of the other operations.
+        operation("QueueService_UpdateProjectQuotas", name="projects/quotas-fuzzed"),
         operation("ProducerService_SendMessages", queue=q),
         operation("ProducerService_CancelScheduledMessages", queue=q),
         operation("ProducerService_RescheduleMessage", queue=q),
