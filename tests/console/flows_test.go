@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -199,6 +200,20 @@ func TestConsoleFlow(t *testing.T) {
 	p.waitText(`[data-testid=groups]`, "analytics", "archive")
 	waitPoints(p, `[data-testid=chart-lag]`, 10)
 	p.screenshot("queue-detail")
+
+	// A message scheduled an hour ahead is counted as scheduled, and
+	// cancelled by its schedule id.
+	p.open("/queues/orders")
+	p.typeInto(`[data-testid=send-body]`, "later")
+	p.typeInto(`[data-testid=send-delay]`, "3600")
+	p.click(`[data-testid=send]`)
+	p.run("wait for the schedule id", chromedp.WaitVisible(chromedp.CSS(`[data-testid=schedule-id]`)))
+	scheduleID := strings.TrimSpace(p.text(`[data-testid=schedule-id]`))
+	p.waitText(`[data-testid=scheduled-count]`, "1")
+	p.typeInto(`[data-testid=cancel-ids]`, scheduleID)
+	p.click(`[data-testid=cancel-scheduled]`)
+	p.waitText("body", "1 cancelled")
+	p.waitText(`[data-testid=scheduled-count]`, "0")
 
 	// The cluster: this node, alive, leading the queues' partitions.
 	p.open("/cluster")

@@ -137,11 +137,11 @@ export function QueueDetailPage() {
       <GroupsCard queue={q} groups={latest.groups} samples={samples} onChange={refresh} />
       <PartitionsCard queue={q} />
       <Row gutter={16}>
-        <Col span={12}>
+        <Col span={9}>
           <SendCard queue={q} onSent={refresh} />
           <ScheduledCard queue={q} onChange={refresh} />
         </Col>
-        <Col span={12}>
+        <Col span={15}>
           <ReceiveCard queue={q} groups={groupNames} onChange={refresh} />
         </Col>
       </Row>
@@ -369,7 +369,7 @@ function SendCard({ queue, onSent }: { queue: Queue; onSent: () => void }) {
         </Form.Item>
         <Space>
           <Form.Item label="Delay (s)" name="delay">
-            <InputNumber min={0} max={604800} />
+            <InputNumber min={0} max={604800} data-testid="send-delay" />
           </Form.Item>
           <Form.Item label="Copies" name="count">
             <InputNumber min={1} max={1000} />
@@ -391,7 +391,17 @@ function SendCard({ queue, onSent }: { queue: Queue; onSent: () => void }) {
             { title: "Message id", render: (_, r) => <Link to={`/trace?queue=${encodeURIComponent(queue.displayName)}&id=${r.messageId}`}><Typography.Text code copyable>{r.messageId}</Typography.Text></Link> },
             { title: "Partition", dataIndex: "partition" },
             { title: "Offset", dataIndex: "offset" },
-            { title: "Scheduled", render: (_, r) => (r.scheduleId ? `${new Date(r.deliverTime!).toLocaleString()} (${r.scheduleId})` : "") },
+            {
+              title: "Scheduled",
+              render: (_, r) =>
+                r.scheduleId ? (
+                  <>
+                    {new Date(r.deliverTime!).toLocaleString()} <Typography.Text code copyable data-testid="schedule-id">{r.scheduleId}</Typography.Text>
+                  </>
+                ) : (
+                  ""
+                ),
+            },
           ]}
         />
       )}
@@ -412,8 +422,9 @@ function ScheduledCard({ queue, onChange }: { queue: Queue; onChange: () => void
         <Descriptions.Item label="Next due">{queue.nextScheduledTime ? new Date(queue.nextScheduledTime).toLocaleString() : "—"}</Descriptions.Item>
       </Descriptions>
       <Space.Compact style={{ width: "100%" }}>
-        <Input placeholder="schedule ids to cancel, comma-separated" value={ids} onChange={(e) => setIds(e.target.value)} />
+        <Input placeholder="schedule ids to cancel, comma-separated" value={ids} onChange={(e) => setIds(e.target.value)} data-testid="cancel-ids" />
         <Button
+          data-testid="cancel-scheduled"
           onClick={async () => {
             try {
               const results = await api.cancelScheduled(project, queue.id, ids.split(/[,\s]+/).filter(Boolean));
@@ -480,6 +491,7 @@ function ReceiveCard({ queue, groups, onChange }: { queue: Queue; groups: string
       <Table
         data-testid="received"
         size="small"
+        scroll={{ x: "max-content" }}
         rowKey="receiptHandle"
         pagination={false}
         dataSource={msgs}
