@@ -93,11 +93,13 @@ def config(names, examples):
         # Another project's: random quotas on the fuzzed one would refuse
         # or hold the sends of the other operations.
         operation("QueueService_UpdateProjectQuotas", name="projects/quotas-fuzzed"),
+        operation("QueueService_BrowseMessages", queue=q),
+        operation("QueueService_UpdateQueue", name=q),
         operation("ProducerService_SendMessages", queue=q),
         operation("ProducerService_CancelScheduledMessages", queue=q),
         operation("ProducerService_RescheduleMessage", queue=q),
     ]
-    for rpc in ["AckDeadLetters", "ReceiveDeadLetters", "RedriveDeadLetters", "AckMessages",
+    for rpc in ["AckDeadLetters", "ReceiveDeadLetters", "ListDeadLetters", "RedriveDeadLetters", "AckMessages",
                 "ChangeVisibility", "ReceiveMessages", "SeekConsumerGroup"]:
         ops.append(operation("ConsumerService_" + rpc, group=g))
     head = "[generation]\nmax-examples = %d\n\n" % examples

@@ -102,9 +102,18 @@ func (h *Handler) ListQueues(ctx context.Context, req *dmsv1.ListQueuesRequest) 
 
 // UpdateQueue implements dms.v1.QueueService.
 func (h *Handler) UpdateQueue(ctx context.Context, req *dmsv1.UpdateQueueRequest) (*dmsv1.UpdateQueueResponse, error) {
-	q, err := h.cache.ResolveQueueName(ctx, req.GetQueue().GetName())
+	name := req.GetName()
+	if name == "" {
+		name = req.GetQueue().GetName()
+	}
+	q, err := h.cache.ResolveQueueName(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if other := req.GetQueue().GetName(); other != "" && other != name {
+		if oq, err := h.cache.ResolveQueueName(ctx, other); err != nil || oq.GetId() != q.GetId() {
+			return nil, errs.Wrapf(errs.ErrRequestInvalid, "queue.name %q is not the queue named by name %q", other, name)
+		}
 	}
 	var u QueueUpdate
 	in := req.GetQueue()

@@ -161,7 +161,8 @@ func TestUpdateQueue(t *testing.T) {
 	ctx := context.Background()
 	q := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "orders", Description: "before"})
 	resp, err := s.Queues().UpdateQueue(ctx, &dmsv1.UpdateQueueRequest{
-		Queue:      &dmsv1.Queue{Name: q.GetName(), Description: "after", DeadLetterEnabled: true, MaxConsumeCount: 2, Retention: durationpb.New(2 * time.Hour)},
+		Name:       q.GetName(),
+		Queue:      &dmsv1.Queue{Description: "after", DeadLetterEnabled: true, MaxConsumeCount: 2, Retention: durationpb.New(2 * time.Hour)},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description", "dead_letter_enabled", "max_consume_count"}},
 	})
 	if err != nil {
@@ -181,10 +182,19 @@ func TestUpdateQueue(t *testing.T) {
 		{&dmsv1.Queue{DeadLetterEnabled: true, MaxConsumeCount: 0}, []string{"max_consume_count"}, "MAX_CONSUME_COUNT_INVALID"},
 		{&dmsv1.Queue{Description: "<b>"}, []string{"description"}, "DESCRIPTION_INVALID"},
 	} {
-		tc.queue.Name = q.GetName()
-		if _, err := s.Queues().UpdateQueue(ctx, &dmsv1.UpdateQueueRequest{Queue: tc.queue, UpdateMask: &fieldmaskpb.FieldMask{Paths: tc.paths}}); rpcstatus.Reason(err) != tc.reason {
+		if _, err := s.Queues().UpdateQueue(ctx, &dmsv1.UpdateQueueRequest{Name: q.GetName(), Queue: tc.queue, UpdateMask: &fieldmaskpb.FieldMask{Paths: tc.paths}}); rpcstatus.Reason(err) != tc.reason {
 			t.Errorf("%v: %v, want %s", tc.paths, err, tc.reason)
 		}
+	}
+	// queue.name alone names the queue too; one naming another queue is refused.
+	other := s.CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "other"})
+	if _, err := s.Queues().UpdateQueue(ctx, &dmsv1.UpdateQueueRequest{Queue: &dmsv1.Queue{Name: q.GetName(), Description: "after"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}}}); err != nil {
+		t.Errorf("update by queue.name: %v", err)
+	}
+	if _, err := s.Queues().UpdateQueue(ctx, &dmsv1.UpdateQueueRequest{Name: q.GetName(), Queue: &dmsv1.Queue{Name: other.GetName(), Description: "x"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"description"}}}); rpcstatus.Reason(err) != "REQUEST_INVALID" {
+		t.Errorf("update naming two queues: %v", err)
 	}
 	after, err := s.Queues().GetQueue(ctx, &dmsv1.GetQueueRequest{Name: q.GetName()})
 	if err != nil {

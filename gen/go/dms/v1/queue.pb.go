@@ -1267,8 +1267,9 @@ func (x *ListQueuesResponse) GetTotalSize() int32 {
 // UpdateQueueRequest is the request of QueueService.UpdateQueue.
 type UpdateQueueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The queue with its new settings; queue.name names it,
-	// `projects/{project}/queues/{queue}`.
+	// The queue, `projects/{project}/queues/{queue}`.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// The queue's new settings; its name, when set, must be the queue's too.
 	Queue *Queue `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
 	// The fields of queue to change: `description`, `retention`,
 	// `dead_letter_enabled`, `max_consume_count`; any other is refused with
@@ -1307,6 +1308,13 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
 	return file_dms_v1_queue_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpdateQueueRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 func (x *UpdateQueueRequest) GetQueue() *Queue {
@@ -2294,8 +2302,9 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x06queues\x18\x01 \x03(\v2\r.dms.v1.QueueR\x06queues\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\"{\n" +
-	"\x12UpdateQueueRequest\x12(\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\"\x94\x01\n" +
+	"\x12UpdateQueueRequest\x12\x17\n" +
+	"\x04name\x18\x03 \x01(\tB\x03\xe0A\x02R\x04name\x12(\n" +
 	"\x05queue\x18\x01 \x01(\v2\r.dms.v1.QueueB\x03\xe0A\x02R\x05queue\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\":\n" +
@@ -2364,13 +2373,13 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x0fQUEUE_MODE_FIFO\x10\x02\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HA\x10\x03\x12\x17\n" +
 	"\x13QUEUE_MODE_KAFKA_HT\x10\x04\x12\x13\n" +
-	"\x0fQUEUE_MODE_AMQP\x10\x052\xbb\x0e\n" +
+	"\x0fQUEUE_MODE_AMQP\x10\x052\xb5\x0e\n" +
 	"\fQueueService\x12u\n" +
 	"\vCreateQueue\x12\x1a.dms.v1.CreateQueueRequest\x1a\x1b.dms.v1.CreateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue\"\x1e/v1/{parent=projects/*}/queues\x12e\n" +
 	"\bGetQueue\x12\x17.dms.v1.GetQueueRequest\x1a\x18.dms.v1.GetQueueResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=projects/*/queues/*}\x12k\n" +
 	"\n" +
-	"ListQueues\x12\x19.dms.v1.ListQueuesRequest\x1a\x1a.dms.v1.ListQueuesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=projects/*}/queues\x12{\n" +
-	"\vUpdateQueue\x12\x1a.dms.v1.UpdateQueueRequest\x1a\x1b.dms.v1.UpdateQueueResponse\"3\x82\xd3\xe4\x93\x02-:\x05queue2$/v1/{queue.name=projects/*/queues/*}\x12\x88\x01\n" +
+	"ListQueues\x12\x19.dms.v1.ListQueuesRequest\x1a\x1a.dms.v1.ListQueuesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=projects/*}/queues\x12u\n" +
+	"\vUpdateQueue\x12\x1a.dms.v1.UpdateQueueRequest\x1a\x1b.dms.v1.UpdateQueueResponse\"-\x82\xd3\xe4\x93\x02':\x05queue2\x1e/v1/{name=projects/*/queues/*}\x12\x88\x01\n" +
 	"\x0eBrowseMessages\x12\x1d.dms.v1.BrowseMessagesRequest\x1a\x1e.dms.v1.BrowseMessagesResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/{queue=projects/*/queues/*}/messages:browse\x12n\n" +
 	"\vDeleteQueue\x12\x1a.dms.v1.DeleteQueueRequest\x1a\x1b.dms.v1.DeleteQueueResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=projects/*/queues/*}\x12\x85\x01\n" +
 	"\rAddPartitions\x12\x1c.dms.v1.AddPartitionsRequest\x1a\x1d.dms.v1.AddPartitionsResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/{name=projects/*/queues/*}:addPartitions\x12\x96\x01\n" +

@@ -225,7 +225,7 @@ func (a *app) queueUpdate() *cobra.Command {
 		ValidArgsFunction: a.completeQueues,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
-			req := &dmsv1.UpdateQueueRequest{Queue: &dmsv1.Queue{Name: a.queueName(args[0])}, UpdateMask: &fieldmaskpb.FieldMask{}}
+			req := &dmsv1.UpdateQueueRequest{Name: a.queueName(args[0]), Queue: &dmsv1.Queue{}, UpdateMask: &fieldmaskpb.FieldMask{}}
 			if f.Changed("description") {
 				req.Queue.Description = description
 				req.UpdateMask.Paths = append(req.UpdateMask.Paths, "description")
@@ -248,7 +248,7 @@ func (a *app) queueUpdate() *cobra.Command {
 			}
 			if dryRun {
 				if addParts {
-					if err := a.dryRun("add partitions", &dmsv1.AddPartitionsRequest{Name: req.Queue.Name, PartitionCount: partitions}); err != nil {
+					if err := a.dryRun("add partitions", &dmsv1.AddPartitionsRequest{Name: req.Name, PartitionCount: partitions}); err != nil {
 						return err
 					}
 				}
@@ -275,7 +275,7 @@ func (a *app) queueUpdate() *cobra.Command {
 				q = resp.GetQueue()
 			}
 			if addParts {
-				resp, err := qs.AddPartitions(ctx, &dmsv1.AddPartitionsRequest{Name: req.Queue.Name, PartitionCount: partitions})
+				resp, err := qs.AddPartitions(ctx, &dmsv1.AddPartitionsRequest{Name: req.Name, PartitionCount: partitions})
 				if err != nil {
 					return err
 				}

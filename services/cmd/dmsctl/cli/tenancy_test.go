@@ -27,6 +27,7 @@ func TestTenancyCommands(t *testing.T) {
 	expectCode(t, c.run("queue", "list", "--context", "wrong"), ExitRefused, "a wrong password")
 
 	c.ok("queue", "create", "orders")
+	c.ok("queue", "update", "orders", "--description", "shared") // authorized by its name field
 	var account string
 	for _, a := range c.jsonOf("account", "list")["accounts"].([]any) {
 		if a.(map[string]any)["name"] == "Default" {
