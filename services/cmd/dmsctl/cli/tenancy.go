@@ -47,9 +47,9 @@ func ident(conn *grpc.ClientConn) dmsv1.IdentityServiceClient {
 // tenancyCommands are the identity and audit commands. Managing identities
 // needs an unscoped credential: a login by user and password asks for one.
 func (a *app) tenancyCommands() []*cobra.Command {
-	cmds := []*cobra.Command{a.accountCommand(), a.projectCommand(), a.userCommand(), a.roleCommand(), a.keyCommand(), a.tokenCommand(), a.policyCommand(), a.auditCommand()}
+	cmds := []*cobra.Command{a.accountCommand(), a.projectCommand(), a.userCommand(), a.roleCommand(), a.keyCommand(), a.tokenCommand(), a.policyCommand(), a.quotaCommand(), a.auditCommand()}
 	for _, c := range cmds {
-		if c.Name() != "policy" {
+		if c.Name() != "policy" && c.Name() != "quota" {
 			c.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 				a.unscoped = true
 				return a.resolve(cmd)

@@ -77,6 +77,18 @@ func TestTenancyCommands(t *testing.T) {
 		t.Error("key delete kept the key")
 	}
 
+	// Quotas: a dry run changes nothing; a set keeps the flags not given.
+	c.ok("quota", "set", "--max-queues", "7", "--dry-run")
+	if q := c.jsonOf("quota", "get"); q["projectSet"] != nil && len(q["projectSet"].([]any)) != 0 {
+		t.Errorf("quotas after a dry run: %v", q)
+	}
+	c.ok("quota", "set", "--max-queues", "7")
+	c.ok("quota", "set", "--max-groups-per-queue", "2")
+	if q := c.jsonOf("quota", "get")["quotas"].(map[string]any); q["maxQueues"] != float64(7) || q["maxGroupsPerQueue"] != float64(2) {
+		t.Errorf("quotas: %v", q)
+	}
+	expectCode(t, bobCtl.run("quota", "set", "--max-queues", "9", "--token", tok), ExitRefused, "bob setting quotas")
+
 	// The trail has the calls above; its chain is intact.
 	var recs []any
 	deadline := time.Now().Add(20 * time.Second)
