@@ -78,30 +78,38 @@ def config(names, examples):
         values = ", ".join('"path.%s" = %s' % (k, json.dumps(v)) for k, v in params.items())
         return '[[operations]]\ninclude-operation-id = "%s"\nparameters = { %s }\n' % (operation_id, values)
 
-    q, g = names["queue"], names["group"]
+    # The document expands resource names into their segments
+    # (/v1/projects/{project}/queues/{queue}), so each gets its own value.
+    def ids(name):
+        parts = name.split("/")
+        return dict(zip([p[:-1] for p in parts[0::2]], parts[1::2]))
+
+    q, g = ids(names["queue"]), ids(names["group"])
+    project = ids(names["project"])
     ops = [
-        operation("QueueService_ListQueues", parent=names["project"]),
-        operation("QueueService_CreateQueue", parent=names["project"]),
-        operation("QueueService_GetQueue", name=q),
-        operation("QueueService_DeleteQueue", name=names["doomed_queue"]),
-        operation("QueueService_AddPartitions", name=q),
-        operation("QueueService_ListConsumerGroups", parent=q),
-        operation("QueueService_CreateConsumerGroup", parent=q),
-        operation("QueueService_GetConsumerGroup", name_1=g),
-        operation("QueueService_DeleteConsumerGroup", name_1=names["doomed_group"]),
-        operation("QueueService_GetProjectQuotas", name=names["project"]),
+        operation("QueueService_ListQueues", **project),
+        operation("QueueService_CreateQueue", **project),
+        operation("QueueService_GetQueue", **q),
+        operation("QueueService_DeleteQueue", **ids(names["doomed_queue"])),
+        operation("QueueService_AddPartitions", **q),
+        operation("QueueService_UpdateQueueLabels", **q),
+        operation("QueueService_ListConsumerGroups", **q),
+        operation("QueueService_CreateConsumerGroup", **q),
+        operation("QueueService_GetConsumerGroup", **g),
+        operation("QueueService_DeleteConsumerGroup", **ids(names["doomed_group"])),
+        operation("QueueService_GetProjectQuotas", **project),
         # Another project's: random quotas on the fuzzed one would refuse
         # or hold the sends of the other operations.
-        operation("QueueService_UpdateProjectQuotas", name="projects/quotas-fuzzed"),
-        operation("QueueService_BrowseMessages", queue=q),
-        operation("QueueService_UpdateQueue", name=q),
-        operation("ProducerService_SendMessages", queue=q),
-        operation("ProducerService_CancelScheduledMessages", queue=q),
-        operation("ProducerService_RescheduleMessage", queue=q),
+        operation("QueueService_UpdateProjectQuotas", project="quotas-fuzzed"),
+        operation("QueueService_BrowseMessages", **q),
+        operation("QueueService_UpdateQueue", **q),
+        operation("ProducerService_SendMessages", **q),
+        operation("ProducerService_CancelScheduledMessages", **q),
+        operation("ProducerService_RescheduleMessage", **q),
     ]
     for rpc in ["AckDeadLetters", "ReceiveDeadLetters", "ListDeadLetters", "RedriveDeadLetters", "AckMessages",
                 "ChangeVisibility", "ReceiveMessages", "SeekConsumerGroup"]:
-        ops.append(operation("ConsumerService_" + rpc, group=g))
+        ops.append(operation("ConsumerService_" + rpc, **g))
     head = "[generation]\nmax-examples = %d\n\n" % examples
     return head + "\n".join(ops)
 

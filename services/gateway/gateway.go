@@ -29,11 +29,18 @@ type Conns struct {
 // Config of the gateway role.
 type Config struct {
 	MaxQueuesPerProject int
+	// AuthEnabled says whether requests need credentials, for the OpenAPI
+	// document's security requirements.
+	AuthEnabled bool
 }
 
 // Register adds the REST routes to mux.
 func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, logger *slog.Logger) error {
 	routes, err := routesOf(openapi.Document)
+	if err != nil {
+		return err
+	}
+	document, err := openAPI3(openapi.Document, buildVersion(), cfg.AuthEnabled)
 	if err != nil {
 		return err
 	}
@@ -93,7 +100,7 @@ func Register(ctx context.Context, mux *http.ServeMux, conns Conns, cfg Config, 
 	mux.Handle(fallbackPattern, fallback(mux, gw))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.Document)
+		_, _ = w.Write(document)
 	})
 	return nil
 }

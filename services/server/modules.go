@@ -314,7 +314,7 @@ func (s *Server) initScheduler(ctx context.Context) (modules.Stopper, error) {
 
 func (s *Server) initGateway(ctx context.Context) (modules.Stopper, error) {
 	err := gateway.Register(ctx, s.mux, gateway.Conns{Metadata: s.roleConn(RoleMetadata), Ingest: s.roleConn(RoleIngest), Delivery: s.roleConn(RoleDelivery)},
-		gateway.Config{MaxQueuesPerProject: s.cfg.Metadata.MaxQueuesPerProject}, s.logger.With("role", RoleGateway))
+		gateway.Config{MaxQueuesPerProject: s.cfg.Metadata.MaxQueuesPerProject, AuthEnabled: s.cfg.Auth.Enabled}, s.logger.With("role", RoleGateway))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
