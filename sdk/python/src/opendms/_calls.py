@@ -18,6 +18,7 @@ from opendms.types import (
     AckResult,
     AckStatus,
     BroadcastOptions,
+    CancelResult,
     ConsumerGroup,
     Duration,
     GroupStats,
@@ -27,6 +28,7 @@ from opendms.types import (
     QueuePage,
     ReceivedMessage,
     RedriveResult,
+    RescheduleResult,
     SeekPosition,
     SendResult,
     TagFilter,
@@ -197,6 +199,40 @@ class Calls:
             idempotence_key=idempotence_key,
         )
         return Call(PRODUCER, "SendMessages", req, cv.send_results, self._t(timeout))
+
+    def cancel_scheduled(
+        self, queue: str, schedule_ids: Iterable[str], timeout: Duration | None = None
+    ) -> list[Call[list[CancelResult]]]:
+        """One call per MAX_ACKS schedule ids, the most one call takes."""
+        ids = [schedule_ids] if isinstance(schedule_ids, str) else list(schedule_ids)
+        name = self.queue_name(queue)
+        return [
+            Call(
+                PRODUCER,
+                "CancelScheduledMessages",
+                pb.CancelScheduledMessagesRequest(queue=name, schedule_ids=ids[i : i + MAX_ACKS]),
+                cv.cancel_results,
+                self._t(timeout),
+            )
+            for i in range(0, len(ids), MAX_ACKS)
+        ]
+
+    def reschedule(
+        self,
+        queue: str,
+        schedule_id: str,
+        *,
+        delay: Duration | None = None,
+        deliver_time: _dt.datetime | None = None,
+        timeout: Duration | None = None,
+    ) -> Call[RescheduleResult]:
+        req = pb.RescheduleMessageRequest(queue=self.queue_name(queue), schedule_id=schedule_id)
+        if deliver_time is not None:
+            req.deliver_time.CopyFrom(cv.time_to_proto(deliver_time))
+        if delay is not None or deliver_time is None:
+            # Neither: released at once, as a delay of 0.
+            req.delay.CopyFrom(cv.duration_to_proto(delay or 0))
+        return Call(PRODUCER, "RescheduleMessage", req, cv.reschedule_result, self._t(timeout))
 
     # --- receiving -------------------------------------------------------------
 

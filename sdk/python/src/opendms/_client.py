@@ -23,6 +23,7 @@ from opendms.types import (
     Ack,
     AckResult,
     BroadcastOptions,
+    CancelResult,
     ConsumerGroup,
     Duration,
     GroupStats,
@@ -32,6 +33,7 @@ from opendms.types import (
     QueuePage,
     ReceivedMessage,
     RedriveResult,
+    RescheduleResult,
     SeekPosition,
     SendResult,
     TagFilter,
@@ -274,6 +276,35 @@ class Client:
         results, as long as that attempt is among the last 100000 messages of
         its partition."""
         return self._invoke(self._calls.send(queue, messages, timeout, idempotence_key))
+
+    def cancel_scheduled_messages(
+        self, queue: str, schedule_ids: Iterable[str], *, timeout: Duration | None = None
+    ) -> list[CancelResult]:
+        """Cancels scheduled messages (sent with a delay or deliver
+        time) before they become visible: one result per schedule id, in
+        order; one that cannot be cancelled (SCHEDULE_NOT_FOUND,
+        SCHEDULE_ALREADY_RELEASED, SCHEDULE_ID_INVALID) says why in its
+        result rather than failing the others. More than 1000 ids take
+        several calls."""
+        out: list[CancelResult] = []
+        for call in self._calls.cancel_scheduled(queue, schedule_ids, timeout):
+            out.extend(self._invoke(call))
+        return out
+
+    def reschedule_message(
+        self,
+        queue: str,
+        schedule_id: str,
+        *,
+        delay: Duration | None = None,
+        deliver_time: _dt.datetime | None = None,
+        timeout: Duration | None = None,
+    ) -> RescheduleResult:
+        """Moves a scheduled message to a new time: after ``delay``
+        from now, or at ``deliver_time`` (timezone-aware, at most 7 days
+        ahead; a past time releases it at once); neither releases it now.
+        Returns its new schedule id (the old one is no longer valid)."""
+        return self._invoke(self._calls.reschedule(queue, schedule_id, delay=delay, deliver_time=deliver_time, timeout=timeout))
 
     def producer(
         self,

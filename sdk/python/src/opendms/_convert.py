@@ -16,6 +16,7 @@ from opendms.types import (
     AckResult,
     AckStatus,
     BroadcastOptions,
+    CancelResult,
     ConsumerGroup,
     DeadLetterInfo,
     Duration,
@@ -25,6 +26,7 @@ from opendms.types import (
     QueueMode,
     ReceivedMessage,
     RedriveResult,
+    RescheduleResult,
     SendResult,
     TagFilter,
     TagMatch,
@@ -66,7 +68,7 @@ def time_from_proto(msg, field: str) -> _dt.datetime | None:
 
 def time_to_proto(t: _dt.datetime) -> timestamp_pb2.Timestamp:
     if t.tzinfo is None:
-        raise ValueError("seek time must be timezone-aware (for example datetime.now(timezone.utc))")
+        raise ValueError("times must be timezone-aware (for example datetime.now(timezone.utc))")
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(t)
     return ts
@@ -108,6 +110,10 @@ def message_to_proto(m: Message) -> pb.Message:
         out.ordering_key = m.ordering_key
     for name, v in m.attributes.items():
         out.attributes[name].CopyFrom(attribute_to_proto(name, v))
+    if m.delay is not None:
+        out.delay.CopyFrom(duration_to_proto(m.delay))
+    if m.deliver_time is not None:
+        out.deliver_time.CopyFrom(time_to_proto(m.deliver_time))
     return out
 
 
@@ -121,7 +127,18 @@ def attributes_from_proto(attrs: Mapping[str, pb.AttributeValue]) -> dict:
 
 
 def send_results(resp: pb.SendMessagesResponse) -> list[SendResult]:
-    return [SendResult(r.message_id, r.partition, r.offset) for r in resp.results]
+    return [
+        SendResult(r.message_id, r.partition, r.offset, r.schedule_id, time_from_proto(r, "deliver_time"))
+        for r in resp.results
+    ]
+
+
+def cancel_results(resp: pb.CancelScheduledMessagesResponse) -> list[CancelResult]:
+    return [CancelResult(r.schedule_id, r.cancelled, r.error_reason, r.error_message) for r in resp.results]
+
+
+def reschedule_result(resp: pb.RescheduleMessageResponse) -> RescheduleResult:
+    return RescheduleResult(resp.schedule_id, resp.message_id, time_from_proto(resp, "deliver_time"))
 
 
 def dead_letter_from_proto(d: pb.DeadLetterInfo) -> DeadLetterInfo:

@@ -115,12 +115,21 @@ class Message:
         ordering_key: optional, at most 128 bytes: on a FIFO queue messages
             with one key are delivered in order, keys in parallel; on a NORMAL
             queue the key picks the partition.
+        delay: keeps the message from consumers for this long after the send
+            (0 to 7 days): a scheduled message, whose
+            :attr:`SendResult.schedule_id` cancels or reschedules it. Only
+            NORMAL and FIFO queues take them (DELAY_NOT_ALLOWED otherwise).
+        deliver_time: when the message becomes visible, a timezone-aware
+            datetime at most 7 days ahead; set at most one of ``delay`` and
+            ``deliver_time`` (DELAY_INVALID otherwise).
     """
 
     body: bytes = b""
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     tags: Sequence[str] = ()
     ordering_key: str = ""
+    delay: Duration | None = None
+    deliver_time: _dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.body, str):
@@ -146,6 +155,34 @@ class SendResult:
     partition: int
     #: The message's offset within the partition.
     offset: int
+    #: For a scheduled message (sent with a delay or deliver time), the id
+    #: that cancels or reschedules it; empty otherwise.
+    schedule_id: str = ""
+    #: For a scheduled message, when it becomes visible.
+    deliver_time: _dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """The outcome of cancelling one scheduled message."""
+
+    schedule_id: str
+    #: Whether it was cancelled; if not, ``reason`` says why (for example
+    #: SCHEDULE_NOT_FOUND or SCHEDULE_ALREADY_RELEASED).
+    cancelled: bool
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RescheduleResult:
+    """A rescheduled message."""
+
+    #: The message's new schedule id; the old one is no longer valid.
+    schedule_id: str
+    message_id: str
+    #: When it becomes visible now.
+    deliver_time: _dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from opendms.types import (
     Ack,
     AckResult,
     BroadcastOptions,
+    CancelResult,
     ConsumerGroup,
     Duration,
     GroupStats,
@@ -35,6 +36,7 @@ from opendms.types import (
     QueuePage,
     ReceivedMessage,
     RedriveResult,
+    RescheduleResult,
     SeekPosition,
     SendResult,
     TagFilter,
@@ -208,6 +210,27 @@ class Client:
         """See :meth:`opendms.Client.send` (no retry; the idempotence key
         makes a retry of the same batch safe)."""
         return await self._invoke(self._calls.send(queue, messages, timeout, idempotence_key))
+
+    async def cancel_scheduled_messages(
+        self, queue: str, schedule_ids: Iterable[str], *, timeout: Duration | None = None
+    ) -> list[CancelResult]:
+        """See :meth:`opendms.Client.cancel_scheduled_messages`."""
+        out: list[CancelResult] = []
+        for call in self._calls.cancel_scheduled(queue, schedule_ids, timeout):
+            out.extend(await self._invoke(call))
+        return out
+
+    async def reschedule_message(
+        self,
+        queue: str,
+        schedule_id: str,
+        *,
+        delay: Duration | None = None,
+        deliver_time: _dt.datetime | None = None,
+        timeout: Duration | None = None,
+    ) -> RescheduleResult:
+        """See :meth:`opendms.Client.reschedule_message`."""
+        return await self._invoke(self._calls.reschedule(queue, schedule_id, delay=delay, deliver_time=deliver_time, timeout=timeout))
 
     def producer(
         self,
