@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -109,20 +110,32 @@ func newTopology(cli *clientv3.Client, logger *slog.Logger) *topology {
 }
 
 func (t *topology) start(ctx context.Context) error {
-	resp, err := t.cli.Get(ctx, topologyPrefix, clientv3.WithPrefix())
+	rev, err := t.load(ctx)
 	if err != nil {
 		return err
 	}
+	ctx, t.cancel = context.WithCancel(ctx)
+	t.done = make(chan struct{})
+	go t.watch(ctx, rev+1)
+	return nil
+}
+
+// load replaces the cache with what etcd holds now and returns the
+// revision it read at.
+func (t *topology) load(ctx context.Context) (int64, error) {
+	resp, err := t.cli.Get(ctx, topologyPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
 	t.mu.Lock()
+	t.exchanges, t.bindings, t.queues = map[string]*exchangeRec{}, map[string]map[string]*bindingRec{}, map[string]*queueRec{}
 	for _, kv := range resp.Kvs {
 		t.apply(string(kv.Key), kv.Value, false)
 	}
-	t.rev = resp.Header.Revision
+	t.rev = max(t.rev, resp.Header.Revision)
 	t.mu.Unlock()
-	ctx, t.cancel = context.WithCancel(ctx)
-	t.done = make(chan struct{})
-	go t.watch(ctx, resp.Header.Revision+1)
-	return nil
+	t.revCond.Broadcast()
+	return resp.Header.Revision, nil
 }
 
 func (t *topology) stop() {
@@ -139,6 +152,13 @@ func (t *topology) watch(ctx context.Context, from int64) {
 		for resp := range wc {
 			if resp.Err() != nil {
 				t.logger.Warn("amqp: topology watch", "err", resp.Err())
+				if resp.CompactRevision > 0 {
+					// The changes since from are gone from etcd's history:
+					// read the whole topology again and watch from there.
+					if rev, err := t.load(ctx); err == nil {
+						from = rev + 1
+					}
+				}
 				break
 			}
 			t.mu.Lock()
@@ -151,6 +171,11 @@ func (t *topology) watch(ctx context.Context, from int64) {
 			from = t.rev + 1
 			t.mu.Unlock()
 			t.revCond.Broadcast()
+		}
+		// Not in a tight loop against an etcd that keeps refusing.
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
