@@ -162,7 +162,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.awaitShards()
 	s.ready.Store(true)
 	s.logger.Info("dmsd ready", "node", s.NodeName, "roles", strings.Join(s.Roles(), ","), "grpc", s.GRPCAddr, "internal_grpc", s.InternalGRPCAddr,
-		"http", s.HTTPAddr, "kafka", s.KafkaAddr, "amqp", s.AMQPAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir, "startup", time.Since(began).Round(time.Millisecond))
+		"http", s.HTTPAddr, "kafka", s.KafkaAddr, "amqp", s.AMQPAddr, "etcd", s.EtcdEndpoint, "data_dir", s.cfg.Node.DataDir,
+		"tls", s.tls != nil, "internal_auth", s.internalAuth(), "startup", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

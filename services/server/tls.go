@@ -233,3 +233,20 @@ func stripNodeHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// internalAuth says how the internal listener knows the nodes, for the
+// startup log line.
+func (s *Server) internalAuth() string {
+	switch {
+	case s.internalTLS != nil && len(s.clusterSecrets) > 0:
+		return "mutual TLS and cluster secret"
+	case s.internalTLS != nil:
+		return "mutual TLS"
+	case s.cfg.Cluster.SecretFile != "":
+		return "cluster secret (" + s.cfg.Cluster.SecretFile + ")"
+	case len(s.clusterSecrets) > 0:
+		return "cluster secret (etcd)"
+	default:
+		return "none"
+	}
+}
