@@ -51,6 +51,10 @@ func (s *Server) openEtcd(ctx context.Context) error {
 		ecfg.Dir = filepath.Join(s.cfg.Node.DataDir, "etcd")
 		ecfg.LogLevel = "error"
 		ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		// Placement, ISR and lease churn would grow etcd's history without
+		// bound; an hour of it is kept (every watcher of dmsd reloads when
+		// its revision was compacted away).
+		ecfg.AutoCompactionMode, ecfg.AutoCompactionRetention = embed.CompactorModePeriodic, "1h"
 		clientURL := url.URL{Scheme: "http", Host: s.cfg.Etcd.EmbedClientAddr}
 		peerURL := url.URL{Scheme: "http", Host: s.cfg.Etcd.EmbedPeerAddr}
 		ecfg.ListenClientUrls, ecfg.AdvertiseClientUrls = []url.URL{clientURL}, []url.URL{clientURL}
