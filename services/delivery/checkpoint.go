@@ -77,6 +77,21 @@ func (c *consumption) checkpointRecords() []*deliveryv1.StateRecord {
 	return out
 }
 
+// checkpointWritten notes a checkpoint at offset and trims the state log
+// before the oldest checkpoint kept (Config.StateHistoryCheckpoints before
+// the latest), which keeps that much history for message traces.
+func (e *Engine) checkpointWritten(c *consumption, offset int64) {
+	w := &c.writer
+	w.checkpoints = append(w.checkpoints, offset)
+	keep := max(0, e.cfg.StateHistoryCheckpoints)
+	if len(w.checkpoints) <= keep {
+		return
+	}
+	at := w.checkpoints[len(w.checkpoints)-1-keep]
+	w.checkpoints = append(w.checkpoints[:0], w.checkpoints[len(w.checkpoints)-1-keep:]...)
+	e.background.Go(func() { e.trimState(c, at) })
+}
+
 // trimState asks storage to drop the state log before a checkpoint. It is
 // housekeeping: a failure only means a longer replay, so it is logged.
 func (e *Engine) trimState(c *consumption, checkpointOffset int64) {

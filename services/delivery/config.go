@@ -14,12 +14,19 @@ type Config struct {
 	// message's failed attempts so far: the first retry waits the first
 	// delay, and so on; the last repeats.
 	RetryDelays Delays `yaml:"retry_delays"`
+	// StateHistoryCheckpoints is how many checkpoints of a group's state
+	// log are kept before the latest: the log is trimmed at the oldest kept
+	// one. More keeps a longer per-event history for message traces (about
+	// 16 MiB of state, a few million deliveries, per checkpoint) and makes
+	// a group's load after a restart or failover replay that much more.
+	StateHistoryCheckpoints int `yaml:"state_history_checkpoints"`
 }
 
 // RegisterFlags registers the flags of the delivery role with their defaults.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.RetryDelays = Delays{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute}
 	f.Var(&c.RetryDelays, "delivery.retry-delays", "Comma-separated delays before a redelivered message comes back, by attempt; the last repeats. Each at least 30s.")
+	f.IntVar(&c.StateHistoryCheckpoints, "delivery.state-history-checkpoints", 0, "Checkpoints of each group's state log kept before the latest (each ~16 MiB of state): a longer per-event history for message traces, for a longer replay when a group loads.")
 }
 
 // Delays is a flag-settable list of durations.

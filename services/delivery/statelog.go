@@ -55,6 +55,10 @@ type stateWriter struct {
 	// fail with it, and the engine drops the consumption so that the next
 	// call loads it again from what the log holds.
 	failed error
+	// checkpoints are the offsets of the latest checkpoints written, oldest
+	// first; used by the writer goroutine only (one at a time, handed over
+	// under mu).
+	checkpoints []int64
 }
 
 type pendingState struct {
@@ -165,7 +169,7 @@ func (e *Engine) writeState(c *consumption) {
 		}
 		cancel()
 		if err == nil && checkpointAt >= 0 {
-			e.background.Go(func() { e.trimState(c, offsets[checkpointAt]) })
+			e.checkpointWritten(c, offsets[checkpointAt])
 		}
 		if err != nil {
 			e.logger.Error("delivery state not written; the consumption is loaded again from its log", "log", c.key, "err", err)

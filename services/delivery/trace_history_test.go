@@ -66,3 +66,41 @@ func TestTraceAfterTheStateLogWasTrimmed(t *testing.T) {
 		}
 	}
 }
+
+// With -delivery.state-history-checkpoints, checkpoints no longer trim the
+// history away: a trace still has every event, and the group reloads the
+// same state from the longer log.
+func TestStateHistoryCheckpointsKeepTheTraceHistory(t *testing.T) {
+	defer delivery.SetCheckpointBytes(1)()
+	s := testserver.Start(t, testserver.WithFlags("-storage.internal-segment-bytes=1024", "-delivery.state-history-checkpoints=1000"))
+	q := s.CreateQueue(t, project, &dmsv1.Queue{DisplayName: "kept", PartitionCount: 1})
+	g := s.CreateGroup(t, q, "g")
+	sent := s.Send(t, q, "first")
+	got := s.Receive(t, g, 1, 60*time.Second)
+	require.Len(t, got, 1)
+	s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, got...)
+	for range 20 { // 20 checkpoints, each in segments of their own
+		s.Send(t, q, "more")
+		s.Ack(t, g, dmsv1.AckStatus_ACK_STATUS_SUCCESS, s.Receive(t, g, 10, 60*time.Second)...)
+	}
+	info, err := storagev1.NewStorageServiceClient(s.Internal).GetLogInfo(context.Background(), &storagev1.GetLogInfoRequest{Logs: []*storagev1.LogId{logid.GroupState(q.GetId(), g.GetId())}})
+	require.NoError(t, err)
+	require.Zero(t, info.GetLogs()[0].GetStartOffset(), "nothing trimmed")
+
+	resp, err := dmsv1.NewMessageTraceServiceClient(s.Conn).GetMessageTrace(context.Background(), &dmsv1.GetMessageTraceRequest{Queue: q.GetName(), MessageId: sent[0].GetMessageId()})
+	require.NoError(t, err)
+	tr := resp.GetTraces()[0]
+	require.Nil(t, tr.GetGroups()[0].GetHistorySince())
+	var types []dmsv1.MessageTraceEventType
+	for _, ev := range tr.GetEvents() {
+		types = append(types, ev.GetType())
+	}
+	require.Equal(t, []dmsv1.MessageTraceEventType{
+		dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_PRODUCED,
+		dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_DELIVERED,
+		dmsv1.MessageTraceEventType_MESSAGE_TRACE_EVENT_TYPE_ACKED,
+	}, types)
+
+	s.Restart(t)
+	require.Empty(t, s.Receive(t, g, 10, 60*time.Second), "everything stays acked after a replay of the whole log")
+}

@@ -24,7 +24,15 @@
 //     reason, time) and the dead-letter queue's own state log.
 //
 // Limit: a delivery-state log is trimmed at its checkpoints (every 16 MiB
-// of state), so a group's per-event history reaches back that far; before
-// it the trace gives the group's state at the checkpoint (HISTORY_TRIMMED:
-// acked, or so many deliveries) rather than each event.
+// of state; -delivery.state-history-checkpoints keeps more), so a group's
+// per-event history reaches back that far; before it the trace gives the
+// group's state at the checkpoint (HISTORY_TRIMMED: acked, or so many
+// deliveries) rather than each event.
+//
+// Why not a trace log written per event: at 100k msgs/s that is 300k+
+// records a second (produce, deliver, ack) of writes and fsyncs on the hot
+// path, a second copy of what the state logs already hold durably and in
+// order. Assembling at query time costs the reader (a trace by id reads
+// each group's state log, up to ~16 MiB, in 0.1-0.3 s while the queue runs
+// at full rate) instead of every message.
 package msgtrace
