@@ -88,6 +88,7 @@ func TestConsoleFlow(t *testing.T) {
 	// Overview: the busy queue is listed with its rates.
 	p.open("/")
 	p.waitText(`[data-testid=queues]`, "events", "NORMAL")
+	p.waitText(`[data-testid=quotas]`, "groups a queue")
 
 	// Create a queue whose messages become dead letters at the first failure.
 	p.click(`[data-testid=create-queue]`)

@@ -406,6 +406,11 @@ export const api = {
     );
     return lists.flat();
   },
+  quotas: (p: string) =>
+    call<{
+      quotas?: { maxQueues: number; maxGroupsPerQueue: number; maxMessageBytes: number; sendMessagesPerSecond: string; sendBytesPerSecond: string; maxStoredBytes: string };
+      queuesUsed: number;
+    }>("GET", `${projectPath(p)}/quotas`),
   listAudit: (params: Record<string, string>) => {
     const qs = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "")).toString();
     return call<{ records?: AuditRecord[]; nextPageToken: string }>("GET", `/v1/audit/records${qs ? "?" + qs : ""}`);

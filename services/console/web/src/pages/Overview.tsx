@@ -1,6 +1,6 @@
 import { PlusOutlined } from "@ant-design/icons";
-import { App, Button, Card, Checkbox, Col, Form, Input, InputNumber, Modal, Row, Select, Statistic, Table, Tag } from "antd";
-import { useState } from "react";
+import { App, Button, Card, Checkbox, Col, Form, Input, InputNumber, Modal, Row, Select, Statistic, Table, Tag, Typography } from "antd";
+import { useEffect, useState } from "react";
 import { Link, useNavigate } from "react-router-dom";
 import { api, ConsumerGroup, num, Queue } from "../api";
 import { Err, errText } from "../components/Err";
@@ -48,6 +48,12 @@ export function OverviewPage() {
   const nav = useNavigate();
   const { samples, latest, error, refresh } = useSampler(() => sampleProject(project), 2000, [project]);
   const [creating, setCreating] = useState(false);
+  const [quotas, setQuotas] = useState<Awaited<ReturnType<typeof api.quotas>> | null>(null);
+  // The project's quotas, shown beside what it uses; a caller who may not
+  // read them sees no limit.
+  useEffect(() => {
+    api.quotas(project).then(setQuotas, () => setQuotas(null));
+  }, [project, Object.keys(latest ?? {}).length]);
   const rows = Object.values(latest ?? {}).map((s) => {
     const name = s.queue.displayName;
     const of = (f: (s: QueueSample | undefined) => number | undefined) => (v: Record<string, QueueSample>) => f(v[name]);
@@ -70,7 +76,19 @@ export function OverviewPage() {
       <Row gutter={16} className="stat-row" style={{ marginBottom: 16 }}>
         <Col span={6}>
           <Card>
-            <Statistic title="Queues" value={rows.length} data-testid="stat-queues" />
+            <Statistic
+              title="Queues"
+              value={rows.length}
+              suffix={quotas?.quotas?.maxQueues ? `/ ${quotas.quotas.maxQueues}` : undefined}
+              data-testid="stat-queues"
+            />
+            {quotas?.quotas && (
+              <Typography.Text type="secondary" data-testid="quotas">
+                {quotas.quotas.maxGroupsPerQueue} groups a queue
+                {num(quotas.quotas.sendMessagesPerSecond) ? `, ${num(quotas.quotas.sendMessagesPerSecond)} msg/s` : ""}
+                {num(quotas.quotas.maxStoredBytes) ? `, ${(num(quotas.quotas.maxStoredBytes) / (1 << 30)).toFixed(1)} GiB stored` : ""}
+              </Typography.Text>
+            )}
           </Card>
         </Col>
         <Col span={6}>
