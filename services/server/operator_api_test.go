@@ -306,3 +306,62 @@ func TestClusterStatus(t *testing.T) {
 		t.Errorf("unknown queue: %v", err)
 	}
 }
+
+// On three nodes: the cluster status from any node lists the three, each
+// partition with three in-sync replicas and its high watermark; a browse
+// through a node that leads nothing reads every message from the leaders;
+// once a node stops, it is listed as not alive and its partitions as
+// under-replicated.
+func TestOperatorAPIsAcrossNodes(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	ctx := context.Background()
+	q := nodes[0].CreateQueue(t, "p", &dmsv1.Queue{DisplayName: "orders", PartitionCount: 3})
+	nodes[0].Send(t, q, "a", "b", "c", "d", "e", "f")
+	status := func(s *testserver.Server) *dmsv1.GetClusterStatusResponse {
+		t.Helper()
+		st, err := dmsv1.NewClusterServiceClient(s.Conn).GetClusterStatus(ctx, &dmsv1.GetClusterStatusRequest{Queue: q.GetName()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := status(nodes[2])
+	var hw int64
+	for _, p := range st.GetPartitions() {
+		if r := p.GetReplication(); len(r.GetReplicas()) != 3 || len(r.GetIsr()) != 3 || r.GetUnderReplicated() || r.GetLeader() == "" {
+			t.Errorf("partition %d: %v", p.GetPartition(), r)
+		}
+		hw += p.GetHighWatermark()
+	}
+	if len(st.GetNodes()) != 3 || hw != 6 || st.GetController() == "" {
+		t.Fatalf("status: %d nodes, %d messages, controller %q", len(st.GetNodes()), hw, st.GetController())
+	}
+	for _, n := range nodes {
+		resp, err := n.Queues().BrowseMessages(ctx, &dmsv1.BrowseMessagesRequest{Queue: q.GetName()})
+		if err != nil || len(resp.GetMessages()) != 6 {
+			t.Errorf("browse through %s: %d messages, %v", n.NodeName, len(resp.GetMessages()), err)
+		}
+	}
+	nodes[2].Server.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st = status(nodes[0])
+		under := 0
+		for _, p := range st.GetPartitions() {
+			if p.GetReplication().GetUnderReplicated() {
+				under++
+			}
+		}
+		dead := slices.ContainsFunc(st.GetNodes(), func(n *dmsv1.ClusterNode) bool { return n.GetName() == "node3" && !n.GetAlive() })
+		if dead && under == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after node3 stopped: nodes %v, %d partitions under-replicated", st.GetNodes(), under)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st.GetUnderReplicatedCount() < 3 {
+		t.Errorf("under_replicated_count %d", st.GetUnderReplicatedCount())
+	}
+}
