@@ -106,6 +106,7 @@ def config(names, examples):
         operation("ProducerService_SendMessages", **q),
         operation("ProducerService_CancelScheduledMessages", **q),
         operation("ProducerService_RescheduleMessage", **q),
+        operation("MessageTraceService_GetMessageTrace", **q),
     ]
     for rpc in ["AckDeadLetters", "ReceiveDeadLetters", "ListDeadLetters", "RedriveDeadLetters", "AckMessages",
                 "ChangeVisibility", "ReceiveMessages", "SeekConsumerGroup"]:
