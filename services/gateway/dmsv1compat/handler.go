@@ -20,9 +20,9 @@ import (
 
 // Config configures the DMS v1.0 REST API.
 type Config struct {
-	// MaxQueuesPerProject is the queue quota that GET
-	// /v1.0/{project_id}/quotas/dms reports; it should match the quota the
-	// queue service enforces. Zero means the DMS default of 30.
+	// MaxQueuesPerProject is no longer read: GET
+	// /v1.0/{project_id}/quotas/dms asks the queue service for the project's
+	// quota in force (QueueService.GetProjectQuotas).
 	MaxQueuesPerProject int
 }
 
