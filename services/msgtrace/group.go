@@ -93,8 +93,15 @@ func (e *Engine) addGroup(ctx context.Context, q *metadatav1.QueueRecord, g *met
 				historySince, trimmedStart = ts, true
 			}
 		}
+		// A range query follows up to 100 messages through a log of
+		// records of ~100 offsets each: look only at the messages a
+		// record names (snapshots, seeks and lost spans name ranges).
+		var touched map[int64]bool
+		if len(follows) > 1 && rec.GetSnapshot() == nil && rec.SeekOffset == nil && len(rec.GetLostOffsets()) == 0 {
+			touched = offsetsOf(rec)
+		}
 		for pos, f := range follows {
-			if pos.partition != rec.GetPartition() {
+			if pos.partition != rec.GetPartition() || (touched != nil && !touched[pos.offset]) {
 				continue
 			}
 			apply(f, pos.offset, ts, rec, trimmedStart)
@@ -118,6 +125,18 @@ func (e *Engine) addGroup(ctx context.Context, q *metadatav1.QueueRecord, g *met
 		}
 	}
 	return nil
+}
+
+// offsetsOf returns the offsets a state record names one by one.
+func offsetsOf(rec *deliveryv1.StateRecord) map[int64]bool {
+	out := map[int64]bool{}
+	for _, list := range [][]int64{rec.GetRedrivenOffsets(), rec.GetDeliveredOffsets(), rec.GetExtendedOffsets(), rec.GetAckedOffsets(),
+		rec.GetFailedOffsets(), rec.GetRetryOffsets(), rec.GetDeadLetteredOffsets()} {
+		for _, o := range list {
+			out[o] = true
+		}
+	}
+	return out
 }
 
 // apply moves a follow along one state record of its partition.
