@@ -364,6 +364,9 @@ func TestClusterExitCodesAndContexts(t *testing.T) {
 
 	expectCode(t, c.run("queue", "list", "--no-such-flag"), ExitUsage, "unknown flag")
 	expectCode(t, c.run("queue", "describe"), ExitUsage, "missing argument")
+	expectCode(t, c.run("nonsense"), ExitUsage, "unknown command")
+	expectCode(t, c.run("produce"), ExitUsage, "produce without a queue")
+	expectCode(t, c.run("cluster", "status", "extra"), ExitUsage, "an argument too many")
 	expectCode(t, c.run("queue", "list", "-o", "xml"), ExitUsage, "unknown output")
 	expectCode(t, c.run("queue", "describe", "nope"), ExitNotFound, "missing queue")
 	expectCode(t, c.run("queue", "create", "orders"), ExitConflict, "existing queue")

@@ -18,7 +18,7 @@ context applies unless --context names another; flags override it.`,
 		Example: `  dmsctl config set-context prod --addr dms.example:9090 --project 0123... --token $TOKEN --tls
   dmsctl config set-context local --addr 127.0.0.1:9090 --http-addr 127.0.0.1:8080 --user admin --password ...
   dmsctl config use-context prod`,
-		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		PersistentPreRunE: func(*cobra.Command, []string) error { a.started = true; return nil },
 	}
 	var c Context
 	set := &cobra.Command{

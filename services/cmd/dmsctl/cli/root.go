@@ -47,6 +47,7 @@ type app struct {
 	ctx      *Context
 	conn     *grpc.ClientConn
 	unscoped bool // the command needs an unscoped login (tenancy)
+	started  bool // a command's own code ran: errors before are usage errors
 }
 
 // Main runs dmsctl with args and returns its exit code.
@@ -63,6 +64,11 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(errOut, "dmsctl: %s\n", errorLine(err))
+		if !a.started {
+			// Cobra's own refusals (an unknown command, a wrong number of
+			// arguments) come before any command ran.
+			return ExitUsage
+		}
 		return exitCode(err)
 	}
 	return ExitOK
@@ -128,6 +134,7 @@ the REST API) for scripts. Exit codes: dmsctl help exit-codes.`,
 
 // resolve settles the global settings: flags first, then the context.
 func (a *app) resolve(*cobra.Command) error {
+	a.started = true
 	cfg, path, err := loadConfig()
 	if err != nil {
 		return err
