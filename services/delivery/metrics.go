@@ -90,7 +90,7 @@ func (e *Engine) groupGauges(ctx context.Context) []groupGauge {
 			firsts                 = make([]int64, len(c.logs))
 		)
 		c.mu.Lock()
-		if len(c.parts) != len(c.logs) {
+		if !c.loaded || len(c.parts) != len(c.logs) {
 			c.mu.Unlock()
 			continue
 		}
