@@ -135,6 +135,26 @@ const (
 	ReasonIdentityAlreadyExists Reason = "IDENTITY_ALREADY_EXISTS"
 	// ReasonIdentityInvalid: a malformed identity request.
 	ReasonIdentityInvalid Reason = "IDENTITY_INVALID"
+	// ReasonEncryptionNotConfigured: encryption at rest is off, so there
+	// are no data keys to manage.
+	ReasonEncryptionNotConfigured Reason = "ENCRYPTION_NOT_CONFIGURED"
+	// ReasonDataKeysInUse: a project's data keys cannot be destroyed while
+	// it still has queues.
+	ReasonDataKeysInUse Reason = "DATA_KEYS_IN_USE"
+	// ReasonMessageNotFound: no message of the queue has the id.
+	ReasonMessageNotFound Reason = "MESSAGE_NOT_FOUND"
+	// ReasonRateLimited: the project sends faster than its quota allows;
+	// nothing was stored, send again later.
+	ReasonRateLimited Reason = "RATE_LIMITED"
+	// ReasonStorageQuotaExceeded: the project's queues hold as many bytes
+	// as its quota allows; nothing was stored.
+	ReasonStorageQuotaExceeded Reason = "STORAGE_QUOTA_EXCEEDED"
+	// ReasonLabelInvalid: a queue label key or value is malformed.
+	ReasonLabelInvalid Reason = "LABEL_INVALID"
+	// ReasonLabelLimitExceeded: the queue would have more labels than allowed.
+	ReasonLabelLimitExceeded Reason = "LABEL_LIMIT_EXCEEDED"
+	// ReasonLabelNotFound: the queue has no label with the key.
+	ReasonLabelNotFound Reason = "LABEL_NOT_FOUND"
 )
 
 // Error is a failed call to DMS: the gRPC code, the stable reason the server
@@ -238,13 +258,14 @@ func IsNotFound(err error) bool { return CodeOf(err) == codes.NotFound }
 func IsAlreadyExists(err error) bool { return CodeOf(err) == codes.AlreadyExists }
 
 // IsRetryable reports whether a call that failed with err may succeed when
-// repeated unchanged: the server was unreachable (Unavailable) or the call
-// timed out (DeadlineExceeded). A call ended by its own context is not
+// repeated unchanged: the server was unreachable (Unavailable), the call
+// timed out (DeadlineExceeded) or the project sent faster than its quota
+// (RATE_LIMITED: nothing was stored). A call ended by its own context is not
 // retryable. Repeating a send that timed out can store its messages twice.
 func IsRetryable(err error) bool {
 	var e *Error
 	if !errors.As(err, &e) || e.cause != nil {
 		return false
 	}
-	return e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded
+	return e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded || e.Reason == ReasonRateLimited
 }
