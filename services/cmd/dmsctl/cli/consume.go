@@ -78,6 +78,9 @@ use dmsctl browse.`,
 				})
 				cancel()
 				if err != nil {
+					if cmd.Context().Err() != nil {
+						break // interrupted: a tail ends here; what was printed was acked
+					}
 					return err
 				}
 				msgs := resp.GetMessages()

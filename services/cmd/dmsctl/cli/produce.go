@@ -144,6 +144,9 @@ id, partition and offset): a table, or with -o json one object per line.`,
 			}
 			var limiter *rate.Limiter
 			if perSecond > 0 {
+				// Batches no larger than a second's worth, so that a low
+				// rate flows instead of coming in bursts.
+				batch = max(1, min(batch, int(perSecond)))
 				limiter = rate.NewLimiter(rate.Limit(perSecond), batch)
 			}
 			var total int64

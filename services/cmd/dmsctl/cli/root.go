@@ -52,13 +52,19 @@ type app struct {
 
 // Main runs dmsctl with args and returns its exit code.
 func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	return MainContext(context.Background(), args, in, out, errOut)
+}
+
+// MainContext is Main ending its long operations when ctx ends (an
+// interrupt): consume --follow then stops cleanly.
+func MainContext(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
 	a := &app{in: in, out: out, err: errOut}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(in)
 	root.SetOut(out)
 	root.SetErr(errOut)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	if a.conn != nil {
 		_ = a.conn.Close()
 	}
@@ -240,15 +246,20 @@ func (a *app) call(parent context.Context) (context.Context, context.CancelFunc,
 }
 
 // stream returns a context without the per-call timeout, for long
-// operations (produce from stdin, consume --follow, bench).
+// operations (produce from stdin, consume --follow, redrive); it ends with
+// the command's context (an interrupt).
 func (a *app) stream(parent context.Context) (context.Context, error) {
-	ctx, cancel, err := a.call(parent)
-	if err != nil {
-		return nil, err
+	if a.ctx.Token == "" && a.ctx.User != "" {
+		tok, err := a.login(parent)
+		if err != nil {
+			return nil, err
+		}
+		a.ctx.Token = tok
 	}
-	cancel()
-	ctx = context.WithoutCancel(ctx)
-	return ctx, nil
+	if a.ctx.Token != "" {
+		return metadata.AppendToOutgoingContext(parent, "authorization", "Bearer "+a.ctx.Token), nil
+	}
+	return parent, nil
 }
 
 func (a *app) queues() (dmsv1.QueueServiceClient, error) {
