@@ -557,7 +557,8 @@ const file_dms_v1_audit_proto_rawDesc = "" +
 	"\thead_hash\x18\x06 \x01(\fR\bheadHash2\xf1\x01\n" +
 	"\fAuditService\x12p\n" +
 	"\x10ListAuditRecords\x12\x1f.dms.v1.ListAuditRecordsRequest\x1a .dms.v1.ListAuditRecordsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/audit/records\x12o\n" +
-	"\x10VerifyAuditTrail\x12\x1f.dms.v1.VerifyAuditTrailRequest\x1a .dms.v1.VerifyAuditTrailResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\x10/v1/audit:verifyB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x10VerifyAuditTrail\x12\x1f.dms.v1.VerifyAuditTrailRequest\x1a .dms.v1.VerifyAuditTrailResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\x10/v1/audit:verifyBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_audit_proto_rawDescOnce sync.Once

@@ -700,7 +700,8 @@ const file_dms_v1_cluster_proto_rawDesc = "" +
 	"\x16under_replicated_count\x18\a \x01(\x05R\x14underReplicatedCount\x12#\n" +
 	"\roffline_count\x18\b \x01(\x05R\fofflineCount2\x83\x01\n" +
 	"\x0eClusterService\x12q\n" +
-	"\x10GetClusterStatus\x12\x1f.dms.v1.GetClusterStatusRequest\x1a .dms.v1.GetClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cluster/statusB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x10GetClusterStatus\x12\x1f.dms.v1.GetClusterStatusRequest\x1a .dms.v1.GetClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cluster/statusBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_cluster_proto_rawDescOnce sync.Once

@@ -495,7 +495,8 @@ const file_dms_v1_data_keys_proto_rawDesc = "" +
 	"\x0eDataKeyService\x12u\n" +
 	"\fListDataKeys\x12\x1b.dms.v1.ListDataKeysRequest\x1a\x1c.dms.v1.ListDataKeysResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/projects/{project_id}/dataKeys\x12\x82\x01\n" +
 	"\rRotateDataKey\x12\x1c.dms.v1.RotateDataKeyRequest\x1a\x1d.dms.v1.RotateDataKeyResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/projects/{project_id}/dataKeys:rotate\x12\x89\x01\n" +
-	"\x0fDestroyDataKeys\x12\x1e.dms.v1.DestroyDataKeysRequest\x1a\x1f.dms.v1.DestroyDataKeysResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/projects/{project_id}/dataKeys:destroyB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x0fDestroyDataKeys\x12\x1e.dms.v1.DestroyDataKeysRequest\x1a\x1f.dms.v1.DestroyDataKeysResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/projects/{project_id}/dataKeys:destroyBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_data_keys_proto_rawDescOnce sync.Once

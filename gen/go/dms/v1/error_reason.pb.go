@@ -476,7 +476,8 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x1aERROR_REASON_LABEL_INVALID\x10d\x12%\n" +
 	"!ERROR_REASON_LABEL_LIMIT_EXCEEDED\x10e\x12 \n" +
 	"\x1cERROR_REASON_LABEL_NOT_FOUND\x10f\x12'\n" +
-	"#ERROR_REASON_STORAGE_QUOTA_EXCEEDED\x10LB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"#ERROR_REASON_STORAGE_QUOTA_EXCEEDED\x10LBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_error_reason_proto_rawDescOnce sync.Once

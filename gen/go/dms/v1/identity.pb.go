@@ -3131,7 +3131,8 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\x0eRevokeApiToken\x12\x1d.dms.v1.RevokeApiTokenRequest\x1a\x1e.dms.v1.RevokeApiTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/apiTokens/{id}\x12\x85\x01\n" +
 	"\x0eSetQueuePolicy\x12\x1d.dms.v1.SetQueuePolicyRequest\x1a\x1e.dms.v1.SetQueuePolicyResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{queue=projects/*/queues/*}:setPolicy\x12\x7f\n" +
 	"\x0eGetQueuePolicy\x12\x1d.dms.v1.GetQueuePolicyRequest\x1a\x1e.dms.v1.GetQueuePolicyResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/{queue=projects/*/queues/*}/policy\x12k\n" +
-	"\rExplainAccess\x12\x1c.dms.v1.ExplainAccessRequest\x1a\x1d.dms.v1.ExplainAccessResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/access:explainB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\rExplainAccess\x12\x1c.dms.v1.ExplainAccessRequest\x1a\x1d.dms.v1.ExplainAccessResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/access:explainBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_identity_proto_rawDescOnce sync.Once

@@ -3208,7 +3208,8 @@ const file_dms_v1_message_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12\x1e.dms.v1.ListDeadLettersRequest\x1a\x1f.dms.v1.ListDeadLettersResponse\"<\x82\xd3\xe4\x93\x026\x124/v1/{group=projects/*/queues/*/groups/*}/deadLetters\x12\x94\x01\n" +
 	"\x0eAckDeadLetters\x12\x1d.dms.v1.AckDeadLettersRequest\x1a\x1e.dms.v1.AckDeadLettersResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/{group=projects/*/queues/*/groups/*}/deadLetters:ack\x12\xa4\x01\n" +
 	"\x12RedriveDeadLetters\x12!.dms.v1.RedriveDeadLettersRequest\x1a\".dms.v1.RedriveDeadLettersResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/{group=projects/*/queues/*/groups/*}/deadLetters:redrive\x12\x92\x01\n" +
-	"\x11SeekConsumerGroup\x12 .dms.v1.SeekConsumerGroupRequest\x1a!.dms.v1.SeekConsumerGroupResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{group=projects/*/queues/*/groups/*}:seekB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x11SeekConsumerGroup\x12 .dms.v1.SeekConsumerGroupRequest\x1a!.dms.v1.SeekConsumerGroupResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{group=projects/*/queues/*/groups/*}:seekBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_message_proto_rawDescOnce sync.Once

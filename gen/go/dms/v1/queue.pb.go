@@ -2389,7 +2389,8 @@ const file_dms_v1_queue_proto_rawDesc = "" +
 	"\x13DeleteConsumerGroup\x12\".dms.v1.DeleteConsumerGroupRequest\x1a#.dms.v1.DeleteConsumerGroupResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/{name=projects/*/queues/*/groups/*}\x12\x90\x01\n" +
 	"\x11UpdateQueueLabels\x12 .dms.v1.UpdateQueueLabelsRequest\x1a!.dms.v1.UpdateQueueLabelsResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/{name=projects/*/queues/*}:updateLabels\x12{\n" +
 	"\x10GetProjectQuotas\x12\x1f.dms.v1.GetProjectQuotasRequest\x1a .dms.v1.GetProjectQuotasResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=projects/*}/quotas\x12\x8c\x01\n" +
-	"\x13UpdateProjectQuotas\x12\".dms.v1.UpdateProjectQuotasRequest\x1a#.dms.v1.UpdateProjectQuotasResponse\",\x82\xd3\xe4\x93\x02&:\x06quotas\x1a\x1c/v1/{name=projects/*}/quotasB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x13UpdateProjectQuotas\x12\".dms.v1.UpdateProjectQuotasRequest\x1a#.dms.v1.UpdateProjectQuotasResponse\",\x82\xd3\xe4\x93\x02&:\x06quotas\x1a\x1c/v1/{name=projects/*}/quotasBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_queue_proto_rawDescOnce sync.Once

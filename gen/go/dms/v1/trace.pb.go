@@ -974,7 +974,8 @@ const file_dms_v1_trace_proto_rawDesc = "" +
 	"\x18GROUP_TRACE_STATUS_ACKED\x10\x04\x12$\n" +
 	" GROUP_TRACE_STATUS_DEAD_LETTERED\x10\x052\xa1\x01\n" +
 	"\x13MessageTraceService\x12\x89\x01\n" +
-	"\x0fGetMessageTrace\x12\x1e.dms.v1.GetMessageTraceRequest\x1a\x1f.dms.v1.GetMessageTraceResponse\"5\x82\xd3\xe4\x93\x02/\x12-/v1/{queue=projects/*/queues/*}/messageTracesB,Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
+	"\x0fGetMessageTrace\x12\x1e.dms.v1.GetMessageTraceRequest\x1a\x1f.dms.v1.GetMessageTraceResponse\"5\x82\xd3\xe4\x93\x02/\x12-/v1/{queue=projects/*/queues/*}/messageTracesBA\n" +
+	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (
 	file_dms_v1_trace_proto_rawDescOnce sync.Once

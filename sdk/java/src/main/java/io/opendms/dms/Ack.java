@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
 import java.util.Objects;
 
 /**
@@ -16,8 +15,8 @@ public record Ack(String receiptHandle, AckStatus status) {
     Objects.requireNonNull(status, "status");
   }
 
-  MessageOuterClass.Ack toProto() {
-    return MessageOuterClass.Ack.newBuilder()
+  io.opendms.dms.v1.Ack toProto() {
+    return io.opendms.dms.v1.Ack.newBuilder()
         .setReceiptHandle(receiptHandle)
         .setStatus(status.toProto())
         .build();

@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
 
 /**
  * The outcome of one ack.
@@ -12,7 +11,7 @@ import dms.v1.MessageOuterClass;
  * @param message when not applied, what went wrong, for people
  */
 public record AckResult(boolean applied, String reason, String message) {
-  static AckResult fromProto(MessageOuterClass.AckResult r) {
+  static AckResult fromProto(io.opendms.dms.v1.AckResult r) {
     return new AckResult(r.getApplied(), r.getErrorReason(), r.getErrorMessage());
   }
 }

@@ -1,6 +1,6 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
+import io.opendms.dms.v1.BroadcastStart;
 import java.util.Objects;
 
 /**
@@ -30,13 +30,13 @@ public record BroadcastOptions(Start start, boolean autoAck) {
     Objects.requireNonNull(start, "start");
   }
 
-  MessageOuterClass.BroadcastOptions toProto() {
-    MessageOuterClass.BroadcastStart s =
+  io.opendms.dms.v1.BroadcastOptions toProto() {
+    BroadcastStart s =
         switch (start) {
-          case EARLIEST -> MessageOuterClass.BroadcastStart.BROADCAST_START_EARLIEST;
-          case COMMITTED -> MessageOuterClass.BroadcastStart.BROADCAST_START_COMMITTED;
-          case LATEST -> MessageOuterClass.BroadcastStart.BROADCAST_START_LATEST;
+          case EARLIEST -> BroadcastStart.BROADCAST_START_EARLIEST;
+          case COMMITTED -> BroadcastStart.BROADCAST_START_COMMITTED;
+          case LATEST -> BroadcastStart.BROADCAST_START_LATEST;
         };
-    return MessageOuterClass.BroadcastOptions.newBuilder().setStart(s).setAutoAck(autoAck).build();
+    return io.opendms.dms.v1.BroadcastOptions.newBuilder().setStart(s).setAutoAck(autoAck).build();
   }
 }

@@ -1,12 +1,12 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.ChangeVisibilityRequest;
+import io.opendms.dms.v1.ChangeVisibilityResponse;
+import io.opendms.dms.v1.ReceiveMessagesResponse;
 import com.google.common.util.concurrent.FutureCallback;
 import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
-import dms.v1.MessageOuterClass.ChangeVisibilityRequest;
-import dms.v1.MessageOuterClass.ChangeVisibilityResponse;
-import dms.v1.MessageOuterClass.ReceiveMessagesResponse;
 import io.grpc.Status;
 import java.lang.System.Logger.Level;
 import java.time.Duration;

@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
 import java.time.Instant;
 
 /**
@@ -19,7 +18,7 @@ public record DeadLetterInfo(
     Instant deadLetterTime,
     int sourcePartition,
     long sourceOffset) {
-  static DeadLetterInfo fromProto(MessageOuterClass.DeadLetterInfo d) {
+  static DeadLetterInfo fromProto(io.opendms.dms.v1.DeadLetterInfo d) {
     return new DeadLetterInfo(
         d.getFailureCount(),
         d.getLastFailureReason(),

@@ -1,8 +1,8 @@
 package io.opendms.dms;
 
-import dms.v1.ConsumerServiceGrpc;
-import dms.v1.ProducerServiceGrpc;
-import dms.v1.QueueServiceGrpc;
+import io.opendms.dms.v1.ConsumerServiceGrpc;
+import io.opendms.dms.v1.ProducerServiceGrpc;
+import io.opendms.dms.v1.QueueServiceGrpc;
 import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;

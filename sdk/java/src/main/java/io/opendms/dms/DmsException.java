@@ -1,9 +1,9 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.ErrorReason;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.ErrorInfo;
-import dms.v1.ErrorReasonOuterClass.ErrorReason;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
 import java.util.Map;
@@ -82,7 +82,7 @@ public class DmsException extends RuntimeException {
   }
 
   /**
-   * The stable, machine-readable reason: the name of a {@code dms.v1.ErrorReason} value without
+   * The stable, machine-readable reason: the name of a {@code io.opendms.dms.v1.ErrorReason} value without
    * its {@code ERROR_REASON_} prefix, such as {@code QUEUE_NOT_FOUND}; empty when the server
    * attached none.
    */

@@ -1,6 +1,6 @@
 package io.opendms.dms;
 
-import dms.v1.QueueOuterClass;
+import io.opendms.dms.v1.ConsumerGroup;
 import java.time.Instant;
 
 /**
@@ -20,7 +20,7 @@ public record Group(
     Instant createTime,
     GroupStats stats,
     TagFilter tagFilter) {
-  static Group fromProto(QueueOuterClass.ConsumerGroup g) {
+  static Group fromProto(ConsumerGroup g) {
     return new Group(
         g.getName(),
         g.getId(),

@@ -1,6 +1,6 @@
 package io.opendms.dms;
 
-import dms.v1.QueueOuterClass;
+import io.opendms.dms.v1.ConsumerGroupStats;
 import java.time.Duration;
 
 /**
@@ -23,7 +23,7 @@ public record GroupStats(
     long producedDeadLetters,
     long availableDeadLetters,
     Duration oldestUnackedAge) {
-  static GroupStats fromProto(QueueOuterClass.ConsumerGroupStats s) {
+  static GroupStats fromProto(ConsumerGroupStats s) {
     return new GroupStats(
         s.getProducedMessages(),
         s.getConsumedMessages(),

@@ -1,8 +1,7 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.AttributeValue;
 import com.google.protobuf.ByteString;
-import dms.v1.MessageOuterClass;
-import dms.v1.MessageOuterClass.AttributeValue;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -22,10 +21,10 @@ import java.util.Objects;
  * or {@code Double}.
  */
 public final class Message {
-  private final MessageOuterClass.Message proto;
+  private final io.opendms.dms.v1.Message proto;
   private final int size;
 
-  private Message(MessageOuterClass.Message proto) {
+  private Message(io.opendms.dms.v1.Message proto) {
     this.proto = proto;
     this.size = sizeOf(proto);
   }
@@ -45,11 +44,11 @@ public final class Message {
     return new Builder();
   }
 
-  static Message fromProto(MessageOuterClass.Message proto) {
+  static Message fromProto(io.opendms.dms.v1.Message proto) {
     return new Message(proto);
   }
 
-  MessageOuterClass.Message toProto() {
+  io.opendms.dms.v1.Message toProto() {
     return proto;
   }
 
@@ -91,7 +90,7 @@ public final class Message {
     return size;
   }
 
-  private static int sizeOf(MessageOuterClass.Message m) {
+  private static int sizeOf(io.opendms.dms.v1.Message m) {
     int size = m.getBody().size();
     for (Map.Entry<String, AttributeValue> e : m.getAttributesMap().entrySet()) {
       size += utf8Length(e.getKey()) + 8;
@@ -155,6 +154,8 @@ public final class Message {
     private final Map<String, AttributeValue> attributes = new LinkedHashMap<>();
     private final List<String> tags = new ArrayList<>();
     private String orderingKey = "";
+    private java.time.Duration delay;
+    private java.time.Instant deliverTime;
 
     private Builder() {}
 
@@ -207,15 +208,39 @@ public final class Message {
       return this;
     }
 
+    /**
+     * Keeps the message from consumers for {@code delay} after the send (0 to 7 days): a
+     * scheduled message, whose {@link SendResult#scheduleId()} cancels or reschedules it
+     * ({@link Project#cancelScheduledMessages}, {@link Project#rescheduleMessage}). Only normal
+     * and FIFO queues take them ({@code DELAY_NOT_ALLOWED} otherwise). Set at most one of delay
+     * and deliver time ({@code DELAY_INVALID} otherwise).
+     */
+    public Builder delay(java.time.Duration delay) {
+      this.delay = Objects.requireNonNull(delay, "delay");
+      return this;
+    }
+
+    /** Makes the message visible at {@code time}, at most 7 days ahead; see {@link #delay}. */
+    public Builder deliverTime(java.time.Instant time) {
+      this.deliverTime = Objects.requireNonNull(time, "time");
+      return this;
+    }
+
     /** Returns the message. */
     public Message build() {
-      return new Message(
-          MessageOuterClass.Message.newBuilder()
+      io.opendms.dms.v1.Message.Builder b =
+          io.opendms.dms.v1.Message.newBuilder()
               .setBody(body)
               .putAllAttributes(attributes)
               .addAllTags(tags)
-              .setOrderingKey(orderingKey)
-              .build());
+              .setOrderingKey(orderingKey);
+      if (delay != null) {
+        b.setDelay(Protos.duration(delay));
+      }
+      if (deliverTime != null) {
+        b.setDeliverTime(Protos.timestamp(deliverTime));
+      }
+      return new Message(b.build());
     }
   }
 }

@@ -1,10 +1,10 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.SendMessagesRequest;
+import io.opendms.dms.v1.SendMessagesResponse;
 import com.google.common.util.concurrent.FutureCallback;
 import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.MoreExecutors;
-import dms.v1.MessageOuterClass.SendMessagesRequest;
-import dms.v1.MessageOuterClass.SendMessagesResponse;
 import io.grpc.Status;
 import java.lang.System.Logger.Level;
 import java.util.ArrayDeque;

@@ -1,21 +1,27 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
-import dms.v1.MessageOuterClass.AckDeadLettersRequest;
-import dms.v1.MessageOuterClass.AckMessagesRequest;
-import dms.v1.MessageOuterClass.ChangeVisibilityRequest;
-import dms.v1.MessageOuterClass.PartitionOffset;
-import dms.v1.MessageOuterClass.PartitionOffsets;
-import dms.v1.MessageOuterClass.ReceiveDeadLettersRequest;
-import dms.v1.MessageOuterClass.ReceiveMessagesRequest;
-import dms.v1.MessageOuterClass.RedriveDeadLettersRequest;
-import dms.v1.MessageOuterClass.SeekConsumerGroupRequest;
-import dms.v1.MessageOuterClass.SeekPosition;
-import dms.v1.MessageOuterClass.SendMessagesRequest;
-import dms.v1.MessageOuterClass.SendMessagesResponse;
-import dms.v1.QueueOuterClass;
-import dms.v1.QueueOuterClass.ConsumerGroup;
-import dms.v1.QueueOuterClass.ListQueuesResponse;
+import io.opendms.dms.v1.AckDeadLettersRequest;
+import io.opendms.dms.v1.AckMessagesRequest;
+import io.opendms.dms.v1.ChangeVisibilityRequest;
+import io.opendms.dms.v1.ConsumerGroup;
+import io.opendms.dms.v1.CreateConsumerGroupRequest;
+import io.opendms.dms.v1.CreateQueueRequest;
+import io.opendms.dms.v1.DeleteConsumerGroupRequest;
+import io.opendms.dms.v1.DeleteQueueRequest;
+import io.opendms.dms.v1.GetConsumerGroupRequest;
+import io.opendms.dms.v1.GetQueueRequest;
+import io.opendms.dms.v1.ListConsumerGroupsRequest;
+import io.opendms.dms.v1.ListQueuesRequest;
+import io.opendms.dms.v1.ListQueuesResponse;
+import io.opendms.dms.v1.PartitionOffset;
+import io.opendms.dms.v1.PartitionOffsets;
+import io.opendms.dms.v1.ReceiveDeadLettersRequest;
+import io.opendms.dms.v1.ReceiveMessagesRequest;
+import io.opendms.dms.v1.RedriveDeadLettersRequest;
+import io.opendms.dms.v1.SeekConsumerGroupRequest;
+import io.opendms.dms.v1.SeekPosition;
+import io.opendms.dms.v1.SendMessagesRequest;
+import io.opendms.dms.v1.SendMessagesResponse;
 import io.grpc.stub.AbstractStub;
 import java.time.Duration;
 import java.time.Instant;
@@ -85,7 +91,7 @@ public final class Project {
   /** Creates a queue in the project. */
   public Queue createQueue(QueueConfig config) {
     var req =
-        QueueOuterClass.CreateQueueRequest.newBuilder()
+        CreateQueueRequest.newBuilder()
             .setParent(resource())
             .setQueue(config.toProto())
             .build();
@@ -95,7 +101,7 @@ public final class Project {
 
   /** Returns a queue with its current counts. */
   public Queue getQueue(String queue) {
-    var req = QueueOuterClass.GetQueueRequest.newBuilder().setName(queueResource(queue)).build();
+    var req = GetQueueRequest.newBuilder().setName(queueResource(queue)).build();
     return Queue.fromProto(
         call(() -> withDeadline(client.queues, Duration.ZERO).getQueue(req)).getQueue());
   }
@@ -106,7 +112,7 @@ public final class Project {
     String token = "";
     do {
       var req =
-          QueueOuterClass.ListQueuesRequest.newBuilder()
+          ListQueuesRequest.newBuilder()
               .setParent(resource())
               .setPageSize(client.listPageSize)
               .setPageToken(token)
@@ -122,7 +128,7 @@ public final class Project {
   /** Deletes a queue with its consumer groups and messages. It cannot be undone. */
   public void deleteQueue(String queue) {
     var req =
-        QueueOuterClass.DeleteQueueRequest.newBuilder().setName(queueResource(queue)).build();
+        DeleteQueueRequest.newBuilder().setName(queueResource(queue)).build();
     call(() -> withDeadline(client.queues, Duration.ZERO).deleteQueue(req));
   }
 
@@ -132,7 +138,7 @@ public final class Project {
    */
   public Group createGroup(String queue, String name) {
     var req =
-        QueueOuterClass.CreateConsumerGroupRequest.newBuilder()
+        CreateConsumerGroupRequest.newBuilder()
             .setParent(queueResource(queue))
             .setGroup(ConsumerGroup.newBuilder().setDisplayName(name))
             .build();
@@ -144,7 +150,7 @@ public final class Project {
   /** Returns a consumer group with its counts. */
   public Group getGroup(String queue, String group) {
     var req =
-        QueueOuterClass.GetConsumerGroupRequest.newBuilder()
+        GetConsumerGroupRequest.newBuilder()
             .setName(groupResource(queue, group))
             .build();
     return Group.fromProto(
@@ -159,7 +165,7 @@ public final class Project {
   /** Returns the consumer groups of a queue with their counts, oldest first. */
   public List<Group> listGroups(String queue) {
     var req =
-        QueueOuterClass.ListConsumerGroupsRequest.newBuilder()
+        ListConsumerGroupsRequest.newBuilder()
             .setParent(queueResource(queue))
             .build();
     return call(() -> withDeadline(client.queues, Duration.ZERO).listConsumerGroups(req))
@@ -172,7 +178,7 @@ public final class Project {
   /** Deletes a consumer group and its consumption state. */
   public void deleteGroup(String queue, String group) {
     var req =
-        QueueOuterClass.DeleteConsumerGroupRequest.newBuilder()
+        DeleteConsumerGroupRequest.newBuilder()
             .setName(groupResource(queue, group))
             .build();
     call(() -> withDeadline(client.queues, Duration.ZERO).deleteConsumerGroup(req));
@@ -273,8 +279,78 @@ public final class Project {
 
   static List<SendResult> sendResults(SendMessagesResponse resp) {
     return resp.getResultsList().stream()
-        .map(r -> new SendResult(r.getMessageId(), r.getPartition(), r.getOffset()))
+        .map(
+            r ->
+                new SendResult(
+                    r.getMessageId(),
+                    r.getPartition(),
+                    r.getOffset(),
+                    r.getScheduleId(),
+                    Protos.instant(r.hasDeliverTime(), r.getDeliverTime())))
         .toList();
+  }
+
+  /**
+   * Cancels scheduled messages before they become visible: one result per schedule id, in
+   * order. An id that cannot be cancelled says why in its result rather than failing the
+   * others; more than 1000 ids take several calls.
+   */
+  public List<CancelResult> cancelScheduledMessages(String queue, List<String> scheduleIds) {
+    String name = queueResource(queue);
+    List<CancelResult> out = new java.util.ArrayList<>(scheduleIds.size());
+    for (int i = 0; i < scheduleIds.size(); i += Limits.MAX_ACKS) {
+      var req =
+          io.opendms.dms.v1.CancelScheduledMessagesRequest.newBuilder()
+              .setQueue(name)
+              .addAllScheduleIds(scheduleIds.subList(i, Math.min(scheduleIds.size(), i + Limits.MAX_ACKS)))
+              .build();
+      var resp =
+          call(() -> withDeadline(client.producer, Duration.ZERO).cancelScheduledMessages(req));
+      for (var r : resp.getResultsList()) {
+        out.add(
+            new CancelResult(
+                r.getScheduleId(), r.getCancelled(), r.getErrorReason(), r.getErrorMessage()));
+      }
+    }
+    return out;
+  }
+
+  /** {@link #cancelScheduledMessages(String, List)} for a few ids. */
+  public List<CancelResult> cancelScheduledMessages(String queue, String... scheduleIds) {
+    return cancelScheduledMessages(queue, List.of(scheduleIds));
+  }
+
+  /**
+   * Moves a scheduled message to {@code delay} from now (0 to 7 days; zero releases it at
+   * once) and returns its new schedule id; the old one is no longer valid.
+   */
+  public RescheduleResult rescheduleMessage(String queue, String scheduleId, Duration delay) {
+    return reschedule(queue, scheduleId, b -> b.setDelay(Protos.duration(delay)));
+  }
+
+  /**
+   * Moves a scheduled message to {@code time}, at most 7 days ahead (a past time releases it
+   * at once), and returns its new schedule id.
+   */
+  public RescheduleResult rescheduleMessage(String queue, String scheduleId, Instant time) {
+    return reschedule(queue, scheduleId, b -> b.setDeliverTime(Protos.timestamp(time)));
+  }
+
+  private RescheduleResult reschedule(
+      String queue,
+      String scheduleId,
+      java.util.function.Consumer<io.opendms.dms.v1.RescheduleMessageRequest.Builder> when) {
+    var b =
+        io.opendms.dms.v1.RescheduleMessageRequest.newBuilder()
+            .setQueue(queueResource(queue))
+            .setScheduleId(Objects.requireNonNull(scheduleId, "scheduleId"));
+    when.accept(b);
+    var req = b.build();
+    var resp = call(() -> withDeadline(client.producer, Duration.ZERO).rescheduleMessage(req));
+    return new RescheduleResult(
+        resp.getScheduleId(),
+        resp.getMessageId(),
+        Protos.instant(resp.hasDeliverTime(), resp.getDeliverTime()));
   }
 
   /** Returns a batching producer for a queue with the default options. */
@@ -327,7 +403,7 @@ public final class Project {
   }
 
   static List<ReceivedMessage> received(
-      List<MessageOuterClass.ReceivedMessage> msgs, Instant start, ReceiveOptions o) {
+      List<io.opendms.dms.v1.ReceivedMessage> msgs, Instant start, ReceiveOptions o) {
     // The server starts the visibility timeout once it has the messages, after this client's
     // start, so the estimate errs on the safe side.
     Instant visibleAt = start.plus(o.effectiveVisibilityTimeout());
@@ -411,7 +487,7 @@ public final class Project {
   }
 
   private static List<AckResult> ackChunks(
-      List<Ack> acks, Function<List<Ack>, List<MessageOuterClass.AckResult>> send) {
+      List<Ack> acks, Function<List<Ack>, List<io.opendms.dms.v1.AckResult>> send) {
     List<AckResult> out = new ArrayList<>(acks.size());
     for (int i = 0; i < acks.size(); i += Limits.MAX_ACKS) {
       List<Ack> chunk = acks.subList(i, Math.min(acks.size(), i + Limits.MAX_ACKS));

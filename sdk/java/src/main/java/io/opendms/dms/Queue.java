@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.QueueOuterClass;
 import java.time.Duration;
 import java.time.Instant;
 
@@ -35,7 +34,7 @@ public record Queue(
     long messageCount,
     int groupCount,
     int maxMessageBytes) {
-  static Queue fromProto(QueueOuterClass.Queue q) {
+  static Queue fromProto(io.opendms.dms.v1.Queue q) {
     return new Queue(
         q.getName(),
         q.getId(),

@@ -1,14 +1,13 @@
 package io.opendms.dms;
 
-import dms.v1.QueueOuterClass;
 import java.time.Duration;
 import java.util.Objects;
 
 /** Describes a queue to create. Only the name is required; the rest take the server's defaults. */
 public final class QueueConfig {
-  private final QueueOuterClass.Queue proto;
+  private final io.opendms.dms.v1.Queue proto;
 
-  private QueueConfig(QueueOuterClass.Queue proto) {
+  private QueueConfig(io.opendms.dms.v1.Queue proto) {
     this.proto = proto;
   }
 
@@ -25,13 +24,13 @@ public final class QueueConfig {
     return builder(name).build();
   }
 
-  QueueOuterClass.Queue toProto() {
+  io.opendms.dms.v1.Queue toProto() {
     return proto;
   }
 
   /** Builds a {@link QueueConfig}. */
   public static final class Builder {
-    private final QueueOuterClass.Queue.Builder q = QueueOuterClass.Queue.newBuilder();
+    private final io.opendms.dms.v1.Queue.Builder q = io.opendms.dms.v1.Queue.newBuilder();
 
     private Builder(String name) {
       q.setDisplayName(Objects.requireNonNull(name, "name"));

@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
@@ -12,17 +11,17 @@ import java.util.Optional;
  * again.
  */
 public final class ReceivedMessage {
-  private final MessageOuterClass.ReceivedMessage proto;
+  private final io.opendms.dms.v1.ReceivedMessage proto;
   private final Message message;
   private final Instant visibleAt;
 
-  private ReceivedMessage(MessageOuterClass.ReceivedMessage proto, Instant visibleAt) {
+  private ReceivedMessage(io.opendms.dms.v1.ReceivedMessage proto, Instant visibleAt) {
     this.proto = proto;
     this.message = Message.fromProto(proto.getMessage());
     this.visibleAt = visibleAt;
   }
 
-  static ReceivedMessage fromProto(MessageOuterClass.ReceivedMessage proto, Instant visibleAt) {
+  static ReceivedMessage fromProto(io.opendms.dms.v1.ReceivedMessage proto, Instant visibleAt) {
     return new ReceivedMessage(proto, visibleAt);
   }
 

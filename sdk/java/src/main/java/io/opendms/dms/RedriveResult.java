@@ -1,6 +1,5 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
 
 /**
  * The outcome of a redrive for one dead letter.
@@ -11,7 +10,7 @@ import dms.v1.MessageOuterClass;
  * @param message when not redriven, what went wrong, for people
  */
 public record RedriveResult(String messageId, boolean redriven, String reason, String message) {
-  static RedriveResult fromProto(MessageOuterClass.RedriveResult r) {
+  static RedriveResult fromProto(io.opendms.dms.v1.RedriveResult r) {
     return new RedriveResult(
         r.getMessageId(), r.getRedriven(), r.getErrorReason(), r.getErrorMessage());
   }

@@ -1,9 +1,8 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
-import dms.v1.MessageOuterClass.SubscribeRequest;
-import dms.v1.MessageOuterClass.SubscribeResponse;
-import dms.v1.MessageOuterClass.SubscribeStart;
+import io.opendms.dms.v1.SubscribeRequest;
+import io.opendms.dms.v1.SubscribeResponse;
+import io.opendms.dms.v1.SubscribeStart;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import java.lang.System.Logger.Level;
@@ -205,7 +204,7 @@ public final class Subscription implements AutoCloseable {
               opts.visibilityTimeout != null
                   ? opts.visibilityTimeout
                   : ReceiveOptions.DEFAULT_VISIBILITY_TIMEOUT);
-      for (MessageOuterClass.ReceivedMessage m : resp.getMessagesList()) {
+      for (io.opendms.dms.v1.ReceivedMessage m : resp.getMessagesList()) {
         msgs.add(ReceivedMessage.fromProto(m, visibleAt));
       }
       List<Pending> answered = null;
@@ -255,7 +254,7 @@ public final class Subscription implements AutoCloseable {
   }
 
   /** Counts one batch's ack results, logging those not applied; the lock is held. */
-  private void countResults(List<Pending> batch, List<MessageOuterClass.AckResult> results) {
+  private void countResults(List<Pending> batch, List<io.opendms.dms.v1.AckResult> results) {
     if (batch == null || batch.size() != results.size()) {
       LOG.log(
           Level.WARNING,
@@ -264,7 +263,7 @@ public final class Subscription implements AutoCloseable {
       return;
     }
     for (int i = 0; i < results.size(); i++) {
-      MessageOuterClass.AckResult r = results.get(i);
+      io.opendms.dms.v1.AckResult r = results.get(i);
       if (r.getApplied()) {
         acksApplied++;
       } else {

@@ -1,6 +1,6 @@
 package io.opendms.dms;
 
-import dms.v1.MessageOuterClass;
+import io.opendms.dms.v1.TagMatch;
 import java.util.List;
 import java.util.Objects;
 
@@ -36,23 +36,23 @@ public record TagFilter(List<String> tags, Match match) {
     return new TagFilter(List.of(tags), Match.ALL);
   }
 
-  MessageOuterClass.TagFilter toProto() {
-    return MessageOuterClass.TagFilter.newBuilder()
+  io.opendms.dms.v1.TagFilter toProto() {
+    return io.opendms.dms.v1.TagFilter.newBuilder()
         .addAllTags(tags)
         .setMatch(
             match == Match.ALL
-                ? MessageOuterClass.TagMatch.TAG_MATCH_ALL
-                : MessageOuterClass.TagMatch.TAG_MATCH_ANY)
+                ? TagMatch.TAG_MATCH_ALL
+                : TagMatch.TAG_MATCH_ANY)
         .build();
   }
 
   /** The filter of {@code f}, or null when it has no tags (a group without a filter). */
-  static TagFilter fromProto(MessageOuterClass.TagFilter f) {
+  static TagFilter fromProto(io.opendms.dms.v1.TagFilter f) {
     if (f.getTagsCount() == 0) {
       return null;
     }
     return new TagFilter(
         f.getTagsList(),
-        f.getMatch() == MessageOuterClass.TagMatch.TAG_MATCH_ALL ? Match.ALL : Match.ANY);
+        f.getMatch() == TagMatch.TAG_MATCH_ALL ? Match.ALL : Match.ANY);
   }
 }

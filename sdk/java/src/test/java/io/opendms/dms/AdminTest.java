@@ -1,12 +1,12 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.ErrorReason;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dms.v1.ErrorReasonOuterClass.ErrorReason;
 import io.grpc.Status;
 import java.net.ServerSocket;
 import java.time.Duration;

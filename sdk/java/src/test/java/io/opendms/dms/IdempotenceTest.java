@@ -1,9 +1,9 @@
 package io.opendms.dms;
 
+import io.opendms.dms.v1.ProducerServiceGrpc;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dms.v1.ProducerServiceGrpc;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
 import io.grpc.ClientCall;
