@@ -30,10 +30,10 @@ type authWorld struct {
 	users    map[string]string // name → id
 }
 
-func startAuth(t testing.TB) *authWorld {
+func startAuth(t testing.TB, opts ...testserver.Option) *authWorld {
 	t.Helper()
 	t.Setenv("DMS_ADMIN_PASSWORD", authAdminPassword)
-	s := testserver.Start(t, testserver.WithFlags("-auth.enabled"))
+	s := testserver.Start(t, append([]testserver.Option{testserver.WithFlags("-auth.enabled")}, opts...)...)
 	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","password":%q,"domain":{"name":"Default"}}}}}}`, authAdminPassword)
 	resp, err := http.Post("http://"+s.HTTPAddr+"/v3/auth/tokens", "application/json", strings.NewReader(body))
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
+	"github.com/opendms/dms/services/ingest"
 )
 
 // deadLetter publishes a message that left a queue (reason "rejected" or
@@ -45,7 +46,11 @@ func (s *Server) deadLetter(ctx context.Context, project string, aq *amqpQueue, 
 		if err != nil {
 			continue // a dead-letter target that does not exist: dropped, as in RabbitMQ
 		}
-		if _, err := s.deps.Ingest.Publish(ctx, &ingestv1.PublishRequest{QueueId: q.GetId(), Messages: []*dmsv1.Message{dl}}); err != nil {
+		// A system move of a message admitted when it was published: the
+		// project's send quotas do not apply again (a rate limit would
+		// otherwise leave rejected messages redelivered in a loop, and a
+		// full storage quota would keep them from their dead-letter queue).
+		if _, err := s.deps.Ingest.Publish(ingest.SystemMove(ctx), &ingestv1.PublishRequest{QueueId: q.GetId(), Messages: []*dmsv1.Message{dl}}); err != nil {
 			s.logger.Warn("amqp: dead-lettering failed", "queue", aq.name, "to", name, "err", err)
 			return err
 		}

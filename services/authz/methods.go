@@ -105,6 +105,11 @@ func ResourceOf(req proto.Message) (Resource, bool) {
 			continue
 		}
 		v := m.Get(fd).String()
+		if v == "" {
+			// An optional field left empty names nothing (GetMessageTrace's
+			// group, before its queue).
+			continue
+		}
 		if g, err := catalog.ParseGroupName(v); err == nil {
 			return Resource{Project: g.Project, Queue: g.Queue}, true
 		}

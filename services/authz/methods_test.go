@@ -47,6 +47,8 @@ func TestResourceOf(t *testing.T) {
 		{&dmsv1.DeleteConsumerGroupRequest{Name: "projects/p/queues/q/groups/g"}, authz.Resource{Project: "p", Queue: "q"}},
 		{&dmsv1.SendMessagesRequest{Queue: "projects/p/queues/q"}, authz.Resource{Project: "p", Queue: "q"}},
 		{&dmsv1.ReceiveMessagesRequest{Group: "projects/p/queues/q/groups/g"}, authz.Resource{Project: "p", Queue: "q"}},
+		// The group is optional and comes first: left empty, the queue names it.
+		{&dmsv1.GetMessageTraceRequest{Queue: "projects/p/queues/q", MessageId: "m"}, authz.Resource{Project: "p", Queue: "q"}},
 		{&dmsv1.SubscribeRequest{Start: &dmsv1.SubscribeStart{Group: "projects/p/queues/q/groups/g"}}, authz.Resource{Project: "p", Queue: "q"}},
 	} {
 		got, ok := authz.ResourceOf(tc.req)

@@ -35,6 +35,59 @@ func NewHandler(engine *Engine, cache *catalog.Cache) *Handler {
 	return &Handler{engine: engine, cache: cache, recordProducers: true, quotas: newQuotas(cache, engine.storage, engine.now)}
 }
 
+// Quotas returns the quota check of this handler, for the front ends of
+// the same process that store without it (Kafka's Produce).
+func (h *Handler) Quotas() *Quotas { return h.quotas }
+
+// Metadata an internal Publish carries from a protocol front end.
+const (
+	// frontEndHeader names the front end that took the messages ("amqp"),
+	// for message traces.
+	frontEndHeader = "dms-front-end"
+	// systemMoveHeader marks a publish of messages the cluster moves
+	// itself (AMQP dead-lettering): they were admitted when first sent, so
+	// the project's send quotas do not apply again.
+	systemMoveHeader = "dms-system-move"
+)
+
+type frontEndKey struct{}
+
+type systemMoveKey struct{}
+
+// FromFrontEnd returns ctx for an internal Publish of messages a protocol
+// front end took (name is "amqp"): the messages count against the
+// project's quotas and traces name the front end. In-process calls read
+// the context, calls over gRPC its metadata.
+func FromFrontEnd(ctx context.Context, name string) context.Context {
+	ctx = context.WithValue(ctx, frontEndKey{}, name)
+	return metadata.AppendToOutgoingContext(ctx, frontEndHeader, name)
+}
+
+// SystemMove returns ctx for an internal Publish of messages that were
+// already admitted (a dead-lettered message): quotas do not apply.
+func SystemMove(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, systemMoveKey{}, true)
+	return metadata.AppendToOutgoingContext(ctx, systemMoveHeader, "1")
+}
+
+// frontEndOf returns the front end an internal Publish names, or "".
+func frontEndOf(ctx context.Context) string {
+	if name, ok := ctx.Value(frontEndKey{}).(string); ok {
+		return name
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, frontEndHeader); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+func isSystemMove(ctx context.Context) bool {
+	if _, ok := ctx.Value(systemMoveKey{}).(bool); ok {
+		return true
+	}
+	return len(metadata.ValueFromIncomingContext(ctx, systemMoveHeader)) > 0
+}
+
 // RecordProducers turns the recording of producers for message traces on
 // or off (on by default).
 func (h *Handler) RecordProducers(on bool) { h.recordProducers = on }
@@ -51,6 +104,8 @@ func (h *Handler) producer(ctx context.Context, public, released bool) *storagev
 	switch {
 	case released:
 		info.FrontEnd = "scheduler"
+	case !public && frontEndOf(ctx) != "":
+		info.FrontEnd = frontEndOf(ctx)
 	case public:
 		info.FrontEnd = "grpc"
 		if p.Kind == authz.System {
@@ -112,7 +167,17 @@ func (h *Handler) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), req.GetMessageIds(), req.GetIdempotenceKey(), h.producer(ctx, false, len(req.GetMessageIds()) > 0))
+	released := len(req.GetMessageIds()) > 0
+	// Released scheduled messages were admitted when they were sent, and
+	// system moves (dead-lettering) when they were first published; what
+	// a front end publishes counts against its project's quotas, as a
+	// native send does.
+	if !released && !isSystemMove(ctx) {
+		if err := h.quotas.admit(ctx, q.GetProject(), req.GetMessages()); err != nil {
+			return nil, err
+		}
+	}
+	results, err := h.engine.PublishFrom(ctx, q, req.GetMessages(), req.GetMessageIds(), req.GetIdempotenceKey(), h.producer(ctx, false, released))
 	if err != nil {
 		return nil, err
 	}

@@ -107,20 +107,60 @@ func (q *quotas) measure(project string, u *storedUsage) {
 // maxRefusalDelay bounds how long a refused send waits for its answer.
 const maxRefusalDelay = time.Second
 
+// Quotas is the admission check of every front end: the native API, the
+// internal Publish that AMQP publishes through, and Kafka's Produce (which
+// appends its batches to storage itself). One per process, so that the
+// front ends of a node share a project's buckets.
+type Quotas = quotas
+
+// NewQuotas returns the quota check over the catalog's quotas, measuring
+// stored bytes through storage.
+func NewQuotas(cache *catalog.Cache, storage storagev1.StorageServiceClient) *Quotas {
+	return newQuotas(cache, storage, time.Now)
+}
+
 // admit checks a send of msgs to a queue of project against the project's
 // quotas, and takes its share of the rates. A send refused for its rate
 // waits, before it is answered, until the bucket holds a token again.
 func (q *quotas) admit(ctx context.Context, project string, msgs []*dmsv1.Message) error {
 	wait, err := q.take(project, msgs)
-	if wait > 0 {
-		t := time.NewTimer(min(wait, maxRefusalDelay))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
+	q.hold(ctx, wait)
 	return err
+}
+
+// Admit is admit for the front ends that call it themselves.
+func (q *quotas) Admit(ctx context.Context, project string, msgs []*dmsv1.Message) error {
+	return q.admit(ctx, project, msgs)
+}
+
+// AdmitBatch checks a batch that is not made of messages (a Kafka record
+// batch): count records, bytes in all, the largest record largest bytes
+// (index largestAt). It waits as admit does and returns how long the
+// answer was held, for the protocols that report throttling.
+func (q *quotas) AdmitBatch(ctx context.Context, project string, count, bytes, largest, largestAt int) (time.Duration, error) {
+	own := q.cache.ProjectQuotas(project)
+	if own == nil {
+		return 0, nil
+	}
+	wait, err := q.takeSized(own, project, count, bytes, largest, largestAt)
+	return q.hold(ctx, wait), err
+}
+
+// hold waits for a refused send's answer (at most maxRefusalDelay, or until
+// ctx ends) and returns how long it waited.
+func (q *quotas) hold(ctx context.Context, wait time.Duration) time.Duration {
+	if wait <= 0 {
+		return 0
+	}
+	wait = min(wait, maxRefusalDelay)
+	start := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return time.Since(start)
 }
 
 // take is admit without the wait: it returns how long a refused send
@@ -130,13 +170,22 @@ func (q *quotas) take(project string, msgs []*dmsv1.Message) (time.Duration, err
 	if own == nil {
 		return 0, nil
 	}
-	var total int
+	var total, largest, largestAt int
 	for i, m := range msgs {
 		size := message.Size(m)
-		if limit := int(own.GetMaxMessageBytes()); limit > 0 && size > limit {
-			return 0, errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", i, size, project, limit)
+		if size > largest {
+			largest, largestAt = size, i
 		}
 		total += size
+	}
+	return q.takeSized(own, project, len(msgs), total, largest, largestAt)
+}
+
+// takeSized is take of count messages, total bytes in all, the largest
+// largest bytes (the message at index largestAt).
+func (q *quotas) takeSized(own *dmsv1.ProjectQuotas, project string, count, total, largest, largestAt int) (time.Duration, error) {
+	if limit := int(own.GetMaxMessageBytes()); limit > 0 && largest > limit {
+		return 0, errs.Wrapf(errs.ErrMessageTooLarge, "message %d is %d bytes; project %s allows at most %d per message (its quota)", largestAt, largest, project, limit)
 	}
 	if limit := own.GetMaxStoredBytes(); limit > 0 {
 		if used, over := q.storedOver(project, limit); over {
@@ -177,7 +226,7 @@ func (q *quotas) take(project string, msgs []*dmsv1.Message) (time.Duration, err
 			project, msgRate, byteRate, when)
 	}
 	if msgRate > 0 {
-		b.msgs -= float64(len(msgs))
+		b.msgs -= float64(count)
 	}
 	if byteRate > 0 {
 		b.bytes -= float64(total)

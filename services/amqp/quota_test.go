@@ -1,0 +1,75 @@
+package amqp_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/server"
+	"github.com/opendms/dms/services/testserver"
+)
+
+// AMQP publishes count against the project's quotas as native sends do
+// (issue 15): with publisher confirms, one over the send rate or the
+// largest message size is nacked and stores nothing. What is stored
+// names the user who published it and the AMQP front end in its trace.
+func TestPublishQuotasAndProducer(t *testing.T) {
+	clock := testserver.NewClock(time.Now()) // the buckets refill only when the test says
+	w := startAuth(t, testserver.WithClock(clock))
+	ctx := w.admin
+	queues := dmsv1.NewQueueServiceClient(w.s.Conn)
+	qr, err := queues.CreateQueue(ctx, &dmsv1.CreateQueueRequest{Parent: "projects/" + server.DefaultProject, Queue: &dmsv1.Queue{DisplayName: "quota-q"}})
+	require.NoError(t, err)
+	q := qr.GetQueue()
+	gr, err := queues.CreateConsumerGroup(ctx, &dmsv1.CreateConsumerGroupRequest{Parent: q.GetName(), Group: &dmsv1.ConsumerGroup{DisplayName: "g"}})
+	require.NoError(t, err)
+	g := gr.GetGroup()
+	_, err = queues.UpdateProjectQuotas(ctx, &dmsv1.UpdateProjectQuotasRequest{Name: "projects/" + server.DefaultProject,
+		Quotas: &dmsv1.ProjectQuotas{MaxQueues: 30, MaxGroupsPerQueue: 3, MaxMessageBytes: 1000, SendMessagesPerSecond: 2}})
+	require.NoError(t, err)
+
+	conn := w.mustDial(t, "pete", "/")
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	publish := func(body string) bool {
+		t.Helper()
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "quota-q", false, false, amqp091.Publishing{Body: []byte(body)})
+		require.NoError(t, err)
+		ok, err := dc.WaitContext(context.Background())
+		require.NoError(t, err)
+		return ok
+	}
+
+	// The size quota: nacked, the channel stays open.
+	require.False(t, publish(strings.Repeat("x", 1001)), "larger than the project's max_message_bytes")
+	// The rate: 2 messages/s, a bucket of one second's worth; the clock
+	// stands still, so the third is over the rate.
+	require.True(t, publish("one"))
+	require.True(t, publish("two"))
+	require.False(t, publish("three"), "over the project's send rate")
+	clock.Advance(time.Second)
+	require.True(t, publish("four"), "the bucket filled again")
+
+	consumer := dmsv1.NewConsumerServiceClient(w.s.Conn)
+	resp, err := consumer.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{Group: g.GetName(), MaxMessages: 10, ConsumerId: "c", WaitTime: durationpb.New(5 * time.Second), VisibilityTimeout: durationpb.New(30 * time.Second)})
+	require.NoError(t, err)
+	var bodies []string
+	for _, m := range resp.GetMessages() {
+		bodies = append(bodies, string(m.GetMessage().GetBody()))
+	}
+	require.ElementsMatch(t, []string{"one", "two", "four"}, bodies, "refused publishes store nothing")
+
+	traces := dmsv1.NewMessageTraceServiceClient(w.s.Conn)
+	tr, err := traces.GetMessageTrace(ctx, &dmsv1.GetMessageTraceRequest{Queue: q.GetName(), MessageId: resp.GetMessages()[0].GetMessageId()})
+	require.NoError(t, err)
+	require.Len(t, tr.GetTraces(), 1)
+	require.Equal(t, "user:"+w.users["pete"], tr.GetTraces()[0].GetProducer(), "the user who published, not the system")
+	require.Equal(t, "amqp", tr.GetTraces()[0].GetFrontEnd())
+}
