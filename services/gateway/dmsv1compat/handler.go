@@ -1,5 +1,7 @@
-// Package dmsv1compat serves the Huawei Cloud DMS v1.0 "standard queue" REST
-// API that existing DMS clients speak. It is an adapter and nothing more:
+// Package dmsv1compat serves the Huawei Cloud DMS "standard queue" REST API
+// that existing DMS clients speak, v1.0 and v2 (routes.go: one route table
+// under both prefixes), queue resource tags included (tags.go, stored as the
+// queues' labels). It is an adapter and nothing more:
 // every request becomes calls of the public dms.v1 gRPC API and every answer
 // or error is translated back, so it keeps no state of its own.
 package dmsv1compat
