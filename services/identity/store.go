@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -58,10 +60,31 @@ func (s *Store) commit(ctx context.Context, txn clientv3.Txn) (bool, error) {
 	if err != nil {
 		return false, errs.Wrapf(errs.ErrUnavailable, "identity: writing etcd: %v", err)
 	}
-	if err := s.cache.WaitForRevision(ctx, resp.Header.Revision); err != nil {
-		return false, err
+	// Wait for the cache to show the write — but only for a write: a
+	// transaction that changed nothing (its condition failed, or it deleted
+	// a key that was not there) answers with etcd's current revision, which
+	// the cache, watching only identity keys, may never be told about.
+	if wrote(resp.Responses) {
+		if err := s.cache.WaitForRevision(ctx, resp.Header.Revision); err != nil {
+			return false, err
+		}
 	}
 	return resp.Succeeded, nil
+}
+
+// wrote reports whether the operations a transaction ran changed a key.
+func wrote(responses []*etcdserverpb.ResponseOp) bool {
+	for _, r := range responses {
+		switch {
+		case r.GetResponsePut() != nil:
+			return true
+		case r.GetResponseDeleteRange() != nil && r.GetResponseDeleteRange().GetDeleted() > 0:
+			return true
+		case r.GetResponseTxn() != nil && wrote(r.GetResponseTxn().GetResponses()):
+			return true
+		}
+	}
+	return false
 }
 
 func marshal(m proto.Message) string {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/rpcstatus"
@@ -128,5 +129,31 @@ func TestQueuePolicySharing(t *testing.T) {
 	}
 	if _, err := s.Consumer().ReceiveMessages(bobCtx, &dmsv1.ReceiveMessagesRequest{Group: g.GetGroup().GetName(), MaxMessages: 10}); rpcstatus.Reason(err) != "PROJECT_SCOPE_MISMATCH" {
 		t.Fatalf("bob receives after the policy is gone: %v", err)
+	}
+}
+
+// TestIdentityWritesThatChangeNothingAnswer: a policy cleared on a queue
+// that has none, and an account created twice, change no identity key; they
+// used to wait for the identity cache to reach etcd's revision — moved on by
+// the queue writes, which that cache never hears of — and never answered.
+func TestIdentityWritesThatChangeNothingAnswer(t *testing.T) {
+	s := startAuth(t)
+	admin := bearer(context.Background(), unscopedToken(t, s, "Default", "admin", adminPassword))
+	id := dmsv1.NewIdentityServiceClient(s.Conn)
+	if _, err := id.CreateAccount(admin, &dmsv1.CreateAccountRequest{Account: &dmsv1.Account{Name: "twice"}}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Queues().CreateQueue(admin, &dmsv1.CreateQueueRequest{Parent: "projects/" + server.DefaultProject, Queue: &dmsv1.Queue{DisplayName: "unshared"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bounded only so that the old behaviour fails instead of hanging.
+	ctx, cancel := context.WithTimeout(admin, 20*time.Second)
+	defer cancel()
+	if _, err := id.SetQueuePolicy(ctx, &dmsv1.SetQueuePolicyRequest{Queue: q.GetQueue().GetName(), Policy: &dmsv1.QueuePolicy{}}); err != nil {
+		t.Fatalf("clearing a policy the queue does not have: %v", err)
+	}
+	if _, err := id.CreateAccount(ctx, &dmsv1.CreateAccountRequest{Account: &dmsv1.Account{Name: "twice"}}); rpcstatus.Reason(err) != "IDENTITY_ALREADY_EXISTS" {
+		t.Fatalf("creating an account again: %v, want IDENTITY_ALREADY_EXISTS", err)
 	}
 }
