@@ -135,32 +135,55 @@ func (q *quotas) Admit(ctx context.Context, project string, msgs []*dmsv1.Messag
 
 // AdmitBatch checks a batch that is not made of messages (a Kafka record
 // batch): count records, bytes in all, the largest record largest bytes
-// (index largestAt). It waits as admit does and returns how long the
-// answer was held, for the protocols that report throttling.
-func (q *quotas) AdmitBatch(ctx context.Context, project string, count, bytes, largest, largestAt int) (time.Duration, error) {
+// (index largestAt). A batch over the rate is refused (RATE_LIMITED) once
+// the bucket would admit it, as admit does. An admitted one returns
+// throttle, how long until the project's buckets hold a token again: for
+// the protocols whose clients back off by themselves (Kafka's
+// throttle_time_ms, KIP-219).
+func (q *quotas) AdmitBatch(ctx context.Context, project string, count, bytes, largest, largestAt int) (throttle time.Duration, err error) {
 	own := q.cache.ProjectQuotas(project)
 	if own == nil {
 		return 0, nil
 	}
 	wait, err := q.takeSized(own, project, count, bytes, largest, largestAt)
-	return q.hold(ctx, wait), err
+	if err != nil {
+		q.hold(ctx, wait)
+		return 0, err
+	}
+	return q.debt(own, project), nil
+}
+
+// debt is how long until the project's buckets hold a token again.
+func (q *quotas) debt(own *dmsv1.ProjectQuotas, project string) time.Duration {
+	msgRate, byteRate := float64(own.GetSendMessagesPerSecond()), float64(own.GetSendBytesPerSecond())
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.buckets[project]
+	if b == nil {
+		return 0
+	}
+	var wait float64
+	if msgRate > 0 && b.msgs <= 0 {
+		wait = max(wait, (1-b.msgs)/msgRate)
+	}
+	if byteRate > 0 && b.bytes <= 0 {
+		wait = max(wait, (1-b.bytes)/byteRate)
+	}
+	return time.Duration(wait * float64(time.Second))
 }
 
 // hold waits for a refused send's answer (at most maxRefusalDelay, or until
-// ctx ends) and returns how long it waited.
-func (q *quotas) hold(ctx context.Context, wait time.Duration) time.Duration {
+// ctx ends).
+func (q *quotas) hold(ctx context.Context, wait time.Duration) {
 	if wait <= 0 {
-		return 0
+		return
 	}
-	wait = min(wait, maxRefusalDelay)
-	start := time.Now()
-	t := time.NewTimer(wait)
+	t := time.NewTimer(min(wait, maxRefusalDelay))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return time.Since(start)
 }
 
 // take is admit without the wait: it returns how long a refused send

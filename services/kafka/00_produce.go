@@ -13,7 +13,16 @@ package kafka
 // that decode at the batch's count (else CORRUPT_MESSAGE), no larger than
 // -kafka.max-message-bytes (else MESSAGE_TOO_LARGE), not a control batch
 // (INVALID_RECORD) nor transactional (TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-// transactions are not served). A refused batch stores nothing.
+// transactions are not served). Then the project's quotas (ingest.Quotas,
+// the check the native API and AMQP go through): each record's encoded
+// length against max_message_bytes (MESSAGE_TOO_LARGE), the stored bytes
+// (POLICY_VIOLATION), and the batch's bytes as sent and its record count
+// against the send rates. A batch over the rate is delayed, as Kafka
+// delays a client over its quota, until the rate admits it (or the
+// request's timeout ends: THROTTLING_QUOTA_EXCEEDED, retriable); one that
+// takes the rate's last tokens is answered with throttle_time_ms, the
+// time until the rate admits again, which clients wait out (KIP-219). A
+// refused batch stores nothing.
 //
 // Durability follows the queue, as for the native API: a KAFKA_HA topic
 // is answered once the in-sync replicas have the batch on disk, a KAFKA_HT
@@ -46,6 +55,7 @@ import (
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/errs"
 	"github.com/opendms/dms/services/recordfmt"
 	"github.com/opendms/dms/services/storage/logid"
 )
@@ -70,6 +80,8 @@ func (s *Server) produce(ctx context.Context, r *request, req *kmsg.ProduceReque
 	}
 	project := s.project(r)
 	var wg sync.WaitGroup
+	var throttleMu sync.Mutex
+	var maxThrottle time.Duration // the longest of the partitions' throttles
 	for _, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -94,12 +106,15 @@ func (s *Server) produce(ctx context.Context, r *request, req *kmsg.ProduceReque
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				base, err := s.producePartition(ctx, topic, p)
+				base, throttle, err := s.producePartition(ctx, topic, p)
 				if err != nil {
 					s.setProduceError(rp, err)
 					return
 				}
 				rp.BaseOffset = base
+				throttleMu.Lock()
+				maxThrottle = max(maxThrottle, throttle)
+				throttleMu.Unlock()
 			}()
 		}
 		resp.Topics = append(resp.Topics, rt)
@@ -118,6 +133,9 @@ func (s *Server) produce(ctx context.Context, r *request, req *kmsg.ProduceReque
 		}
 		return nil, nil
 	}
+	// Over its project's send rate: the client waits this long before its
+	// next produce (KIP-219; Kafka 2.0+ clients do).
+	resp.ThrottleMillis = int32(maxThrottle.Milliseconds())
 	return resp, nil
 }
 
@@ -130,16 +148,20 @@ func (s *Server) setProduceError(rp *kmsg.ProduceResponseTopicPartition, err err
 
 // producePartition checks and stores one partition's batch and returns its
 // base offset.
-func (s *Server) producePartition(ctx context.Context, q *metadatav1.QueueRecord, p *kmsg.ProduceRequestTopicPartition) (int64, error) {
+func (s *Server) producePartition(ctx context.Context, q *metadatav1.QueueRecord, p *kmsg.ProduceRequestTopicPartition) (int64, time.Duration, error) {
 	if err := partitionError(q, p.Partition); err != nil {
-		return -1, err
+		return -1, 0, err
 	}
 	if len(p.Records) > s.cfg.MaxMessageBytes {
-		return -1, fmt.Errorf("%w: the batch is %d bytes; topic %q takes batches of at most %d (max.message.bytes)", kerr.MessageTooLarge, len(p.Records), q.GetDisplayName(), s.cfg.MaxMessageBytes)
+		return -1, 0, fmt.Errorf("%w: the batch is %d bytes; topic %q takes batches of at most %d (max.message.bytes)", kerr.MessageTooLarge, len(p.Records), q.GetDisplayName(), s.cfg.MaxMessageBytes)
 	}
-	b, err := checkProducedBatch(p.Records)
+	b, largest, largestAt, err := checkProducedBatch(p.Records)
 	if err != nil {
-		return -1, err
+		return -1, 0, err
+	}
+	throttle, err := s.admit(ctx, q.GetProject(), b.NumRecords, len(p.Records), largest, largestAt)
+	if err != nil {
+		return -1, 0, err
 	}
 	first, last := b.FirstTimestamp, max(b.MaxTimestamp, b.FirstTimestamp)
 	if first < 0 {
@@ -157,31 +179,71 @@ func (s *Server) producePartition(ctx context.Context, q *metadatav1.QueueRecord
 		Durability: durabilityOf(q),
 	})
 	if err != nil {
-		return -1, err
+		return -1, 0, err
 	}
-	return resp.GetFirstOffset(), nil
+	return resp.GetFirstOffset(), throttle, nil
+}
+
+// maxThrottleWait bounds how long a produce over its project's rate waits
+// for the rate to admit it when the request sets no timeout.
+const maxThrottleWait = 30 * time.Second
+
+// admit checks a batch against the project's quotas (ingest.Quotas, the
+// check every front end runs): the bytes the producer sent and its record
+// count against the send rates, each record's encoded length against the
+// largest message, and the stored bytes. A batch over the rate waits, as
+// Kafka's broker delays a client over its quota, until the rate admits it
+// or the request's timeout ends (THROTTLING_QUOTA_EXCEEDED, retriable).
+// throttle is how long the client should wait before its next produce
+// (throttle_time_ms): the time until the project's buckets hold a token.
+func (s *Server) admit(ctx context.Context, project string, count int32, bytes, largest, largestAt int) (throttle time.Duration, err error) {
+	if s.deps.Quotas == nil {
+		return 0, nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxThrottleWait)
+		defer cancel()
+	}
+	for {
+		throttle, err = s.deps.Quotas.AdmitBatch(ctx, project, int(count), bytes, largest, largestAt)
+		switch {
+		case err == nil:
+			return throttle, nil
+		case errors.Is(err, errs.ErrRateLimited) && ctx.Err() == nil:
+			continue // held until the bucket would admit it: again
+		case errors.Is(err, errs.ErrRateLimited):
+			return 0, fmt.Errorf("%w: %s: %v", kerr.ThrottlingQuotaExceeded, errs.Of(err).Reason, err)
+		case errors.Is(err, errs.ErrStorageQuotaExceeded):
+			return 0, fmt.Errorf("%w: %s: %v", kerr.PolicyViolation, errs.Of(err).Reason, err)
+		case errors.Is(err, errs.ErrMessageTooLarge):
+			return 0, fmt.Errorf("%w: %s: %v", kerr.MessageTooLarge, errs.Of(err).Reason, err)
+		}
+		return 0, err
+	}
 }
 
 // checkProducedBatch checks a partition's records as Kafka's broker does
-// and returns the batch header.
-func checkProducedBatch(data []byte) (kmsg.RecordBatch, error) {
-	b, err := recordfmt.ParseKafkaBatch(data)
+// and returns the batch header and its largest record's length and index.
+func checkProducedBatch(data []byte) (b kmsg.RecordBatch, largest, largestAt int, err error) {
+	b, err = recordfmt.ParseKafkaBatch(data)
 	if err != nil {
-		return b, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
+		return b, 0, 0, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
 	}
 	switch {
 	case b.Attributes&recordfmt.KafkaControl != 0:
-		return b, fmt.Errorf("%w: producers may not send control batches", kerr.InvalidRecord)
+		return b, 0, 0, fmt.Errorf("%w: producers may not send control batches", kerr.InvalidRecord)
 	case b.Attributes&recordfmt.KafkaTransactional != 0:
-		return b, fmt.Errorf("%w: a transactional batch; transactions are not served", kerr.TransactionalIDAuthorizationFailed)
+		return b, 0, 0, fmt.Errorf("%w: a transactional batch; transactions are not served", kerr.TransactionalIDAuthorizationFailed)
 	}
-	if err := recordfmt.CheckKafkaRecords(&b); err != nil {
+	largest, largestAt, err = recordfmt.CheckKafkaRecordsLargest(&b)
+	if err != nil {
 		if errors.Is(err, recordfmt.ErrKafkaBatch) {
-			return b, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
+			return b, 0, 0, fmt.Errorf("%w: %v", kerr.CorruptMessage, err)
 		}
-		return b, err
+		return b, 0, 0, err
 	}
-	return b, nil
+	return b, largest, largestAt, nil
 }
 
 // durabilityOf is when an append to a topic is answered: KAFKA_HA once

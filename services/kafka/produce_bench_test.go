@@ -26,7 +26,7 @@ func BenchmarkCheckProducedBatch(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := checkProducedBatch(data); err != nil {
+		if _, _, _, err := checkProducedBatch(data); err != nil {
 			b.Fatal(err)
 		}
 	}

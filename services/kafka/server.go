@@ -14,6 +14,7 @@ import (
 	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/catalog"
+	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/kafka/groups"
 	"github.com/opendms/dms/services/placement"
 	"github.com/opendms/dms/services/recordfmt"
@@ -40,6 +41,9 @@ type Deps struct {
 	// Consumer serves share groups (KIP-932) from DMS consumer groups:
 	// receives with a visibility timeout, acks.
 	Consumer dmsv1.ConsumerServiceClient
+	// Quotas admits produced batches by their project's quotas, the check
+	// the native API and AMQP go through; nil admits everything.
+	Quotas *ingest.Quotas
 	// Etcd keeps the producer id counter.
 	Etcd *clientv3.Client
 	// TLS, when set, makes the listener serve TLS only (Kafka's SSL and,

@@ -138,6 +138,19 @@ func CheckKafkaRecords(b *kmsg.RecordBatch) error {
 	return eachKafkaRecord(b, func(*kmsg.Record) {})
 }
 
+// CheckKafkaRecordsLargest is CheckKafkaRecords that also returns the
+// largest record's encoded length and index, for a per-message size limit.
+func CheckKafkaRecordsLargest(b *kmsg.RecordBatch) (size, index int, err error) {
+	i := 0
+	err = eachKafkaRecord(b, func(r *kmsg.Record) {
+		if int(r.Length) > size {
+			size, index = int(r.Length), i
+		}
+		i++
+	})
+	return size, index, err
+}
+
 // eachKafkaRecord decodes a batch's records one at a time into one
 // kmsg.Record and calls fn with each (fn must copy what it keeps).
 func eachKafkaRecord(b *kmsg.RecordBatch, fn func(*kmsg.Record)) error {

@@ -333,6 +333,7 @@ func (s *Server) initKafka(context.Context) (modules.Stopper, error) {
 	deps := kafka.Deps{
 		Node: s.NodeName, Catalog: s.cache, Placement: s.placement, Storage: s.storageClient(),
 		Queues: dmsv1.NewQueueServiceClient(s.roleConn(RoleMetadata)), Consumer: dmsv1.NewConsumerServiceClient(s.roleConn(RoleDelivery)), Etcd: s.cli,
+		Quotas: s.quotas(),
 	}
 	if s.tls != nil {
 		deps.TLS = s.tls.ServerConfig()
@@ -384,6 +385,15 @@ func (s *Server) initAMQP(context.Context) (modules.Stopper, error) {
 	s.AMQPAddr = a.Addr()
 	go a.Serve()
 	return modules.StopFunc(a.Close), nil
+}
+
+// quotas returns the send quota check of this process: the ingest role's,
+// when it runs here, so that the front ends share a project's buckets.
+func (s *Server) quotas() *ingest.Quotas {
+	if s.ingestHandler != nil {
+		return s.ingestHandler.Quotas()
+	}
+	return ingest.NewQuotas(s.cache, s.storageClient())
 }
 
 // storageClient returns the storage contract for the other roles: each
