@@ -141,6 +141,9 @@ const (
 	// ReasonDataKeysInUse: a project's data keys cannot be destroyed while
 	// it still has queues.
 	ReasonDataKeysInUse Reason = "DATA_KEYS_IN_USE"
+	// ReasonProjectNotEmpty: a project cannot be deleted while it still
+	// has queues; delete them first.
+	ReasonProjectNotEmpty Reason = "PROJECT_NOT_EMPTY"
 	// ReasonMessageNotFound: no message of the queue has the id.
 	ReasonMessageNotFound Reason = "MESSAGE_NOT_FOUND"
 	// ReasonRateLimited: the project sends faster than its quota allows;

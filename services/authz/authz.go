@@ -266,6 +266,13 @@ func decide(dir Directory, p Principal, action Action, res Resource) Decision {
 	if !ok {
 		return deny("authentication", errs.ErrCredentialInvalid, "the credential's user %s no longer exists", p.UserID)
 	}
+	if p.ScopeProject != "" {
+		if _, ok := dir.ProjectAccount(p.ScopeProject); !ok {
+			// A session token is not recorded: deleting its project is
+			// what revokes it.
+			return deny("authentication", errs.ErrCredentialInvalid, "the credential is scoped to project %s, which no longer exists", p.ScopeProject)
+		}
+	}
 	operator := user.AccountAdmin && user.AccountID == dir.OperatorAccount()
 	switch action {
 	case ManageAccounts:

@@ -56,6 +56,7 @@ var Methods = map[string]Action{
 	dmsv1.IdentityService_ListAccounts_FullMethodName:     HandlerDecides,
 	dmsv1.IdentityService_CreateProject_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_ListProjects_FullMethodName:     HandlerDecides,
+	dmsv1.IdentityService_DeleteProject_FullMethodName:    HandlerDecides,
 	dmsv1.IdentityService_CreateUser_FullMethodName:       HandlerDecides,
 	dmsv1.IdentityService_ListUsers_FullMethodName:        HandlerDecides,
 	dmsv1.IdentityService_SetUserPassword_FullMethodName:  HandlerDecides,

@@ -124,6 +124,7 @@ var (
 	ErrLabelInvalid             = newError(KindInvalidArgument, "LABEL_INVALID", "invalid queue label")
 	ErrLabelLimitExceeded       = newError(KindResourceExhausted, "LABEL_LIMIT_EXCEEDED", "too many queue labels")
 	ErrLabelNotFound            = newError(KindNotFound, "LABEL_NOT_FOUND", "no such queue label")
+	ErrProjectNotEmpty          = newError(KindFailedPrecondition, "PROJECT_NOT_EMPTY", "the project still has queues")
 )
 
 // detailed is a sentinel with a message specific to one occurrence.

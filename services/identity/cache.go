@@ -437,3 +437,21 @@ func (c *Cache) queuePolicy(queueID string) *dmsv1.QueuePolicy {
 	defer c.mu.RUnlock()
 	return c.policies[queueID].GetPolicy()
 }
+
+// projectTokens returns the API tokens scoped to a project and the queue
+// policies recorded for its queues.
+func (c *Cache) projectTokensAndPolicies(project string) (tokens, policies []string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for id, t := range c.apiTokens {
+		if t.GetProjectId() == project {
+			tokens = append(tokens, id)
+		}
+	}
+	for id, p := range c.policies {
+		if p.GetProjectId() == project {
+			policies = append(policies, id)
+		}
+	}
+	return tokens, policies
+}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
+	storagev1 "github.com/opendms/dms/gen/go/dms/cluster/storage/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
@@ -21,12 +23,22 @@ import (
 // known only from the records.
 type Handler struct {
 	dmsv1.UnimplementedIdentityServiceServer
-	store *Store
-	cache *Cache
+	store    *Store
+	cache    *Cache
+	dataKeys DataKeyDestroyer
 }
 
-// NewHandler returns the IdentityService over store.
-func NewHandler(store *Store) *Handler { return &Handler{store: store, cache: store.cache} }
+// DataKeyDestroyer destroys the data keys of a project
+// (datakeys.Manager), refusing while the project has queues.
+type DataKeyDestroyer interface {
+	Destroy(ctx context.Context, project string) ([]*storagev1.WrappedDataKey, error)
+}
+
+// NewHandler returns the IdentityService over store; DeleteProject
+// destroys the project's data keys through dataKeys (nil: there are none).
+func NewHandler(store *Store, dataKeys DataKeyDestroyer) *Handler {
+	return &Handler{store: store, cache: store.cache, dataKeys: dataKeys}
+}
 
 func (h *Handler) authorize(ctx context.Context, action authz.Action, res authz.Resource) error {
 	if d := authz.Decide(h.cache, authz.FromContext(ctx), action, res); !d.Allowed {
@@ -165,6 +177,45 @@ func (h *Handler) ListProjects(ctx context.Context, req *dmsv1.ListProjectsReque
 	out := &dmsv1.ListProjectsResponse{}
 	for _, p := range h.cache.listProjects(req.GetAccountId()) {
 		out.Projects = append(out.Projects, projectOut(p))
+	}
+	return out, nil
+}
+
+// DeleteProject implements dmsv1.IdentityServiceServer. The operator's
+// administrators and the administrators of the project's account may
+// delete it. The data keys go first: if deleting the records fails after
+// that, calling again finishes (destroying keys already destroyed does
+// nothing), while the other order could leave keys of a project no longer
+// listed anywhere.
+func (h *Handler) DeleteProject(ctx context.Context, req *dmsv1.DeleteProjectRequest) (*dmsv1.DeleteProjectResponse, error) {
+	id := req.GetProjectId()
+	account, err := h.projectAccount(ctx, id)
+	if err == nil {
+		err = h.authorize(ctx, authz.ManageIdentities, authz.Resource{Account: account})
+	}
+	if err != nil {
+		return nil, rpcstatus.Error(err)
+	}
+	n, _, err := h.store.QueueCount(ctx, id)
+	if err == nil && n > 0 {
+		err = errs.Wrapf(errs.ErrProjectNotEmpty, "project %s still has %d queue(s); delete them before deleting the project", id, n)
+	}
+	if err != nil {
+		return nil, rpcstatus.Error(err)
+	}
+	out := &dmsv1.DeleteProjectResponse{}
+	if h.dataKeys != nil {
+		destroyed, err := h.dataKeys.Destroy(ctx, id)
+		if errors.Is(err, errs.ErrDataKeysInUse) { // a queue was created meanwhile
+			err = errs.Wrapf(errs.ErrProjectNotEmpty, "project %s has a queue again; delete it before deleting the project", id)
+		}
+		if err != nil {
+			return nil, rpcstatus.Error(err)
+		}
+		out.DestroyedDataKeys = int32(len(destroyed))
+	}
+	if err := h.store.DeleteProject(ctx, id); err != nil {
+		return nil, rpcstatus.Error(err)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	metadatav1 "github.com/opendms/dms/gen/go/dms/cluster/metadata/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/errs"
 )
 
@@ -144,6 +146,56 @@ func (s *Store) CreateProject(ctx context.Context, accountID, id, name string) (
 		return nil, errs.Wrapf(errs.ErrIdentityAlreadyExists, "project id %s or name %q is taken", id, name)
 	}
 	return rec, nil
+}
+
+// DeleteProject deletes a project's record with its role bindings, the API
+// tokens scoped to it and the policies left of its queues. It fails with
+// ErrProjectNotEmpty while the catalog counts queues in the project; the
+// check and the deletion are one transaction.
+func (s *Store) DeleteProject(ctx context.Context, projectID string) error {
+	for range 10 {
+		p, ok := s.cache.project(projectID)
+		if !ok {
+			return errs.Wrapf(errs.ErrIdentityNotFound, "no project has id %q", projectID)
+		}
+		n, countRev, err := s.QueueCount(ctx, projectID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return errs.Wrapf(errs.ErrProjectNotEmpty, "project %s still has %d queue(s); delete them before deleting the project", projectID, n)
+		}
+		ops := []clientv3.Op{clientv3.OpDelete(projectKey(projectID)), clientv3.OpDelete(projectNameKey(p.GetAccountId(), p.GetName()))}
+		for _, b := range s.cache.listBindings(projectID) {
+			ops = append(ops, clientv3.OpDelete(bindingKey(projectID, b.GetUserId())))
+		}
+		tokens, policies := s.cache.projectTokensAndPolicies(projectID)
+		for _, id := range tokens {
+			ops = append(ops, clientv3.OpDelete(apiTokenKey(id)))
+		}
+		for _, id := range policies {
+			ops = append(ops, clientv3.OpDelete(policyKey(id)))
+		}
+		ok, err = s.commit(ctx, s.cli.Txn(ctx).If(present(projectKey(projectID)), clientv3.Compare(clientv3.ModRevision(catalog.QueueCountKey(projectID)), "=", countRev)).Then(ops...))
+		if err != nil || ok {
+			return err
+		}
+	}
+	return errs.Wrapf(errs.ErrUnavailable, "project %s kept changing during its deletion; retry", projectID)
+}
+
+// QueueCount returns the number of queues the catalog counts in a project
+// and the revision of the count (0 when there is none).
+func (s *Store) QueueCount(ctx context.Context, projectID string) (int, int64, error) {
+	resp, err := s.cli.Get(ctx, catalog.QueueCountKey(projectID))
+	if err != nil {
+		return 0, 0, errs.Wrapf(errs.ErrUnavailable, "identity: reading etcd: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, 0, nil
+	}
+	n, _ := strconv.Atoi(string(resp.Kvs[0].Value))
+	return n, resp.Kvs[0].ModRevision, nil
 }
 
 // CreateUser creates a user in an account.
@@ -286,7 +338,8 @@ func (s *Store) changeRoles(ctx context.Context, projectID, userID string, role 
 			op = clientv3.OpDelete(key)
 		}
 		// The user must still exist, or a role would outlive a deletion.
-		ok, err := s.commit(ctx, s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev), present(userKey(userID))).Then(op))
+		// Nor a deleted project's.
+		ok, err := s.commit(ctx, s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev), present(userKey(userID)), present(projectKey(projectID))).Then(op))
 		if err != nil {
 			return nil, err
 		}
@@ -295,6 +348,9 @@ func (s *Store) changeRoles(ctx context.Context, projectID, userID string, role 
 		}
 		if _, found := s.cache.user(userID); !found {
 			return nil, errs.Wrapf(errs.ErrIdentityNotFound, "no user has id %q", userID)
+		}
+		if _, found := s.cache.project(projectID); !found {
+			return nil, errs.Wrapf(errs.ErrIdentityNotFound, "no project has id %q", projectID)
 		}
 	}
 }
@@ -390,12 +446,16 @@ func (s *Store) CreateApiToken(ctx context.Context, userID, projectID, descripti
 	if !expire.IsZero() {
 		rec.ExpireTimeMs = expire.UnixMilli()
 	}
-	ok, err := s.commit(ctx, s.cli.Txn(ctx).If(present(userKey(userID)), absent(apiTokenKey(id))).Then(clientv3.OpPut(apiTokenKey(id), marshal(rec))))
+	conds := []clientv3.Cmp{present(userKey(userID)), absent(apiTokenKey(id))}
+	if projectID != "" {
+		conds = append(conds, present(projectKey(projectID))) // not scoped to a project deleted meanwhile
+	}
+	ok, err := s.commit(ctx, s.cli.Txn(ctx).If(conds...).Then(clientv3.OpPut(apiTokenKey(id), marshal(rec))))
 	if err != nil {
 		return nil, "", err
 	}
 	if !ok {
-		return nil, "", errs.Wrapf(errs.ErrIdentityNotFound, "no user has id %q", userID)
+		return nil, "", errs.Wrapf(errs.ErrIdentityNotFound, "no user has id %q or no project has id %q", userID, projectID)
 	}
 	return rec, apiTokenPrefixText + id + "." + secret, nil
 }

@@ -95,6 +95,7 @@ var auditedMethods = map[string]bool{
 
 	dmsv1.IdentityService_CreateAccount_FullMethodName:   true,
 	dmsv1.IdentityService_CreateProject_FullMethodName:   true,
+	dmsv1.IdentityService_DeleteProject_FullMethodName:   true,
 	dmsv1.IdentityService_CreateUser_FullMethodName:      true,
 	dmsv1.IdentityService_SetUserPassword_FullMethodName: true,
 	dmsv1.IdentityService_DeleteUser_FullMethodName:      true,

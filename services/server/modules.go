@@ -254,7 +254,7 @@ func (s *Server) initMetadata(ctx context.Context) (modules.Stopper, error) {
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterQueueServiceServer(r, h) })
 	ch := metadata.NewClusterHandler(engine, views, s.cache)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterClusterServiceServer(r, ch) })
-	idh := identity.NewHandler(s.identityStore)
+	idh := identity.NewHandler(s.identityStore, s.dataKeys)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterIdentityServiceServer(r, idh) })
 	dkh := datakeys.NewHandler(s.dataKeys)
 	s.registerPublic(func(r grpc.ServiceRegistrar) { dmsv1.RegisterDataKeyServiceServer(r, dkh) })

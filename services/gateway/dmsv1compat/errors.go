@@ -138,6 +138,7 @@ var dmsErrors = map[dmsv1.ErrorReason]dmsError{
 	// Nor is the data key API.
 	dmsv1.ErrorReason_ERROR_REASON_ENCRYPTION_NOT_CONFIGURED: {http.StatusBadRequest, codeBadRequestFormat},
 	dmsv1.ErrorReason_ERROR_REASON_DATA_KEYS_IN_USE:          {http.StatusBadRequest, codeBadRequestFormat},
+	dmsv1.ErrorReason_ERROR_REASON_PROJECT_NOT_EMPTY:         {http.StatusBadRequest, codeBadRequestFormat},
 	// Message traces are not part of DMS v1.0 either.
 	dmsv1.ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND: {http.StatusNotFound, codeURLNotFound},
 	// DMS documents 10240407 "throttled" with HTTP 404; a 404 would tell a

@@ -211,6 +211,9 @@ const (
 	// allows: nothing was stored. gRPC RESOURCE_EXHAUSTED; DMS code 10240020
 	// (quota insufficient), HTTP 400.
 	ErrorReason_ERROR_REASON_STORAGE_QUOTA_EXCEEDED ErrorReason = 76
+	// The project cannot be deleted while it still has queues: delete them
+	// first. gRPC FAILED_PRECONDITION. Numbered apart, as MESSAGE_NOT_FOUND.
+	ErrorReason_ERROR_REASON_PROJECT_NOT_EMPTY ErrorReason = 110
 )
 
 // Enum value maps for ErrorReason.
@@ -290,6 +293,7 @@ var (
 		101: "ERROR_REASON_LABEL_LIMIT_EXCEEDED",
 		102: "ERROR_REASON_LABEL_NOT_FOUND",
 		76:  "ERROR_REASON_STORAGE_QUOTA_EXCEEDED",
+		110: "ERROR_REASON_PROJECT_NOT_EMPTY",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                  0,
@@ -366,6 +370,7 @@ var (
 		"ERROR_REASON_LABEL_LIMIT_EXCEEDED":         101,
 		"ERROR_REASON_LABEL_NOT_FOUND":              102,
 		"ERROR_REASON_STORAGE_QUOTA_EXCEEDED":       76,
+		"ERROR_REASON_PROJECT_NOT_EMPTY":            110,
 	}
 )
 
@@ -400,7 +405,7 @@ var File_dms_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xbd\x15\n" +
+	"\x19dms/v1/error_reason.proto\x12\x06dms.v1*\xe1\x15\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\x01\x12&\n" +
@@ -476,7 +481,8 @@ const file_dms_v1_error_reason_proto_rawDesc = "" +
 	"\x1aERROR_REASON_LABEL_INVALID\x10d\x12%\n" +
 	"!ERROR_REASON_LABEL_LIMIT_EXCEEDED\x10e\x12 \n" +
 	"\x1cERROR_REASON_LABEL_NOT_FOUND\x10f\x12'\n" +
-	"#ERROR_REASON_STORAGE_QUOTA_EXCEEDED\x10LBA\n" +
+	"#ERROR_REASON_STORAGE_QUOTA_EXCEEDED\x10L\x12\"\n" +
+	"\x1eERROR_REASON_PROJECT_NOT_EMPTY\x10nBA\n" +
 	"\x11io.opendms.dms.v1P\x01Z*github.com/opendms/dms/gen/go/dms/v1;dmsv1b\x06proto3"
 
 var (

@@ -975,6 +975,98 @@ func (x *ListProjectsResponse) GetProjects() []*Project {
 	return nil
 }
 
+// DeleteProjectRequest is the request of IdentityService.DeleteProject.
+type DeleteProjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The project's id.
+	ProjectId     string `protobuf:"bytes,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProjectRequest) Reset() {
+	*x = DeleteProjectRequest{}
+	mi := &file_dms_v1_identity_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectRequest) ProtoMessage() {}
+
+func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
+func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteProjectRequest) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+// DeleteProjectResponse is the response of IdentityService.DeleteProject.
+type DeleteProjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of data keys destroyed (0 with encryption at rest off).
+	DestroyedDataKeys int32 `protobuf:"varint,1,opt,name=destroyed_data_keys,json=destroyedDataKeys,proto3" json:"destroyed_data_keys,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DeleteProjectResponse) Reset() {
+	*x = DeleteProjectResponse{}
+	mi := &file_dms_v1_identity_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectResponse) ProtoMessage() {}
+
+func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dms_v1_identity_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
+func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteProjectResponse) GetDestroyedDataKeys() int32 {
+	if x != nil {
+		return x.DestroyedDataKeys
+	}
+	return 0
+}
+
 // CreateUserRequest is the request of IdentityService.CreateUser.
 type CreateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -990,7 +1082,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[14]
+	mi := &file_dms_v1_identity_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1094,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[14]
+	mi := &file_dms_v1_identity_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1107,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{14}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateUserRequest) GetAccountId() string {
@@ -1050,7 +1142,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[15]
+	mi := &file_dms_v1_identity_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1154,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[15]
+	mi := &file_dms_v1_identity_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1167,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{15}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -1096,7 +1188,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[16]
+	mi := &file_dms_v1_identity_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1200,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[16]
+	mi := &file_dms_v1_identity_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1213,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{16}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListUsersRequest) GetAccountId() string {
@@ -1142,7 +1234,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[17]
+	mi := &file_dms_v1_identity_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1246,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[17]
+	mi := &file_dms_v1_identity_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1259,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{17}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -1190,7 +1282,7 @@ type SetUserPasswordRequest struct {
 
 func (x *SetUserPasswordRequest) Reset() {
 	*x = SetUserPasswordRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[18]
+	mi := &file_dms_v1_identity_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1294,7 @@ func (x *SetUserPasswordRequest) String() string {
 func (*SetUserPasswordRequest) ProtoMessage() {}
 
 func (x *SetUserPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[18]
+	mi := &file_dms_v1_identity_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1307,7 @@ func (x *SetUserPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetUserPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{18}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetUserPasswordRequest) GetUserId() string {
@@ -1241,7 +1333,7 @@ type SetUserPasswordResponse struct {
 
 func (x *SetUserPasswordResponse) Reset() {
 	*x = SetUserPasswordResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[19]
+	mi := &file_dms_v1_identity_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1345,7 @@ func (x *SetUserPasswordResponse) String() string {
 func (*SetUserPasswordResponse) ProtoMessage() {}
 
 func (x *SetUserPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[19]
+	mi := &file_dms_v1_identity_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1358,7 @@ func (x *SetUserPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetUserPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{19}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{21}
 }
 
 // DeleteUserRequest is the request of IdentityService.DeleteUser.
@@ -1280,7 +1372,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[20]
+	mi := &file_dms_v1_identity_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1384,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[20]
+	mi := &file_dms_v1_identity_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1397,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{20}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteUserRequest) GetUserId() string {
@@ -1324,7 +1416,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[21]
+	mi := &file_dms_v1_identity_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1428,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[21]
+	mi := &file_dms_v1_identity_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1441,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{21}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{23}
 }
 
 // GrantRoleRequest is the request of IdentityService.GrantRole.
@@ -1367,7 +1459,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[22]
+	mi := &file_dms_v1_identity_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1471,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[22]
+	mi := &file_dms_v1_identity_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1484,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{22}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GrantRoleRequest) GetProjectId() string {
@@ -1427,7 +1519,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[23]
+	mi := &file_dms_v1_identity_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1531,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[23]
+	mi := &file_dms_v1_identity_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1544,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{23}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GrantRoleResponse) GetBinding() *RoleBinding {
@@ -1477,7 +1569,7 @@ type RevokeRoleRequest struct {
 
 func (x *RevokeRoleRequest) Reset() {
 	*x = RevokeRoleRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[24]
+	mi := &file_dms_v1_identity_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1581,7 @@ func (x *RevokeRoleRequest) String() string {
 func (*RevokeRoleRequest) ProtoMessage() {}
 
 func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[24]
+	mi := &file_dms_v1_identity_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1594,7 @@ func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{24}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeRoleRequest) GetProjectId() string {
@@ -1537,7 +1629,7 @@ type RevokeRoleResponse struct {
 
 func (x *RevokeRoleResponse) Reset() {
 	*x = RevokeRoleResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[25]
+	mi := &file_dms_v1_identity_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1641,7 @@ func (x *RevokeRoleResponse) String() string {
 func (*RevokeRoleResponse) ProtoMessage() {}
 
 func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[25]
+	mi := &file_dms_v1_identity_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1654,7 @@ func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{25}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevokeRoleResponse) GetBinding() *RoleBinding {
@@ -1583,7 +1675,7 @@ type ListRoleBindingsRequest struct {
 
 func (x *ListRoleBindingsRequest) Reset() {
 	*x = ListRoleBindingsRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[26]
+	mi := &file_dms_v1_identity_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1687,7 @@ func (x *ListRoleBindingsRequest) String() string {
 func (*ListRoleBindingsRequest) ProtoMessage() {}
 
 func (x *ListRoleBindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[26]
+	mi := &file_dms_v1_identity_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1700,7 @@ func (x *ListRoleBindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleBindingsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoleBindingsRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{26}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRoleBindingsRequest) GetProjectId() string {
@@ -1629,7 +1721,7 @@ type ListRoleBindingsResponse struct {
 
 func (x *ListRoleBindingsResponse) Reset() {
 	*x = ListRoleBindingsResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[27]
+	mi := &file_dms_v1_identity_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1733,7 @@ func (x *ListRoleBindingsResponse) String() string {
 func (*ListRoleBindingsResponse) ProtoMessage() {}
 
 func (x *ListRoleBindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[27]
+	mi := &file_dms_v1_identity_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1746,7 @@ func (x *ListRoleBindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleBindingsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoleBindingsResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{27}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListRoleBindingsResponse) GetBindings() []*RoleBinding {
@@ -1677,7 +1769,7 @@ type CreateAccessKeyRequest struct {
 
 func (x *CreateAccessKeyRequest) Reset() {
 	*x = CreateAccessKeyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[28]
+	mi := &file_dms_v1_identity_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1781,7 @@ func (x *CreateAccessKeyRequest) String() string {
 func (*CreateAccessKeyRequest) ProtoMessage() {}
 
 func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[28]
+	mi := &file_dms_v1_identity_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1794,7 @@ func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{28}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateAccessKeyRequest) GetUserId() string {
@@ -1732,7 +1824,7 @@ type CreateAccessKeyResponse struct {
 
 func (x *CreateAccessKeyResponse) Reset() {
 	*x = CreateAccessKeyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[29]
+	mi := &file_dms_v1_identity_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1836,7 @@ func (x *CreateAccessKeyResponse) String() string {
 func (*CreateAccessKeyResponse) ProtoMessage() {}
 
 func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[29]
+	mi := &file_dms_v1_identity_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1849,7 @@ func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{29}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateAccessKeyResponse) GetAccessKey() *AccessKey {
@@ -1785,7 +1877,7 @@ type ListAccessKeysRequest struct {
 
 func (x *ListAccessKeysRequest) Reset() {
 	*x = ListAccessKeysRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[30]
+	mi := &file_dms_v1_identity_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1889,7 @@ func (x *ListAccessKeysRequest) String() string {
 func (*ListAccessKeysRequest) ProtoMessage() {}
 
 func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[30]
+	mi := &file_dms_v1_identity_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1902,7 @@ func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{30}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAccessKeysRequest) GetUserId() string {
@@ -1831,7 +1923,7 @@ type ListAccessKeysResponse struct {
 
 func (x *ListAccessKeysResponse) Reset() {
 	*x = ListAccessKeysResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[31]
+	mi := &file_dms_v1_identity_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1935,7 @@ func (x *ListAccessKeysResponse) String() string {
 func (*ListAccessKeysResponse) ProtoMessage() {}
 
 func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[31]
+	mi := &file_dms_v1_identity_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1948,7 @@ func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{31}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAccessKeysResponse) GetAccessKeys() []*AccessKey {
@@ -1877,7 +1969,7 @@ type RotateAccessKeyRequest struct {
 
 func (x *RotateAccessKeyRequest) Reset() {
 	*x = RotateAccessKeyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[32]
+	mi := &file_dms_v1_identity_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1981,7 @@ func (x *RotateAccessKeyRequest) String() string {
 func (*RotateAccessKeyRequest) ProtoMessage() {}
 
 func (x *RotateAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[32]
+	mi := &file_dms_v1_identity_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1994,7 @@ func (x *RotateAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{32}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RotateAccessKeyRequest) GetAccessKey() string {
@@ -1925,7 +2017,7 @@ type RotateAccessKeyResponse struct {
 
 func (x *RotateAccessKeyResponse) Reset() {
 	*x = RotateAccessKeyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[33]
+	mi := &file_dms_v1_identity_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2029,7 @@ func (x *RotateAccessKeyResponse) String() string {
 func (*RotateAccessKeyResponse) ProtoMessage() {}
 
 func (x *RotateAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[33]
+	mi := &file_dms_v1_identity_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2042,7 @@ func (x *RotateAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{33}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RotateAccessKeyResponse) GetAccessKey() *AccessKey {
@@ -1978,7 +2070,7 @@ type DeleteAccessKeyRequest struct {
 
 func (x *DeleteAccessKeyRequest) Reset() {
 	*x = DeleteAccessKeyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[34]
+	mi := &file_dms_v1_identity_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2082,7 @@ func (x *DeleteAccessKeyRequest) String() string {
 func (*DeleteAccessKeyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[34]
+	mi := &file_dms_v1_identity_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2095,7 @@ func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{34}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteAccessKeyRequest) GetAccessKey() string {
@@ -2022,7 +2114,7 @@ type DeleteAccessKeyResponse struct {
 
 func (x *DeleteAccessKeyResponse) Reset() {
 	*x = DeleteAccessKeyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[35]
+	mi := &file_dms_v1_identity_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2126,7 @@ func (x *DeleteAccessKeyResponse) String() string {
 func (*DeleteAccessKeyResponse) ProtoMessage() {}
 
 func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[35]
+	mi := &file_dms_v1_identity_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2139,7 @@ func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{35}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{37}
 }
 
 // CreateApiTokenRequest is the request of IdentityService.CreateApiToken.
@@ -2067,7 +2159,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[36]
+	mi := &file_dms_v1_identity_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2171,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[36]
+	mi := &file_dms_v1_identity_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2184,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{36}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateApiTokenRequest) GetUserId() string {
@@ -2136,7 +2228,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[37]
+	mi := &file_dms_v1_identity_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2240,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[37]
+	mi := &file_dms_v1_identity_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2253,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{37}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateApiTokenResponse) GetApiToken() *ApiToken {
@@ -2189,7 +2281,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[38]
+	mi := &file_dms_v1_identity_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2293,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[38]
+	mi := &file_dms_v1_identity_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2306,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{38}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListApiTokensRequest) GetUserId() string {
@@ -2235,7 +2327,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[39]
+	mi := &file_dms_v1_identity_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2339,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[39]
+	mi := &file_dms_v1_identity_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2352,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{39}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -2281,7 +2373,7 @@ type RotateApiTokenRequest struct {
 
 func (x *RotateApiTokenRequest) Reset() {
 	*x = RotateApiTokenRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	mi := &file_dms_v1_identity_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2385,7 @@ func (x *RotateApiTokenRequest) String() string {
 func (*RotateApiTokenRequest) ProtoMessage() {}
 
 func (x *RotateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[40]
+	mi := &file_dms_v1_identity_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2398,7 @@ func (x *RotateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{40}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RotateApiTokenRequest) GetId() string {
@@ -2329,7 +2421,7 @@ type RotateApiTokenResponse struct {
 
 func (x *RotateApiTokenResponse) Reset() {
 	*x = RotateApiTokenResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	mi := &file_dms_v1_identity_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2433,7 @@ func (x *RotateApiTokenResponse) String() string {
 func (*RotateApiTokenResponse) ProtoMessage() {}
 
 func (x *RotateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[41]
+	mi := &file_dms_v1_identity_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2446,7 @@ func (x *RotateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{41}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RotateApiTokenResponse) GetApiToken() *ApiToken {
@@ -2382,7 +2474,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[42]
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2486,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[42]
+	mi := &file_dms_v1_identity_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2499,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{42}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -2426,7 +2518,7 @@ type RevokeApiTokenResponse struct {
 
 func (x *RevokeApiTokenResponse) Reset() {
 	*x = RevokeApiTokenResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[43]
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2530,7 @@ func (x *RevokeApiTokenResponse) String() string {
 func (*RevokeApiTokenResponse) ProtoMessage() {}
 
 func (x *RevokeApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[43]
+	mi := &file_dms_v1_identity_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2543,7 @@ func (x *RevokeApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{43}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{45}
 }
 
 // ExplainAccessRequest is the request of IdentityService.ExplainAccess.
@@ -2475,7 +2567,7 @@ type ExplainAccessRequest struct {
 
 func (x *ExplainAccessRequest) Reset() {
 	*x = ExplainAccessRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2579,7 @@ func (x *ExplainAccessRequest) String() string {
 func (*ExplainAccessRequest) ProtoMessage() {}
 
 func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[44]
+	mi := &file_dms_v1_identity_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2592,7 @@ func (x *ExplainAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessRequest.ProtoReflect.Descriptor instead.
 func (*ExplainAccessRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{44}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ExplainAccessRequest) GetUserId() string {
@@ -2550,7 +2642,7 @@ type ExplainAccessResponse struct {
 
 func (x *ExplainAccessResponse) Reset() {
 	*x = ExplainAccessResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2654,7 @@ func (x *ExplainAccessResponse) String() string {
 func (*ExplainAccessResponse) ProtoMessage() {}
 
 func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[45]
+	mi := &file_dms_v1_identity_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2667,7 @@ func (x *ExplainAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainAccessResponse.ProtoReflect.Descriptor instead.
 func (*ExplainAccessResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{45}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ExplainAccessResponse) GetAllowed() bool {
@@ -2623,7 +2715,7 @@ type PolicyStatement struct {
 
 func (x *PolicyStatement) Reset() {
 	*x = PolicyStatement{}
-	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2727,7 @@ func (x *PolicyStatement) String() string {
 func (*PolicyStatement) ProtoMessage() {}
 
 func (x *PolicyStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[46]
+	mi := &file_dms_v1_identity_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2740,7 @@ func (x *PolicyStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStatement.ProtoReflect.Descriptor instead.
 func (*PolicyStatement) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{46}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PolicyStatement) GetEffect() PolicyEffect {
@@ -2683,7 +2775,7 @@ type QueuePolicy struct {
 
 func (x *QueuePolicy) Reset() {
 	*x = QueuePolicy{}
-	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2787,7 @@ func (x *QueuePolicy) String() string {
 func (*QueuePolicy) ProtoMessage() {}
 
 func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[47]
+	mi := &file_dms_v1_identity_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2800,7 @@ func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuePolicy.ProtoReflect.Descriptor instead.
 func (*QueuePolicy) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{47}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *QueuePolicy) GetStatements() []*PolicyStatement {
@@ -2731,7 +2823,7 @@ type SetQueuePolicyRequest struct {
 
 func (x *SetQueuePolicyRequest) Reset() {
 	*x = SetQueuePolicyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	mi := &file_dms_v1_identity_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2835,7 @@ func (x *SetQueuePolicyRequest) String() string {
 func (*SetQueuePolicyRequest) ProtoMessage() {}
 
 func (x *SetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[48]
+	mi := &file_dms_v1_identity_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2848,7 @@ func (x *SetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQueuePolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetQueuePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{48}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SetQueuePolicyRequest) GetQueue() string {
@@ -2784,7 +2876,7 @@ type SetQueuePolicyResponse struct {
 
 func (x *SetQueuePolicyResponse) Reset() {
 	*x = SetQueuePolicyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	mi := &file_dms_v1_identity_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2888,7 @@ func (x *SetQueuePolicyResponse) String() string {
 func (*SetQueuePolicyResponse) ProtoMessage() {}
 
 func (x *SetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[49]
+	mi := &file_dms_v1_identity_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2901,7 @@ func (x *SetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQueuePolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetQueuePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{49}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SetQueuePolicyResponse) GetPolicy() *QueuePolicy {
@@ -2830,7 +2922,7 @@ type GetQueuePolicyRequest struct {
 
 func (x *GetQueuePolicyRequest) Reset() {
 	*x = GetQueuePolicyRequest{}
-	mi := &file_dms_v1_identity_proto_msgTypes[50]
+	mi := &file_dms_v1_identity_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2934,7 @@ func (x *GetQueuePolicyRequest) String() string {
 func (*GetQueuePolicyRequest) ProtoMessage() {}
 
 func (x *GetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[50]
+	mi := &file_dms_v1_identity_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +2947,7 @@ func (x *GetQueuePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetQueuePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{50}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetQueuePolicyRequest) GetQueue() string {
@@ -2876,7 +2968,7 @@ type GetQueuePolicyResponse struct {
 
 func (x *GetQueuePolicyResponse) Reset() {
 	*x = GetQueuePolicyResponse{}
-	mi := &file_dms_v1_identity_proto_msgTypes[51]
+	mi := &file_dms_v1_identity_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +2980,7 @@ func (x *GetQueuePolicyResponse) String() string {
 func (*GetQueuePolicyResponse) ProtoMessage() {}
 
 func (x *GetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dms_v1_identity_proto_msgTypes[51]
+	mi := &file_dms_v1_identity_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +2993,7 @@ func (x *GetQueuePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetQueuePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_dms_v1_identity_proto_rawDescGZIP(), []int{51}
+	return file_dms_v1_identity_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetQueuePolicyResponse) GetPolicy() *QueuePolicy {
@@ -2978,7 +3070,12 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tB\x03\xe0A\x02R\taccountId\"C\n" +
 	"\x14ListProjectsResponse\x12+\n" +
-	"\bprojects\x18\x01 \x03(\v2\x0f.dms.v1.ProjectR\bprojects\"\x7f\n" +
+	"\bprojects\x18\x01 \x03(\v2\x0f.dms.v1.ProjectR\bprojects\":\n" +
+	"\x14DeleteProjectRequest\x12\"\n" +
+	"\n" +
+	"project_id\x18\x01 \x01(\tB\x03\xe0A\x02R\tprojectId\"G\n" +
+	"\x15DeleteProjectResponse\x12.\n" +
+	"\x13destroyed_data_keys\x18\x01 \x01(\x05R\x11destroyedDataKeys\"\x7f\n" +
 	"\x11CreateUserRequest\x12\"\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tB\x03\xe0A\x02R\taccountId\x12%\n" +
@@ -3105,12 +3202,13 @@ const file_dms_v1_identity_proto_rawDesc = "" +
 	"\fPolicyEffect\x12\x1d\n" +
 	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
-	"\x12POLICY_EFFECT_DENY\x10\x022\x99\x14\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\x8a\x15\n" +
 	"\x0fIdentityService\x12k\n" +
 	"\rCreateAccount\x12\x1c.dms.v1.CreateAccountRequest\x1a\x1d.dms.v1.CreateAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\aaccount\"\f/v1/accounts\x12_\n" +
 	"\fListAccounts\x12\x1b.dms.v1.ListAccountsRequest\x1a\x1c.dms.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/accounts\x12\x81\x01\n" +
 	"\rCreateProject\x12\x1c.dms.v1.CreateProjectRequest\x1a\x1d.dms.v1.CreateProjectResponse\"3\x82\xd3\xe4\x93\x02-:\aproject\"\"/v1/accounts/{account_id}/projects\x12u\n" +
 	"\fListProjects\x12\x1b.dms.v1.ListProjectsRequest\x1a\x1c.dms.v1.ListProjectsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/accounts/{account_id}/projects\x12o\n" +
+	"\rDeleteProject\x12\x1c.dms.v1.DeleteProjectRequest\x1a\x1d.dms.v1.DeleteProjectResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/projects/{project_id}\x12o\n" +
 	"\n" +
 	"CreateUser\x12\x19.dms.v1.CreateUserRequest\x1a\x1a.dms.v1.CreateUserResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/accounts/{account_id}/users\x12i\n" +
 	"\tListUsers\x12\x18.dms.v1.ListUsersRequest\x1a\x19.dms.v1.ListUsersResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/accounts/{account_id}/users\x12~\n" +
@@ -3147,7 +3245,7 @@ func file_dms_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_dms_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_dms_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_dms_v1_identity_proto_goTypes = []any{
 	(Role)(0),                        // 0: dms.v1.Role
 	(PolicyEffect)(0),                // 1: dms.v1.PolicyEffect
@@ -3165,55 +3263,57 @@ var file_dms_v1_identity_proto_goTypes = []any{
 	(*CreateProjectResponse)(nil),    // 13: dms.v1.CreateProjectResponse
 	(*ListProjectsRequest)(nil),      // 14: dms.v1.ListProjectsRequest
 	(*ListProjectsResponse)(nil),     // 15: dms.v1.ListProjectsResponse
-	(*CreateUserRequest)(nil),        // 16: dms.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 17: dms.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 18: dms.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 19: dms.v1.ListUsersResponse
-	(*SetUserPasswordRequest)(nil),   // 20: dms.v1.SetUserPasswordRequest
-	(*SetUserPasswordResponse)(nil),  // 21: dms.v1.SetUserPasswordResponse
-	(*DeleteUserRequest)(nil),        // 22: dms.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 23: dms.v1.DeleteUserResponse
-	(*GrantRoleRequest)(nil),         // 24: dms.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),        // 25: dms.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),        // 26: dms.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),       // 27: dms.v1.RevokeRoleResponse
-	(*ListRoleBindingsRequest)(nil),  // 28: dms.v1.ListRoleBindingsRequest
-	(*ListRoleBindingsResponse)(nil), // 29: dms.v1.ListRoleBindingsResponse
-	(*CreateAccessKeyRequest)(nil),   // 30: dms.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil),  // 31: dms.v1.CreateAccessKeyResponse
-	(*ListAccessKeysRequest)(nil),    // 32: dms.v1.ListAccessKeysRequest
-	(*ListAccessKeysResponse)(nil),   // 33: dms.v1.ListAccessKeysResponse
-	(*RotateAccessKeyRequest)(nil),   // 34: dms.v1.RotateAccessKeyRequest
-	(*RotateAccessKeyResponse)(nil),  // 35: dms.v1.RotateAccessKeyResponse
-	(*DeleteAccessKeyRequest)(nil),   // 36: dms.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil),  // 37: dms.v1.DeleteAccessKeyResponse
-	(*CreateApiTokenRequest)(nil),    // 38: dms.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),   // 39: dms.v1.CreateApiTokenResponse
-	(*ListApiTokensRequest)(nil),     // 40: dms.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),    // 41: dms.v1.ListApiTokensResponse
-	(*RotateApiTokenRequest)(nil),    // 42: dms.v1.RotateApiTokenRequest
-	(*RotateApiTokenResponse)(nil),   // 43: dms.v1.RotateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),    // 44: dms.v1.RevokeApiTokenRequest
-	(*RevokeApiTokenResponse)(nil),   // 45: dms.v1.RevokeApiTokenResponse
-	(*ExplainAccessRequest)(nil),     // 46: dms.v1.ExplainAccessRequest
-	(*ExplainAccessResponse)(nil),    // 47: dms.v1.ExplainAccessResponse
-	(*PolicyStatement)(nil),          // 48: dms.v1.PolicyStatement
-	(*QueuePolicy)(nil),              // 49: dms.v1.QueuePolicy
-	(*SetQueuePolicyRequest)(nil),    // 50: dms.v1.SetQueuePolicyRequest
-	(*SetQueuePolicyResponse)(nil),   // 51: dms.v1.SetQueuePolicyResponse
-	(*GetQueuePolicyRequest)(nil),    // 52: dms.v1.GetQueuePolicyRequest
-	(*GetQueuePolicyResponse)(nil),   // 53: dms.v1.GetQueuePolicyResponse
-	(*timestamppb.Timestamp)(nil),    // 54: google.protobuf.Timestamp
+	(*DeleteProjectRequest)(nil),     // 16: dms.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),    // 17: dms.v1.DeleteProjectResponse
+	(*CreateUserRequest)(nil),        // 18: dms.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 19: dms.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 20: dms.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 21: dms.v1.ListUsersResponse
+	(*SetUserPasswordRequest)(nil),   // 22: dms.v1.SetUserPasswordRequest
+	(*SetUserPasswordResponse)(nil),  // 23: dms.v1.SetUserPasswordResponse
+	(*DeleteUserRequest)(nil),        // 24: dms.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 25: dms.v1.DeleteUserResponse
+	(*GrantRoleRequest)(nil),         // 26: dms.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),        // 27: dms.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),        // 28: dms.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),       // 29: dms.v1.RevokeRoleResponse
+	(*ListRoleBindingsRequest)(nil),  // 30: dms.v1.ListRoleBindingsRequest
+	(*ListRoleBindingsResponse)(nil), // 31: dms.v1.ListRoleBindingsResponse
+	(*CreateAccessKeyRequest)(nil),   // 32: dms.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),  // 33: dms.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),    // 34: dms.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),   // 35: dms.v1.ListAccessKeysResponse
+	(*RotateAccessKeyRequest)(nil),   // 36: dms.v1.RotateAccessKeyRequest
+	(*RotateAccessKeyResponse)(nil),  // 37: dms.v1.RotateAccessKeyResponse
+	(*DeleteAccessKeyRequest)(nil),   // 38: dms.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),  // 39: dms.v1.DeleteAccessKeyResponse
+	(*CreateApiTokenRequest)(nil),    // 40: dms.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),   // 41: dms.v1.CreateApiTokenResponse
+	(*ListApiTokensRequest)(nil),     // 42: dms.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),    // 43: dms.v1.ListApiTokensResponse
+	(*RotateApiTokenRequest)(nil),    // 44: dms.v1.RotateApiTokenRequest
+	(*RotateApiTokenResponse)(nil),   // 45: dms.v1.RotateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),    // 46: dms.v1.RevokeApiTokenRequest
+	(*RevokeApiTokenResponse)(nil),   // 47: dms.v1.RevokeApiTokenResponse
+	(*ExplainAccessRequest)(nil),     // 48: dms.v1.ExplainAccessRequest
+	(*ExplainAccessResponse)(nil),    // 49: dms.v1.ExplainAccessResponse
+	(*PolicyStatement)(nil),          // 50: dms.v1.PolicyStatement
+	(*QueuePolicy)(nil),              // 51: dms.v1.QueuePolicy
+	(*SetQueuePolicyRequest)(nil),    // 52: dms.v1.SetQueuePolicyRequest
+	(*SetQueuePolicyResponse)(nil),   // 53: dms.v1.SetQueuePolicyResponse
+	(*GetQueuePolicyRequest)(nil),    // 54: dms.v1.GetQueuePolicyRequest
+	(*GetQueuePolicyResponse)(nil),   // 55: dms.v1.GetQueuePolicyResponse
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
 }
 var file_dms_v1_identity_proto_depIdxs = []int32{
-	54, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	54, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
-	54, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	56, // 0: dms.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	56, // 1: dms.v1.Project.create_time:type_name -> google.protobuf.Timestamp
+	56, // 2: dms.v1.User.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: dms.v1.RoleBinding.roles:type_name -> dms.v1.Role
-	54, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
-	54, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
-	54, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
-	54, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 4: dms.v1.AccessKey.create_time:type_name -> google.protobuf.Timestamp
+	56, // 5: dms.v1.AccessKey.rotate_time:type_name -> google.protobuf.Timestamp
+	56, // 6: dms.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
+	56, // 7: dms.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 8: dms.v1.CreateAccountRequest.account:type_name -> dms.v1.Account
 	2,  // 9: dms.v1.CreateAccountResponse.account:type_name -> dms.v1.Account
 	2,  // 10: dms.v1.ListAccountsResponse.accounts:type_name -> dms.v1.Account
@@ -3231,61 +3331,63 @@ var file_dms_v1_identity_proto_depIdxs = []int32{
 	6,  // 22: dms.v1.CreateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
 	6,  // 23: dms.v1.ListAccessKeysResponse.access_keys:type_name -> dms.v1.AccessKey
 	6,  // 24: dms.v1.RotateAccessKeyResponse.access_key:type_name -> dms.v1.AccessKey
-	54, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 25: dms.v1.CreateApiTokenRequest.expire_time:type_name -> google.protobuf.Timestamp
 	7,  // 26: dms.v1.CreateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
 	7,  // 27: dms.v1.ListApiTokensResponse.api_tokens:type_name -> dms.v1.ApiToken
 	7,  // 28: dms.v1.RotateApiTokenResponse.api_token:type_name -> dms.v1.ApiToken
 	1,  // 29: dms.v1.PolicyStatement.effect:type_name -> dms.v1.PolicyEffect
-	48, // 30: dms.v1.QueuePolicy.statements:type_name -> dms.v1.PolicyStatement
-	49, // 31: dms.v1.SetQueuePolicyRequest.policy:type_name -> dms.v1.QueuePolicy
-	49, // 32: dms.v1.SetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
-	49, // 33: dms.v1.GetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	50, // 30: dms.v1.QueuePolicy.statements:type_name -> dms.v1.PolicyStatement
+	51, // 31: dms.v1.SetQueuePolicyRequest.policy:type_name -> dms.v1.QueuePolicy
+	51, // 32: dms.v1.SetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
+	51, // 33: dms.v1.GetQueuePolicyResponse.policy:type_name -> dms.v1.QueuePolicy
 	8,  // 34: dms.v1.IdentityService.CreateAccount:input_type -> dms.v1.CreateAccountRequest
 	10, // 35: dms.v1.IdentityService.ListAccounts:input_type -> dms.v1.ListAccountsRequest
 	12, // 36: dms.v1.IdentityService.CreateProject:input_type -> dms.v1.CreateProjectRequest
 	14, // 37: dms.v1.IdentityService.ListProjects:input_type -> dms.v1.ListProjectsRequest
-	16, // 38: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
-	18, // 39: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
-	20, // 40: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
-	22, // 41: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
-	24, // 42: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
-	26, // 43: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
-	28, // 44: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
-	30, // 45: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
-	32, // 46: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
-	34, // 47: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
-	36, // 48: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
-	38, // 49: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
-	40, // 50: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
-	42, // 51: dms.v1.IdentityService.RotateApiToken:input_type -> dms.v1.RotateApiTokenRequest
-	44, // 52: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
-	50, // 53: dms.v1.IdentityService.SetQueuePolicy:input_type -> dms.v1.SetQueuePolicyRequest
-	52, // 54: dms.v1.IdentityService.GetQueuePolicy:input_type -> dms.v1.GetQueuePolicyRequest
-	46, // 55: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
-	9,  // 56: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
-	11, // 57: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
-	13, // 58: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
-	15, // 59: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
-	17, // 60: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
-	19, // 61: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
-	21, // 62: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
-	23, // 63: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
-	25, // 64: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
-	27, // 65: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
-	29, // 66: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
-	31, // 67: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
-	33, // 68: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
-	35, // 69: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
-	37, // 70: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
-	39, // 71: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
-	41, // 72: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
-	43, // 73: dms.v1.IdentityService.RotateApiToken:output_type -> dms.v1.RotateApiTokenResponse
-	45, // 74: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
-	51, // 75: dms.v1.IdentityService.SetQueuePolicy:output_type -> dms.v1.SetQueuePolicyResponse
-	53, // 76: dms.v1.IdentityService.GetQueuePolicy:output_type -> dms.v1.GetQueuePolicyResponse
-	47, // 77: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
-	56, // [56:78] is the sub-list for method output_type
-	34, // [34:56] is the sub-list for method input_type
+	16, // 38: dms.v1.IdentityService.DeleteProject:input_type -> dms.v1.DeleteProjectRequest
+	18, // 39: dms.v1.IdentityService.CreateUser:input_type -> dms.v1.CreateUserRequest
+	20, // 40: dms.v1.IdentityService.ListUsers:input_type -> dms.v1.ListUsersRequest
+	22, // 41: dms.v1.IdentityService.SetUserPassword:input_type -> dms.v1.SetUserPasswordRequest
+	24, // 42: dms.v1.IdentityService.DeleteUser:input_type -> dms.v1.DeleteUserRequest
+	26, // 43: dms.v1.IdentityService.GrantRole:input_type -> dms.v1.GrantRoleRequest
+	28, // 44: dms.v1.IdentityService.RevokeRole:input_type -> dms.v1.RevokeRoleRequest
+	30, // 45: dms.v1.IdentityService.ListRoleBindings:input_type -> dms.v1.ListRoleBindingsRequest
+	32, // 46: dms.v1.IdentityService.CreateAccessKey:input_type -> dms.v1.CreateAccessKeyRequest
+	34, // 47: dms.v1.IdentityService.ListAccessKeys:input_type -> dms.v1.ListAccessKeysRequest
+	36, // 48: dms.v1.IdentityService.RotateAccessKey:input_type -> dms.v1.RotateAccessKeyRequest
+	38, // 49: dms.v1.IdentityService.DeleteAccessKey:input_type -> dms.v1.DeleteAccessKeyRequest
+	40, // 50: dms.v1.IdentityService.CreateApiToken:input_type -> dms.v1.CreateApiTokenRequest
+	42, // 51: dms.v1.IdentityService.ListApiTokens:input_type -> dms.v1.ListApiTokensRequest
+	44, // 52: dms.v1.IdentityService.RotateApiToken:input_type -> dms.v1.RotateApiTokenRequest
+	46, // 53: dms.v1.IdentityService.RevokeApiToken:input_type -> dms.v1.RevokeApiTokenRequest
+	52, // 54: dms.v1.IdentityService.SetQueuePolicy:input_type -> dms.v1.SetQueuePolicyRequest
+	54, // 55: dms.v1.IdentityService.GetQueuePolicy:input_type -> dms.v1.GetQueuePolicyRequest
+	48, // 56: dms.v1.IdentityService.ExplainAccess:input_type -> dms.v1.ExplainAccessRequest
+	9,  // 57: dms.v1.IdentityService.CreateAccount:output_type -> dms.v1.CreateAccountResponse
+	11, // 58: dms.v1.IdentityService.ListAccounts:output_type -> dms.v1.ListAccountsResponse
+	13, // 59: dms.v1.IdentityService.CreateProject:output_type -> dms.v1.CreateProjectResponse
+	15, // 60: dms.v1.IdentityService.ListProjects:output_type -> dms.v1.ListProjectsResponse
+	17, // 61: dms.v1.IdentityService.DeleteProject:output_type -> dms.v1.DeleteProjectResponse
+	19, // 62: dms.v1.IdentityService.CreateUser:output_type -> dms.v1.CreateUserResponse
+	21, // 63: dms.v1.IdentityService.ListUsers:output_type -> dms.v1.ListUsersResponse
+	23, // 64: dms.v1.IdentityService.SetUserPassword:output_type -> dms.v1.SetUserPasswordResponse
+	25, // 65: dms.v1.IdentityService.DeleteUser:output_type -> dms.v1.DeleteUserResponse
+	27, // 66: dms.v1.IdentityService.GrantRole:output_type -> dms.v1.GrantRoleResponse
+	29, // 67: dms.v1.IdentityService.RevokeRole:output_type -> dms.v1.RevokeRoleResponse
+	31, // 68: dms.v1.IdentityService.ListRoleBindings:output_type -> dms.v1.ListRoleBindingsResponse
+	33, // 69: dms.v1.IdentityService.CreateAccessKey:output_type -> dms.v1.CreateAccessKeyResponse
+	35, // 70: dms.v1.IdentityService.ListAccessKeys:output_type -> dms.v1.ListAccessKeysResponse
+	37, // 71: dms.v1.IdentityService.RotateAccessKey:output_type -> dms.v1.RotateAccessKeyResponse
+	39, // 72: dms.v1.IdentityService.DeleteAccessKey:output_type -> dms.v1.DeleteAccessKeyResponse
+	41, // 73: dms.v1.IdentityService.CreateApiToken:output_type -> dms.v1.CreateApiTokenResponse
+	43, // 74: dms.v1.IdentityService.ListApiTokens:output_type -> dms.v1.ListApiTokensResponse
+	45, // 75: dms.v1.IdentityService.RotateApiToken:output_type -> dms.v1.RotateApiTokenResponse
+	47, // 76: dms.v1.IdentityService.RevokeApiToken:output_type -> dms.v1.RevokeApiTokenResponse
+	53, // 77: dms.v1.IdentityService.SetQueuePolicy:output_type -> dms.v1.SetQueuePolicyResponse
+	55, // 78: dms.v1.IdentityService.GetQueuePolicy:output_type -> dms.v1.GetQueuePolicyResponse
+	49, // 79: dms.v1.IdentityService.ExplainAccess:output_type -> dms.v1.ExplainAccessResponse
+	57, // [57:80] is the sub-list for method output_type
+	34, // [34:57] is the sub-list for method input_type
 	34, // [34:34] is the sub-list for extension type_name
 	34, // [34:34] is the sub-list for extension extendee
 	0,  // [0:34] is the sub-list for field type_name
@@ -3302,7 +3404,7 @@ func file_dms_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dms_v1_identity_proto_rawDesc), len(file_dms_v1_identity_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	IdentityService_ListAccounts_FullMethodName     = "/dms.v1.IdentityService/ListAccounts"
 	IdentityService_CreateProject_FullMethodName    = "/dms.v1.IdentityService/CreateProject"
 	IdentityService_ListProjects_FullMethodName     = "/dms.v1.IdentityService/ListProjects"
+	IdentityService_DeleteProject_FullMethodName    = "/dms.v1.IdentityService/DeleteProject"
 	IdentityService_CreateUser_FullMethodName       = "/dms.v1.IdentityService/CreateUser"
 	IdentityService_ListUsers_FullMethodName        = "/dms.v1.IdentityService/ListUsers"
 	IdentityService_SetUserPassword_FullMethodName  = "/dms.v1.IdentityService/SetUserPassword"
@@ -70,6 +71,12 @@ type IdentityServiceClient interface {
 	CreateProject(ctx context.Context, in *CreateProjectRequest, opts ...grpc.CallOption) (*CreateProjectResponse, error)
 	// ListProjects returns the projects of an account, by name.
 	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
+	// DeleteProject deletes a project: its data keys are destroyed (so any
+	// copy of its stored messages becomes unreadable: crypto-shredding), and
+	// its role bindings and the API tokens scoped to it are deleted; every
+	// token scoped to it stops working at once. It is refused with
+	// PROJECT_NOT_EMPTY while the project still has queues: delete them first.
+	DeleteProject(ctx context.Context, in *DeleteProjectRequest, opts ...grpc.CallOption) (*DeleteProjectResponse, error)
 	// CreateUser creates a user in an account with a password.
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*CreateUserResponse, error)
 	// ListUsers returns the users of an account, by name.
@@ -161,6 +168,16 @@ func (c *identityServiceClient) ListProjects(ctx context.Context, in *ListProjec
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListProjectsResponse)
 	err := c.cc.Invoke(ctx, IdentityService_ListProjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) DeleteProject(ctx context.Context, in *DeleteProjectRequest, opts ...grpc.CallOption) (*DeleteProjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteProjectResponse)
+	err := c.cc.Invoke(ctx, IdentityService_DeleteProject_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +391,12 @@ type IdentityServiceServer interface {
 	CreateProject(context.Context, *CreateProjectRequest) (*CreateProjectResponse, error)
 	// ListProjects returns the projects of an account, by name.
 	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
+	// DeleteProject deletes a project: its data keys are destroyed (so any
+	// copy of its stored messages becomes unreadable: crypto-shredding), and
+	// its role bindings and the API tokens scoped to it are deleted; every
+	// token scoped to it stops working at once. It is refused with
+	// PROJECT_NOT_EMPTY while the project still has queues: delete them first.
+	DeleteProject(context.Context, *DeleteProjectRequest) (*DeleteProjectResponse, error)
 	// CreateUser creates a user in an account with a password.
 	CreateUser(context.Context, *CreateUserRequest) (*CreateUserResponse, error)
 	// ListUsers returns the users of an account, by name.
@@ -442,6 +465,9 @@ func (UnimplementedIdentityServiceServer) CreateProject(context.Context, *Create
 }
 func (UnimplementedIdentityServiceServer) ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListProjects not implemented")
+}
+func (UnimplementedIdentityServiceServer) DeleteProject(context.Context, *DeleteProjectRequest) (*DeleteProjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteProject not implemented")
 }
 func (UnimplementedIdentityServiceServer) CreateUser(context.Context, *CreateUserRequest) (*CreateUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateUser not implemented")
@@ -586,6 +612,24 @@ func _IdentityService_ListProjects_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(IdentityServiceServer).ListProjects(ctx, req.(*ListProjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_DeleteProject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteProjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).DeleteProject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_DeleteProject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).DeleteProject(ctx, req.(*DeleteProjectRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -936,6 +980,10 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListProjects",
 			Handler:    _IdentityService_ListProjects_Handler,
+		},
+		{
+			MethodName: "DeleteProject",
+			Handler:    _IdentityService_DeleteProject_Handler,
 		},
 		{
 			MethodName: "CreateUser",
