@@ -142,6 +142,9 @@ func (k *Keystone) Validate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, ok := k.Auth.cache.user(claims.GetUserId())
+	if _, found := k.Auth.cache.project(claims.GetProjectId()); claims.GetProjectId() != "" && !found {
+		ok = false // scoped to a project deleted since
+	}
 	if !ok {
 		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
 		return

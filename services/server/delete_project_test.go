@@ -123,6 +123,8 @@ func TestDeleteProjectShredsItsKeys(t *testing.T) {
 	require.Equal(t, "CREDENTIAL_INVALID", rpcstatus.Reason(err), "scoped API token: %v", err)
 	_, err = s.Queues().ListQueues(bearer(ctx, session), list)
 	require.Equal(t, "CREDENTIAL_INVALID", rpcstatus.Reason(err), "scoped session token: %v", err)
+	status, body = call(t, "GET", "http://"+s.HTTPAddr+"/v3/auth/tokens", "", map[string]string{"X-Auth-Token": unscoped, "X-Subject-Token": session})
+	require.Equal(t, http.StatusNotFound, status, "Keystone's validation of the scoped session token: %v", body)
 	_, err = s.Queues().ListQueues(bearer(ctx, unscoped), list)
 	require.Equal(t, "PERMISSION_DENIED", rpcstatus.Reason(err), "unscoped token: %v", err)
 	req, err := http.NewRequest("GET", "http://"+s.HTTPAddr+"/v1/projects/"+project+"/queues", nil)
