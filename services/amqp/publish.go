@@ -56,6 +56,13 @@ func (ch *channel) published() error {
 		ch.pub.seq++
 		seq = ch.pub.seq
 	}
+	if limit := c.srv.deps.Catalog.ProjectQuotas(c.project).GetMaxMessageBytes(); limit > 0 && len(body) > int(limit) {
+		// As RabbitMQ answers a message over max_message_size: the
+		// channel closes. The project's quota (message.Size, with the
+		// properties) is checked again where the batch is stored, which
+		// nacks a message whose body fits but whose properties do not.
+		return preconditionf("message size %d is larger than configured max size %d", len(body), limit)
+	}
 	msg, err := toDMS(pub, &header.Properties, body)
 	if err != nil {
 		return err

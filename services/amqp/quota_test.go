@@ -16,8 +16,10 @@ import (
 )
 
 // AMQP publishes count against the project's quotas as native sends do
-// (issue 15): with publisher confirms, one over the send rate or the
-// largest message size is nacked and stores nothing. What is stored
+// (issue 15): a body over the project's largest message closes the
+// channel with 406 PRECONDITION_FAILED, as RabbitMQ answers a message
+// over its max_message_size; with publisher confirms, one over the send
+// rate is nacked. Neither stores anything. What is stored
 // names the user who published it and the AMQP front end in its trace.
 func TestPublishQuotasAndProducer(t *testing.T) {
 	clock := testserver.NewClock(time.Now()) // the buckets refill only when the test says
@@ -47,8 +49,15 @@ func TestPublishQuotasAndProducer(t *testing.T) {
 		return ok
 	}
 
-	// The size quota: nacked, the channel stays open.
-	require.False(t, publish(strings.Repeat("x", 1001)), "larger than the project's max_message_bytes")
+	// The size quota, on a channel of its own.
+	big, err := conn.Channel()
+	require.NoError(t, err)
+	closed := big.NotifyClose(make(chan *amqp091.Error, 1))
+	require.NoError(t, big.PublishWithContext(context.Background(), "", "quota-q", false, false, amqp091.Publishing{Body: []byte(strings.Repeat("x", 1001))}))
+	e := <-closed
+	require.NotNil(t, e, "the channel closed")
+	require.Equal(t, amqp091.PreconditionFailed, e.Code)
+	require.Equal(t, "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000", e.Reason)
 	// The rate: 2 messages/s, a bucket of one second's worth; the clock
 	// stands still, so the third is over the rate.
 	require.True(t, publish("one"))
