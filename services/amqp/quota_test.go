@@ -82,3 +82,37 @@ func TestPublishQuotasAndProducer(t *testing.T) {
 	require.Equal(t, "user:"+w.users["pete"], tr.GetTraces()[0].GetProducer(), "the user who published, not the system")
 	require.Equal(t, "amqp", tr.GetTraces()[0].GetFrontEnd())
 }
+
+// Dead-lettering moves a message that was admitted when it was published:
+// the project's send rate does not apply again, so a rejected message
+// reaches its dead-letter queue even while the project is over its rate
+// (else it would come back to the queue, again and again).
+func TestDeadLetterIsNotRateLimited(t *testing.T) {
+	clock := testserver.NewClock(time.Now()) // the buckets refill only when the test says
+	srv := testserver.Start(t, testserver.WithClock(clock))
+	ch := channel(t, dial(t, srv))
+	_, err := ch.QueueDeclare("dead", true, false, false, false, nil)
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("work", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
+	require.NoError(t, err)
+	_, err = srv.Queues().UpdateProjectQuotas(context.Background(), &dmsv1.UpdateProjectQuotasRequest{Name: "projects/" + server.DefaultProject,
+		Quotas: &dmsv1.ProjectQuotas{MaxQueues: 30, MaxGroupsPerQueue: 3, MaxMessageBytes: 1000, SendMessagesPerSecond: 1}})
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	publish(t, ch, "", "work", "bad") // takes the second's only token
+	dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "work", false, false, amqp091.Publishing{Body: []byte("over")})
+	require.NoError(t, err)
+	ok, err := dc.WaitContext(context.Background())
+	require.NoError(t, err)
+	require.False(t, ok, "the project is over its rate")
+
+	d, ok, err := ch.Get("work", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, d.Reject(false))
+	dead, ok, err := ch.Get("dead", true)
+	require.NoError(t, err)
+	require.True(t, ok, "the rejected message went to its dead-letter queue")
+	require.Equal(t, "bad", string(dead.Body))
+	require.Empty(t, getAll(t, ch, "work"))
+}
