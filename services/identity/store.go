@@ -149,7 +149,7 @@ func (s *Store) CreateProject(ctx context.Context, accountID, id, name string) (
 }
 
 // DeleteProject deletes a project's record with its role bindings, the API
-// tokens scoped to it and the policies left of its queues. It fails with
+// tokens scoped to it, the policies left of its queues and its quotas. It fails with
 // ErrProjectNotEmpty while the catalog counts queues in the project; the
 // check and the deletion are one transaction.
 func (s *Store) DeleteProject(ctx context.Context, projectID string) error {
@@ -165,7 +165,9 @@ func (s *Store) DeleteProject(ctx context.Context, projectID string) error {
 		if n > 0 {
 			return errs.Wrapf(errs.ErrProjectNotEmpty, "project %s still has %d queue(s); delete them before deleting the project", projectID, n)
 		}
-		ops := []clientv3.Op{clientv3.OpDelete(projectKey(projectID)), clientv3.OpDelete(projectNameKey(p.GetAccountId(), p.GetName()))}
+		// Its own quotas go too: a project made again with the same id
+		// starts from the server's defaults.
+		ops := []clientv3.Op{clientv3.OpDelete(projectKey(projectID)), clientv3.OpDelete(projectNameKey(p.GetAccountId(), p.GetName())), clientv3.OpDelete(catalog.QuotaKey(projectID))}
 		for _, b := range s.cache.listBindings(projectID) {
 			ops = append(ops, clientv3.OpDelete(bindingKey(projectID, b.GetUserId())))
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/catalog"
 	"github.com/opendms/dms/services/datakeys"
 	"github.com/opendms/dms/services/rpcstatus"
 	"github.com/opendms/dms/services/storage/partitionlog"
@@ -67,6 +68,9 @@ func TestDeleteProjectShredsItsKeys(t *testing.T) {
 	copyTree(t, filepath.Join(s.DataDir, "storage", "q", q.GetQueue().GetId()), backup)
 	require.NotEmpty(t, readSealedBatches(t, backup))
 
+	_, err = s.Queues().UpdateProjectQuotas(admin, &dmsv1.UpdateProjectQuotasRequest{Name: "projects/" + project, Quotas: &dmsv1.ProjectQuotas{MaxQueues: 7}})
+	require.NoError(t, err)
+
 	// A project administrator may not delete the project, nor may anyone
 	// while it has a queue; nothing changes.
 	_, err = id.DeleteProject(bearer(ctx, unscoped), &dmsv1.DeleteProjectRequest{ProjectId: project})
@@ -116,6 +120,9 @@ func TestDeleteProjectShredsItsKeys(t *testing.T) {
 	require.Empty(t, tokens.GetApiTokens())
 	_, err = id.DeleteProject(admin, &dmsv1.DeleteProjectRequest{ProjectId: project})
 	require.Equal(t, "IDENTITY_NOT_FOUND", rpcstatus.Reason(err), "%v", err)
+	quotas, err := cli.Get(ctx, catalog.QuotaKey(project))
+	require.NoError(t, err)
+	require.Empty(t, quotas.Kvs, "the deleted project's quotas are left")
 
 	// Every credential is refused in the project.
 	list := &dmsv1.ListQueuesRequest{Parent: "projects/" + project}

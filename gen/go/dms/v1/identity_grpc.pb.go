@@ -73,9 +73,10 @@ type IdentityServiceClient interface {
 	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
 	// DeleteProject deletes a project: its data keys are destroyed (so any
 	// copy of its stored messages becomes unreadable: crypto-shredding), and
-	// its role bindings and the API tokens scoped to it are deleted; every
-	// token scoped to it stops working at once. It is refused with
-	// PROJECT_NOT_EMPTY while the project still has queues: delete them first.
+	// its role bindings, its quotas and the API tokens scoped to it are
+	// deleted; every token scoped to it stops working at once. It is refused
+	// with PROJECT_NOT_EMPTY while the project still has queues: delete them
+	// first.
 	DeleteProject(ctx context.Context, in *DeleteProjectRequest, opts ...grpc.CallOption) (*DeleteProjectResponse, error)
 	// CreateUser creates a user in an account with a password.
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*CreateUserResponse, error)
@@ -393,9 +394,10 @@ type IdentityServiceServer interface {
 	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
 	// DeleteProject deletes a project: its data keys are destroyed (so any
 	// copy of its stored messages becomes unreadable: crypto-shredding), and
-	// its role bindings and the API tokens scoped to it are deleted; every
-	// token scoped to it stops working at once. It is refused with
-	// PROJECT_NOT_EMPTY while the project still has queues: delete them first.
+	// its role bindings, its quotas and the API tokens scoped to it are
+	// deleted; every token scoped to it stops working at once. It is refused
+	// with PROJECT_NOT_EMPTY while the project still has queues: delete them
+	// first.
 	DeleteProject(context.Context, *DeleteProjectRequest) (*DeleteProjectResponse, error)
 	// CreateUser creates a user in an account with a password.
 	CreateUser(context.Context, *CreateUserRequest) (*CreateUserResponse, error)
