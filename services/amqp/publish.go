@@ -8,14 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/metadata"
-
 	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
 	"github.com/opendms/dms/services/amqp/wire"
 	"github.com/opendms/dms/services/authz"
 	"github.com/opendms/dms/services/catalog"
-	"github.com/opendms/dms/services/identity"
 	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/message"
 )
@@ -341,19 +338,15 @@ func (p *publisher) publish(ctx context.Context, queue string, msgs []*dmsv1.Mes
 }
 
 // publishContext is ctx for the ingest calls of the connection's
-// publishes: they name the front end and the principal (traces and audit
-// name the user, not the system), and count against the project's quotas.
+// publishes: they name the front end and who published (traces name the
+// user, not the system), and count against the project's quotas.
 func (c *conn) publishContext(ctx context.Context) context.Context {
-	ctx = ingest.FromFrontEnd(ctx, "amqp")
-	if c.srv.deps.Auth == nil || c.principal.Kind == authz.System {
-		return ctx
+	producer := c.principal
+	if c.srv.deps.Auth == nil {
+		// Authentication off: as the native API records it.
+		producer = authz.AnonymousPrincipal
 	}
-	ctx = authz.WithPrincipal(ctx, c.principal)
-	if a := c.srv.deps.Auth.Authenticator; a != nil {
-		// An ingest role on another node learns it from an assertion.
-		ctx = metadata.AppendToOutgoingContext(ctx, identity.AssertionHeader, a.Assert(c.principal))
-	}
-	return ctx
+	return ingest.FromFrontEnd(ctx, "amqp", producer)
 }
 
 // store writes a batch and confirms it.

@@ -10,7 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	ingestv1 "github.com/opendms/dms/gen/go/dms/cluster/ingest/v1"
 	dmsv1 "github.com/opendms/dms/gen/go/dms/v1"
+	"github.com/opendms/dms/services/authz"
+	"github.com/opendms/dms/services/ingest"
 	"github.com/opendms/dms/services/server"
 	"github.com/opendms/dms/services/testserver"
 )
@@ -80,6 +83,23 @@ func TestPublishQuotasAndProducer(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tr.GetTraces(), 1)
 	require.Equal(t, "user:"+w.users["pete"], tr.GetTraces()[0].GetProducer(), "the user who published, not the system")
+	require.Equal(t, "amqp", tr.GetTraces()[0].GetFrontEnd())
+
+	// An AMQP listener on a node without the ingest role publishes over
+	// the internal listener: the producer travels in the call's metadata,
+	// and the call stays the cluster's own (not decided for the user).
+	pete := authz.Principal{Kind: authz.User, UserID: w.users["pete"]}
+	clock.Advance(time.Second)
+	_, err = ingestv1.NewIngestServiceClient(w.s.Internal).Publish(ingest.FromFrontEnd(context.Background(), "amqp", pete),
+		&ingestv1.PublishRequest{QueueId: q.GetId(), Messages: []*dmsv1.Message{{Body: []byte("remote")}}})
+	require.NoError(t, err)
+	resp, err = consumer.ReceiveMessages(ctx, &dmsv1.ReceiveMessagesRequest{Group: g.GetName(), MaxMessages: 10, ConsumerId: "c", WaitTime: durationpb.New(5 * time.Second), VisibilityTimeout: durationpb.New(30 * time.Second)})
+	require.NoError(t, err)
+	require.Len(t, resp.GetMessages(), 1)
+	require.Equal(t, "remote", string(resp.GetMessages()[0].GetMessage().GetBody()))
+	tr, err = traces.GetMessageTrace(ctx, &dmsv1.GetMessageTraceRequest{Queue: q.GetName(), MessageId: resp.GetMessages()[0].GetMessageId()})
+	require.NoError(t, err)
+	require.Equal(t, "user:"+w.users["pete"], tr.GetTraces()[0].GetProducer())
 	require.Equal(t, "amqp", tr.GetTraces()[0].GetFrontEnd())
 }
 

@@ -44,6 +44,12 @@ const (
 	// frontEndHeader names the front end that took the messages ("amqp"),
 	// for message traces.
 	frontEndHeader = "dms-front-end"
+	// producerHeader names who the front end took them from (a principal,
+	// as authz.Principal.String gives it), for message traces. It is not
+	// a principal assertion: the call is the cluster's own, not decided
+	// for the user (the front end decided that); only nodes reach the
+	// internal listener, and the REST gateway drops dms-* headers.
+	producerHeader = "dms-producer"
 	// systemMoveHeader marks a publish of messages the cluster moves
 	// itself (AMQP dead-lettering): they were admitted when first sent, so
 	// the project's send quotas do not apply again.
@@ -54,13 +60,16 @@ type frontEndKey struct{}
 
 type systemMoveKey struct{}
 
+// fromFrontEnd is what FromFrontEnd records.
+type fromFrontEnd struct{ name, producer string }
+
 // FromFrontEnd returns ctx for an internal Publish of messages a protocol
-// front end took (name is "amqp"): the messages count against the
-// project's quotas and traces name the front end. In-process calls read
-// the context, calls over gRPC its metadata.
-func FromFrontEnd(ctx context.Context, name string) context.Context {
-	ctx = context.WithValue(ctx, frontEndKey{}, name)
-	return metadata.AppendToOutgoingContext(ctx, frontEndHeader, name)
+// front end (name, "amqp") took from producer: the messages count against
+// the project's quotas and traces name the front end and the producer.
+// In-process calls read the context, calls over gRPC its metadata.
+func FromFrontEnd(ctx context.Context, name string, producer authz.Principal) context.Context {
+	ctx = context.WithValue(ctx, frontEndKey{}, fromFrontEnd{name, producer.String()})
+	return metadata.AppendToOutgoingContext(ctx, frontEndHeader, name, producerHeader, producer.String())
 }
 
 // SystemMove returns ctx for an internal Publish of messages that were
@@ -70,15 +79,17 @@ func SystemMove(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, systemMoveHeader, "1")
 }
 
-// frontEndOf returns the front end an internal Publish names, or "".
-func frontEndOf(ctx context.Context) string {
-	if name, ok := ctx.Value(frontEndKey{}).(string); ok {
-		return name
+// frontEndOf returns the front end an internal Publish names and who it
+// took the messages from, or "".
+func frontEndOf(ctx context.Context) (name, producer string) {
+	if f, ok := ctx.Value(frontEndKey{}).(fromFrontEnd); ok {
+		return f.name, f.producer
 	}
-	if v := metadata.ValueFromIncomingContext(ctx, frontEndHeader); len(v) == 1 {
-		return v[0]
+	names, producers := metadata.ValueFromIncomingContext(ctx, frontEndHeader), metadata.ValueFromIncomingContext(ctx, producerHeader)
+	if len(names) == 1 && len(producers) == 1 {
+		return names[0], producers[0]
 	}
-	return ""
+	return "", ""
 }
 
 func isSystemMove(ctx context.Context) bool {
@@ -104,8 +115,10 @@ func (h *Handler) producer(ctx context.Context, public, released bool) *storagev
 	switch {
 	case released:
 		info.FrontEnd = "scheduler"
-	case !public && frontEndOf(ctx) != "":
-		info.FrontEnd = frontEndOf(ctx)
+	case !public:
+		if name, producer := frontEndOf(ctx); name != "" {
+			info.FrontEnd, info.Principal = name, producer
+		}
 	case public:
 		info.FrontEnd = "grpc"
 		if p.Kind == authz.System {
