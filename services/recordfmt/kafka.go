@@ -120,7 +120,7 @@ func ParseKafkaBatch(data []byte) (kmsg.RecordBatch, error) {
 // the offset deltas 0, 1, 2, ...
 func KafkaRecords(b *kmsg.RecordBatch) ([]kmsg.Record, error) {
 	var recs []kmsg.Record
-	err := eachKafkaRecord(b, func(r *kmsg.Record) {
+	_, _, err := eachKafkaRecord(b, func(r *kmsg.Record) {
 		if recs == nil {
 			recs = make([]kmsg.Record, 0, b.NumRecords)
 		}
@@ -135,48 +135,46 @@ func KafkaRecords(b *kmsg.RecordBatch) ([]kmsg.Record, error) {
 // CheckKafkaRecords is KafkaRecords for a caller that only needs to know
 // the records are well formed: it keeps none of them.
 func CheckKafkaRecords(b *kmsg.RecordBatch) error {
-	return eachKafkaRecord(b, func(*kmsg.Record) {})
+	_, _, err := eachKafkaRecord(b, func(*kmsg.Record) {})
+	return err
 }
 
 // CheckKafkaRecordsLargest is CheckKafkaRecords that also returns the
 // largest record's encoded length and index, for a per-message size limit.
 func CheckKafkaRecordsLargest(b *kmsg.RecordBatch) (size, index int, err error) {
-	i := 0
-	err = eachKafkaRecord(b, func(r *kmsg.Record) {
-		if int(r.Length) > size {
-			size, index = int(r.Length), i
-		}
-		i++
-	})
-	return size, index, err
+	return eachKafkaRecord(b, func(*kmsg.Record) {})
 }
 
 // eachKafkaRecord decodes a batch's records one at a time into one
-// kmsg.Record and calls fn with each (fn must copy what it keeps).
-func eachKafkaRecord(b *kmsg.RecordBatch, fn func(*kmsg.Record)) error {
+// kmsg.Record and calls fn with each (fn must copy what it keeps). It
+// returns the largest record's encoded length and index.
+func eachKafkaRecord(b *kmsg.RecordBatch, fn func(*kmsg.Record)) (largest, largestAt int, err error) {
 	raw, err := decompress(b.Records, b.Attributes&KafkaCodecMask)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrKafkaBatch, err)
+		return 0, 0, fmt.Errorf("%w: %v", ErrKafkaBatch, err)
 	}
 	var r kmsg.Record
 	for i := int32(0); i < b.NumRecords; i++ {
 		l, n := binary.Varint(raw)
 		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
-			return fmt.Errorf("%w: record %d of %d is truncated", ErrKafkaBatch, i, b.NumRecords)
+			return 0, 0, fmt.Errorf("%w: record %d of %d is truncated", ErrKafkaBatch, i, b.NumRecords)
 		}
 		if err := r.ReadFrom(raw[:n+int(l)]); err != nil {
-			return fmt.Errorf("%w: record %d: %v", ErrKafkaBatch, i, err)
+			return 0, 0, fmt.Errorf("%w: record %d: %v", ErrKafkaBatch, i, err)
 		}
 		if r.OffsetDelta != i {
-			return fmt.Errorf("%w: record %d has offset delta %d", ErrKafkaBatch, i, r.OffsetDelta)
+			return 0, 0, fmt.Errorf("%w: record %d has offset delta %d", ErrKafkaBatch, i, r.OffsetDelta)
+		}
+		if int(l) > largest {
+			largest, largestAt = int(l), int(i)
 		}
 		fn(&r)
 		raw = raw[n+int(l):]
 	}
 	if len(raw) != 0 {
-		return fmt.Errorf("%w: %d bytes after the last of %d records", ErrKafkaBatch, len(raw), b.NumRecords)
+		return 0, 0, fmt.Errorf("%w: %d bytes after the last of %d records", ErrKafkaBatch, len(raw), b.NumRecords)
 	}
-	return nil
+	return largest, largestAt, nil
 }
 
 // xerialPrefix starts snappy data in the xerial framing Java clients
