@@ -162,6 +162,11 @@ func TestExplainAccess(t *testing.T) {
 	}
 	erin := bearer(ctx, unscopedToken(t, s, "Default", "erin", "erin's password"))
 	queue := "projects/" + server.DefaultProject + "/queues/orders"
+	elsewhere, err := id.CreateProject(admin, &dmsv1.CreateProjectRequest{AccountId: account, Project: &dmsv1.Project{Name: "elsewhere"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := elsewhere.GetProject().GetId()
 	for _, tc := range []struct {
 		action, scope  string
 		allowed        bool
@@ -169,7 +174,10 @@ func TestExplainAccess(t *testing.T) {
 	}{
 		{"ConsumeMessages", "", true, "role:consumer@" + server.DefaultProject, ""},
 		{"ProduceMessages", "", false, "default-deny", "PERMISSION_DENIED"},
-		{"GetQueue", "ffffffffffffffffffffffffffffffff", false, "scope:ffffffffffffffffffffffffffffffff", "PROJECT_SCOPE_MISMATCH"},
+		{"GetQueue", other, false, "scope:" + other, "PROJECT_SCOPE_MISMATCH"},
+		// A scope naming no project is a credential that cannot be valid (a
+		// deleted project's tokens stop working).
+		{"GetQueue", "ffffffffffffffffffffffffffffffff", false, "authentication", "CREDENTIAL_INVALID"},
 	} {
 		ex, err := id.ExplainAccess(erin, &dmsv1.ExplainAccessRequest{Action: tc.action, Resource: queue, ScopeProjectId: tc.scope})
 		if err != nil || ex.GetAllowed() != tc.allowed || ex.GetDecidedBy() != tc.decidedBy || ex.GetReason() != tc.why {
