@@ -117,17 +117,12 @@ func checkFIFO(rec *Record, fifoQueue string, idsOf map[string]map[string]bool) 
 	laterAcked := map[string][]time.Time{}
 	for name, hi := range top {
 		ub := make([]time.Time, hi+2)
-		ub[0] = time.Time{}
-		for n := 1; n <= hi+1; n++ {
+		for n := 2; n <= hi+1; n++ {
+			// A number never acknowledged as sent has no entry (zero time):
+			// it was not stored before n.
 			ub[n] = ub[n-1]
-			if n-1 >= 1 {
-				b, ok := mayBegin[name][n-1]
-				if !ok {
-					b = time.Time{} // not acknowledged as sent: not stored before n
-				}
-				if b.After(ub[n]) {
-					ub[n] = b
-				}
+			if b := mayBegin[name][n-1]; b.After(ub[n]) {
+				ub[n] = b
 			}
 		}
 		la := make([]time.Time, hi+2)

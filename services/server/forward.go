@@ -123,7 +123,7 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		}
 		out := metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.NodeName)
 		err = s.nodeConn(owner).Invoke(out, info.FullMethod, req, resp)
-		if err != nil && status.Code(err) == codes.Unavailable && rpcstatus.Reason(err) == "" && !neverSent(err) {
+		if lostDuringCall(err) {
 			return nil, outcomeUnknown(owner, err)
 		}
 		if !notOwnerAnymore(err) || attempt == forwardAttempts {
@@ -154,6 +154,12 @@ func notOwnerAnymore(err error) bool {
 		return neverSent(err)
 	}
 	return false
+}
+
+// lostDuringCall reports a transport failure after the call went out: the
+// owner may have applied it.
+func lostDuringCall(err error) bool {
+	return err != nil && status.Code(err) == codes.Unavailable && rpcstatus.Reason(err) == "" && !neverSent(err)
 }
 
 // neverSent reports a transport error raised before a call went out: the
