@@ -799,7 +799,8 @@ func TestValuesDocumented(t *testing.T) {
 }
 
 // TestDashboardsAreCopies: the chart's dashboard and alerting rules are
-// the files under deploy/observability, unchanged.
+// the files under deploy/observability, unchanged (links to them, which a
+// plain copy replacing a link would break).
 func TestDashboardsAreCopies(t *testing.T) {
 	copies, _ := filepath.Glob(filepath.Join(chartDir, "dashboards", "*.json"))
 	alerts, _ := filepath.Glob(filepath.Join(chartDir, "alerts", "*.yaml"))
